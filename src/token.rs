@@ -1,0 +1,236 @@
+//! Where tokens come from (the `Authorization` header) and how a compact JWS is parsed.
+//! Nothing here verifies anything: see [`crate::verifier`].
+
+use crate::strict_json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{Map, Value};
+
+/// Extracts the token from the request's `Authorization` header values.
+///
+/// Exactly one header of the form `Bearer <token>` (scheme case-insensitive, one space,
+/// non-empty token without whitespace or commas); anything else is `None`, which the
+/// contract answers with 401 `Requires authentication`. Commas matter because HTTP/1
+/// proxies (Envoy among them) fold repeated `Authorization` headers into one
+/// comma-joined value: `Bearer a,Bearer b` is two credentials, not one.
+pub fn extract_bearer<'a>(values: &[&'a str]) -> Option<&'a str> {
+    let [value] = values else {
+        return None;
+    };
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case("bearer ") {
+        return None;
+    }
+    let token = value.get(7..)?;
+    if token.is_empty() || token.contains(|c: char| c == ',' || c.is_whitespace()) {
+        return None;
+    }
+    Some(token)
+}
+
+/// The protected header fields bearer-guard reads. Others (`jwk`, `jku`, `x5u`, `x5c`…)
+/// are ignored: keys only ever come from the provider's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// `alg`, exactly as sent.
+    pub alg: String,
+    /// `kid`, if any.
+    pub kid: Option<String>,
+}
+
+/// A parsed, not yet verified, compact JWS carrying a JSON claim set.
+#[derive(Debug, Clone)]
+pub struct Jws<'a> {
+    /// Protected header.
+    pub header: Header,
+    /// Claim set.
+    pub claims: Map<String, Value>,
+    /// `BASE64URL(header) '.' BASE64URL(payload)`: the bytes that were signed.
+    pub signing_input: &'a str,
+    /// The payload segment, base64url (forwarded as is when configured).
+    pub payload_b64: &'a str,
+    /// Decoded signature.
+    pub signature: Vec<u8>,
+}
+
+/// Why a token could not be parsed (for debug logs; every case is a 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// Longer than `max_token_bytes`.
+    TooLong,
+    /// Not three dot-separated parts.
+    Shape,
+    /// A part is not canonical unpadded base64url.
+    Base64,
+    /// The header is not a JSON object with a string `alg` (or has duplicate keys).
+    Header,
+    /// The header lists `crit` extensions, none of which we understand.
+    Crit,
+    /// The payload is not a JSON object (or has duplicate keys).
+    Payload,
+}
+
+impl ParseError {
+    /// Short description for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParseError::TooLong => "token too long",
+            ParseError::Shape => "not a compact JWS",
+            ParseError::Base64 => "bad base64url",
+            ParseError::Header => "bad header",
+            ParseError::Crit => "unsupported crit",
+            ParseError::Payload => "payload is not a JSON object",
+        }
+    }
+}
+
+/// Decodes canonical unpadded base64url: no padding, whitespace or non-zero trailing bits.
+pub fn b64url(part: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(part).ok()
+}
+
+/// Parses a compact JWS. Size is checked before any decoding.
+pub fn parse(token: &str, max_len: usize) -> Result<Jws<'_>, ParseError> {
+    if token.len() > max_len {
+        return Err(ParseError::TooLong);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ParseError::Shape);
+    };
+    if h.is_empty() || p.is_empty() || s.is_empty() {
+        return Err(ParseError::Shape);
+    }
+    let header_bytes = b64url(h).ok_or(ParseError::Base64)?;
+    let payload_bytes = b64url(p).ok_or(ParseError::Base64)?;
+    let signature = b64url(s).ok_or(ParseError::Base64)?;
+    let header = strict_json::parse_object(&header_bytes).ok_or(ParseError::Header)?;
+    if header.contains_key("crit") {
+        return Err(ParseError::Crit);
+    }
+    let alg = match header.get("alg") {
+        Some(Value::String(a)) => a.clone(),
+        _ => return Err(ParseError::Header),
+    };
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(ParseError::Header),
+    };
+    let claims = strict_json::parse_object(&payload_bytes).ok_or(ParseError::Payload)?;
+    let signing_input = token
+        .get(..h.len() + 1 + p.len())
+        .ok_or(ParseError::Shape)?;
+    Ok(Jws {
+        header: Header { alg, kid },
+        claims,
+        signing_input,
+        payload_b64: p,
+        signature,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_extraction() {
+        let cases: Vec<(Vec<&str>, Option<&str>)> = vec![
+            (vec!["Bearer abc"], Some("abc")),
+            (vec!["bearer abc"], Some("abc")),
+            (vec!["BEARER abc"], Some("abc")),
+            (vec![], None),
+            (vec!["Token abc"], None),
+            (vec!["abc"], None),
+            (vec!["Bearer"], None),
+            (vec!["Bearer "], None),
+            (vec!["Bearer  abc"], None),
+            (vec!["Bearerabc"], None),
+            (vec!["Basic dXNlcjpwYXNz"], None),
+            (vec!["Bearer a", "Bearer b"], None),
+            (vec!["Bearer a,Bearer b"], None),
+            (vec!["Bearer a b"], None),
+            (vec!["Bearer a\tb"], None),
+            (vec!["Bearer é"], Some("é")),
+            (vec!["Beaü abc"], None),
+        ];
+        for (values, want) in cases {
+            assert_eq!(extract_bearer(&values), want, "{values:?}");
+        }
+    }
+
+    fn enc(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    #[test]
+    fn parse_cases() {
+        let good_h = enc(r#"{"alg":"RS256","kid":"k1","jku":"https://evil"}"#);
+        let good_p = enc(r#"{"sub":"u1","exp":1}"#);
+        let sig = enc("sig");
+        let ok = format!("{good_h}.{good_p}.{sig}");
+        let jws = parse(&ok, 8192).expect("parses");
+        assert_eq!(
+            jws.header,
+            Header {
+                alg: "RS256".into(),
+                kid: Some("k1".into())
+            }
+        );
+        assert_eq!(jws.signing_input, format!("{good_h}.{good_p}"));
+        assert_eq!(jws.signature, b"sig");
+        assert_eq!(jws.claims.get("sub").and_then(Value::as_str), Some("u1"));
+
+        let cases: Vec<(String, ParseError)> = vec![
+            (format!("{good_h}.{good_p}"), ParseError::Shape),
+            (format!("{good_h}.{good_p}.{sig}.x"), ParseError::Shape),
+            (format!("{good_h}.{good_p}."), ParseError::Shape),
+            (format!(".{good_p}.{sig}"), ParseError::Shape),
+            (format!("{good_h}=.{good_p}.{sig}"), ParseError::Base64),
+            (format!("{good_h}.{good_p} .{sig}"), ParseError::Base64),
+            (format!("{good_h}.{good_p}.{sig}+"), ParseError::Base64),
+            // "c2k" is canonical for "si"; "c2l" sets trailing bits and must be refused.
+            (format!("{good_h}.{good_p}.c2l"), ParseError::Base64),
+            (format!("{}.{good_p}.{sig}", enc("[1]")), ParseError::Header),
+            (
+                format!("{}.{good_p}.{sig}", enc(r#"{"alg":1}"#)),
+                ParseError::Header,
+            ),
+            (
+                format!("{}.{good_p}.{sig}", enc(r#"{"kid":"x"}"#)),
+                ParseError::Header,
+            ),
+            (
+                format!("{}.{good_p}.{sig}", enc(r#"{"alg":"RS256","kid":5}"#)),
+                ParseError::Header,
+            ),
+            (
+                format!("{}.{good_p}.{sig}", enc(r#"{"alg":"RS256","alg":"none"}"#)),
+                ParseError::Header,
+            ),
+            (
+                format!(
+                    "{}.{good_p}.{sig}",
+                    enc(r#"{"alg":"RS256","crit":["exp"],"exp":1}"#)
+                ),
+                ParseError::Crit,
+            ),
+            (
+                format!("{good_h}.{}.{sig}", enc("plain text")),
+                ParseError::Payload,
+            ),
+            (
+                format!("{good_h}.{}.{sig}", enc(r#"{"sub":"a","sub":"b"}"#)),
+                ParseError::Payload,
+            ),
+            ("x".repeat(9000), ParseError::TooLong),
+            ("garbage".to_string(), ParseError::Shape),
+        ];
+        for (token, want) in cases {
+            assert_eq!(parse(&token, 8192).err(), Some(want), "{token}");
+        }
+    }
+}

