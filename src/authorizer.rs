@@ -535,6 +535,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn header_preconditions() {
         let v7 = "01890a5d-ac96-774b-bcce-b302099a8057";
         let v4 = "9f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";

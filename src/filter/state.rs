@@ -16,6 +16,11 @@ use std::time::Duration;
 /// Shared state handle.
 pub(crate) type SharedRef = Rc<RefCell<Shared>>;
 
+/// The calling context's `dispatch_http_call(cluster, headers, timeout)`: the SDK routes
+/// a call's response to the context that dispatched it.
+pub(crate) type Dispatch<'a> =
+    &'a dyn Fn(&str, Vec<(&str, &str)>, Duration) -> Result<u32, proxy_wasm::types::Status>;
+
 /// A request paused until a provider's keys arrive.
 pub(crate) struct Waiter {
     pub context_id: u32,
@@ -123,7 +128,7 @@ pub(crate) fn start_fetch(
     shared: &SharedRef,
     provider: usize,
     now: u64,
-    dispatch: &dyn Fn(&str, Vec<(&str, &str)>, Duration) -> Result<u32, proxy_wasm::types::Status>,
+    dispatch: Dispatch,
 ) -> bool {
     let Some(src) = shared.borrow().source(provider) else {
         return false;
@@ -239,7 +244,7 @@ pub(crate) fn handle(
     shared: &SharedRef,
     context_id: u32,
     request: Request,
-    dispatch: &dyn Fn(&str, Vec<(&str, &str)>, Duration) -> Result<u32, proxy_wasm::types::Status>,
+    dispatch: Dispatch,
 ) -> Action {
     let now = now_ms();
     let outcome = shared.borrow().decide(&request, now, true);
@@ -328,11 +333,7 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
 }
 
 /// Periodic work: expire stuck fetches and waiters, start due fetches.
-pub(crate) fn tick(
-    shared: &SharedRef,
-    current: u32,
-    dispatch: &dyn Fn(&str, Vec<(&str, &str)>, Duration) -> Result<u32, proxy_wasm::types::Status>,
-) {
+pub(crate) fn tick(shared: &SharedRef, current: u32, dispatch: Dispatch) {
     let now = now_ms();
     let count = shared.borrow().fetchers.len();
     for provider in 0..count {

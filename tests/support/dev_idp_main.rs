@@ -1,0 +1,423 @@
+//! The development identity provider (`cargo run --example dev-idp -- <command>`).
+//!
+//! - `serve`: a JWKS, the OAuth `client_credentials` token endpoint of the Solenya seed
+//!   (`POST /v1/auth/token`), demo accounts, and an echo upstream, all on loopback.
+//! - `mint`: prints an RS256 (or `--hs256`) token for the claims given on the command line.
+//! - `demo`: `serve` plus the real Envoy with `envoy/envoy.yaml`, then shows 200/401/403.
+
+#[path = "envoy.rs"]
+mod envoy;
+#[path = "idp.rs"]
+mod idp;
+#[path = "servers.rs"]
+mod servers;
+
+use idp::{claims, mint_hs256, now, Signer};
+use serde_json::{json, Value};
+use servers::{HttpServer, Seen};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const ISSUER: &str = "http://localhost:9090";
+const AUDIENCE: &str = "demo-client";
+const KID: &str = "dev-key-1";
+const DEFAULT_SECRET: &str = "dev-sdk-secret-change-me-0123456789abcdef";
+const JWKS_PATH: &str = "/sso/jwks/demo-client";
+const DEMO_NETWORK: &str = "2f6f6a3e-9d6b-4a4e-8a6f-3a1d1f2b9c10";
+
+/// OAuth clients the token endpoint knows: (client_id, client_secret, scopes, org).
+const CLIENTS: &[(&str, &str, &str, &str)] = &[
+    (
+        "demo-client",
+        "demo-secret",
+        "index:read:* events:write:*",
+        "org_demo",
+    ),
+    (
+        "readonly-client",
+        "readonly-secret",
+        "index:read:*",
+        "org_demo",
+    ),
+];
+
+/// Demo accounts the account endpoint resolves: (sub, org_id, account_id, entity_id).
+pub const ACCOUNTS: &[(&str, &str, &str, &str)] = &[
+    ("user_ada", "org_demo", "acct_0001", "entity_lovelace_labs"),
+    (
+        "user_grace",
+        "org_demo",
+        "acct_0002",
+        "entity_hopper_systems",
+    ),
+    (
+        "demo-client",
+        "org_demo",
+        "acct_svc_01",
+        "entity_demo_service",
+    ),
+];
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: dev-idp serve [--port 9090] [--upstream-port 9091]\n\
+         \x20      dev-idp mint [--sub S] [--org O] [--permissions a,b] [--scope 'x y'] [--role R]\n\
+         \x20                   [--networks n1,n2] [--ttl SECONDS] [--hs256]\n\
+         \x20      dev-idp demo --envoy PATH --wasm PATH [--once]"
+    );
+    std::process::exit(2)
+}
+
+struct Args(Vec<String>);
+
+impl Args {
+    fn value(&self, flag: &str) -> Option<String> {
+        self.0
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| self.0.get(i + 1))
+            .cloned()
+    }
+    fn flag(&self, flag: &str) -> bool {
+        self.0.iter().any(|a| a == flag)
+    }
+    fn port(&self, flag: &str, default: u16) -> u16 {
+        self.value(flag)
+            .map(|v| v.parse().unwrap_or_else(|_| usage()))
+            .unwrap_or(default)
+    }
+}
+
+fn key_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dev-idp/signing-key.der")
+}
+
+fn secret() -> String {
+    std::env::var("SDK_TOKEN_SECRET").unwrap_or_else(|_| DEFAULT_SECRET.to_string())
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = argv.split_first() else {
+        usage()
+    };
+    let args = Args(rest.to_vec());
+    match cmd.as_str() {
+        "serve" => {
+            let servers = serve(
+                args.port("--port", 9090),
+                args.port("--upstream-port", 9091),
+            );
+            println!("dev IdP on http://127.0.0.1:{} (JWKS {JWKS_PATH}, POST /v1/auth/token, GET /accounts/resolve)", servers.0.port);
+            println!("echo upstream on http://127.0.0.1:{}", servers.1.port);
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        "mint" => println!("{}", mint(&args)),
+        "demo" => demo(&args),
+        _ => usage(),
+    }
+}
+
+fn split_list(v: Option<String>) -> Vec<String> {
+    v.map(|s| {
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn mint(args: &Args) -> String {
+    let sub = args.value("--sub").unwrap_or_else(|| "user_ada".into());
+    let ttl: i64 = args
+        .value("--ttl")
+        .map(|v| v.parse().unwrap_or_else(|_| usage()))
+        .unwrap_or(3600);
+    let mut extra = json!({});
+    if let Some(org) = args.value("--org").or_else(|| Some("org_demo".into())) {
+        extra["org_id"] = json!(org);
+    }
+    let perms = split_list(args.value("--permissions"));
+    if !perms.is_empty() {
+        extra["permissions"] = json!(perms);
+    }
+    if let Some(scope) = args.value("--scope") {
+        extra["scope"] = json!(scope);
+    }
+    if let Some(role) = args.value("--role") {
+        extra["role"] = json!(role);
+    }
+    let networks = split_list(args.value("--networks"));
+    if !networks.is_empty() {
+        extra["networks"] = json!(networks);
+    }
+    if args.flag("--hs256") {
+        let mut c = extra;
+        c["sub"] = json!(sub);
+        c["iat"] = json!(now());
+        c["exp"] = json!(now() + ttl);
+        return mint_hs256(secret().as_bytes(), &c);
+    }
+    Signer::load_or_create(&key_file(), KID).mint(&claims(ISSUER, AUDIENCE, &sub, ttl, extra))
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+fn json_reply(status: u16, v: Value) -> servers::Response {
+    (
+        status,
+        vec![("content-type".into(), "application/json".into())],
+        v.to_string().into_bytes(),
+    )
+}
+
+/// The IdP handler: JWKS, token endpoint, accounts.
+fn idp_handler(signer: Signer) -> Arc<dyn Fn(&Seen) -> servers::Response + Send + Sync> {
+    let refresh_tokens: Arc<Mutex<HashMap<String, String>>> = Arc::new(Mutex::new(HashMap::new()));
+    Arc::new(move |req: &Seen| {
+        let (path, query) = req.url.split_once('?').unwrap_or((&req.url, ""));
+        match (req.method.as_str(), path) {
+            ("GET", JWKS_PATH) | ("GET", "/.well-known/jwks.json") => (
+                200,
+                vec![("content-type".into(), "application/json".into())],
+                idp::jwks(&[&signer]).into_bytes(),
+            ),
+            ("POST", "/v1/auth/token") => {
+                token_endpoint(&signer, &refresh_tokens, &form(&req.body))
+            }
+            ("GET", "/accounts/resolve") => {
+                let q = form(query.as_bytes());
+                let found = ACCOUNTS.iter().find(|(sub, org, _, _)| {
+                    q.get("user").map(String::as_str) == Some(sub)
+                        && q.get("org").map(String::as_str) == Some(org)
+                });
+                match found {
+                    Some((sub, org, account, entity)) => json_reply(
+                        200,
+                        json!({"account_id": account, "entity_id": entity, "user": sub, "org": org, "status": "active"}),
+                    ),
+                    None => json_reply(404, json!({"detail": "account not found"})),
+                }
+            }
+            _ => json_reply(404, json!({"detail": "not found"})),
+        }
+    })
+}
+
+fn token_endpoint(
+    signer: &Signer,
+    refresh_tokens: &Mutex<HashMap<String, String>>,
+    f: &HashMap<String, String>,
+) -> servers::Response {
+    let invalid = |code: &str| {
+        json_reply(
+            if code == "invalid_client" { 401 } else { 400 },
+            json!({"error": code}),
+        )
+    };
+    let client_id = match f.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {
+            let ok = CLIENTS.iter().any(|(id, secret, _, _)| {
+                f.get("client_id").map(String::as_str) == Some(id)
+                    && f.get("client_secret").map(String::as_str) == Some(secret)
+            });
+            if !ok {
+                return invalid("invalid_client");
+            }
+            f.get("client_id").cloned().unwrap_or_default()
+        }
+        Some("refresh_token") => {
+            let presented = f.get("refresh_token").cloned().unwrap_or_default();
+            // Refresh tokens rotate: each is usable once.
+            match refresh_tokens
+                .lock()
+                .ok()
+                .and_then(|mut m| m.remove(&presented))
+            {
+                Some(client) if Some(&client) == f.get("client_id") => client,
+                _ => return invalid("invalid_grant"),
+            }
+        }
+        _ => return invalid("unsupported_grant_type"),
+    };
+    let Some((_, _, scopes, org)) = CLIENTS.iter().find(|(id, ..)| *id == client_id) else {
+        return invalid("invalid_client");
+    };
+    let access = signer.mint(&claims(
+        ISSUER,
+        AUDIENCE,
+        &client_id,
+        7200,
+        json!({"scope": scopes, "org_id": org}),
+    ));
+    let mut raw = [0u8; 24];
+    if getrandom::fill(&mut raw).is_err() {
+        return json_reply(500, json!({"error": "server_error"}));
+    }
+    let refresh = idp::b64(raw);
+    if let Ok(mut m) = refresh_tokens.lock() {
+        m.insert(refresh.clone(), client_id.clone());
+    }
+    json_reply(
+        200,
+        json!({"access_token": access, "token_type": "Bearer", "expires_in": 7200, "refresh_token": refresh}),
+    )
+}
+
+fn serve(port: u16, upstream_port: u16) -> (HttpServer, HttpServer) {
+    let signer = Signer::load_or_create(&key_file(), KID);
+    let idp = HttpServer::start(port, 4, idp_handler(signer)).unwrap_or_else(|e| {
+        eprintln!("dev-idp: cannot listen on 127.0.0.1:{port}: {e}");
+        std::process::exit(1)
+    });
+    let upstream = servers::echo(upstream_port).unwrap_or_else(|e| {
+        eprintln!("dev-idp: cannot listen on 127.0.0.1:{upstream_port}: {e}");
+        std::process::exit(1)
+    });
+    (idp, upstream)
+}
+
+#[allow(clippy::type_complexity)]
+fn demo(args: &Args) {
+    let envoy_bin = args.value("--envoy").unwrap_or_else(|| usage());
+    let wasm = args.value("--wasm").unwrap_or_else(|| usage());
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !Path::new(&wasm).exists() {
+        eprintln!("dev-idp: {wasm} is missing; run `make build`");
+        std::process::exit(1);
+    }
+    let _servers = serve(9090, 9091);
+    let log = repo.join("target/dev-idp/envoy.log");
+    let mut child = std::process::Command::new(&envoy_bin)
+        .current_dir(repo)
+        .args([
+            "-c",
+            "envoy/envoy.yaml",
+            "--concurrency",
+            "1",
+            "--use-dynamic-base-id",
+            "-l",
+            "info",
+        ])
+        .args(["--file-flush-interval-msec", "100", "--log-path"])
+        .arg(&log)
+        .env("SDK_TOKEN_SECRET", secret())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            eprintln!("dev-idp: cannot start {envoy_bin}: {e}");
+            std::process::exit(1)
+        });
+    let ready = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        envoy::http(9901, "GET", "/ready", &[])
+            .map(|r| r.status == 200)
+            .unwrap_or(false)
+            && envoy::http(10000, "GET", "/health", &[])
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+    });
+    if !ready {
+        let _ = child.kill();
+        eprintln!("dev-idp: Envoy did not become ready; see {}", log.display());
+        std::process::exit(1);
+    }
+    let signer = Signer::load_or_create(&key_file(), KID);
+    let extra =
+        json!({"org_id": "org_demo", "permissions": ["entities:read"], "networks": [DEMO_NETWORK]});
+    let reader = signer.mint(&claims(ISSUER, AUDIENCE, "user_ada", 3600, extra));
+    println!("bearer-guard demo: Envoy on http://127.0.0.1:10000 (admin 127.0.0.1:9901), dev IdP on :9090, echo upstream on :9091\n");
+    println!("export TOKEN={reader}\n");
+    let base = "http://127.0.0.1:10000";
+    let shows: Vec<(&str, &str, String, Vec<(&str, String)>)> = vec![
+        (
+            "a valid token",
+            "GET",
+            "/v1/entities/consumer/search?first_name=Ada".into(),
+            vec![("authorization", format!("Bearer {reader}"))],
+        ),
+        (
+            "no token",
+            "GET",
+            "/v1/entities/consumer/search?first_name=Ada".into(),
+            vec![],
+        ),
+        (
+            "a token without consent:write",
+            "POST",
+            format!("/v1/consent/consumer?network_id={DEMO_NETWORK}"),
+            vec![("authorization", format!("Bearer {reader}"))],
+        ),
+        ("a public route", "GET", "/health".into(), vec![]),
+    ];
+    for (what, method, path, headers) in shows {
+        let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let curl_auth = if headers.is_empty() {
+            String::new()
+        } else {
+            " -H \"Authorization: Bearer $TOKEN\"".into()
+        };
+        let curl_method = if method == "GET" {
+            String::new()
+        } else {
+            format!(" -X {method}")
+        };
+        println!("# {what}\ncurl -i{curl_method} '{base}{path}'{curl_auth}");
+        match envoy::http(10000, method, &path, &hs) {
+            Ok(r) => {
+                let body = if r.status == 200 {
+                    r.json()["headers"]["x-auth-subject"].as_str().map_or_else(
+                        || "(upstream reached)".to_string(),
+                        |s| format!("(upstream saw x-auth-subject: {s})"),
+                    )
+                } else {
+                    r.body.clone()
+                };
+                println!("  -> {} {body}\n", r.status)
+            }
+            Err(e) => println!("  -> request failed: {e}\n"),
+        }
+    }
+    println!("More tokens: cargo run --example dev-idp -- mint --sub user_ada --permissions entities:read,consent:write --networks {DEMO_NETWORK}");
+    println!("OAuth client credentials: curl -s -X POST http://127.0.0.1:9090/v1/auth/token -d 'grant_type=client_credentials&client_id=demo-client&client_secret=demo-secret'");
+    if args.flag("--once") {
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    }
+    println!(
+        "\nRunning; press Ctrl-C to stop. Envoy's log: {}",
+        log.display()
+    );
+    let _ = child.wait();
+}
