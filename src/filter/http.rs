@@ -78,10 +78,14 @@ impl HttpContext for Http {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         };
-        let route_name = self
-            .get_property(vec!["route_name"])
-            .and_then(|b| String::from_utf8(b).ok())
-            .filter(|s| !s.is_empty());
+        // `xds.route_name` in current Envoy; `route_name` in older releases.
+        let route_name = [vec!["xds", "route_name"], vec!["route_name"]]
+            .into_iter()
+            .find_map(|path| {
+                self.get_property(path)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .filter(|s| !s.is_empty())
+            });
         let request = Request {
             method: get(":method"),
             path: get(":path"),

@@ -300,9 +300,10 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
             log(
                 LogLevel::Debug,
                 &format!(
-                    "bearer-guard: denied {} rule={} request_id={} why={}",
+                    "bearer-guard: denied {} rule={} route={} request_id={} why={}",
                     denial.reason(),
                     outcome.rule,
+                    request.route_name.as_deref().unwrap_or("-"),
                     request.request_id,
                     outcome.note
                 ),
