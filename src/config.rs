@@ -3,6 +3,7 @@
 //! Unknown fields, bad values and dangling references are errors that name the field
 //! (e.g. `providers[0].jwks.cluster`); they are logged by the filter and never reach a client.
 
+use crate::account::PathTemplate;
 use crate::authorizer::{Membership, RequestValue, Requirement, Template};
 use crate::matcher::Matcher;
 use serde::Deserialize;
@@ -139,6 +140,39 @@ struct RawProvider {
     identity: RawIdentity,
     #[serde(default)]
     claims: RawClaimNames,
+    #[serde(default)]
+    account: Option<RawAccount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    cluster: String,
+    authority: String,
+    path: String,
+    #[serde(default = "default_account_timeout")]
+    timeout_ms: u64,
+    #[serde(default = "default_account_ttl")]
+    ttl_s: u64,
+    #[serde(default = "default_account_negative_ttl")]
+    negative_ttl_s: u64,
+    #[serde(default = "default_account_entries")]
+    max_entries: usize,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+fn default_account_timeout() -> u64 {
+    1000
+}
+fn default_account_ttl() -> u64 {
+    300
+}
+fn default_account_negative_ttl() -> u64 {
+    30
+}
+fn default_account_entries() -> usize {
+    10_000
 }
 
 #[derive(Deserialize)]
@@ -362,6 +396,29 @@ pub struct Provider {
     pub required_claims: Vec<String>,
     /// Which claims carry permissions, role and scopes.
     pub claims: ClaimNames,
+    /// Account resolution, when configured.
+    pub account: Option<AccountSource>,
+}
+
+/// An account-resolution service behind an Envoy cluster.
+#[derive(Debug, Clone)]
+pub struct AccountSource {
+    /// Envoy cluster name.
+    pub cluster: String,
+    /// `:authority` of the call.
+    pub authority: String,
+    /// Path template filled from verified claims (values percent-encoded).
+    pub path: PathTemplate,
+    /// Call timeout, ms.
+    pub timeout_ms: u64,
+    /// How long a found account is cached, ms.
+    pub ttl_ms: u64,
+    /// How long "no such account" is cached, ms.
+    pub negative_ttl_ms: u64,
+    /// Cache bound.
+    pub max_entries: usize,
+    /// Header → field of the account JSON, forwarded upstream.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A JWKS endpoint behind an Envoy cluster.
@@ -415,13 +472,20 @@ pub struct Forward {
     pub strip_authorization: bool,
 }
 
-impl Forward {
+impl Config {
     /// Every header the filter may set: client-sent copies are always removed.
     pub fn owned_headers(&self) -> impl Iterator<Item = &str> {
-        self.headers
+        let accounts = self
+            .providers
+            .iter()
+            .filter_map(|p| p.account.as_ref())
+            .flat_map(|a| a.headers.iter().map(|(h, _)| h.as_str()));
+        self.forward
+            .headers
             .iter()
             .map(|(h, _)| h.as_str())
-            .chain(self.payload_header.as_deref())
+            .chain(self.forward.payload_header.as_deref())
+            .chain(accounts)
     }
 }
 
@@ -493,6 +557,18 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
     }
     let forward = compile_forward(raw.forward)?;
+    for (i, p) in providers.iter().enumerate() {
+        for (h, _) in p.account.iter().flat_map(|a| a.headers.iter()) {
+            if forward.headers.iter().any(|(f, _)| f == h)
+                || forward.payload_header.as_deref() == Some(h)
+            {
+                return err(
+                    format!("providers[{i}].account.headers.{h}"),
+                    "also set by forward",
+                );
+            }
+        }
+    }
     let mut rules = Vec::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
         rules.push(compile_rule(r, i, &providers)?);
@@ -555,7 +631,12 @@ fn compile_provider(
             );
         }
     }
+    let account = match p.account {
+        Some(a) => Some(compile_account(a, &format!("{at}.account"))?),
+        None => None,
+    };
     Ok(Provider {
+        account,
         name: p.name,
         issuer: p.issuer,
         audiences: p.audiences,
@@ -598,6 +679,38 @@ fn compile_jwks(j: RawJwks, at: &str) -> Result<JwksSource, ConfigError> {
         timeout_ms: j.timeout_ms,
         refetch_min_interval_ms: j.refetch_min_interval_s.saturating_mul(1000),
         retry_max_ms: j.retry_max_s.saturating_mul(1000),
+    })
+}
+
+fn compile_account(a: RawAccount, at: &str) -> Result<AccountSource, ConfigError> {
+    if a.cluster.is_empty() {
+        return err(format!("{at}.cluster"), "must not be empty");
+    }
+    if a.authority.is_empty() {
+        return err(format!("{at}.authority"), "must not be empty");
+    }
+    let path = PathTemplate::compile(&a.path, &format!("{at}.path"))?;
+    if !(100..=60_000).contains(&a.timeout_ms) {
+        return err(format!("{at}.timeout_ms"), "must be between 100 and 60000");
+    }
+    let mut headers = Vec::new();
+    for (header, field) in a.headers {
+        let hat = format!("{at}.headers.{header}");
+        check_header_name(&header, &hat)?;
+        if field.is_empty() {
+            return err(hat, "field name must not be empty");
+        }
+        headers.push((header, field));
+    }
+    Ok(AccountSource {
+        cluster: a.cluster,
+        authority: a.authority,
+        path,
+        timeout_ms: a.timeout_ms,
+        ttl_ms: a.ttl_s.saturating_mul(1000),
+        negative_ttl_ms: a.negative_ttl_s.saturating_mul(1000),
+        max_entries: a.max_entries,
+        headers,
     })
 }
 

@@ -372,8 +372,11 @@ mod tests {
 
     #[test]
     fn the_shared_rfc_jwks_parses() {
-        let body =
-            std::fs::read("../shared/testdata/rfc/jwks_public.json").expect("shared testdata");
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vectors/rfc/jwks_public.json"
+        ))
+        .expect("test vectors");
         let (set, skipped) = KeySet::parse(&body).expect("parses");
         // RSA 2011-04-29, bilbo.baggins, and the RFC 7515 A.2 key (no kid); the EC key is skipped.
         assert_eq!(set.len(), 3);

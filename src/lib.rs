@@ -10,6 +10,7 @@
 )]
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod authorizer;
 pub mod config;
 pub mod envoy_ffi;

@@ -5,6 +5,7 @@
 //! verify the signature, check `iss`/`aud`, resolve identity, authorize, check membership
 //! and derive the identity headers. Each later capability adds a step, not a branch.
 
+use crate::account::AccountState;
 use crate::authorizer::{check_header, Grants};
 use crate::config::{Algorithm, Config, DefaultPolicy, Rule};
 use crate::jwks::{KeyAvailability, KeySet};
@@ -35,6 +36,15 @@ pub enum Decision {
         /// `true` when an unknown `kid` asks for a refetch, `false` for the first load.
         refetch: bool,
     },
+    /// Pause until the account service answers for this identity, then decide again.
+    AwaitAccount {
+        /// Provider index.
+        provider: usize,
+        /// Cache key (provider and path).
+        key: String,
+        /// The path to call.
+        path: String,
+    },
 }
 
 /// A decision with what the logs and metrics need to explain it.
@@ -60,12 +70,34 @@ pub trait KeyLookup {
     fn may_refetch(&self, provider: usize) -> bool;
 }
 
+/// What the pipeline may ask about account lookups.
+pub trait AccountLookup {
+    /// The cached result for `key` of `provider`.
+    fn account(&self, provider: usize, key: &str) -> AccountState<'_>;
+    /// Whether this request may pause for a lookup.
+    fn may_wait(&self) -> bool;
+}
+
+/// Account lookups for configurations without account resolution.
+pub struct NoAccounts;
+
+impl AccountLookup for NoAccounts {
+    fn account(&self, _provider: usize, _key: &str) -> AccountState<'_> {
+        AccountState::Unknown
+    }
+    fn may_wait(&self) -> bool {
+        false
+    }
+}
+
 /// Everything the pipeline needs besides the request.
 pub struct Inputs<'a> {
     /// Compiled configuration.
     pub config: &'a Config,
     /// Key sets.
     pub keys: &'a dyn KeyLookup,
+    /// Account lookups.
+    pub accounts: &'a dyn AccountLookup,
     /// RS256 backend.
     pub backend: &'a dyn SignatureBackend,
     /// Current time, seconds since the epoch.
@@ -243,6 +275,52 @@ pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
         );
     }
 
+    // 7b. Account resolution.
+    let mut account_headers = Vec::new();
+    if let Some(acc) = &provider.account {
+        let Some(path) = acc.path.render(&jws.claims) else {
+            return deny(
+                Denial::UnknownAccount,
+                rule,
+                "claim for the account path missing",
+            );
+        };
+        let key = format!("{pid}:{path}");
+        match inp.accounts.account(pid, &key) {
+            AccountState::Found(fields) => {
+                for (header, field) in &acc.headers {
+                    if let Some(value) = fields.get(field).and_then(identity::header_value) {
+                        if !identity::header_safe(&value) {
+                            return deny(
+                                Denial::UnknownAccount,
+                                rule,
+                                &format!("account field for {header} has control characters"),
+                            );
+                        }
+                        account_headers.push((header.clone(), value));
+                    }
+                }
+            }
+            AccountState::NotFound => {
+                return deny(Denial::UnknownAccount, rule, "account not found")
+            }
+            AccountState::Unknown if inp.accounts.may_wait() => {
+                return outcome(
+                    Decision::AwaitAccount {
+                        provider: pid,
+                        key,
+                        path,
+                    },
+                    rule,
+                    "account lookup",
+                );
+            }
+            AccountState::Unknown => {
+                return deny(Denial::Unavailable, rule, "account service failed")
+            }
+        }
+    }
+
     // 8. Permissions.
     if let Some(r) = rule {
         if !r.requirement.is_empty() {
@@ -269,11 +347,14 @@ pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
 
     // Success: identity headers.
     match identity::forward_headers(&cfg.forward, &jws.claims, jws.payload_b64) {
-        Ok(headers) => outcome(
-            Decision::Allow { headers },
-            rule,
-            format!("verified by {}", provider.name),
-        ),
+        Ok(mut headers) => {
+            headers.extend(account_headers);
+            outcome(
+                Decision::Allow { headers },
+                rule,
+                format!("verified by {}", provider.name),
+            )
+        }
         Err(header) => deny(
             Denial::UnknownAccount,
             rule,

@@ -169,6 +169,7 @@ mod tests {
             jwks: None,
             secret: None,
             required_claims: vec![],
+            account: None,
             claims: ClaimNames {
                 permissions: "permissions".into(),
                 role: "role".into(),

@@ -65,7 +65,7 @@ impl HttpContext for Http {
         // Client-sent copies of every header the filter may set go first, on every route.
         {
             let s = shared.borrow();
-            for name in s.config.forward.owned_headers() {
+            for name in s.config.owned_headers() {
                 if headers.iter().any(|(k, _)| k == name) {
                     self.set_http_request_header(name, None);
                 }

@@ -2,9 +2,10 @@
 
 use super::backend::Backend;
 use super::{log, now_ms};
+use crate::account::{interpret, AccountCache, AccountState};
 use crate::config::{Config, JwksSource};
 use crate::jwks::{FetchPolicy, KeyAvailability, KeyFetcher, KeySet};
-use crate::pipeline::{decide, Decision, Inputs, KeyLookup, Outcome};
+use crate::pipeline::{decide, AccountLookup, Decision, Inputs, KeyLookup, Outcome};
 use crate::request::Request;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
@@ -21,12 +22,44 @@ pub(crate) type SharedRef = Rc<RefCell<Shared>>;
 pub(crate) type Dispatch<'a> =
     &'a dyn Fn(&str, Vec<(&str, &str)>, Duration) -> Result<u32, proxy_wasm::types::Status>;
 
-/// A request paused until a provider's keys arrive.
+/// What a paused request waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// A provider's key set.
+    Keys(usize),
+    /// An account lookup (cache key).
+    Account(String),
+}
+
+/// What a request has already waited for: each kind at most once, so no request can
+/// wait forever.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Waited {
+    keys: bool,
+    account: bool,
+}
+
+/// A request paused until what it waits for arrives (or its deadline passes).
 pub(crate) struct Waiter {
     pub context_id: u32,
-    pub provider: usize,
+    pub wait: Wait,
+    pub waited: Waited,
     pub deadline_ms: u64,
     pub request: Request,
+}
+
+/// An account lookup to dispatch from the root context's next tick.
+struct Deferred {
+    provider: usize,
+    key: String,
+    path: String,
+    request_id: String,
+}
+
+/// A dispatched call we are waiting on.
+enum Call {
+    Jwks(usize),
+    Account { provider: usize, key: String },
 }
 
 /// Everything the contexts share.
@@ -34,17 +67,36 @@ pub(crate) struct Shared {
     pub config: Config,
     pub backend: Backend,
     pub fetchers: Vec<Option<KeyFetcher>>,
-    pub calls: HashMap<u32, usize>,
+    accounts: Vec<Option<AccountCache>>,
+    /// Account lookups in flight: key → dispatch time (ms).
+    pending_accounts: HashMap<String, u64>,
+    calls: HashMap<u32, Call>,
+    /// Lookups a woken request needs: dispatched by the root context (a wake-up runs in
+    /// another context's callback, and a call made there would die with that context).
+    deferred: Vec<Deferred>,
     pub waiters: Vec<Waiter>,
 }
 
-struct Keys<'a> {
+struct View<'a> {
     shared: &'a Shared,
     now_ms: u64,
-    may_wait: bool,
+    waited: Waited,
 }
 
-impl KeyLookup for Keys<'_> {
+impl AccountLookup for View<'_> {
+    fn account(&self, provider: usize, key: &str) -> AccountState<'_> {
+        self.shared
+            .accounts
+            .get(provider)
+            .and_then(Option::as_ref)
+            .map_or(AccountState::Unknown, |c| c.get(key, self.now_ms))
+    }
+    fn may_wait(&self) -> bool {
+        !self.waited.account
+    }
+}
+
+impl KeyLookup for View<'_> {
     fn availability(&self, provider: usize) -> KeyAvailability {
         let a = self
             .fetcher(provider)
@@ -52,7 +104,7 @@ impl KeyLookup for Keys<'_> {
                 f.availability(self.now_ms)
             });
         match a {
-            KeyAvailability::Loading if !self.may_wait => KeyAvailability::Unavailable,
+            KeyAvailability::Loading if self.waited.keys => KeyAvailability::Unavailable,
             other => other,
         }
     }
@@ -60,14 +112,14 @@ impl KeyLookup for Keys<'_> {
         self.fetcher(provider).and_then(KeyFetcher::keys)
     }
     fn may_refetch(&self, provider: usize) -> bool {
-        self.may_wait
+        !self.waited.keys
             && self
                 .fetcher(provider)
                 .is_some_and(|f| f.may_refetch(self.now_ms))
     }
 }
 
-impl Keys<'_> {
+impl View<'_> {
     fn fetcher(&self, provider: usize) -> Option<&KeyFetcher> {
         self.shared.fetchers.get(provider).and_then(Option::as_ref)
     }
@@ -90,24 +142,33 @@ impl Shared {
                 })
             })
             .collect();
+        let accounts = config
+            .providers
+            .iter()
+            .map(|p| p.account.as_ref().map(|a| AccountCache::new(a.max_entries)))
+            .collect();
         Shared {
             config,
             backend,
             fetchers,
+            accounts,
+            pending_accounts: HashMap::new(),
             calls: HashMap::new(),
+            deferred: Vec::new(),
             waiters: Vec::new(),
         }
     }
 
-    fn decide(&self, req: &Request, now_ms: u64, may_wait: bool) -> Outcome {
-        let keys = Keys {
+    fn decide(&self, req: &Request, now_ms: u64, waited: Waited) -> Outcome {
+        let view = View {
             shared: self,
             now_ms,
-            may_wait,
+            waited,
         };
         let inputs = Inputs {
             config: &self.config,
-            keys: &keys,
+            keys: &view,
+            accounts: &view,
             backend: self.backend.get(),
             now_s: i64::try_from(now_ms / 1000).unwrap_or(i64::MAX),
         };
@@ -153,7 +214,7 @@ pub(crate) fn start_fetch(
     match result {
         Ok(token) => {
             fetcher.begin(now);
-            s.calls.insert(token, provider);
+            s.calls.insert(token, Call::Jwks(provider));
             true
         }
         Err(status) => {
@@ -164,10 +225,70 @@ pub(crate) fn start_fetch(
     }
 }
 
+/// Dispatches an account lookup unless one for the same identity is in flight.
+fn start_account(
+    shared: &SharedRef,
+    provider: usize,
+    key: &str,
+    path: &str,
+    request_id: &str,
+    now: u64,
+    dispatch: Dispatch,
+) -> bool {
+    let Some(src) = shared
+        .borrow()
+        .config
+        .providers
+        .get(provider)
+        .and_then(|p| p.account.clone())
+    else {
+        return false;
+    };
+    let headers = vec![
+        (":method", "GET"),
+        (":path", path),
+        (":authority", src.authority.as_str()),
+        ("accept", "application/json"),
+        ("x-request-id", request_id),
+    ];
+    match dispatch(&src.cluster, headers, Duration::from_millis(src.timeout_ms)) {
+        Ok(token) => {
+            log(
+                LogLevel::Debug,
+                &format!(
+                    "bearer-guard: account lookup dispatched on cluster {}",
+                    src.cluster
+                ),
+            );
+            let mut s = shared.borrow_mut();
+            s.pending_accounts.insert(key.to_string(), now);
+            s.calls.insert(
+                token,
+                Call::Account {
+                    provider,
+                    key: key.to_string(),
+                },
+            );
+            true
+        }
+        Err(status) => {
+            shared.borrow_mut().pending_accounts.remove(key);
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "bearer-guard: account lookup on cluster {} not dispatched: {status:?}",
+                    src.cluster
+                ),
+            );
+            false
+        }
+    }
+}
+
 /// Handles the response to one of our dispatched calls (from whichever context got it).
 pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize, current: u32) {
     let now = now_ms();
-    let Some(provider) = shared.borrow_mut().calls.remove(&token) else {
+    let Some(call) = shared.borrow_mut().calls.remove(&token) else {
         return;
     };
     let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
@@ -177,47 +298,102 @@ pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize,
         .ok()
         .flatten()
         .unwrap_or_default();
-    {
-        let mut s = shared.borrow_mut();
-        let name = s
-            .config
-            .providers
-            .get(provider)
-            .map(|p| p.name.clone())
-            .unwrap_or_default();
-        let Some(Some(fetcher)) = s.fetchers.get_mut(provider) else {
-            return;
-        };
-        let parsed = match status.as_deref() {
-            Some("200") => KeySet::parse(&body).map_err(|e| format!("{e:?}")),
-            Some(other) => Err(format!("status {other}")),
-            None => Err("no response (connection failure or timeout)".to_string()),
-        };
-        match parsed {
-            Ok((keys, skipped)) => {
-                let kids = keys.kids().join(",");
-                fetcher.succeed(now, keys);
-                log(LogLevel::Info, &format!("bearer-guard: provider {name}: loaded keys [{kids}] ({skipped} JWKS entries skipped)"));
-            }
-            Err(why) => {
-                fetcher.fail(now);
-                let kept = if fetcher.keys().is_some() {
-                    "keeping previous keys"
-                } else {
-                    "no keys yet"
-                };
-                log(
-                    LogLevel::Warn,
-                    &format!("bearer-guard: provider {name}: JWKS fetch failed: {why}; {kept}"),
-                );
-            }
+    match call {
+        Call::Jwks(provider) => {
+            jwks_response(shared, provider, status.as_deref(), &body, now);
+            wake(shared, |w| w.wait == Wait::Keys(provider), now, current);
+        }
+        Call::Account { provider, key } => {
+            account_response(shared, provider, &key, status.as_deref(), &body, now);
+            wake(
+                shared,
+                |w| w.wait == Wait::Account(key.clone()),
+                now,
+                current,
+            );
         }
     }
-    wake(shared, |w| w.provider == provider, now, current);
 }
 
-/// Resumes (or answers) every waiter selected by `pick`, deciding again without waiting,
-/// then makes `current` the effective context again.
+fn jwks_response(shared: &SharedRef, provider: usize, status: Option<&str>, body: &[u8], now: u64) {
+    let mut s = shared.borrow_mut();
+    let name = s
+        .config
+        .providers
+        .get(provider)
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
+    let Some(Some(fetcher)) = s.fetchers.get_mut(provider) else {
+        return;
+    };
+    let parsed = match status {
+        Some("200") => KeySet::parse(body).map_err(|e| format!("{e:?}")),
+        Some(other) => Err(format!("status {other}")),
+        None => Err("no response (connection failure or timeout)".to_string()),
+    };
+    match parsed {
+        Ok((keys, skipped)) => {
+            let kids = keys.kids().join(",");
+            fetcher.succeed(now, keys);
+            log(LogLevel::Info, &format!("bearer-guard: provider {name}: loaded keys [{kids}] ({skipped} JWKS entries skipped)"));
+        }
+        Err(why) => {
+            fetcher.fail(now);
+            let kept = if fetcher.keys().is_some() {
+                "keeping previous keys"
+            } else {
+                "no keys yet"
+            };
+            log(
+                LogLevel::Warn,
+                &format!("bearer-guard: provider {name}: JWKS fetch failed: {why}; {kept}"),
+            );
+        }
+    }
+}
+
+fn account_response(
+    shared: &SharedRef,
+    provider: usize,
+    key: &str,
+    status: Option<&str>,
+    body: &[u8],
+    now: u64,
+) {
+    let mut s = shared.borrow_mut();
+    s.pending_accounts.remove(key);
+    let Some(src) = s
+        .config
+        .providers
+        .get(provider)
+        .and_then(|p| p.account.clone())
+    else {
+        return;
+    };
+    match interpret(status, body) {
+        Ok(found) => {
+            let ttl = if found.is_some() {
+                src.ttl_ms
+            } else {
+                src.negative_ttl_ms
+            };
+            if let Some(Some(cache)) = s.accounts.get_mut(provider) {
+                cache.insert(key.to_string(), found, now, ttl);
+            }
+        }
+        // Not cached: the waiters get 500 and the next request asks again.
+        Err(why) => log(
+            LogLevel::Warn,
+            &format!(
+                "bearer-guard: account lookup on cluster {} failed: {why}",
+                src.cluster
+            ),
+        ),
+    }
+}
+
+/// Resumes, answers or re-parks every waiter selected by `pick`, then makes `current`
+/// the effective context again.
 pub(crate) fn wake(shared: &SharedRef, pick: impl Fn(&Waiter) -> bool, now: u64, current: u32) {
     let woken: Vec<Waiter> = {
         let mut s = shared.borrow_mut();
@@ -231,9 +407,13 @@ pub(crate) fn wake(shared: &SharedRef, pick: impl Fn(&Waiter) -> bool, now: u64,
         if hostcalls::set_effective_context(w.context_id).is_err() {
             continue; // the stream is gone
         }
-        let outcome = shared.borrow().decide(&w.request, now, false);
-        if apply(shared, &w.request, outcome) == Action::Continue {
-            let _ = hostcalls::resume_http_request();
+        let id = w.request.request_id.clone();
+        if process(shared, w.context_id, w.request, w.waited, now, None) == Action::Continue {
+            let resumed = hostcalls::resume_http_request();
+            log(
+                LogLevel::Debug,
+                &format!("bearer-guard: request_id={id} resumed: {resumed:?}"),
+            );
         }
     }
     let _ = hostcalls::set_effective_context(current);
@@ -246,36 +426,111 @@ pub(crate) fn handle(
     request: Request,
     dispatch: Dispatch,
 ) -> Action {
-    let now = now_ms();
-    let outcome = shared.borrow().decide(&request, now, true);
-    let Decision::AwaitKeys { provider, refetch } = outcome.decision else {
-        return apply(shared, &request, outcome);
-    };
-    let must_dispatch = {
-        let mut s = shared.borrow_mut();
-        match s.fetchers.get_mut(provider).and_then(Option::as_mut) {
-            Some(f) => {
-                if refetch {
-                    f.request_refetch(now);
+    process(
+        shared,
+        context_id,
+        request,
+        Waited::default(),
+        now_ms(),
+        Some(dispatch),
+    )
+}
+
+/// Decides and applies, or parks the request until keys or an account arrive. With
+/// `dispatch` (the request's own callback) calls start at once; without it (a wake-up
+/// inside another context's callback) the root context starts them on its next tick.
+fn process(
+    shared: &SharedRef,
+    context_id: u32,
+    request: Request,
+    mut waited: Waited,
+    now: u64,
+    dispatch: Option<Dispatch>,
+) -> Action {
+    let outcome = shared.borrow().decide(&request, now, waited);
+    let (wait, timeout_ms, started) = match outcome.decision {
+        Decision::AwaitKeys { provider, refetch } => {
+            let due = {
+                let mut s = shared.borrow_mut();
+                match s.fetchers.get_mut(provider).and_then(Option::as_mut) {
+                    Some(f) => {
+                        if refetch {
+                            f.request_refetch(now);
+                        }
+                        f.due(now)
+                    }
+                    None => false,
                 }
-                f.due(now)
-            }
-            None => false,
+            };
+            // Without a dispatcher, a due fetch is started by the next tick.
+            let started = match (due, dispatch) {
+                (true, Some(d)) => start_fetch(shared, provider, now, d),
+                _ => true,
+            };
+            waited.keys = true;
+            let timeout = shared
+                .borrow()
+                .source(provider)
+                .map_or(2000, |s| s.timeout_ms);
+            (Wait::Keys(provider), timeout, started)
         }
+        Decision::AwaitAccount {
+            provider,
+            key,
+            path,
+        } => {
+            let pending = shared.borrow().pending_accounts.contains_key(&key);
+            let started = match (pending, dispatch) {
+                (true, _) => true,
+                (false, Some(d)) => {
+                    start_account(shared, provider, &key, &path, &request.request_id, now, d)
+                }
+                (false, None) => {
+                    let mut s = shared.borrow_mut();
+                    s.pending_accounts.insert(key.clone(), now);
+                    s.deferred.push(Deferred {
+                        provider,
+                        key: key.clone(),
+                        path,
+                        request_id: request.request_id.clone(),
+                    });
+                    true
+                }
+            };
+            waited.account = true;
+            let timeout = shared
+                .borrow()
+                .config
+                .providers
+                .get(provider)
+                .and_then(|p| p.account.as_ref())
+                .map_or(1000, |a| a.timeout_ms);
+            (Wait::Account(key), timeout, started)
+        }
+        _ => return apply(shared, &request, outcome),
     };
-    if must_dispatch && !start_fetch(shared, provider, now, dispatch) {
-        let outcome = shared.borrow().decide(&request, now, false);
+    if !started {
+        // The call could not be made: decide again without waiting (500 or 401).
+        let outcome = shared.borrow().decide(&request, now, waited);
         return apply(shared, &request, outcome);
     }
-    let deadline_ms = now
-        + shared
-            .borrow()
-            .source(provider)
-            .map_or(2000, |s| s.timeout_ms)
-        + 1000;
+    log(
+        LogLevel::Debug,
+        &format!(
+            "bearer-guard: request_id={} waits for {}",
+            request.request_id,
+            match &wait {
+                Wait::Keys(p) => format!("keys of provider #{p}"),
+                Wait::Account(_) => "an account lookup".to_string(),
+            }
+        ),
+    );
+    // A deferred call waits up to a tick longer.
+    let deadline_ms = now + timeout_ms + 1000;
     shared.borrow_mut().waiters.push(Waiter {
         context_id,
-        provider,
+        wait,
+        waited,
         deadline_ms,
         request,
     });
@@ -319,7 +574,7 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
             Action::Pause
         }
         // Not reachable from `handle`/`wake` (they decide without waiting); fail closed.
-        Decision::AwaitKeys { .. } => {
+        Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. } => {
             let reply = crate::reply::Denial::Unavailable.reply(&request.request_id);
             let headers: Vec<(&str, &str)> = reply
                 .headers
@@ -336,6 +591,25 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
 /// Periodic work: expire stuck fetches and waiters, start due fetches.
 pub(crate) fn tick(shared: &SharedRef, current: u32, dispatch: Dispatch) {
     let now = now_ms();
+    let deferred = std::mem::take(&mut shared.borrow_mut().deferred);
+    for d in deferred {
+        if !start_account(
+            shared,
+            d.provider,
+            &d.key,
+            &d.path,
+            &d.request_id,
+            now,
+            dispatch,
+        ) {
+            wake(
+                shared,
+                |w| w.wait == Wait::Account(d.key.clone()),
+                now,
+                current,
+            );
+        }
+    }
     let count = shared.borrow().fetchers.len();
     for provider in 0..count {
         let expired = shared
@@ -349,7 +623,7 @@ pub(crate) fn tick(shared: &SharedRef, current: u32, dispatch: Dispatch) {
                 LogLevel::Warn,
                 &format!("bearer-guard: JWKS fetch for provider #{provider} timed out"),
             );
-            wake(shared, |w| w.provider == provider, now, current);
+            wake(shared, |w| w.wait == Wait::Keys(provider), now, current);
         }
         let due = shared
             .borrow()
@@ -361,5 +635,25 @@ pub(crate) fn tick(shared: &SharedRef, current: u32, dispatch: Dispatch) {
             start_fetch(shared, provider, now, dispatch);
         }
     }
-    wake(shared, |w| w.deadline_ms <= now, now, current);
+    // Account calls whose context went away before the answer: give up on them.
+    let lost: Vec<String> = {
+        let mut s = shared.borrow_mut();
+        let limit = 61_000;
+        let lost: Vec<String> = s
+            .pending_accounts
+            .iter()
+            .filter(|(_, &t)| now >= t + limit)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &lost {
+            s.pending_accounts.remove(k);
+        }
+        lost
+    };
+    wake(
+        shared,
+        |w| w.deadline_ms <= now || matches!(&w.wait, Wait::Account(k) if lost.contains(k)),
+        now,
+        current,
+    );
 }

@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use serde_json::{json, Map, Value};
-use std::io::Read;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -23,71 +23,56 @@ pub struct Seen {
 
 type Handler = Arc<dyn Fn(&Seen) -> Response + Send + Sync>;
 
-/// A tiny_http server on 127.0.0.1, stopped on drop.
+/// A small HTTP/1.1 server on 127.0.0.1: one thread per connection, keep-alive,
+/// `content-length` framing. Stopped (listener closed, connections shut down) on drop.
 pub struct HttpServer {
     pub port: u16,
-    server: Arc<tiny_http::Server>,
-    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    accept: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
-    /// Starts on `port` (0 = any free port) with `workers` handler threads.
-    pub fn start(port: u16, workers: usize, handler: Handler) -> std::io::Result<HttpServer> {
-        let server = tiny_http::Server::http(SocketAddr::from(([127, 0, 0, 1], port)))
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let server = Arc::new(server);
-        let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
-        let threads = (0..workers.max(1))
-            .map(|_| {
-                let server = server.clone();
+    /// Starts on `port` (0 = any free port). `_workers` is kept for call-site clarity:
+    /// every connection gets its own thread.
+    pub fn start(port: u16, _workers: usize, handler: Handler) -> std::io::Result<HttpServer> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, conns2) = (stop.clone(), conns.clone());
+        let accept = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                if let (Ok(clone), Ok(mut list)) = (stream.try_clone(), conns2.lock()) {
+                    list.push(clone);
+                }
                 let handler = handler.clone();
-                std::thread::spawn(move || {
-                    while let Ok(mut req) = server.recv() {
-                        let mut body = Vec::new();
-                        let _ = req.as_reader().take(1 << 20).read_to_end(&mut body);
-                        let seen = Seen {
-                            method: req.method().to_string(),
-                            url: req.url().to_string(),
-                            headers: req
-                                .headers()
-                                .iter()
-                                .map(|h| {
-                                    (
-                                        h.field.as_str().as_str().to_ascii_lowercase(),
-                                        h.value.as_str().to_string(),
-                                    )
-                                })
-                                .collect(),
-                            body,
-                        };
-                        let (status, headers, body) = handler(&seen);
-                        let mut resp =
-                            tiny_http::Response::from_data(body).with_status_code(status);
-                        for (k, v) in headers {
-                            if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes())
-                            {
-                                resp.add_header(h);
-                            }
-                        }
-                        let _ = req.respond(resp);
-                    }
-                })
-            })
-            .collect();
+                std::thread::spawn(move || serve_connection(stream, handler));
+            }
+        });
         Ok(HttpServer {
             port,
-            server,
-            threads,
+            stop,
+            conns,
+            accept: Some(accept),
         })
     }
 
-    /// Stops accepting and joins the workers.
+    /// Stops accepting, closes open connections and joins the accept loop.
     pub fn stop(&mut self) {
-        for _ in 0..self.threads.len() {
-            self.server.unblock();
-        }
-        for t in self.threads.drain(..) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake the accept loop
+        if let Some(t) = self.accept.take() {
             let _ = t.join();
+        }
+        if let Ok(mut list) = self.conns.lock() {
+            for c in list.drain(..) {
+                let _ = c.shutdown(Shutdown::Both);
+            }
         }
     }
 }
@@ -95,6 +80,73 @@ impl HttpServer {
 impl Drop for HttpServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+fn serve_connection(stream: TcpStream, handler: Handler) {
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut writer = write_half;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(method), Some(url)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let (method, url) = (method.to_string(), url.to_string());
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let len = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len.min(1 << 20)];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let close = headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
+        let (status, resp_headers, resp_body) = handler(&Seen {
+            method,
+            url,
+            headers,
+            body,
+        });
+        let mut out = format!(
+            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n",
+            resp_body.len()
+        );
+        for (k, v) in resp_headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if close {
+            out.push_str("connection: close\r\n");
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&resp_body);
+        if writer.write_all(&bytes).is_err() || close {
+            return;
+        }
     }
 }
 
@@ -163,7 +215,7 @@ impl JwksServer {
 pub fn echo(port: u16) -> std::io::Result<HttpServer> {
     HttpServer::start(
         port,
-        4,
+        16,
         Arc::new(|seen: &Seen| {
             let mut headers = Map::new();
             for (k, v) in &seen.headers {
