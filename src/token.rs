@@ -89,8 +89,24 @@ pub fn b64url(part: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(part).ok()
 }
 
-/// Parses a compact JWS. Size is checked before any decoding.
-pub fn parse(token: &str, max_len: usize) -> Result<Jws<'_>, ParseError> {
+/// The JWS layer of a token: header parsed, payload still bytes.
+#[derive(Debug, Clone)]
+pub struct RawJws<'a> {
+    /// Protected header.
+    pub header: Header,
+    /// Decoded payload bytes.
+    pub payload: Vec<u8>,
+    /// `BASE64URL(header) '.' BASE64URL(payload)`.
+    pub signing_input: &'a str,
+    /// The payload segment, base64url.
+    pub payload_b64: &'a str,
+    /// Decoded signature.
+    pub signature: Vec<u8>,
+}
+
+/// Splits and decodes a compact JWS (RFC 7515 §7.1) and parses its protected header.
+/// Size is checked before any decoding.
+pub fn split(token: &str, max_len: usize) -> Result<RawJws<'_>, ParseError> {
     if token.len() > max_len {
         return Err(ParseError::TooLong);
     }
@@ -100,11 +116,13 @@ pub fn parse(token: &str, max_len: usize) -> Result<Jws<'_>, ParseError> {
     else {
         return Err(ParseError::Shape);
     };
-    if h.is_empty() || p.is_empty() || s.is_empty() {
+    // An empty payload is a valid JWS (and then not a claim set); an empty signature
+    // is `alg: none` or a stripped signature and is never accepted.
+    if h.is_empty() || s.is_empty() {
         return Err(ParseError::Shape);
     }
     let header_bytes = b64url(h).ok_or(ParseError::Base64)?;
-    let payload_bytes = b64url(p).ok_or(ParseError::Base64)?;
+    let payload = b64url(p).ok_or(ParseError::Base64)?;
     let signature = b64url(s).ok_or(ParseError::Base64)?;
     let header = strict_json::parse_object(&header_bytes).ok_or(ParseError::Header)?;
     if header.contains_key("crit") {
@@ -119,16 +137,28 @@ pub fn parse(token: &str, max_len: usize) -> Result<Jws<'_>, ParseError> {
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err(ParseError::Header),
     };
-    let claims = strict_json::parse_object(&payload_bytes).ok_or(ParseError::Payload)?;
     let signing_input = token
         .get(..h.len() + 1 + p.len())
         .ok_or(ParseError::Shape)?;
-    Ok(Jws {
+    Ok(RawJws {
         header: Header { alg, kid },
-        claims,
+        payload,
         signing_input,
         payload_b64: p,
         signature,
+    })
+}
+
+/// Parses a compact JWS whose payload is a JSON claim set.
+pub fn parse(token: &str, max_len: usize) -> Result<Jws<'_>, ParseError> {
+    let raw = split(token, max_len)?;
+    let claims = strict_json::parse_object(&raw.payload).ok_or(ParseError::Payload)?;
+    Ok(Jws {
+        header: raw.header,
+        claims,
+        signing_input: raw.signing_input,
+        payload_b64: raw.payload_b64,
+        signature: raw.signature,
     })
 }
 
@@ -189,6 +219,7 @@ mod tests {
             (format!("{good_h}.{good_p}.{sig}.x"), ParseError::Shape),
             (format!("{good_h}.{good_p}."), ParseError::Shape),
             (format!(".{good_p}.{sig}"), ParseError::Shape),
+            (format!("{good_h}..{sig}"), ParseError::Payload),
             (format!("{good_h}=.{good_p}.{sig}"), ParseError::Base64),
             (format!("{good_h}.{good_p} .{sig}"), ParseError::Base64),
             (format!("{good_h}.{good_p}.{sig}+"), ParseError::Base64),
