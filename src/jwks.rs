@@ -6,6 +6,7 @@ use crate::token::b64url;
 use rsa::pkcs8::EncodePublicKey;
 use rsa::{BoxedUint, PublicKey};
 use serde_json::Value;
+use sha2::Digest;
 
 /// Largest JWKS body accepted (bytes).
 pub const MAX_JWKS_BYTES: usize = 512 * 1024;
@@ -23,6 +24,8 @@ pub struct RsaKey {
     pub spki_der: Vec<u8>,
     /// Modulus length in bytes (= RS256 signature length).
     pub size: usize,
+    /// First 8 bytes of SHA-256(SPKI DER): identifies the key material.
+    pub fingerprint: u64,
 }
 
 impl RsaKey {
@@ -39,11 +42,15 @@ impl RsaKey {
         let e_uint = BoxedUint::from_be_slice(e, 64).ok()?;
         let public = PublicKey::new(n_uint, e_uint).ok()?;
         let spki_der = public.to_public_key_der().ok()?.as_bytes().to_vec();
+        let digest: [u8; 32] = sha2::Sha256::digest(&spki_der).into();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(digest.get(..8)?);
         Some(RsaKey {
             kid,
             public,
             spki_der,
             size: n.len(),
+            fingerprint: u64::from_be_bytes(first),
         })
     }
 }
@@ -112,6 +119,11 @@ impl KeySet {
     /// Whether a key with this `kid` exists.
     pub fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// Whether the key with this fingerprint is (still) in the set.
+    pub fn has_fingerprint(&self, fingerprint: u64) -> bool {
+        self.keys.iter().any(|k| k.fingerprint == fingerprint)
     }
 
     /// The key ids, for logs.

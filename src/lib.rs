@@ -22,6 +22,7 @@ pub mod reply;
 pub mod request;
 pub mod strict_json;
 pub mod token;
+pub mod token_cache;
 pub mod verifier;
 
 #[cfg(target_arch = "wasm32")]

@@ -7,13 +7,17 @@
 
 use crate::account::AccountState;
 use crate::authorizer::{check_header, Grants};
+use crate::config::Provider;
 use crate::config::{Algorithm, Config, DefaultPolicy, Rule};
 use crate::jwks::{KeyAvailability, KeySet};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Request};
 use crate::token::{extract_bearer, parse};
+use crate::token_cache::{self, CachedToken, TokenCache, TokenHash, MAX_CACHED_TOKEN_BYTES};
 use crate::verifier::{check_claims, check_times, verify_hs256, SignatureBackend};
 use crate::{identity, matcher::Captures};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Tokens without `kid` are tried against at most this many keys (bounds the RSA work
 /// one request can cause).
@@ -48,7 +52,7 @@ pub enum Decision {
 }
 
 /// A decision with what the logs and metrics need to explain it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// The decision.
     pub decision: Decision,
@@ -58,6 +62,8 @@ pub struct Outcome {
     pub public: bool,
     /// Why, in a few words (never token material).
     pub note: String,
+    /// What to do with the verified-token cache.
+    pub cache: CacheNote,
 }
 
 /// What the pipeline may ask about key sets.
@@ -100,6 +106,8 @@ pub struct Inputs<'a> {
     pub accounts: &'a dyn AccountLookup,
     /// RS256 backend.
     pub backend: &'a dyn SignatureBackend,
+    /// Verified-token cache (`None` when disabled).
+    pub cache: Option<&'a TokenCache>,
     /// Current time, seconds since the epoch.
     pub now_s: i64,
 }
@@ -110,7 +118,182 @@ fn outcome(decision: Decision, rule: Option<&Rule>, note: impl Into<String>) -> 
         rule: rule.map_or_else(|| "(default)".to_string(), |r| r.name.clone()),
         public: false,
         note: note.into(),
+        cache: CacheNote::None,
     }
+}
+
+/// What the glue should do with the verified-token cache after a decision.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum CacheNote {
+    /// Nothing (no token verified, or caching off).
+    #[default]
+    None,
+    /// The token came from the cache.
+    Hit,
+    /// The token was verified now: store it.
+    Store(Box<(TokenHash, CachedToken)>),
+}
+
+/// An authenticated token.
+struct Verified<'a> {
+    provider: usize,
+    config: &'a Provider,
+    claims: Cow<'a, Map<String, Value>>,
+    payload_b64: Cow<'a, str>,
+    cache: CacheNote,
+}
+
+/// Steps 3-6: parse, select the provider, check times, keys and signature, `iss`/`aud`.
+/// A cache hit (still unexpired, its provider allowed on this rule, its key still in the
+/// provider's key set) skips all of that.
+fn authenticate<'a>(
+    inp: &Inputs<'a>,
+    rule: Option<&Rule>,
+    token: &'a str,
+) -> Result<Verified<'a>, Box<Outcome>> {
+    let cfg = inp.config;
+    let deny = |d: Denial, note: &str| Box::new(outcome(Decision::Deny(d), rule, note));
+    let allowed = |i: &usize| {
+        rule.and_then(|r| r.providers.as_ref())
+            .is_none_or(|ids| ids.contains(i))
+    };
+    let hash = (inp.cache.is_some() && token.len() <= MAX_CACHED_TOKEN_BYTES)
+        .then(|| token_cache::hash(token));
+    if let (Some(h), Some(cache)) = (&hash, inp.cache) {
+        let hit = cache.get(h, inp.now_s).filter(|c| {
+            allowed(&c.provider)
+                && c.key.is_none_or(|fp| {
+                    inp.keys
+                        .keys(c.provider)
+                        .is_some_and(|k| k.has_fingerprint(fp))
+                })
+        });
+        if let Some(c) = hit {
+            if let Some(p) = cfg.providers.get(c.provider) {
+                return Ok(Verified {
+                    provider: c.provider,
+                    config: p,
+                    claims: Cow::Borrowed(&c.claims),
+                    payload_b64: Cow::Borrowed(&c.payload_b64),
+                    cache: CacheNote::Hit,
+                });
+            }
+        }
+    }
+
+    // 3. Compact JWS with JSON header and payload.
+    let jws = match parse(token, cfg.max_token_bytes) {
+        Ok(j) => j,
+        Err(e) => return Err(deny(Denial::InvalidToken, e.as_str())),
+    };
+
+    // 4a. A provider that allows this algorithm (and issuer, when it names one).
+    let Some(alg) = Algorithm::from_header(&jws.header.alg) else {
+        return Err(deny(Denial::InvalidToken, "algorithm not accepted"));
+    };
+    let iss = jws.claims.get("iss").and_then(|v| v.as_str());
+    let chosen = (0..cfg.providers.len()).filter(allowed).find(|&i| {
+        cfg.providers.get(i).is_some_and(|p| {
+            p.algorithms.contains(&alg) && p.issuer.as_deref().is_none_or(|want| iss == Some(want))
+        })
+    });
+    let Some((pid, provider)) = chosen.and_then(|i| cfg.providers.get(i).map(|p| (i, p))) else {
+        return Err(deny(
+            Denial::InvalidToken,
+            "no provider accepts this algorithm and issuer",
+        ));
+    };
+
+    // 6a. Times first: expired tokens cost no signature work.
+    if let Err(e) = check_times(&jws.claims, inp.now_s, cfg.clock_skew_s) {
+        return Err(deny(Denial::InvalidToken, e.as_str()));
+    }
+
+    // 4b + 5. Keys and signature.
+    let message = jws.signing_input.as_bytes();
+    let mut key_fingerprint = None;
+    match alg {
+        Algorithm::HS256 => {
+            let ok = provider
+                .secret
+                .as_ref()
+                .is_some_and(|s| verify_hs256(&s.0, message, &jws.signature));
+            if !ok {
+                return Err(deny(Denial::InvalidToken, "bad signature"));
+            }
+        }
+        Algorithm::RS256 => {
+            let keys = match (inp.keys.availability(pid), inp.keys.keys(pid)) {
+                (KeyAvailability::Ready, Some(k)) => k,
+                (KeyAvailability::Loading, _) => {
+                    return Err(Box::new(outcome(
+                        Decision::AwaitKeys {
+                            provider: pid,
+                            refetch: false,
+                        },
+                        rule,
+                        "keys loading",
+                    )));
+                }
+                _ => return Err(deny(Denial::Unavailable, "no keys obtainable")),
+            };
+            let kid = jws.header.kid.as_deref();
+            if let Some(k) = kid {
+                if !keys.has_kid(k) {
+                    if inp.keys.may_refetch(pid) {
+                        return Err(Box::new(outcome(
+                            Decision::AwaitKeys {
+                                provider: pid,
+                                refetch: true,
+                            },
+                            rule,
+                            "unknown kid",
+                        )));
+                    }
+                    return Err(deny(Denial::InvalidToken, "unknown kid"));
+                }
+            }
+            for key in keys.candidates(kid).take(MAX_KIDLESS_TRIES) {
+                match inp.backend.verify_rs256(key, message, &jws.signature) {
+                    Ok(true) => {
+                        key_fingerprint = Some(key.fingerprint);
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(_) => return Err(deny(Denial::Unavailable, "signature backend failed")),
+                }
+            }
+            if key_fingerprint.is_none() {
+                return Err(deny(Denial::InvalidToken, "bad signature"));
+            }
+        }
+    }
+
+    // 6b. Issuer and audience.
+    let exp = match check_claims(&jws.claims, provider, inp.now_s, cfg.clock_skew_s) {
+        Ok(exp) => exp,
+        Err(e) => return Err(deny(Denial::InvalidToken, e.as_str())),
+    };
+    let cache = match hash {
+        Some(h) => CacheNote::Store(Box::new((
+            h,
+            CachedToken {
+                provider: pid,
+                claims: jws.claims.clone(),
+                exp,
+                payload_b64: jws.payload_b64.to_string(),
+                key: key_fingerprint,
+            },
+        ))),
+        None => CacheNote::None,
+    };
+    Ok(Verified {
+        provider: pid,
+        config: provider,
+        claims: Cow::Owned(jws.claims),
+        payload_b64: Cow::Borrowed(jws.payload_b64),
+        cache,
+    })
 }
 
 /// Decides what happens to `req`.
@@ -168,106 +351,32 @@ pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
         return deny(Denial::MissingToken, rule, "no bearer token");
     };
 
-    // 3. Compact JWS with JSON header and payload.
-    let jws = match parse(token, cfg.max_token_bytes) {
-        Ok(j) => j,
-        Err(e) => return deny(Denial::InvalidToken, rule, e.as_str()),
+    // 3-6. Authenticate (from the verified-token cache when possible).
+    let mut v = match authenticate(inp, rule, token) {
+        Ok(v) => v,
+        Err(o) => return *o,
     };
+    let cache = std::mem::replace(&mut v.cache, CacheNote::None);
+    let mut o = authorize(inp, req, rule, &captures, &v);
+    o.cache = cache;
+    o
+}
 
-    // 4a. A provider that allows this algorithm (and issuer, when it names one).
-    let Some(alg) = Algorithm::from_header(&jws.header.alg) else {
-        return deny(Denial::InvalidToken, rule, "algorithm not accepted");
-    };
-    let iss = jws.claims.get("iss").and_then(|v| v.as_str());
-    let allowed = |i: &usize| {
-        rule.and_then(|r| r.providers.as_ref())
-            .is_none_or(|ids| ids.contains(i))
-    };
-    let chosen = (0..cfg.providers.len()).filter(allowed).find(|&i| {
-        cfg.providers.get(i).is_some_and(|p| {
-            p.algorithms.contains(&alg) && p.issuer.as_deref().is_none_or(|want| iss == Some(want))
-        })
-    });
-    let Some((pid, provider)) = chosen.and_then(|i| cfg.providers.get(i).map(|p| (i, p))) else {
-        return deny(
-            Denial::InvalidToken,
-            rule,
-            "no provider accepts this algorithm and issuer",
-        );
-    };
-
-    // 6a. Times first: expired tokens cost no signature work.
-    if let Err(e) = check_times(&jws.claims, inp.now_s, cfg.clock_skew_s) {
-        return deny(Denial::InvalidToken, rule, e.as_str());
-    }
-
-    // 4b + 5. Keys and signature.
-    let message = jws.signing_input.as_bytes();
-    match alg {
-        Algorithm::HS256 => {
-            let ok = provider
-                .secret
-                .as_ref()
-                .is_some_and(|s| verify_hs256(&s.0, message, &jws.signature));
-            if !ok {
-                return deny(Denial::InvalidToken, rule, "bad signature");
-            }
-        }
-        Algorithm::RS256 => {
-            let keys = match (inp.keys.availability(pid), inp.keys.keys(pid)) {
-                (KeyAvailability::Ready, Some(k)) => k,
-                (KeyAvailability::Loading, _) => {
-                    return outcome(
-                        Decision::AwaitKeys {
-                            provider: pid,
-                            refetch: false,
-                        },
-                        rule,
-                        "keys loading",
-                    );
-                }
-                _ => return deny(Denial::Unavailable, rule, "no keys obtainable"),
-            };
-            let kid = jws.header.kid.as_deref();
-            if let Some(k) = kid {
-                if !keys.has_kid(k) {
-                    if inp.keys.may_refetch(pid) {
-                        return outcome(
-                            Decision::AwaitKeys {
-                                provider: pid,
-                                refetch: true,
-                            },
-                            rule,
-                            "unknown kid",
-                        );
-                    }
-                    return deny(Denial::InvalidToken, rule, "unknown kid");
-                }
-            }
-            let mut verified = false;
-            for key in keys.candidates(kid).take(MAX_KIDLESS_TRIES) {
-                match inp.backend.verify_rs256(key, message, &jws.signature) {
-                    Ok(true) => {
-                        verified = true;
-                        break;
-                    }
-                    Ok(false) => {}
-                    Err(_) => return deny(Denial::Unavailable, rule, "signature backend failed"),
-                }
-            }
-            if !verified {
-                return deny(Denial::InvalidToken, rule, "bad signature");
-            }
-        }
-    }
-
-    // 6b. Issuer and audience.
-    if let Err(e) = check_claims(&jws.claims, provider, inp.now_s, cfg.clock_skew_s) {
-        return deny(Denial::InvalidToken, rule, e.as_str());
-    }
+/// Steps 7-12 for an authenticated token: identity, account, permissions, membership,
+/// identity headers.
+fn authorize(
+    inp: &Inputs,
+    req: &Request,
+    rule: Option<&Rule>,
+    captures: &Captures,
+    v: &Verified,
+) -> Outcome {
+    let cfg = inp.config;
+    let deny = |d: Denial, rule: Option<&Rule>, note: &str| outcome(Decision::Deny(d), rule, note);
+    let (pid, provider, claims) = (v.provider, v.config, &*v.claims);
 
     // 7. Identity.
-    if let Some(claim) = identity::missing_claim(&jws.claims, &provider.required_claims) {
+    if let Some(claim) = identity::missing_claim(claims, &provider.required_claims) {
         return deny(
             Denial::UnknownAccount,
             rule,
@@ -278,7 +387,7 @@ pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
     // 7b. Account resolution.
     let mut account_headers = Vec::new();
     if let Some(acc) = &provider.account {
-        let Some(path) = acc.path.render(&jws.claims) else {
+        let Some(path) = acc.path.render(claims) else {
             return deny(
                 Denial::UnknownAccount,
                 rule,
@@ -324,8 +433,8 @@ pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
     // 8. Permissions.
     if let Some(r) = rule {
         if !r.requirement.is_empty() {
-            let grants = Grants::from_claims(&jws.claims, &provider.claims, &cfg.roles);
-            if let Err(missing) = r.requirement.check(&grants, req, &captures) {
+            let grants = Grants::from_claims(claims, &provider.claims, &cfg.roles);
+            if let Err(missing) = r.requirement.check(&grants, req, captures) {
                 return deny(
                     Denial::InsufficientPermissions,
                     rule,
@@ -335,7 +444,7 @@ pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
         }
         // 9. Domain constraint.
         if let Some(m) = &r.member_of {
-            if !m.holds(&jws.claims, req, &captures) {
+            if !m.holds(claims, req, captures) {
                 return deny(
                     Denial::PermissionDenied,
                     rule,
@@ -346,7 +455,7 @@ pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
     }
 
     // Success: identity headers.
-    match identity::forward_headers(&cfg.forward, &jws.claims, jws.payload_b64) {
+    match identity::forward_headers(&cfg.forward, claims, &v.payload_b64) {
         Ok(mut headers) => {
             headers.extend(account_headers);
             outcome(
@@ -496,9 +605,86 @@ mod tests {
             keys: fake,
             accounts: fake,
             backend,
+            cache: None,
             now_s: now(),
         };
         decide(&inputs, req).decision
+    }
+
+    #[test]
+    fn verified_token_cache() {
+        use crate::token_cache::TokenCache;
+        let cfg = config();
+        let mut fake = ready();
+        let mut cache = TokenCache::new(100);
+        let good = rs("user-1", json!({"permissions": ["entities:read"]}));
+        let req = request("GET", "/v1/entities/x", Some(format!("Bearer {good}")));
+        let run = |fake: &Fake, cache: &TokenCache, req: &Request, now_s: i64| {
+            decide(
+                &Inputs {
+                    config: &cfg,
+                    keys: fake,
+                    accounts: fake,
+                    backend: &RustBackend,
+                    cache: Some(cache),
+                    now_s,
+                },
+                req,
+            )
+        };
+        // Miss: verified, and the glue is told to store it.
+        let first = run(&fake, &cache, &req, now());
+        let CacheNote::Store(stored) = first.cache.clone() else {
+            panic!("expected a store, got {:?}", first.cache)
+        };
+        let (h, entry) = *stored;
+        assert_eq!(entry.exp, now() + 600);
+        cache.insert(h, entry, now());
+        // Hit: same decision with no crypto, even through a backend that would fail.
+        let second = run(&fake, &cache, &req, now());
+        assert_eq!(second.cache, CacheNote::Hit);
+        assert_eq!(second.decision, first.decision);
+        assert_eq!(
+            decide(
+                &Inputs {
+                    config: &cfg,
+                    keys: &fake,
+                    accounts: &fake,
+                    backend: &Failing,
+                    cache: Some(&cache),
+                    now_s: now()
+                },
+                &req
+            )
+            .decision,
+            first.decision
+        );
+        // Authorization still runs per request: the same token on another route is refused.
+        let other = request(
+            "POST",
+            "/v1/consent/c?network_id=n1",
+            Some(format!("Bearer {good}")),
+        );
+        let o = run(&fake, &cache, &other, now());
+        assert_eq!(
+            (o.decision, o.cache),
+            (
+                Decision::Deny(Denial::InsufficientPermissions),
+                CacheNote::Hit
+            )
+        );
+        // Past exp the entry is not used (and the token is refused as expired).
+        assert_eq!(
+            run(&fake, &cache, &req, now() + 700).decision,
+            Decision::Deny(Denial::InvalidToken)
+        );
+        // When the verifying key leaves the key set, the entry is ignored.
+        let (set, _) = KeySet::parse(jwks(&[&signers().1]).as_bytes()).expect("jwks");
+        fake.keys = Some(set);
+        fake.refetch = false;
+        let o = run(&fake, &cache, &req, now());
+        assert_eq!(o.decision, Decision::Deny(Denial::InvalidToken));
+        assert_ne!(o.cache, CacheNote::Hit);
     }
 
     fn rs(sub: &str, extra: Value) -> String {
@@ -777,6 +963,7 @@ mod tests {
             keys: &fake,
             accounts: &fake,
             backend: &RustBackend,
+            cache: None,
             now_s: now(),
         };
         let out = decide(&inputs, &request("GET", "/unmatched", None));

@@ -5,8 +5,9 @@ use super::{log, now_ms};
 use crate::account::{interpret, AccountCache, AccountState};
 use crate::config::{Config, JwksSource};
 use crate::jwks::{FetchPolicy, KeyAvailability, KeyFetcher, KeySet};
-use crate::pipeline::{decide, AccountLookup, Decision, Inputs, KeyLookup, Outcome};
+use crate::pipeline::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome};
 use crate::request::Request;
+use crate::token_cache::TokenCache;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use std::cell::RefCell;
@@ -74,6 +75,7 @@ pub(crate) struct Shared {
     /// Lookups a woken request needs: dispatched by the root context (a wake-up runs in
     /// another context's callback, and a call made there would die with that context).
     deferred: Vec<Deferred>,
+    tokens: TokenCache,
     pub waiters: Vec<Waiter>,
 }
 
@@ -147,6 +149,7 @@ impl Shared {
             .iter()
             .map(|p| p.account.as_ref().map(|a| AccountCache::new(a.max_entries)))
             .collect();
+        let tokens = TokenCache::new(config.token_cache_entries);
         Shared {
             config,
             backend,
@@ -155,6 +158,7 @@ impl Shared {
             pending_accounts: HashMap::new(),
             calls: HashMap::new(),
             deferred: Vec::new(),
+            tokens,
             waiters: Vec::new(),
         }
     }
@@ -170,6 +174,7 @@ impl Shared {
             keys: &view,
             accounts: &view,
             backend: self.backend.get(),
+            cache: (self.config.token_cache_entries > 0).then_some(&self.tokens),
             now_s: i64::try_from(now_ms / 1000).unwrap_or(i64::MAX),
         };
         decide(&inputs, req)
@@ -447,7 +452,12 @@ fn process(
     now: u64,
     dispatch: Option<Dispatch>,
 ) -> Action {
-    let outcome = shared.borrow().decide(&request, now, waited);
+    let mut outcome = shared.borrow().decide(&request, now, waited);
+    if let CacheNote::Store(entry) = std::mem::take(&mut outcome.cache) {
+        let (hash, token) = *entry;
+        let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
+        shared.borrow_mut().tokens.insert(hash, token, now_s);
+    }
     let (wait, timeout_ms, started) = match outcome.decision {
         Decision::AwaitKeys { provider, refetch } => {
             let due = {
