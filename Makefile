@@ -32,6 +32,10 @@ demo: build ## Run the demo: Envoy + filter + dev IdP + upstream on localhost
 test: build ## Run every test: unit, conformance and end-to-end in the real Envoy
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo test --all-targets
 
+bench: build ## Benchmark against Envoy's jwt_authn with wrk (BENCH_SMOKE=1 for a quick run)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo run --release --quiet --example bench
+
 lint: deps ## rustfmt and clippy (native and wasm32), warnings are errors
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings

@@ -132,21 +132,17 @@ impl AccountCache {
         }
     }
 
-    /// Stores a result for `ttl` ms, evicting expired entries, then the oldest, when full.
+    /// Stores a result for `ttl` ms; when full, the oldest entry goes (O(1) amortized).
     pub fn insert(&mut self, key: String, account: Option<Map<String, Value>>, now: u64, ttl: u64) {
         if self.max == 0 || ttl == 0 {
             return;
         }
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.max {
-            self.entries.retain(|_, e| e.expires_at > now);
-            self.order.retain(|k| self.entries.contains_key(k));
-            while self.entries.len() >= self.max {
-                match self.order.pop_front() {
-                    Some(old) => {
-                        self.entries.remove(&old);
-                    }
-                    None => break,
+        while !self.entries.contains_key(&key) && self.entries.len() >= self.max {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.entries.remove(&old);
                 }
+                None => break,
             }
         }
         if self
@@ -254,14 +250,15 @@ mod tests {
         assert_eq!(c.get("k2", 50), AccountState::NotFound);
         assert_eq!(c.get("k2", 100), AccountState::Unknown);
         assert_eq!(c.get("k3", 0), AccountState::Unknown);
-        // Full: the expired k2 goes first.
+        // Full: the oldest (k1) goes.
         c.insert("k3".into(), None, 200, 100);
         assert_eq!(c.len(), 2);
-        assert_eq!(c.get("k1", 200), AccountState::Found(&acct));
-        // Full, nothing expired: the oldest goes.
-        c.insert("k4".into(), None, 250, 100);
+        assert_eq!(c.get("k1", 200), AccountState::Unknown);
+        assert_eq!(c.get("k3", 200), AccountState::NotFound);
+        // Re-inserting a present key evicts nothing.
+        c.insert("k3".into(), Some(acct.clone()), 250, 100);
         assert_eq!(c.len(), 2);
-        assert_eq!(c.get("k1", 250), AccountState::Unknown);
+        assert_eq!(c.get("k3", 250), AccountState::Found(&acct));
         let mut off = AccountCache::new(0);
         off.insert("k".into(), None, 0, 100);
         assert!(off.is_empty());

@@ -375,6 +375,10 @@ pub struct Config {
     pub verifier: VerifierChoice,
     /// Verified-token cache size (0 disables it).
     pub token_cache_entries: usize,
+    /// Some rule matches on the host (computed).
+    pub needs_host: bool,
+    /// Some rule matches on Envoy's route name (computed).
+    pub needs_route_name: bool,
 }
 
 /// One token provider.
@@ -473,6 +477,12 @@ pub struct Forward {
 }
 
 impl Config {
+    /// A rule's name for logs; `(default)` when no rule matched.
+    pub fn rule_name(&self, rule: Option<usize>) -> &str {
+        rule.and_then(|i| self.rules.get(i))
+            .map_or("(default)", |r| r.name.as_str())
+    }
+
     /// Every header the filter may set: client-sent copies are always removed.
     pub fn owned_headers(&self) -> impl Iterator<Item = &str> {
         let accounts = self
@@ -492,6 +502,8 @@ impl Config {
 /// A compiled rule.
 #[derive(Debug)]
 pub struct Rule {
+    /// Position in `rules`.
+    pub index: usize,
     /// Name for logs (defaults to `rules[i]`).
     pub name: String,
     /// What requests it applies to.
@@ -579,10 +591,12 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         max_token_bytes: raw.max_token_bytes,
         roles: raw.roles,
         forward,
-        rules,
         default: raw.default,
         verifier: raw.verifier,
         token_cache_entries: raw.token_cache.max_entries,
+        needs_host: rules.iter().any(|r| r.matcher.uses_host()),
+        needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),
+        rules,
     })
 }
 
@@ -899,6 +913,7 @@ fn compile_rule(r: RawRule, i: usize, providers: &[Provider]) -> Result<Rule, Co
         headers.push((lower, name, format));
     }
     Ok(Rule {
+        index: i,
         name: r.name.unwrap_or_else(|| at.clone()),
         matcher,
         public: r.public,

@@ -97,6 +97,16 @@ impl Matcher {
         })
     }
 
+    /// Whether this matcher looks at the host.
+    pub fn uses_host(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// Whether this matcher looks at Envoy's route name.
+    pub fn uses_route(&self) -> bool {
+        self.route.is_some()
+    }
+
     /// Names of the template's captures (empty for other path kinds).
     pub fn params(&self) -> Vec<&str> {
         match &self.path {

@@ -56,12 +56,12 @@ pub enum Decision {
 pub struct Outcome {
     /// The decision.
     pub decision: Decision,
-    /// Name of the matched rule, or `(default)`.
-    pub rule: String,
+    /// Index of the matched rule (`None`: no rule matched); see [`Config::rule_name`].
+    pub rule: Option<usize>,
     /// Whether a public rule let the request through.
     pub public: bool,
     /// Why, in a few words (never token material).
-    pub note: String,
+    pub note: Cow<'static, str>,
     /// What to do with the verified-token cache.
     pub cache: CacheNote,
 }
@@ -112,10 +112,14 @@ pub struct Inputs<'a> {
     pub now_s: i64,
 }
 
-fn outcome(decision: Decision, rule: Option<&Rule>, note: impl Into<String>) -> Outcome {
+fn deny(d: Denial, rule: Option<&Rule>, note: impl Into<Cow<'static, str>>) -> Outcome {
+    outcome(Decision::Deny(d), rule, note)
+}
+
+fn outcome(decision: Decision, rule: Option<&Rule>, note: impl Into<Cow<'static, str>>) -> Outcome {
     Outcome {
         decision,
-        rule: rule.map_or_else(|| "(default)".to_string(), |r| r.name.clone()),
+        rule: rule.map(|r| r.index),
         public: false,
         note: note.into(),
         cache: CacheNote::None,
@@ -152,7 +156,7 @@ fn authenticate<'a>(
     token: &'a str,
 ) -> Result<Verified<'a>, Box<Outcome>> {
     let cfg = inp.config;
-    let deny = |d: Denial, note: &str| Box::new(outcome(Decision::Deny(d), rule, note));
+    let deny = |d: Denial, note: &'static str| Box::new(outcome(Decision::Deny(d), rule, note));
     let allowed = |i: &usize| {
         rule.and_then(|r| r.providers.as_ref())
             .is_none_or(|ids| ids.contains(i))
@@ -299,7 +303,6 @@ fn authenticate<'a>(
 /// Decides what happens to `req`.
 pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
     let cfg = inp.config;
-    let deny = |d: Denial, rule: Option<&Rule>, note: &str| outcome(Decision::Deny(d), rule, note);
 
     // 1. Rule. Only paths in normal form are matched, so `..` tricks cannot borrow a rule.
     let path = req.path_only();
@@ -310,7 +313,11 @@ pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
             "path not normalized",
         );
     }
-    let host = req.host();
+    let host = if cfg.needs_host {
+        req.host()
+    } else {
+        String::new()
+    };
     let matched = cfg
         .rules
         .iter()
@@ -372,7 +379,6 @@ fn authorize(
     v: &Verified,
 ) -> Outcome {
     let cfg = inp.config;
-    let deny = |d: Denial, rule: Option<&Rule>, note: &str| outcome(Decision::Deny(d), rule, note);
     let (pid, provider, claims) = (v.provider, v.config, &*v.claims);
 
     // 7. Identity.
@@ -380,7 +386,7 @@ fn authorize(
         return deny(
             Denial::UnknownAccount,
             rule,
-            &format!("required claim {claim} missing"),
+            format!("required claim {claim} missing"),
         );
     }
 
@@ -403,7 +409,7 @@ fn authorize(
                             return deny(
                                 Denial::UnknownAccount,
                                 rule,
-                                &format!("account field for {header} has control characters"),
+                                format!("account field for {header} has control characters"),
                             );
                         }
                         account_headers.push((header.clone(), value));
@@ -438,7 +444,7 @@ fn authorize(
                 return deny(
                     Denial::InsufficientPermissions,
                     rule,
-                    &format!("missing permission {missing}"),
+                    format!("missing permission {missing}"),
                 );
             }
         }
@@ -448,7 +454,7 @@ fn authorize(
                 return deny(
                     Denial::PermissionDenied,
                     rule,
-                    &format!("request value not in claim {}", m.claim),
+                    format!("request value not in claim {}", m.claim),
                 );
             }
         }
@@ -467,7 +473,7 @@ fn authorize(
         Err(header) => deny(
             Denial::UnknownAccount,
             rule,
-            &format!("claim for {header} has control characters"),
+            format!("claim for {header} has control characters"),
         ),
     }
 }
@@ -971,6 +977,6 @@ mod tests {
             out.decision,
             Decision::Deny(Denial::InsufficientPermissions)
         );
-        assert_eq!(out.rule, "(default)");
+        assert_eq!(cfg.rule_name(out.rule), "(default)");
     }
 }

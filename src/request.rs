@@ -116,8 +116,17 @@ pub fn is_normalized(path: &str) -> bool {
     if path.split('/').any(|seg| seg == "." || seg == "..") {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    !(lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c"))
+    // Encoded '.', '/' or '\\' in any case, without allocating.
+    !path.as_bytes().windows(3).any(|w| {
+        w.first() == Some(&b'%')
+            && matches!(
+                (
+                    w.get(1).map(u8::to_ascii_lowercase),
+                    w.get(2).map(u8::to_ascii_lowercase)
+                ),
+                (Some(b'2'), Some(b'e' | b'f')) | (Some(b'5'), Some(b'c'))
+            )
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,24 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Keys are SHA-256 digests, already uniform: their first 8 bytes are the hash.
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+}
+
+type DigestMap<V> = HashMap<TokenHash, V, BuildHasherDefault<DigestHasher>>;
 
 /// Tokens longer than this are never cached (bounds memory per entry).
 pub const MAX_CACHED_TOKEN_BYTES: usize = 4096;
@@ -35,7 +53,7 @@ pub struct CachedToken {
 
 /// Bounded FIFO cache of verified tokens.
 pub struct TokenCache {
-    map: HashMap<TokenHash, CachedToken>,
+    map: DigestMap<CachedToken>,
     order: VecDeque<TokenHash>,
     max: usize,
 }
@@ -44,7 +62,7 @@ impl TokenCache {
     /// An empty cache holding at most `max` entries (0 disables it).
     pub fn new(max: usize) -> TokenCache {
         TokenCache {
-            map: HashMap::new(),
+            map: DigestMap::default(),
             order: VecDeque::new(),
             max,
         }
@@ -55,27 +73,19 @@ impl TokenCache {
         self.map.get(hash).filter(|e| now_s < e.exp)
     }
 
-    /// Stores an entry; when full, expired entries go first, then the oldest.
+    /// Stores an entry; when full, the oldest goes (FIFO, O(1) amortized: entries enter
+    /// in verification order, and tokens of one provider have similar lifetimes, so the
+    /// oldest is also the first to expire).
     pub fn insert(&mut self, hash: TokenHash, entry: CachedToken, now_s: i64) {
         if self.max == 0 || now_s >= entry.exp {
             return;
         }
-        if !self.map.contains_key(&hash) && self.map.len() >= self.max {
-            if self.order.len() > self.max {
-                self.order.retain(|h| self.map.contains_key(h));
-            }
-            let before = self.map.len();
-            self.map.retain(|_, e| now_s < e.exp);
-            if self.map.len() < before {
-                self.order.retain(|h| self.map.contains_key(h));
-            }
-            while self.map.len() >= self.max {
-                match self.order.pop_front() {
-                    Some(old) => {
-                        self.map.remove(&old);
-                    }
-                    None => break,
+        while !self.map.contains_key(&hash) && self.map.len() >= self.max {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
                 }
+                None => break,
             }
         }
         if self.map.insert(hash, entry).is_none() {
@@ -121,13 +131,15 @@ mod tests {
     }
 
     #[test]
-    fn bounded_expired_first_then_oldest() {
+    fn bounded_oldest_first() {
         let mut c = TokenCache::new(2);
         c.insert(hash("a"), entry(10), 0);
         c.insert(hash("b"), entry(100), 0);
-        c.insert(hash("c"), entry(100), 20); // "a" expired: it goes
+        c.insert(hash("c"), entry(100), 20); // full: the oldest ("a") goes
         assert!(c.get(&hash("b"), 20).is_some() && c.get(&hash("c"), 20).is_some());
-        c.insert(hash("d"), entry(100), 20); // none expired: the oldest ("b") goes
+        c.insert(hash("c"), entry(100), 20); // re-insert: nothing evicted
+        assert!(c.get(&hash("b"), 20).is_some());
+        c.insert(hash("d"), entry(100), 20); // the oldest ("b") goes
         assert_eq!(c.len(), 2);
         assert!(c.get(&hash("b"), 20).is_none());
         assert!(c.get(&hash("d"), 20).is_some());

@@ -78,14 +78,20 @@ impl HttpContext for Http {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         };
-        // `xds.route_name` in current Envoy; `route_name` in older releases.
-        let route_name = [vec!["xds", "route_name"], vec!["route_name"]]
-            .into_iter()
-            .find_map(|path| {
-                self.get_property(path)
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .filter(|s| !s.is_empty())
-            });
+        // `xds.route_name` in current Envoy; `route_name` in older releases. Read only when a
+        // rule needs it: a property lookup is a hostcall.
+        let needs_route = shared.borrow().config.needs_route_name;
+        let route_name = if !needs_route {
+            None
+        } else {
+            [vec!["xds", "route_name"], vec!["route_name"]]
+                .into_iter()
+                .find_map(|path| {
+                    self.get_property(path)
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .filter(|s| !s.is_empty())
+                })
+        };
         let request = Request {
             method: get(":method"),
             path: get(":path"),

@@ -567,7 +567,7 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
                 &format!(
                     "bearer-guard: denied {} rule={} route={} request_id={} why={}",
                     denial.reason(),
-                    outcome.rule,
+                    shared.borrow().config.rule_name(outcome.rule),
                     request.route_name.as_deref().unwrap_or("-"),
                     request.request_id,
                     outcome.note

@@ -44,6 +44,8 @@ pub struct Options {
     pub extra_filters: Vec<Value>,
     /// Leave the wasm filter out.
     pub no_wasm: bool,
+    /// Answer every request with Envoy's own `direct_response` (no upstream hop).
+    pub direct_response: bool,
 }
 
 impl Options {
@@ -57,6 +59,7 @@ impl Options {
             accounts_port: 0,
             extra_filters: vec![],
             no_wasm: false,
+            direct_response: false,
         }
     }
 }
@@ -101,6 +104,14 @@ pub fn bootstrap(o: &Options) -> Value {
     } else {
         o.accounts_port
     };
+    let routes = if o.direct_response {
+        json!([{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}])
+    } else {
+        json!([
+            {"name": "items", "match": {"prefix": "/v1/items"}, "route": {"cluster": "upstream"}},
+            {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}
+        ])
+    };
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
@@ -115,10 +126,7 @@ pub fn bootstrap(o: &Options) -> Value {
                         "normalize_path": true,
                         "merge_slashes": true,
                         "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
-                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-                            {"name": "items", "match": {"prefix": "/v1/items"}, "route": {"cluster": "upstream"}},
-                            {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}
-                        ]}]},
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
                         "http_filters": filters
                     }
                 }]}]

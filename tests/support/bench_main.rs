@@ -1,0 +1,353 @@
+//! `make bench`: bearer-guard side by side with Envoy's native `jwt_authn`, in the real
+//! Envoy (`--concurrency 1`, `direct_response`, so only filter work is measured), driven
+//! by wrk over loopback. Configurations are interleaved round by round and the table
+//! reports medians. `BENCH_ROUNDS`, `BENCH_SECONDS` and `BENCH_TOKENS` tune it;
+//! `BENCH_SMOKE=1` is a seconds-long sanity run.
+
+#[path = "envoy.rs"]
+mod envoy;
+#[path = "idp.rs"]
+mod idp;
+#[path = "servers.rs"]
+mod servers;
+
+use envoy::{Envoy, Options};
+use idp::{claims, jwks, Signer};
+use serde_json::{json, Value};
+use servers::{JwksMode, JwksServer};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const ISS: &str = "https://bench.idp";
+const AUD: &str = "bench";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn plugin(verifier: &str, cache: usize, public: bool) -> Value {
+    let rules = if public {
+        json!([{"match": {}, "public": true}])
+    } else {
+        json!([])
+    };
+    json!({
+        "providers": [{"name": "bench", "issuer": ISS, "audiences": [AUD], "algorithms": ["RS256"],
+                       "jwks": {"cluster": "jwks", "authority": "bench.idp", "path": "/jwks"}}],
+        "verifier": verifier,
+        "token_cache": {"max_entries": cache},
+        "rules": rules
+    })
+}
+
+fn jwt_authn(jwks_doc: &str, cache: bool) -> Value {
+    let mut provider = json!({"issuer": ISS, "audiences": [AUD], "forward": true,
+                              "local_jwks": {"inline_string": jwks_doc}});
+    if cache {
+        provider["jwt_cache_config"] = json!({"jwt_cache_size": 20000});
+    }
+    json!({"name": "envoy.filters.http.jwt_authn", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        "providers": {"bench": provider},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}})
+}
+
+struct Row {
+    name: &'static str,
+    envoy: usize,
+    tokens: PathBuf,
+    expect_ok: bool,
+    results: Vec<(f64, f64, f64, u64)>,
+}
+
+fn write_tokens(dir: &Path, name: &str, tokens: &[String]) -> PathBuf {
+    let p = dir.join(format!("{name}.txt"));
+    std::fs::write(&p, tokens.join("\n") + "\n").expect("write tokens");
+    p
+}
+
+fn parse_duration_us(s: &str) -> f64 {
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(s.len()),
+    );
+    let v: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => v,
+        "ms" => v * 1000.0,
+        "s" => v * 1e6,
+        _ => f64::NAN,
+    }
+}
+
+/// One wrk run: (req/s, p50 µs, p99 µs, non-2xx count).
+fn wrk(port: u16, tokens: &Path, script: &Path, seconds: u64) -> (f64, f64, f64, u64) {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c10", &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}/bench"))
+        .arg("--")
+        .arg(tokens)
+        .output()
+        .expect("wrk (make bench installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut rps = f64::NAN;
+    let (mut p50, mut p99, mut non2xx) = (f64::NAN, f64::NAN, 0);
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse().unwrap_or(f64::NAN);
+        } else if let Some(v) = l.strip_prefix("50%") {
+            p50 = parse_duration_us(v);
+        } else if let Some(v) = l.strip_prefix("99%") {
+            p99 = parse_duration_us(v);
+        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            non2xx = v.trim().parse().unwrap_or(0);
+        }
+    }
+    (rps, p50, p99, non2xx)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1");
+    let rounds = env_or("BENCH_ROUNDS", if smoke { 1 } else { 3 });
+    let seconds = env_or("BENCH_SECONDS", if smoke { 1 } else { 5 });
+    let n_tokens = env_or("BENCH_TOKENS", if smoke { 300 } else { 12_000 }) as usize;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+
+    eprintln!("minting {n_tokens} RS256 tokens…");
+    let signer = Signer::generate("bench-key");
+    let doc = jwks(&[&signer]);
+    let valid: Vec<String> = (0..n_tokens)
+        .map(|i| {
+            signer.mint(&claims(
+                ISS,
+                AUD,
+                &format!("user-{i}"),
+                3600,
+                json!({"permissions": ["read"]}),
+            ))
+        })
+        .collect();
+    // Forged: a valid kid and header, the signature's first character changed.
+    let forged: Vec<String> = valid
+        .iter()
+        .map(|t| {
+            let (head, sig) = t.rsplit_once('.').unwrap_or((t, ""));
+            let mut sig: Vec<char> = sig.chars().collect();
+            if let Some(c) = sig.first_mut() {
+                *c = if *c == 'A' { 'B' } else { 'A' };
+            }
+            format!("{head}.{}", sig.into_iter().collect::<String>())
+        })
+        .collect();
+    let one = write_tokens(&dir, "one", &valid[..1]);
+    let distinct = write_tokens(&dir, "distinct", &valid);
+    let forged_path = write_tokens(&dir, "forged", &forged);
+    let script = dir.join("tokens.lua");
+    std::fs::write(
+        &script,
+        "local tokens, i = {}, 0\n\
+         function init(args) for line in io.lines(args[1]) do tokens[#tokens + 1] = line end end\n\
+         function request()\n  i = i % #tokens + 1\n  return wrk.format(\"GET\", \"/bench\", {[\"Authorization\"] = \"Bearer \" .. tokens[i]})\nend\n",
+    )
+    .expect("lua");
+
+    let jwks_server = JwksServer::start(0, JwksMode::Serve(doc.clone())).expect("jwks server");
+    let opts = |plugin_cfg: Option<Value>, extra: Vec<Value>| {
+        let mut o = Options::new(
+            plugin_cfg.clone().unwrap_or(json!({})),
+            0,
+            jwks_server.server.port,
+        );
+        o.direct_response = true;
+        o.no_wasm = plugin_cfg.is_none();
+        o.extra_filters = extra;
+        o
+    };
+    eprintln!("starting Envoys…");
+    let envoys = [
+        Envoy::start(&opts(None, vec![])), // 0 no auth
+        Envoy::start(&opts(Some(plugin("auto", 4096, true)), vec![])), // 1 wasm hop
+        Envoy::start(&opts(None, vec![jwt_authn(&doc, true)])), // 2 jwt_authn cache
+        Envoy::start(&opts(None, vec![jwt_authn(&doc, false)])), // 3 jwt_authn no cache
+        Envoy::start(&opts(Some(plugin("auto", 4096, false)), vec![])), // 4 bearer-guard
+        Envoy::start(&opts(Some(plugin("rust", 4096, false)), vec![])), // 5 pure Rust
+    ];
+    let backend_line = envoys[4].log();
+    if !backend_line.contains("RS256 backend envoy") {
+        eprintln!("warning: bearer-guard did not pick Envoy's verify_signature backend");
+    }
+    let mut rows = vec![
+        Row {
+            name: "no auth (direct_response)",
+            envoy: 0,
+            tokens: one.clone(),
+            expect_ok: true,
+            results: vec![],
+        },
+        Row {
+            name: "wasm hop (bearer-guard, public rule)",
+            envoy: 1,
+            tokens: one.clone(),
+            expect_ok: true,
+            results: vec![],
+        },
+        Row {
+            name: "jwt_authn, cache on, same token",
+            envoy: 2,
+            tokens: one.clone(),
+            expect_ok: true,
+            results: vec![],
+        },
+        Row {
+            name: "jwt_authn, every token distinct",
+            envoy: 3,
+            tokens: distinct.clone(),
+            expect_ok: true,
+            results: vec![],
+        },
+        Row {
+            name: "jwt_authn, forged-signature flood",
+            envoy: 3,
+            tokens: forged_path.clone(),
+            expect_ok: false,
+            results: vec![],
+        },
+        Row {
+            name: "bearer-guard, cached token",
+            envoy: 4,
+            tokens: one.clone(),
+            expect_ok: true,
+            results: vec![],
+        },
+        Row {
+            name: "bearer-guard, every token distinct",
+            envoy: 4,
+            tokens: distinct.clone(),
+            expect_ok: true,
+            results: vec![],
+        },
+        Row {
+            name: "bearer-guard, forged-signature flood",
+            envoy: 4,
+            tokens: forged_path.clone(),
+            expect_ok: false,
+            results: vec![],
+        },
+        Row {
+            name: "bearer-guard pure-Rust, every token distinct",
+            envoy: 5,
+            tokens: distinct.clone(),
+            expect_ok: true,
+            results: vec![],
+        },
+    ];
+    // Warm up every configuration (JWKS fetched, V8 tiered up).
+    for row in &rows {
+        let _ = wrk(envoys[row.envoy].port, &row.tokens, &script, 1);
+    }
+    for round in 1..=rounds {
+        eprintln!("round {round}/{rounds}");
+        for row in rows.iter_mut() {
+            let r = wrk(envoys[row.envoy].port, &row.tokens, &script, seconds);
+            if row.expect_ok && r.3 > 0 {
+                eprintln!("warning: {}: {} non-2xx responses", row.name, r.3);
+            }
+            row.results.push(r);
+        }
+    }
+
+    let base = median(rows[0].results.iter().map(|r| r.0).collect());
+    let mut table = String::from(
+        "| configuration | req/s | p50 µs | p99 µs | added µs/request | non-2xx |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    let mut added = std::collections::HashMap::new();
+    for row in &rows {
+        let rps = median(row.results.iter().map(|r| r.0).collect());
+        let p50 = median(row.results.iter().map(|r| r.1).collect());
+        let p99 = median(row.results.iter().map(|r| r.2).collect());
+        let non2xx: u64 = row.results.iter().map(|r| r.3).sum();
+        let add = 1e6 / rps - 1e6 / base;
+        added.insert(row.name, (add, rps));
+        table.push_str(&format!(
+            "| {} | {rps:.0} | {p50:.0} | {p99:.0} | {add:.1} | {non2xx} |\n",
+            row.name
+        ));
+    }
+
+    // Memory: RSS growth over 10,000 distinct valid tokens with room to cache them all.
+    let mem_tokens = n_tokens.min(10_000);
+    let mem = Envoy::start(&opts(Some(plugin("auto", 10_000, false)), vec![]));
+    let warm = |e: &Envoy, t: &[String]| {
+        for tok in t {
+            let _ = envoy::http(
+                e.port,
+                "GET",
+                "/bench",
+                &[("authorization", &format!("Bearer {tok}"))],
+            );
+        }
+    };
+    warm(&mem, &valid[..50]);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = mem.rss_kib();
+    warm(&mem, &valid[..mem_tokens]);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = mem.rss_kib();
+    let per_token = (after.saturating_sub(before) as f64) * 1024.0 / mem_tokens as f64;
+    let wasm_size = std::fs::metadata(envoy::wasm_path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+
+    let get = |k: &str| added.get(k).copied().unwrap_or((f64::NAN, f64::NAN));
+    let ratio = |a: &str, b: &str| get(a).0 / get(b).0;
+    let mut summary = String::new();
+    summary.push_str(&format!(
+        "\nEnvoy RSS: {before} KiB before, {after} KiB after {mem_tokens} distinct valid tokens cached: {per_token:.0} bytes per cached token.\n\
+         .wasm size: {wasm_size} bytes ({:.0} KiB).\n\n",
+        wasm_size as f64 / 1024.0
+    ));
+    summary.push_str("Ratios (same run):\n");
+    summary.push_str(&format!(
+        "- distinct tokens, bearer-guard / jwt_authn added cost: {:.2}\n",
+        ratio(
+            "bearer-guard, every token distinct",
+            "jwt_authn, every token distinct"
+        )
+    ));
+    summary.push_str(&format!(
+        "- cached path minus the wasm hop: {:+.1} µs\n",
+        get("bearer-guard, cached token").0 - get("wasm hop (bearer-guard, public rule)").0
+    ));
+    summary.push_str(&format!(
+        "- forged flood rejection rate, bearer-guard / jwt_authn: {:.2}\n",
+        get("bearer-guard, forged-signature flood").1 / get("jwt_authn, forged-signature flood").1
+    ));
+    summary.push_str(&format!(
+        "- pure-Rust / Envoy backend added cost (distinct tokens): {:.2}\n",
+        ratio(
+            "bearer-guard pure-Rust, every token distinct",
+            "bearer-guard, every token distinct"
+        )
+    ));
+    let header = format!(
+        "bearer-guard bench: Envoy 1.40 --concurrency 1, direct_response, wrk -t1 -c10 -d{seconds}s, {rounds} interleaved round(s), medians; {n_tokens} distinct RS256 (2048-bit) tokens\n\n"
+    );
+    let report = format!("{header}{table}{summary}");
+    println!("{report}");
+    let _ = std::fs::write(dir.join("results.md"), &report);
+    drop(mem);
+    drop(envoys);
+}
