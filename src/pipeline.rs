@@ -13,11 +13,12 @@ use crate::jwks::{KeyAvailability, KeySet};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Request};
 use crate::token::{extract_bearer, parse};
-use crate::token_cache::{self, CachedToken, TokenCache, TokenHash, MAX_CACHED_TOKEN_BYTES};
+use crate::token_cache::{CachedToken, TokenCache, MAX_CACHED_TOKEN_BYTES};
 use crate::verifier::{check_claims, check_times, verify_hs256, SignatureBackend};
 use crate::{identity, matcher::Captures};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::rc::Rc;
 
 /// Tokens without `kid` are tried against at most this many keys (bounds the RSA work
 /// one request can cause).
@@ -134,15 +135,15 @@ pub enum CacheNote {
     None,
     /// The token came from the cache.
     Hit,
-    /// The token was verified now: store it.
-    Store(Box<(TokenHash, CachedToken)>),
+    /// The token was verified now: store it (the token, what was verified).
+    Store(Box<(String, CachedToken)>),
 }
 
 /// An authenticated token.
 struct Verified<'a> {
     provider: usize,
     config: &'a Provider,
-    claims: Cow<'a, Map<String, Value>>,
+    claims: Rc<Map<String, Value>>,
     payload_b64: Cow<'a, str>,
     cache: CacheNote,
 }
@@ -161,10 +162,9 @@ fn authenticate<'a>(
         rule.and_then(|r| r.providers.as_ref())
             .is_none_or(|ids| ids.contains(i))
     };
-    let hash = (inp.cache.is_some() && token.len() <= MAX_CACHED_TOKEN_BYTES)
-        .then(|| token_cache::hash(token));
-    if let (Some(h), Some(cache)) = (&hash, inp.cache) {
-        let hit = cache.get(h, inp.now_s).filter(|c| {
+    let cacheable = inp.cache.is_some() && token.len() <= MAX_CACHED_TOKEN_BYTES;
+    if let (true, Some(cache)) = (cacheable, inp.cache) {
+        let hit = cache.get(token, inp.now_s).map(|(_, c)| c).filter(|c| {
             allowed(&c.provider)
                 && c.key.is_none_or(|fp| {
                     inp.keys
@@ -177,8 +177,9 @@ fn authenticate<'a>(
                 return Ok(Verified {
                     provider: c.provider,
                     config: p,
-                    claims: Cow::Borrowed(&c.claims),
-                    payload_b64: Cow::Borrowed(&c.payload_b64),
+                    claims: Rc::clone(&c.claims),
+                    // The cached token equals this one: its payload segment is ours.
+                    payload_b64: Cow::Borrowed(token.split('.').nth(1).unwrap_or("")),
                     cache: CacheNote::Hit,
                 });
             }
@@ -278,23 +279,24 @@ fn authenticate<'a>(
         Ok(exp) => exp,
         Err(e) => return Err(deny(Denial::InvalidToken, e.as_str())),
     };
-    let cache = match hash {
-        Some(h) => CacheNote::Store(Box::new((
-            h,
+    let claims = Rc::new(jws.claims);
+    let cache = if cacheable {
+        CacheNote::Store(Box::new((
+            token.to_string(),
             CachedToken {
                 provider: pid,
-                claims: jws.claims.clone(),
+                claims: Rc::clone(&claims),
                 exp,
-                payload_b64: jws.payload_b64.to_string(),
                 key: key_fingerprint,
             },
-        ))),
-        None => CacheNote::None,
+        )))
+    } else {
+        CacheNote::None
     };
     Ok(Verified {
         provider: pid,
         config: provider,
-        claims: Cow::Owned(jws.claims),
+        claims,
         payload_b64: Cow::Borrowed(jws.payload_b64),
         cache,
     })
@@ -645,7 +647,7 @@ mod tests {
         };
         let (h, entry) = *stored;
         assert_eq!(entry.exp, now() + 600);
-        cache.insert(h, entry, now());
+        cache.insert(&h, entry, now());
         // Hit: same decision with no crypto, even through a backend that would fail.
         let second = run(&fake, &cache, &req, now());
         assert_eq!(second.cache, CacheNote::Hit);

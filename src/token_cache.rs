@@ -1,39 +1,48 @@
-//! Verified-token cache: a bounded per-VM map from SHA-256(token) to its already parsed,
+//! Verified-token cache: a bounded per-VM map from a token to its already parsed,
 //! verified claims. A hit skips parsing and signature work; authorization still runs per
 //! request. An entry never outlives the token's `exp`, and is ignored once the key that
 //! verified it has left the provider's key set.
+//!
+//! The map is keyed by the token itself. Its hash covers only the signature segment (with
+//! std's randomly keyed SipHash, so no one can aim at a bucket), and a hit is confirmed by
+//! comparing the whole token: equality, not a digest, decides.
 
+use hashbrown::{Equivalent, HashMap};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
-
-/// Keys are SHA-256 digests, already uniform: their first 8 bytes are the hash.
-#[derive(Default)]
-pub struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*b) << (8 * i);
-        }
-    }
-}
-
-type DigestMap<V> = HashMap<TokenHash, V, BuildHasherDefault<DigestHasher>>;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher, RandomState};
+use std::rc::Rc;
 
 /// Tokens longer than this are never cached (bounds memory per entry).
 pub const MAX_CACHED_TOKEN_BYTES: usize = 4096;
 
-/// The cache key: SHA-256 of the whole token.
-pub type TokenHash = [u8; 32];
+/// A cached token: hashed by its signature segment, compared whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKey(pub Rc<str>);
 
-/// Hashes a token for the cache.
-pub fn hash(token: &str) -> TokenHash {
-    Sha256::digest(token.as_bytes()).into()
+/// A token being looked up, without copying it into a [`TokenKey`].
+struct Lookup<'a>(&'a str);
+
+fn signature(s: &str) -> &str {
+    s.rsplit('.').next().unwrap_or(s)
+}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        signature(&self.0).hash(state);
+    }
+}
+
+impl Hash for Lookup<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        signature(self.0).hash(state);
+    }
+}
+
+impl Equivalent<TokenKey> for Lookup<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        *key.0 == *self.0
+    }
 }
 
 /// What is kept for a verified token.
@@ -41,20 +50,18 @@ pub fn hash(token: &str) -> TokenHash {
 pub struct CachedToken {
     /// Provider that verified it.
     pub provider: usize,
-    /// Parsed claims.
-    pub claims: Map<String, Value>,
+    /// Parsed claims, shared with the request that verified them.
+    pub claims: Rc<Map<String, Value>>,
     /// `exp` (seconds).
     pub exp: i64,
-    /// The payload segment (for `forward.payload_header`).
-    pub payload_b64: String,
     /// Fingerprint of the RS256 key that verified it (`None` for HS256).
     pub key: Option<u64>,
 }
 
 /// Bounded FIFO cache of verified tokens.
 pub struct TokenCache {
-    map: DigestMap<CachedToken>,
-    order: VecDeque<TokenHash>,
+    map: HashMap<TokenKey, CachedToken, RandomState>,
+    order: VecDeque<TokenKey>,
     max: usize,
 }
 
@@ -62,25 +69,33 @@ impl TokenCache {
     /// An empty cache holding at most `max` entries (0 disables it).
     pub fn new(max: usize) -> TokenCache {
         TokenCache {
-            map: DigestMap::default(),
+            map: HashMap::with_hasher(RandomState::new()),
             order: VecDeque::new(),
             max,
         }
     }
 
-    /// The entry for `hash`, unless its token has expired at `now_s`.
-    pub fn get(&self, hash: &TokenHash, now_s: i64) -> Option<&CachedToken> {
-        self.map.get(hash).filter(|e| now_s < e.exp)
+    /// The entry for `token` (and the stored token, for borrowing its segments), unless
+    /// it has expired at `now_s`.
+    pub fn get(&self, token: &str, now_s: i64) -> Option<(&str, &CachedToken)> {
+        self.map
+            .get_key_value(&Lookup(token))
+            .filter(|(_, e)| now_s < e.exp)
+            .map(|(k, e)| (&*k.0, e))
     }
 
     /// Stores an entry; when full, the oldest goes (FIFO, O(1) amortized: entries enter
     /// in verification order, and tokens of one provider have similar lifetimes, so the
     /// oldest is also the first to expire).
-    pub fn insert(&mut self, hash: TokenHash, entry: CachedToken, now_s: i64) {
-        if self.max == 0 || now_s >= entry.exp {
+    pub fn insert(&mut self, token: &str, entry: CachedToken, now_s: i64) {
+        if self.max == 0 || now_s >= entry.exp || token.len() > MAX_CACHED_TOKEN_BYTES {
             return;
         }
-        while !self.map.contains_key(&hash) && self.map.len() >= self.max {
+        if let Some(existing) = self.map.get_mut(&Lookup(token)) {
+            *existing = entry;
+            return;
+        }
+        while self.map.len() >= self.max {
             match self.order.pop_front() {
                 Some(old) => {
                     self.map.remove(&old);
@@ -88,9 +103,9 @@ impl TokenCache {
                 None => break,
             }
         }
-        if self.map.insert(hash, entry).is_none() {
-            self.order.push_back(hash);
-        }
+        let key = TokenKey(Rc::from(token));
+        self.order.push_back(key.clone());
+        self.map.insert(key, entry);
     }
 
     /// Number of entries.
@@ -111,9 +126,8 @@ mod tests {
     fn entry(exp: i64) -> CachedToken {
         CachedToken {
             provider: 0,
-            claims: Map::new(),
+            claims: Rc::new(Map::new()),
             exp,
-            payload_b64: String::new(),
             key: Some(7),
         }
     }
@@ -121,34 +135,48 @@ mod tests {
     #[test]
     fn entries_expire_with_the_token() {
         let mut c = TokenCache::new(10);
-        let h = hash("t1");
-        c.insert(h, entry(100), 50);
-        assert!(c.get(&h, 99).is_some());
-        assert!(c.get(&h, 100).is_none(), "never outlives exp");
-        c.insert(hash("t2"), entry(100), 100);
+        c.insert("h.p.s1", entry(100), 50);
+        assert_eq!(c.get("h.p.s1", 99).map(|(t, _)| t), Some("h.p.s1"));
+        assert!(c.get("h.p.s1", 100).is_none(), "never outlives exp");
+        c.insert("h.p.s2", entry(100), 100);
         assert_eq!(c.len(), 1, "an already expired token is not stored");
-        assert_ne!(hash("t1"), hash("t2"));
+    }
+
+    #[test]
+    fn same_signature_other_token_is_a_miss() {
+        let mut c = TokenCache::new(10);
+        c.insert("h.p.sig", entry(100), 0);
+        assert!(c.get("h.p.sig", 0).is_some());
+        assert!(
+            c.get("h.X.sig", 0).is_none(),
+            "equality, not the hash, decides"
+        );
+        assert!(c.get("sig", 0).is_none());
     }
 
     #[test]
     fn bounded_oldest_first() {
         let mut c = TokenCache::new(2);
-        c.insert(hash("a"), entry(10), 0);
-        c.insert(hash("b"), entry(100), 0);
-        c.insert(hash("c"), entry(100), 20); // full: the oldest ("a") goes
-        assert!(c.get(&hash("b"), 20).is_some() && c.get(&hash("c"), 20).is_some());
-        c.insert(hash("c"), entry(100), 20); // re-insert: nothing evicted
-        assert!(c.get(&hash("b"), 20).is_some());
-        c.insert(hash("d"), entry(100), 20); // the oldest ("b") goes
+        c.insert("a", entry(10), 0);
+        c.insert("b", entry(100), 0);
+        c.insert("c", entry(100), 5); // full: the oldest ("a") goes
+        assert!(c.get("a", 5).is_none() && c.get("b", 5).is_some() && c.get("c", 5).is_some());
+        c.insert("c", entry(100), 5); // re-insert: nothing evicted
+        assert!(c.get("b", 5).is_some());
+        c.insert("d", entry(100), 5); // the oldest ("b") goes
         assert_eq!(c.len(), 2);
-        assert!(c.get(&hash("b"), 20).is_none());
-        assert!(c.get(&hash("d"), 20).is_some());
+        assert!(c.get("b", 5).is_none() && c.get("d", 5).is_some());
         for i in 0..1000 {
-            c.insert(hash(&i.to_string()), entry(100), 20);
+            c.insert(&i.to_string(), entry(100), 5);
         }
         assert_eq!(c.len(), 2);
+        c.insert(&"x".repeat(MAX_CACHED_TOKEN_BYTES + 1), entry(100), 5);
+        assert!(
+            c.get(&"x".repeat(MAX_CACHED_TOKEN_BYTES + 1), 5).is_none(),
+            "oversized tokens are not cached"
+        );
         let mut off = TokenCache::new(0);
-        off.insert(hash("a"), entry(100), 0);
+        off.insert("a", entry(100), 0);
         assert!(off.is_empty());
     }
 }

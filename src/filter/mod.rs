@@ -3,6 +3,7 @@
 
 mod backend;
 mod http;
+mod metrics;
 mod root;
 mod state;
 

@@ -1,6 +1,7 @@
 //! State shared by the root and HTTP contexts of one VM (one thread, so `Rc<RefCell>`).
 
 use super::backend::Backend;
+use super::metrics::Metrics;
 use super::{log, now_ms};
 use crate::account::{interpret, AccountCache, AccountState};
 use crate::config::{Config, JwksSource};
@@ -76,6 +77,7 @@ pub(crate) struct Shared {
     /// another context's callback, and a call made there would die with that context).
     deferred: Vec<Deferred>,
     tokens: TokenCache,
+    metrics: Metrics,
     pub waiters: Vec<Waiter>,
 }
 
@@ -150,6 +152,7 @@ impl Shared {
             .map(|p| p.account.as_ref().map(|a| AccountCache::new(a.max_entries)))
             .collect();
         let tokens = TokenCache::new(config.token_cache_entries);
+        let metrics = Metrics::define(&config);
         Shared {
             config,
             backend,
@@ -159,6 +162,7 @@ impl Shared {
             calls: HashMap::new(),
             deferred: Vec::new(),
             tokens,
+            metrics,
             waiters: Vec::new(),
         }
     }
@@ -321,7 +325,8 @@ pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize,
 }
 
 fn jwks_response(shared: &SharedRef, provider: usize, status: Option<&str>, body: &[u8], now: u64) {
-    let mut s = shared.borrow_mut();
+    let mut guard = shared.borrow_mut();
+    let s = &mut *guard;
     let name = s
         .config
         .providers
@@ -339,10 +344,12 @@ fn jwks_response(shared: &SharedRef, provider: usize, status: Option<&str>, body
     match parsed {
         Ok((keys, skipped)) => {
             let kids = keys.kids().join(",");
+            s.metrics.jwks(provider, true, keys.len());
             fetcher.succeed(now, keys);
             log(LogLevel::Info, &format!("bearer-guard: provider {name}: loaded keys [{kids}] ({skipped} JWKS entries skipped)"));
         }
         Err(why) => {
+            s.metrics.jwks(provider, false, 0);
             fetcher.fail(now);
             let kept = if fetcher.keys().is_some() {
                 "keeping previous keys"
@@ -375,7 +382,9 @@ fn account_response(
     else {
         return;
     };
-    match interpret(status, body) {
+    let result = interpret(status, body);
+    s.metrics.account(result.is_ok());
+    match result {
         Ok(found) => {
             let ttl = if found.is_some() {
                 src.ttl_ms
@@ -453,10 +462,16 @@ fn process(
     dispatch: Option<Dispatch>,
 ) -> Action {
     let mut outcome = shared.borrow().decide(&request, now, waited);
-    if let CacheNote::Store(entry) = std::mem::take(&mut outcome.cache) {
-        let (hash, token) = *entry;
-        let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
-        shared.borrow_mut().tokens.insert(hash, token, now_s);
+    match std::mem::take(&mut outcome.cache) {
+        CacheNote::Store(entry) => {
+            let (token, verified) = *entry;
+            let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
+            let mut s = shared.borrow_mut();
+            s.metrics.cache(false);
+            s.tokens.insert(&token, verified, now_s);
+        }
+        CacheNote::Hit => shared.borrow().metrics.cache(true),
+        CacheNote::None => {}
     }
     let (wait, timeout_ms, started) = match outcome.decision {
         Decision::AwaitKeys { provider, refetch } => {
@@ -552,6 +567,7 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
     let strip_authorization = shared.borrow().config.forward.strip_authorization;
     match outcome.decision {
         Decision::Allow { headers } => {
+            shared.borrow().metrics.allowed(outcome.public);
             for (name, value) in &headers {
                 let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
             }
@@ -562,6 +578,7 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
             Action::Continue
         }
         Decision::Deny(denial) => {
+            shared.borrow().metrics.denied(&denial);
             log(
                 LogLevel::Debug,
                 &format!(

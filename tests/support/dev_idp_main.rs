@@ -62,7 +62,7 @@ pub const ACCOUNTS: &[(&str, &str, &str, &str)] = &[
 
 fn usage() -> ! {
     eprintln!(
-        "usage: dev-idp serve [--port 9090] [--upstream-port 9091]\n\
+        "usage: dev-idp serve [--host 127.0.0.1] [--port 9090] [--upstream-port 9091]\n\
          \x20      dev-idp mint [--sub S] [--org O] [--permissions a,b] [--scope 'x y'] [--role R]\n\
          \x20                   [--networks n1,n2] [--ttl SECONDS] [--hs256]\n\
          \x20      dev-idp demo --envoy PATH --wasm PATH [--once]"
@@ -106,12 +106,15 @@ fn main() {
     let args = Args(rest.to_vec());
     match cmd.as_str() {
         "serve" => {
+            let host = args.value("--host").unwrap_or_else(|| "127.0.0.1".into());
+            let ip: std::net::Ipv4Addr = host.parse().unwrap_or_else(|_| usage());
             let servers = serve(
+                ip.octets(),
                 args.port("--port", 9090),
                 args.port("--upstream-port", 9091),
             );
-            println!("dev IdP on http://127.0.0.1:{} (JWKS {JWKS_PATH}, POST /v1/auth/token, GET /accounts/resolve)", servers.0.port);
-            println!("echo upstream on http://127.0.0.1:{}", servers.1.port);
+            println!("dev IdP on http://{host}:{} (JWKS {JWKS_PATH}, POST /v1/auth/token, GET /accounts/resolve)", servers.0.port);
+            println!("echo upstream on http://{host}:{}", servers.1.port);
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
             }
@@ -294,13 +297,13 @@ fn token_endpoint(
     )
 }
 
-fn serve(port: u16, upstream_port: u16) -> (HttpServer, HttpServer) {
+fn serve(ip: [u8; 4], port: u16, upstream_port: u16) -> (HttpServer, HttpServer) {
     let signer = Signer::load_or_create(&key_file(), KID);
-    let idp = HttpServer::start(port, 4, idp_handler(signer)).unwrap_or_else(|e| {
+    let idp = HttpServer::start_on(ip, port, idp_handler(signer)).unwrap_or_else(|e| {
         eprintln!("dev-idp: cannot listen on 127.0.0.1:{port}: {e}");
         std::process::exit(1)
     });
-    let upstream = servers::echo(upstream_port).unwrap_or_else(|e| {
+    let upstream = servers::echo_on(ip, upstream_port).unwrap_or_else(|e| {
         eprintln!("dev-idp: cannot listen on 127.0.0.1:{upstream_port}: {e}");
         std::process::exit(1)
     });
@@ -316,7 +319,7 @@ fn demo(args: &Args) {
         eprintln!("dev-idp: {wasm} is missing; run `make build`");
         std::process::exit(1);
     }
-    let _servers = serve(9090, 9091);
+    let _servers = serve([127, 0, 0, 1], 9090, 9091);
     let log = repo.join("target/dev-idp/envoy.log");
     let mut child = std::process::Command::new(&envoy_bin)
         .current_dir(repo)

@@ -27,6 +27,7 @@ type Handler = Arc<dyn Fn(&Seen) -> Response + Send + Sync>;
 /// `content-length` framing. Stopped (listener closed, connections shut down) on drop.
 pub struct HttpServer {
     pub port: u16,
+    ip: [u8; 4],
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     accept: Option<JoinHandle<()>>,
@@ -36,7 +37,12 @@ impl HttpServer {
     /// Starts on `port` (0 = any free port). `_workers` is kept for call-site clarity:
     /// every connection gets its own thread.
     pub fn start(port: u16, _workers: usize, handler: Handler) -> std::io::Result<HttpServer> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        HttpServer::start_on([127, 0, 0, 1], port, handler)
+    }
+
+    /// Starts on a given IPv4 address (the dev IdP in a container binds 0.0.0.0).
+    pub fn start_on(ip: [u8; 4], port: u16, handler: Handler) -> std::io::Result<HttpServer> {
+        let listener = TcpListener::bind(SocketAddr::from((ip, port)))?;
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
@@ -56,6 +62,7 @@ impl HttpServer {
         });
         Ok(HttpServer {
             port,
+            ip,
             stop,
             conns,
             accept: Some(accept),
@@ -65,7 +72,12 @@ impl HttpServer {
     /// Stops accepting, closes open connections and joins the accept loop.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake the accept loop
+        let ip = if self.ip == [0, 0, 0, 0] {
+            [127, 0, 0, 1]
+        } else {
+            self.ip
+        };
+        let _ = TcpStream::connect(SocketAddr::from((ip, self.port))); // wake the accept loop
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
@@ -213,9 +225,14 @@ impl JwksServer {
 /// An upstream that answers 200 with the request it received as JSON:
 /// `{"method","path","headers":{name: value}}` (repeated headers comma-joined).
 pub fn echo(port: u16) -> std::io::Result<HttpServer> {
-    HttpServer::start(
+    echo_on([127, 0, 0, 1], port)
+}
+
+/// The echo upstream on a given IPv4 address.
+pub fn echo_on(ip: [u8; 4], port: u16) -> std::io::Result<HttpServer> {
+    HttpServer::start_on(
+        ip,
         port,
-        16,
         Arc::new(|seen: &Seen| {
             let mut headers = Map::new();
             for (k, v) in &seen.headers {

@@ -1,0 +1,248 @@
+//! Operations end to end: metrics read from Envoy's admin endpoint after known traffic,
+//! every Envoy YAML in the repository validated by Envoy itself, the Istio manifests
+//! parsed and their plugin configuration validated by the filter's own parser, and the
+//! demo command.
+
+mod common;
+use common::support::envoy::{envoy_bin, wasm_path};
+use common::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `bearer_guard.*` stats as name → value.
+fn stats(envoy: &Envoy) -> BTreeMap<String, u64> {
+    let r = http(envoy.admin, "GET", "/stats?filter=bearer_guard", &[]).expect("admin /stats");
+    r.body
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter_map(|(k, v)| {
+            Some((
+                k.strip_prefix("wasmcustom.bearer_guard.")?.to_string(),
+                v.trim().parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_count_exactly_what_happened() {
+    let stack = Stack::start(plugin(vec![
+        json!({"match": {"prefix": "/v1/entities/"}, "permissions": ["entities:read"]}),
+    ]));
+    let e = &stack.envoy;
+    let reader = token(json!({"permissions": ["entities:read"]}));
+    let nobody = token(json!({"sub": "user-2"}));
+    for _ in 0..2 {
+        assert_eq!(e.get("/health", &[]).status, 200);
+    }
+    assert_eq!(e.get("/v1/entities/x", &[]).status, 401);
+    for _ in 0..2 {
+        assert_eq!(
+            e.get_with_token("/v1/entities/x", "not.a.token").status,
+            401
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(e.get_with_token("/v1/entities/x", &reader).status, 200);
+    }
+    assert_eq!(e.get_with_token("/v1/entities/x", &nobody).status, 403);
+    assert_eq!(e.get("/health/../x/../../v1", &[("x", "y")]).status, 401);
+    let got = stats(e);
+    let want: Vec<(&str, u64)> = vec![
+        ("public_passes", 2),
+        ("requests_allowed", 3),
+        ("denied.missing_token", 2),
+        ("denied.invalid_token", 2),
+        ("denied.insufficient_permissions", 1),
+        ("denied.unknown_account", 0),
+        ("denied.permission_denied", 0),
+        ("denied.bad_request", 0),
+        ("denied.unavailable", 0),
+        ("token_cache_misses", 2),
+        ("token_cache_hits", 2),
+        ("account_lookups_ok", 0),
+        ("account_lookups_failed", 0),
+        ("provider.idp.keys_loaded", 1),
+    ];
+    for (name, value) in want {
+        assert_eq!(got.get(name), Some(&value), "metric {name} in {got:#?}");
+    }
+    // Each VM (Envoy's main thread and each worker) fetches the JWKS once at start.
+    assert!(
+        got.get("provider.idp.jwks_fetch_ok")
+            .is_some_and(|v| *v >= 1),
+        "{got:#?}"
+    );
+    assert_eq!(got.get("provider.idp.jwks_fetch_failed"), Some(&0));
+    // Prometheus output carries them too.
+    let prom = http(e.admin, "GET", "/stats/prometheus", &[])
+        .expect("prometheus")
+        .body;
+    assert!(
+        prom.contains("bearer_guard_requests_allowed"),
+        "prometheus output lacks bearer_guard metrics"
+    );
+}
+
+/// Every Envoy configuration in `envoy/`, validated by Envoy itself (`--mode validate`).
+/// Paths the container layouts use are pointed at this checkout's files.
+#[test]
+fn every_envoy_yaml_validates() {
+    let dir = repo().join("envoy");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("envoy/") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        if !name.ends_with(".yaml") || name == "docker-compose.yaml" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .expect("read")
+            .replace(
+                "filename: /etc/envoy/bearer_guard.wasm",
+                &format!("filename: {}", wasm_path().display()),
+            )
+            .replace(
+                "filename: target/wasm32-wasip1/release/bearer_guard.wasm",
+                &format!("filename: {}", wasm_path().display()),
+            );
+        let copy = std::env::temp_dir().join(format!(
+            "bearer-guard-validate-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::write(&copy, text).expect("write");
+        let out = Command::new(envoy_bin())
+            .args([
+                "--mode",
+                "validate",
+                "--use-dynamic-base-id",
+                "-l",
+                "warning",
+                "-c",
+            ])
+            .arg(&copy)
+            .env("SDK_TOKEN_SECRET", "validate-secret-validate-secret-0123")
+            .output()
+            .expect("run envoy");
+        let _ = std::fs::remove_file(&copy);
+        assert!(
+            out.status.success(),
+            "{name} does not validate:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked, 3,
+        "envoy.yaml, envoy-workos.yaml, envoy-compose.yaml"
+    );
+}
+
+#[test]
+fn docker_compose_mounts_what_exists() {
+    let text = std::fs::read_to_string(repo().join("envoy/docker-compose.yaml")).expect("compose");
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("compose is YAML");
+    let envoy = &doc["services"]["envoy"];
+    assert_eq!(envoy["image"].as_str(), Some("envoyproxy/envoy:v1.40.0"));
+    let mounts: Vec<&str> = envoy["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(mounts.contains(
+        &"../target/wasm32-wasip1/release/bearer_guard.wasm:/etc/envoy/bearer_guard.wasm:ro"
+    ));
+    assert!(mounts.contains(&"./envoy-compose.yaml:/etc/envoy/envoy.yaml:ro"));
+    assert!(repo().join("envoy/envoy-compose.yaml").exists());
+    assert!(doc["services"]["dev-idp"]["command"]
+        .as_sequence()
+        .is_some());
+}
+
+#[test]
+fn istio_manifests_parse_and_the_plugin_config_loads() {
+    let dir = repo().join("envoy/istio");
+    let load = |f: &str| -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join(f)).expect(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+    };
+    let plugin = load("wasmplugin.yaml");
+    assert_eq!(plugin["kind"].as_str(), Some("WasmPlugin"));
+    assert_eq!(plugin["spec"]["failStrategy"].as_str(), Some("FAIL_CLOSE"));
+    let env = &plugin["spec"]["vmConfig"]["env"][0];
+    assert_eq!(env["name"].as_str(), Some("SDK_TOKEN_SECRET"));
+    // pluginConfig is the filter's JSON configuration written as YAML: the filter's own
+    // parser must accept it.
+    let config: Value = serde_json::to_value(&plugin["spec"]["pluginConfig"]).expect("to JSON");
+    let parsed = bearer_guard::config::parse(config.to_string().as_bytes(), &|name| {
+        (name == "SDK_TOKEN_SECRET").then(|| "istio-secret-istio-secret-0123456789".to_string())
+    })
+    .unwrap_or_else(|e| panic!("pluginConfig does not load: {e}"));
+    let se = load("serviceentry.yaml");
+    let dr = load("destinationrule.yaml");
+    let host = se["spec"]["hosts"][0].as_str().expect("host");
+    let port = se["spec"]["ports"][0]["number"].as_u64().expect("port");
+    assert_eq!(dr["spec"]["host"].as_str(), Some(host));
+    let cluster = parsed.providers[0].jwks.as_ref().map(|j| j.cluster.clone());
+    assert_eq!(
+        cluster,
+        Some(format!("outbound|{port}||{host}")),
+        "Istio's cluster name for the ServiceEntry"
+    );
+}
+
+/// The README's first command, minus the build: the demo starts, serves 200 for a minted
+/// token and 401 without one, and stops.
+#[test]
+fn the_demo_runs() {
+    let exe = std::env::current_exe().expect("test binary");
+    let dev_idp = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("examples/dev-idp"))
+        .expect("examples dir");
+    assert!(
+        dev_idp.exists(),
+        "{} missing: `make test` builds every target",
+        dev_idp.display()
+    );
+    let out = Command::new(&dev_idp)
+        .args(["demo", "--once", "--envoy"])
+        .arg(envoy_bin())
+        .arg("--wasm")
+        .arg(wasm_path())
+        .current_dir(repo())
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("-> 200 (upstream saw x-auth-subject: user_ada)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"-> 401 {"detail":"Requires authentication"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"-> 403 {"detail":"Not enough permissions"}"#),
+        "{text}"
+    );
+    assert!(text.contains("export TOKEN=ey"), "{text}");
+}
