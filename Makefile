@@ -9,7 +9,7 @@ TARGET        := wasm32-wasip1
 WASM          := target/$(TARGET)/release/bearer_guard.wasm
 PYTHON        ?= python3
 
-.PHONY: help deps build demo test lint validate bench clean
+.PHONY: help deps build demo test lint bench soak fuzz clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -35,6 +35,17 @@ test: build ## Run every test: unit, conformance and end-to-end in the real Envo
 bench: build ## Benchmark against Envoy's jwt_authn with wrk (BENCH_SMOKE=1 for a quick run)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo run --release --quiet --example bench
+
+soak: build ## Bounded load test: mixed tokens for SOAK_SECONDS (60), zero unexpected statuses, flat RSS
+	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo run --release --quiet --example soak
+
+FUZZ_SECONDS ?= 60
+fuzz: ## Run every cargo-fuzz target for FUZZ_SECONDS each (nightly; corpus in tests/fuzz/corpus)
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	for t in token jwks config matcher; do \
+	  mkdir -p tests/fuzz/corpus/$$t; \
+	  cargo +nightly fuzz run --fuzz-dir tests/fuzz $$t tests/fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; \
+	done
 
 lint: deps ## rustfmt and clippy (native and wasm32), warnings are errors
 	cargo fmt --check

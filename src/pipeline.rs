@@ -466,11 +466,7 @@ fn authorize(
     match identity::forward_headers(&cfg.forward, claims, &v.payload_b64) {
         Ok(mut headers) => {
             headers.extend(account_headers);
-            outcome(
-                Decision::Allow { headers },
-                rule,
-                format!("verified by {}", provider.name),
-            )
+            outcome(Decision::Allow { headers }, rule, "verified")
         }
         Err(header) => deny(
             Denial::UnknownAccount,

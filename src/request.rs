@@ -117,16 +117,17 @@ pub fn is_normalized(path: &str) -> bool {
         return false;
     }
     // Encoded '.', '/' or '\\' in any case, without allocating.
-    !path.as_bytes().windows(3).any(|w| {
-        w.first() == Some(&b'%')
-            && matches!(
-                (
-                    w.get(1).map(u8::to_ascii_lowercase),
-                    w.get(2).map(u8::to_ascii_lowercase)
-                ),
-                (Some(b'2'), Some(b'e' | b'f')) | (Some(b'5'), Some(b'c'))
-            )
-    })
+    !path.contains('%')
+        || !path.as_bytes().windows(3).any(|w| {
+            w.first() == Some(&b'%')
+                && matches!(
+                    (
+                        w.get(1).map(u8::to_ascii_lowercase),
+                        w.get(2).map(u8::to_ascii_lowercase)
+                    ),
+                    (Some(b'2'), Some(b'e' | b'f')) | (Some(b'5'), Some(b'c'))
+                )
+        })
 }
 
 #[cfg(test)]

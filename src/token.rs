@@ -22,7 +22,11 @@ pub fn extract_bearer<'a>(values: &[&'a str]) -> Option<&'a str> {
         return None;
     }
     let token = value.get(7..)?;
-    if token.is_empty() || token.contains(|c: char| c == ',' || c.is_whitespace()) {
+    // This runs on every request over the whole token: byte searches (memchr), not a
+    // char-by-char Unicode scan. Other odd bytes fail base64url decoding later (401
+    // Invalid or expired token).
+    let bytes = token.as_bytes();
+    if token.is_empty() || [b',', b' ', b'\t'].iter().any(|c| bytes.contains(c)) {
         return None;
     }
     Some(token)
@@ -184,6 +188,7 @@ mod tests {
             (vec!["Bearer a,Bearer b"], None),
             (vec!["Bearer a b"], None),
             (vec!["Bearer a\tb"], None),
+            (vec!["Bearer a\u{a0}b"], Some("a\u{a0}b")),
             (vec!["Bearer é"], Some("é")),
             (vec!["Beaü abc"], None),
         ];

@@ -3,7 +3,7 @@
 //! request. An entry never outlives the token's `exp`, and is ignored once the key that
 //! verified it has left the provider's key set.
 //!
-//! The map is keyed by the token itself. Its hash covers only the signature segment (with
+//! The map is keyed by the token itself. Its hash covers only the token's last 64 bytes (with
 //! std's randomly keyed SipHash, so no one can aim at a bucket), and a hit is confirmed by
 //! comparing the whole token: equality, not a digest, decides.
 
@@ -16,26 +16,29 @@ use std::rc::Rc;
 /// Tokens longer than this are never cached (bounds memory per entry).
 pub const MAX_CACHED_TOKEN_BYTES: usize = 4096;
 
-/// A cached token: hashed by its signature segment, compared whole.
+/// A cached token: hashed by its last bytes (inside the signature), compared whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenKey(pub Rc<str>);
 
 /// A token being looked up, without copying it into a [`TokenKey`].
 struct Lookup<'a>(&'a str);
 
-fn signature(s: &str) -> &str {
-    s.rsplit('.').next().unwrap_or(s)
+/// The bytes that feed the hash: the token's last 64, which lie in its signature (random
+/// for any real signer). Equality of the whole token confirms a hit.
+fn tail(s: &str) -> &[u8] {
+    let b = s.as_bytes();
+    b.get(b.len().saturating_sub(64)..).unwrap_or(b)
 }
 
 impl Hash for TokenKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        signature(&self.0).hash(state);
+        tail(&self.0).hash(state);
     }
 }
 
 impl Hash for Lookup<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        signature(self.0).hash(state);
+        tail(self.0).hash(state);
     }
 }
 

@@ -452,3 +452,74 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or(0)
 }
+
+/// A persistent HTTP/1.1 connection for load loops (no port exhaustion): one request at a
+/// time, reconnecting when the server closes it.
+pub struct KeepAlive {
+    port: u16,
+    stream: Option<TcpStream>,
+}
+
+impl KeepAlive {
+    /// A client for `127.0.0.1:port` (connects lazily).
+    pub fn new(port: u16) -> KeepAlive {
+        KeepAlive { port, stream: None }
+    }
+
+    /// One request; retries once on a fresh connection if the old one was closed.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Reply> {
+        match self.try_request(method, path, headers) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                self.stream = None;
+                self.try_request(method, path, headers)
+            }
+        }
+    }
+
+    fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Reply> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(("127.0.0.1", self.port))?;
+            s.set_read_timeout(Some(Duration::from_secs(15)))?;
+            self.stream = Some(s);
+        }
+        let stream = self
+            .stream
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no connection"))?;
+        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("content-length: 0\r\n\r\n");
+        stream.write_all(req.as_bytes())?;
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            if let Some(reply) = complete_response(&raw) {
+                if reply
+                    .header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                {
+                    self.stream = None;
+                }
+                return Ok(reply);
+            }
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Err(std::io::Error::other("connection closed"));
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The attack suite end to end in the real Envoy: every row names the reply a hostile
+//! token or request must get. Parser-level variants (duplicate keys, non-canonical
+//! base64, NumericDate types, nesting) are also covered natively in `src/`.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+fn b64s(s: &str) -> String {
+    b64(s)
+}
+
+#[test]
+fn attacks_get_the_contract_reply() {
+    let stack = Stack::start(plugin(vec![
+        json!({"match": {"prefix": "/v1/"}, "permissions": ["entities:read"]}),
+    ]));
+    let (a, other) = (&keys().0, &keys().1);
+    let body = || {
+        claims(
+            ISS,
+            AUD,
+            "user-1",
+            600,
+            json!({"permissions": ["entities:read"]}),
+        )
+    };
+    let payload = b64s(&body().to_string());
+    let good = a.mint(&body());
+    let (good_head, good_sig) = good.rsplit_once('.').expect("jws");
+    let other_sig = other
+        .mint(&body())
+        .rsplit_once('.')
+        .map(|(_, s)| s.to_string())
+        .unwrap_or_default();
+    let unsigned = |header: &str| format!("{}.{payload}.", b64s(header));
+    let with_header = |header: serde_json::Value| a.mint_with_header(&header, &body());
+    // An attacker's own key, offered inline or by URL, must never be used.
+    let evil_jwk = other.jwk();
+    let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let deep = format!(
+        r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"u","exp":{},"x":{nested}}}"#,
+        now() + 600
+    );
+    let huge_claim = a.mint(&claims(
+        ISS,
+        AUD,
+        "user-1",
+        600,
+        json!({"permissions": ["entities:read"], "pad": "x".repeat(9000)}),
+    ));
+
+    let rows: Vec<(&str, String, u16, &str)> = vec![
+        ("valid (control)", good.clone(), 200, ""),
+        ("alg none", unsigned(r#"{"alg":"none"}"#), 401, INVALID),
+        ("alg None", unsigned(r#"{"alg":"None"}"#), 401, INVALID),
+        ("alg NONE", unsigned(r#"{"alg":"NONE"}"#), 401, INVALID),
+        ("alg nOnE with a signature", format!("{}.{payload}.{good_sig}", b64s(r#"{"alg":"nOnE","kid":"key-a"}"#)), 401, INVALID),
+        ("alg rs256 (wrong case)", format!("{}.{payload}.{good_sig}", b64s(r#"{"alg":"rs256","kid":"key-a"}"#)), 401, INVALID),
+        ("HS256 signed with the RSA public key", mint_hs256(&a.public_der(), &body()), 401, INVALID),
+        ("HS256 signed with the RSA public key, kid set", mint_hs256_with_header(&a.public_der(), &json!({"alg": "HS256", "kid": "key-a"}), &body()), 401, INVALID),
+        ("empty signature", format!("{good_head}."), 401, INVALID),
+        ("truncated signature", format!("{good_head}.{}", &good_sig[..good_sig.len() / 2]), 401, INVALID),
+        ("signature from another key", format!("{good_head}.{other_sig}"), 401, INVALID),
+        ("signature of another payload", format!("{}.{}.{good_sig}", good_head.split('.').next().unwrap_or(""), b64s(&claims(ISS, AUD, "admin", 600, json!({"permissions": ["entities:read"]})).to_string())), 401, INVALID),
+        ("kid path traversal", with_header(json!({"alg": "RS256", "kid": "../../../../etc/passwd"})), 401, INVALID),
+        ("kid with NUL", with_header(json!({"alg": "RS256", "kid": "key-a\u{0}"})), 401, INVALID),
+        ("kid as a number", with_header(json!({"alg": "RS256", "kid": 1})), 401, INVALID),
+        ("jwk header with the attacker's key", other.mint_with_header(&json!({"alg": "RS256", "jwk": evil_jwk}), &body()), 401, INVALID),
+        ("jku header to the attacker's JWKS", other.mint_with_header(&json!({"alg": "RS256", "kid": "key-b", "jku": "http://127.0.0.1:1/jwks"}), &body()), 401, INVALID),
+        ("x5u header", other.mint_with_header(&json!({"alg": "RS256", "x5u": "http://127.0.0.1:1/cert"}), &body()), 401, INVALID),
+        ("x5c header", other.mint_with_header(&json!({"alg": "RS256", "x5c": ["MIIB"]}), &body()), 401, INVALID),
+        ("ignored jku on a good token is harmless", with_header(json!({"alg": "RS256", "kid": "key-a", "jku": "http://127.0.0.1:1/jwks"})), 200, ""),
+        ("crit with an unknown extension", with_header(json!({"alg": "RS256", "kid": "key-a", "crit": ["exp"], "exp": 1})), 401, INVALID),
+        ("duplicate alg in the header", format!("{}.{payload}.{good_sig}", b64s(r#"{"alg":"RS256","alg":"none","kid":"key-a"}"#)), 401, INVALID),
+        ("duplicate sub in the payload", a.mint_with_header(&json!({"alg": "RS256", "kid": "key-a"}), &json!({})).replace(
+            &b64s("{}"), &b64s(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"u","sub":"admin","exp":{}}}"#, now() + 600))), 401, INVALID),
+        ("padding in the payload", format!("{}.{payload}==.{good_sig}", good_head.split('.').next().unwrap_or("")), 401, INVALID),
+        ("exp as a string", a.mint(&json!({"iss": ISS, "aud": AUD, "sub": "u", "exp": (now() + 600).to_string()})), 401, INVALID),
+        ("exp negative", a.mint(&json!({"iss": ISS, "aud": AUD, "sub": "u", "exp": -1})), 401, INVALID),
+        ("exp missing", a.mint(&json!({"iss": ISS, "aud": AUD, "sub": "u"})), 401, INVALID),
+        ("nbf in the future", a.mint(&claims(ISS, AUD, "u", 600, json!({"nbf": now() + 3600, "permissions": ["entities:read"]}))), 401, INVALID),
+        ("nbf as a string", a.mint(&claims(ISS, AUD, "u", 600, json!({"nbf": "0", "permissions": ["entities:read"]}))), 401, INVALID),
+        ("exp as a float is a NumericDate", a.mint(&json!({"iss": ISS, "aud": AUD, "sub": "u", "exp": (now() + 600) as f64 + 0.25, "permissions": ["entities:read"]})), 200, ""),
+        ("aud as an array", a.mint(&json!({"iss": ISS, "aud": ["x", AUD], "sub": "u", "exp": now() + 600, "permissions": ["entities:read"]})), 200, ""),
+        ("aud not ours", a.mint(&json!({"iss": ISS, "aud": ["x"], "sub": "u", "exp": now() + 600})), 401, INVALID),
+        ("deeply nested claim", a.mint_with_header(&json!({"alg": "RS256", "kid": "key-a"}), &json!({})).replace(&b64s("{}"), &b64s(&deep)), 401, INVALID),
+        ("oversized token (over 8 KiB)", huge_claim, 401, INVALID),
+        ("four segments", format!("{good}.x"), 401, INVALID),
+        ("not base64", "!!!.???.***".to_string(), 401, INVALID),
+    ];
+    for (case, token, status, body) in rows {
+        let r = stack.envoy.get(
+            "/v1/entities/x",
+            &[("authorization", &format!("Bearer {token}"))],
+        );
+        assert_eq!(r.status, status, "{case}: {}", r.body);
+        if !body.is_empty() {
+            assert_eq!(r.body, body, "{case}");
+            assert_eq!(r.header("www-authenticate"), WWW_INVALID, "{case}");
+        }
+    }
+    // Nothing above reached the log as a token, and the VM is still healthy.
+    assert_eq!(
+        stack.envoy.get_with_token("/v1/entities/x", &good).status,
+        200
+    );
+    let log = stack.envoy.log();
+    assert!(!log.contains(good_sig), "a signature reached the log");
+    assert!(!log.contains("panicked"), "the VM panicked:\n{log}");
+}
+
+#[test]
+fn unknown_kids_in_bulk_cost_at_most_one_fetch_per_interval() {
+    let stack = Stack::start(plugin(vec![]));
+    let other = &keys().1;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = stack.jwks.hits();
+    let start = std::time::Instant::now();
+    for i in 0..200 {
+        let t = other.mint_with_header(
+            &json!({"alg": "RS256", "kid": format!("bulk-{i}")}),
+            &claims(ISS, AUD, "u", 600, json!({})),
+        );
+        assert_eq!(stack.envoy.get_with_token("/v1/x", &t).status, 401);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let fetches = stack.jwks.hits() - before;
+    // refetch_min_interval_s is 2 in the test configuration.
+    let allowed = (elapsed / 2.0).ceil() as usize + 1;
+    assert!(
+        fetches <= allowed,
+        "{fetches} JWKS fetches for 200 unknown kids in {elapsed:.1}s (allowed {allowed})"
+    );
+}

@@ -1,0 +1,7 @@
+//! Plugin configurations. Must never panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = bearer_guard::config::parse(data, &|_| Some("0123456789abcdef0123456789abcdef".into()));
+});

@@ -1,0 +1,7 @@
+//! JWKS documents. Must never panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = bearer_guard::jwks::KeySet::parse(data);
+});

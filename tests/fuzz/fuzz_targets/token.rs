@@ -1,0 +1,63 @@
+//! A token through the whole pipeline (parse, provider selection, times, signature with a
+//! fixed key set, claims, authorization). Must never panic.
+#![no_main]
+
+use bearer_guard::account::AccountState;
+use bearer_guard::config::{self, Config};
+use bearer_guard::jwks::{KeyAvailability, KeySet};
+use bearer_guard::pipeline::{decide, AccountLookup, Inputs, KeyLookup};
+use bearer_guard::request::Request;
+use bearer_guard::verifier::RustBackend;
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+const JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"k","alg":"RS256","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB"}]}"#;
+
+struct Keys(KeySet);
+impl KeyLookup for Keys {
+    fn availability(&self, _: usize) -> KeyAvailability {
+        KeyAvailability::Ready
+    }
+    fn keys(&self, _: usize) -> Option<&KeySet> {
+        Some(&self.0)
+    }
+    fn may_refetch(&self, _: usize) -> bool {
+        false
+    }
+}
+impl AccountLookup for Keys {
+    fn account(&self, _: usize, _: &str) -> AccountState<'_> {
+        AccountState::Unknown
+    }
+    fn may_wait(&self) -> bool {
+        true
+    }
+}
+
+fn setup() -> &'static (Config, Keys) {
+    static S: OnceLock<(Config, Keys)> = OnceLock::new();
+    S.get_or_init(|| {
+        let cfg = r#"{"providers":[
+            {"name":"idp","algorithms":["RS256"],"jwks":{"cluster":"c","authority":"a","path":"/"},
+             "identity":{"required_claims":["sub"]},
+             "account":{"cluster":"c","authority":"a","path":"/a?u={sub}","headers":{"x-a":"id"}}},
+            {"name":"sdk","algorithms":["HS256"],"secret":{"env":"S"}}],
+            "forward":{"headers":{"x-sub":"sub"},"payload_header":"x-p"},
+            "rules":[{"match":{"prefix":"/p"},"any_of":["a:b:{header.x}","c"]}]}"#;
+        let cfg = config::parse(cfg.as_bytes(), &|_| Some("0123456789abcdef0123456789abcdef".into())).expect("config");
+        let (set, _) = KeySet::parse(JWKS.as_bytes()).expect("jwks");
+        (cfg, Keys(set))
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (cfg, keys) = setup();
+    let token = String::from_utf8_lossy(data);
+    let req = Request {
+        method: "GET".into(),
+        path: "/p".into(),
+        headers: vec![("authorization".into(), format!("Bearer {token}")), ("x".into(), "1".into())],
+        ..Default::default()
+    };
+    let _ = decide(&Inputs { config: cfg, keys, accounts: keys, backend: &RustBackend, cache: None, now_s: 1_700_000_000 }, &req);
+});

@@ -1,0 +1,191 @@
+//! A bounded mutation fuzz that runs with every `make test`: seeded, a few seconds, over
+//! the same entry points as the `cargo fuzz` targets in `tests/fuzz/`. Any panic fails;
+//! every decision must be one the contract allows.
+
+#[path = "support/idp.rs"]
+mod idp;
+
+use bearer_guard::account::AccountState;
+use bearer_guard::config;
+use bearer_guard::jwks::{KeyAvailability, KeySet};
+use bearer_guard::pipeline::{decide, AccountLookup, Decision, Inputs, KeyLookup};
+use bearer_guard::request::Request;
+use bearer_guard::verifier::RustBackend;
+use idp::{claims, jwks, now, Signer};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// xorshift64*: deterministic, seedable, good enough to pick mutations.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const ALPHABET: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ {}[]\":,\\\x00\xff%";
+
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..=rng.below(4) {
+        let pos = rng.below(v.len() + 1);
+        match rng.below(6) {
+            0 if !v.is_empty() => {
+                let p = pos.min(v.len() - 1);
+                v[p] = ALPHABET[rng.below(ALPHABET.len())];
+            }
+            1 => v.insert(pos, ALPHABET[rng.below(ALPHABET.len())]),
+            2 if pos < v.len() => {
+                v.remove(pos);
+            }
+            3 => v.truncate(pos),
+            4 if !v.is_empty() => {
+                let from = rng.below(v.len());
+                let to = (from + rng.below(32)).min(v.len());
+                let chunk = v[from..to].to_vec();
+                let at = rng.below(v.len() + 1);
+                v.splice(at..at, chunk);
+            }
+            _ => v.reverse(),
+        }
+    }
+    v
+}
+
+struct Ready(KeySet);
+impl KeyLookup for Ready {
+    fn availability(&self, _: usize) -> KeyAvailability {
+        KeyAvailability::Ready
+    }
+    fn keys(&self, _: usize) -> Option<&KeySet> {
+        Some(&self.0)
+    }
+    fn may_refetch(&self, _: usize) -> bool {
+        false
+    }
+}
+impl AccountLookup for Ready {
+    fn account(&self, _: usize, _: &str) -> AccountState<'_> {
+        AccountState::Unknown
+    }
+    fn may_wait(&self) -> bool {
+        false
+    }
+}
+
+const CONFIG: &str = r#"{
+  "providers": [
+    {"name": "idp", "issuer": "https://idp", "audiences": ["a"], "algorithms": ["RS256"],
+     "jwks": {"cluster": "c", "authority": "x", "path": "/j"}, "identity": {"required_claims": ["sub"]}},
+    {"name": "sdk", "algorithms": ["HS256"], "secret": {"env": "S"}}
+  ],
+  "roles": {"admin": ["*"]},
+  "forward": {"headers": {"x-sub": "sub"}},
+  "rules": [
+    {"match": {"methods": ["GET"], "path": "/health"}, "public": true},
+    {"match": {"template": "/v1/n/{id}/c"}, "all_of": ["c:w:{path.id}"], "member_of": {"path": "id", "claim": "nets"}},
+    {"match": {"prefix": "/v1/items"}, "headers": {"X-U": "uuidv7"}, "any_of": ["i:r:{header.x-i}", "i:r:{query.i}"]}
+  ]
+}"#;
+
+fn budget() -> Duration {
+    Duration::from_millis(
+        std::env::var("FUZZ_SMOKE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1500),
+    )
+}
+
+#[test]
+fn tokens_and_requests_never_panic() {
+    let cfg = config::parse(CONFIG.as_bytes(), &|_| {
+        Some("0123456789abcdef0123456789abcdef".into())
+    })
+    .expect("config");
+    let signer = Signer::generate("k");
+    let (set, _) = KeySet::parse(jwks(&[&signer]).as_bytes()).expect("jwks");
+    let keys = Ready(set);
+    let good = signer.mint(&claims(
+        "https://idp",
+        "a",
+        "u",
+        600,
+        json!({"nets": ["n1"], "permissions": ["c:w:n1"]}),
+    ));
+    let paths = [
+        "/v1/n/n1/c",
+        "/health",
+        "/v1/items?i=1",
+        "/x/../y",
+        "/%2e/v1",
+        "//health",
+        "/v1/n//c",
+    ];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (start, mut runs) = (Instant::now(), 0u64);
+    while start.elapsed() < budget() {
+        let token = String::from_utf8_lossy(&mutate(&mut rng, good.as_bytes())).to_string();
+        let path = {
+            let base = paths[rng.below(paths.len())];
+            String::from_utf8_lossy(&mutate(&mut rng, base.as_bytes()))
+        }
+        .to_string();
+        let auth = if rng.below(8) == 0 {
+            token.clone()
+        } else {
+            format!("Bearer {token}")
+        };
+        let req = Request {
+            method: ["GET", "POST", "get"][rng.below(3)].into(),
+            path,
+            authority: "h".into(),
+            headers: vec![
+                ("authorization".into(), auth),
+                ("x-u".into(), "01890a5d-ac96-774b-bcce-b302099a8057".into()),
+                ("x-i".into(), "1".into()),
+            ],
+            ..Default::default()
+        };
+        let out = decide(
+            &Inputs {
+                config: &cfg,
+                keys: &keys,
+                accounts: &keys,
+                backend: &RustBackend,
+                cache: None,
+                now_s: now(),
+            },
+            &req,
+        );
+        match out.decision {
+            Decision::Allow { .. } | Decision::Deny(_) => {}
+            other => panic!("unexpected decision {other:?}"),
+        }
+        runs += 1;
+    }
+    assert!(runs > 100, "only {runs} runs");
+}
+
+#[test]
+fn jwks_and_config_documents_never_panic() {
+    let signer = Signer::generate("k");
+    let doc = jwks(&[&signer]);
+    let mut rng = Rng(42);
+    let (start, mut runs) = (Instant::now(), 0u64);
+    while start.elapsed() < budget() {
+        let _ = KeySet::parse(&mutate(&mut rng, doc.as_bytes()));
+        let _ = config::parse(&mutate(&mut rng, CONFIG.as_bytes()), &|_| {
+            Some("0123456789abcdef0123456789abcdef".into())
+        });
+        runs += 1;
+    }
+    assert!(runs > 100, "only {runs} runs");
+}
