@@ -96,14 +96,25 @@ impl Denial {
 
     /// Builds the reply; `request_id` is the request's `x-request-id` (empty if absent).
     pub fn reply(&self, request_id: &str) -> Reply {
+        // The common bodies are constants (a flood of bad tokens should cost no JSON work);
+        // those carrying a request id or a header name are serialized (escaping included).
         let body = match self {
+            Denial::MissingToken => r#"{"detail":"Requires authentication"}"#.to_string(),
+            Denial::InvalidToken => r#"{"detail":"Invalid or expired token"}"#.to_string(),
+            Denial::UnknownAccount => {
+                r#"{"detail":"Could not validate credentials or find account"}"#.to_string()
+            }
+            Denial::InsufficientPermissions => r#"{"detail":"Not enough permissions"}"#.to_string(),
             Denial::PermissionDenied => json!({
                 "detail": self.detail(),
                 "error_code": "PERMISSION_DENIED",
                 "request_id": request_id,
-            }),
-            Denial::Unavailable => json!({ "detail": self.detail(), "request_id": request_id }),
-            _ => json!({ "detail": self.detail() }),
+            })
+            .to_string(),
+            Denial::Unavailable => {
+                json!({ "detail": self.detail(), "request_id": request_id }).to_string()
+            }
+            Denial::BadRequest(_) => json!({ "detail": self.detail() }).to_string(),
         };
         let mut headers = vec![("content-type", "application/json".to_string())];
         if let Some(value) = self.www_authenticate() {

@@ -53,7 +53,6 @@ fn metrics_count_exactly_what_happened() {
     }
     assert_eq!(e.get_with_token("/v1/entities/x", &nobody).status, 403);
     assert_eq!(e.get("/health/../x/../../v1", &[("x", "y")]).status, 401);
-    let got = stats(e);
     let want: Vec<(&str, u64)> = vec![
         ("public_passes", 2),
         ("requests_allowed", 3),
@@ -70,6 +69,13 @@ fn metrics_count_exactly_what_happened() {
         ("account_lookups_failed", 0),
         ("provider.idp.keys_loaded", 1),
     ];
+    // Counters reach Envoy on the filter's next tick (every 200 ms).
+    let settled = || {
+        let got = stats(e);
+        want.iter().all(|(name, value)| got.get(*name) == Some(value))
+    };
+    e.wait_until(std::time::Duration::from_secs(3), settled);
+    let got = stats(e);
     for (name, value) in want {
         assert_eq!(got.get(name), Some(&value), "metric {name} in {got:#?}");
     }

@@ -1,111 +1,158 @@
 //! Metrics through proxy-wasm's metric API. Envoy shows them in `/stats` (and Prometheus
 //! output) with its `wasmcustom.` prefix: `wasmcustom.bearer_guard.requests_allowed`.
+//!
+//! Counters accumulate in the VM and are flushed to the host on the root context's tick
+//! (every 200 ms): a hostcall per request per counter would cost more than the rest of a
+//! cached-token decision.
 
 use crate::config::Config;
 use crate::reply::Denial;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
-
-/// Metric ids defined at configure time.
-pub(crate) struct Metrics {
-    allowed: Option<u32>,
-    public: Option<u32>,
-    denied: Vec<(&'static str, Option<u32>)>,
-    cache_hits: Option<u32>,
-    cache_misses: Option<u32>,
-    account_ok: Option<u32>,
-    account_failed: Option<u32>,
-    /// Per provider: (jwks_fetch_ok, jwks_fetch_failed, keys_loaded).
-    providers: Vec<(Option<u32>, Option<u32>, Option<u32>)>,
-}
+use std::cell::Cell;
 
 fn define(kind: MetricType, name: &str) -> Option<u32> {
     hostcalls::define_metric(kind, &format!("bearer_guard.{name}")).ok()
 }
 
-fn bump(id: Option<u32>) {
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+/// A counter with increments not yet sent to the host.
+#[derive(Default)]
+struct Counter {
+    id: Option<u32>,
+    pending: Cell<i64>,
+}
+
+impl Counter {
+    fn new(name: &str) -> Counter {
+        Counter {
+            id: define(MetricType::Counter, name),
+            pending: Cell::new(0),
+        }
+    }
+
+    fn bump(&self) {
+        self.pending.set(self.pending.get().saturating_add(1));
+    }
+
+    fn flush(&self) {
+        let n = self.pending.replace(0);
+        if let (true, Some(id)) = (n > 0, self.id) {
+            let _ = hostcalls::increment_metric(id, n);
+        }
     }
 }
 
+/// Per-provider JWKS metrics.
+#[derive(Default)]
+struct ProviderMetrics {
+    fetch_ok: Counter,
+    fetch_failed: Counter,
+    keys_loaded: Option<u32>,
+}
+
+/// Every metric, defined at configure time (Envoy shares stats by name across VMs).
+pub(crate) struct Metrics {
+    allowed: Counter,
+    public: Counter,
+    denied: Vec<(&'static str, Counter)>,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    account_ok: Counter,
+    account_failed: Counter,
+    providers: Vec<ProviderMetrics>,
+}
+
 impl Metrics {
-    /// Defines every metric (idempotent across VMs: Envoy shares stats by name).
+    /// Defines every metric.
     pub(crate) fn define(config: &Config) -> Metrics {
         Metrics {
-            allowed: define(MetricType::Counter, "requests_allowed"),
-            public: define(MetricType::Counter, "public_passes"),
+            allowed: Counter::new("requests_allowed"),
+            public: Counter::new("public_passes"),
             denied: Denial::all()
                 .iter()
-                .map(|d| {
-                    (
-                        d.reason(),
-                        define(MetricType::Counter, &format!("denied.{}", d.reason())),
-                    )
-                })
+                .map(|d| (d.reason(), Counter::new(&format!("denied.{}", d.reason()))))
                 .collect(),
-            cache_hits: define(MetricType::Counter, "token_cache_hits"),
-            cache_misses: define(MetricType::Counter, "token_cache_misses"),
-            account_ok: define(MetricType::Counter, "account_lookups_ok"),
-            account_failed: define(MetricType::Counter, "account_lookups_failed"),
+            cache_hits: Counter::new("token_cache_hits"),
+            cache_misses: Counter::new("token_cache_misses"),
+            account_ok: Counter::new("account_lookups_ok"),
+            account_failed: Counter::new("account_lookups_failed"),
             providers: config
                 .providers
                 .iter()
-                .map(|p| {
-                    if p.jwks.is_none() {
-                        return (None, None, None);
-                    }
-                    let n = &p.name;
-                    (
-                        define(MetricType::Counter, &format!("provider.{n}.jwks_fetch_ok")),
-                        define(
-                            MetricType::Counter,
-                            &format!("provider.{n}.jwks_fetch_failed"),
+                .map(|p| match p.jwks {
+                    None => ProviderMetrics::default(),
+                    Some(_) => ProviderMetrics {
+                        fetch_ok: Counter::new(&format!("provider.{}.jwks_fetch_ok", p.name)),
+                        fetch_failed: Counter::new(&format!(
+                            "provider.{}.jwks_fetch_failed",
+                            p.name
+                        )),
+                        keys_loaded: define(
+                            MetricType::Gauge,
+                            &format!("provider.{}.keys_loaded", p.name),
                         ),
-                        define(MetricType::Gauge, &format!("provider.{n}.keys_loaded")),
-                    )
+                    },
                 })
                 .collect(),
         }
     }
 
     pub(crate) fn allowed(&self, public: bool) {
-        bump(if public { self.public } else { self.allowed });
+        if public { &self.public } else { &self.allowed }.bump();
     }
 
     pub(crate) fn denied(&self, denial: &Denial) {
         let reason = denial.reason();
-        bump(
-            self.denied
-                .iter()
-                .find(|(r, _)| *r == reason)
-                .and_then(|(_, id)| *id),
-        );
+        if let Some((_, c)) = self.denied.iter().find(|(r, _)| *r == reason) {
+            c.bump();
+        }
     }
 
     pub(crate) fn cache(&self, hit: bool) {
-        bump(if hit {
-            self.cache_hits
+        if hit {
+            &self.cache_hits
         } else {
-            self.cache_misses
-        });
+            &self.cache_misses
+        }
+        .bump();
     }
 
     pub(crate) fn account(&self, ok: bool) {
-        bump(if ok {
-            self.account_ok
+        if ok {
+            &self.account_ok
         } else {
-            self.account_failed
-        });
+            &self.account_failed
+        }
+        .bump();
     }
 
     pub(crate) fn jwks(&self, provider: usize, ok: bool, keys: usize) {
-        let Some((fetch_ok, fetch_failed, loaded)) = self.providers.get(provider) else {
+        let Some(p) = self.providers.get(provider) else {
             return;
         };
-        bump(if ok { *fetch_ok } else { *fetch_failed });
-        if let (true, Some(id)) = (ok, loaded) {
-            let _ = hostcalls::record_metric(*id, keys as u64);
+        if ok { &p.fetch_ok } else { &p.fetch_failed }.bump();
+        if let (true, Some(id)) = (ok, p.keys_loaded) {
+            let _ = hostcalls::record_metric(id, keys as u64);
+        }
+    }
+
+    /// Sends accumulated counts to the host.
+    pub(crate) fn flush(&self) {
+        let fixed = [
+            &self.allowed,
+            &self.public,
+            &self.cache_hits,
+            &self.cache_misses,
+            &self.account_ok,
+            &self.account_failed,
+        ];
+        fixed
+            .into_iter()
+            .chain(self.denied.iter().map(|(_, c)| c))
+            .for_each(Counter::flush);
+        for p in &self.providers {
+            p.fetch_ok.flush();
+            p.fetch_failed.flush();
         }
     }
 }

@@ -16,6 +16,17 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+fn debug_enabled() -> bool {
+    hostcalls::get_log_level().is_ok_and(|l| (l as u32) <= (LogLevel::Debug as u32))
+}
+
+/// Logs a debug line, formatting it only when the host will print it.
+fn debug(shared: &SharedRef, line: impl FnOnce() -> String) {
+    if shared.borrow().debug {
+        log(LogLevel::Debug, &line());
+    }
+}
+
 /// Shared state handle.
 pub(crate) type SharedRef = Rc<RefCell<Shared>>;
 
@@ -78,6 +89,9 @@ pub(crate) struct Shared {
     deferred: Vec<Deferred>,
     tokens: TokenCache,
     metrics: Metrics,
+    /// Whether the host logs debug lines (refreshed each tick): debug lines are only
+    /// formatted when someone will read them.
+    debug: bool,
     pub waiters: Vec<Waiter>,
 }
 
@@ -163,6 +177,7 @@ impl Shared {
             deferred: Vec::new(),
             tokens,
             metrics,
+            debug: debug_enabled(),
             waiters: Vec::new(),
         }
     }
@@ -262,13 +277,12 @@ fn start_account(
     ];
     match dispatch(&src.cluster, headers, Duration::from_millis(src.timeout_ms)) {
         Ok(token) => {
-            log(
-                LogLevel::Debug,
-                &format!(
+            debug(shared, || {
+                format!(
                     "bearer-guard: account lookup dispatched on cluster {}",
                     src.cluster
-                ),
-            );
+                )
+            });
             let mut s = shared.borrow_mut();
             s.pending_accounts.insert(key.to_string(), now);
             s.calls.insert(
@@ -424,10 +438,9 @@ pub(crate) fn wake(shared: &SharedRef, pick: impl Fn(&Waiter) -> bool, now: u64,
         let id = w.request.request_id.clone();
         if process(shared, w.context_id, w.request, w.waited, now, None) == Action::Continue {
             let resumed = hostcalls::resume_http_request();
-            log(
-                LogLevel::Debug,
-                &format!("bearer-guard: request_id={id} resumed: {resumed:?}"),
-            );
+            debug(shared, || {
+                format!("bearer-guard: request_id={id} resumed: {resumed:?}")
+            });
         }
     }
     let _ = hostcalls::set_effective_context(current);
@@ -539,17 +552,16 @@ fn process(
         let outcome = shared.borrow().decide(&request, now, waited);
         return apply(shared, &request, outcome);
     }
-    log(
-        LogLevel::Debug,
-        &format!(
-            "bearer-guard: request_id={} waits for {}",
-            request.request_id,
-            match &wait {
-                Wait::Keys(p) => format!("keys of provider #{p}"),
-                Wait::Account(_) => "an account lookup".to_string(),
-            }
-        ),
-    );
+    debug(shared, || {
+        let what = match &wait {
+            Wait::Keys(p) => format!("keys of provider #{p}"),
+            Wait::Account(_) => "an account lookup".to_string(),
+        };
+        format!(
+            "bearer-guard: request_id={} waits for {what}",
+            request.request_id
+        )
+    });
     // A deferred call waits up to a tick longer.
     let deadline_ms = now + timeout_ms + 1000;
     shared.borrow_mut().waiters.push(Waiter {
@@ -579,17 +591,16 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
         }
         Decision::Deny(denial) => {
             shared.borrow().metrics.denied(&denial);
-            log(
-                LogLevel::Debug,
-                &format!(
+            debug(shared, || {
+                format!(
                     "bearer-guard: denied {} rule={} route={} request_id={} why={}",
                     denial.reason(),
                     shared.borrow().config.rule_name(outcome.rule),
                     request.route_name.as_deref().unwrap_or("-"),
                     request.request_id,
                     outcome.note
-                ),
-            );
+                )
+            });
             let reply = denial.reply(&request.request_id);
             let headers: Vec<(&str, &str)> = reply
                 .headers
@@ -618,6 +629,11 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
 /// Periodic work: expire stuck fetches and waiters, start due fetches.
 pub(crate) fn tick(shared: &SharedRef, current: u32, dispatch: Dispatch) {
     let now = now_ms();
+    {
+        let mut s = shared.borrow_mut();
+        s.debug = debug_enabled();
+        s.metrics.flush();
+    }
     let deferred = std::mem::take(&mut shared.borrow_mut().deferred);
     for d in deferred {
         if !start_account(
