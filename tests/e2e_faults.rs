@@ -6,14 +6,32 @@ mod common;
 use common::support::envoy::KeepAlive;
 use common::*;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Envoy's count of live wasm VMs: a VM that crashes (panic, trap) is torn down.
+fn active_vms(envoy: &Envoy) -> u64 {
+    let body = http(
+        envoy.admin,
+        "GET",
+        "/stats?filter=wasm.envoy.wasm.runtime.v8.active",
+        &[],
+    )
+    .map(|r| r.body)
+    .unwrap_or_default();
+    body.lines()
+        .find_map(|l| l.split_once(": "))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
 
 #[test]
 fn jwks_faults_under_load() {
     let mut stack = Stack::start(plugin(vec![]));
     let port = stack.envoy.port;
+    let vms_before = active_vms(&stack.envoy);
     let (a, b) = (&keys().0, &keys().1);
     let valid: Vec<String> = (0..50)
         .map(|i| a.mint(&claims(ISS, AUD, &format!("u{i}"), 600, json!({}))))
@@ -115,7 +133,12 @@ fn jwks_faults_under_load() {
         200
     );
     let log = stack.envoy.log();
-    assert!(!log.contains("panicked"), "VM panic:\n{log}");
+    assert!(
+        !log.contains("panicked") && !log.contains("Uncaught"),
+        "VM crash:\n{log}"
+    );
+    assert!(vms_before > 0);
+    assert_eq!(active_vms(&stack.envoy), vms_before, "a wasm VM went away");
     assert!(stack.envoy.log_contains("JWKS fetch failed: status 500"));
     assert!(
         stack.envoy.log_contains("JWKS fetch failed: NotJwks")
@@ -123,4 +146,90 @@ fn jwks_faults_under_load() {
     );
     let growth = stack.envoy.rss_kib().saturating_sub(rss_before);
     assert!(growth < 64 * 1024, "Envoy RSS grew by {growth} KiB");
+}
+
+#[test]
+fn account_service_down_under_load() {
+    let accounts_up = |port: u16| {
+        HttpServer::start(
+            port,
+            8,
+            Arc::new(|_: &common::support::servers::Seen| {
+                (
+                    200,
+                    vec![("content-type".into(), "application/json".into())],
+                    br#"{"account_id":"acct"}"#.to_vec(),
+                )
+            }),
+        )
+        .expect("account service")
+    };
+    let mut accounts = accounts_up(0);
+    let accounts_port = accounts.port;
+    let jwks_server = JwksServer::start(0, JwksMode::Serve(jwks(&[&keys().0]))).expect("jwks");
+    let upstream = echo(0).expect("echo");
+    let mut p = plugin(vec![]);
+    p["providers"][0]["account"] = json!({"cluster": "accounts", "authority": "accounts", "path": "/a?u={sub}",
+                                          "ttl_s": 1, "negative_ttl_s": 1, "timeout_ms": 500});
+    let mut o = Options::new(p, upstream.port, jwks_server.server.port);
+    o.accounts_port = accounts_port;
+    o.env.push(("SDK_TOKEN_SECRET".into(), SECRET.into()));
+    let envoy = Envoy::start(&o);
+    let tokens: Arc<Vec<String>> = Arc::new(
+        (0..20)
+            .map(|i| {
+                keys()
+                    .0
+                    .mint(&claims(ISS, AUD, &format!("u{i}"), 600, json!({})))
+            })
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<BTreeMap<u16, u64>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let port = envoy.port;
+    let load: Vec<_> = (0..3)
+        .map(|w| {
+            let (stop, seen, tokens) = (stop.clone(), seen.clone(), tokens.clone());
+            std::thread::spawn(move || {
+                let mut conn = KeepAlive::new(port);
+                let mut i = w;
+                while !stop.load(Ordering::Relaxed) && i < 20_000 {
+                    i += 3;
+                    let t = &tokens[i % tokens.len()];
+                    let status = conn
+                        .request("GET", "/v1/x", &[("authorization", &format!("Bearer {t}"))])
+                        .map(|r| r.status)
+                        .unwrap_or(0);
+                    if let Ok(mut m) = seen.lock() {
+                        *m.entry(status).or_insert(0) += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    accounts.stop();
+    std::thread::sleep(Duration::from_millis(2500));
+    let _revived = accounts_up(accounts_port);
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().expect("load thread");
+    }
+    let seen = seen.lock().map(|m| m.clone()).unwrap_or_default();
+    // 200 while resolved (or cached), 500 while the service is down: never a 401, never a hang.
+    assert!(
+        seen.keys().all(|s| *s == 200 || *s == 500),
+        "unexpected statuses {seen:?}"
+    );
+    assert!(
+        seen.get(&500).is_some_and(|n| *n > 0),
+        "the outage was not observed: {seen:?}"
+    );
+    assert!(seen.get(&200).is_some_and(|n| *n > 100), "{seen:?}");
+    // Recovered: every identity resolves again.
+    for t in tokens.iter() {
+        assert_eq!(envoy.get_with_token("/v1/x", t).status, 200);
+    }
+    assert!(!envoy.log().contains("panicked"));
 }

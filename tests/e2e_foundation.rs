@@ -413,3 +413,48 @@ fn bad_configuration_is_refused_naming_the_field() {
         }
     }
 }
+
+#[test]
+fn the_pure_rust_backend_end_to_end() {
+    let mut p = plugin(vec![]);
+    p["verifier"] = json!("rust");
+    let stack = Stack::start(p);
+    assert!(
+        stack.envoy.log_contains("RS256 backend rust"),
+        "{}",
+        stack.envoy.log()
+    );
+    let good = token(json!({}));
+    assert_eq!(stack.envoy.get_with_token("/v1/x", &good).status, 200);
+    let (head, _) = good.rsplit_once('.').expect("jws");
+    let forged = keys().1.mint(&claims(ISS, AUD, "user-1", 600, json!({})));
+    let forged = format!(
+        "{head}.{}",
+        forged.rsplit_once('.').map(|(_, s)| s).unwrap_or("")
+    );
+    expect(
+        "forged, pure Rust",
+        &stack.envoy.get_with_token("/v1/x", &forged),
+        401,
+        Some(INVALID),
+        WWW_INVALID,
+    );
+    let expired = keys().0.mint(&claims(ISS, AUD, "user-1", -600, json!({})));
+    expect(
+        "expired, pure Rust",
+        &stack.envoy.get_with_token("/v1/x", &expired),
+        401,
+        Some(INVALID),
+        WWW_INVALID,
+    );
+}
+
+#[test]
+fn the_envoy_backend_is_chosen_when_the_host_has_it() {
+    let stack = Stack::start(plugin(vec![]));
+    assert!(
+        stack.envoy.log_contains("RS256 backend envoy"),
+        "{}",
+        stack.envoy.log()
+    );
+}

@@ -72,7 +72,8 @@ fn metrics_count_exactly_what_happened() {
     // Counters reach Envoy on the filter's next tick (every 200 ms).
     let settled = || {
         let got = stats(e);
-        want.iter().all(|(name, value)| got.get(*name) == Some(value))
+        want.iter()
+            .all(|(name, value)| got.get(*name) == Some(value))
     };
     e.wait_until(std::time::Duration::from_secs(3), settled);
     let got = stats(e);

@@ -399,10 +399,17 @@ fn demo(args: &Args) {
         match envoy::http(10000, method, &path, &hs) {
             Ok(r) => {
                 let body = if r.status == 200 {
-                    r.json()["headers"]["x-auth-subject"].as_str().map_or_else(
-                        || "(upstream reached)".to_string(),
-                        |s| format!("(upstream saw x-auth-subject: {s})"),
-                    )
+                    let seen =
+                        |h: &str| r.json()["headers"][h].as_str().map(|v| format!("{h}: {v}"));
+                    let shown: Vec<String> = ["x-auth-subject", "x-account-id"]
+                        .iter()
+                        .filter_map(|h| seen(h))
+                        .collect();
+                    if shown.is_empty() {
+                        "(upstream reached)".to_string()
+                    } else {
+                        format!("(upstream saw {})", shown.join(", "))
+                    }
                 } else {
                     r.body.clone()
                 };
