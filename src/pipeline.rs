@@ -97,6 +97,31 @@ impl AccountLookup for NoAccounts {
     }
 }
 
+/// A fixed, always-ready key set with no refetching and no account service: for hosts
+/// that load keys once, and for tests, conformance runs and fuzzing.
+pub struct FixedKeys(pub KeySet);
+
+impl KeyLookup for FixedKeys {
+    fn availability(&self, _provider: usize) -> KeyAvailability {
+        KeyAvailability::Ready
+    }
+    fn keys(&self, _provider: usize) -> Option<&KeySet> {
+        Some(&self.0)
+    }
+    fn may_refetch(&self, _provider: usize) -> bool {
+        false
+    }
+}
+
+impl AccountLookup for FixedKeys {
+    fn account(&self, _provider: usize, _key: &str) -> AccountState<'_> {
+        AccountState::Unknown
+    }
+    fn may_wait(&self) -> bool {
+        false
+    }
+}
+
 /// Everything the pipeline needs besides the request.
 pub struct Inputs<'a> {
     /// Compiled configuration.

@@ -2,10 +2,9 @@
 //! pipeline calls): Wycheproof RSA PKCS#1 v1.5 SHA-256, HMAC-SHA256 and JWS cases, and
 //! the RFC 7515 / RFC 7520 examples through the whole pipeline with a fixed clock.
 
-use bearer_guard::account::AccountState;
 use bearer_guard::config;
-use bearer_guard::jwks::{KeyAvailability, KeySet, RsaKey};
-use bearer_guard::pipeline::{decide, AccountLookup, Decision, Inputs, KeyLookup};
+use bearer_guard::jwks::{KeySet, RsaKey};
+use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs};
 use bearer_guard::reply::Denial;
 use bearer_guard::request::Request;
 use bearer_guard::token::{b64url, split};
@@ -163,27 +162,6 @@ fn wycheproof_jws_hs256_and_rs256() {
     assert_eq!((valid, invalid), (18, 383), "accepted, rejected");
 }
 
-struct Keys(KeySet);
-impl KeyLookup for Keys {
-    fn availability(&self, _: usize) -> KeyAvailability {
-        KeyAvailability::Ready
-    }
-    fn keys(&self, _: usize) -> Option<&KeySet> {
-        Some(&self.0)
-    }
-    fn may_refetch(&self, _: usize) -> bool {
-        false
-    }
-}
-impl AccountLookup for Keys {
-    fn account(&self, _: usize, _: &str) -> AccountState<'_> {
-        AccountState::Unknown
-    }
-    fn may_wait(&self) -> bool {
-        false
-    }
-}
-
 #[test]
 fn rfc_examples_through_the_pipeline() {
     let cases = vectors("rfc/rfc_jws_examples.json");
@@ -216,7 +194,7 @@ fn rfc_examples_through_the_pipeline() {
         let cfg = config::parse(cfg.to_string().as_bytes(), &move |_| Some(secret.clone()))
             .expect("config");
         let jwk = &case["jwk_public"];
-        let keys = Keys(KeySet::from_keys(rsa_key(jwk).into_iter().collect()));
+        let keys = FixedKeys(KeySet::from_keys(rsa_key(jwk).into_iter().collect()));
         let req = Request {
             method: "GET".into(),
             path: "/x".into(),

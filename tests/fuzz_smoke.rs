@@ -5,10 +5,9 @@
 #[path = "support/idp.rs"]
 mod idp;
 
-use bearer_guard::account::AccountState;
 use bearer_guard::config;
-use bearer_guard::jwks::{KeyAvailability, KeySet};
-use bearer_guard::pipeline::{decide, AccountLookup, Decision, Inputs, KeyLookup};
+use bearer_guard::jwks::KeySet;
+use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs};
 use bearer_guard::request::Request;
 use bearer_guard::verifier::RustBackend;
 use idp::{claims, jwks, now, Signer};
@@ -59,27 +58,6 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     v
 }
 
-struct Ready(KeySet);
-impl KeyLookup for Ready {
-    fn availability(&self, _: usize) -> KeyAvailability {
-        KeyAvailability::Ready
-    }
-    fn keys(&self, _: usize) -> Option<&KeySet> {
-        Some(&self.0)
-    }
-    fn may_refetch(&self, _: usize) -> bool {
-        false
-    }
-}
-impl AccountLookup for Ready {
-    fn account(&self, _: usize, _: &str) -> AccountState<'_> {
-        AccountState::Unknown
-    }
-    fn may_wait(&self) -> bool {
-        false
-    }
-}
-
 const CONFIG: &str = r#"{
   "providers": [
     {"name": "idp", "issuer": "https://idp", "audiences": ["a"], "algorithms": ["RS256"],
@@ -112,7 +90,7 @@ fn tokens_and_requests_never_panic() {
     .expect("config");
     let signer = Signer::generate("k");
     let (set, _) = KeySet::parse(jwks(&[&signer]).as_bytes()).expect("jwks");
-    let keys = Ready(set);
+    let keys = FixedKeys(set);
     let good = signer.mint(&claims(
         "https://idp",
         "a",

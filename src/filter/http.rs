@@ -1,7 +1,7 @@
 //! HTTP context: gathers the request, strips client copies of identity headers, runs the
 //! pipeline and applies the decision.
 
-use super::state::{handle, on_call_response, SharedRef};
+use super::state::{handle, on_call_response, send_reply, SharedRef};
 use crate::reply::Denial;
 use crate::request::Request;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -53,14 +53,7 @@ impl HttpContext for Http {
             .unwrap_or_default();
         let Some(shared) = self.shared.clone() else {
             // No usable configuration: fail closed.
-            let reply = Denial::Unavailable.reply(&request_id);
-            let hs: Vec<(&str, &str)> = reply
-                .headers
-                .iter()
-                .map(|(k, v)| (*k, v.as_str()))
-                .collect();
-            self.send_http_response(reply.status, hs, Some(reply.body.as_bytes()));
-            return Action::Pause;
+            return send_reply(&Denial::Unavailable, &request_id);
         };
         // Client-sent copies of every header the filter may set go first, on every route.
         {

@@ -7,6 +7,7 @@ use crate::account::{interpret, AccountCache, AccountState};
 use crate::config::{Config, JwksSource};
 use crate::jwks::{FetchPolicy, KeyAvailability, KeyFetcher, KeySet};
 use crate::pipeline::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome};
+use crate::reply::Denial;
 use crate::request::Request;
 use crate::token_cache::TokenCache;
 use proxy_wasm::hostcalls;
@@ -601,29 +602,25 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
                     outcome.note
                 )
             });
-            let reply = denial.reply(&request.request_id);
-            let headers: Vec<(&str, &str)> = reply
-                .headers
-                .iter()
-                .map(|(k, v)| (*k, v.as_str()))
-                .collect();
-            let _ =
-                hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
-            Action::Pause
+            send_reply(&denial, &request.request_id)
         }
         // Not reachable from `handle`/`wake` (they decide without waiting); fail closed.
         Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. } => {
-            let reply = crate::reply::Denial::Unavailable.reply(&request.request_id);
-            let headers: Vec<(&str, &str)> = reply
-                .headers
-                .iter()
-                .map(|(k, v)| (*k, v.as_str()))
-                .collect();
-            let _ =
-                hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
-            Action::Pause
+            send_reply(&Denial::Unavailable, &request.request_id)
         }
     }
+}
+
+/// Answers the current context's request with a denial's local reply.
+pub(crate) fn send_reply(denial: &Denial, request_id: &str) -> Action {
+    let reply = denial.reply(request_id);
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    let _ = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
+    Action::Pause
 }
 
 /// Periodic work: expire stuck fetches and waiters, start due fetches.

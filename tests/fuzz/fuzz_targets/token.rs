@@ -2,10 +2,9 @@
 //! fixed key set, claims, authorization). Must never panic.
 #![no_main]
 
-use bearer_guard::account::AccountState;
 use bearer_guard::config::{self, Config};
-use bearer_guard::jwks::{KeyAvailability, KeySet};
-use bearer_guard::pipeline::{decide, AccountLookup, Inputs, KeyLookup};
+use bearer_guard::jwks::KeySet;
+use bearer_guard::pipeline::{decide, FixedKeys, Inputs};
 use bearer_guard::request::Request;
 use bearer_guard::verifier::RustBackend;
 use libfuzzer_sys::fuzz_target;
@@ -13,29 +12,8 @@ use std::sync::OnceLock;
 
 const JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"k","alg":"RS256","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB"}]}"#;
 
-struct Keys(KeySet);
-impl KeyLookup for Keys {
-    fn availability(&self, _: usize) -> KeyAvailability {
-        KeyAvailability::Ready
-    }
-    fn keys(&self, _: usize) -> Option<&KeySet> {
-        Some(&self.0)
-    }
-    fn may_refetch(&self, _: usize) -> bool {
-        false
-    }
-}
-impl AccountLookup for Keys {
-    fn account(&self, _: usize, _: &str) -> AccountState<'_> {
-        AccountState::Unknown
-    }
-    fn may_wait(&self) -> bool {
-        true
-    }
-}
-
-fn setup() -> &'static (Config, Keys) {
-    static S: OnceLock<(Config, Keys)> = OnceLock::new();
+fn setup() -> &'static (Config, FixedKeys) {
+    static S: OnceLock<(Config, FixedKeys)> = OnceLock::new();
     S.get_or_init(|| {
         let cfg = r#"{"providers":[
             {"name":"idp","algorithms":["RS256"],"jwks":{"cluster":"c","authority":"a","path":"/"},
@@ -46,7 +24,7 @@ fn setup() -> &'static (Config, Keys) {
             "rules":[{"match":{"prefix":"/p"},"any_of":["a:b:{header.x}","c"]}]}"#;
         let cfg = config::parse(cfg.as_bytes(), &|_| Some("0123456789abcdef0123456789abcdef".into())).expect("config");
         let (set, _) = KeySet::parse(JWKS.as_bytes()).expect("jwks");
-        (cfg, Keys(set))
+        (cfg, FixedKeys(set))
     })
 }
 
