@@ -30,6 +30,7 @@ demo: build ## Run the demo: Envoy + filter + dev IdP + upstream on localhost
 	cargo run --quiet --example dev-idp -- demo --envoy $(ENVOY) --wasm $(WASM)
 
 test: build ## Run every test: unit, conformance and end-to-end in the real Envoy
+	cargo build --examples
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo test --all-targets
 
 bench: build ## Benchmark against Envoy's jwt_authn with wrk (BENCH_SMOKE=1 for a quick run)
