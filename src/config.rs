@@ -477,6 +477,11 @@ pub struct Forward {
 }
 
 impl Config {
+    /// A provider's name for logs (empty if the index is out of range).
+    pub fn provider_name(&self, provider: usize) -> &str {
+        self.providers.get(provider).map_or("", |p| p.name.as_str())
+    }
+
     /// A rule's name for logs; `(default)` when no rule matched.
     pub fn rule_name(&self, rule: Option<usize>) -> &str {
         rule.and_then(|i| self.rules.get(i))

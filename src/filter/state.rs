@@ -227,12 +227,7 @@ pub(crate) fn start_fetch(
     ];
     let result = dispatch(&src.cluster, headers, Duration::from_millis(src.timeout_ms));
     let mut s = shared.borrow_mut();
-    let name = s
-        .config
-        .providers
-        .get(provider)
-        .map(|p| p.name.clone())
-        .unwrap_or_default();
+    let name = s.config.provider_name(provider).to_string();
     let Some(Some(fetcher)) = s.fetchers.get_mut(provider) else {
         return false;
     };
@@ -342,12 +337,7 @@ pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize,
 fn jwks_response(shared: &SharedRef, provider: usize, status: Option<&str>, body: &[u8], now: u64) {
     let mut guard = shared.borrow_mut();
     let s = &mut *guard;
-    let name = s
-        .config
-        .providers
-        .get(provider)
-        .map(|p| p.name.clone())
-        .unwrap_or_default();
+    let name = s.config.provider_name(provider).to_string();
     let Some(Some(fetcher)) = s.fetchers.get_mut(provider) else {
         return;
     };
