@@ -240,7 +240,7 @@ fn the_demo_runs() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("-> 200 (upstream saw x-auth-subject: user_ada)"),
+        text.contains("-> 200 (upstream saw x-auth-subject: user_ada, x-account-id: acct_0001)"),
         "{text}"
     );
     assert!(
