@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 const ISS: &str = "https://soak.idp";
 const AUD: &str = "soak";
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let seconds: u64 = std::env::var("SOAK_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -149,7 +149,11 @@ fn main() {
         n as f64 / elapsed,
         if crashed { "yes" } else { "none" }
     );
+    // Return (not `process::exit`) so Envoy and the servers are dropped, i.e. stopped.
+    drop(envoy);
     if bad > 0 || crashed || growth > 16 * 1024 {
-        std::process::exit(1);
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
     }
 }
