@@ -351,7 +351,7 @@ impl Reply {
 }
 
 /// One raw HTTP/1.1 request (sent exactly as given, so tests can send what a hostile
-/// client would), `Connection: close`, response read to the end.
+/// client would), `Connection: close`, on a fresh connection.
 pub fn http(
     port: u16,
     method: &str,
@@ -360,6 +360,19 @@ pub fn http(
 ) -> std::io::Result<Reply> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    exchange(&mut stream, method, path, headers, true)
+}
+
+/// Writes one request and reads exactly one reply: the head, then the body its framing
+/// announces (waiting for EOF would wait out Envoy's delayed close after local replies).
+/// With `close`, the request asks for `Connection: close` and EOF ends the body.
+fn exchange(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    close: bool,
+) -> std::io::Result<Reply> {
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str("host: localhost\r\n");
@@ -367,10 +380,11 @@ pub fn http(
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str("connection: close\r\ncontent-length: 0\r\n\r\n");
+    if close {
+        req.push_str("connection: close\r\n");
+    }
+    req.push_str("content-length: 0\r\n\r\n");
     stream.write_all(req.as_bytes())?;
-    // Read the head, then exactly the body its framing announces: waiting for EOF would
-    // wait out Envoy's delayed close after local replies.
     let mut raw = Vec::new();
     let mut buf = [0u8; 16384];
     loop {
@@ -379,9 +393,13 @@ pub fn http(
         }
         let n = stream.read(&mut buf)?;
         if n == 0 {
-            return parse_response(&raw, true).ok_or_else(|| {
-                std::io::Error::other(format!("bad response: {}", String::from_utf8_lossy(&raw)))
-            });
+            return match (close, parse_response(&raw, true)) {
+                (true, Some(reply)) => Ok(reply),
+                _ => Err(std::io::Error::other(format!(
+                    "connection closed: {}",
+                    String::from_utf8_lossy(&raw)
+                ))),
+            };
         }
         raw.extend_from_slice(&buf[..n]);
     }
@@ -497,29 +515,13 @@ impl KeepAlive {
             .stream
             .as_mut()
             .ok_or_else(|| std::io::Error::other("no connection"))?;
-        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
+        let reply = exchange(stream, method, path, headers, false)?;
+        if reply
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            self.stream = None;
         }
-        req.push_str("content-length: 0\r\n\r\n");
-        stream.write_all(req.as_bytes())?;
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 16384];
-        loop {
-            if let Some(reply) = complete_response(&raw) {
-                if reply
-                    .header("connection")
-                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-                {
-                    self.stream = None;
-                }
-                return Ok(reply);
-            }
-            let n = stream.read(&mut buf)?;
-            if n == 0 {
-                return Err(std::io::Error::other("connection closed"));
-            }
-            raw.extend_from_slice(&buf[..n]);
-        }
+        Ok(reply)
     }
 }
