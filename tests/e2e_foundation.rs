@@ -276,9 +276,9 @@ fn spec_rows_in_envoy() {
 
 #[test]
 fn jwks_down_at_start_is_500_then_recovers() {
-    let port = free_port();
+    let jwks = JwksServer::start(0, JwksMode::Down).expect("jwks");
     let upstream = echo(0).expect("echo");
-    let mut o = Options::new(plugin(vec![]), upstream.port, port);
+    let mut o = Options::new(plugin(vec![]), upstream.port, jwks.server.port);
     o.env.push(("SDK_TOKEN_SECRET".into(), SECRET.into()));
     let envoy = Envoy::start(&o);
     let good = token(json!({}));
@@ -298,8 +298,7 @@ fn jwks_down_at_start_is_500_then_recovers() {
     );
     // Public routes never need keys.
     assert_eq!(envoy.get("/health", &[]).status, 200);
-    let jwks = JwksServer::start(port, JwksMode::Serve(jwks(&[&keys().0])))
-        .expect("jwks on the reserved port");
+    jwks.set(JwksMode::Serve(self::jwks(&[&keys().0])));
     let recovered = envoy.wait_until(Duration::from_secs(15), || {
         envoy.get_with_token("/v1/x", &good).status == 200
     });

@@ -21,6 +21,7 @@ pub struct Seen {
     pub body: Vec<u8>,
 }
 
+/// Answers a request; status 0 means "close the connection without replying".
 type Handler = Arc<dyn Fn(&Seen) -> Response + Send + Sync>;
 
 /// A small HTTP/1.1 server on 127.0.0.1: one thread per connection, keep-alive,
@@ -143,6 +144,11 @@ fn serve_connection(stream: TcpStream, handler: Handler) {
             headers,
             body,
         });
+        if status == 0 {
+            // The handler asked for no reply: close as a crashed server would.
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
         let mut out = format!(
             "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n",
             resp_body.len()
@@ -173,6 +179,9 @@ pub enum JwksMode {
     Garbage,
     /// Sleep, then serve the document.
     Slow(Duration, String),
+    /// Close every connection without a reply: the server is down. (Tests never free a
+    /// port to simulate this: a parallel test could take it before it is bound again.)
+    Down,
 }
 
 /// A JWKS server whose answers tests can change, counting the fetches it serves.
@@ -199,6 +208,7 @@ impl JwksServer {
                     JwksMode::Serve(doc) => (200, json, doc.into_bytes()),
                     JwksMode::Status(code) => (code, vec![], vec![]),
                     JwksMode::Garbage => (200, json, b"<html>not a jwks</html>".to_vec()),
+                    JwksMode::Down => (0, vec![], vec![]),
                     JwksMode::Slow(delay, doc) => {
                         std::thread::sleep(delay);
                         (200, json, doc.into_bytes())
