@@ -61,7 +61,29 @@ struct Row {
     envoy: usize,
     tokens: PathBuf,
     expect_ok: bool,
-    results: Vec<(f64, f64, f64, u64)>,
+    results: Vec<Run>,
+}
+
+/// A row's medians against the baseline.
+#[derive(Clone, Copy)]
+struct Added {
+    /// Added µs per request from throughput (1/req/s minus the baseline's).
+    add: f64,
+    rps: f64,
+    /// Added Envoy CPU µs per request.
+    add_cpu: f64,
+    /// Envoy CPU µs per request.
+    cpu: f64,
+}
+
+/// One wrk run against one Envoy.
+struct Run {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    non2xx: u64,
+    /// Envoy's CPU time (all threads) per request served, µs.
+    cpu_us: f64,
 }
 
 fn write_tokens(dir: &Path, name: &str, tokens: &[String]) -> PathBuf {
@@ -85,8 +107,10 @@ fn parse_duration_us(s: &str) -> f64 {
     }
 }
 
-/// One wrk run: (req/s, p50 µs, p99 µs, non-2xx count).
-fn wrk(port: u16, tokens: &Path, script: &Path, seconds: u64) -> (f64, f64, f64, u64) {
+/// One wrk run, with Envoy's CPU time per request: the throughput of a shared 2-core
+/// machine is noisy, CPU time spent per request much less so.
+fn wrk(envoy: &Envoy, tokens: &Path, script: &Path, seconds: u64) -> Run {
+    let (port, ticks_before) = (envoy.port, envoy.cpu_ticks());
     let out = Command::new("wrk")
         .args(["-t1", "-c10", &format!("-d{seconds}s"), "--latency", "-s"])
         .arg(script)
@@ -97,10 +121,13 @@ fn wrk(port: u16, tokens: &Path, script: &Path, seconds: u64) -> (f64, f64, f64,
         .expect("wrk (make bench installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut rps = f64::NAN;
-    let (mut p50, mut p99, mut non2xx) = (f64::NAN, f64::NAN, 0);
+    let ticks = envoy.cpu_ticks().saturating_sub(ticks_before);
+    let (mut p50, mut p99, mut non2xx, mut requests) = (f64::NAN, f64::NAN, 0, 0u64);
     for line in text.lines() {
         let l = line.trim();
-        if let Some(v) = l.strip_prefix("Requests/sec:") {
+        if let Some((n, _)) = l.split_once(" requests in ") {
+            requests = n.trim().parse().unwrap_or(0);
+        } else if let Some(v) = l.strip_prefix("Requests/sec:") {
             rps = v.trim().parse().unwrap_or(f64::NAN);
         } else if let Some(v) = l.strip_prefix("50%") {
             p50 = parse_duration_us(v);
@@ -110,8 +137,18 @@ fn wrk(port: u16, tokens: &Path, script: &Path, seconds: u64) -> (f64, f64, f64,
             non2xx = v.trim().parse().unwrap_or(0);
         }
     }
-    (rps, p50, p99, non2xx)
+    let cpu_us = ticks as f64 * 1e6 / CLOCK_TICKS_PER_S / requests as f64;
+    Run {
+        rps,
+        p50,
+        p99,
+        non2xx,
+        cpu_us,
+    }
 }
+
+/// `/proc/<pid>/stat` counts CPU time in ticks of `sysconf(_SC_CLK_TCK)`, 100 on Linux.
+const CLOCK_TICKS_PER_S: f64 = 100.0;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
@@ -172,6 +209,7 @@ fn main() {
             jwks_server.server.port,
         );
         o.direct_response = true;
+        o.production_logging = true;
         o.no_wasm = plugin_cfg.is_none();
         o.extra_filters = extra;
         o
@@ -254,40 +292,63 @@ fn main() {
             results: vec![],
         },
     ];
+    // `BENCH_ROWS=distinct,forged` keeps the baseline plus rows whose name contains one of
+    // the words (for quick comparisons while working on one path).
+    if let Ok(words) = std::env::var("BENCH_ROWS") {
+        let words: Vec<&str> = words.split(',').map(str::trim).collect();
+        let mut i = 0;
+        rows.retain(|row| {
+            i += 1;
+            i == 1 || words.iter().any(|w| !w.is_empty() && row.name.contains(w))
+        });
+    }
     // Warm up every configuration (JWKS fetched, V8 tiered up).
     for row in &rows {
-        let _ = wrk(envoys[row.envoy].port, &row.tokens, &script, 1);
+        let _ = wrk(&envoys[row.envoy], &row.tokens, &script, 1);
     }
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}");
         for row in rows.iter_mut() {
-            let r = wrk(envoys[row.envoy].port, &row.tokens, &script, seconds);
-            if row.expect_ok && r.3 > 0 {
-                eprintln!("warning: {}: {} non-2xx responses", row.name, r.3);
+            let r = wrk(&envoys[row.envoy], &row.tokens, &script, seconds);
+            if row.expect_ok && r.non2xx > 0 {
+                eprintln!("warning: {}: {} non-2xx responses", row.name, r.non2xx);
             }
             row.results.push(r);
         }
     }
 
-    let base = median(rows[0].results.iter().map(|r| r.0).collect());
+    let med = |row: &Row, f: fn(&Run) -> f64| median(row.results.iter().map(f).collect());
+    let (base_rps, base_cpu) = (med(&rows[0], |r| r.rps), med(&rows[0], |r| r.cpu_us));
     let mut table = String::from(
-        "| configuration | req/s | p50 µs | p99 µs | added µs/request | non-2xx |\n|---|---:|---:|---:|---:|---:|\n",
+        "| configuration | req/s | p50 µs | p99 µs | added µs/request (throughput) | Envoy CPU µs/request | added CPU µs/request | non-2xx |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut added = std::collections::HashMap::new();
     for row in &rows {
-        let rps = median(row.results.iter().map(|r| r.0).collect());
-        let p50 = median(row.results.iter().map(|r| r.1).collect());
-        let p99 = median(row.results.iter().map(|r| r.2).collect());
-        let non2xx: u64 = row.results.iter().map(|r| r.3).sum();
-        let add = 1e6 / rps - 1e6 / base;
-        added.insert(row.name, (add, rps));
+        let (rps, cpu) = (med(row, |r| r.rps), med(row, |r| r.cpu_us));
+        let (p50, p99) = (med(row, |r| r.p50), med(row, |r| r.p99));
+        let non2xx: u64 = row.results.iter().map(|r| r.non2xx).sum();
+        let (add, add_cpu) = (1e6 / rps - 1e6 / base_rps, cpu - base_cpu);
+        added.insert(
+            row.name,
+            Added {
+                add,
+                rps,
+                add_cpu,
+                cpu,
+            },
+        );
         table.push_str(&format!(
-            "| {} | {rps:.0} | {p50:.0} | {p99:.0} | {add:.1} | {non2xx} |\n",
+            "| {} | {rps:.0} | {p50:.0} | {p99:.0} | {add:.1} | {cpu:.1} | {add_cpu:.1} | {non2xx} |\n",
             row.name
         ));
     }
 
     // Memory: RSS growth over 10,000 distinct valid tokens with room to cache them all.
+    // `BENCH_MEMORY=0` skips it.
+    if std::env::var("BENCH_MEMORY").is_ok_and(|v| v == "0") {
+        println!("{table}");
+        return;
+    }
     let mem_tokens = n_tokens.min(10_000);
     let mem = Envoy::start(&opts(Some(plugin("auto", 10_000, false)), vec![]));
     let warm = |e: &Envoy, t: &[String]| {
@@ -311,36 +372,53 @@ fn main() {
         .map(|m| m.len())
         .unwrap_or(0);
 
-    let get = |k: &str| added.get(k).copied().unwrap_or((f64::NAN, f64::NAN));
-    let ratio = |a: &str, b: &str| get(a).0 / get(b).0;
+    let nan = Added {
+        add: f64::NAN,
+        rps: f64::NAN,
+        add_cpu: f64::NAN,
+        cpu: f64::NAN,
+    };
+    let get = |k: &str| added.get(k).copied().unwrap_or(nan);
+    let (hop, cached) = (
+        get("wasm hop (bearer-guard, public rule)"),
+        get("bearer-guard, cached token"),
+    );
+    let (bg, ja) = (
+        get("bearer-guard, every token distinct"),
+        get("jwt_authn, every token distinct"),
+    );
+    let (bg_forged, ja_forged) = (
+        get("bearer-guard, forged-signature flood"),
+        get("jwt_authn, forged-signature flood"),
+    );
+    let rust = get("bearer-guard pure-Rust, every token distinct");
     let mut summary = String::new();
     summary.push_str(&format!(
         "\nEnvoy RSS: {before} KiB before, {after} KiB after {mem_tokens} distinct valid tokens cached: {per_token:.0} bytes per cached token.\n\
          .wasm size: {wasm_size} bytes ({:.0} KiB).\n\n",
         wasm_size as f64 / 1024.0
     ));
-    summary.push_str("Ratios (same run):\n");
+    summary
+        .push_str("Ratios (same run; CPU = Envoy's CPU time per request, throughput = 1/req/s):\n");
     summary.push_str(&format!(
-        "- distinct tokens, bearer-guard / jwt_authn added cost: {:.2}\n",
-        ratio(
-            "bearer-guard, every token distinct",
-            "jwt_authn, every token distinct"
-        )
+        "- distinct tokens, bearer-guard / jwt_authn added cost: CPU {:.2}, throughput {:.2}\n",
+        bg.add_cpu / ja.add_cpu,
+        bg.add / ja.add
     ));
     summary.push_str(&format!(
-        "- cached path minus the wasm hop: {:+.1} µs\n",
-        get("bearer-guard, cached token").0 - get("wasm hop (bearer-guard, public rule)").0
+        "- cached path minus the wasm hop: CPU {:+.1} µs, throughput {:+.1} µs\n",
+        cached.add_cpu - hop.add_cpu,
+        cached.add - hop.add
     ));
     summary.push_str(&format!(
-        "- forged flood rejection rate, bearer-guard / jwt_authn: {:.2}\n",
-        get("bearer-guard, forged-signature flood").1 / get("jwt_authn, forged-signature flood").1
+        "- forged flood rejection rate, bearer-guard / jwt_authn: per CPU second {:.2}, req/s {:.2}\n",
+        ja_forged.cpu / bg_forged.cpu,
+        bg_forged.rps / ja_forged.rps
     ));
     summary.push_str(&format!(
-        "- pure-Rust / Envoy backend added cost (distinct tokens): {:.2}\n",
-        ratio(
-            "bearer-guard pure-Rust, every token distinct",
-            "bearer-guard, every token distinct"
-        )
+        "- pure-Rust / Envoy backend added cost (distinct tokens): CPU {:.2}, throughput {:.2}\n",
+        rust.add_cpu / bg.add_cpu,
+        rust.add / bg.add
     ));
     let header = format!(
         "bearer-guard bench: Envoy 1.40 --concurrency 1, direct_response, wrk -t1 -c10 -d{seconds}s, {rounds} interleaved round(s), medians; {n_tokens} distinct RS256 (2048-bit) tokens\n\n"

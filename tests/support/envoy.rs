@@ -46,6 +46,9 @@ pub struct Options {
     pub no_wasm: bool,
     /// Answer every request with Envoy's own `direct_response` (no upstream hop).
     pub direct_response: bool,
+    /// Production logging (Envoy's default `info`, no `wasm:debug`): benchmarks measure
+    /// what users run, not the per-request debug lines tests assert on.
+    pub production_logging: bool,
 }
 
 impl Options {
@@ -60,6 +63,7 @@ impl Options {
             extra_filters: vec![],
             no_wasm: false,
             direct_response: false,
+            production_logging: false,
         }
     }
 }
@@ -192,15 +196,14 @@ impl Envoy {
                 "1",
                 "--use-dynamic-base-id",
                 "--disable-hot-restart",
-                "-l",
-                "warning",
-            ])
-            .args([
-                "--component-log-level",
-                "wasm:debug",
                 "--file-flush-interval-msec",
                 "50",
             ])
+            .args(if o.production_logging {
+                &["-l", "info"][..]
+            } else {
+                &["-l", "warning", "--component-log-level", "wasm:debug"][..]
+            })
             .arg("--admin-address-path")
             .arg(&admin_file)
             .arg("--log-path")
@@ -296,6 +299,17 @@ impl Envoy {
             .find(|l| l.starts_with("VmRSS:"))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// CPU time Envoy has used so far (user + system, every thread), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+        stat.rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().skip(11).take(2))
+            .map(|f| f.filter_map(|v| v.parse::<u64>().ok()).sum())
             .unwrap_or(0)
     }
 
