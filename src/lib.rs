@@ -27,3 +27,28 @@ pub mod verifier;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+
+/// proxy-wasm callbacks the filter does not implement. The SDK exports every callback of
+/// the ABI, and a host enters the VM for each exported one on every request, response and
+/// body chunk; `make build` removes these from the module's exports (`wasm-trim`), so the
+/// host skips them. A callback the filter starts implementing must leave this list.
+pub const UNIMPLEMENTED_CALLBACKS: &[&str] = &[
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_log",
+    "proxy_on_done",
+    "proxy_on_new_connection",
+    "proxy_on_downstream_data",
+    "proxy_on_upstream_data",
+    "proxy_on_downstream_connection_close",
+    "proxy_on_upstream_connection_close",
+    "proxy_on_queue_ready",
+    "proxy_on_grpc_receive_initial_metadata",
+    "proxy_on_grpc_receive",
+    "proxy_on_grpc_receive_trailing_metadata",
+    "proxy_on_grpc_close",
+    "proxy_on_foreign_function",
+];

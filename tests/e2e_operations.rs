@@ -253,3 +253,34 @@ fn the_demo_runs() {
     );
     assert!(text.contains("export TOKEN=ey"), "{text}");
 }
+
+/// The module Envoy loads exports the callbacks the filter implements and none of the
+/// ones `make build` trims (a host enters the VM for every exported callback).
+#[test]
+fn the_built_module_exports_only_implemented_callbacks() {
+    let bytes = std::fs::read(wasm_path()).expect("the built module");
+    let mut exports = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let Ok(wasmparser::Payload::ExportSection(reader)) = payload {
+            exports.extend(reader.into_iter().filter_map(Result::ok).map(|e| e.name));
+        }
+    }
+    for needed in [
+        "proxy_on_vm_start",
+        "proxy_on_configure",
+        "proxy_on_tick",
+        "proxy_on_context_create",
+        "proxy_on_request_headers",
+        "proxy_on_http_call_response",
+        "proxy_on_delete",
+        "proxy_on_memory_allocate",
+    ] {
+        assert!(exports.contains(&needed), "{needed} is not exported");
+    }
+    for trimmed in bearer_guard::UNIMPLEMENTED_CALLBACKS {
+        assert!(
+            !exports.contains(trimmed),
+            "{trimmed} is exported: build with `make build`"
+        );
+    }
+}
