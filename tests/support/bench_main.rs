@@ -64,18 +64,6 @@ struct Row {
     results: Vec<Run>,
 }
 
-/// A row's medians against the baseline.
-#[derive(Clone, Copy)]
-struct Added {
-    /// Added µs per request from throughput (1/req/s minus the baseline's).
-    add: f64,
-    rps: f64,
-    /// Added Envoy CPU µs per request.
-    add_cpu: f64,
-    /// Envoy CPU µs per request.
-    cpu: f64,
-}
-
 /// One wrk run against one Envoy.
 struct Run {
     rps: f64,
@@ -227,6 +215,7 @@ fn main() {
     if !backend_line.contains("RS256 backend envoy") {
         eprintln!("warning: bearer-guard did not pick Envoy's verify_signature backend");
     }
+    // Rows that the ratios compare run next to each other in every round.
     let mut rows = vec![
         Row {
             name: "no auth (direct_response)",
@@ -238,6 +227,13 @@ fn main() {
         Row {
             name: "wasm hop (bearer-guard, public rule)",
             envoy: 1,
+            tokens: one.clone(),
+            expect_ok: true,
+            results: vec![],
+        },
+        Row {
+            name: "bearer-guard, cached token",
+            envoy: 4,
             tokens: one.clone(),
             expect_ok: true,
             results: vec![],
@@ -257,20 +253,6 @@ fn main() {
             results: vec![],
         },
         Row {
-            name: "jwt_authn, forged-signature flood",
-            envoy: 3,
-            tokens: forged_path.clone(),
-            expect_ok: false,
-            results: vec![],
-        },
-        Row {
-            name: "bearer-guard, cached token",
-            envoy: 4,
-            tokens: one.clone(),
-            expect_ok: true,
-            results: vec![],
-        },
-        Row {
             name: "bearer-guard, every token distinct",
             envoy: 4,
             tokens: distinct.clone(),
@@ -280,6 +262,13 @@ fn main() {
         Row {
             name: "bearer-guard, forged-signature flood",
             envoy: 4,
+            tokens: forged_path.clone(),
+            expect_ok: false,
+            results: vec![],
+        },
+        Row {
+            name: "jwt_authn, forged-signature flood",
+            envoy: 3,
             tokens: forged_path.clone(),
             expect_ok: false,
             results: vec![],
@@ -322,21 +311,11 @@ fn main() {
     let mut table = String::from(
         "| configuration | req/s | p50 µs | p99 µs | added µs/request (throughput) | Envoy CPU µs/request | added CPU µs/request | non-2xx |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut added = std::collections::HashMap::new();
     for row in &rows {
         let (rps, cpu) = (med(row, |r| r.rps), med(row, |r| r.cpu_us));
         let (p50, p99) = (med(row, |r| r.p50), med(row, |r| r.p99));
         let non2xx: u64 = row.results.iter().map(|r| r.non2xx).sum();
         let (add, add_cpu) = (1e6 / rps - 1e6 / base_rps, cpu - base_cpu);
-        added.insert(
-            row.name,
-            Added {
-                add,
-                rps,
-                add_cpu,
-                cpu,
-            },
-        );
         table.push_str(&format!(
             "| {} | {rps:.0} | {p50:.0} | {p99:.0} | {add:.1} | {cpu:.1} | {add_cpu:.1} | {non2xx} |\n",
             row.name
@@ -372,53 +351,67 @@ fn main() {
         .map(|m| m.len())
         .unwrap_or(0);
 
-    let nan = Added {
-        add: f64::NAN,
-        rps: f64::NAN,
-        add_cpu: f64::NAN,
-        cpu: f64::NAN,
+    // Ratios pair the rows within each round (they ran seconds apart) and report the
+    // median over rounds: the shared machine's speed drifts between rounds far more than
+    // within one.
+    let by_name = |k: &str| rows.iter().find(|r| r.name == k);
+    let paired = |a: &str, b: &str, f: &dyn Fn(&Run, &Run, &Run) -> f64| -> f64 {
+        match (by_name(a), by_name(b), rows.first()) {
+            (Some(a), Some(b), Some(base)) => median(
+                a.results
+                    .iter()
+                    .zip(&b.results)
+                    .zip(&base.results)
+                    .map(|((x, y), z)| f(x, y, z))
+                    .collect(),
+            ),
+            _ => f64::NAN,
+        }
     };
-    let get = |k: &str| added.get(k).copied().unwrap_or(nan);
+    let added_ratio_cpu = |x: &Run, y: &Run, z: &Run| (x.cpu_us - z.cpu_us) / (y.cpu_us - z.cpu_us);
+    let added_ratio_rps =
+        |x: &Run, y: &Run, z: &Run| (1e6 / x.rps - 1e6 / z.rps) / (1e6 / y.rps - 1e6 / z.rps);
     let (hop, cached) = (
-        get("wasm hop (bearer-guard, public rule)"),
-        get("bearer-guard, cached token"),
+        "wasm hop (bearer-guard, public rule)",
+        "bearer-guard, cached token",
     );
     let (bg, ja) = (
-        get("bearer-guard, every token distinct"),
-        get("jwt_authn, every token distinct"),
+        "bearer-guard, every token distinct",
+        "jwt_authn, every token distinct",
     );
     let (bg_forged, ja_forged) = (
-        get("bearer-guard, forged-signature flood"),
-        get("jwt_authn, forged-signature flood"),
+        "bearer-guard, forged-signature flood",
+        "jwt_authn, forged-signature flood",
     );
-    let rust = get("bearer-guard pure-Rust, every token distinct");
+    let rust = "bearer-guard pure-Rust, every token distinct";
     let mut summary = String::new();
     summary.push_str(&format!(
         "\nEnvoy RSS: {before} KiB before, {after} KiB after {mem_tokens} distinct valid tokens cached: {per_token:.0} bytes per cached token.\n\
          .wasm size: {wasm_size} bytes ({:.0} KiB).\n\n",
         wasm_size as f64 / 1024.0
     ));
-    summary
-        .push_str("Ratios (same run; CPU = Envoy's CPU time per request, throughput = 1/req/s):\n");
+    summary.push_str(
+        "Ratios (rows paired within each round, median over rounds; CPU = Envoy's CPU time per request, throughput = 1/req/s):\n",
+    );
     summary.push_str(&format!(
         "- distinct tokens, bearer-guard / jwt_authn added cost: CPU {:.2}, throughput {:.2}\n",
-        bg.add_cpu / ja.add_cpu,
-        bg.add / ja.add
+        paired(bg, ja, &added_ratio_cpu),
+        paired(bg, ja, &added_ratio_rps)
     ));
     summary.push_str(&format!(
         "- cached path minus the wasm hop: CPU {:+.1} µs, throughput {:+.1} µs\n",
-        cached.add_cpu - hop.add_cpu,
-        cached.add - hop.add
+        paired(cached, hop, &|x, y, _| x.cpu_us - y.cpu_us),
+        paired(cached, hop, &|x, y, _| 1e6 / x.rps - 1e6 / y.rps)
     ));
     summary.push_str(&format!(
         "- forged flood rejection rate, bearer-guard / jwt_authn: per CPU second {:.2}, req/s {:.2}\n",
-        ja_forged.cpu / bg_forged.cpu,
-        bg_forged.rps / ja_forged.rps
+        paired(bg_forged, ja_forged, &|x, y, _| y.cpu_us / x.cpu_us),
+        paired(bg_forged, ja_forged, &|x, y, _| x.rps / y.rps)
     ));
     summary.push_str(&format!(
         "- pure-Rust / Envoy backend added cost (distinct tokens): CPU {:.2}, throughput {:.2}\n",
-        rust.add_cpu / bg.add_cpu,
-        rust.add / bg.add
+        paired(rust, bg, &added_ratio_cpu),
+        paired(rust, bg, &added_ratio_rps)
     ));
     let header = format!(
         "bearer-guard bench: Envoy 1.40 --concurrency 1, direct_response, wrk -t1 -c10 -d{seconds}s, {rounds} interleaved round(s), medians; {n_tokens} distinct RS256 (2048-bit) tokens\n\n"
