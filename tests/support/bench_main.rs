@@ -216,70 +216,33 @@ fn main() {
         eprintln!("warning: bearer-guard did not pick Envoy's verify_signature backend");
     }
     // Rows that the ratios compare run next to each other in every round.
+    let row = |name, envoy, tokens: &PathBuf, expect_ok| Row {
+        name,
+        envoy,
+        tokens: tokens.clone(),
+        expect_ok,
+        results: vec![],
+    };
     let mut rows = vec![
-        Row {
-            name: "no auth (direct_response)",
-            envoy: 0,
-            tokens: one.clone(),
-            expect_ok: true,
-            results: vec![],
-        },
-        Row {
-            name: "wasm hop (bearer-guard, public rule)",
-            envoy: 1,
-            tokens: one.clone(),
-            expect_ok: true,
-            results: vec![],
-        },
-        Row {
-            name: "bearer-guard, cached token",
-            envoy: 4,
-            tokens: one.clone(),
-            expect_ok: true,
-            results: vec![],
-        },
-        Row {
-            name: "jwt_authn, cache on, same token",
-            envoy: 2,
-            tokens: one.clone(),
-            expect_ok: true,
-            results: vec![],
-        },
-        Row {
-            name: "jwt_authn, every token distinct",
-            envoy: 3,
-            tokens: distinct.clone(),
-            expect_ok: true,
-            results: vec![],
-        },
-        Row {
-            name: "bearer-guard, every token distinct",
-            envoy: 4,
-            tokens: distinct.clone(),
-            expect_ok: true,
-            results: vec![],
-        },
-        Row {
-            name: "bearer-guard, forged-signature flood",
-            envoy: 4,
-            tokens: forged_path.clone(),
-            expect_ok: false,
-            results: vec![],
-        },
-        Row {
-            name: "jwt_authn, forged-signature flood",
-            envoy: 3,
-            tokens: forged_path.clone(),
-            expect_ok: false,
-            results: vec![],
-        },
-        Row {
-            name: "bearer-guard pure-Rust, every token distinct",
-            envoy: 5,
-            tokens: distinct.clone(),
-            expect_ok: true,
-            results: vec![],
-        },
+        row("no auth (direct_response)", 0, &one, true),
+        row("wasm hop (bearer-guard, public rule)", 1, &one, true),
+        row("bearer-guard, cached token", 4, &one, true),
+        row("jwt_authn, cache on, same token", 2, &one, true),
+        row("jwt_authn, every token distinct", 3, &distinct, true),
+        row("bearer-guard, every token distinct", 4, &distinct, true),
+        row(
+            "bearer-guard, forged-signature flood",
+            4,
+            &forged_path,
+            false,
+        ),
+        row("jwt_authn, forged-signature flood", 3, &forged_path, false),
+        row(
+            "bearer-guard pure-Rust, every token distinct",
+            5,
+            &distinct,
+            true,
+        ),
     ];
     // `BENCH_ROWS=distinct,forged` keeps the baseline plus rows whose name contains one of
     // the words (for quick comparisons while working on one path).
