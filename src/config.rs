@@ -527,20 +527,91 @@ pub struct Rule {
 
 /// Parses and compiles the plugin configuration. `env` reads the VM's environment.
 pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "(root)".to_string()
-        } else {
-            path
-        };
-        ConfigError {
-            field,
-            message: e.into_inner().to_string(),
-        }
+    let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError {
+        field: path_at(bytes, byte_offset(bytes, e.line(), e.column())),
+        message: e.to_string(),
     })?;
     compile(raw, env)
+}
+
+/// The byte offset of serde_json's 1-based `line` and `column` (bytes into the line).
+fn byte_offset(text: &[u8], line: usize, column: usize) -> usize {
+    let line_start = text
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .nth(line.saturating_sub(2))
+        .map_or(0, |(i, _)| if line > 1 { i + 1 } else { 0 });
+    line_start.saturating_add(column).min(text.len())
+}
+
+/// The JSON path (`providers[0].jwks.cluster`) of what was being read at byte `offset`
+/// of `text`, `(root)` for the document itself: how a serde error position names the
+/// field. One pass over the text, keeping the open containers with their current key or
+/// index (an unknown key names itself; a missing field names the object that lacks it).
+fn path_at(text: &[u8], offset: usize) -> String {
+    enum Frame {
+        Object(Option<String>),
+        Array(usize),
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut want_key = false;
+    let mut i = 0;
+    while i < offset {
+        let Some(&b) = text.get(i) else { break };
+        match b {
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while let Some(&c) = text.get(j) {
+                    match c {
+                        b'"' => break,
+                        b'\\' => j += 2,
+                        _ => j += 1,
+                    }
+                }
+                if let (true, Some(Frame::Object(key))) = (want_key, stack.last_mut()) {
+                    let raw = text.get(start..j.min(text.len())).unwrap_or_default();
+                    *key = Some(String::from_utf8_lossy(raw).into_owned());
+                    want_key = false;
+                }
+                i = j + 1;
+                continue;
+            }
+            b'{' => {
+                stack.push(Frame::Object(None));
+                want_key = true;
+            }
+            b'[' => stack.push(Frame::Array(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array(n)) => *n += 1,
+                Some(Frame::Object(_)) => want_key = true,
+                None => {}
+            },
+            b':' => want_key = false,
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            Frame::Object(Some(key)) if path.is_empty() => path.push_str(key),
+            Frame::Object(Some(key)) => {
+                path.push('.');
+                path.push_str(key);
+            }
+            Frame::Object(None) => {}
+            Frame::Array(n) => path.push_str(&format!("[{n}]")),
+        }
+    }
+    if path.is_empty() {
+        path.push_str("(root)");
+    }
+    path
 }
 
 fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
@@ -1077,6 +1148,29 @@ mod tests {
                     r#""template": "/v1/{a}/{a}""#,
                 ),
                 "rules[2].match.template",
+            ),
+            // Positions from serde errors: types, missing fields, later lines, one-line input.
+            (swap(r#""public": true"#, r#""public": "yes""#), "rules[0].public"),
+            (swap(r#""name": "sdk", "#, ""), "providers[1]"),
+            (
+                swap(r#""uuid" }"#, r#""uuid", "X-Other": 5 }"#),
+                "rules[3].headers.X-Other",
+            ),
+            (
+                swap(r#""methods": ["POST"]"#, r#""methods": ["POST", 7]"#),
+                "rules[2].match.methods[1]",
+            ),
+            (
+                swap(r#""roles": {"#, r#""clock_skew_s": -1, "roles": {"#),
+                "clock_skew_s",
+            ),
+            (
+                r#"{"providers":[{"name":"a","algorithms":["HS256"],"secret":{"env":"K","encodin":"x"}}]}"#.to_string(),
+                "providers[0].secret.encodin",
+            ),
+            (
+                r#"{"providers":[{"name":"a\"b","algorithms":["HS256"],"sekret":1}]}"#.to_string(),
+                "providers[0].sekret",
             ),
             ("{}".to_string(), "(root)"),
             (r#"{"providers": []}"#.to_string(), "providers"),

@@ -2,9 +2,8 @@
 //!
 //! The state machine is fed `(now, outcome)` and asked what is due; it owns no timers.
 
+use crate::rsa_public::RsaPublicKey;
 use crate::token::b64url;
-use rsa::pkcs8::EncodePublicKey;
-use rsa::{BoxedUint, PublicKey};
 use serde_json::Value;
 use sha2::Digest;
 
@@ -19,7 +18,7 @@ pub struct RsaKey {
     /// `kid`, if the JWK had one.
     pub kid: Option<String>,
     /// The key for the pure-Rust backend.
-    pub public: PublicKey,
+    pub public: RsaPublicKey,
     /// SubjectPublicKeyInfo DER for Envoy's `verify_signature`.
     pub spki_der: Vec<u8>,
     /// Modulus length in bytes (= RS256 signature length).
@@ -30,18 +29,12 @@ pub struct RsaKey {
 
 impl RsaKey {
     /// Builds a key from big-endian modulus and exponent; `None` if unusable.
-    /// Moduli below 2048 bits are refused (NIST SP 800-131A).
+    /// Moduli outside 2048-4096 bits are refused (NIST SP 800-131A), see
+    /// [`RsaPublicKey::new`].
     pub fn from_components(kid: Option<String>, n: &[u8], e: &[u8]) -> Option<RsaKey> {
-        let n = strip_zeros(n);
-        let e = strip_zeros(e);
-        if n.len() < 256 || n.len() > 1024 || e.is_empty() || e.len() > 8 {
-            return None;
-        }
-        let n_bits = u32::try_from(n.len().div_ceil(8) * 64).ok()?;
-        let n_uint = BoxedUint::from_be_slice(n, n_bits).ok()?;
-        let e_uint = BoxedUint::from_be_slice(e, 64).ok()?;
-        let public = PublicKey::new(n_uint, e_uint).ok()?;
-        let spki_der = public.to_public_key_der().ok()?.as_bytes().to_vec();
+        let public = RsaPublicKey::new(n, e)?;
+        let spki_der = public.spki_der();
+        let size = public.size();
         let digest: [u8; 32] = sha2::Sha256::digest(&spki_der).into();
         let mut first = [0u8; 8];
         first.copy_from_slice(digest.get(..8)?);
@@ -49,15 +42,10 @@ impl RsaKey {
             kid,
             public,
             spki_der,
-            size: n.len(),
+            size,
             fingerprint: u64::from_be_bytes(first),
         })
     }
-}
-
-fn strip_zeros(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-    b.get(start..).unwrap_or(&[])
 }
 
 /// A provider's current keys.

@@ -20,6 +20,7 @@ pub mod matcher;
 pub mod pipeline;
 pub mod reply;
 pub mod request;
+pub mod rsa_public;
 pub mod strict_json;
 pub mod token;
 pub mod token_cache;
