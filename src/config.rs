@@ -6,7 +6,7 @@
 use crate::account::PathTemplate;
 use crate::authorizer::{Membership, RequestValue, Requirement, Template};
 use crate::matcher::Matcher;
-use serde::Deserialize;
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -37,7 +37,7 @@ fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, Con
 }
 
 /// Signature algorithms a provider may accept. `none` does not exist here by construction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256, keys from a JWKS.
     RS256,
@@ -57,8 +57,7 @@ impl Algorithm {
 }
 
 /// Which RS256 signature backend the filter uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VerifierChoice {
     /// Envoy's `verify_signature` foreign function when the host has it, else pure Rust.
     #[default]
@@ -70,8 +69,7 @@ pub enum VerifierChoice {
 }
 
 /// What happens to a request that matches no rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DefaultPolicy {
     /// A valid token is required, nothing more.
     #[default]
@@ -81,8 +79,7 @@ pub enum DefaultPolicy {
 }
 
 /// Required format of a request header checked by a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderFormat {
     /// Present and non-empty.
     Present,
@@ -92,129 +89,452 @@ pub enum HeaderFormat {
     Uuidv7,
 }
 
-// ---------------------------------------------------------------- raw (serde) shape
+// ---------------------------------------------------------------- raw shape, as written
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Reads one JSON object of the configuration: its keys are checked against the known
+/// ones first (an unknown key is an error, usually a typo worth naming before anything
+/// else), then typed getters whose errors name the field. Hand-written rather than
+/// `serde` derive: the derive code for these types was ~60 KB of the module, this is a few.
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    at: String,
+}
+
+impl<'a> Fields<'a> {
+    fn of(value: &'a Value, at: &str, known: &[&str]) -> Result<Fields<'a>, ConfigError> {
+        let Value::Object(map) = value else {
+            return err(display_path(at), "expected an object");
+        };
+        let f = Fields {
+            map,
+            at: at.to_string(),
+        };
+        match map.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(unknown) => err(
+                f.path(unknown),
+                format!("unknown field; expected one of {}", known.join(", ")),
+            ),
+            None => Ok(f),
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        if self.at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.at)
+        }
+    }
+
+    /// The value of `key`; `null` counts as absent.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn required(&self, key: &'static str) -> Result<&'a Value, ConfigError> {
+        match self.get(key) {
+            Some(v) => Ok(v),
+            None => err(self.path(key), "missing field"),
+        }
+    }
+
+    fn string(&self, key: &'static str) -> Result<String, ConfigError> {
+        let v = self.required(key)?;
+        as_string(v, &self.path(key))
+    }
+
+    fn opt_string(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.get(key) {
+            Some(v) => as_string(v, &self.path(key)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn string_or(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
+        Ok(self.opt_string(key)?.unwrap_or_else(|| default.to_string()))
+    }
+
+    fn u64_or(&self, key: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.get(key) {
+            Some(v) => v.as_u64().map_or_else(
+                || err(self.path(key), "expected a non-negative integer"),
+                Ok,
+            ),
+            None => Ok(default),
+        }
+    }
+
+    fn usize_or(&self, key: &'static str, default: usize) -> Result<usize, ConfigError> {
+        let v = self.u64_or(key, default as u64)?;
+        usize::try_from(v).map_or_else(|_| err(self.path(key), "too large"), Ok)
+    }
+
+    fn bool_or(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => err(self.path(key), "expected true or false"),
+            None => Ok(default),
+        }
+    }
+
+    /// An array's items with their paths (`key[i]`); absent is empty.
+    fn items(&self, key: &'static str) -> Result<Vec<(String, &'a Value)>, ConfigError> {
+        let at = self.path(key);
+        match self.get(key) {
+            Some(Value::Array(items)) => Ok(items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{at}[{i}]"), v))
+                .collect()),
+            Some(_) => err(at, "expected an array"),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn strings(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        self.items(key)?
+            .into_iter()
+            .map(|(at, v)| as_string(v, &at))
+            .collect()
+    }
+
+    fn opt_strings(&self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
+        if self.get(key).is_none() {
+            return Ok(None);
+        }
+        self.strings(key).map(Some)
+    }
+
+    /// An object's members with their paths (`key.member`); absent is empty.
+    fn members(&self, key: &'static str) -> Result<Vec<(String, String, &'a Value)>, ConfigError> {
+        let at = self.path(key);
+        match self.get(key) {
+            Some(Value::Object(map)) => Ok(map
+                .iter()
+                .map(|(k, v)| (k.clone(), format!("{at}.{k}"), v))
+                .collect()),
+            Some(_) => err(at, "expected an object"),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn string_map(&self, key: &'static str) -> Result<BTreeMap<String, String>, ConfigError> {
+        self.members(key)?
+            .into_iter()
+            .map(|(k, at, v)| Ok((k, as_string(v, &at)?)))
+            .collect()
+    }
+
+    /// A nested object with these keys, when present.
+    fn object(&self, key: &'static str, known: &[&str]) -> Result<Option<Fields<'a>>, ConfigError> {
+        let at = self.path(key);
+        self.get(key).map(|v| Fields::of(v, &at, known)).transpose()
+    }
+
+    fn choice_or<T: Copy>(
+        &self,
+        key: &'static str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match self.get(key) {
+            Some(v) => choose(v, options, &self.path(key)),
+            None => Ok(default),
+        }
+    }
+}
+
+fn display_path(at: &str) -> String {
+    if at.is_empty() {
+        "(root)".to_string()
+    } else {
+        at.to_string()
+    }
+}
+
+fn as_string(v: &Value, at: &str) -> Result<String, ConfigError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        _ => err(at, "expected a string"),
+    }
+}
+
+fn choose<T: Copy>(v: &Value, options: &[(&str, T)], at: &str) -> Result<T, ConfigError> {
+    let name = v.as_str().unwrap_or_default();
+    match options.iter().find(|(n, _)| *n == name) {
+        Some((_, t)) => Ok(*t),
+        None => {
+            let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
+            err(at, format!("expected one of {}", names.join(", ")))
+        }
+    }
+}
+
 struct RawConfig {
     providers: Vec<RawProvider>,
-    #[serde(default = "default_skew")]
     clock_skew_s: u64,
-    #[serde(default = "default_max_token")]
     max_token_bytes: usize,
-    #[serde(default)]
     roles: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
     forward: RawForward,
-    #[serde(default)]
     rules: Vec<RawRule>,
-    #[serde(default)]
     default: DefaultPolicy,
-    #[serde(default)]
     verifier: VerifierChoice,
-    #[serde(default)]
-    token_cache: RawTokenCache,
+    token_cache_entries: usize,
 }
 
-fn default_skew() -> u64 {
-    60
-}
-fn default_max_token() -> usize {
-    8192
+impl RawConfig {
+    fn read(value: &Value) -> Result<RawConfig, ConfigError> {
+        let f = Fields::of(
+            value,
+            "",
+            &[
+                "providers",
+                "clock_skew_s",
+                "max_token_bytes",
+                "roles",
+                "forward",
+                "rules",
+                "default",
+                "verifier",
+                "token_cache",
+            ],
+        )?;
+        let providers = f
+            .items("providers")?
+            .into_iter()
+            .map(|(at, v)| RawProvider::read(v, &at))
+            .collect::<Result<_, _>>()?;
+        if f.map.get("providers").is_none_or(Value::is_null) {
+            return err("providers", "missing field");
+        }
+        let clock_skew_s = f.u64_or("clock_skew_s", 60)?;
+        let max_token_bytes = f.usize_or("max_token_bytes", 8192)?;
+        let roles = f
+            .members("roles")?
+            .into_iter()
+            .map(|(role, at, v)| {
+                let perms = match v {
+                    Value::Array(items) => items
+                        .iter()
+                        .enumerate()
+                        .map(|(j, p)| as_string(p, &format!("{at}[{j}]")))
+                        .collect::<Result<_, _>>()?,
+                    _ => return err(at, "expected an array"),
+                };
+                Ok((role, perms))
+            })
+            .collect::<Result<_, _>>()?;
+        let forward = match f.object(
+            "forward",
+            &["headers", "payload_header", "strip_authorization"],
+        )? {
+            Some(g) => RawForward {
+                headers: g.string_map("headers")?,
+                payload_header: g.opt_string("payload_header")?,
+                strip_authorization: g.bool_or("strip_authorization", false)?,
+            },
+            None => RawForward::default(),
+        };
+        let rules = f
+            .items("rules")?
+            .into_iter()
+            .map(|(at, v)| RawRule::read(v, &at))
+            .collect::<Result<_, _>>()?;
+        let default = f.choice_or(
+            "default",
+            &[
+                ("authenticated", DefaultPolicy::Authenticated),
+                ("deny", DefaultPolicy::Deny),
+            ],
+            DefaultPolicy::Authenticated,
+        )?;
+        let verifier = f.choice_or(
+            "verifier",
+            &[
+                ("auto", VerifierChoice::Auto),
+                ("envoy", VerifierChoice::Envoy),
+                ("rust", VerifierChoice::Rust),
+            ],
+            VerifierChoice::Auto,
+        )?;
+        let token_cache_entries = match f.object("token_cache", &["max_entries"])? {
+            Some(g) => g.usize_or("max_entries", 4096)?,
+            None => 4096,
+        };
+        Ok(RawConfig {
+            providers,
+            clock_skew_s,
+            max_token_bytes,
+            roles,
+            forward,
+            rules,
+            default,
+            verifier,
+            token_cache_entries,
+        })
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawProvider {
     name: String,
-    #[serde(default)]
     issuer: Option<String>,
-    #[serde(default)]
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
-    #[serde(default)]
     jwks: Option<RawJwks>,
-    #[serde(default)]
     secret: Option<RawSecret>,
-    #[serde(default)]
-    identity: RawIdentity,
-    #[serde(default)]
-    claims: RawClaimNames,
-    #[serde(default)]
+    required_claims: Vec<String>,
+    claims: ClaimNames,
     account: Option<RawAccount>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawProvider {
+    fn read(value: &Value, at: &str) -> Result<RawProvider, ConfigError> {
+        let f = Fields::of(
+            value,
+            at,
+            &[
+                "name",
+                "issuer",
+                "audiences",
+                "algorithms",
+                "jwks",
+                "secret",
+                "identity",
+                "claims",
+                "account",
+            ],
+        )?;
+        let name = f.string("name")?;
+        let issuer = f.opt_string("issuer")?;
+        let audiences = f.strings("audiences")?;
+        let algorithms = f
+            .items("algorithms")?
+            .into_iter()
+            .map(|(at, v)| {
+                let options = [("RS256", Algorithm::RS256), ("HS256", Algorithm::HS256)];
+                choose(v, &options, &at)
+            })
+            .collect::<Result<_, _>>()?;
+        if f.map.get("algorithms").is_none_or(Value::is_null) {
+            return err(f.path("algorithms"), "missing field");
+        }
+        let jwks = match f.object(
+            "jwks",
+            &[
+                "cluster",
+                "authority",
+                "path",
+                "refresh_s",
+                "timeout_ms",
+                "refetch_min_interval_s",
+                "retry_max_s",
+            ],
+        )? {
+            Some(g) => Some(RawJwks {
+                cluster: g.string("cluster")?,
+                authority: g.string("authority")?,
+                path: g.string("path")?,
+                refresh_s: g.u64_or("refresh_s", 600)?,
+                timeout_ms: g.u64_or("timeout_ms", 2000)?,
+                refetch_min_interval_s: g.u64_or("refetch_min_interval_s", 30)?,
+                retry_max_s: g.u64_or("retry_max_s", 30)?,
+            }),
+            None => None,
+        };
+        let secret = match f.object("secret", &["env", "encoding"])? {
+            Some(g) => Some(RawSecret {
+                env: g.string("env")?,
+                encoding: g.choice_or(
+                    "encoding",
+                    &[
+                        ("utf8", SecretEncoding::Utf8),
+                        ("base64", SecretEncoding::Base64),
+                        ("base64url", SecretEncoding::Base64url),
+                    ],
+                    SecretEncoding::Utf8,
+                )?,
+            }),
+            None => None,
+        };
+        let required_claims = match f.object("identity", &["required_claims"])? {
+            Some(g) => g.strings("required_claims")?,
+            None => Vec::new(),
+        };
+        let claims = match f.object("claims", &["permissions", "role", "scope"])? {
+            Some(g) => ClaimNames {
+                permissions: g.string_or("permissions", "permissions")?,
+                role: g.string_or("role", "role")?,
+                scope: g.string_or("scope", "scope")?,
+            },
+            None => ClaimNames::default(),
+        };
+        let account = match f.object(
+            "account",
+            &[
+                "cluster",
+                "authority",
+                "path",
+                "timeout_ms",
+                "ttl_s",
+                "negative_ttl_s",
+                "max_entries",
+                "headers",
+            ],
+        )? {
+            Some(g) => Some(RawAccount {
+                cluster: g.string("cluster")?,
+                authority: g.string("authority")?,
+                path: g.string("path")?,
+                timeout_ms: g.u64_or("timeout_ms", 1000)?,
+                ttl_s: g.u64_or("ttl_s", 300)?,
+                negative_ttl_s: g.u64_or("negative_ttl_s", 30)?,
+                max_entries: g.usize_or("max_entries", 10_000)?,
+                headers: g.string_map("headers")?,
+            }),
+            None => None,
+        };
+        Ok(RawProvider {
+            name,
+            issuer,
+            audiences,
+            algorithms,
+            jwks,
+            secret,
+            required_claims,
+            claims,
+            account,
+        })
+    }
+}
+
 struct RawAccount {
     cluster: String,
     authority: String,
     path: String,
-    #[serde(default = "default_account_timeout")]
     timeout_ms: u64,
-    #[serde(default = "default_account_ttl")]
     ttl_s: u64,
-    #[serde(default = "default_account_negative_ttl")]
     negative_ttl_s: u64,
-    #[serde(default = "default_account_entries")]
     max_entries: usize,
-    #[serde(default)]
     headers: BTreeMap<String, String>,
 }
 
-fn default_account_timeout() -> u64 {
-    1000
-}
-fn default_account_ttl() -> u64 {
-    300
-}
-fn default_account_negative_ttl() -> u64 {
-    30
-}
-fn default_account_entries() -> usize {
-    10_000
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawJwks {
     cluster: String,
     authority: String,
     path: String,
-    #[serde(default = "default_refresh")]
     refresh_s: u64,
-    #[serde(default = "default_timeout")]
     timeout_ms: u64,
-    #[serde(default = "default_refetch")]
     refetch_min_interval_s: u64,
-    #[serde(default = "default_retry_max")]
     retry_max_s: u64,
 }
 
-fn default_refresh() -> u64 {
-    600
-}
-fn default_timeout() -> u64 {
-    2000
-}
-fn default_refetch() -> u64 {
-    30
-}
-fn default_retry_max() -> u64 {
-    30
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawSecret {
     env: String,
-    #[serde(default)]
     encoding: SecretEncoding,
 }
 
 /// How the shared secret in the environment variable is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecretEncoding {
     /// The variable's bytes are the key.
     #[default]
@@ -225,129 +545,126 @@ pub enum SecretEncoding {
     Base64url,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawIdentity {
-    #[serde(default)]
-    required_claims: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClaimNames {
-    #[serde(default = "default_permissions_claim")]
-    permissions: String,
-    #[serde(default = "default_role_claim")]
-    role: String,
-    #[serde(default = "default_scope_claim")]
-    scope: String,
-}
-
-impl Default for RawClaimNames {
-    fn default() -> Self {
-        RawClaimNames {
-            permissions: default_permissions_claim(),
-            role: default_role_claim(),
-            scope: default_scope_claim(),
-        }
-    }
-}
-
-fn default_permissions_claim() -> String {
-    "permissions".into()
-}
-fn default_role_claim() -> String {
-    "role".into()
-}
-fn default_scope_claim() -> String {
-    "scope".into()
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 struct RawForward {
-    #[serde(default)]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
     payload_header: Option<String>,
-    #[serde(default)]
     strip_authorization: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTokenCache {
-    #[serde(default = "default_cache_entries")]
-    max_entries: usize,
+struct RawRule {
+    name: Option<String>,
+    matcher: RawMatch,
+    public: bool,
+    providers: Option<Vec<String>>,
+    permissions: Vec<String>,
+    all_of: Vec<String>,
+    any_of: Vec<String>,
+    member_of: Option<RawMemberOf>,
+    headers: Vec<(String, String, HeaderFormat)>,
 }
 
-impl Default for RawTokenCache {
-    fn default() -> Self {
-        RawTokenCache {
-            max_entries: default_cache_entries(),
-        }
+impl RawRule {
+    fn read(value: &Value, at: &str) -> Result<RawRule, ConfigError> {
+        let f = Fields::of(
+            value,
+            at,
+            &[
+                "name",
+                "match",
+                "public",
+                "providers",
+                "permissions",
+                "all_of",
+                "any_of",
+                "member_of",
+                "headers",
+            ],
+        )?;
+        let name = f.opt_string("name")?;
+        let Some(m) = f.object("match", MATCH_KEYS)? else {
+            return err(f.path("match"), "missing field");
+        };
+        let matcher = RawMatch::read_fields(m)?;
+        let public = f.bool_or("public", false)?;
+        let providers = f.opt_strings("providers")?;
+        let permissions = f.strings("permissions")?;
+        let all_of = f.strings("all_of")?;
+        let any_of = f.strings("any_of")?;
+        let member_of = match f.object("member_of", &["query", "header", "path", "claim"])? {
+            Some(g) => Some(RawMemberOf {
+                query: g.opt_string("query")?,
+                header: g.opt_string("header")?,
+                path: g.opt_string("path")?,
+                claim: g.string("claim")?,
+            }),
+            None => None,
+        };
+        let formats = [
+            ("present", HeaderFormat::Present),
+            ("uuid", HeaderFormat::Uuid),
+            ("uuidv7", HeaderFormat::Uuidv7),
+        ];
+        let headers = f
+            .members("headers")?
+            .into_iter()
+            .map(|(name, at, v)| Ok((name, at.clone(), choose(v, &formats, &at)?)))
+            .collect::<Result<_, _>>()?;
+        Ok(RawRule {
+            name,
+            matcher,
+            public,
+            providers,
+            permissions,
+            all_of,
+            any_of,
+            member_of,
+            headers,
+        })
     }
 }
 
-fn default_cache_entries() -> usize {
-    4096
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRule {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(rename = "match")]
-    matcher: RawMatch,
-    #[serde(default)]
-    public: bool,
-    #[serde(default)]
-    providers: Option<Vec<String>>,
-    #[serde(default)]
-    permissions: Vec<String>,
-    #[serde(default)]
-    all_of: Vec<String>,
-    #[serde(default)]
-    any_of: Vec<String>,
-    #[serde(default)]
-    member_of: Option<RawMemberOf>,
-    #[serde(default)]
-    headers: BTreeMap<String, HeaderFormat>,
-}
+const MATCH_KEYS: &[&str] = &["methods", "path", "prefix", "template", "host", "route"];
 
 /// The `match` block of a rule, as written.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct RawMatch {
     /// HTTP methods (upper case); empty means any.
-    #[serde(default)]
     pub methods: Vec<String>,
     /// Exact path (without query string).
-    #[serde(default)]
     pub path: Option<String>,
     /// Path prefix.
-    #[serde(default)]
     pub prefix: Option<String>,
     /// Path template with `{name}` segments.
-    #[serde(default)]
     pub template: Option<String>,
     /// Host (`:authority` without port); `*.example.com` matches subdomains.
-    #[serde(default)]
     pub host: Option<String>,
     /// Envoy route name (`route_name` property).
-    #[serde(default)]
     pub route: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawMatch {
+    /// Reads a `match` object; `at` names it in errors.
+    pub fn read(value: &Value, at: &str) -> Result<RawMatch, ConfigError> {
+        RawMatch::read_fields(Fields::of(value, at, MATCH_KEYS)?)
+    }
+
+    fn read_fields(f: Fields) -> Result<RawMatch, ConfigError> {
+        let m = RawMatch {
+            methods: f.strings("methods")?,
+            path: f.opt_string("path")?,
+            prefix: f.opt_string("prefix")?,
+            template: f.opt_string("template")?,
+            host: f.opt_string("host")?,
+            route: f.opt_string("route")?,
+        };
+        Ok(m)
+    }
+}
+
 struct RawMemberOf {
-    #[serde(default)]
     query: Option<String>,
-    #[serde(default)]
     header: Option<String>,
-    #[serde(default)]
     path: Option<String>,
     claim: String,
 }
@@ -465,6 +782,16 @@ pub struct ClaimNames {
     pub scope: String,
 }
 
+impl Default for ClaimNames {
+    fn default() -> Self {
+        ClaimNames {
+            permissions: "permissions".into(),
+            role: "role".into(),
+            scope: "scope".into(),
+        }
+    }
+}
+
 /// Identity forwarding settings.
 #[derive(Debug, Default, Clone)]
 pub struct Forward {
@@ -527,91 +854,17 @@ pub struct Rule {
 
 /// Parses and compiles the plugin configuration. `env` reads the VM's environment.
 pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError {
-        field: path_at(bytes, byte_offset(bytes, e.line(), e.column())),
-        message: e.to_string(),
-    })?;
-    compile(raw, env)
-}
-
-/// The byte offset of serde_json's 1-based `line` and `column` (bytes into the line).
-fn byte_offset(text: &[u8], line: usize, column: usize) -> usize {
-    let line_start = text
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'\n')
-        .nth(line.saturating_sub(2))
-        .map_or(0, |(i, _)| if line > 1 { i + 1 } else { 0 });
-    line_start.saturating_add(column).min(text.len())
-}
-
-/// The JSON path (`providers[0].jwks.cluster`) of what was being read at byte `offset`
-/// of `text`, `(root)` for the document itself: how a serde error position names the
-/// field. One pass over the text, keeping the open containers with their current key or
-/// index (an unknown key names itself; a missing field names the object that lacks it).
-fn path_at(text: &[u8], offset: usize) -> String {
-    enum Frame {
-        Object(Option<String>),
-        Array(usize),
-    }
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut want_key = false;
-    let mut i = 0;
-    while i < offset {
-        let Some(&b) = text.get(i) else { break };
-        match b {
-            b'"' => {
-                let start = i + 1;
-                let mut j = start;
-                while let Some(&c) = text.get(j) {
-                    match c {
-                        b'"' => break,
-                        b'\\' => j += 2,
-                        _ => j += 1,
-                    }
-                }
-                if let (true, Some(Frame::Object(key))) = (want_key, stack.last_mut()) {
-                    let raw = text.get(start..j.min(text.len())).unwrap_or_default();
-                    *key = Some(String::from_utf8_lossy(raw).into_owned());
-                    want_key = false;
-                }
-                i = j + 1;
-                continue;
-            }
-            b'{' => {
-                stack.push(Frame::Object(None));
-                want_key = true;
-            }
-            b'[' => stack.push(Frame::Array(0)),
-            b'}' | b']' => {
-                stack.pop();
-            }
-            b',' => match stack.last_mut() {
-                Some(Frame::Array(n)) => *n += 1,
-                Some(Frame::Object(_)) => want_key = true,
-                None => {}
-            },
-            b':' => want_key = false,
-            _ => {}
-        }
-        i += 1;
-    }
-    let mut path = String::new();
-    for frame in &stack {
-        match frame {
-            Frame::Object(Some(key)) if path.is_empty() => path.push_str(key),
-            Frame::Object(Some(key)) => {
-                path.push('.');
-                path.push_str(key);
-            }
-            Frame::Object(None) => {}
-            Frame::Array(n) => path.push_str(&format!("[{n}]")),
-        }
-    }
-    if path.is_empty() {
-        path.push_str("(root)");
-    }
-    path
+    // Duplicate keys are refused at any depth, as in tokens: two readers of one document
+    // must not disagree on what it says.
+    let Some(map) = crate::strict_json::parse_object(bytes) else {
+        let message = match serde_json::from_slice::<Value>(bytes) {
+            Err(e) => e.to_string(),
+            Ok(Value::Object(_)) => "duplicate key".to_string(),
+            Ok(_) => "expected an object".to_string(),
+        };
+        return err("(root)", message);
+    };
+    compile(RawConfig::read(&Value::Object(map))?, env)
 }
 
 fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
@@ -669,7 +922,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         forward,
         default: raw.default,
         verifier: raw.verifier,
-        token_cache_entries: raw.token_cache.max_entries,
+        token_cache_entries: raw.token_cache_entries,
         needs_host: rules.iter().any(|r| r.matcher.uses_host()),
         needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),
         rules,
@@ -713,7 +966,7 @@ fn compile_provider(
             return err(format!("{at}.issuer"), "must not be empty");
         }
     }
-    for (j, c) in p.identity.required_claims.iter().enumerate() {
+    for (j, c) in p.required_claims.iter().enumerate() {
         if c.is_empty() {
             return err(
                 format!("{at}.identity.required_claims[{j}]"),
@@ -733,12 +986,8 @@ fn compile_provider(
         algorithms: p.algorithms,
         jwks,
         secret,
-        required_claims: p.identity.required_claims,
-        claims: ClaimNames {
-            permissions: p.claims.permissions,
-            role: p.claims.role,
-            scope: p.claims.scope,
-        },
+        required_claims: p.required_claims,
+        claims: p.claims,
     })
 }
 
@@ -977,14 +1226,14 @@ fn compile_rule(r: RawRule, i: usize, providers: &[Provider]) -> Result<Rule, Co
         }
     };
     let mut headers = Vec::new();
-    for (name, format) in r.headers {
+    for (name, field, format) in r.headers {
         let lower = name.to_ascii_lowercase();
         if lower.is_empty()
             || !lower
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return err(format!("{at}.headers.{name}"), "not a valid header name");
+            return err(field, "not a valid header name");
         }
         headers.push((lower, name, format));
     }
@@ -1151,7 +1400,7 @@ mod tests {
             ),
             // Positions from serde errors: types, missing fields, later lines, one-line input.
             (swap(r#""public": true"#, r#""public": "yes""#), "rules[0].public"),
-            (swap(r#""name": "sdk", "#, ""), "providers[1]"),
+            (swap(r#""name": "sdk", "#, ""), "providers[1].name"),
             (
                 swap(r#""uuid" }"#, r#""uuid", "X-Other": 5 }"#),
                 "rules[3].headers.X-Other",
@@ -1172,7 +1421,9 @@ mod tests {
                 r#"{"providers":[{"name":"a\"b","algorithms":["HS256"],"sekret":1}]}"#.to_string(),
                 "providers[0].sekret",
             ),
-            ("{}".to_string(), "(root)"),
+            ("{}".to_string(), "providers"),
+            ("[]".to_string(), "(root)"),
+            (r#"{"providers": [], "providers": []}"#.to_string(), "(root)"),
             (r#"{"providers": []}"#.to_string(), "providers"),
             ("not json".to_string(), "(root)"),
         ];
