@@ -2,7 +2,9 @@
 //! Envoy (`--concurrency 1`, `direct_response`, so only filter work is measured), driven
 //! by wrk over loopback. Configurations are interleaved round by round and the table
 //! reports medians. `BENCH_ROUNDS`, `BENCH_SECONDS` and `BENCH_TOKENS` tune it;
-//! `BENCH_SMOKE=1` is a seconds-long sanity run.
+//! `BENCH_SMOKE=1` is a seconds-long sanity run; `BENCH_WASM_B=<path>` adds a "B:" twin
+//! next to every bearer-guard row, run with another build of the module (A/B in one run:
+//! this machine's speed drifts too much between runs to compare two runs).
 
 #[path = "envoy.rs"]
 mod envoy;
@@ -138,6 +140,11 @@ fn wrk(envoy: &Envoy, tokens: &Path, script: &Path, seconds: u64) -> Run {
 /// `/proc/<pid>/stat` counts CPU time in ticks of `sysconf(_SC_CLK_TCK)`, 100 on Linux.
 const CLOCK_TICKS_PER_S: f64 = 100.0;
 
+/// Row names are `&'static str`; the few B twins are made once per run.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -211,6 +218,24 @@ fn main() {
         Envoy::start(&opts(Some(plugin("auto", 4096, false)), vec![])), // 4 bearer-guard
         Envoy::start(&opts(Some(plugin("rust", 4096, false)), vec![])), // 5 pure Rust
     ];
+    let wasm_b = std::env::var_os("BENCH_WASM_B").map(PathBuf::from);
+    let envoys_b: Vec<Envoy> = wasm_b
+        .iter()
+        .flat_map(|b| {
+            let with_b = |cfg: Value| {
+                let mut o = opts(Some(cfg), vec![]);
+                o.wasm = Some(b.clone());
+                Envoy::start(&o)
+            };
+            // Same order as 1, 4, 5 above: hop, bearer-guard, pure Rust.
+            [
+                with_b(plugin("auto", 4096, true)),
+                with_b(plugin("auto", 4096, false)),
+                with_b(plugin("rust", 4096, false)),
+            ]
+        })
+        .collect();
+    let envoys: Vec<Envoy> = envoys.into_iter().chain(envoys_b).collect();
     let backend_line = envoys[4].log();
     if !backend_line.contains("RS256 backend envoy") {
         eprintln!("warning: bearer-guard did not pick Envoy's verify_signature backend");
@@ -244,6 +269,28 @@ fn main() {
             true,
         ),
     ];
+    if wasm_b.is_some() {
+        // Each bearer-guard row gets its B twin right after it (envoys 6-8 mirror 1, 4, 5).
+        let mut with_twins = Vec::new();
+        for r in rows {
+            let twin = match r.envoy {
+                1 => Some(6),
+                4 => Some(7),
+                5 => Some(8),
+                _ => None,
+            };
+            let twin = twin.map(|envoy| Row {
+                name: leak(format!("B: {}", r.name)),
+                envoy,
+                tokens: r.tokens.clone(),
+                expect_ok: r.expect_ok,
+                results: vec![],
+            });
+            with_twins.push(r);
+            with_twins.extend(twin);
+        }
+        rows = with_twins;
+    }
     // `BENCH_ROWS=distinct,forged` keeps the baseline plus rows whose name contains one of
     // the words (for quick comparisons while working on one path).
     if let Ok(words) = std::env::var("BENCH_ROWS") {

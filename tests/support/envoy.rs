@@ -49,6 +49,8 @@ pub struct Options {
     /// Production logging (Envoy's default `info`, no `wasm:debug`): benchmarks measure
     /// what users run, not the per-request debug lines tests assert on.
     pub production_logging: bool,
+    /// Another build of the module instead of [`wasm_path`] (A/B runs in `make bench`).
+    pub wasm: Option<PathBuf>,
 }
 
 impl Options {
@@ -64,6 +66,7 @@ impl Options {
             no_wasm: false,
             direct_response: false,
             production_logging: false,
+            wasm: None,
         }
     }
 }
@@ -94,7 +97,7 @@ pub fn bootstrap(o: &Options) -> Value {
                     "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": o.plugin.to_string()},
                     "vm_config": {
                         "runtime": "envoy.wasm.runtime.v8",
-                        "code": {"local": {"filename": wasm_path().to_string_lossy()}},
+                        "code": {"local": {"filename": o.wasm.clone().unwrap_or_else(wasm_path).to_string_lossy()}},
                         "environment_variables": {"key_values": env}
                     }
                 }
