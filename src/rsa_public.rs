@@ -259,29 +259,66 @@ fn shl1(a: &mut [u32]) -> bool {
     carry == 1
 }
 
+/// Keys from the `rsa` crate to check this module against, generated once per test run.
+#[cfg(test)]
+pub(crate) mod test_keys {
+    use super::RsaPublicKey;
+    use rsa::traits::PublicKeyParts;
+    use rsa::{BoxedUint, PrivateKey};
+    use std::sync::OnceLock;
+
+    /// One key: the `rsa` crate's private key, ours, modulus bits and exponent.
+    pub(crate) struct TestKey {
+        pub private: PrivateKey,
+        pub ours: RsaPublicKey,
+        pub bits: usize,
+        pub e: u64,
+    }
+
+    /// Sizes and exponents beyond Wycheproof's (whose keys all use 65537).
+    pub(crate) fn all() -> &'static [TestKey] {
+        static KEYS: OnceLock<Vec<TestKey>> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            let mut rng = getrandom::SysRng;
+            [
+                (2048, 65537u64),
+                (2048, 3),
+                (3072, 65537),
+                (4096, 0x1_0000_0001),
+            ]
+            .into_iter()
+            .map(|(bits, e)| {
+                let private = PrivateKey::new_with_exp(&mut rng, bits, BoxedUint::from(e))
+                    .unwrap_or_else(|err| panic!("keygen {bits}/{e}: {err}"));
+                let n = private.n().to_be_bytes_trimmed_vartime();
+                let ours = RsaPublicKey::new(&n, &e.to_be_bytes()).expect("key");
+                TestKey {
+                    private,
+                    ours,
+                    bits,
+                    e,
+                }
+            })
+            .collect()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rsa::traits::PublicKeyParts;
-    use rsa::{BoxedUint, PrivateKey};
+    use rsa::BoxedUint;
     use sha2::Sha256;
 
     /// `s^e mod n` agrees with the `rsa` crate's raw public operation, for several sizes
     /// and exponents, on signatures and on arbitrary values below `n`.
     #[test]
     fn public_op_agrees_with_the_rsa_crate() {
-        let mut rng = getrandom::SysRng;
-        for (bits, e) in [
-            (2048, 65537u64),
-            (2048, 3),
-            (3072, 65537),
-            (4096, 0x1_0000_0001),
-        ] {
-            let key = PrivateKey::new_with_exp(&mut rng, bits, BoxedUint::from(e))
-                .unwrap_or_else(|err| panic!("keygen {bits}/{e}: {err}"));
+        for k in test_keys::all() {
+            let (key, ours, bits, e) = (&k.private, &k.ours, k.bits, k.e);
             let public = key.to_public_key();
             let n = public.n().to_be_bytes_trimmed_vartime();
-            let ours = RsaPublicKey::new(&n, &e.to_be_bytes()).expect("key");
             assert_eq!(ours.size(), bits / 8);
             let sig = key.pkcs1v15_sign::<Sha256>(b"msg").expect("sign");
             let mut values = vec![sig, vec![0; bits / 8], {
@@ -310,15 +347,9 @@ mod tests {
     #[test]
     fn spki_der_matches_the_rsa_crate() {
         use rsa::pkcs8::EncodePublicKey;
-        let mut rng = getrandom::SysRng;
-        for (bits, e) in [(2048, 65537u64), (2056, 3), (4096, 0x1_0000_0001)] {
-            let key = PrivateKey::new_with_exp(&mut rng, bits, BoxedUint::from(e))
-                .unwrap_or_else(|err| panic!("keygen {bits}/{e}: {err}"));
-            let public = key.to_public_key();
-            let n = public.n().to_be_bytes_trimmed_vartime();
-            let ours = RsaPublicKey::new(&n, &e.to_be_bytes()).expect("key");
-            let theirs = public.to_public_key_der().expect("der");
-            assert_eq!(ours.spki_der(), theirs.as_bytes(), "{bits}/{e}");
+        for k in test_keys::all() {
+            let theirs = k.private.to_public_key().to_public_key_der().expect("der");
+            assert_eq!(k.ours.spki_der(), theirs.as_bytes(), "{}/{}", k.bits, k.e);
         }
     }
 

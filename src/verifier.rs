@@ -282,25 +282,15 @@ mod tests {
         assert!(check_claims(&claims, &open, NOW, 60).is_ok());
     }
 
-    /// The verifier agrees with the `rsa` crate's own, for exponents other than 65537 too (Wycheproof's keys all use 65537), on valid, altered and foreign signatures.
+    /// The verifier agrees with the `rsa` crate's own, for exponents other than 65537 too
+    /// (Wycheproof's keys all use 65537), on valid, altered and foreign signatures.
     #[test]
     fn rsa_verify_agrees_with_the_rsa_crate() {
-        use rsa::traits::PublicKeyParts;
-        use rsa::{BoxedUint, PrivateKey};
-        let mut rng = getrandom::SysRng;
-        for (bits, e) in [
-            (2048, 3u64),
-            (2048, 65537),
-            (3072, 65537),
-            (2048, 0x1_0000_0001),
-        ] {
-            let key = PrivateKey::new_with_exp(&mut rng, bits, BoxedUint::from(e))
-                .unwrap_or_else(|err| panic!("keygen {bits}/{e}: {err}"));
-            let theirs = key.to_public_key();
-            let n = theirs.n().to_be_bytes_trimmed_vartime();
-            let public = RsaPublicKey::new(&n, &e.to_be_bytes()).expect("key");
+        for k in crate::rsa_public::test_keys::all() {
+            let (bits, e) = (k.bits, k.e);
+            let theirs = k.private.to_public_key();
             for msg in [&b"header.payload"[..], b"", b"another message"] {
-                let sig = key.pkcs1v15_sign::<Sha256>(msg).expect("sign");
+                let sig = k.private.pkcs1v15_sign::<Sha256>(msg).expect("sign");
                 let mut altered = sig.clone();
                 if let Some(last) = altered.last_mut() {
                     *last ^= 1;
@@ -309,12 +299,12 @@ mod tests {
                     let verdict = theirs.pkcs1v15_verify::<Sha256>(msg, sig).is_ok();
                     assert_eq!(verdict, want, "rsa crate, {bits}/{e}");
                     assert_eq!(
-                        rsassa_pkcs1v15_sha256(&public, msg, sig),
+                        rsassa_pkcs1v15_sha256(&k.ours, msg, sig),
                         want,
                         "{bits}/{e}"
                     );
                 }
-                assert!(!rsassa_pkcs1v15_sha256(&public, b"other", &sig));
+                assert!(!rsassa_pkcs1v15_sha256(&k.ours, b"other", &sig));
             }
         }
     }
