@@ -21,8 +21,6 @@ pub struct RsaKey {
     pub public: RsaPublicKey,
     /// SubjectPublicKeyInfo DER for Envoy's `verify_signature`.
     pub spki_der: Vec<u8>,
-    /// Modulus length in bytes (= RS256 signature length).
-    pub size: usize,
     /// First 8 bytes of SHA-256(SPKI DER): identifies the key material.
     pub fingerprint: u64,
 }
@@ -34,7 +32,6 @@ impl RsaKey {
     pub fn from_components(kid: Option<String>, n: &[u8], e: &[u8]) -> Option<RsaKey> {
         let public = RsaPublicKey::new(n, e)?;
         let spki_der = public.spki_der();
-        let size = public.size();
         let digest: [u8; 32] = sha2::Sha256::digest(&spki_der).into();
         let mut first = [0u8; 8];
         first.copy_from_slice(digest.get(..8)?);
@@ -42,7 +39,6 @@ impl RsaKey {
             kid,
             public,
             spki_der,
-            size,
             fingerprint: u64::from_be_bytes(first),
         })
     }
@@ -348,7 +344,7 @@ mod tests {
         assert_eq!(set.candidates(None).count(), 2);
         assert_eq!(set.candidates(Some("nope")).count(), 0);
         let key = set.candidates(Some("good")).next().expect("key");
-        assert_eq!(key.size, 256);
+        assert_eq!(key.public.size(), 256);
         assert_eq!(key.spki_der.first(), Some(&0x30));
     }
 

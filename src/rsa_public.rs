@@ -92,7 +92,7 @@ impl RsaPublicKey {
     /// `rsaEncryption` algorithm identifier and the PKCS#1 `RSAPublicKey`), what Envoy's
     /// `verify_signature` imports.
     pub fn spki_der(&self) -> Vec<u8> {
-        let n: Vec<u8> = self.n.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
+        let n = limbs_to_be(&self.n, self.size);
         let rsa_public_key = der(
             0x30,
             &[der_uint(&n), der_uint(&self.e.to_be_bytes())].concat(),
@@ -137,10 +137,7 @@ impl RsaPublicKey {
             *first = 1;
         }
         self.mont_mul(&acc, &one, &mut scratch, &mut tmp);
-        let bytes: Vec<u8> = tmp.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
-        bytes
-            .get(bytes.len().saturating_sub(self.size)..)
-            .map(<[u8]>::to_vec)
+        Some(limbs_to_be(&tmp, self.size))
     }
 
     /// `out = a·b·R⁻¹ mod n` (CIOS Montgomery multiplication), for `a, b < n`.
@@ -224,6 +221,14 @@ fn limbs_from_be(bytes: &[u8], count: usize) -> Vec<u32> {
         *limb = chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
     }
     limbs
+}
+
+/// The last `len` bytes of little-endian limbs as big-endian bytes (the caller knows the
+/// value fits: modulus-sized numbers below the modulus).
+fn limbs_to_be(limbs: &[u32], len: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> = limbs.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
+    bytes.drain(..bytes.len().saturating_sub(len));
+    bytes
 }
 
 /// `a < b` for equal-length little-endian numbers.

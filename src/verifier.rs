@@ -36,9 +36,6 @@ impl SignatureBackend for RustBackend {
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, BackendError> {
-        if signature.len() != key.size {
-            return Ok(false);
-        }
         Ok(rsassa_pkcs1v15_sha256(&key.public, message, signature))
     }
 
@@ -72,7 +69,7 @@ pub fn rsassa_pkcs1v15_sha256(key: &RsaPublicKey, message: &[u8], signature: &[u
         .chain(&[0x00])
         .chain(&SHA256_DIGEST_INFO)
         .chain(digest.iter());
-    em.len() == k && em.iter().eq(expected)
+    em.iter().eq(expected)
 }
 
 /// HS256 check in constant time; signatures of the wrong length are rejected.

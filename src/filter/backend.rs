@@ -27,7 +27,7 @@ impl SignatureBackend for EnvoyBackend {
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, BackendError> {
-        if signature.len() != key.size {
+        if signature.len() != key.public.size() {
             return Ok(false);
         }
         let args = encode_args("sha256", &key.spki_der, signature, message);
