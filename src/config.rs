@@ -179,23 +179,22 @@ impl<'a> Fields<'a> {
 
     /// An array's items with their paths (`key[i]`); absent is empty.
     fn items(&self, key: &'static str) -> Result<Vec<(String, &'a Value)>, ConfigError> {
-        let at = self.path(key);
         match self.get(key) {
-            Some(Value::Array(items)) => Ok(items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (format!("{at}[{i}]"), v))
-                .collect()),
-            Some(_) => err(at, "expected an array"),
+            Some(v) => items(v, &self.path(key)),
             None => Ok(Vec::new()),
         }
     }
 
+    /// Like [`Fields::items`], but the array must be there.
+    fn required_items(&self, key: &'static str) -> Result<Vec<(String, &'a Value)>, ConfigError> {
+        items(self.required(key)?, &self.path(key))
+    }
+
     fn strings(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
-        self.items(key)?
-            .into_iter()
-            .map(|(at, v)| as_string(v, &at))
-            .collect()
+        match self.get(key) {
+            Some(v) => strings(v, &self.path(key)),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn opt_strings(&self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
@@ -252,6 +251,24 @@ fn display_path(at: &str) -> String {
     }
 }
 
+fn items<'a>(v: &'a Value, at: &str) -> Result<Vec<(String, &'a Value)>, ConfigError> {
+    match v {
+        Value::Array(items) => Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{at}[{i}]"), v))
+            .collect()),
+        _ => err(at, "expected an array"),
+    }
+}
+
+fn strings(v: &Value, at: &str) -> Result<Vec<String>, ConfigError> {
+    items(v, at)?
+        .into_iter()
+        .map(|(at, v)| as_string(v, &at))
+        .collect()
+}
+
 fn as_string(v: &Value, at: &str) -> Result<String, ConfigError> {
     match v {
         Value::String(s) => Ok(s.clone()),
@@ -300,29 +317,16 @@ impl RawConfig {
             ],
         )?;
         let providers = f
-            .items("providers")?
+            .required_items("providers")?
             .into_iter()
             .map(|(at, v)| RawProvider::read(v, &at))
             .collect::<Result<_, _>>()?;
-        if f.map.get("providers").is_none_or(Value::is_null) {
-            return err("providers", "missing field");
-        }
         let clock_skew_s = f.u64_or("clock_skew_s", 60)?;
         let max_token_bytes = f.usize_or("max_token_bytes", 8192)?;
         let roles = f
             .members("roles")?
             .into_iter()
-            .map(|(role, at, v)| {
-                let perms = match v {
-                    Value::Array(items) => items
-                        .iter()
-                        .enumerate()
-                        .map(|(j, p)| as_string(p, &format!("{at}[{j}]")))
-                        .collect::<Result<_, _>>()?,
-                    _ => return err(at, "expected an array"),
-                };
-                Ok((role, perms))
-            })
+            .map(|(role, at, v)| Ok((role, strings(v, &at)?)))
             .collect::<Result<_, _>>()?;
         let forward = match f.object(
             "forward",
@@ -408,16 +412,13 @@ impl RawProvider {
         let issuer = f.opt_string("issuer")?;
         let audiences = f.strings("audiences")?;
         let algorithms = f
-            .items("algorithms")?
+            .required_items("algorithms")?
             .into_iter()
             .map(|(at, v)| {
                 let options = [("RS256", Algorithm::RS256), ("HS256", Algorithm::HS256)];
                 choose(v, &options, &at)
             })
             .collect::<Result<_, _>>()?;
-        if f.map.get("algorithms").is_none_or(Value::is_null) {
-            return err(f.path("algorithms"), "missing field");
-        }
         let jwks = match f.object(
             "jwks",
             &[
@@ -650,15 +651,14 @@ impl RawMatch {
     }
 
     fn read_fields(f: Fields) -> Result<RawMatch, ConfigError> {
-        let m = RawMatch {
+        Ok(RawMatch {
             methods: f.strings("methods")?,
             path: f.opt_string("path")?,
             prefix: f.opt_string("prefix")?,
             template: f.opt_string("template")?,
             host: f.opt_string("host")?,
             route: f.opt_string("route")?,
-        };
-        Ok(m)
+        })
     }
 }
 
@@ -1398,7 +1398,7 @@ mod tests {
                 ),
                 "rules[2].match.template",
             ),
-            // Positions from serde errors: types, missing fields, later lines, one-line input.
+            // Types, missing fields, nested unknown keys, escapes, duplicate keys, non-objects.
             (swap(r#""public": true"#, r#""public": "yes""#), "rules[0].public"),
             (swap(r#""name": "sdk", "#, ""), "providers[1].name"),
             (
