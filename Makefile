@@ -42,9 +42,16 @@ test: build ## Run every test: unit, conformance and end-to-end in the real Envo
 	cargo build --examples
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo test --all-targets
 
+FLOOR := target/$(TARGET)/release/examples/hop_floor.wasm
 bench: build ## Benchmark against Envoy's jwt_authn with wrk (BENCH_SMOKE=1 for a quick run)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo run --release --quiet --example bench
+	@# The wasm floor (a filter that only reads the header), built and trimmed like the filter.
+	cargo build --release --target $(TARGET) --example hop-floor
+	mkdir -p target/bench
+	cargo run --quiet --example wasm-trim -- $(FLOOR) target/bench/hop_floor.trimmed.wasm
+	$(WASM_OPT) $(WASM_OPT_ARGS) target/bench/hop_floor.trimmed.wasm -o target/bench/hop_floor.wasm
+	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) BENCH_FLOOR_WASM=$(abspath target/bench/hop_floor.wasm) \
+	  cargo run --release --quiet --example bench
 
 soak: build ## Bounded load test: mixed tokens for SOAK_SECONDS (60), zero unexpected statuses, flat RSS
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo run --release --quiet --example soak

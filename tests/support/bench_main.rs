@@ -150,6 +150,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// The floor module `make bench` builds (`BENCH_FLOOR_WASM`), or its default path.
+fn floor_wasm() -> PathBuf {
+    std::env::var_os("BENCH_FLOOR_WASM").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench/hop_floor.wasm"),
+        PathBuf::from,
+    )
+}
+
 fn main() {
     let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1");
     let rounds = env_or("BENCH_ROUNDS", if smoke { 1 } else { 3 });
@@ -217,6 +225,12 @@ fn main() {
         Envoy::start(&opts(None, vec![jwt_authn(&doc, false)])), // 3 jwt_authn no cache
         Envoy::start(&opts(Some(plugin("auto", 4096, false)), vec![])), // 4 bearer-guard
         Envoy::start(&opts(Some(plugin("rust", 4096, false)), vec![])), // 5 pure Rust
+        Envoy::start(&{
+            // 6 the wasm floor: a filter that only reads the header (`make bench` builds it)
+            let mut o = opts(Some(json!({})), vec![]);
+            o.wasm = Some(floor_wasm());
+            o
+        }),
     ];
     let wasm_b = std::env::var_os("BENCH_WASM_B").map(PathBuf::from);
     let envoys_b: Vec<Envoy> = wasm_b
@@ -227,7 +241,7 @@ fn main() {
                 o.wasm = Some(b.clone());
                 Envoy::start(&o)
             };
-            // Same order as 1, 4, 5 above: hop, bearer-guard, pure Rust.
+            // Same order as 1, 4, 5 above (twins 7, 8, 9): hop, bearer-guard, pure Rust.
             [
                 with_b(plugin("auto", 4096, true)),
                 with_b(plugin("auto", 4096, false)),
@@ -250,6 +264,12 @@ fn main() {
     };
     let mut rows = vec![
         row("no auth (direct_response)", 0, &one, true),
+        row(
+            "wasm floor (a filter that only reads the header)",
+            6,
+            &one,
+            true,
+        ),
         row("wasm hop (bearer-guard, public rule)", 1, &one, true),
         row("bearer-guard, cached token", 4, &one, true),
         row("jwt_authn, cache on, same token", 2, &one, true),
@@ -270,13 +290,13 @@ fn main() {
         ),
     ];
     if wasm_b.is_some() {
-        // Each bearer-guard row gets its B twin right after it (envoys 6-8 mirror 1, 4, 5).
+        // Each bearer-guard row gets its B twin right after it (envoys 7-9 mirror 1, 4, 5).
         let mut with_twins = Vec::new();
         for r in rows {
             let twin = match r.envoy {
-                1 => Some(6),
-                4 => Some(7),
-                5 => Some(8),
+                1 => Some(7),
+                4 => Some(8),
+                5 => Some(9),
                 _ => None,
             };
             let twin = twin.map(|envoy| Row {
@@ -385,6 +405,7 @@ fn main() {
         "wasm hop (bearer-guard, public rule)",
         "bearer-guard, cached token",
     );
+    let floor = "wasm floor (a filter that only reads the header)";
     let (bg, ja) = (
         "bearer-guard, every token distinct",
         "jwt_authn, every token distinct",
@@ -412,6 +433,11 @@ fn main() {
         "- cached path minus the wasm hop: CPU {:+.1} µs, throughput {:+.1} µs\n",
         paired(cached, hop, &|x, y, _| x.cpu_us - y.cpu_us),
         paired(cached, hop, &|x, y, _| 1e6 / x.rps - 1e6 / y.rps)
+    ));
+    summary.push_str(&format!(
+        "- wasm hop minus the floor (bearer-guard's own work on a public route): CPU {:+.1} µs; cached path minus the floor: CPU {:+.1} µs\n",
+        paired(hop, floor, &|x, y, _| x.cpu_us - y.cpu_us),
+        paired(cached, floor, &|x, y, _| x.cpu_us - y.cpu_us)
     ));
     summary.push_str(&format!(
         "- forged flood rejection rate, bearer-guard / jwt_authn: per CPU second {:.2}, req/s {:.2}\n",
