@@ -312,6 +312,7 @@ fn uuid_variant_ok(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::Headers;
     use serde_json::json;
 
     #[test]
@@ -434,10 +435,7 @@ mod tests {
     fn req(path: &str, headers: &[(&str, &str)]) -> Request {
         Request {
             path: path.into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            headers: Headers::from_pairs(headers.iter().copied()),
             ..Default::default()
         }
     }

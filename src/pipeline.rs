@@ -512,6 +512,7 @@ mod tests {
     use crate::account::AccountState;
     use crate::config;
     use crate::jwks::{KeyAvailability, KeySet};
+    use crate::request::Headers;
     use crate::verifier::{BackendError, RustBackend};
     use serde_json::{json, Map, Value};
     use std::collections::HashMap;
@@ -622,7 +623,7 @@ mod tests {
             method: method.into(),
             path: path.into(),
             authority: "api".into(),
-            headers,
+            headers: Headers::from_pairs(headers),
             ..Default::default()
         }
     }

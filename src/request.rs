@@ -14,7 +14,108 @@ pub struct Request {
     /// `x-request-id` (empty when absent).
     pub request_id: String,
     /// All request headers, names lower-case, in arrival order (pseudo-headers included).
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
+}
+
+/// A header list in one buffer: every name and value back to back in one string, with
+/// their boundaries beside it (two allocations for the whole list instead of two per
+/// header; this runs on every request).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    text: String,
+    /// Per header: where its name starts, where its value starts (= name end), where it ends.
+    spans: Vec<[u32; 3]>,
+}
+
+impl Headers {
+    /// A list from `(name, value)` pairs, in order.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Headers {
+        let mut h = Headers::default();
+        for (k, v) in pairs {
+            h.push(k.as_ref(), v.as_ref());
+        }
+        h
+    }
+
+    /// Decodes the proxy-wasm ABI's serialized header map: a little-endian `u32` count,
+    /// then a `u32` name length and value length per header, then each name and value
+    /// followed by a NUL. HTTP lets values carry bytes that are not UTF-8 (obs-text);
+    /// such bytes become U+FFFD, so they can never match a token, rule or precondition.
+    /// `None` when the bytes are not such a map.
+    pub fn from_serialized(bytes: &[u8]) -> Option<Headers> {
+        if bytes.is_empty() {
+            return Some(Headers::default());
+        }
+        let u32_at = |at: usize| -> Option<usize> {
+            let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(b)).ok()
+        };
+        let count = u32_at(0)?;
+        let mut data = count.checked_mul(8)?.checked_add(4)?;
+        if data > bytes.len() {
+            return None;
+        }
+        let mut h = Headers {
+            text: String::with_capacity(bytes.len().saturating_sub(data)),
+            spans: Vec::with_capacity(count),
+        };
+        let mut take = |len: usize| -> Option<&[u8]> {
+            let end = data.checked_add(len)?;
+            let field = bytes.get(data..end)?;
+            // Each field is followed by a NUL.
+            if bytes.get(end) != Some(&0) {
+                return None;
+            }
+            data = end + 1;
+            Some(field)
+        };
+        for i in 0..count {
+            let (name_len, value_len) = (u32_at(4 + i * 8)?, u32_at(8 + i * 8)?);
+            let name = String::from_utf8_lossy(take(name_len)?);
+            let value = String::from_utf8_lossy(take(value_len)?);
+            h.push(&name, &value);
+        }
+        (data == bytes.len()).then_some(h)
+    }
+
+    fn push(&mut self, name: &str, value: &str) {
+        let at = |t: &String| u32::try_from(t.len()).unwrap_or(u32::MAX);
+        let start = at(&self.text);
+        self.text.push_str(name);
+        let mid = at(&self.text);
+        self.text.push_str(value);
+        self.spans.push([start, mid, at(&self.text)]);
+    }
+
+    /// The headers as `(name, value)` pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.spans.iter().map(|&[start, mid, end]| {
+            let get = |a: u32, b: u32| self.text.get(a as usize..b as usize).unwrap_or_default();
+            (get(start, mid), get(mid, end))
+        })
+    }
+
+    /// The first value of header `name` (exact, lower-case name).
+    pub fn first(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// Whether header `name` (exact, lower-case name) is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.first(name).is_some()
+    }
+
+    /// How many headers there are.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
 }
 
 impl Request {
@@ -34,12 +135,12 @@ impl Request {
     /// The single value of header `name` (lower-case); `None` if absent or repeated.
     pub fn header(&self, name: &str) -> Option<&str> {
         let mut found = None;
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.iter() {
             if k.eq_ignore_ascii_case(name) {
                 if found.is_some() {
                     return None;
                 }
-                found = Some(v.as_str());
+                found = Some(v);
             }
         }
         found
@@ -50,7 +151,7 @@ impl Request {
         self.headers
             .iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// The single, percent-decoded value of query parameter `name`; `None` if absent,
@@ -137,11 +238,72 @@ mod tests {
     fn req(path: &str, headers: &[(&str, &str)]) -> Request {
         Request {
             path: path.into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            headers: Headers::from_pairs(headers.iter().copied()),
             ..Default::default()
+        }
+    }
+
+    /// The proxy-wasm serialization of `pairs` (raw bytes, as a host sends them).
+    fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend((k.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend(*k);
+            out.push(0);
+            out.extend(*v);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn serialized_header_maps() {
+        let ok: &[(&[u8], &[u8])] = &[
+            (b":path", b"/v1/x"),
+            (b"authorization", b"Bearer a.b.c"),
+            (b"x-empty", b""),
+            (b"x-note", b"caf\xe9 \xff"),
+        ];
+        let h = Headers::from_serialized(&serialize(ok)).expect("valid map");
+        let got: Vec<(&str, &str)> = h.iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                (":path", "/v1/x"),
+                ("authorization", "Bearer a.b.c"),
+                ("x-empty", ""),
+                ("x-note", "caf\u{fffd} \u{fffd}"),
+            ]
+        );
+        assert_eq!(h.first("x-empty"), Some(""));
+        assert!(h.contains("authorization") && !h.contains("Authorization"));
+        assert_eq!(Headers::from_serialized(b""), Some(Headers::default()));
+        assert_eq!(
+            Headers::from_serialized(&serialize(&[])).map(|h| h.len()),
+            Some(0)
+        );
+        let good = serialize(ok);
+        let mut no_nul = good.clone();
+        let last = no_nul.len() - 1;
+        no_nul[last] = b'x';
+        let mut huge_count = good.clone();
+        huge_count[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut long_field = good.clone();
+        long_field[4..8].copy_from_slice(&10_000u32.to_le_bytes());
+        let malformed: Vec<(&str, Vec<u8>)> = vec![
+            ("truncated count", vec![1, 0]),
+            ("truncated sizes", good[..10].to_vec()),
+            ("truncated data", good[..good.len() - 3].to_vec()),
+            ("missing NUL", no_nul),
+            ("trailing bytes", [good.as_slice(), b"x"].concat()),
+            ("count larger than the buffer", huge_count),
+            ("field longer than the buffer", long_field),
+        ];
+        for (case, bytes) in malformed {
+            assert_eq!(Headers::from_serialized(&bytes), None, "{case}");
         }
     }
 

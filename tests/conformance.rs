@@ -6,7 +6,7 @@ use bearer_guard::config;
 use bearer_guard::jwks::{KeySet, RsaKey};
 use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs};
 use bearer_guard::reply::Denial;
-use bearer_guard::request::Request;
+use bearer_guard::request::{Headers, Request};
 use bearer_guard::token::{b64url, split};
 use bearer_guard::verifier::{verify_hs256, RustBackend, SignatureBackend};
 use serde_json::{json, Value};
@@ -198,7 +198,7 @@ fn rfc_examples_through_the_pipeline() {
         let req = Request {
             method: "GET".into(),
             path: "/x".into(),
-            headers: vec![("authorization".into(), format!("Bearer {token}"))],
+            headers: Headers::from_pairs([("authorization", format!("Bearer {token}"))]),
             ..Default::default()
         };
         let decide_at = |req: &Request, now_s: i64| {
@@ -231,7 +231,7 @@ fn rfc_examples_through_the_pipeline() {
             tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
             let tampered = String::from_utf8(tampered).expect("ascii");
             let req2 = Request {
-                headers: vec![("authorization".into(), format!("Bearer {tampered}"))],
+                headers: Headers::from_pairs([("authorization", format!("Bearer {tampered}"))]),
                 ..req.clone()
             };
             assert_eq!(

@@ -133,3 +133,63 @@ fn unknown_kids_in_bulk_cost_at_most_one_fetch_per_interval() {
         "{fetches} JWKS fetches for 200 unknown kids in {elapsed:.1}s (allowed {allowed})"
     );
 }
+
+#[test]
+fn header_values_that_are_not_utf8_get_the_contract_reply() {
+    // HTTP allows obs-text (bytes 0x80-0xFF) in header values and Envoy passes them on. The
+    // module must answer such requests like any other, and keep answering.
+    let stack = Stack::start(plugin(vec![
+        json!({"match": {"prefix": "/v1/"}, "permissions": ["entities:read"]}),
+        json!({"match": {"prefix": "/health"}, "public": true}),
+    ]));
+    let good = keys().0.mint(&claims(
+        ISS,
+        AUD,
+        "user-1",
+        600,
+        json!({"permissions": ["entities:read"]}),
+    ));
+    let raw = |path: &str, auth: &[u8]| {
+        let mut req = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nx-note: caf").into_bytes();
+        req.extend_from_slice(b"\xe9 \xff\r\n");
+        req.extend_from_slice(auth);
+        req.extend_from_slice(b"connection: close\r\ncontent-length: 0\r\n\r\n");
+        http_raw(stack.envoy.port, &req).expect("reply")
+    };
+    let bearer = format!("authorization: Bearer {good}\r\n");
+    let rows: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        ("public route", "/health", vec![], 200, ""),
+        (
+            "valid token",
+            "/v1/entities/x",
+            bearer.clone().into_bytes(),
+            200,
+            "",
+        ),
+        ("no token", "/v1/entities/x", vec![], 401, REQUIRES_AUTH),
+        (
+            "token with a non-UTF-8 byte",
+            "/v1/entities/x",
+            [
+                b"authorization: Bearer \xff".as_slice(),
+                good.as_bytes(),
+                b"\r\n",
+            ]
+            .concat(),
+            401,
+            INVALID,
+        ),
+    ];
+    for (case, path, auth, status, body) in rows {
+        let r = raw(path, &auth);
+        assert_eq!(r.status, status, "{case}: {}", r.body);
+        if !body.is_empty() {
+            assert_eq!(r.body, body, "{case}");
+        }
+    }
+    assert_eq!(
+        stack.envoy.get_with_token("/v1/entities/x", &good).status,
+        200
+    );
+    assert!(!stack.envoy.log().contains("panicked"), "the VM panicked");
+}

@@ -8,7 +8,7 @@ mod idp;
 use bearer_guard::config;
 use bearer_guard::jwks::KeySet;
 use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs};
-use bearer_guard::request::Request;
+use bearer_guard::request::{Headers, Request};
 use bearer_guard::verifier::RustBackend;
 use idp::{claims, jwks, now, Signer};
 use serde_json::json;
@@ -125,11 +125,11 @@ fn tokens_and_requests_never_panic() {
             method: ["GET", "POST", "get"][rng.below(3)].into(),
             path,
             authority: "h".into(),
-            headers: vec![
-                ("authorization".into(), auth),
-                ("x-u".into(), "01890a5d-ac96-774b-bcce-b302099a8057".into()),
-                ("x-i".into(), "1".into()),
-            ],
+            headers: Headers::from_pairs([
+                ("authorization", auth.as_str()),
+                ("x-u", "01890a5d-ac96-774b-bcce-b302099a8057"),
+                ("x-i", "1"),
+            ]),
             ..Default::default()
         };
         let out = decide(
@@ -153,13 +153,21 @@ fn tokens_and_requests_never_panic() {
 }
 
 #[test]
-fn jwks_and_config_documents_never_panic() {
+fn jwks_config_and_header_maps_never_panic() {
     let signer = Signer::generate("k");
     let doc = jwks(&[&signer]);
+    // A header map as the host serializes it: count, sizes, then NUL-terminated fields.
+    let mut map = 2u32.to_le_bytes().to_vec();
+    for n in [5u32, 5, 13, 8] {
+        map.extend(n.to_le_bytes());
+    }
+    map.extend(b":path\0/v1/x\0authorization\0Bearer x\0");
+    assert!(Headers::from_serialized(&map).is_some_and(|h| h.len() == 2));
     let mut rng = Rng(42);
     let (start, mut runs) = (Instant::now(), 0u64);
     while start.elapsed() < budget() {
         let _ = KeySet::parse(&mutate(&mut rng, doc.as_bytes()));
+        let _ = Headers::from_serialized(&mutate(&mut rng, &map));
         let _ = config::parse(&mutate(&mut rng, CONFIG.as_bytes()), &|_| {
             Some("0123456789abcdef0123456789abcdef".into())
         });

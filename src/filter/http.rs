@@ -3,9 +3,9 @@
 
 use super::state::{handle, on_call_response, send_reply, SharedRef};
 use crate::reply::Denial;
-use crate::request::Request;
+use crate::request::{Headers, Request};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, MapType, Status};
 
 /// One request's context.
 pub(crate) struct Http {
@@ -45,12 +45,12 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers();
+        // Without its headers a request is judged as one that has none: fail closed.
+        let headers = request_headers().unwrap_or_default();
         let request_id = headers
-            .iter()
-            .find(|(k, _)| k == "x-request-id")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+            .first("x-request-id")
+            .unwrap_or_default()
+            .to_string();
         let Some(shared) = self.shared.clone() else {
             // No usable configuration: fail closed.
             return send_reply(&Denial::Unavailable, &request_id);
@@ -59,18 +59,12 @@ impl HttpContext for Http {
         {
             let s = shared.borrow();
             for name in s.config.owned_headers() {
-                if headers.iter().any(|(k, _)| k == name) {
+                if headers.contains(name) {
                     self.set_http_request_header(name, None);
                 }
             }
         }
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
+        let get = |name: &str| headers.first(name).unwrap_or_default().to_string();
         // `xds.route_name` in current Envoy; `route_name` in older releases. Read only when a
         // rule needs it: a property lookup is a hostcall.
         let needs_route = shared.borrow().config.needs_route_name;
@@ -100,4 +94,39 @@ impl HttpContext for Http {
             &|cluster, hs, timeout| self.dispatch_http_call(cluster, hs, None, vec![], timeout),
         )
     }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    // The ABI call behind the SDK's `get_http_request_headers`, declared as the SDK does.
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+}
+
+/// The request's headers, fetched with one hostcall and decoded into one buffer. The
+/// SDK's own getter is not used: it allocates two strings per header and panics on a
+/// header value that is not UTF-8 (which HTTP allows and Envoy passes on), and a panic
+/// kills the VM for every later request.
+fn request_headers() -> Option<Headers> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer it obtained from this module's
+    // `proxy_on_memory_allocate` (the SDK's: a boxed `[u8]` of exactly `size` bytes) and
+    // its size, or leaves the pointer null. Taking it back as a `Vec` with length and
+    // capacity `size` frees it with the layout it was allocated with, as the SDK does.
+    let bytes = unsafe {
+        if proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size)
+            != Status::Ok
+        {
+            return None;
+        }
+        if data.is_null() {
+            return Some(Headers::default());
+        }
+        Vec::from_raw_parts(data, size, size)
+    };
+    Headers::from_serialized(&bytes)
 }

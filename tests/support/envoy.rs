@@ -401,7 +401,19 @@ fn exchange(
         req.push_str("connection: close\r\n");
     }
     req.push_str("content-length: 0\r\n\r\n");
-    stream.write_all(req.as_bytes())?;
+    send(stream, req.as_bytes(), close)
+}
+
+/// Sends `request` as written (any bytes, e.g. header values that are not UTF-8) on a
+/// new connection and reads one reply; the request must ask for `Connection: close`.
+pub fn http_raw(port: u16, request: &[u8]) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    send(&mut stream, request, true)
+}
+
+fn send(stream: &mut TcpStream, request: &[u8], close: bool) -> std::io::Result<Reply> {
+    stream.write_all(request)?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 16384];
     loop {

@@ -114,10 +114,12 @@ fn serve_connection(stream: TcpStream, handler: Handler) {
         let (method, url) = (method.to_string(), url.to_string());
         let mut headers = Vec::new();
         loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+            // Header values may carry bytes that are not UTF-8 (obs-text).
+            let mut raw = Vec::new();
+            if reader.read_until(b'\n', &mut raw).unwrap_or(0) == 0 {
                 return;
             }
+            let h = String::from_utf8_lossy(&raw);
             let h = h.trim_end();
             if h.is_empty() {
                 break;

@@ -6,7 +6,7 @@ use bearer_guard::account::AccountState;
 use bearer_guard::config::{self, Config};
 use bearer_guard::jwks::{KeyAvailability, KeySet};
 use bearer_guard::pipeline::{decide, AccountLookup, Inputs, KeyLookup};
-use bearer_guard::request::Request;
+use bearer_guard::request::{Headers, Request};
 use bearer_guard::verifier::RustBackend;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
     let path = parts.next().unwrap_or("/").to_string();
     let authority = parts.next().unwrap_or("").to_string();
     let route_name = parts.next().map(str::to_string);
-    let headers = parts.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
+    let headers = Headers::from_pairs(parts.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_ascii_lowercase(), v)));
     let req = Request { method, path, authority, route_name, headers, ..Default::default() };
     let _ = decide(&Inputs { config: cfg(), keys: &NoKeys, accounts: &NoKeys, backend: &RustBackend, cache: None, now_s: 0 }, &req);
 });

@@ -5,7 +5,7 @@
 use bearer_guard::config::{self, Config};
 use bearer_guard::jwks::KeySet;
 use bearer_guard::pipeline::{decide, FixedKeys, Inputs};
-use bearer_guard::request::Request;
+use bearer_guard::request::{Headers, Request};
 use bearer_guard::verifier::RustBackend;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let req = Request {
         method: "GET".into(),
         path: "/p".into(),
-        headers: vec![("authorization".into(), format!("Bearer {token}")), ("x".into(), "1".into())],
+        headers: Headers::from_pairs([("authorization", format!("Bearer {token}")), ("x", "1".to_string())]),
         ..Default::default()
     };
     let _ = decide(&Inputs { config: cfg, keys, accounts: keys, backend: &RustBackend, cache: None, now_s: 1_700_000_000 }, &req);
