@@ -55,9 +55,12 @@ fn jwks_faults_under_load() {
                 (stop.clone(), total.clone(), wrong.clone(), tokens.clone());
             std::thread::spawn(move || {
                 let mut conn = KeepAlive::new(port);
-                let mut i = w;
-                // Bounded: stops when told, and never after 20,000 requests.
-                while !stop.load(Ordering::Relaxed) && i < 20_000 {
+                let (mut i, mut sent) = (w, 0u32);
+                // Bounded: stops when told (~13 s), and never after 150,000 requests per
+                // connection — a cap the load must not reach before the last fault, or the
+                // faults would meet no traffic (unknown kids are what trigger refetches).
+                while !stop.load(Ordering::Relaxed) && sent < 150_000 {
+                    sent += 1;
                     i += 3;
                     let (token, want) = if i % 10 == 0 {
                         (&tokens.1[i % 50], 401)
@@ -116,6 +119,10 @@ fn jwks_faults_under_load() {
     let n = total.load(Ordering::Relaxed);
     let wrong = wrong.lock().map(|w| w.clone()).unwrap_or_default();
     assert!(n > 500, "only {n} requests under load");
+    assert!(
+        n < 450_000,
+        "the load ended before the last fault ({n} requests)"
+    );
     assert!(
         wrong.is_empty(),
         "{} of {n} replies were wrong, e.g. {:?}",
@@ -190,8 +197,11 @@ fn account_service_down_under_load() {
             let (stop, seen, tokens) = (stop.clone(), seen.clone(), tokens.clone());
             std::thread::spawn(move || {
                 let mut conn = KeepAlive::new(port);
-                let mut i = w;
-                while !stop.load(Ordering::Relaxed) && i < 20_000 {
+                let (mut i, mut sent) = (w, 0u32);
+                // Bounded like the JWKS fault test: told to stop after ~6.5 s, capped far
+                // above what that takes so the load outlasts the outage.
+                while !stop.load(Ordering::Relaxed) && sent < 150_000 {
+                    sent += 1;
                     i += 3;
                     let t = &tokens[i % tokens.len()];
                     let status = conn
@@ -225,6 +235,10 @@ fn account_service_down_under_load() {
         "the outage was not observed: {seen:?}"
     );
     assert!(seen.get(&200).is_some_and(|n| *n > 100), "{seen:?}");
+    assert!(
+        seen.values().sum::<u64>() < 450_000,
+        "the load ended before the service came back: {seen:?}"
+    );
     // Recovered: every identity resolves again.
     for t in tokens.iter() {
         assert_eq!(envoy.get_with_token("/v1/x", t).status, 200);
