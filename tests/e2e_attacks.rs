@@ -162,7 +162,7 @@ fn header_values_that_are_not_utf8_get_the_contract_reply() {
         (
             "valid token",
             "/v1/entities/x",
-            bearer.clone().into_bytes(),
+            bearer.into_bytes(),
             200,
             "",
         ),

@@ -47,10 +47,8 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         // Without its headers a request is judged as one that has none: fail closed.
         let headers = request_headers().unwrap_or_default();
-        let request_id = headers
-            .first("x-request-id")
-            .unwrap_or_default()
-            .to_string();
+        let get = |name: &str| headers.first(name).unwrap_or_default().to_string();
+        let request_id = get("x-request-id");
         let Some(shared) = self.shared.clone() else {
             // No usable configuration: fail closed.
             return send_reply(&Denial::Unavailable, &request_id);
@@ -59,12 +57,11 @@ impl HttpContext for Http {
         {
             let s = shared.borrow();
             for name in s.config.owned_headers() {
-                if headers.contains(name) {
+                if headers.first(name).is_some() {
                     self.set_http_request_header(name, None);
                 }
             }
         }
-        let get = |name: &str| headers.first(name).unwrap_or_default().to_string();
         // `xds.route_name` in current Envoy; `route_name` in older releases. Read only when a
         // rule needs it: a property lookup is a hostcall.
         let needs_route = shared.borrow().config.needs_route_name;

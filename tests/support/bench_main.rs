@@ -217,6 +217,12 @@ fn main() {
         o.extra_filters = extra;
         o
     };
+    // An Envoy running another module (the floor, or a B build) with plugin config `cfg`.
+    let with_wasm = |cfg: Value, wasm: &Path| {
+        let mut o = opts(Some(cfg), vec![]);
+        o.wasm = Some(wasm.to_path_buf());
+        Envoy::start(&o)
+    };
     eprintln!("starting Envoys…");
     let envoys = [
         Envoy::start(&opts(None, vec![])), // 0 no auth
@@ -225,27 +231,18 @@ fn main() {
         Envoy::start(&opts(None, vec![jwt_authn(&doc, false)])), // 3 jwt_authn no cache
         Envoy::start(&opts(Some(plugin("auto", 4096, false)), vec![])), // 4 bearer-guard
         Envoy::start(&opts(Some(plugin("rust", 4096, false)), vec![])), // 5 pure Rust
-        Envoy::start(&{
-            // 6 the wasm floor: a filter that only reads the header (`make bench` builds it)
-            let mut o = opts(Some(json!({})), vec![]);
-            o.wasm = Some(floor_wasm());
-            o
-        }),
+        // 6 the wasm floor: a filter that only reads the header (`make bench` builds it)
+        with_wasm(json!({}), &floor_wasm()),
     ];
     let wasm_b = std::env::var_os("BENCH_WASM_B").map(PathBuf::from);
     let envoys_b: Vec<Envoy> = wasm_b
         .iter()
         .flat_map(|b| {
-            let with_b = |cfg: Value| {
-                let mut o = opts(Some(cfg), vec![]);
-                o.wasm = Some(b.clone());
-                Envoy::start(&o)
-            };
             // Same order as 1, 4, 5 above (twins 7, 8, 9): hop, bearer-guard, pure Rust.
             [
-                with_b(plugin("auto", 4096, true)),
-                with_b(plugin("auto", 4096, false)),
-                with_b(plugin("rust", 4096, false)),
+                with_wasm(plugin("auto", 4096, true), b),
+                with_wasm(plugin("auto", 4096, false), b),
+                with_wasm(plugin("rust", 4096, false), b),
             ]
         })
         .collect();
