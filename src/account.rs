@@ -1,9 +1,10 @@
 //! Account resolution: the request path built from verified claims, the reply's meaning,
 //! and a bounded per-VM cache with separate positive and negative lifetimes.
 
-use crate::config::ConfigError;
+use crate::bounded_cache::BoundedCache;
+use crate::error::ConfigError;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, VecDeque};
 
 /// A path template such as `/accounts/resolve?user={sub}&org={org_id}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,23 +57,19 @@ impl PathTemplate {
                     v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
                     _ => return None,
                 };
-                percent_encode(&value, &mut out);
+                out.extend(utf8_percent_encode(&value, NOT_UNRESERVED));
             }
         }
         Some(out)
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode(s: &str, out: &mut String) {
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-}
+/// Everything but RFC 3986 unreserved characters is percent-encoded in claim values.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// What the account service said, as the pipeline needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,75 +96,38 @@ pub fn interpret(status: Option<&str>, body: &[u8]) -> Result<Option<Map<String,
     }
 }
 
-struct Entry {
-    account: Option<Map<String, Value>>,
-    expires_at: u64,
-}
-
-/// Bounded cache of account lookups keyed by provider and rendered path.
-pub struct AccountCache {
-    entries: HashMap<String, Entry>,
-    order: VecDeque<String>,
-    max: usize,
-}
+/// Bounded cache of account lookups keyed by provider and rendered path (see
+/// [`BoundedCache`]: when full, expired entries go first, then the oldest).
+pub struct AccountCache(BoundedCache<String, Option<Map<String, Value>>>);
 
 impl AccountCache {
     /// An empty cache holding at most `max` entries (0 disables caching).
     pub fn new(max: usize) -> AccountCache {
-        AccountCache {
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            max,
-        }
+        AccountCache(BoundedCache::new(max))
     }
 
     /// The cached state of `key` at `now` (ms).
     pub fn get(&self, key: &str, now: u64) -> AccountState<'_> {
-        match self.entries.get(key) {
-            Some(e) if e.expires_at > now => match &e.account {
-                Some(a) => AccountState::Found(a),
-                None => AccountState::NotFound,
-            },
-            _ => AccountState::Unknown,
+        match self.0.get(key, now) {
+            Some((_, Some(a))) => AccountState::Found(a),
+            Some((_, None)) => AccountState::NotFound,
+            None => AccountState::Unknown,
         }
     }
 
-    /// Stores a result for `ttl` ms; when full, the oldest entry goes (O(1) amortized).
+    /// Stores a result (`None`: no such account) for `ttl` ms.
     pub fn insert(&mut self, key: String, account: Option<Map<String, Value>>, now: u64, ttl: u64) {
-        if self.max == 0 || ttl == 0 {
-            return;
-        }
-        while !self.entries.contains_key(&key) && self.entries.len() >= self.max {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.entries.remove(&old);
-                }
-                None => break,
-            }
-        }
-        if self
-            .entries
-            .insert(
-                key.clone(),
-                Entry {
-                    account,
-                    expires_at: now.saturating_add(ttl),
-                },
-            )
-            .is_none()
-        {
-            self.order.push_back(key);
-        }
+        self.0.insert(key, account, now.saturating_add(ttl), now);
     }
 
     /// Number of entries (expired ones included until evicted).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.0.len()
     }
 
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.0.is_empty()
     }
 }
 
@@ -250,15 +210,20 @@ mod tests {
         assert_eq!(c.get("k2", 50), AccountState::NotFound);
         assert_eq!(c.get("k2", 100), AccountState::Unknown);
         assert_eq!(c.get("k3", 0), AccountState::Unknown);
-        // Full: the oldest (k1) goes.
+        // Full at t=200: the expired k2 goes first, although k1 is older.
         c.insert("k3".into(), None, 200, 100);
         assert_eq!(c.len(), 2);
-        assert_eq!(c.get("k1", 200), AccountState::Unknown);
+        assert_eq!(c.get("k1", 200), AccountState::Found(&acct));
         assert_eq!(c.get("k3", 200), AccountState::NotFound);
+        // Full of live entries: the oldest (k1) goes.
+        c.insert("k4".into(), None, 200, 100);
+        assert_eq!(c.get("k1", 200), AccountState::Unknown);
+        assert_eq!(c.get("k4", 200), AccountState::NotFound);
         // Re-inserting a present key evicts nothing.
         c.insert("k3".into(), Some(acct.clone()), 250, 100);
         assert_eq!(c.len(), 2);
         assert_eq!(c.get("k3", 250), AccountState::Found(&acct));
+        assert_eq!(c.get("k4", 250), AccountState::NotFound);
         let mut off = AccountCache::new(0);
         off.insert("k".into(), None, 0, 100);
         assert!(off.is_empty());

@@ -4,37 +4,15 @@
 //! (e.g. `providers[0].jwks.cluster`); they are logged by the filter and never reach a client.
 
 use crate::account::PathTemplate;
-use crate::authorizer::{Membership, RequestValue, Requirement, Template};
-use crate::matcher::Matcher;
+use crate::authorizer::{
+    ClaimNames, HeaderFormat, Membership, RequestValue, Requirement, Template,
+};
+use crate::error::err;
+pub use crate::error::ConfigError;
+use crate::matcher::{Matcher, RawMatch};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-
-/// A configuration error naming the offending field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Path of the field, e.g. `rules[2].match.path`.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration at `{}`: {}",
-            self.field, self.message
-        )
-    }
-}
-
-fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        field: field.into(),
-        message: message.into(),
-    })
-}
 
 /// Signature algorithms a provider may accept. `none` does not exist here by construction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +42,7 @@ pub enum VerifierChoice {
     Auto,
     /// Always Envoy's foreign function; configuration fails where the host lacks it.
     Envoy,
-    /// Always the pure-Rust `rsa` crate.
+    /// Always the built-in pure-Rust verifier (`rsa_public`).
     Rust,
 }
 
@@ -76,17 +54,6 @@ pub enum DefaultPolicy {
     Authenticated,
     /// The request is refused with 403 `Not enough permissions`.
     Deny,
-}
-
-/// Required format of a request header checked by a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeaderFormat {
-    /// Present and non-empty.
-    Present,
-    /// An RFC 9562 UUID in 8-4-4-4-12 hex form.
-    Uuid,
-    /// A version-7 UUID.
-    Uuidv7,
 }
 
 // ---------------------------------------------------------------- raw shape, as written
@@ -429,6 +396,7 @@ impl RawProvider {
                 "timeout_ms",
                 "refetch_min_interval_s",
                 "retry_max_s",
+                "max_bytes",
             ],
         )? {
             Some(g) => Some(RawJwks {
@@ -439,6 +407,7 @@ impl RawProvider {
                 timeout_ms: g.u64_or("timeout_ms", 2000)?,
                 refetch_min_interval_s: g.u64_or("refetch_min_interval_s", 30)?,
                 retry_max_s: g.u64_or("retry_max_s", 30)?,
+                max_bytes: g.usize_or("max_bytes", crate::jwks::DEFAULT_MAX_JWKS_BYTES)?,
             }),
             None => None,
         };
@@ -527,6 +496,7 @@ struct RawJwks {
     timeout_ms: u64,
     refetch_min_interval_s: u64,
     retry_max_s: u64,
+    max_bytes: usize,
 }
 
 struct RawSecret {
@@ -586,7 +556,14 @@ impl RawRule {
         let Some(m) = f.object("match", MATCH_KEYS)? else {
             return err(f.path("match"), "missing field");
         };
-        let matcher = RawMatch::read_fields(m)?;
+        let matcher = RawMatch {
+            methods: m.strings("methods")?,
+            path: m.opt_string("path")?,
+            prefix: m.opt_string("prefix")?,
+            template: m.opt_string("template")?,
+            host: m.opt_string("host")?,
+            route: m.opt_string("route")?,
+        };
         let public = f.bool_or("public", false)?;
         let providers = f.opt_strings("providers")?;
         let permissions = f.strings("permissions")?;
@@ -626,41 +603,6 @@ impl RawRule {
 }
 
 const MATCH_KEYS: &[&str] = &["methods", "path", "prefix", "template", "host", "route"];
-
-/// The `match` block of a rule, as written.
-#[derive(Default)]
-pub struct RawMatch {
-    /// HTTP methods (upper case); empty means any.
-    pub methods: Vec<String>,
-    /// Exact path (without query string).
-    pub path: Option<String>,
-    /// Path prefix.
-    pub prefix: Option<String>,
-    /// Path template with `{name}` segments.
-    pub template: Option<String>,
-    /// Host (`:authority` without port); `*.example.com` matches subdomains.
-    pub host: Option<String>,
-    /// Envoy route name (`route_name` property).
-    pub route: Option<String>,
-}
-
-impl RawMatch {
-    /// Reads a `match` object; `at` names it in errors.
-    pub fn read(value: &Value, at: &str) -> Result<RawMatch, ConfigError> {
-        RawMatch::read_fields(Fields::of(value, at, MATCH_KEYS)?)
-    }
-
-    fn read_fields(f: Fields) -> Result<RawMatch, ConfigError> {
-        Ok(RawMatch {
-            methods: f.strings("methods")?,
-            path: f.opt_string("path")?,
-            prefix: f.opt_string("prefix")?,
-            template: f.opt_string("template")?,
-            host: f.opt_string("host")?,
-            route: f.opt_string("route")?,
-        })
-    }
-}
 
 struct RawMemberOf {
     query: Option<String>,
@@ -759,6 +701,8 @@ pub struct JwksSource {
     pub refetch_min_interval_ms: u64,
     /// Cap of the retry backoff after failures, ms.
     pub retry_max_ms: u64,
+    /// Largest JWKS body accepted, bytes (a larger one is a failed fetch, never read).
+    pub max_bytes: usize,
 }
 
 /// Shared secret bytes; `Debug` never prints them.
@@ -768,27 +712,6 @@ pub struct Secret(pub Vec<u8>);
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// Claim names that carry grants.
-#[derive(Debug, Clone)]
-pub struct ClaimNames {
-    /// Array of permission strings.
-    pub permissions: String,
-    /// Role name (string or array), expanded through the role table.
-    pub role: String,
-    /// OAuth scopes: space-delimited string or array.
-    pub scope: String,
-}
-
-impl Default for ClaimNames {
-    fn default() -> Self {
-        ClaimNames {
-            permissions: "permissions".into(),
-            role: "role".into(),
-            scope: "scope".into(),
-        }
     }
 }
 
@@ -1010,6 +933,12 @@ fn compile_jwks(j: RawJwks, at: &str) -> Result<JwksSource, ConfigError> {
     if j.retry_max_s == 0 {
         return err(format!("{at}.retry_max_s"), "must be positive");
     }
+    if !(1024..=1 << 20).contains(&j.max_bytes) {
+        return err(
+            format!("{at}.max_bytes"),
+            "must be between 1024 and 1048576",
+        );
+    }
     Ok(JwksSource {
         cluster: j.cluster,
         authority: j.authority,
@@ -1018,6 +947,7 @@ fn compile_jwks(j: RawJwks, at: &str) -> Result<JwksSource, ConfigError> {
         timeout_ms: j.timeout_ms,
         refetch_min_interval_ms: j.refetch_min_interval_s.saturating_mul(1000),
         retry_max_ms: j.retry_max_s.saturating_mul(1000),
+        max_bytes: j.max_bytes,
     })
 }
 

@@ -7,9 +7,10 @@ use crate::token::b64url;
 use serde_json::Value;
 use sha2::Digest;
 
-/// Largest JWKS body accepted (bytes).
-pub const MAX_JWKS_BYTES: usize = 512 * 1024;
-/// Most keys kept from one JWKS.
+/// Largest JWKS body accepted by default (bytes; `jwks.max_bytes` changes it). Real key
+/// sets are a few KiB: 64 KiB holds about 90 JWKs of 4096-bit RSA keys.
+pub const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
+/// Most keys kept from one JWKS; entries past it are skipped unread.
 pub const MAX_KEYS: usize = 64;
 
 /// One RS256 verification key, prepared once when its key set loads.
@@ -53,7 +54,7 @@ pub struct KeySet {
 /// Why a JWKS document was refused as a whole (the previous keys stay in force).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksError {
-    /// Larger than [`MAX_JWKS_BYTES`].
+    /// Larger than the provider's size limit (refused before it is read).
     TooLarge,
     /// Not JSON, or no `keys` array.
     NotJwks,
@@ -67,10 +68,12 @@ impl KeySet {
         KeySet { keys }
     }
 
-    /// Parses a JWKS. Entries that are not RSA signing keys for RS256, or are malformed,
-    /// are skipped (their count is returned); only a set with no usable key is an error.
-    pub fn parse(body: &[u8]) -> Result<(KeySet, usize), JwksError> {
-        if body.len() > MAX_JWKS_BYTES {
+    /// Parses a JWKS of at most `max_bytes`. Entries that are not RSA signing keys for
+    /// RS256, or are malformed, are skipped (their count is returned), and so is every
+    /// entry after the [`MAX_KEYS`]th usable one, unread; only a set with no usable key is
+    /// an error. Work is linear in the body: no big-number work happens here.
+    pub fn parse(body: &[u8], max_bytes: usize) -> Result<(KeySet, usize), JwksError> {
+        if body.len() > max_bytes {
             return Err(JwksError::TooLarge);
         }
         let doc: Value = serde_json::from_slice(body).map_err(|_| JwksError::NotJwks)?;
@@ -79,13 +82,13 @@ impl KeySet {
             .and_then(Value::as_array)
             .ok_or(JwksError::NotJwks)?;
         let mut keys = Vec::new();
-        let mut skipped = 0;
         for entry in entries {
-            match parse_jwk(entry) {
-                Some(k) if keys.len() < MAX_KEYS => keys.push(k),
-                _ => skipped += 1,
+            if keys.len() == MAX_KEYS {
+                break;
             }
+            keys.extend(parse_jwk(entry));
         }
+        let skipped = entries.len().saturating_sub(keys.len());
         if keys.is_empty() {
             return Err(JwksError::NoUsableKeys);
         }
@@ -126,6 +129,25 @@ impl KeySet {
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+}
+
+/// Interprets a JWKS fetch: `status` is the response's `:status` (`None`: no response),
+/// `body_size` its announced size, and `read_body` reads it — called only when the size
+/// is within `max_bytes`, so an oversized body is never copied into the VM.
+pub fn interpret_fetch(
+    status: Option<&str>,
+    body_size: usize,
+    max_bytes: usize,
+    read_body: impl FnOnce() -> Vec<u8>,
+) -> Result<(KeySet, usize), String> {
+    match status {
+        Some("200") if body_size > max_bytes => Err(format!(
+            "body of {body_size} bytes over the {max_bytes}-byte limit (jwks.max_bytes)"
+        )),
+        Some("200") => KeySet::parse(&read_body(), max_bytes).map_err(|e| format!("{e:?}")),
+        Some(other) => Err(format!("status {other}")),
+        None => Err("no response (connection failure or timeout)".to_string()),
     }
 }
 
@@ -336,7 +358,8 @@ mod tests {
             {"kty": "RSA", "kid": "ops", "n": RFC_N, "e": "AQAB", "key_ops": ["encrypt"]},
             "not an object"
         ]});
-        let (set, skipped) = KeySet::parse(doc.to_string().as_bytes()).expect("parses");
+        let (set, skipped) =
+            KeySet::parse(doc.to_string().as_bytes(), DEFAULT_MAX_JWKS_BYTES).expect("parses");
         assert_eq!(set.kids(), vec!["good", "nokidtype-ok"]);
         assert_eq!(skipped, 9);
         assert!(set.has_kid("good") && !set.has_kid("ec"));
@@ -359,11 +382,56 @@ mod tests {
                 br#"{"keys": [{"kty":"EC"}]}"#.to_vec(),
                 JwksError::NoUsableKeys,
             ),
-            (vec![b' '; MAX_JWKS_BYTES + 1], JwksError::TooLarge),
+            (vec![b' '; DEFAULT_MAX_JWKS_BYTES + 1], JwksError::TooLarge),
         ];
         for (body, want) in cases {
-            assert_eq!(KeySet::parse(&body).err(), Some(want.clone()), "{want:?}");
+            assert_eq!(
+                KeySet::parse(&body, DEFAULT_MAX_JWKS_BYTES).err(),
+                Some(want.clone()),
+                "{want:?}"
+            );
         }
+    }
+
+    /// A JWK of a 4096-bit key with this `kid`.
+    fn big_jwk(kid: &str) -> Value {
+        let mut n = vec![0xc5u8; 512];
+        n[511] |= 1;
+        json!({"kty": "RSA", "kid": kid, "n": URL_SAFE_NO_PAD.encode(&n), "e": "AQAB"})
+    }
+
+    #[test]
+    fn the_key_cap_stops_parsing_and_the_size_limit_comes_first() {
+        let doc = |count: usize| {
+            let keys: Vec<Value> = (0..count).map(|i| big_jwk(&format!("k{i}"))).collect();
+            json!({ "keys": keys }).to_string()
+        };
+        // 200 keys: the first 64 are kept, the rest skipped unread.
+        let body = doc(200);
+        let (set, skipped) = KeySet::parse(body.as_bytes(), 1 << 20).expect("parses");
+        assert_eq!((set.len(), skipped), (MAX_KEYS, 200 - MAX_KEYS));
+        assert!(set.has_kid("k63") && !set.has_kid("k64"));
+        // The default limit refuses that document before reading it.
+        assert!(body.len() > DEFAULT_MAX_JWKS_BYTES);
+        let read = std::cell::Cell::new(false);
+        let got = interpret_fetch(Some("200"), body.len(), DEFAULT_MAX_JWKS_BYTES, || {
+            read.set(true);
+            body.clone().into_bytes()
+        });
+        assert!(got.is_err_and(|e| e.contains("over the 65536-byte limit")));
+        assert!(!read.get(), "an oversized body is never read");
+        // Within the limit it is read and parsed; other statuses are failures.
+        let small = doc(2);
+        let got = interpret_fetch(Some("200"), small.len(), DEFAULT_MAX_JWKS_BYTES, || {
+            small.clone().into_bytes()
+        });
+        assert_eq!(got.map(|(s, n)| (s.len(), n)), Ok((2, 0)));
+        for status in [Some("500"), Some("404"), None] {
+            assert!(interpret_fetch(status, 0, DEFAULT_MAX_JWKS_BYTES, Vec::new).is_err());
+        }
+        // Loading does no big-number work: the Montgomery constants (~0.7 ms per 4096-bit
+        // key) wait for a key's first pure-Rust verification.
+        assert!(set.candidates(None).all(|k| !k.public.is_prepared()));
     }
 
     #[test]
@@ -373,7 +441,7 @@ mod tests {
             "/tests/vectors/rfc/jwks_public.json"
         ))
         .expect("test vectors");
-        let (set, skipped) = KeySet::parse(&body).expect("parses");
+        let (set, skipped) = KeySet::parse(&body, DEFAULT_MAX_JWKS_BYTES).expect("parses");
         // RSA 2011-04-29, bilbo.baggins, and the RFC 7515 A.2 key (no kid); the EC key is skipped.
         assert_eq!(set.len(), 3);
         assert_eq!(skipped, 1);

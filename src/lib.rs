@@ -12,8 +12,10 @@
 
 pub mod account;
 pub mod authorizer;
+pub mod bounded_cache;
 pub mod config;
 pub mod envoy_ffi;
+pub mod error;
 pub mod identity;
 pub mod jwks;
 pub mod matcher;

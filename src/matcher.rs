@@ -1,7 +1,24 @@
 //! Request → rule: methods, exact path, prefix or template, host and Envoy route name.
 
-use crate::config::{ConfigError, RawMatch};
+use crate::error::ConfigError;
 use crate::request::Request;
+
+/// The `match` block of a rule, as written.
+#[derive(Default)]
+pub struct RawMatch {
+    /// HTTP methods (upper case); empty means any.
+    pub methods: Vec<String>,
+    /// Exact path (without query string).
+    pub path: Option<String>,
+    /// Path prefix.
+    pub prefix: Option<String>,
+    /// Path template with `{name}` segments.
+    pub template: Option<String>,
+    /// Host (`:authority` without port); `*.example.com` matches subdomains.
+    pub host: Option<String>,
+    /// Envoy route name (`route_name` property).
+    pub route: Option<String>,
+}
 
 /// How a rule matches the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +220,22 @@ mod tests {
 
     fn matcher(json: &str) -> Matcher {
         let value: serde_json::Value = serde_json::from_str(json).expect("json");
-        let raw = RawMatch::read(&value, "m").expect("match object");
+        let s = |k: &str| value.get(k).and_then(|v| v.as_str()).map(String::from);
+        let methods = value.get("methods").and_then(|v| v.as_array());
+        let raw = RawMatch {
+            methods: methods
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|m| m.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            path: s("path"),
+            prefix: s("prefix"),
+            template: s("template"),
+            host: s("host"),
+            route: s("route"),
+        };
         Matcher::compile(&raw, "m").expect("compiles")
     }
 

@@ -6,7 +6,7 @@ use serde_json::json;
 /// Why a request is answered by the filter instead of reaching the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
-    /// No usable `Authorization: Bearer <token>` header (SPEC step 2).
+    /// No usable `Authorization: Bearer <token>` header (README decision step 3).
     MissingToken,
     /// The token is malformed, unverifiable, expired or from an unknown key (steps 3-6).
     InvalidToken,

@@ -155,11 +155,11 @@ impl Request {
         let mut found = None;
         for pair in self.query()?.split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if percent_decode(k)? == name {
+            if decode_query_component(k)? == name {
                 if found.is_some() {
                     return None;
                 }
-                found = Some(percent_decode(v)?);
+                found = Some(decode_query_component(v)?);
             }
         }
         found
@@ -177,29 +177,36 @@ impl Request {
     }
 }
 
-/// Decodes `%XX` escapes and `+` (form encoding); `None` on bad escapes or non-UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
+/// Whether every `%` in `s` starts an escape of exactly two hex digits (RFC 3986 §2.1).
+fn escapes_are_well_formed(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
+}
+
+/// Decodes a path segment exactly per RFC 3986: `%XX` escapes only (`+` is a plus sign
+/// in a path). `None` on a malformed escape or when the bytes are not UTF-8.
+pub fn decode_path_segment(s: &str) -> Option<String> {
+    if !escapes_are_well_formed(s) {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(Into::into)
+}
+
+/// Decodes a query-string name or value (`application/x-www-form-urlencoded`: `+` is a
+/// space, `%2B` a plus sign). `None` on a malformed escape or when the bytes are not UTF-8.
+pub fn decode_query_component(s: &str) -> Option<String> {
+    if s.contains('+') {
+        decode_path_segment(&s.replace('+', " "))
+    } else {
+        decode_path_segment(s)
+    }
 }
 
 /// Whether `path` (without query) is in normal form: no `.`/`..` segments, no empty
@@ -317,6 +324,39 @@ mod tests {
         assert_eq!(r.query_param("missing"), None);
         assert_eq!(req("/health", &[]).query(), None);
         assert_eq!(req("/a?bad=%zz", &[]).query_param("bad"), None);
+        assert_eq!(
+            req("/a?q=a+b%2Bc", &[]).query_param("q").as_deref(),
+            Some("a b+c"),
+            "`+` is a space in a query, %2B a plus"
+        );
+    }
+
+    #[test]
+    fn percent_decoding_is_exact() {
+        let cases: Vec<(&str, Option<&str>, Option<&str>)> = vec![
+            // (input, as a path segment, as a query component)
+            ("plain", Some("plain"), Some("plain")),
+            ("a+b", Some("a+b"), Some("a b")),
+            ("a%20b", Some("a b"), Some("a b")),
+            ("%2b%2B", Some("++"), Some("++")),
+            ("caf%C3%A9", Some("café"), Some("café")),
+            ("%+4", None, None),
+            ("%-4", None, None),
+            ("% 4", None, None),
+            ("%4", None, None),
+            ("%", None, None),
+            ("a%zz", None, None),
+            ("%C3", None, None),
+            ("%FF", None, None),
+        ];
+        for (input, path, query) in cases {
+            assert_eq!(decode_path_segment(input).as_deref(), path, "path {input}");
+            assert_eq!(
+                decode_query_component(input).as_deref(),
+                query,
+                "query {input}"
+            );
+        }
     }
 
     #[test]

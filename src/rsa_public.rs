@@ -11,10 +11,12 @@
 //! module. This file is a few KB, as fast, and checked against Wycheproof's RSA vectors
 //! and against the `rsa` crate itself in the tests.
 
-/// Smallest modulus accepted, bytes (2048 bits; NIST SP 800-131A).
-pub const MIN_MODULUS_BYTES: usize = 256;
-/// Largest modulus accepted, bytes (4096 bits).
-pub const MAX_MODULUS_BYTES: usize = 512;
+/// Smallest modulus accepted, bits (NIST SP 800-131A).
+pub const MIN_MODULUS_BITS: usize = 2048;
+/// Largest modulus accepted, bits.
+pub const MAX_MODULUS_BITS: usize = 4096;
+use std::sync::OnceLock;
+
 /// Largest public exponent accepted (2^33 - 1, as the `rsa` crate).
 pub const MAX_EXPONENT: u64 = (1 << 33) - 1;
 
@@ -25,8 +27,10 @@ pub struct RsaPublicKey {
     n: Vec<u32>,
     /// `-n⁻¹ mod 2³²`.
     n0_inv: u32,
-    /// `R² mod n` with `R = 2^(32·limbs)`: converts into Montgomery form.
-    rr: Vec<u32>,
+    /// `R² mod n` with `R = 2^(32·limbs)`: converts into Montgomery form. Computed at
+    /// the key's first verification, not when its key set loads: loading a key set then
+    /// costs no big-number work (Envoy's backend never needs it).
+    rr: OnceLock<Vec<u32>>,
     /// Public exponent.
     e: u64,
     /// Modulus length in bytes (the signature length).
@@ -41,12 +45,13 @@ impl std::fmt::Debug for RsaPublicKey {
 
 impl RsaPublicKey {
     /// Builds a key from the big-endian modulus and exponent (leading zeros allowed).
-    /// `None` unless the modulus is odd and 2048-4096 bits and the exponent odd, ≥ 3 and
-    /// ≤ [`MAX_EXPONENT`].
+    /// `None` unless the modulus is odd and 2048-4096 bits (counted from its highest set
+    /// bit) and the exponent odd, ≥ 3 and ≤ [`MAX_EXPONENT`]. Cheap: no big-number work.
     pub fn new(n: &[u8], e: &[u8]) -> Option<RsaPublicKey> {
         let n = strip_zeros(n);
         let e = strip_zeros(e);
-        if !(MIN_MODULUS_BYTES..=MAX_MODULUS_BYTES).contains(&n.len()) || e.len() > 8 {
+        let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+        if !(MIN_MODULUS_BITS..=MAX_MODULUS_BITS).contains(&bits) || e.len() > 8 {
             return None;
         }
         let e = e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
@@ -63,21 +68,10 @@ impl RsaPublicKey {
         for _ in 0..5 {
             inv = inv.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inv)));
         }
-        // R² mod n by doubling 1 modulo n, 2·32·limbs times (once per key, at load).
-        let mut rr = vec![0u32; limbs.len()];
-        if let Some(first) = rr.first_mut() {
-            *first = 1;
-        }
-        for _ in 0..64 * limbs.len() {
-            let carry = shl1(&mut rr);
-            if carry || !less_than(&rr, &limbs) {
-                sub_assign(&mut rr, &limbs);
-            }
-        }
         Some(RsaPublicKey {
             n: limbs,
             n0_inv: inv.wrapping_neg(),
-            rr,
+            rr: OnceLock::new(),
             e,
             size: n.len(),
         })
@@ -86,6 +80,29 @@ impl RsaPublicKey {
     /// Modulus length in bytes.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Whether the Montgomery constants have been computed (by a verification).
+    pub fn is_prepared(&self) -> bool {
+        self.rr.get().is_some()
+    }
+
+    /// `R² mod n`, by doubling 1 modulo n, 2·32·limbs times (once per key, at its first
+    /// verification: ~0.2 ms for 2048 bits, ~0.7 ms for 4096 natively).
+    fn rr(&self) -> &[u32] {
+        self.rr.get_or_init(|| {
+            let mut rr = vec![0u32; self.n.len()];
+            if let Some(first) = rr.first_mut() {
+                *first = 1;
+            }
+            for _ in 0..64 * self.n.len() {
+                let carry = shl1(&mut rr);
+                if carry || !less_than(&rr, &self.n) {
+                    sub_assign(&mut rr, &self.n);
+                }
+            }
+            rr
+        })
     }
 
     /// The key as DER `SubjectPublicKeyInfo` (RFC 5280 §4.1, RFC 8017 §A.1.1: an
@@ -119,7 +136,7 @@ impl RsaPublicKey {
         let len = self.n.len();
         let mut scratch = vec![0u32; len + 2];
         let mut base = vec![0u32; len];
-        self.mont_mul(&s, &self.rr, &mut scratch, &mut base);
+        self.mont_mul(&s, self.rr(), &mut scratch, &mut base);
         let mut acc = base.clone();
         let mut tmp = vec![0u32; len];
         let bits = 64 - self.e.leading_zeros();
@@ -331,8 +348,14 @@ mod tests {
                 v[bits / 8 - 1] = 1;
                 v
             }];
+            // n - 2, with the borrow carried (the last byte of an odd n may be 1).
             let mut below_n = n.to_vec();
-            below_n[bits / 8 - 1] -= 2; // n is odd: n - 2
+            let mut borrow = 2u16;
+            for byte in below_n.iter_mut().rev() {
+                let v = u16::from(*byte).wrapping_sub(borrow);
+                *byte = v as u8;
+                borrow = u16::from(v > 0xff);
+            }
             values.push(below_n);
             for v in values {
                 let s = BoxedUint::from_be_slice(&v, public.n_bits_precision()).expect("s");
@@ -368,8 +391,20 @@ mod tests {
         let e = [1, 0, 1];
         assert!(RsaPublicKey::new(&odd(256), &e).is_some());
         assert!(RsaPublicKey::new(&[vec![0, 0], odd(256)].concat(), &e).is_some());
+        assert!(RsaPublicKey::new(&[vec![0x80], odd(255)].concat(), &e).is_some());
+        assert!(RsaPublicKey::new(&[vec![0xff], odd(511)].concat(), &e).is_some());
         let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
             ("2040-bit modulus", odd(255), e.to_vec()),
+            (
+                "2041-bit modulus in 256 bytes",
+                [vec![0x01], odd(255)].concat(),
+                e.to_vec(),
+            ),
+            (
+                "2047-bit modulus in 256 bytes",
+                [vec![0x7f], odd(255)].concat(),
+                e.to_vec(),
+            ),
             ("4104-bit modulus", odd(513), e.to_vec()),
             ("even modulus", vec![0xc4; 256], e.to_vec()),
             ("e = 1", odd(256), vec![1]),

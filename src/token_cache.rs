@@ -7,10 +7,11 @@
 //! std's randomly keyed SipHash, so no one can aim at a bucket), and a hit is confirmed by
 //! comparing the whole token: equality, not a digest, decides.
 
-use hashbrown::{Equivalent, HashMap};
+use crate::bounded_cache::BoundedCache;
+use crate::config::Algorithm;
+use hashbrown::Equivalent;
 use serde_json::{Map, Value};
-use std::collections::VecDeque;
-use std::hash::{Hash, Hasher, RandomState};
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 /// Tokens longer than this are never cached (bounds memory per entry).
@@ -53,6 +54,8 @@ impl Equivalent<TokenKey> for Lookup<'_> {
 pub struct CachedToken {
     /// Provider that verified it.
     pub provider: usize,
+    /// Its `alg` (with its `iss`, what selects the provider on a hit).
+    pub alg: Algorithm,
     /// Parsed claims, shared with the request that verified them.
     pub claims: Rc<Map<String, Value>>,
     /// `exp` (seconds).
@@ -61,64 +64,49 @@ pub struct CachedToken {
     pub key: Option<u64>,
 }
 
-/// Bounded FIFO cache of verified tokens.
-pub struct TokenCache {
-    map: HashMap<TokenKey, CachedToken, RandomState>,
-    order: VecDeque<TokenKey>,
-    max: usize,
+/// Bounded cache of verified tokens (see [`BoundedCache`]: expired entries go first when
+/// it is full, then the oldest; entries enter in verification order and tokens of one
+/// provider have similar lifetimes, so the oldest is also about the first to expire).
+pub struct TokenCache(BoundedCache<TokenKey, CachedToken>);
+
+/// Seconds as the cache's unsigned time (a time before the epoch is 0).
+fn secs(t: i64) -> u64 {
+    u64::try_from(t).unwrap_or(0)
 }
 
 impl TokenCache {
     /// An empty cache holding at most `max` entries (0 disables it).
     pub fn new(max: usize) -> TokenCache {
-        TokenCache {
-            map: HashMap::with_hasher(RandomState::new()),
-            order: VecDeque::new(),
-            max,
-        }
+        TokenCache(BoundedCache::new(max))
     }
 
     /// The entry for `token` (and the stored token, for borrowing its segments), unless
     /// it has expired at `now_s`.
     pub fn get(&self, token: &str, now_s: i64) -> Option<(&str, &CachedToken)> {
-        self.map
-            .get_key_value(&Lookup(token))
-            .filter(|(_, e)| now_s < e.exp)
+        self.0
+            .get(&Lookup(token), secs(now_s))
             .map(|(k, e)| (&*k.0, e))
     }
 
-    /// Stores an entry; when full, the oldest goes (FIFO, O(1) amortized: entries enter
-    /// in verification order, and tokens of one provider have similar lifetimes, so the
-    /// oldest is also the first to expire).
+    /// Stores a verified token until its `exp`; tokens over [`MAX_CACHED_TOKEN_BYTES`] are
+    /// not stored.
     pub fn insert(&mut self, token: &str, entry: CachedToken, now_s: i64) {
-        if self.max == 0 || now_s >= entry.exp || token.len() > MAX_CACHED_TOKEN_BYTES {
+        if token.len() > MAX_CACHED_TOKEN_BYTES {
             return;
         }
-        if let Some(existing) = self.map.get_mut(&Lookup(token)) {
-            *existing = entry;
-            return;
-        }
-        while self.map.len() >= self.max {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
-        let key = TokenKey(Rc::from(token));
-        self.order.push_back(key.clone());
-        self.map.insert(key, entry);
+        let exp = secs(entry.exp);
+        self.0
+            .insert(TokenKey(Rc::from(token)), entry, exp, secs(now_s));
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.0.len()
     }
 
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.0.is_empty()
     }
 }
 
@@ -129,6 +117,7 @@ mod tests {
     fn entry(exp: i64) -> CachedToken {
         CachedToken {
             provider: 0,
+            alg: Algorithm::RS256,
             claims: Rc::new(Map::new()),
             exp,
             key: Some(7),
@@ -158,28 +147,14 @@ mod tests {
     }
 
     #[test]
-    fn bounded_oldest_first() {
+    fn bounded_and_oversized_tokens_are_not_cached() {
         let mut c = TokenCache::new(2);
-        c.insert("a", entry(10), 0);
-        c.insert("b", entry(100), 0);
-        c.insert("c", entry(100), 5); // full: the oldest ("a") goes
-        assert!(c.get("a", 5).is_none() && c.get("b", 5).is_some() && c.get("c", 5).is_some());
-        c.insert("c", entry(100), 5); // re-insert: nothing evicted
-        assert!(c.get("b", 5).is_some());
-        c.insert("d", entry(100), 5); // the oldest ("b") goes
-        assert_eq!(c.len(), 2);
-        assert!(c.get("b", 5).is_none() && c.get("d", 5).is_some());
-        for i in 0..1000 {
+        for i in 0..10 {
             c.insert(&i.to_string(), entry(100), 5);
         }
         assert_eq!(c.len(), 2);
-        c.insert(&"x".repeat(MAX_CACHED_TOKEN_BYTES + 1), entry(100), 5);
-        assert!(
-            c.get(&"x".repeat(MAX_CACHED_TOKEN_BYTES + 1), 5).is_none(),
-            "oversized tokens are not cached"
-        );
-        let mut off = TokenCache::new(0);
-        off.insert("a", entry(100), 0);
-        assert!(off.is_empty());
+        let long = "x".repeat(MAX_CACHED_TOKEN_BYTES + 1);
+        c.insert(&long, entry(100), 5);
+        assert!(c.get(&long, 5).is_none(), "oversized tokens are not cached");
     }
 }

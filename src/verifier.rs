@@ -1,7 +1,6 @@
 //! Signature and claim verification. RS256 goes through one [`SignatureBackend`] so the
 //! filter can use Envoy's BoringSSL (`verify_signature` foreign function) or pure Rust.
 
-use crate::config::Provider;
 use crate::jwks::RsaKey;
 use crate::rsa_public::RsaPublicKey;
 use hmac::{Hmac, KeyInit, Mac};
@@ -25,7 +24,7 @@ pub trait SignatureBackend {
     fn name(&self) -> &'static str;
 }
 
-/// Pure-Rust RS256 with the `rsa` crate.
+/// Pure-Rust RS256 (`rsa_public`: the public-key operation and the padding check).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RustBackend;
 
@@ -153,18 +152,19 @@ pub fn check_times(
 /// Returns `exp`.
 pub fn check_claims(
     claims: &Map<String, Value>,
-    provider: &Provider,
+    issuer: Option<&str>,
+    audiences: &[String],
     now_s: i64,
     skew_s: i64,
 ) -> Result<i64, ClaimError> {
     let exp = check_times(claims, now_s, skew_s)?;
-    if let Some(issuer) = &provider.issuer {
-        if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+    if let Some(issuer) = issuer {
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
             return Err(ClaimError::Issuer);
         }
     }
-    if !provider.audiences.is_empty() {
-        let listed = |a: &str| provider.audiences.iter().any(|want| want == a);
+    if !audiences.is_empty() {
+        let listed = |a: &str| audiences.iter().any(|want| want == a);
         let ok = match claims.get("aud") {
             Some(Value::String(a)) => listed(a),
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(listed),
@@ -180,31 +180,12 @@ pub fn check_claims(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ClaimNames;
     use serde_json::json;
-
-    fn provider(issuer: Option<&str>, audiences: &[&str]) -> Provider {
-        Provider {
-            name: "p".into(),
-            issuer: issuer.map(String::from),
-            audiences: audiences.iter().map(|s| s.to_string()).collect(),
-            algorithms: vec![],
-            jwks: None,
-            secret: None,
-            required_claims: vec![],
-            account: None,
-            claims: ClaimNames {
-                permissions: "permissions".into(),
-                role: "role".into(),
-                scope: "scope".into(),
-            },
-        }
-    }
 
     #[test]
     fn claim_rules() {
         const NOW: i64 = 1_000_000;
-        let p = provider(Some("https://issuer"), &["client_123", "other"]);
+        let audiences = ["client_123".to_string(), "other".to_string()];
         let base = |extra: Value| {
             let mut m = json!({"iss": "https://issuer", "aud": "client_123", "exp": NOW + 100});
             if let (Some(obj), Value::Object(add)) = (m.as_object_mut(), extra) {
@@ -267,16 +248,16 @@ mod tests {
             ("aud number", json!({"aud": 5}), Err(ClaimError::Audience)),
         ];
         for (name, extra, want) in cases {
-            let got = check_claims(&base(extra), &p, NOW, 60).map(|_| ());
+            let got =
+                check_claims(&base(extra), Some("https://issuer"), &audiences, NOW, 60).map(|_| ());
             assert_eq!(got, want, "{name}");
         }
         // Without issuer/audiences configured, neither is checked.
-        let open = provider(None, &[]);
         let claims = json!({"exp": NOW + 1})
             .as_object()
             .cloned()
             .unwrap_or_default();
-        assert!(check_claims(&claims, &open, NOW, 60).is_ok());
+        assert!(check_claims(&claims, None, &[], NOW, 60).is_ok());
     }
 
     /// The verifier agrees with the `rsa` crate's own, for exponents other than 65537 too

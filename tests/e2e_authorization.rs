@@ -1,5 +1,5 @@
 //! End to end in the real Envoy: permissions, roles, hierarchical scopes, membership,
-//! header preconditions, matching and bypass attempts (SPEC §1 steps 8-9, §4).
+//! header preconditions, matching and bypass attempts (README decision steps 2, 10-11).
 
 mod common;
 use common::*;

@@ -158,7 +158,6 @@ fn account_service_down_under_load() {
     let accounts_up = |port: u16| {
         HttpServer::start(
             port,
-            8,
             Arc::new(|_: &common::support::servers::Seen| {
                 (
                     200,

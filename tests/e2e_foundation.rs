@@ -1,4 +1,4 @@
-//! End to end in the real Envoy: SPEC §2 rows, providers, key lifecycle, configuration.
+//! End to end in the real Envoy: the reply table, providers, key lifecycle, configuration.
 
 mod common;
 use common::*;
@@ -6,7 +6,7 @@ use serde_json::json;
 use std::time::Duration;
 
 #[test]
-fn spec_rows_in_envoy() {
+fn reply_table_rows_in_envoy() {
     let stack = Stack::start(plugin(vec![
         json!({"match": {"prefix": "/v1/entities/"}, "permissions": ["entities:read"]}),
     ]));

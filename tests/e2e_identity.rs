@@ -10,10 +10,7 @@ use std::time::Duration;
 
 /// An account service: `user=` decides the answer; every call is counted.
 fn account_service(calls: Arc<AtomicUsize>) -> HttpServer {
-    HttpServer::start(
-        0,
-        8,
-        Arc::new(move |seen: &common::support::servers::Seen| {
+    HttpServer::start(0, Arc::new(move |seen: &common::support::servers::Seen| {
             calls.fetch_add(1, Ordering::SeqCst);
             let user = seen.url.split("user=").nth(1).and_then(|s| s.split('&').next()).unwrap_or("");
             let json = |status: u16, v: Value| (status, vec![("content-type".to_string(), "application/json".to_string())], v.to_string().into_bytes());

@@ -2,17 +2,16 @@
 //! the same entry points as the `cargo fuzz` targets in `tests/fuzz/`. Any panic fails;
 //! every decision must be one the contract allows.
 
-#[path = "support/idp.rs"]
-mod idp;
+mod support;
 
 use bearer_guard::config;
-use bearer_guard::jwks::KeySet;
+use bearer_guard::jwks::{KeySet, DEFAULT_MAX_JWKS_BYTES};
 use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs};
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::verifier::RustBackend;
-use idp::{claims, jwks, now, Signer};
 use serde_json::json;
 use std::time::{Duration, Instant};
+use support::idp::{claims, jwks, now, Signer};
 
 /// xorshift64*: deterministic, seedable, good enough to pick mutations.
 struct Rng(u64);
@@ -89,7 +88,8 @@ fn tokens_and_requests_never_panic() {
     })
     .expect("config");
     let signer = Signer::generate("k");
-    let (set, _) = KeySet::parse(jwks(&[&signer]).as_bytes()).expect("jwks");
+    let (set, _) =
+        KeySet::parse(jwks(&[&signer]).as_bytes(), DEFAULT_MAX_JWKS_BYTES).expect("jwks");
     let keys = FixedKeys(set);
     let good = signer.mint(&claims(
         "https://idp",
@@ -166,7 +166,7 @@ fn jwks_config_and_header_maps_never_panic() {
     let mut rng = Rng(42);
     let (start, mut runs) = (Instant::now(), 0u64);
     while start.elapsed() < budget() {
-        let _ = KeySet::parse(&mutate(&mut rng, doc.as_bytes()));
+        let _ = KeySet::parse(&mutate(&mut rng, doc.as_bytes()), DEFAULT_MAX_JWKS_BYTES);
         let _ = Headers::from_serialized(&mutate(&mut rng, &map));
         let _ = config::parse(&mutate(&mut rng, CONFIG.as_bytes()), &|_| {
             Some("0123456789abcdef0123456789abcdef".into())

@@ -5,7 +5,7 @@ use super::metrics::Metrics;
 use super::{log, now_ms};
 use crate::account::{interpret, AccountCache, AccountState};
 use crate::config::{Config, JwksSource};
-use crate::jwks::{FetchPolicy, KeyAvailability, KeyFetcher, KeySet};
+use crate::jwks::{interpret_fetch, FetchPolicy, KeyAvailability, KeyFetcher, KeySet};
 use crate::pipeline::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome};
 use crate::reply::Denial;
 use crate::request::Request;
@@ -313,17 +313,22 @@ pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize,
     let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
         .ok()
         .flatten();
-    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let body = || {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
     match call {
         Call::Jwks(provider) => {
-            jwks_response(shared, provider, status.as_deref(), &body, now);
+            let max_bytes = shared.borrow().source(provider).map_or(0, |s| s.max_bytes);
+            let result = interpret_fetch(status.as_deref(), body_size, max_bytes, body);
+            let parse_ms = now_ms().saturating_sub(now);
+            jwks_response(shared, provider, result, now, (body_size, parse_ms));
             wake(shared, |w| w.wait == Wait::Keys(provider), now, current);
         }
         Call::Account { provider, key } => {
-            account_response(shared, provider, &key, status.as_deref(), &body, now);
+            account_response(shared, provider, &key, status.as_deref(), &body(), now);
             wake(
                 shared,
                 |w| w.wait == Wait::Account(key.clone()),
@@ -334,24 +339,25 @@ pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize,
     }
 }
 
-fn jwks_response(shared: &SharedRef, provider: usize, status: Option<&str>, body: &[u8], now: u64) {
+fn jwks_response(
+    shared: &SharedRef,
+    provider: usize,
+    parsed: Result<(KeySet, usize), String>,
+    now: u64,
+    (body_size, parse_ms): (usize, u64),
+) {
     let mut guard = shared.borrow_mut();
     let s = &mut *guard;
     let name = s.config.provider_name(provider).to_string();
     let Some(Some(fetcher)) = s.fetchers.get_mut(provider) else {
         return;
     };
-    let parsed = match status {
-        Some("200") => KeySet::parse(body).map_err(|e| format!("{e:?}")),
-        Some(other) => Err(format!("status {other}")),
-        None => Err("no response (connection failure or timeout)".to_string()),
-    };
     match parsed {
         Ok((keys, skipped)) => {
             let kids = keys.kids().join(",");
             s.metrics.jwks(provider, true, keys.len());
             fetcher.succeed(now, keys);
-            log(LogLevel::Info, &format!("bearer-guard: provider {name}: loaded keys [{kids}] ({skipped} JWKS entries skipped)"));
+            log(LogLevel::Info, &format!("bearer-guard: provider {name}: loaded keys [{kids}] ({skipped} JWKS entries skipped, {body_size} bytes read and parsed in {parse_ms} ms)"));
         }
         Err(why) => {
             s.metrics.jwks(provider, false, 0);

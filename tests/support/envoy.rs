@@ -51,6 +51,8 @@ pub struct Options {
     pub production_logging: bool,
     /// Another build of the module instead of [`wasm_path`] (A/B runs in `make bench`).
     pub wasm: Option<PathBuf>,
+    /// Envoy worker threads (`--concurrency`): one wasm VM each.
+    pub concurrency: usize,
 }
 
 impl Options {
@@ -67,6 +69,7 @@ impl Options {
             direct_response: false,
             production_logging: false,
             wasm: None,
+            concurrency: 1,
         }
     }
 }
@@ -194,9 +197,8 @@ impl Envoy {
         let child = Command::new(envoy_bin())
             .arg("-c")
             .arg(&config)
+            .args(["--concurrency", &o.concurrency.to_string()])
             .args([
-                "--concurrency",
-                "1",
                 "--use-dynamic-base-id",
                 "--disable-hot-restart",
                 "--file-flush-interval-msec",

@@ -35,7 +35,13 @@ pub struct Signer {
 impl Signer {
     /// A fresh 2048-bit key.
     pub fn generate(kid: &str) -> Signer {
-        let key = PrivateKey::new(&mut getrandom::SysRng, 2048).expect("RSA key generation");
+        Signer::generate_bits(kid, 2048)
+    }
+
+    /// A fresh key with a modulus of exactly `bits` bits.
+    pub fn generate_bits(kid: &str, bits: usize) -> Signer {
+        let key = PrivateKey::new(&mut getrandom::SysRng, bits).expect("RSA key generation");
+        assert_eq!(key.n().bit_width() as usize, bits, "modulus size");
         Signer {
             kid: kid.to_string(),
             key,

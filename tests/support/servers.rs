@@ -35,9 +35,8 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Starts on `port` (0 = any free port). `_workers` is kept for call-site clarity:
-    /// every connection gets its own thread.
-    pub fn start(port: u16, _workers: usize, handler: Handler) -> std::io::Result<HttpServer> {
+    /// Starts on `port` (0 = any free port); every connection gets its own thread.
+    pub fn start(port: u16, handler: Handler) -> std::io::Result<HttpServer> {
         HttpServer::start_on([127, 0, 0, 1], port, handler)
     }
 
@@ -201,7 +200,6 @@ impl JwksServer {
         let (m, h) = (mode.clone(), hits.clone());
         let server = HttpServer::start(
             port,
-            4,
             Arc::new(move |_seen: &Seen| {
                 h.fetch_add(1, Ordering::SeqCst);
                 let current = m.lock().map(|g| g.clone()).unwrap_or(JwksMode::Status(500));

@@ -1,0 +1,570 @@
+//! The decision pipeline natively: every row of the reply table, the verified-token
+//! cache, key states, backend failures, provider selection and the default policy.
+
+mod support;
+
+use bearer_guard::account::AccountState;
+use bearer_guard::config::{self, Config, DefaultPolicy};
+use bearer_guard::jwks::{KeyAvailability, KeySet, RsaKey};
+use bearer_guard::pipeline::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup};
+use bearer_guard::reply::Denial;
+use bearer_guard::request::{Headers, Request};
+use bearer_guard::token_cache::TokenCache;
+use bearer_guard::verifier::{BackendError, RustBackend, SignatureBackend};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use support::idp::{claims, jwks, mint_hs256, now, Signer};
+
+const ISS: &str = "https://idp.test";
+const AUD: &str = "aud-1";
+const SECRET: &str = "0123456789abcdef0123456789abcdef-sdk";
+
+fn signers() -> &'static (Signer, Signer) {
+    static S: OnceLock<(Signer, Signer)> = OnceLock::new();
+    S.get_or_init(|| (Signer::generate("k1"), Signer::generate("k2")))
+}
+
+fn config() -> Config {
+    let json = json!({
+        "providers": [
+            {"name": "idp", "issuer": ISS, "audiences": [AUD], "algorithms": ["RS256"],
+             "jwks": {"cluster": "c", "authority": "a", "path": "/jwks"},
+             "identity": {"required_claims": ["sub"]},
+             "account": {"cluster": "acct", "authority": "acct", "path": "/a?u={sub}", "headers": {"x-account": "id"}}},
+            {"name": "sdk", "algorithms": ["HS256"], "secret": {"env": "S"}}
+        ],
+        "roles": {"admin": ["*"]},
+        "forward": {"headers": {"x-sub": "sub"}},
+        "rules": [
+            {"match": {"methods": ["GET"], "path": "/health"}, "public": true},
+            {"match": {"prefix": "/v1/entities/"}, "permissions": ["entities:read"]},
+            {"match": {"methods": ["POST"], "prefix": "/v1/consent/"}, "permissions": ["consent:write"],
+             "member_of": {"query": "network_id", "claim": "networks"}},
+            {"match": {"prefix": "/v1/items"}, "headers": {"X-Index": "uuid"}}
+        ]
+    });
+    config::parse(json.to_string().as_bytes(), &|_| Some(SECRET.to_string())).expect("config")
+}
+
+struct Fake {
+    availability: KeyAvailability,
+    keys: Option<KeySet>,
+    refetch: bool,
+    accounts: HashMap<String, Option<Map<String, Value>>>,
+    may_wait: bool,
+}
+
+impl KeyLookup for Fake {
+    fn availability(&self, _p: usize) -> KeyAvailability {
+        self.availability
+    }
+    fn keys(&self, _p: usize) -> Option<&KeySet> {
+        self.keys.as_ref()
+    }
+    fn may_refetch(&self, _p: usize) -> bool {
+        self.refetch
+    }
+}
+
+impl AccountLookup for Fake {
+    fn account(&self, _p: usize, key: &str) -> AccountState<'_> {
+        match self.accounts.get(key) {
+            Some(Some(a)) => AccountState::Found(a),
+            Some(None) => AccountState::NotFound,
+            None => AccountState::Unknown,
+        }
+    }
+    fn may_wait(&self) -> bool {
+        self.may_wait
+    }
+}
+
+fn ready() -> Fake {
+    let (set, _) = KeySet::parse(jwks(&[&signers().0]).as_bytes(), 1 << 16).expect("jwks");
+    let mut accounts = HashMap::new();
+    accounts.insert(
+        "0:/a?u=user-1".to_string(),
+        json!({"id": "acct-1"}).as_object().cloned(),
+    );
+    accounts.insert("0:/a?u=ghost".to_string(), None);
+    Fake {
+        availability: KeyAvailability::Ready,
+        keys: Some(set),
+        refetch: true,
+        accounts,
+        may_wait: true,
+    }
+}
+
+struct Failing;
+impl SignatureBackend for Failing {
+    fn verify_rs256(&self, _: &RsaKey, _: &[u8], _: &[u8]) -> Result<bool, BackendError> {
+        Err(BackendError("host said no".into()))
+    }
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+}
+
+fn request(method: &str, path: &str, auth: Option<String>) -> Request {
+    let mut headers = vec![];
+    if let Some(a) = auth {
+        headers.push(("authorization".to_string(), a));
+    }
+    Request {
+        method: method.into(),
+        path: path.into(),
+        authority: "api".into(),
+        headers: Headers::from_pairs(headers),
+        ..Default::default()
+    }
+}
+
+fn run(fake: &Fake, backend: &dyn SignatureBackend, req: &Request) -> Decision {
+    let cfg = config();
+    let inputs = Inputs {
+        config: &cfg,
+        keys: fake,
+        accounts: fake,
+        backend,
+        cache: None,
+        now_s: now(),
+    };
+    decide(&inputs, req).decision
+}
+
+#[test]
+fn verified_token_cache() {
+    let cfg = config();
+    let mut fake = ready();
+    let mut cache = TokenCache::new(100);
+    let good = rs("user-1", json!({"permissions": ["entities:read"]}));
+    let req = request("GET", "/v1/entities/x", Some(format!("Bearer {good}")));
+    let run = |fake: &Fake, cache: &TokenCache, req: &Request, now_s: i64| {
+        decide(
+            &Inputs {
+                config: &cfg,
+                keys: fake,
+                accounts: fake,
+                backend: &RustBackend,
+                cache: Some(cache),
+                now_s,
+            },
+            req,
+        )
+    };
+    // Miss: verified, and the glue is told to store it.
+    let first = run(&fake, &cache, &req, now());
+    let CacheNote::Store(stored) = first.cache.clone() else {
+        panic!("expected a store, got {:?}", first.cache)
+    };
+    let (h, entry) = *stored;
+    assert_eq!(
+        Some(entry.exp),
+        entry.claims.get("exp").and_then(|e| e.as_i64())
+    );
+    cache.insert(&h, entry, now());
+    // Hit: same decision with no crypto, even through a backend that would fail.
+    let second = run(&fake, &cache, &req, now());
+    assert_eq!(second.cache, CacheNote::Hit);
+    assert_eq!(second.decision, first.decision);
+    assert_eq!(
+        decide(
+            &Inputs {
+                config: &cfg,
+                keys: &fake,
+                accounts: &fake,
+                backend: &Failing,
+                cache: Some(&cache),
+                now_s: now()
+            },
+            &req
+        )
+        .decision,
+        first.decision
+    );
+    // Authorization still runs per request: the same token on another route is refused.
+    let other = request(
+        "POST",
+        "/v1/consent/c?network_id=n1",
+        Some(format!("Bearer {good}")),
+    );
+    let o = run(&fake, &cache, &other, now());
+    assert_eq!(
+        (o.decision, o.cache),
+        (
+            Decision::Deny(Denial::InsufficientPermissions),
+            CacheNote::Hit
+        )
+    );
+    // Past exp the entry is not used (and the token is refused as expired).
+    assert_eq!(
+        run(&fake, &cache, &req, now() + 700).decision,
+        Decision::Deny(Denial::InvalidToken)
+    );
+    // When the verifying key leaves the key set, the entry is ignored.
+    let (set, _) = KeySet::parse(jwks(&[&signers().1]).as_bytes(), 1 << 16).expect("jwks");
+    fake.keys = Some(set);
+    fake.refetch = false;
+    let o = run(&fake, &cache, &req, now());
+    assert_eq!(o.decision, Decision::Deny(Denial::InvalidToken));
+    assert_ne!(o.cache, CacheNote::Hit);
+}
+
+fn rs(sub: &str, extra: Value) -> String {
+    signers().0.mint(&claims(ISS, AUD, sub, 600, extra))
+}
+
+#[test]
+fn reply_table_rows() {
+    let (k1, k2) = signers();
+    let bearer = |t: &str| Some(format!("Bearer {t}"));
+    let good = rs("user-1", json!({"permissions": ["entities:read"]}));
+    let allow = |sub: &str| Decision::Allow {
+        headers: vec![
+            ("x-sub".into(), sub.into()),
+            ("x-account".into(), "acct-1".into()),
+        ],
+    };
+    let deny = Decision::Deny;
+    let rows: Vec<(&str, Request, Decision)> = vec![
+        (
+            "no header",
+            request("GET", "/v1/entities/x", None),
+            deny(Denial::MissingToken),
+        ),
+        (
+            "wrong scheme",
+            request("GET", "/v1/entities/x", Some("Token abc".into())),
+            deny(Denial::MissingToken),
+        ),
+        (
+            "bare token",
+            request("GET", "/v1/entities/x", Some(good.clone())),
+            deny(Denial::MissingToken),
+        ),
+        (
+            "Bearer alone",
+            request("GET", "/v1/entities/x", Some("Bearer".into())),
+            deny(Denial::MissingToken),
+        ),
+        (
+            "expired",
+            request(
+                "GET",
+                "/v1/entities/x",
+                bearer(&k1.mint(&claims(ISS, AUD, "user-1", -120, json!({})))),
+            ),
+            deny(Denial::InvalidToken),
+        ),
+        (
+            "unknown kid asks for a refetch",
+            request(
+                "GET",
+                "/v1/x",
+                bearer(&k2.mint(&claims(ISS, AUD, "user-1", 600, json!({})))),
+            ),
+            Decision::AwaitKeys {
+                provider: 0,
+                refetch: true,
+            },
+        ),
+        (
+            "garbled",
+            request("GET", "/v1/x", bearer(&good.replace('.', "!"))),
+            deny(Denial::InvalidToken),
+        ),
+        (
+            "truncated",
+            request("GET", "/v1/x", bearer(&good[..good.len() - 5])),
+            deny(Denial::InvalidToken),
+        ),
+        (
+            "unknown account",
+            request(
+                "GET",
+                "/v1/entities/x",
+                bearer(&rs("ghost", json!({"permissions": ["entities:read"]}))),
+            ),
+            deny(Denial::UnknownAccount),
+        ),
+        (
+            "account not cached yet",
+            request("GET", "/v1/x", bearer(&rs("user-2", json!({})))),
+            Decision::AwaitAccount {
+                provider: 0,
+                key: "0:/a?u=user-2".into(),
+                path: "/a?u=user-2".into(),
+            },
+        ),
+        (
+            "identity claim missing",
+            request(
+                "GET",
+                "/v1/x",
+                bearer(&k1.mint(&json!({"iss": ISS, "aud": AUD, "exp": now() + 60}))),
+            ),
+            deny(Denial::UnknownAccount),
+        ),
+        (
+            "missing permission",
+            request("GET", "/v1/entities/x", bearer(&rs("user-1", json!({})))),
+            deny(Denial::InsufficientPermissions),
+        ),
+        (
+            "role grants",
+            request(
+                "GET",
+                "/v1/entities/x",
+                bearer(&rs("user-1", json!({"role": "admin"}))),
+            ),
+            allow("user-1"),
+        ),
+        (
+            "outside the network",
+            request(
+                "POST",
+                "/v1/consent/c?network_id=n2",
+                bearer(&rs(
+                    "user-1",
+                    json!({"permissions": ["consent:write"], "networks": ["n1"]}),
+                )),
+            ),
+            deny(Denial::PermissionDenied),
+        ),
+        (
+            "inside the network",
+            request(
+                "POST",
+                "/v1/consent/c?network_id=n1",
+                bearer(&rs(
+                    "user-1",
+                    json!({"permissions": ["consent:write"], "networks": ["n1"]}),
+                )),
+            ),
+            allow("user-1"),
+        ),
+        (
+            "header precondition",
+            request("GET", "/v1/items", None),
+            deny(Denial::BadRequest("X-Index header is required".into())),
+        ),
+        (
+            "valid",
+            request("GET", "/v1/entities/x", bearer(&good)),
+            allow("user-1"),
+        ),
+        (
+            "public",
+            request("GET", "/health", None),
+            Decision::Allow { headers: vec![] },
+        ),
+        (
+            "public with query",
+            request("GET", "/health?x=1", None),
+            Decision::Allow { headers: vec![] },
+        ),
+        (
+            "POST /health is not public",
+            request("POST", "/health", None),
+            deny(Denial::MissingToken),
+        ),
+        (
+            "not normalized",
+            request("GET", "/health/../v1/entities/x", None),
+            deny(Denial::BadRequest("Request path is not normalized".into())),
+        ),
+        (
+            "HS256",
+            request(
+                "GET",
+                "/v1/x",
+                bearer(&mint_hs256(
+                    SECRET.as_bytes(),
+                    &json!({"sub": "svc", "exp": now() + 60}),
+                )),
+            ),
+            Decision::Allow {
+                headers: vec![("x-sub".into(), "svc".into())],
+            },
+        ),
+        (
+            "HS256 wrong secret",
+            request(
+                "GET",
+                "/v1/x",
+                bearer(&mint_hs256(
+                    b"another-secret-another-secret-xx",
+                    &json!({"sub": "svc", "exp": now() + 60}),
+                )),
+            ),
+            deny(Denial::InvalidToken),
+        ),
+        (
+            "HS256 with the RSA public key",
+            request(
+                "GET",
+                "/v1/x",
+                bearer(&mint_hs256(
+                    &k1.public_der(),
+                    &claims(ISS, AUD, "user-1", 600, json!({})),
+                )),
+            ),
+            deny(Denial::InvalidToken),
+        ),
+        (
+            "wrong audience",
+            request(
+                "GET",
+                "/v1/x",
+                bearer(&k1.mint(&claims(ISS, "other", "user-1", 600, json!({})))),
+            ),
+            deny(Denial::InvalidToken),
+        ),
+    ];
+    let fake = ready();
+    for (case, req, want) in rows {
+        assert_eq!(run(&fake, &RustBackend, &req), want, "{case}");
+    }
+}
+
+#[test]
+fn key_states_and_backend_failures() {
+    let good = rs("user-1", json!({}));
+    let req = request("GET", "/v1/x", Some(format!("Bearer {good}")));
+    let mut fake = ready();
+    fake.keys = None;
+    fake.availability = KeyAvailability::Loading;
+    assert_eq!(
+        run(&fake, &RustBackend, &req),
+        Decision::AwaitKeys {
+            provider: 0,
+            refetch: false
+        }
+    );
+    fake.availability = KeyAvailability::Unavailable;
+    assert_eq!(
+        run(&fake, &RustBackend, &req),
+        Decision::Deny(Denial::Unavailable)
+    );
+    // A host failure in the signature backend is a 500, never an accept.
+    assert_eq!(
+        run(&ready(), &Failing, &req),
+        Decision::Deny(Denial::Unavailable)
+    );
+    // Unknown kid when a refetch is not allowed (rate-limited, or already waited).
+    let mut limited = ready();
+    limited.refetch = false;
+    let other = signers()
+        .1
+        .mint(&claims(ISS, AUD, "user-1", 600, json!({})));
+    let req = request("GET", "/v1/x", Some(format!("Bearer {other}")));
+    assert_eq!(
+        run(&limited, &RustBackend, &req),
+        Decision::Deny(Denial::InvalidToken)
+    );
+    // Account not cached and no more waiting: the service failed.
+    let mut no_wait = ready();
+    no_wait.may_wait = false;
+    let req = request(
+        "GET",
+        "/v1/x",
+        Some(format!("Bearer {}", rs("user-9", json!({})))),
+    );
+    assert_eq!(
+        run(&no_wait, &RustBackend, &req),
+        Decision::Deny(Denial::Unavailable)
+    );
+}
+
+#[test]
+fn default_deny() {
+    let mut cfg = config();
+    cfg.default = DefaultPolicy::Deny;
+    let fake = ready();
+    let inputs = Inputs {
+        config: &cfg,
+        keys: &fake,
+        accounts: &fake,
+        backend: &RustBackend,
+        cache: None,
+        now_s: now(),
+    };
+    let out = decide(&inputs, &request("GET", "/unmatched", None));
+    assert_eq!(
+        out.decision,
+        Decision::Deny(Denial::InsufficientPermissions)
+    );
+    assert_eq!(cfg.rule_name(out.rule), "(default)");
+}
+
+/// Authentication is a function of (token, rule, keys, time): the provider that judges a
+/// token is chosen the same way on a cache hit and a miss, so no history of earlier
+/// requests changes a decision. Two providers share a JWKS and differ in `audiences`; a
+/// token for `aud-b` is judged by `a` (the first eligible) on an unrestricted rule and by
+/// `b` on a rule that names only `b`, in either order of requests.
+#[test]
+fn provider_selection_does_not_depend_on_history() {
+    let cfg = config::parse(
+        json!({
+            "providers": [
+                {"name": "a", "audiences": ["aud-a"], "algorithms": ["RS256"],
+                 "jwks": {"cluster": "c", "authority": "a", "path": "/jwks"}},
+                {"name": "b", "audiences": ["aud-b"], "algorithms": ["RS256"],
+                 "jwks": {"cluster": "c", "authority": "a", "path": "/jwks"}}
+            ],
+            "rules": [
+                {"match": {"prefix": "/only-b/"}, "providers": ["b"]},
+                {"match": {"prefix": "/any/"}}
+            ]
+        })
+        .to_string()
+        .as_bytes(),
+        &|_| None,
+    )
+    .expect("config");
+    let (set, _) = KeySet::parse(jwks(&[&signers().0]).as_bytes(), 1 << 16).expect("jwks");
+    let keys = bearer_guard::pipeline::FixedKeys(set);
+    let token = signers()
+        .0
+        .mint(&claims("https://any", "aud-b", "user-1", 600, json!({})));
+    let only_b = request("GET", "/only-b/x", Some(format!("Bearer {token}")));
+    let any = request("GET", "/any/x", Some(format!("Bearer {token}")));
+    // Decides with a cache the way the filter does: a verified token is stored.
+    let run = |cache: &mut TokenCache, req: &Request| {
+        let o = decide(
+            &Inputs {
+                config: &cfg,
+                keys: &keys,
+                accounts: &keys,
+                backend: &RustBackend,
+                cache: Some(cache),
+                now_s: now(),
+            },
+            req,
+        );
+        if let CacheNote::Store(entry) = o.cache {
+            let (token, verified) = *entry;
+            cache.insert(&token, verified, now());
+        }
+        o.decision
+    };
+    let allowed = Decision::Allow { headers: vec![] };
+    let refused = Decision::Deny(Denial::InvalidToken);
+    for order in [[&any, &only_b, &any], [&only_b, &any, &only_b]] {
+        let mut cache = TokenCache::new(100);
+        let got: Vec<Decision> = order.iter().map(|req| run(&mut cache, req)).collect();
+        let want: Vec<Decision> = order
+            .iter()
+            .map(|req| {
+                if req.path.starts_with("/any/") {
+                    refused.clone()
+                } else {
+                    allowed.clone()
+                }
+            })
+            .collect();
+        assert_eq!(got, want, "order {:?}", order.map(|r| r.path.as_str()));
+    }
+}
