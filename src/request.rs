@@ -80,6 +80,7 @@ impl Headers {
         (data == bytes.len()).then_some(h)
     }
 
+    /// Adds a header at the end.
     fn push(&mut self, name: &str, value: &str) {
         let at = |t: &String| u32::try_from(t.len()).unwrap_or(u32::MAX);
         let start = at(&self.text);
@@ -111,6 +112,26 @@ impl Headers {
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
+}
+
+/// Serializes `(name, value)` pairs the way the proxy-wasm ABI takes a header map (the
+/// inverse of [`Headers::from_serialized`]).
+pub fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let len = |s: &str| u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let data: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = Vec::with_capacity(4 + 8 * pairs.len() + data);
+    out.extend_from_slice(&u32::try_from(pairs.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for (k, v) in pairs {
+        out.extend_from_slice(&len(k));
+        out.extend_from_slice(&len(v));
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
 }
 
 impl Request {
@@ -243,6 +264,18 @@ mod tests {
             headers: Headers::from_pairs(headers.iter().copied()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn serialized_pairs_round_trip() {
+        let pairs = [
+            ("content-type", "application/json"),
+            ("x-empty", ""),
+            ("www-authenticate", "Bearer"),
+        ];
+        let h = Headers::from_serialized(&serialize_pairs(&pairs)).expect("round trip");
+        assert_eq!(h.iter().collect::<Vec<_>>(), pairs.to_vec());
+        assert_eq!(serialize_pairs(&[]), 0u32.to_le_bytes().to_vec());
     }
 
     /// The proxy-wasm serialization of `pairs` (raw bytes, as a host sends them).

@@ -1,10 +1,9 @@
 //! RS256 through Envoy's `verify_signature` foreign function (BoringSSL), detected once.
 
+use super::host::{self, NOT_FOUND};
 use crate::envoy_ffi::{decode_result, encode_args, VERIFY_SIGNATURE};
 use crate::jwks::RsaKey;
 use crate::verifier::{BackendError, RustBackend, SignatureBackend};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
 
 /// Envoy's native verifier.
 pub(crate) struct EnvoyBackend;
@@ -13,10 +12,7 @@ impl EnvoyBackend {
     /// Whether the host registers `verify_signature`. An empty argument message parses
     /// but carries no key, so a host that has the function answers `BadArgument`.
     pub(crate) fn available() -> bool {
-        !matches!(
-            hostcalls::call_foreign_function(VERIFY_SIGNATURE, Some(&[])),
-            Err(Status::NotFound)
-        )
+        host::call_foreign_function(VERIFY_SIGNATURE, &[]) != Err(NOT_FOUND)
     }
 }
 
@@ -31,12 +27,12 @@ impl SignatureBackend for EnvoyBackend {
             return Ok(false);
         }
         let args = encode_args("sha256", &key.spki_der, signature, message);
-        match hostcalls::call_foreign_function(VERIFY_SIGNATURE, Some(&args)) {
+        match host::call_foreign_function(VERIFY_SIGNATURE, &args) {
             Ok(Some(out)) => {
                 decode_result(&out).ok_or_else(|| BackendError("undecodable result".into()))
             }
             Ok(None) => Err(BackendError("empty result".into())),
-            Err(status) => Err(BackendError(format!("host status {status:?}"))),
+            Err(e) => Err(BackendError(format!("host status {}", e.0))),
         }
     }
 

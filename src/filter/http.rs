@@ -1,11 +1,12 @@
 //! HTTP context: gathers the request, strips client copies of identity headers, runs the
 //! pipeline and applies the decision.
 
+use super::host;
 use super::state::{handle, on_call_response, send_reply, SharedRef};
 use crate::reply::Denial;
 use crate::request::{Headers, Request};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType, Status};
+use proxy_wasm::types::Action;
 
 /// One request's context.
 pub(crate) struct Http {
@@ -58,7 +59,7 @@ impl HttpContext for Http {
             let s = shared.borrow();
             for name in s.config.owned_headers() {
                 if headers.first(name).is_some() {
-                    self.set_http_request_header(name, None);
+                    let _ = host::set_request_header(name, None);
                 }
             }
         }
@@ -71,7 +72,9 @@ impl HttpContext for Http {
             [vec!["xds", "route_name"], vec!["route_name"]]
                 .into_iter()
                 .find_map(|path| {
-                    self.get_property(path)
+                    host::property(&path)
+                        .ok()
+                        .flatten()
                         .and_then(|b| String::from_utf8(b).ok())
                         .filter(|s| !s.is_empty())
                 })
@@ -93,37 +96,11 @@ impl HttpContext for Http {
     }
 }
 
-#[link(wasm_import_module = "env")]
-extern "C" {
-    // The ABI call behind the SDK's `get_http_request_headers`, declared as the SDK does.
-    fn proxy_get_header_map_pairs(
-        map_type: MapType,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> Status;
-}
-
-/// The request's headers, fetched with one hostcall and decoded into one buffer. The
+/// The request's headers, fetched with one host call and decoded into one buffer. The
 /// SDK's own getter is not used: it allocates two strings per header and panics on a
 /// header value that is not UTF-8 (which HTTP allows and Envoy passes on), and a panic
 /// kills the VM for every later request.
 fn request_headers() -> Option<Headers> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a pointer it obtained from this module's
-    // `proxy_on_memory_allocate` (the SDK's: a boxed `[u8]` of exactly `size` bytes) and
-    // its size, or leaves the pointer null. Taking it back as a `Vec` with length and
-    // capacity `size` frees it with the layout it was allocated with, as the SDK does.
-    let bytes = unsafe {
-        if proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size)
-            != Status::Ok
-        {
-            return None;
-        }
-        if data.is_null() {
-            return Some(Headers::default());
-        }
-        Vec::from_raw_parts(data, size, size)
-    };
+    let bytes = host::header_map(host::map::REQUEST_HEADERS).ok()?;
     Headers::from_serialized(&bytes)
 }

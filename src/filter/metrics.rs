@@ -5,14 +5,13 @@
 //! (every 200 ms): a hostcall per request per counter would cost more than the rest of a
 //! cached-token decision.
 
+use super::host::{self, MetricKind};
 use crate::config::Config;
 use crate::reply::Denial;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 use std::cell::Cell;
 
-fn define(kind: MetricType, name: &str) -> Option<u32> {
-    hostcalls::define_metric(kind, &format!("bearer_guard.{name}")).ok()
+fn define(kind: MetricKind, name: &str) -> Option<u32> {
+    host::define_metric(kind, &format!("bearer_guard.{name}")).ok()
 }
 
 /// A counter with increments not yet sent to the host.
@@ -25,7 +24,7 @@ struct Counter {
 impl Counter {
     fn new(name: &str) -> Counter {
         Counter {
-            id: define(MetricType::Counter, name),
+            id: define(MetricKind::Counter, name),
             pending: Cell::new(0),
         }
     }
@@ -37,7 +36,7 @@ impl Counter {
     fn flush(&self) {
         let n = self.pending.replace(0);
         if let (true, Some(id)) = (n > 0, self.id) {
-            let _ = hostcalls::increment_metric(id, n);
+            let _ = host::increment_metric(id, n);
         }
     }
 }
@@ -88,7 +87,7 @@ impl Metrics {
                             p.name
                         )),
                         keys_loaded: define(
-                            MetricType::Gauge,
+                            MetricKind::Gauge,
                             &format!("provider.{}.keys_loaded", p.name),
                         ),
                     },
@@ -132,7 +131,7 @@ impl Metrics {
         };
         if ok { &p.fetch_ok } else { &p.fetch_failed }.bump();
         if let (true, Some(id)) = (ok, p.keys_loaded) {
-            let _ = hostcalls::record_metric(id, keys as u64);
+            let _ = host::record_metric(id, keys as u64);
         }
     }
 

@@ -2,6 +2,7 @@
 //! runs [`crate::pipeline::decide`] and applies the decision.
 
 mod backend;
+mod host;
 mod http;
 mod metrics;
 mod root;
@@ -16,15 +17,4 @@ proxy_wasm::main! {{
     });
 }}
 
-/// Logs through the host; a failing log call is ignored (never a panic).
-pub(crate) fn log(level: LogLevel, message: &str) {
-    let _ = proxy_wasm::hostcalls::log(level, message);
-}
-
-/// Current host time in milliseconds since the epoch.
-pub(crate) fn now_ms() -> u64 {
-    proxy_wasm::hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(crate) use host::{log, now_ms, Level};

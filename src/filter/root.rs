@@ -2,18 +2,19 @@
 //! fetches from its tick and creates the HTTP contexts.
 
 use super::backend::{Backend, EnvoyBackend};
+use super::host;
 use super::http::Http;
-use super::log;
 use super::state::{on_call_response, tick, Shared, SharedRef};
+use super::{log, Level};
 use crate::config::{self, VerifierChoice};
 use crate::verifier::RustBackend;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 
-const TICK: Duration = Duration::from_millis(200);
+/// Tick period: key refreshes, deadlines, metric flushes.
+const TICK_MS: u32 = 200;
 
 /// The plugin's root context.
 pub(crate) struct Root {
@@ -46,11 +47,14 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let bytes = host::buffer(host::buffer::PLUGIN_CONFIGURATION, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let cfg = match config::parse(&bytes, &|name| std::env::var(name).ok()) {
             Ok(cfg) => cfg,
             Err(e) => {
-                log(LogLevel::Error, &format!("bearer-guard: {e}"));
+                log(Level::Error, &format!("bearer-guard: {e}"));
                 return false;
             }
         };
@@ -60,13 +64,13 @@ impl RootContext for Root {
             VerifierChoice::Auto => Backend::Rust(RustBackend),
             VerifierChoice::Envoy if EnvoyBackend::available() => Backend::Envoy(EnvoyBackend),
             VerifierChoice::Envoy => {
-                log(LogLevel::Error, "bearer-guard: invalid configuration at `verifier`: this host has no verify_signature foreign function");
+                log(Level::Error, "bearer-guard: invalid configuration at `verifier`: this host has no verify_signature foreign function");
                 return false;
             }
         };
         let providers: Vec<&str> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
         log(
-            LogLevel::Info,
+            Level::Info,
             &format!(
                 "bearer-guard: configured {} provider(s) [{}], {} rule(s), RS256 backend {}",
                 providers.len(),
@@ -76,7 +80,16 @@ impl RootContext for Root {
             ),
         );
         self.shared = Some(Rc::new(RefCell::new(Shared::new(cfg, backend))));
-        self.set_tick_period(TICK);
+        if let Err(e) = host::set_tick_period_ms(TICK_MS) {
+            log(
+                Level::Error,
+                &format!(
+                    "bearer-guard: the host refused a tick period (status {})",
+                    e.0
+                ),
+            );
+            return false;
+        }
         true
     }
 

@@ -1,7 +1,9 @@
 //! State shared by the root and HTTP contexts of one VM (one thread, so `Rc<RefCell>`).
 
 use super::backend::Backend;
+use super::host;
 use super::metrics::Metrics;
+use super::Level;
 use super::{log, now_ms};
 use crate::account::{interpret, AccountCache, AccountState};
 use crate::config::{Config, JwksSource};
@@ -10,21 +12,20 @@ use crate::pipeline::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLoo
 use crate::reply::Denial;
 use crate::request::Request;
 use crate::token_cache::TokenCache;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 fn debug_enabled() -> bool {
-    hostcalls::get_log_level().is_ok_and(|l| (l as u32) <= (LogLevel::Debug as u32))
+    host::logs(Level::Debug)
 }
 
 /// Logs a debug line, formatting it only when the host will print it.
 fn debug(shared: &SharedRef, line: impl FnOnce() -> String) {
     if shared.borrow().debug {
-        log(LogLevel::Debug, &line());
+        log(Level::Debug, &line());
     }
 }
 
@@ -239,7 +240,7 @@ pub(crate) fn start_fetch(
         }
         Err(status) => {
             fetcher.fail(now);
-            log(LogLevel::Warn, &format!("bearer-guard: provider {name}: JWKS fetch from cluster {} not dispatched: {status:?}", src.cluster));
+            log(Level::Warn, &format!("bearer-guard: provider {name}: JWKS fetch from cluster {} not dispatched: {status:?}", src.cluster));
             false
         }
     }
@@ -293,7 +294,7 @@ fn start_account(
         Err(status) => {
             shared.borrow_mut().pending_accounts.remove(key);
             log(
-                LogLevel::Warn,
+                Level::Warn,
                 &format!(
                     "bearer-guard: account lookup on cluster {} not dispatched: {status:?}",
                     src.cluster
@@ -310,11 +311,12 @@ pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize,
     let Some(call) = shared.borrow_mut().calls.remove(&token) else {
         return;
     };
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+    let status = host::header(host::map::CALL_RESPONSE_HEADERS, ":status")
         .ok()
-        .flatten();
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok());
     let body = || {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        host::buffer(host::buffer::CALL_RESPONSE_BODY, body_size)
             .ok()
             .flatten()
             .unwrap_or_default()
@@ -357,7 +359,7 @@ fn jwks_response(
             let kids = keys.kids().join(",");
             s.metrics.jwks(provider, true, keys.len());
             fetcher.succeed(now, keys);
-            log(LogLevel::Info, &format!("bearer-guard: provider {name}: loaded keys [{kids}] ({skipped} JWKS entries skipped, {body_size} bytes read and parsed in {parse_ms} ms)"));
+            log(Level::Info, &format!("bearer-guard: provider {name}: loaded keys [{kids}] ({skipped} JWKS entries skipped, {body_size} bytes read and parsed in {parse_ms} ms)"));
         }
         Err(why) => {
             s.metrics.jwks(provider, false, 0);
@@ -368,7 +370,7 @@ fn jwks_response(
                 "no keys yet"
             };
             log(
-                LogLevel::Warn,
+                Level::Warn,
                 &format!("bearer-guard: provider {name}: JWKS fetch failed: {why}; {kept}"),
             );
         }
@@ -408,7 +410,7 @@ fn account_response(
         }
         // Not cached: the waiters get 500 and the next request asks again.
         Err(why) => log(
-            LogLevel::Warn,
+            Level::Warn,
             &format!(
                 "bearer-guard: account lookup on cluster {} failed: {why}",
                 src.cluster
@@ -429,18 +431,18 @@ pub(crate) fn wake(shared: &SharedRef, pick: impl Fn(&Waiter) -> bool, now: u64,
         woken
     };
     for w in woken {
-        if hostcalls::set_effective_context(w.context_id).is_err() {
+        if host::set_effective_context(w.context_id).is_err() {
             continue; // the stream is gone
         }
         let id = w.request.request_id.clone();
         if process(shared, w.context_id, w.request, w.waited, now, None) == Action::Continue {
-            let resumed = hostcalls::resume_http_request();
+            let resumed = host::resume_request();
             debug(shared, || {
                 format!("bearer-guard: request_id={id} resumed: {resumed:?}")
             });
         }
     }
-    let _ = hostcalls::set_effective_context(current);
+    let _ = host::set_effective_context(current);
 }
 
 /// Runs the pipeline for a fresh request in the current context.
@@ -578,11 +580,10 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
         Decision::Allow { headers } => {
             shared.borrow().metrics.allowed(outcome.public);
             for (name, value) in &headers {
-                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+                let _ = host::set_request_header(name, Some(value));
             }
             if strip_authorization {
-                let _ =
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, "authorization", None);
+                let _ = host::set_request_header("authorization", None);
             }
             Action::Continue
         }
@@ -615,7 +616,7 @@ pub(crate) fn send_reply(denial: &Denial, request_id: &str) -> Action {
         .iter()
         .map(|(k, v)| (*k, v.as_str()))
         .collect();
-    let _ = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
+    let _ = host::send_response(reply.status, &headers, reply.body.as_bytes());
     Action::Pause
 }
 
@@ -656,7 +657,7 @@ pub(crate) fn tick(shared: &SharedRef, current: u32, dispatch: Dispatch) {
             .is_some_and(|f| f.expire(now));
         if expired {
             log(
-                LogLevel::Warn,
+                Level::Warn,
                 &format!("bearer-guard: JWKS fetch for provider #{provider} timed out"),
             );
             wake(shared, |w| w.wait == Wait::Keys(provider), now, current);
