@@ -186,6 +186,78 @@ pub fn select_provider(
     })
 }
 
+/// Step 7 for a token whose provider is chosen: the algorithm must be one the provider
+/// pins, the key the one its `kid` names (a token without `kid` is tried against at most
+/// [`MAX_KIDLESS_TRIES`] keys), the signature valid. `Ok` carries the fingerprint of the
+/// RSA key that verified it (`None` for HS256); `Err` the decision and a note: a denial,
+/// or a wait for keys (first load, or a refetch for an unknown `kid`).
+pub fn verify_signature(
+    inp: &Inputs,
+    provider: usize,
+    alg: Algorithm,
+    kid: Option<&str>,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<Option<u64>, (Decision, &'static str)> {
+    let deny = |d: Denial, note| Err((Decision::Deny(d), note));
+    let Some(p) = inp.config.providers.get(provider) else {
+        return deny(Denial::InvalidToken, "no such provider");
+    };
+    if !p.algorithms.contains(&alg) {
+        return deny(Denial::InvalidToken, "algorithm not accepted");
+    }
+    match alg {
+        Algorithm::HS256 => {
+            let ok = p
+                .secret
+                .as_ref()
+                .is_some_and(|s| verify_hs256(&s.0, message, signature));
+            if ok {
+                Ok(None)
+            } else {
+                deny(Denial::InvalidToken, "bad signature")
+            }
+        }
+        Algorithm::RS256 => {
+            let keys = match (inp.keys.availability(provider), inp.keys.keys(provider)) {
+                (KeyAvailability::Ready, Some(k)) => k,
+                (KeyAvailability::Loading, _) => {
+                    return Err((
+                        Decision::AwaitKeys {
+                            provider,
+                            refetch: false,
+                        },
+                        "keys loading",
+                    ))
+                }
+                _ => return deny(Denial::Unavailable, "no keys obtainable"),
+            };
+            if let Some(k) = kid {
+                if !keys.has_kid(k) {
+                    if inp.keys.may_refetch(provider) {
+                        return Err((
+                            Decision::AwaitKeys {
+                                provider,
+                                refetch: true,
+                            },
+                            "unknown kid",
+                        ));
+                    }
+                    return deny(Denial::InvalidToken, "unknown kid");
+                }
+            }
+            for key in keys.candidates(kid).take(MAX_KIDLESS_TRIES) {
+                match inp.backend.verify_rs256(key, message, signature) {
+                    Ok(true) => return Ok(Some(key.fingerprint)),
+                    Ok(false) => {}
+                    Err(_) => return deny(Denial::Unavailable, "signature backend failed"),
+                }
+            }
+            deny(Denial::InvalidToken, "bad signature")
+        }
+    }
+}
+
 /// Steps 4-8: parse, select the provider, check times, keys and signature, `iss`/`aud`.
 /// A cache hit skips all of that when the entry is unexpired, was verified by the provider
 /// [`select_provider`] picks for this rule, and its key is still in that provider's set.
@@ -246,64 +318,15 @@ fn authenticate<'a>(
     }
 
     // 7. Keys and signature.
-    let message = jws.signing_input.as_bytes();
-    let mut key_fingerprint = None;
-    match alg {
-        Algorithm::HS256 => {
-            let ok = provider
-                .secret
-                .as_ref()
-                .is_some_and(|s| verify_hs256(&s.0, message, &jws.signature));
-            if !ok {
-                return Err(deny(Denial::InvalidToken, "bad signature"));
-            }
-        }
-        Algorithm::RS256 => {
-            let keys = match (inp.keys.availability(pid), inp.keys.keys(pid)) {
-                (KeyAvailability::Ready, Some(k)) => k,
-                (KeyAvailability::Loading, _) => {
-                    return Err(Box::new(outcome(
-                        Decision::AwaitKeys {
-                            provider: pid,
-                            refetch: false,
-                        },
-                        rule,
-                        "keys loading",
-                    )));
-                }
-                _ => return Err(deny(Denial::Unavailable, "no keys obtainable")),
-            };
-            let kid = jws.header.kid.as_deref();
-            if let Some(k) = kid {
-                if !keys.has_kid(k) {
-                    if inp.keys.may_refetch(pid) {
-                        return Err(Box::new(outcome(
-                            Decision::AwaitKeys {
-                                provider: pid,
-                                refetch: true,
-                            },
-                            rule,
-                            "unknown kid",
-                        )));
-                    }
-                    return Err(deny(Denial::InvalidToken, "unknown kid"));
-                }
-            }
-            for key in keys.candidates(kid).take(MAX_KIDLESS_TRIES) {
-                match inp.backend.verify_rs256(key, message, &jws.signature) {
-                    Ok(true) => {
-                        key_fingerprint = Some(key.fingerprint);
-                        break;
-                    }
-                    Ok(false) => {}
-                    Err(_) => return Err(deny(Denial::Unavailable, "signature backend failed")),
-                }
-            }
-            if key_fingerprint.is_none() {
-                return Err(deny(Denial::InvalidToken, "bad signature"));
-            }
-        }
-    }
+    let key_fingerprint = verify_signature(
+        inp,
+        pid,
+        alg,
+        jws.header.kid.as_deref(),
+        jws.signing_input.as_bytes(),
+        &jws.signature,
+    )
+    .map_err(|(decision, note)| Box::new(outcome(decision, rule, note)))?;
 
     // 8. Issuer and audience.
     let exp = match check_claims(

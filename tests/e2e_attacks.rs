@@ -3,6 +3,7 @@
 //! base64, NumericDate types, nesting) are also covered natively in `src/`.
 
 mod common;
+use base64::Engine;
 use common::*;
 use serde_json::json;
 
@@ -12,10 +13,19 @@ fn b64s(s: &str) -> String {
 
 #[test]
 fn attacks_get_the_contract_reply() {
-    let stack = Stack::start(plugin(vec![
-        json!({"match": {"prefix": "/v1/"}, "permissions": ["entities:read"]}),
-    ]));
     let (a, other) = (&keys().0, &keys().1);
+    // The attacker's server is reachable from Envoy: it is the (otherwise unused)
+    // `accounts` cluster, so a filter that followed a URL could reach it.
+    let attacker = JwksServer::start(0, JwksMode::Serve(jwks(&[other]))).expect("attacker server");
+    let attacker_port = attacker.server.port;
+    let legit = JwksServer::start(0, JwksMode::Serve(jwks(&[a]))).expect("jwks server");
+    let stack = Stack::with_options(
+        plugin(vec![
+            json!({"match": {"prefix": "/v1/"}, "permissions": ["entities:read"]}),
+        ]),
+        legit,
+        |o| o.accounts_port = attacker_port,
+    );
     let body = || {
         claims(
             ISS,
@@ -35,8 +45,13 @@ fn attacks_get_the_contract_reply() {
         .unwrap_or_default();
     let unsigned = |header: &str| format!("{}.{payload}.", b64s(header));
     let with_header = |header: serde_json::Value| a.mint_with_header(&header, &body());
-    // An attacker's own key, offered inline or by URL, must never be used.
+    // An attacker's own key, offered inline or by URL, must never be used: the URLs point
+    // at a real server on loopback that serves the attacker's key set and certificate
+    // material, and counts every request it gets.
     let evil_jwk = other.jwk();
+    let jku = format!("http://127.0.0.1:{attacker_port}/attacker/jwks");
+    let x5u = format!("http://127.0.0.1:{attacker_port}/attacker/cert");
+    let x5c = base64::engine::general_purpose::STANDARD.encode(other.public_der());
     let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let deep = format!(
         r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"u","exp":{},"x":{nested}}}"#,
@@ -67,10 +82,11 @@ fn attacks_get_the_contract_reply() {
         ("kid with NUL", with_header(json!({"alg": "RS256", "kid": "key-a\u{0}"})), 401, INVALID),
         ("kid as a number", with_header(json!({"alg": "RS256", "kid": 1})), 401, INVALID),
         ("jwk header with the attacker's key", other.mint_with_header(&json!({"alg": "RS256", "jwk": evil_jwk}), &body()), 401, INVALID),
-        ("jku header to the attacker's JWKS", other.mint_with_header(&json!({"alg": "RS256", "kid": "key-b", "jku": "http://127.0.0.1:1/jwks"}), &body()), 401, INVALID),
-        ("x5u header", other.mint_with_header(&json!({"alg": "RS256", "x5u": "http://127.0.0.1:1/cert"}), &body()), 401, INVALID),
-        ("x5c header", other.mint_with_header(&json!({"alg": "RS256", "x5c": ["MIIB"]}), &body()), 401, INVALID),
-        ("ignored jku on a good token is harmless", with_header(json!({"alg": "RS256", "kid": "key-a", "jku": "http://127.0.0.1:1/jwks"})), 200, ""),
+        ("jku header to the attacker's JWKS", other.mint_with_header(&json!({"alg": "RS256", "kid": "key-b", "jku": jku}), &body()), 401, INVALID),
+        ("jku without kid", other.mint_with_header(&json!({"alg": "RS256", "jku": jku}), &body()), 401, INVALID),
+        ("x5u header", other.mint_with_header(&json!({"alg": "RS256", "x5u": x5u}), &body()), 401, INVALID),
+        ("x5c header with the attacker's key", other.mint_with_header(&json!({"alg": "RS256", "x5c": [x5c]}), &body()), 401, INVALID),
+        ("ignored jku on a good token is harmless", with_header(json!({"alg": "RS256", "kid": "key-a", "jku": jku})), 200, ""),
         ("crit with an unknown extension", with_header(json!({"alg": "RS256", "kid": "key-a", "crit": ["exp"], "exp": 1})), 401, INVALID),
         ("duplicate alg in the header", format!("{}.{payload}.{good_sig}", b64s(r#"{"alg":"RS256","alg":"none","kid":"key-a"}"#)), 401, INVALID),
         ("duplicate sub in the payload", a.mint_with_header(&json!({"alg": "RS256", "kid": "key-a"}), &json!({})).replace(
@@ -100,6 +116,12 @@ fn attacks_get_the_contract_reply() {
             assert_eq!(r.header("www-authenticate"), WWW_INVALID, "{case}");
         }
     }
+    assert_eq!(attacker.hits(), 0, "the filter fetched a URL a token named");
+    assert!(
+        stack.jwks.paths().iter().all(|p| p == "/jwks"),
+        "the JWKS cluster was asked for another path: {:?}",
+        stack.jwks.paths()
+    );
     // Nothing above reached the log as a token, and the VM is still healthy.
     assert_eq!(
         stack.envoy.get_with_token("/v1/entities/x", &good).status,

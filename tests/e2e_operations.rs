@@ -225,11 +225,15 @@ fn the_demo_runs() {
         "{} missing: `make test` builds every target",
         dev_idp.display()
     );
+    // Free ports, so the test runs beside anything else (a running `make demo` included).
+    let ports = [free_port(), free_port(), free_port(), free_port()].map(|p| p.to_string());
     let out = Command::new(&dev_idp)
         .args(["demo", "--once", "--envoy"])
         .arg(envoy_bin())
         .arg("--wasm")
         .arg(wasm_path())
+        .args(["--port", &ports[0], "--admin-port", &ports[1]])
+        .args(["--idp-port", &ports[2], "--upstream-port", &ports[3]])
         .current_dir(repo())
         .output()
         .expect("run the demo");

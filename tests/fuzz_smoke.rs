@@ -1,13 +1,14 @@
 //! A bounded mutation fuzz that runs with every `make test`: seeded, a few seconds, over
-//! the same entry points as the `cargo fuzz` targets in `tests/fuzz/`. Any panic fails;
-//! every decision must be one the contract allows.
+//! the same entry points as the `cargo fuzz` targets in `tests/fuzz/`. Any panic fails,
+//! and no mutated token is ever allowed.
 
 mod support;
 
 use bearer_guard::config;
 use bearer_guard::jwks::{KeySet, DEFAULT_MAX_JWKS_BYTES};
-use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs};
+use bearer_guard::pipeline::{decide, CacheNote, Decision, FixedKeys, Inputs};
 use bearer_guard::request::{Headers, Request};
+use bearer_guard::token_cache::TokenCache;
 use bearer_guard::verifier::RustBackend;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -108,14 +109,22 @@ fn tokens_and_requests_never_panic() {
         "/v1/n//c",
     ];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let (start, mut runs) = (Instant::now(), 0u64);
+    let mut cache = TokenCache::new(1000);
+    let (start, mut runs, mut allowed_good) = (Instant::now(), 0u64, 0u64);
     while start.elapsed() < budget() {
-        let token = String::from_utf8_lossy(&mutate(&mut rng, good.as_bytes())).to_string();
-        let path = {
+        // Mostly mutated tokens; sometimes the real one, so the allow path is reachable
+        // and the property below is tested against a filter that does allow.
+        let token = if rng.below(16) == 0 {
+            good.clone()
+        } else {
+            String::from_utf8_lossy(&mutate(&mut rng, good.as_bytes())).to_string()
+        };
+        let path = if rng.below(4) == 0 {
+            paths[0].to_string()
+        } else {
             let base = paths[rng.below(paths.len())];
-            String::from_utf8_lossy(&mutate(&mut rng, base.as_bytes()))
-        }
-        .to_string();
+            String::from_utf8_lossy(&mutate(&mut rng, base.as_bytes())).to_string()
+        };
         let auth = if rng.below(8) == 0 {
             token.clone()
         } else {
@@ -138,18 +147,30 @@ fn tokens_and_requests_never_panic() {
                 keys: &keys,
                 accounts: &keys,
                 backend: &RustBackend,
-                cache: None,
+                cache: Some(&cache),
                 now_s: now(),
             },
             &req,
         );
-        match out.decision {
-            Decision::Allow { .. } | Decision::Deny(_) => {}
-            other => panic!("unexpected decision {other:?}"),
+        // The property: only the unmutated token is ever allowed (public routes need none).
+        if let (Decision::Allow { .. }, false) = (&out.decision, out.public) {
+            assert_eq!(
+                auth,
+                format!("Bearer {good}"),
+                "a mutated credential was allowed on {}",
+                req.path
+            );
+            allowed_good += 1;
+        }
+        // The cache is exercised as the filter uses it: a mutation must not hit it either.
+        if let CacheNote::Store(entry) = out.cache {
+            let (token, verified) = *entry;
+            cache.insert(&token, verified, now());
         }
         runs += 1;
     }
     assert!(runs > 100, "only {runs} runs");
+    assert!(allowed_good > 0, "the real token was never allowed");
 }
 
 #[test]

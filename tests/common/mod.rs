@@ -59,9 +59,19 @@ impl Stack {
 
     /// Like `start`, with a prepared JWKS server.
     pub fn with_jwks(plugin: Value, jwks: JwksServer) -> Stack {
+        Stack::with_options(plugin, jwks, |_| {})
+    }
+
+    /// Like `with_jwks`, with the Envoy options adjusted by `adjust`.
+    pub fn with_options(
+        plugin: Value,
+        jwks: JwksServer,
+        adjust: impl FnOnce(&mut Options),
+    ) -> Stack {
         let upstream = echo(0).expect("echo upstream");
         let mut o = Options::new(plugin, upstream.port, jwks.server.port);
         o.env.push(("SDK_TOKEN_SECRET".into(), SECRET.into()));
+        adjust(&mut o);
         let envoy = Envoy::start(&o);
         Stack {
             jwks,

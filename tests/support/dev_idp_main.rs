@@ -319,19 +319,41 @@ fn demo(args: &Args) {
         eprintln!("dev-idp: {wasm} is missing; run `make build`");
         std::process::exit(1);
     }
-    let _servers = serve([127, 0, 0, 1], 9090, 9091);
+    // envoy/envoy.yaml as written uses the default ports; other ports (the tests pick free
+    // ones) go into a copy of it.
+    let ports = [
+        ("--port", 10000),
+        ("--admin-port", 9901),
+        ("--idp-port", 9090),
+        ("--upstream-port", 9091),
+    ]
+    .map(|(flag, default)| (default, args.port(flag, default)));
+    let [(_, port), (_, admin), (_, idp_port), (_, upstream_port)] = ports;
+    let _servers = serve([127, 0, 0, 1], idp_port, upstream_port);
+    let mut config = repo.join("envoy/envoy.yaml");
+    if ports.iter().any(|(default, chosen)| default != chosen) {
+        let mut text = std::fs::read_to_string(&config).unwrap_or_else(|e| {
+            eprintln!("dev-idp: cannot read {}: {e}", config.display());
+            std::process::exit(1)
+        });
+        for (default, chosen) in ports {
+            text = text.replace(
+                &format!("port_value: {default} "),
+                &format!("port_value: {chosen} "),
+            );
+        }
+        config = repo.join(format!("target/dev-idp/envoy-{}.yaml", std::process::id()));
+        if let Err(e) = std::fs::write(&config, text) {
+            eprintln!("dev-idp: cannot write {}: {e}", config.display());
+            std::process::exit(1)
+        }
+    }
     let log = repo.join("target/dev-idp/envoy.log");
     let mut child = std::process::Command::new(&envoy_bin)
         .current_dir(repo)
-        .args([
-            "-c",
-            "envoy/envoy.yaml",
-            "--concurrency",
-            "1",
-            "--use-dynamic-base-id",
-            "-l",
-            "info",
-        ])
+        .arg("-c")
+        .arg(&config)
+        .args(["--concurrency", "1", "--use-dynamic-base-id", "-l", "info"])
         .args(["--file-flush-interval-msec", "100", "--log-path"])
         .arg(&log)
         .env("SDK_TOKEN_SECRET", secret())
@@ -343,10 +365,10 @@ fn demo(args: &Args) {
         });
     let ready = (0..300).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
-        envoy::http(9901, "GET", "/ready", &[])
+        envoy::http(admin, "GET", "/ready", &[])
             .map(|r| r.status == 200)
             .unwrap_or(false)
-            && envoy::http(10000, "GET", "/health", &[])
+            && envoy::http(port, "GET", "/health", &[])
                 .map(|r| r.status == 200)
                 .unwrap_or(false)
     });
@@ -359,9 +381,9 @@ fn demo(args: &Args) {
     let extra =
         json!({"org_id": "org_demo", "permissions": ["entities:read"], "networks": [DEMO_NETWORK]});
     let reader = signer.mint(&claims(ISSUER, AUDIENCE, "user_ada", 3600, extra));
-    println!("bearer-guard demo: Envoy on http://127.0.0.1:10000 (admin 127.0.0.1:9901), dev IdP on :9090, echo upstream on :9091\n");
+    println!("bearer-guard demo: Envoy on http://127.0.0.1:{port} (admin 127.0.0.1:{admin}), dev IdP on :{idp_port}, echo upstream on :{upstream_port}\n");
     println!("export TOKEN={reader}\n");
-    let base = "http://127.0.0.1:10000";
+    let base = format!("http://127.0.0.1:{port}");
     let shows: Vec<(&str, &str, String, Vec<(&str, String)>)> = vec![
         (
             "a valid token",
@@ -396,7 +418,7 @@ fn demo(args: &Args) {
             format!(" -X {method}")
         };
         println!("# {what}\ncurl -i{curl_method} '{base}{path}'{curl_auth}");
-        match envoy::http(10000, method, &path, &hs) {
+        match envoy::http(port, method, &path, &hs) {
             Ok(r) => {
                 let body = if r.status == 200 {
                     let seen =
@@ -419,7 +441,7 @@ fn demo(args: &Args) {
         }
     }
     println!("More tokens: cargo run --example dev-idp -- mint --sub user_ada --permissions entities:read,consent:write --networks {DEMO_NETWORK}");
-    println!("OAuth client credentials: curl -s -X POST http://127.0.0.1:9090/v1/auth/token -d 'grant_type=client_credentials&client_id=demo-client&client_secret=demo-secret'");
+    println!("OAuth client credentials: curl -s -X POST http://127.0.0.1:{idp_port}/v1/auth/token -d 'grant_type=client_credentials&client_id=demo-client&client_secret=demo-secret'");
     if args.flag("--once") {
         let _ = child.kill();
         let _ = child.wait();

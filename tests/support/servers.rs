@@ -190,6 +190,8 @@ pub struct JwksServer {
     pub server: HttpServer,
     pub mode: Arc<Mutex<JwksMode>>,
     pub hits: Arc<AtomicUsize>,
+    /// The request paths it was asked for, in order.
+    pub paths: Arc<Mutex<Vec<String>>>,
 }
 
 impl JwksServer {
@@ -197,11 +199,15 @@ impl JwksServer {
     pub fn start(port: u16, mode: JwksMode) -> std::io::Result<JwksServer> {
         let mode = Arc::new(Mutex::new(mode));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (m, h) = (mode.clone(), hits.clone());
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let (m, h, p) = (mode.clone(), hits.clone(), paths.clone());
         let server = HttpServer::start(
             port,
-            Arc::new(move |_seen: &Seen| {
+            Arc::new(move |seen: &Seen| {
                 h.fetch_add(1, Ordering::SeqCst);
+                if let Ok(mut list) = p.lock() {
+                    list.push(seen.url.clone());
+                }
                 let current = m.lock().map(|g| g.clone()).unwrap_or(JwksMode::Status(500));
                 let json = vec![("content-type".to_string(), "application/json".to_string())];
                 match current {
@@ -216,7 +222,12 @@ impl JwksServer {
                 }
             }),
         )?;
-        Ok(JwksServer { server, mode, hits })
+        Ok(JwksServer {
+            server,
+            mode,
+            hits,
+            paths,
+        })
     }
 
     /// Changes how it answers.
@@ -229,6 +240,11 @@ impl JwksServer {
     /// Fetches served so far.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// The paths asked for so far.
+    pub fn paths(&self) -> Vec<String> {
+        self.paths.lock().map(|p| p.clone()).unwrap_or_default()
     }
 }
 
