@@ -3,6 +3,7 @@
 
 use crate::bounded_cache::BoundedCache;
 use crate::error::ConfigError;
+use crate::shared::{fingerprint, slot_of, Reader, Store, StoreError};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
@@ -131,6 +132,132 @@ impl AccountCache {
     }
 }
 
+/// An account lookup as the whole process knows it (the second level behind each VM's
+/// cache), in a slot of the shared store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SharedAccount {
+    /// A VM is asking the account service (since, ms): others wait for its answer.
+    Pending(u64),
+    /// The service answered: the account (`None`: no such account), until when (ms).
+    Resolved(Option<Map<String, Value>>, u64),
+    /// The service failed (when, ms): not cached; waiters answer 500, the next request asks.
+    Failed(u64),
+}
+
+impl SharedAccount {
+    fn encode(&self, key: &str) -> Vec<u8> {
+        let (tag, time, body) = match self {
+            SharedAccount::Pending(since) => (0u8, *since, Vec::new()),
+            SharedAccount::Resolved(None, until) => (1, *until, Vec::new()),
+            SharedAccount::Resolved(Some(a), until) => {
+                (2, *until, serde_json::to_vec(a).unwrap_or_default())
+            }
+            SharedAccount::Failed(at) => (3, *at, Vec::new()),
+        };
+        let mut out = vec![tag];
+        out.extend_from_slice(&time.to_le_bytes());
+        out.extend_from_slice(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<(SharedAccount, &[u8])> {
+        let mut r = Reader(bytes);
+        let (tag, time) = (r.u8()?, r.u64()?);
+        let key_len = usize::try_from(r.u32()?).ok()?;
+        let key = r.take(key_len)?;
+        let rest = r.rest();
+        let state = match tag {
+            0 => SharedAccount::Pending(time),
+            1 => SharedAccount::Resolved(None, time),
+            2 => match serde_json::from_slice::<Value>(rest).ok()? {
+                Value::Object(map) => SharedAccount::Resolved(Some(map), time),
+                _ => return None,
+            },
+            3 => SharedAccount::Failed(time),
+            _ => return None,
+        };
+        Some((state, key))
+    }
+}
+
+/// The account slots of the shared store: a fixed number, direct-mapped by the lookup's
+/// key (provider's account source and rendered path) and overwritten in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedAccounts {
+    slots: usize,
+}
+
+impl SharedAccounts {
+    /// `slots` slots (at least one).
+    pub fn new(slots: usize) -> SharedAccounts {
+        SharedAccounts {
+            slots: slots.max(1),
+        }
+    }
+
+    fn slot_key(&self, key: &str) -> String {
+        let slot = slot_of(fingerprint(&[key.as_bytes()]), self.slots);
+        format!("bearer_guard.acct.{slot}")
+    }
+
+    /// What the process knows of `key` (its slot may hold another key: then nothing).
+    pub fn read(&self, store: &dyn Store, key: &str) -> Option<SharedAccount> {
+        let (bytes, _) = store.get(&self.slot_key(key))?;
+        let (state, stored) = SharedAccount::decode(&bytes)?;
+        (stored == key.as_bytes()).then_some(state)
+    }
+
+    /// Claims the lookup of `key` for this VM unless another VM's claim is younger than
+    /// `lease_ms` or a result is still fresh: `true` means "call the service now".
+    pub fn claim(&self, store: &dyn Store, key: &str, now: u64, lease_ms: u64) -> bool {
+        let slot = self.slot_key(key);
+        for _ in 0..8 {
+            let (current, cas) = match store.get(&slot) {
+                Some((bytes, cas)) => (
+                    SharedAccount::decode(&bytes)
+                        .filter(|(_, k)| *k == key.as_bytes())
+                        .map(|(s, _)| s),
+                    cas,
+                ),
+                None => (None, 0),
+            };
+            let busy = match current {
+                Some(SharedAccount::Pending(since)) => now < since.saturating_add(lease_ms),
+                Some(SharedAccount::Resolved(_, until)) => now < until,
+                _ => false,
+            };
+            if busy {
+                return false;
+            }
+            match store.set(&slot, &SharedAccount::Pending(now).encode(key), cas) {
+                Ok(()) => return true,
+                Err(StoreError::CasMismatch) => continue,
+                // No shared store: every VM asks for itself.
+                Err(StoreError::Host(_)) => return true,
+            }
+        }
+        false
+    }
+
+    /// Records the service's answer (`Err`: it failed) for every VM.
+    pub fn resolve(
+        &self,
+        store: &dyn Store,
+        key: &str,
+        answer: Result<Option<Map<String, Value>>, ()>,
+        until: u64,
+        now: u64,
+    ) {
+        let state = match answer {
+            Ok(account) => SharedAccount::Resolved(account, until),
+            Err(()) => SharedAccount::Failed(now),
+        };
+        let _ = store.set(&self.slot_key(key), &state.encode(key), 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +354,47 @@ mod tests {
         let mut off = AccountCache::new(0);
         off.insert("k".into(), None, 0, 100);
         assert!(off.is_empty());
+    }
+
+    #[test]
+    fn shared_account_slots() {
+        use crate::shared::MemoryStore;
+        let store = MemoryStore::default();
+        let shared = SharedAccounts::new(8);
+        let acct = claims(json!({"account_id": "a1"}));
+        assert_eq!(shared.read(&store, "k"), None);
+        // One VM claims the lookup; another sees it pending and waits.
+        assert!(shared.claim(&store, "k", 0, 2000));
+        assert!(!shared.claim(&store, "k", 10, 2000));
+        assert_eq!(shared.read(&store, "k"), Some(SharedAccount::Pending(0)));
+        // A claim whose holder never answered expires.
+        assert!(shared.claim(&store, "k", 2000, 2000));
+        shared.resolve(&store, "k", Ok(Some(acct.clone())), 5000, 2100);
+        assert_eq!(
+            shared.read(&store, "k"),
+            Some(SharedAccount::Resolved(Some(acct.clone()), 5000))
+        );
+        assert!(
+            !shared.claim(&store, "k", 4999, 2000),
+            "fresh: no new lookup"
+        );
+        assert!(shared.claim(&store, "k", 5000, 2000), "expired: ask again");
+        shared.resolve(&store, "k", Err(()), 0, 5100);
+        assert_eq!(shared.read(&store, "k"), Some(SharedAccount::Failed(5100)));
+        assert!(
+            shared.claim(&store, "k", 5200, 2000),
+            "a failure is not cached"
+        );
+        shared.resolve(&store, "k", Ok(None), 9000, 5300);
+        assert_eq!(
+            shared.read(&store, "k"),
+            Some(SharedAccount::Resolved(None, 9000))
+        );
+        // Other keys in the same slot are not this key.
+        let one = SharedAccounts::new(1);
+        one.resolve(&store, "a", Ok(None), 9000, 0);
+        assert_eq!(one.read(&store, "b"), None);
+        assert!(one.claim(&store, "b", 0, 2000), "a collision evicts");
+        assert_eq!(one.read(&store, "a"), None);
     }
 }

@@ -264,6 +264,7 @@ struct RawConfig {
     default: DefaultPolicy,
     verifier: VerifierChoice,
     token_cache_entries: usize,
+    shared: SharedSlots,
 }
 
 impl RawConfig {
@@ -281,6 +282,7 @@ impl RawConfig {
                 "default",
                 "verifier",
                 "token_cache",
+                "shared",
             ],
         )?;
         let providers = f
@@ -332,6 +334,14 @@ impl RawConfig {
             Some(g) => g.usize_or("max_entries", 4096)?,
             None => 4096,
         };
+        let defaults = SharedSlots::default();
+        let shared = match f.object("shared", &["token_slots", "account_slots"])? {
+            Some(g) => SharedSlots {
+                tokens: g.usize_or("token_slots", defaults.tokens)?,
+                accounts: g.usize_or("account_slots", defaults.accounts)?,
+            },
+            None => defaults,
+        };
         Ok(RawConfig {
             providers,
             clock_skew_s,
@@ -342,6 +352,7 @@ impl RawConfig {
             default,
             verifier,
             token_cache_entries,
+            shared,
         })
     }
 }
@@ -405,7 +416,7 @@ impl RawProvider {
                 path: g.string("path")?,
                 refresh_s: g.u64_or("refresh_s", 600)?,
                 timeout_ms: g.u64_or("timeout_ms", 2000)?,
-                refetch_min_interval_s: g.u64_or("refetch_min_interval_s", 30)?,
+                refetch_min_interval_s: g.u64_or("refetch_min_interval_s", 5)?,
                 retry_max_s: g.u64_or("retry_max_s", 30)?,
                 max_bytes: g.usize_or("max_bytes", crate::jwks::DEFAULT_MAX_JWKS_BYTES)?,
             }),
@@ -634,10 +645,30 @@ pub struct Config {
     pub verifier: VerifierChoice,
     /// Verified-token cache size (0 disables it).
     pub token_cache_entries: usize,
+    /// Slots of the process-wide second levels.
+    pub shared: SharedSlots,
     /// Some rule matches on the host (computed).
     pub needs_host: bool,
     /// Some rule matches on Envoy's route name (computed).
     pub needs_route_name: bool,
+}
+
+/// Slots of the process-wide second levels behind each VM's caches (0 turns one off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedSlots {
+    /// Verified-token verdicts (about 150 bytes of Envoy memory each).
+    pub tokens: usize,
+    /// Account lookups (about 150 bytes each, plus the account's JSON).
+    pub accounts: usize,
+}
+
+impl Default for SharedSlots {
+    fn default() -> Self {
+        SharedSlots {
+            tokens: 8192,
+            accounts: 4096,
+        }
+    }
 }
 
 /// One token provider.
@@ -661,6 +692,10 @@ pub struct Provider {
     pub claims: ClaimNames,
     /// Account resolution, when configured.
     pub account: Option<AccountSource>,
+    /// Fingerprint of everything that decides whether this provider accepts a token
+    /// (algorithms, issuer, audiences, key source or secret, clock skew, size limit): a
+    /// verdict shared between VMs counts only for a provider with the same fingerprint.
+    pub fingerprint: u64,
 }
 
 /// An account-resolution service behind an Envoy cluster.
@@ -682,6 +717,8 @@ pub struct AccountSource {
     pub max_entries: usize,
     /// Header → field of the account JSON, forwarded upstream.
     pub headers: Vec<(String, String)>,
+    /// Fingerprint of the service and path template: lookups with the same one are shared.
+    pub fingerprint: u64,
 }
 
 /// A JWKS endpoint behind an Envoy cluster.
@@ -703,6 +740,9 @@ pub struct JwksSource {
     pub retry_max_ms: u64,
     /// Largest JWKS body accepted, bytes (a larger one is a failed fetch, never read).
     pub max_bytes: usize,
+    /// Fingerprint of the source (cluster, authority, path): VMs and configurations
+    /// naming the same source share one key set.
+    pub fingerprint: u64,
 }
 
 /// Shared secret bytes; `Debug` never prints them.
@@ -815,6 +855,14 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     if !(256..=65536).contains(&raw.max_token_bytes) {
         return err("max_token_bytes", "must be between 256 and 65536");
     }
+    // What every provider's verdicts also depend on.
+    for p in &mut providers {
+        p.fingerprint = crate::shared::fingerprint(&[
+            &p.fingerprint.to_le_bytes(),
+            &raw.clock_skew_s.to_le_bytes(),
+            &(raw.max_token_bytes as u64).to_le_bytes(),
+        ]);
+    }
     for (role, perms) in &raw.roles {
         for (j, perm) in perms.iter().enumerate() {
             check_permission(perm, &format!("roles.{role}[{j}]"))?;
@@ -846,6 +894,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         default: raw.default,
         verifier: raw.verifier,
         token_cache_entries: raw.token_cache_entries,
+        shared: raw.shared,
         needs_host: rules.iter().any(|r| r.matcher.uses_host()),
         needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),
         rules,
@@ -901,7 +950,23 @@ fn compile_provider(
         Some(a) => Some(compile_account(a, &format!("{at}.account"))?),
         None => None,
     };
+    let algorithms: Vec<&str> = p
+        .algorithms
+        .iter()
+        .map(|a| match a {
+            Algorithm::RS256 => "RS256",
+            Algorithm::HS256 => "HS256",
+        })
+        .collect();
+    let fingerprint = crate::shared::fingerprint(&[
+        algorithms.join(",").as_bytes(),
+        p.issuer.as_deref().unwrap_or("").as_bytes(),
+        p.audiences.join("\n").as_bytes(),
+        &jwks.as_ref().map_or(0, |j| j.fingerprint).to_le_bytes(),
+        secret.as_ref().map_or(&[][..], |s| &s.0[..]),
+    ]);
     Ok(Provider {
+        fingerprint,
         account,
         name: p.name,
         issuer: p.issuer,
@@ -939,7 +1004,13 @@ fn compile_jwks(j: RawJwks, at: &str) -> Result<JwksSource, ConfigError> {
             "must be between 1024 and 1048576",
         );
     }
+    let fingerprint = crate::shared::fingerprint(&[
+        j.cluster.as_bytes(),
+        j.authority.as_bytes(),
+        j.path.as_bytes(),
+    ]);
     Ok(JwksSource {
+        fingerprint,
         cluster: j.cluster,
         authority: j.authority,
         path: j.path,
@@ -959,6 +1030,11 @@ fn compile_account(a: RawAccount, at: &str) -> Result<AccountSource, ConfigError
         return err(format!("{at}.authority"), "must not be empty");
     }
     let path = PathTemplate::compile(&a.path, &format!("{at}.path"))?;
+    let fingerprint = crate::shared::fingerprint(&[
+        a.cluster.as_bytes(),
+        a.authority.as_bytes(),
+        a.path.as_bytes(),
+    ]);
     if !(100..=60_000).contains(&a.timeout_ms) {
         return err(format!("{at}.timeout_ms"), "must be between 100 and 60000");
     }
@@ -980,6 +1056,7 @@ fn compile_account(a: RawAccount, at: &str) -> Result<AccountSource, ConfigError
         negative_ttl_ms: a.negative_ttl_s.saturating_mul(1000),
         max_entries: a.max_entries,
         headers,
+        fingerprint,
     })
 }
 

@@ -1,8 +1,11 @@
-//! Key sets: JWKS parsing and the per-provider fetch state machine.
+//! Key sets: JWKS parsing, and the process-wide fetch state machine of each provider.
 //!
 //! The state machine is fed `(now, outcome)` and asked what is due; it owns no timers.
+//! Its state lives in the shared store ([`crate::shared`]): one VM of the process fetches
+//! a JWKS, publishes the document, and every VM adopts it.
 
 use crate::rsa_public::RsaPublicKey;
+use crate::shared::{update, Reader, Store};
 use crate::token::b64url;
 use serde_json::Value;
 use sha2::Digest;
@@ -140,12 +143,16 @@ pub fn interpret_fetch(
     body_size: usize,
     max_bytes: usize,
     read_body: impl FnOnce() -> Vec<u8>,
-) -> Result<(KeySet, usize), String> {
+) -> Result<(KeySet, usize, Vec<u8>), String> {
     match status {
         Some("200") if body_size > max_bytes => Err(format!(
             "body of {body_size} bytes over the {max_bytes}-byte limit (jwks.max_bytes)"
         )),
-        Some("200") => KeySet::parse(&read_body(), max_bytes).map_err(|e| format!("{e:?}")),
+        Some("200") => {
+            let body = read_body();
+            let (keys, skipped) = KeySet::parse(&body, max_bytes).map_err(|e| format!("{e:?}"))?;
+            Ok((keys, skipped, body))
+        }
         Some(other) => Err(format!("status {other}")),
         None => Err("no response (connection failure or timeout)".to_string()),
     }
@@ -191,21 +198,13 @@ pub struct FetchPolicy {
     pub retry_min_ms: u64,
     /// Cap of the retry delay.
     pub retry_max_ms: u64,
-    /// Minimum interval between refetches forced by unknown `kid`s.
+    /// Minimum interval between refetches forced by unknown `kid`s (process-wide).
     pub refetch_min_interval_ms: u64,
 }
 
-/// The keys of one provider and when to fetch them next.
-#[derive(Debug, Clone)]
-pub struct KeyFetcher {
-    policy: FetchPolicy,
-    keys: Option<KeySet>,
-    generation: u64,
-    in_flight_since: Option<u64>,
-    next_fetch_at: u64,
-    failures: u32,
-    last_forced_at: Option<u64>,
-}
+/// How long past its timeout a fetch in flight keeps its lease: the host's own timeout
+/// fires first; after this, the holder is taken to be gone and another VM may fetch.
+pub const LEASE_GRACE_MS: u64 = 1000;
 
 /// What a request can expect from a provider's keys right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,124 +217,359 @@ pub enum KeyAvailability {
     Unavailable,
 }
 
-impl KeyFetcher {
-    /// A fetcher with no keys whose first fetch is due at once.
-    pub fn new(policy: FetchPolicy) -> KeyFetcher {
-        KeyFetcher {
-            policy,
-            keys: None,
-            generation: 0,
-            in_flight_since: None,
-            next_fetch_at: 0,
-            failures: 0,
-            last_forced_at: None,
-        }
+/// The fetch state of one JWKS source for the whole Envoy process. It lives in the shared
+/// store and every change is a compare-and-swap, so one VM fetches at a time (it holds the
+/// lease: `holder`, `in_flight_since`) and every VM sees the same schedule, backoff and
+/// refetch rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FetchState {
+    /// Version of the key set last published (0: none yet).
+    pub version: u64,
+    /// When it was fetched (ms).
+    pub fetched_at: u64,
+    /// When the next fetch is due (ms; 0: at once).
+    pub next_due: u64,
+    /// Consecutive failures (the retry backoff).
+    pub failures: u64,
+    /// When an unknown `kid` last forced a refetch (ms; 0: never).
+    pub last_forced: u64,
+    /// The VM whose fetch is in flight (0: none).
+    pub holder: u64,
+    /// When that fetch started (ms).
+    pub in_flight_since: u64,
+}
+
+impl FetchState {
+    /// Its encoding in the store: seven little-endian `u64`s.
+    pub fn encode(&self) -> Vec<u8> {
+        [
+            self.version,
+            self.fetched_at,
+            self.next_due,
+            self.failures,
+            self.last_forced,
+            self.holder,
+            self.in_flight_since,
+        ]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
     }
 
-    /// The current keys, if any fetch ever succeeded.
-    pub fn keys(&self) -> Option<&KeySet> {
-        self.keys.as_ref()
+    /// Decodes [`FetchState::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Option<FetchState> {
+        let mut r = Reader(bytes);
+        let state = FetchState {
+            version: r.u64()?,
+            fetched_at: r.u64()?,
+            next_due: r.u64()?,
+            failures: r.u64()?,
+            last_forced: r.u64()?,
+            holder: r.u64()?,
+            in_flight_since: r.u64()?,
+        };
+        r.rest().is_empty().then_some(state)
     }
 
-    /// Increments each time the key set is replaced.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// Whether a fetch is in flight.
-    pub fn in_flight(&self) -> bool {
-        self.in_flight_since.is_some()
+    /// Whether a fetch is in flight with a live lease.
+    pub fn in_flight(&self, now: u64, p: &FetchPolicy) -> bool {
+        self.holder != 0
+            && now
+                < self
+                    .in_flight_since
+                    .saturating_add(p.timeout_ms)
+                    .saturating_add(LEASE_GRACE_MS)
     }
 
     /// Whether a fetch should start now.
-    pub fn due(&self, now: u64) -> bool {
-        self.in_flight_since.is_none() && now >= self.next_fetch_at
+    pub fn due(&self, now: u64, p: &FetchPolicy) -> bool {
+        !self.in_flight(now, p) && now >= self.next_due
     }
 
-    /// When the next fetch is due (ms), for scheduling.
-    pub fn next_fetch_at(&self) -> u64 {
-        self.next_fetch_at
+    /// The state in which VM `me` holds the lease for a fetch starting now, if one is due,
+    /// and whether that takes over the lease of a holder that never finished.
+    pub fn start(&self, me: u64, now: u64, p: &FetchPolicy) -> Option<(FetchState, bool)> {
+        self.due(now, p).then(|| {
+            let next = FetchState {
+                holder: me,
+                in_flight_since: now,
+                ..*self
+            };
+            (next, self.holder != 0)
+        })
     }
 
-    /// Availability for a request arriving at `now`.
-    pub fn availability(&self, now: u64) -> KeyAvailability {
-        if self.keys.is_some() {
+    /// The state after a successful fetch published as `version`.
+    pub fn succeed(&self, version: u64, now: u64, p: &FetchPolicy) -> FetchState {
+        FetchState {
+            version,
+            fetched_at: now,
+            next_due: now.saturating_add(p.refresh_ms),
+            failures: 0,
+            holder: 0,
+            in_flight_since: 0,
+            ..*self
+        }
+    }
+
+    /// The state after a failed fetch (or one that could not start): the keys stay, the
+    /// next attempt backs off exponentially from `retry_min_ms` to `retry_max_ms`.
+    pub fn fail(&self, now: u64, p: &FetchPolicy) -> FetchState {
+        let failures = self.failures.saturating_add(1);
+        let delay = p
+            .retry_min_ms
+            .saturating_mul(1u64 << failures.saturating_sub(1).min(20))
+            .min(p.retry_max_ms);
+        FetchState {
+            failures,
+            next_due: now.saturating_add(delay),
+            holder: 0,
+            in_flight_since: 0,
+            ..*self
+        }
+    }
+
+    /// Whether an unknown `kid` may have the keys refetched now: a fetch is in flight (wait
+    /// for it), or none was forced within `refetch_min_interval_ms`.
+    pub fn may_refetch(&self, now: u64, p: &FetchPolicy) -> bool {
+        self.in_flight(now, p)
+            || self.last_forced == 0
+            || now >= self.last_forced.saturating_add(p.refetch_min_interval_ms)
+    }
+
+    /// The state after an unknown `kid` forced a refetch (due at once), if allowed.
+    pub fn refetch(&self, now: u64, p: &FetchPolicy) -> Option<FetchState> {
+        if self.in_flight(now, p) {
+            return Some(*self);
+        }
+        self.may_refetch(now, p).then_some(FetchState {
+            last_forced: now.max(1),
+            next_due: now,
+            ..*self
+        })
+    }
+
+    /// What a request can expect, given whether this VM has keys.
+    pub fn availability(&self, has_keys: bool, now: u64, p: &FetchPolicy) -> KeyAvailability {
+        if has_keys {
             KeyAvailability::Ready
-        } else if self.in_flight() || self.due(now) {
+        } else if self.in_flight(now, p) || self.due(now, p) {
             KeyAvailability::Loading
         } else {
             KeyAvailability::Unavailable
         }
     }
+}
 
-    /// Records that a fetch was dispatched.
-    pub fn begin(&mut self, now: u64) {
-        self.in_flight_since = Some(now);
+/// One provider's keys as one VM sees them: the process-wide fetch state and published
+/// document in the shared store, and the version this VM has parsed and adopted.
+#[derive(Debug, Clone)]
+pub struct ProviderKeys {
+    prefix: String,
+    policy: FetchPolicy,
+    max_bytes: usize,
+    keys: Option<KeySet>,
+    version: u64,
+    state: FetchState,
+}
+
+/// What [`ProviderKeys::sync`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sync {
+    /// A newer key set was adopted: its version and key ids.
+    pub adopted: Option<(u64, String)>,
+    /// No fetch is in flight or due: requests waiting for keys may decide now.
+    pub settled: bool,
+}
+
+impl ProviderKeys {
+    /// A provider's keys from the JWKS source with this fingerprint (cluster, authority,
+    /// path: VMs and configurations naming the same source share one key set).
+    pub fn new(source: u64, policy: FetchPolicy, max_bytes: usize) -> ProviderKeys {
+        ProviderKeys {
+            prefix: format!("bearer_guard.jwks.{source:016x}"),
+            policy,
+            max_bytes,
+            keys: None,
+            version: 0,
+            state: FetchState::default(),
+        }
     }
 
-    /// Records a successful fetch: the new keys replace the old ones.
-    pub fn succeed(&mut self, now: u64, keys: KeySet) {
-        self.keys = Some(keys);
-        self.generation += 1;
-        self.in_flight_since = None;
-        self.failures = 0;
-        self.next_fetch_at = now.saturating_add(self.policy.refresh_ms);
+    fn state_key(&self) -> String {
+        format!("{}.state", self.prefix)
     }
 
-    /// Records a failed fetch (or one that could not be dispatched): old keys are kept
-    /// and the next attempt backs off exponentially from `retry_min_ms`.
-    pub fn fail(&mut self, now: u64) {
-        self.in_flight_since = None;
-        self.failures = self.failures.saturating_add(1);
-        let exp = self.failures.saturating_sub(1).min(20);
-        let delay = self
-            .policy
-            .retry_min_ms
-            .saturating_mul(1u64 << exp)
-            .min(self.policy.retry_max_ms);
-        self.next_fetch_at = now.saturating_add(delay);
+    fn doc_key(&self) -> String {
+        format!("{}.doc", self.prefix)
     }
 
-    /// Fails a fetch that has been in flight past its timeout (plus a grace period for
-    /// the host's own timeout to fire first). Returns whether it did.
-    pub fn expire(&mut self, now: u64) -> bool {
-        match self.in_flight_since {
-            Some(since) if now >= since.saturating_add(self.policy.timeout_ms + 1000) => {
-                self.fail(now);
+    /// The adopted keys, if any key set was ever published.
+    pub fn keys(&self) -> Option<&KeySet> {
+        self.keys.as_ref()
+    }
+
+    /// The adopted key set's version (0: none).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The fetch policy.
+    pub fn policy(&self) -> &FetchPolicy {
+        &self.policy
+    }
+
+    /// The fetch state as last read or written by this VM.
+    pub fn state(&self) -> &FetchState {
+        &self.state
+    }
+
+    /// Reads the process-wide state and adopts a newer published key set (parsing it here:
+    /// each VM keeps its own parsed keys, no VM fetches what another already has).
+    pub fn sync(&mut self, store: &dyn Store, now: u64) -> Sync {
+        if let Some(state) = store
+            .get(&self.state_key())
+            .and_then(|(b, _)| FetchState::decode(&b))
+        {
+            self.state = state;
+        }
+        let mut result = Sync::default();
+        if self.state.version > self.version {
+            let doc = store
+                .get(&self.doc_key())
+                .map(|(b, _)| b)
+                .unwrap_or_default();
+            let mut r = Reader(&doc);
+            if let Some(version) = r.u64().filter(|v| *v > self.version) {
+                if let Ok((keys, _)) = KeySet::parse(r.rest(), self.max_bytes) {
+                    result.adopted = Some((version, keys.kids().join(",")));
+                    self.keys = Some(keys);
+                    self.version = version;
+                }
+            }
+        }
+        result.settled =
+            !self.state.in_flight(now, &self.policy) && !self.state.due(now, &self.policy);
+        result
+    }
+
+    /// Takes the lease for a fetch if one is due (`Some(takeover)`: dispatch it now).
+    pub fn try_start(&mut self, store: &dyn Store, me: u64, now: u64) -> Option<bool> {
+        let mut takeover = false;
+        let written = update(
+            store,
+            &self.state_key(),
+            FetchState::decode,
+            FetchState::encode,
+            |s| {
+                let (next, t) = s.start(me, now, &self.policy)?;
+                takeover = t;
+                Some(next)
+            },
+        );
+        match written {
+            Ok(Some(state)) => {
+                self.state = state;
+                Some(takeover)
+            }
+            _ => None,
+        }
+    }
+
+    /// Records this VM's fetch: on success the document is published as the next version
+    /// and adopted here; on failure the published keys stay and the retry backs off.
+    /// Returns the version published (`None` on failure).
+    pub fn finish(
+        &mut self,
+        store: &dyn Store,
+        now: u64,
+        result: Result<(KeySet, Vec<u8>), String>,
+    ) -> Option<u64> {
+        let policy = self.policy;
+        match result {
+            Ok((keys, body)) => {
+                let doc_key = self.doc_key();
+                let written = update(
+                    store,
+                    &self.state_key(),
+                    FetchState::decode,
+                    FetchState::encode,
+                    |s| {
+                        let version = s.version.max(self.version).saturating_add(1);
+                        let doc: Vec<u8> = version
+                            .to_le_bytes()
+                            .into_iter()
+                            .chain(body.iter().copied())
+                            .collect();
+                        store.set(&doc_key, &doc, 0).ok()?;
+                        Some(s.succeed(version, now, &policy))
+                    },
+                );
+                let state = written.ok().flatten()?;
+                self.state = state;
+                self.version = state.version;
+                self.keys = Some(keys);
+                Some(state.version)
+            }
+            Err(_) => {
+                if let Ok(Some(state)) = update(
+                    store,
+                    &self.state_key(),
+                    FetchState::decode,
+                    FetchState::encode,
+                    |s| Some(s.fail(now, &policy)),
+                ) {
+                    self.state = state;
+                }
+                None
+            }
+        }
+    }
+
+    /// An unknown `kid` asks for a refetch: `true` when one is in flight or now due for
+    /// the process, `false` when rate-limited.
+    pub fn request_refetch(&mut self, store: &dyn Store, now: u64) -> bool {
+        let policy = self.policy;
+        let mut seen = self.state;
+        match update(
+            store,
+            &self.state_key(),
+            FetchState::decode,
+            FetchState::encode,
+            |s| {
+                seen = s;
+                s.refetch(now, &policy).filter(|next| *next != s)
+            },
+        ) {
+            Ok(Some(state)) => {
+                self.state = state;
                 true
             }
-            _ => false,
-        }
-    }
-
-    /// A token named a `kid` the keys lack. Returns `true` if a refetch is in flight or
-    /// may start now (and makes it due), `false` when rate-limited.
-    pub fn request_refetch(&mut self, now: u64) -> bool {
-        if self.in_flight() {
-            return true;
-        }
-        if let Some(last) = self.last_forced_at {
-            if now < last.saturating_add(self.policy.refetch_min_interval_ms) {
-                return false;
+            // Nothing to change: a fetch is already in flight, or the interval is not over.
+            Ok(None) => {
+                self.state = seen;
+                seen.in_flight(now, &policy)
             }
+            Err(_) => false,
         }
-        self.last_forced_at = Some(now);
-        self.next_fetch_at = now;
-        true
     }
 
-    /// Whether an unknown-`kid` refetch would be allowed now (without recording one).
+    /// What a request can expect now (from the state last read).
+    pub fn availability(&self, now: u64) -> KeyAvailability {
+        self.state
+            .availability(self.keys.is_some(), now, &self.policy)
+    }
+
+    /// Whether an unknown `kid` may ask for a refetch now (from the state last read).
     pub fn may_refetch(&self, now: u64) -> bool {
-        self.in_flight()
-            || self
-                .last_forced_at
-                .is_none_or(|last| now >= last.saturating_add(self.policy.refetch_min_interval_ms))
+        self.state.may_refetch(now, &self.policy)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::MemoryStore;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     use serde_json::json;
@@ -425,7 +659,10 @@ mod tests {
         let got = interpret_fetch(Some("200"), small.len(), DEFAULT_MAX_JWKS_BYTES, || {
             small.clone().into_bytes()
         });
-        assert_eq!(got.map(|(s, n)| (s.len(), n)), Ok((2, 0)));
+        assert_eq!(
+            got.map(|(s, n, b)| (s.len(), n, b.len())),
+            Ok((2, 0, small.len()))
+        );
         for status in [Some("500"), Some("404"), None] {
             assert!(interpret_fetch(status, 0, DEFAULT_MAX_JWKS_BYTES, Vec::new).is_err());
         }
@@ -454,83 +691,144 @@ mod tests {
             timeout_ms: 2000,
             retry_min_ms: 1000,
             retry_max_ms: 30_000,
-            refetch_min_interval_ms: 30_000,
+            refetch_min_interval_ms: 5000,
         }
     }
 
-    fn one_key() -> KeySet {
-        let n = URL_SAFE_NO_PAD.decode(RFC_N).expect("n");
-        KeySet::from_keys(vec![RsaKey::from_components(
-            Some("k".into()),
-            &n,
-            &[1, 0, 1],
-        )
-        .expect("key")])
+    fn doc(kid: &str) -> Vec<u8> {
+        json!({"keys": [{"kty": "RSA", "kid": kid, "n": RFC_N, "e": "AQAB"}]})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn fetched(kid: &str) -> Result<(KeySet, Vec<u8>), String> {
+        let body = doc(kid);
+        let (keys, _) =
+            KeySet::parse(&body, DEFAULT_MAX_JWKS_BYTES).map_err(|e| format!("{e:?}"))?;
+        Ok((keys, body))
     }
 
     #[test]
     fn fetch_state_machine() {
-        let mut f = KeyFetcher::new(policy());
-        // Start: nothing loaded, first fetch due at once, requests wait.
-        assert!(f.due(0));
-        assert_eq!(f.availability(0), KeyAvailability::Loading);
-        f.begin(0);
-        assert!(!f.due(0) && f.in_flight());
-        assert_eq!(f.availability(10), KeyAvailability::Loading);
-        // Failure with nothing cached: unavailable until the retry (1 s, then 2 s, 4 s…).
-        f.fail(100);
-        assert_eq!(f.availability(200), KeyAvailability::Unavailable);
-        assert!(!f.due(1099) && f.due(1100));
-        f.begin(1100);
-        f.fail(1200);
-        assert!(!f.due(3199) && f.due(3200));
-        // Success: keys ready, next refresh after refresh_ms.
-        f.begin(3200);
-        f.succeed(3300, one_key());
-        assert_eq!(f.availability(3300), KeyAvailability::Ready);
-        assert_eq!(f.generation(), 1);
-        assert!(!f.due(603_299) && f.due(603_300));
-        // A failed refresh keeps the keys and retries after 1 s.
-        f.begin(603_300);
-        f.fail(603_400);
-        assert!(f.keys().is_some());
-        assert_eq!(f.next_fetch_at(), 604_400);
+        let p = policy();
+        let s = FetchState::default();
+        // Start: nothing loaded, the first fetch due at once, requests wait.
+        assert!(s.due(0, &p));
+        assert_eq!(s.availability(false, 0, &p), KeyAvailability::Loading);
+        let (s, takeover) = s.start(7, 0, &p).expect("due");
+        assert!(!takeover && s.in_flight(10, &p) && !s.due(10, &p));
+        assert!(s.start(8, 10, &p).is_none(), "one fetch at a time");
+        // Failure with nothing published: unavailable until the retry (1 s, then 2 s, 4 s…).
+        let s = s.fail(100, &p);
+        assert_eq!(s.availability(false, 200, &p), KeyAvailability::Unavailable);
+        assert!(!s.due(1099, &p) && s.due(1100, &p));
+        let s = s.start(7, 1100, &p).expect("due").0.fail(1200, &p);
+        assert!(!s.due(3199, &p) && s.due(3200, &p));
+        // Success: ready, next refresh after refresh_ms, backoff reset.
+        let s = s.start(7, 3200, &p).expect("due").0.succeed(1, 3300, &p);
+        assert_eq!(s.availability(true, 3300, &p), KeyAvailability::Ready);
+        assert_eq!((s.version, s.failures, s.holder), (1, 0, 0));
+        assert!(!s.due(603_299, &p) && s.due(603_300, &p));
         // Backoff is capped.
+        let mut s = s;
         for i in 0..10 {
-            f.begin(700_000 + i);
-            f.fail(700_000 + i);
+            s = s
+                .start(7, 700_000 + i, &p)
+                .expect("due")
+                .0
+                .fail(700_000 + i, &p);
+            s.next_due = 700_000 + i; // due again at once, for the loop
         }
-        assert_eq!(f.next_fetch_at(), 700_009 + 30_000);
+        assert_eq!(s.fail(800_000, &p).next_due, 800_000 + 30_000);
+        // The encoding round-trips and refuses anything else.
+        assert_eq!(FetchState::decode(&s.encode()), Some(s));
+        assert_eq!(FetchState::decode(&s.encode()[..55]), None);
+        assert_eq!(FetchState::decode(&[s.encode(), vec![0]].concat()), None);
     }
 
     #[test]
-    fn unknown_kid_refetch_is_rate_limited() {
-        let mut f = KeyFetcher::new(policy());
-        f.begin(0);
-        f.succeed(0, one_key());
-        assert!(f.may_refetch(1000));
-        assert!(f.request_refetch(1000));
-        assert!(f.due(1000));
-        f.begin(1000);
-        // While in flight, more unknown kids just wait for the same fetch.
-        assert!(f.request_refetch(1001));
-        f.succeed(1100, one_key());
-        // Within the interval: refused, nothing due.
-        assert!(!f.may_refetch(20_000));
-        assert!(!f.request_refetch(20_000));
-        assert!(!f.due(20_000));
-        // After it: allowed again.
-        assert!(f.request_refetch(31_000));
-        assert!(f.due(31_000));
+    fn a_lease_whose_holder_never_finishes_expires() {
+        let p = policy();
+        let (s, _) = FetchState::default().start(7, 0, &p).expect("due");
+        // In flight until timeout + grace; then another VM takes over.
+        let bound = p.timeout_ms + LEASE_GRACE_MS;
+        assert!(s.start(8, bound - 1, &p).is_none());
+        let (taken, takeover) = s.start(8, bound, &p).expect("stale lease");
+        assert!(takeover && taken.holder == 8);
+    }
+
+    /// Two VMs (two `ProviderKeys` over one store): one fetch for the process, both adopt
+    /// its key set; a refresh failure keeps the keys everywhere; the refetch rate limit is
+    /// the process's.
+    #[test]
+    fn one_fetch_per_process_and_every_vm_adopts_it() {
+        let store = MemoryStore::default();
+        let mut a = ProviderKeys::new(42, policy(), DEFAULT_MAX_JWKS_BYTES);
+        let mut b = ProviderKeys::new(42, policy(), DEFAULT_MAX_JWKS_BYTES);
+        assert!(!a.sync(&store, 0).settled, "the first fetch is due");
+        b.sync(&store, 0);
+        assert_eq!(a.try_start(&store, 1, 0), Some(false));
+        assert_eq!(b.try_start(&store, 2, 0), None, "a holds the lease");
+        b.sync(&store, 5);
+        assert_eq!(b.availability(5), KeyAvailability::Loading);
+        assert_eq!(a.finish(&store, 100, fetched("k1")), Some(1));
+        assert_eq!(a.availability(100), KeyAvailability::Ready);
+        // b adopts without fetching.
+        let sync = b.sync(&store, 150);
+        assert_eq!(sync.adopted, Some((1, "k1".to_string())));
+        assert!(sync.settled && b.keys().is_some_and(|k| k.has_kid("k1")));
+        assert_eq!(
+            b.try_start(&store, 2, 150),
+            None,
+            "nothing due until the refresh"
+        );
+        // A refresh that fails keeps the keys on both.
+        let due = 100 + policy().refresh_ms;
+        assert_eq!(b.try_start(&store, 2, due), Some(false));
+        assert_eq!(b.finish(&store, due + 10, Err("status 500".into())), None);
+        a.sync(&store, due + 20);
+        assert!(a.keys().is_some() && b.keys().is_some());
+        assert_eq!(
+            (a.state().failures, a.state().next_due),
+            (1, due + 10 + 1000)
+        );
+        // A newer configuration (a third VM) adopts the published keys at once.
+        let mut c = ProviderKeys::new(42, policy(), DEFAULT_MAX_JWKS_BYTES);
+        assert!(c.sync(&store, due + 30).adopted.is_some());
+        assert_eq!(c.availability(due + 30), KeyAvailability::Ready);
+        // Another source is another key set.
+        let mut other = ProviderKeys::new(43, policy(), DEFAULT_MAX_JWKS_BYTES);
+        other.sync(&store, due + 30);
+        assert!(other.keys().is_none());
+        // Unknown kids: one refetch per interval for the process, whichever VM asks.
+        let t = due + 5000;
+        a.sync(&store, t);
+        assert!(a.request_refetch(&store, t));
+        assert_eq!(
+            b.try_start(&store, 2, t),
+            Some(false),
+            "due at once, any VM may fetch"
+        );
+        assert!(a.request_refetch(&store, t + 1), "in flight: wait for it");
+        b.finish(&store, t + 50, fetched("k2"));
+        a.sync(&store, t + 60);
+        assert!(a.keys().is_some_and(|k| k.has_kid("k2")));
+        assert!(!a.request_refetch(&store, t + 4999) && !b.request_refetch(&store, t + 4999));
+        assert!(b.request_refetch(&store, t + 5000));
     }
 
     #[test]
-    fn stuck_fetches_expire() {
-        let mut f = KeyFetcher::new(policy());
-        f.begin(0);
-        assert!(!f.expire(2999));
-        assert!(f.expire(3000));
-        assert!(!f.in_flight());
-        assert_eq!(f.availability(3000), KeyAvailability::Unavailable);
+    fn a_late_finish_after_a_takeover_still_publishes_a_newer_version() {
+        let store = MemoryStore::default();
+        let mut a = ProviderKeys::new(1, policy(), DEFAULT_MAX_JWKS_BYTES);
+        let mut b = ProviderKeys::new(1, policy(), DEFAULT_MAX_JWKS_BYTES);
+        assert_eq!(a.try_start(&store, 1, 0), Some(false));
+        let stale = policy().timeout_ms + LEASE_GRACE_MS;
+        assert_eq!(b.try_start(&store, 2, stale), Some(true), "takeover");
+        assert_eq!(b.finish(&store, stale + 10, fetched("b")), Some(1));
+        assert_eq!(a.finish(&store, stale + 20, fetched("a")), Some(2));
+        b.sync(&store, stale + 30);
+        assert_eq!(b.version(), 2);
+        assert!(b.keys().is_some_and(|k| k.has_kid("a")));
     }
 }

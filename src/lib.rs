@@ -23,10 +23,12 @@ pub mod pipeline;
 pub mod reply;
 pub mod request;
 pub mod rsa_public;
+pub mod shared;
 pub mod strict_json;
 pub mod token;
 pub mod token_cache;
 pub mod verifier;
+pub mod waiters;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

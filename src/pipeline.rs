@@ -14,7 +14,9 @@ use crate::jwks::{KeyAvailability, KeySet};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Request};
 use crate::token::{extract_bearer, parse};
-use crate::token_cache::{CachedToken, TokenCache, MAX_CACHED_TOKEN_BYTES};
+use crate::token_cache::{
+    token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
+};
 use crate::verifier::{check_claims, check_times, verify_hs256, SignatureBackend};
 use crate::{identity, matcher::Captures};
 use serde_json::{Map, Value};
@@ -46,7 +48,7 @@ pub enum Decision {
     AwaitAccount {
         /// Provider index.
         provider: usize,
-        /// Cache key (provider and path).
+        /// Lookup key (the account service's fingerprint and the path).
         key: String,
         /// The path to call.
         path: String,
@@ -123,6 +125,8 @@ pub struct Inputs<'a> {
     pub backend: &'a dyn SignatureBackend,
     /// Verified-token cache (`None` when disabled).
     pub cache: Option<&'a TokenCache>,
+    /// The process-wide verified-token level (`None` when disabled).
+    pub verdicts: Option<&'a dyn VerdictLookup>,
     /// Current time, seconds since the epoch.
     pub now_s: i64,
 }
@@ -141,16 +145,34 @@ fn outcome(decision: Decision, rule: Option<&Rule>, note: impl Into<Cow<'static,
     }
 }
 
-/// What the glue should do with the verified-token cache after a decision.
+/// What the glue should do with the verified-token caches after a decision.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum CacheNote {
-    /// Nothing (no token verified, or caching off).
+    /// Nothing (no token authenticated).
     #[default]
     None,
-    /// The token came from the cache.
+    /// The token came from this VM's cache.
     Hit,
-    /// The token was verified now: store it (the token, what was verified).
-    Store(Box<(String, CachedToken)>),
+    /// The token was authenticated now.
+    Authenticated(Box<Authenticated>),
+}
+
+/// A token authenticated by this decision: what to keep of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Authenticated {
+    /// For this VM's cache: the token and what was verified (`None`: not cacheable).
+    pub store: Option<(String, CachedToken)>,
+    /// For the process-wide level: the verdict to publish (`None` when it came from
+    /// there, or that level is off).
+    pub publish: Option<SharedVerdict>,
+    /// Whether the signature check was skipped for another VM's verdict.
+    pub shared_hit: bool,
+}
+
+/// What the pipeline may ask of the process-wide verified-token level.
+pub trait VerdictLookup {
+    /// The verdict published for the token with this SHA-256, if any.
+    fn verdict(&self, digest: &[u8; 32]) -> Option<SharedVerdict>;
 }
 
 /// An authenticated token.
@@ -313,35 +335,54 @@ fn authenticate<'a>(
     };
 
     // 6. Times first: expired tokens cost no signature work.
-    if let Err(e) = check_times(&jws.claims, inp.now_s, cfg.clock_skew_s) {
-        return Err(deny(Denial::InvalidToken, e.as_str()));
-    }
+    let exp = match check_times(&jws.claims, inp.now_s, cfg.clock_skew_s) {
+        Ok(exp) => exp,
+        Err(e) => return Err(deny(Denial::InvalidToken, e.as_str())),
+    };
 
-    // 7. Keys and signature.
-    let key_fingerprint = verify_signature(
-        inp,
-        pid,
-        alg,
-        jws.header.kid.as_deref(),
-        jws.signing_input.as_bytes(),
-        &jws.signature,
-    )
-    .map_err(|(decision, note)| Box::new(outcome(decision, rule, note)))?;
+    // 7. Keys and signature — unless another VM of the process verified this very token
+    // (same digest) under the same provider configuration with a key still in its set.
+    let digest = inp.verdicts.map(|_| token_digest(token));
+    let shared_hit = match (inp.verdicts, &digest) {
+        (Some(verdicts), Some(d)) => verdicts.verdict(d).filter(|v| {
+            v.provider == provider.fingerprint
+                && v.exp == exp
+                && match alg {
+                    Algorithm::HS256 => v.key == 0,
+                    Algorithm::RS256 => {
+                        inp.keys.availability(pid) == KeyAvailability::Ready
+                            && inp.keys.keys(pid).is_some_and(|k| k.has_fingerprint(v.key))
+                    }
+                }
+        }),
+        _ => None,
+    };
+    let key_fingerprint = match shared_hit {
+        Some(v) => (v.key != 0).then_some(v.key),
+        None => verify_signature(
+            inp,
+            pid,
+            alg,
+            jws.header.kid.as_deref(),
+            jws.signing_input.as_bytes(),
+            &jws.signature,
+        )
+        .map_err(|(decision, note)| Box::new(outcome(decision, rule, note)))?,
+    };
 
     // 8. Issuer and audience.
-    let exp = match check_claims(
+    if let Err(e) = check_claims(
         &jws.claims,
         provider.issuer.as_deref(),
         &provider.audiences,
         inp.now_s,
         cfg.clock_skew_s,
     ) {
-        Ok(exp) => exp,
-        Err(e) => return Err(deny(Denial::InvalidToken, e.as_str())),
-    };
+        return Err(deny(Denial::InvalidToken, e.as_str()));
+    }
     let claims = Rc::new(jws.claims);
-    let cache = if cacheable {
-        CacheNote::Store(Box::new((
+    let store = cacheable.then(|| {
+        (
             token.to_string(),
             CachedToken {
                 provider: pid,
@@ -350,10 +391,22 @@ fn authenticate<'a>(
                 exp,
                 key: key_fingerprint,
             },
-        )))
-    } else {
-        CacheNote::None
+        )
+    });
+    let publish = match (shared_hit, digest) {
+        (None, Some(digest)) => Some(SharedVerdict {
+            digest,
+            provider: provider.fingerprint,
+            key: key_fingerprint.unwrap_or(0),
+            exp,
+        }),
+        _ => None,
     };
+    let cache = CacheNote::Authenticated(Box::new(Authenticated {
+        store,
+        publish,
+        shared_hit: shared_hit.is_some(),
+    }));
     Ok(Verified {
         provider: pid,
         config: provider,
@@ -463,7 +516,8 @@ fn authorize(
                 "claim for the account path missing",
             );
         };
-        let key = format!("{pid}:{path}");
+        // The same key in every VM and configuration naming this account service.
+        let key = format!("{:016x}:{path}", acc.fingerprint);
         match inp.accounts.account(pid, &key) {
             AccountState::Found(fields) => {
                 for (header, field) in &acc.headers {

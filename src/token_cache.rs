@@ -9,8 +9,10 @@
 
 use crate::bounded_cache::BoundedCache;
 use crate::config::Algorithm;
+use crate::shared::{slot_of, Reader, Store};
 use hashbrown::Equivalent;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
@@ -110,6 +112,84 @@ impl TokenCache {
     }
 }
 
+/// What the whole process knows of a verified token (the second level behind each VM's
+/// cache): no token and no claims, only the token's SHA-256, the fingerprint of the
+/// provider configuration that admitted it, the key that verified it and its `exp`. A VM
+/// that meets the token again parses it and skips only the signature, when the same
+/// provider configuration selects it and the key is still in that provider's key set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedVerdict {
+    /// SHA-256 of the whole token.
+    pub digest: [u8; 32],
+    /// [`crate::config::Provider::fingerprint`] of the provider that verified it.
+    pub provider: u64,
+    /// Fingerprint of the RSA key that verified it (0 for HS256).
+    pub key: u64,
+    /// The token's `exp`.
+    pub exp: i64,
+}
+
+impl SharedVerdict {
+    /// Its encoding in the store (56 bytes).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.digest.to_vec();
+        out.extend_from_slice(&self.provider.to_le_bytes());
+        out.extend_from_slice(&self.key.to_le_bytes());
+        out.extend_from_slice(&self.exp.to_le_bytes());
+        out
+    }
+
+    /// Decodes [`SharedVerdict::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Option<SharedVerdict> {
+        let mut r = Reader(bytes);
+        let v = SharedVerdict {
+            digest: r.take(32)?.try_into().ok()?,
+            provider: r.u64()?,
+            key: r.u64()?,
+            exp: r.u64()? as i64,
+        };
+        r.rest().is_empty().then_some(v)
+    }
+}
+
+/// The SHA-256 of a token.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The verified-token slots of the shared store: a fixed number, direct-mapped by the
+/// token's digest and overwritten in place, so the memory they take is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedTokens {
+    slots: usize,
+}
+
+impl SharedTokens {
+    /// `slots` slots (at least one).
+    pub fn new(slots: usize) -> SharedTokens {
+        SharedTokens {
+            slots: slots.max(1),
+        }
+    }
+
+    fn key(&self, digest: &[u8; 32]) -> String {
+        let first = digest.first_chunk::<8>().copied().unwrap_or_default();
+        let slot = slot_of(u64::from_le_bytes(first), self.slots);
+        format!("bearer_guard.tok.{slot}")
+    }
+
+    /// The verdict for the token with this digest, if its slot holds it.
+    pub fn lookup(&self, store: &dyn Store, digest: &[u8; 32]) -> Option<SharedVerdict> {
+        let (bytes, _) = store.get(&self.key(digest))?;
+        SharedVerdict::decode(&bytes).filter(|v| v.digest == *digest)
+    }
+
+    /// Publishes a verdict (overwriting whatever shared its slot).
+    pub fn publish(&self, store: &dyn Store, verdict: &SharedVerdict) {
+        let _ = store.set(&self.key(&verdict.digest), &verdict.encode(), 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +236,40 @@ mod tests {
         let long = "x".repeat(MAX_CACHED_TOKEN_BYTES + 1);
         c.insert(&long, entry(100), 5);
         assert!(c.get(&long, 5).is_none(), "oversized tokens are not cached");
+    }
+
+    #[test]
+    fn shared_verdicts_live_in_bounded_slots() {
+        use crate::shared::MemoryStore;
+        let store = MemoryStore::default();
+        let shared = SharedTokens::new(4);
+        let verdict = |token: &str| SharedVerdict {
+            digest: token_digest(token),
+            provider: 9,
+            key: 7,
+            exp: 100,
+        };
+        let v = verdict("h.p.s");
+        assert_eq!(SharedVerdict::decode(&v.encode()), Some(v));
+        assert_eq!(shared.lookup(&store, &v.digest), None);
+        shared.publish(&store, &v);
+        assert_eq!(shared.lookup(&store, &v.digest), Some(v));
+        assert_eq!(
+            shared.lookup(&store, &token_digest("h.p.t")),
+            None,
+            "digest decides"
+        );
+        // Many tokens: never more than 4 slots, and the newest of each slot wins.
+        for i in 0..100 {
+            shared.publish(&store, &verdict(&format!("t{i}")));
+        }
+        let found = (0..100)
+            .filter(|i| {
+                shared
+                    .lookup(&store, &token_digest(&format!("t{i}")))
+                    .is_some()
+            })
+            .count();
+        assert!((1..=4).contains(&found), "{found}");
     }
 }

@@ -168,6 +168,7 @@ fn jws_accepts(token: &str, key: &Value) -> bool {
         accounts: &keys,
         backend: &RustBackend,
         cache: None,
+        verdicts: None,
         now_s: 0,
     };
     verify_signature(
@@ -259,6 +260,7 @@ fn rfc_examples_through_the_pipeline() {
                 accounts: &keys,
                 backend: &RustBackend,
                 cache: None,
+                verdicts: None,
                 now_s,
             };
             decide(&inputs, req).decision

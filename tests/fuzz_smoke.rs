@@ -148,6 +148,7 @@ fn tokens_and_requests_never_panic() {
                 accounts: &keys,
                 backend: &RustBackend,
                 cache: Some(&cache),
+                verdicts: None,
                 now_s: now(),
             },
             &req,
@@ -163,9 +164,10 @@ fn tokens_and_requests_never_panic() {
             allowed_good += 1;
         }
         // The cache is exercised as the filter uses it: a mutation must not hit it either.
-        if let CacheNote::Store(entry) = out.cache {
-            let (token, verified) = *entry;
-            cache.insert(&token, verified, now());
+        if let CacheNote::Authenticated(a) = out.cache {
+            if let Some((token, verified)) = a.store {
+                cache.insert(&token, verified, now());
+            }
         }
         runs += 1;
     }

@@ -80,14 +80,24 @@ impl AccountLookup for Fake {
     }
 }
 
+/// The lookup key of an account path of the test configuration's provider.
+fn account_key(path: &str) -> String {
+    let fp = config().providers[0]
+        .account
+        .as_ref()
+        .expect("account")
+        .fingerprint;
+    format!("{fp:016x}:{path}")
+}
+
 fn ready() -> Fake {
     let (set, _) = KeySet::parse(jwks(&[&signers().0]).as_bytes(), 1 << 16).expect("jwks");
     let mut accounts = HashMap::new();
     accounts.insert(
-        "0:/a?u=user-1".to_string(),
+        account_key("/a?u=user-1"),
         json!({"id": "acct-1"}).as_object().cloned(),
     );
-    accounts.insert("0:/a?u=ghost".to_string(), None);
+    accounts.insert(account_key("/a?u=ghost"), None);
     Fake {
         availability: KeyAvailability::Ready,
         keys: Some(set),
@@ -129,6 +139,7 @@ fn run(fake: &Fake, backend: &dyn SignatureBackend, req: &Request) -> Decision {
         accounts: fake,
         backend,
         cache: None,
+        verdicts: None,
         now_s: now(),
     };
     decide(&inputs, req).decision
@@ -149,6 +160,7 @@ fn verified_token_cache() {
                 accounts: fake,
                 backend: &RustBackend,
                 cache: Some(cache),
+                verdicts: None,
                 now_s,
             },
             req,
@@ -156,10 +168,10 @@ fn verified_token_cache() {
     };
     // Miss: verified, and the glue is told to store it.
     let first = run(&fake, &cache, &req, now());
-    let CacheNote::Store(stored) = first.cache.clone() else {
+    let CacheNote::Authenticated(authenticated) = first.cache.clone() else {
         panic!("expected a store, got {:?}", first.cache)
     };
-    let (h, entry) = *stored;
+    let (h, entry) = authenticated.store.expect("cacheable");
     assert_eq!(
         Some(entry.exp),
         entry.claims.get("exp").and_then(|e| e.as_i64())
@@ -177,6 +189,7 @@ fn verified_token_cache() {
                 accounts: &fake,
                 backend: &Failing,
                 cache: Some(&cache),
+                verdicts: None,
                 now_s: now()
             },
             &req
@@ -294,7 +307,7 @@ fn reply_table_rows() {
             request("GET", "/v1/x", bearer(&rs("user-2", json!({})))),
             Decision::AwaitAccount {
                 provider: 0,
-                key: "0:/a?u=user-2".into(),
+                key: account_key("/a?u=user-2"),
                 path: "/a?u=user-2".into(),
             },
         ),
@@ -489,6 +502,7 @@ fn default_deny() {
         accounts: &fake,
         backend: &RustBackend,
         cache: None,
+        verdicts: None,
         now_s: now(),
     };
     let out = decide(&inputs, &request("GET", "/unmatched", None));
@@ -540,13 +554,15 @@ fn provider_selection_does_not_depend_on_history() {
                 accounts: &keys,
                 backend: &RustBackend,
                 cache: Some(cache),
+                verdicts: None,
                 now_s: now(),
             },
             req,
         );
-        if let CacheNote::Store(entry) = o.cache {
-            let (token, verified) = *entry;
-            cache.insert(&token, verified, now());
+        if let CacheNote::Authenticated(a) = o.cache {
+            if let Some((token, verified)) = a.store {
+                cache.insert(&token, verified, now());
+            }
         }
         o.decision
     };
@@ -567,4 +583,87 @@ fn provider_selection_does_not_depend_on_history() {
             .collect();
         assert_eq!(got, want, "order {:?}", order.map(|r| r.path.as_str()));
     }
+}
+
+/// The process-wide verified-token level: what one VM verified, another accepts without a
+/// signature check — only for the very same token, under the same provider configuration,
+/// with the key still in the set, and never past `exp`.
+#[test]
+fn verdicts_shared_between_vms() {
+    use bearer_guard::pipeline::{Authenticated, VerdictLookup};
+    use bearer_guard::shared::MemoryStore;
+    use bearer_guard::token_cache::{SharedTokens, SharedVerdict};
+    struct Process<'a>(&'a MemoryStore, SharedTokens);
+    impl VerdictLookup for Process<'_> {
+        fn verdict(&self, digest: &[u8; 32]) -> Option<SharedVerdict> {
+            self.1.lookup(self.0, digest)
+        }
+    }
+    let store = MemoryStore::default();
+    let process = Process(&store, SharedTokens::new(64));
+    let cfg = config();
+    let fake = ready();
+    let good = rs("user-1", json!({"permissions": ["entities:read"]}));
+    let req = request("GET", "/v1/entities/x", Some(format!("Bearer {good}")));
+    let run = |cfg: &Config, fake: &Fake, backend: &dyn SignatureBackend, req: &Request| {
+        decide(
+            &Inputs {
+                config: cfg,
+                keys: fake,
+                accounts: fake,
+                backend,
+                cache: None,
+                verdicts: Some(&process),
+                now_s: now(),
+            },
+            req,
+        )
+    };
+    let authenticated = |o: &bearer_guard::pipeline::Outcome| match &o.cache {
+        CacheNote::Authenticated(a) => Some(a.as_ref().clone()),
+        _ => None,
+    };
+    // VM 1 verifies and publishes.
+    let first = run(&cfg, &fake, &RustBackend, &req);
+    let Some(Authenticated {
+        publish: Some(verdict),
+        shared_hit: false,
+        ..
+    }) = authenticated(&first)
+    else {
+        panic!("expected a verdict to publish: {:?}", first.cache)
+    };
+    process.1.publish(&store, &verdict);
+    // VM 2 accepts it without a signature check (its backend would fail).
+    let second = run(&cfg, &fake, &Failing, &req);
+    assert_eq!(second.decision, first.decision);
+    let a = authenticated(&second).expect("authenticated");
+    assert!(a.shared_hit && a.publish.is_none());
+    // Another token (one character of the signature changed) is verified, and refused.
+    let mut forged = good.clone().into_bytes();
+    let i = forged.len() - 10;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("ascii");
+    let forged_req = request("GET", "/v1/entities/x", Some(format!("Bearer {forged}")));
+    assert_eq!(
+        run(&cfg, &fake, &RustBackend, &forged_req).decision,
+        Decision::Deny(Denial::InvalidToken)
+    );
+    // A changed provider configuration does not trust the old verdict: the (failing)
+    // backend is asked, and answers 500.
+    let mut changed = config();
+    changed.providers[0].fingerprint ^= 1;
+    assert_eq!(
+        run(&changed, &fake, &Failing, &req).decision,
+        Decision::Deny(Denial::Unavailable)
+    );
+    // Nor once the key that verified it has left the key set.
+    let mut rotated = ready();
+    let (set, _) = KeySet::parse(jwks(&[&signers().1]).as_bytes(), 1 << 16).expect("jwks");
+    rotated.keys = Some(set);
+    rotated.refetch = false;
+    assert_eq!(
+        run(&cfg, &rotated, &Failing, &req).decision,
+        Decision::Deny(Denial::InvalidToken)
+    );
 }

@@ -19,6 +19,8 @@ pub(crate) struct HostError(pub u32);
 
 /// `WasmResult::NotFound`.
 pub(crate) const NOT_FOUND: HostError = HostError(1);
+/// `WasmResult::CasMismatch`.
+pub(crate) const CAS_MISMATCH: HostError = HostError(8);
 
 /// proxy-wasm `MapType` values the filter uses.
 pub(crate) mod map {
@@ -114,6 +116,20 @@ extern "C" {
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
 }
 
 fn check(code: u32) -> Result<(), HostError> {
@@ -312,4 +328,77 @@ pub(crate) fn increment_metric(id: u32, by: i64) -> Result<(), HostError> {
 pub(crate) fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
     // SAFETY: no pointers.
     check(unsafe { proxy_record_metric(id, value) })
+}
+
+/// A process-wide shared-data value and its compare-and-swap token (`None`: never set).
+pub(crate) fn shared_get(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let mut cas = 0u32;
+    // SAFETY: a valid key slice and out-pointers for the call.
+    let code =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    // SAFETY: the host wrote (or left null) a buffer it allocated through this module.
+    let bytes = unsafe { take(data, size) };
+    match check(code) {
+        Ok(()) => Ok(Some((bytes, cas))),
+        Err(NOT_FOUND) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets a shared-data value if its CAS token is still `cas` (0: unconditionally);
+/// `Err(CAS_MISMATCH)` when another VM wrote it first.
+pub(crate) fn shared_set(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+    // SAFETY: valid slices for the call's duration.
+    check(unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
+}
+
+/// The process-wide store on the host's shared data; a VM whose host refuses shared data
+/// keeps its state to itself (an in-memory store), as before there was a shared level.
+pub(crate) enum HostStore {
+    /// The host's shared data.
+    Shared,
+    /// This VM's memory only.
+    Local(crate::shared::MemoryStore),
+}
+
+impl HostStore {
+    /// Probes the host once: the shared store if it takes a write.
+    pub(crate) fn probe() -> HostStore {
+        match shared_set("bearer_guard.probe", b"1", 0) {
+            Ok(()) => HostStore::Shared,
+            Err(e) => {
+                log(
+                    Level::Warn,
+                    &format!("bearer-guard: the host has no shared data (status {}): keys, tokens and accounts are kept per worker", e.0),
+                );
+                HostStore::Local(crate::shared::MemoryStore::default())
+            }
+        }
+    }
+}
+
+impl crate::shared::Store for HostStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match self {
+            HostStore::Shared => shared_get(key).ok().flatten(),
+            HostStore::Local(m) => m.get(key),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), crate::shared::StoreError> {
+        match self {
+            HostStore::Shared => shared_set(key, value, cas).map_err(|e| {
+                if e == CAS_MISMATCH {
+                    crate::shared::StoreError::CasMismatch
+                } else {
+                    crate::shared::StoreError::Host(e.0)
+                }
+            }),
+            HostStore::Local(m) => m.set(key, value, cas),
+        }
+    }
 }

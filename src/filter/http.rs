@@ -24,7 +24,7 @@ impl Drop for Http {
     fn drop(&mut self) {
         if let Some(shared) = &self.shared {
             if let Ok(mut s) = shared.try_borrow_mut() {
-                s.waiters.retain(|w| w.context_id != self.context_id);
+                s.waiters.forget(self.context_id);
             }
         }
     }

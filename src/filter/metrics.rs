@@ -46,6 +46,8 @@ impl Counter {
 struct ProviderMetrics {
     fetch_ok: Counter,
     fetch_failed: Counter,
+    takeovers: Counter,
+    adopted: Counter,
     keys_loaded: Option<u32>,
 }
 
@@ -56,6 +58,8 @@ pub(crate) struct Metrics {
     denied: Vec<(&'static str, Counter)>,
     cache_hits: Counter,
     cache_misses: Counter,
+    cache_shared_hits: Counter,
+    account_shared_hits: Counter,
     account_ok: Counter,
     account_failed: Counter,
     providers: Vec<ProviderMetrics>,
@@ -73,6 +77,8 @@ impl Metrics {
                 .collect(),
             cache_hits: Counter::new("token_cache_hits"),
             cache_misses: Counter::new("token_cache_misses"),
+            cache_shared_hits: Counter::new("token_cache_shared_hits"),
+            account_shared_hits: Counter::new("account_shared_hits"),
             account_ok: Counter::new("account_lookups_ok"),
             account_failed: Counter::new("account_lookups_failed"),
             providers: config
@@ -86,6 +92,11 @@ impl Metrics {
                             "provider.{}.jwks_fetch_failed",
                             p.name
                         )),
+                        takeovers: Counter::new(&format!(
+                            "provider.{}.jwks_lease_takeovers",
+                            p.name
+                        )),
+                        adopted: Counter::new(&format!("provider.{}.key_sets_adopted", p.name)),
                         keys_loaded: define(
                             MetricKind::Gauge,
                             &format!("provider.{}.keys_loaded", p.name),
@@ -107,13 +118,41 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn cache(&self, hit: bool) {
-        if hit {
-            &self.cache_hits
+    /// A token from this VM's cache.
+    pub(crate) fn cache_hit(&self) {
+        self.cache_hits.bump();
+    }
+
+    /// A token authenticated now: from another VM's verdict, or by its signature.
+    pub(crate) fn authenticated(&self, shared_hit: bool) {
+        if shared_hit {
+            &self.cache_shared_hits
         } else {
             &self.cache_misses
         }
         .bump();
+    }
+
+    /// An account answer adopted from another VM.
+    pub(crate) fn account_shared_hit(&self) {
+        self.account_shared_hits.bump();
+    }
+
+    /// This VM took over a fetch whose holder never finished it.
+    pub(crate) fn takeover(&self, provider: usize) {
+        if let Some(p) = self.providers.get(provider) {
+            p.takeovers.bump();
+        }
+    }
+
+    /// This VM adopted a key set another VM fetched.
+    pub(crate) fn adopted(&self, provider: usize, keys: usize) {
+        if let Some(p) = self.providers.get(provider) {
+            p.adopted.bump();
+            if let Some(id) = p.keys_loaded {
+                let _ = host::record_metric(id, keys as u64);
+            }
+        }
     }
 
     pub(crate) fn account(&self, ok: bool) {
@@ -142,6 +181,8 @@ impl Metrics {
             &self.public,
             &self.cache_hits,
             &self.cache_misses,
+            &self.cache_shared_hits,
+            &self.account_shared_hits,
             &self.account_ok,
             &self.account_failed,
         ];
@@ -152,6 +193,8 @@ impl Metrics {
         for p in &self.providers {
             p.fetch_ok.flush();
             p.fetch_failed.flush();
+            p.takeovers.flush();
+            p.adopted.flush();
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::backend::{Backend, EnvoyBackend};
 use super::host;
 use super::http::Http;
-use super::state::{on_call_response, tick, Shared, SharedRef};
+use super::state::{on_call_response, tick, Shared, SharedRef, IDLE_TICK_MS};
 use super::{log, Level};
 use crate::config::{self, VerifierChoice};
 use crate::verifier::RustBackend;
@@ -12,9 +12,6 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::rc::Rc;
-
-/// Tick period: key refreshes, deadlines, metric flushes.
-const TICK_MS: u32 = 200;
 
 /// The plugin's root context.
 pub(crate) struct Root {
@@ -79,8 +76,12 @@ impl RootContext for Root {
                 backend.get().name()
             ),
         );
-        self.shared = Some(Rc::new(RefCell::new(Shared::new(cfg, backend))));
-        if let Err(e) = host::set_tick_period_ms(TICK_MS) {
+        self.shared = Some(Rc::new(RefCell::new(Shared::new(
+            cfg,
+            backend,
+            self.context_id,
+        ))));
+        if let Err(e) = host::set_tick_period_ms(IDLE_TICK_MS) {
             log(
                 Level::Error,
                 &format!(

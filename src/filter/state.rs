@@ -1,26 +1,32 @@
-//! State shared by the root and HTTP contexts of one VM (one thread, so `Rc<RefCell>`).
+//! State of one VM, shared by its root and HTTP contexts (one thread, so `Rc<RefCell>`),
+//! and the glue between host callbacks and the sans-IO core: key sets
+//! ([`crate::jwks::ProviderKeys`]), the process-wide levels ([`crate::shared`]) and the
+//! paused requests ([`crate::waiters`]).
 
 use super::backend::Backend;
-use super::host;
+use super::host::{self, HostStore};
 use super::metrics::Metrics;
-use super::Level;
-use super::{log, now_ms};
-use crate::account::{interpret, AccountCache, AccountState};
-use crate::config::{Config, JwksSource};
-use crate::jwks::{interpret_fetch, FetchPolicy, KeyAvailability, KeyFetcher, KeySet};
-use crate::pipeline::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome};
+use super::{log, now_ms, Level};
+use crate::account::{interpret, AccountCache, AccountState, SharedAccount, SharedAccounts};
+use crate::config::Config;
+use crate::jwks::{interpret_fetch, FetchPolicy, KeyAvailability, KeySet, ProviderKeys};
+use crate::pipeline::{
+    decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, VerdictLookup,
+};
 use crate::reply::Denial;
 use crate::request::Request;
-use crate::token_cache::TokenCache;
+use crate::shared::{update, Reader};
+use crate::token_cache::{SharedTokens, SharedVerdict, TokenCache};
+use crate::waiters::{Call, Deferred, Wait, Waited, Waiter, Waiters};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-fn debug_enabled() -> bool {
-    host::logs(Level::Debug)
-}
+/// Tick period when no request waits: key refreshes, metric flushes.
+pub(crate) const IDLE_TICK_MS: u32 = 200;
+/// Tick period while requests wait: how soon they see what another VM fetched.
+pub(crate) const WAITING_TICK_MS: u32 = 20;
 
 /// Logs a debug line, formatting it only when the host will print it.
 fn debug(shared: &SharedRef, line: impl FnOnce() -> String) {
@@ -37,64 +43,24 @@ pub(crate) type SharedRef = Rc<RefCell<Shared>>;
 pub(crate) type Dispatch<'a> =
     &'a dyn Fn(&str, Vec<(&str, &str)>, Duration) -> Result<u32, proxy_wasm::types::Status>;
 
-/// What a paused request waits for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// A provider's key set.
-    Keys(usize),
-    /// An account lookup (cache key).
-    Account(String),
-}
-
-/// What a request has already waited for: each kind at most once, so no request can
-/// wait forever.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Waited {
-    keys: bool,
-    account: bool,
-}
-
-/// A request paused until what it waits for arrives (or its deadline passes).
-pub(crate) struct Waiter {
-    pub context_id: u32,
-    pub wait: Wait,
-    pub waited: Waited,
-    pub deadline_ms: u64,
-    pub request: Request,
-}
-
-/// An account lookup to dispatch from the root context's next tick.
-struct Deferred {
-    provider: usize,
-    key: String,
-    path: String,
-    request_id: String,
-}
-
-/// A dispatched call we are waiting on.
-enum Call {
-    Jwks(usize),
-    Account { provider: usize, key: String },
-}
-
-/// Everything the contexts share.
+/// Everything the contexts of one VM share.
 pub(crate) struct Shared {
     pub config: Config,
-    pub backend: Backend,
-    pub fetchers: Vec<Option<KeyFetcher>>,
+    backend: Backend,
+    /// Per provider (RS256 only): its key set as this VM sees it.
+    keys: Vec<Option<ProviderKeys>>,
     accounts: Vec<Option<AccountCache>>,
-    /// Account lookups in flight: key → dispatch time (ms).
-    pending_accounts: HashMap<String, u64>,
-    calls: HashMap<u32, Call>,
-    /// Lookups a woken request needs: dispatched by the root context (a wake-up runs in
-    /// another context's callback, and a call made there would die with that context).
-    deferred: Vec<Deferred>,
     tokens: TokenCache,
+    shared_tokens: Option<SharedTokens>,
+    shared_accounts: Option<SharedAccounts>,
+    store: HostStore,
+    /// This VM's number in the process (lease holder id).
+    vm: u64,
+    pub waiters: Waiters<Request>,
     metrics: Metrics,
-    /// Whether the host logs debug lines (refreshed each tick): debug lines are only
-    /// formatted when someone will read them.
+    /// Whether the host logs debug lines (refreshed each tick).
     debug: bool,
-    pub waiters: Vec<Waiter>,
+    tick_ms: u32,
 }
 
 struct View<'a> {
@@ -118,47 +84,54 @@ impl AccountLookup for View<'_> {
 
 impl KeyLookup for View<'_> {
     fn availability(&self, provider: usize) -> KeyAvailability {
-        let a = self
-            .fetcher(provider)
-            .map_or(KeyAvailability::Unavailable, |f| {
-                f.availability(self.now_ms)
-            });
-        match a {
+        match self
+            .shared
+            .provider_keys(provider)
+            .map_or(KeyAvailability::Unavailable, |k| {
+                k.availability(self.now_ms)
+            }) {
             KeyAvailability::Loading if self.waited.keys => KeyAvailability::Unavailable,
             other => other,
         }
     }
     fn keys(&self, provider: usize) -> Option<&KeySet> {
-        self.fetcher(provider).and_then(KeyFetcher::keys)
+        self.shared
+            .provider_keys(provider)
+            .and_then(ProviderKeys::keys)
     }
     fn may_refetch(&self, provider: usize) -> bool {
         !self.waited.keys
             && self
-                .fetcher(provider)
-                .is_some_and(|f| f.may_refetch(self.now_ms))
+                .shared
+                .provider_keys(provider)
+                .is_some_and(|k| k.may_refetch(self.now_ms))
     }
 }
 
-impl View<'_> {
-    fn fetcher(&self, provider: usize) -> Option<&KeyFetcher> {
-        self.shared.fetchers.get(provider).and_then(Option::as_ref)
+impl VerdictLookup for View<'_> {
+    fn verdict(&self, digest: &[u8; 32]) -> Option<SharedVerdict> {
+        self.shared
+            .shared_tokens
+            .and_then(|t| t.lookup(&self.shared.store, digest))
     }
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, backend: Backend) -> Shared {
-        let fetchers = config
+    pub(crate) fn new(config: Config, backend: Backend, context_id: u32) -> Shared {
+        let store = HostStore::probe();
+        let keys = config
             .providers
             .iter()
             .map(|p| {
                 p.jwks.as_ref().map(|j| {
-                    KeyFetcher::new(FetchPolicy {
+                    let policy = FetchPolicy {
                         refresh_ms: j.refresh_ms,
                         timeout_ms: j.timeout_ms,
                         retry_min_ms: 1000,
                         retry_max_ms: j.retry_max_ms,
                         refetch_min_interval_ms: j.refetch_min_interval_ms,
-                    })
+                    };
+                    ProviderKeys::new(j.fingerprint, policy, j.max_bytes)
                 })
             })
             .collect();
@@ -167,21 +140,67 @@ impl Shared {
             .iter()
             .map(|p| p.account.as_ref().map(|a| AccountCache::new(a.max_entries)))
             .collect();
-        let tokens = TokenCache::new(config.token_cache_entries);
-        let metrics = Metrics::define(&config);
-        Shared {
+        // A number for this VM, unique in the process: the holder of a fetch lease.
+        let vm = update(
+            &store,
+            "bearer_guard.vm_seq",
+            |b| Reader(b).u64(),
+            |n: &u64| n.to_le_bytes().to_vec(),
+            |n| Some(n.wrapping_add(1).max(1)),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| (now_ms() << 16) | u64::from(context_id));
+        let slots = config.shared;
+        let mut shared = Shared {
+            tokens: TokenCache::new(config.token_cache_entries),
+            shared_tokens: (slots.tokens > 0).then(|| SharedTokens::new(slots.tokens)),
+            shared_accounts: (slots.accounts > 0).then(|| SharedAccounts::new(slots.accounts)),
+            metrics: Metrics::define(&config),
             config,
             backend,
-            fetchers,
+            keys,
             accounts,
-            pending_accounts: HashMap::new(),
-            calls: HashMap::new(),
-            deferred: Vec::new(),
-            tokens,
-            metrics,
-            debug: debug_enabled(),
-            waiters: Vec::new(),
+            store,
+            vm,
+            waiters: Waiters::default(),
+            debug: host::logs(Level::Debug),
+            tick_ms: IDLE_TICK_MS,
+        };
+        // A new configuration starts with the keys the process already has: no refetch,
+        // no request paused for them.
+        let now = now_ms();
+        for provider in 0..shared.keys.len() {
+            shared.sync_keys(provider, now);
         }
+        shared
+    }
+
+    fn provider_keys(&self, provider: usize) -> Option<&ProviderKeys> {
+        self.keys.get(provider).and_then(Option::as_ref)
+    }
+
+    /// Reads a provider's process-wide key state, adopting a newer key set; whether
+    /// requests waiting for its keys may decide now.
+    fn sync_keys(&mut self, provider: usize, now: u64) -> bool {
+        let Some(keys) = self.keys.get_mut(provider).and_then(Option::as_mut) else {
+            return false;
+        };
+        let sync = keys.sync(&self.store, now);
+        if let Some((version, kids)) = &sync.adopted {
+            let count = keys.keys().map_or(0, KeySet::len);
+            self.metrics.adopted(provider, count);
+            if self.debug {
+                let name = self.config.provider_name(provider);
+                log(
+                    Level::Debug,
+                    &format!(
+                        "bearer-guard: provider {name}: adopted key set version {version} [{kids}]"
+                    ),
+                );
+            }
+        }
+        sync.adopted.is_some() || sync.settled
     }
 
     fn decide(&self, req: &Request, now_ms: u64, waited: Waited) -> Outcome {
@@ -196,81 +215,135 @@ impl Shared {
             accounts: &view,
             backend: self.backend.get(),
             cache: (self.config.token_cache_entries > 0).then_some(&self.tokens),
+            verdicts: self
+                .shared_tokens
+                .is_some()
+                .then_some(&view as &dyn VerdictLookup),
             now_s: i64::try_from(now_ms / 1000).unwrap_or(i64::MAX),
         };
         decide(&inputs, req)
     }
 
-    fn source(&self, provider: usize) -> Option<JwksSource> {
-        self.config
-            .providers
-            .get(provider)
-            .and_then(|p| p.jwks.clone())
+    /// Keeps what a decision authenticated: in this VM's cache, and for the process.
+    fn note_cache(&mut self, note: CacheNote, now: u64) {
+        match note {
+            CacheNote::Authenticated(a) => {
+                self.metrics.authenticated(a.shared_hit);
+                if let Some((token, verified)) = a.store {
+                    let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
+                    self.tokens.insert(&token, verified, now_s);
+                }
+                if let (Some(verdict), Some(shared)) = (a.publish, self.shared_tokens) {
+                    shared.publish(&self.store, &verdict);
+                }
+            }
+            CacheNote::Hit => self.metrics.cache_hit(),
+            CacheNote::None => {}
+        }
+    }
+
+    /// A paused request is about to wait: tick fast so it sees other VMs' work soon.
+    fn set_tick(&mut self, ms: u32) {
+        if self.tick_ms != ms && host::set_tick_period_ms(ms).is_ok() {
+            self.tick_ms = ms;
+        }
+    }
+
+    /// Adopts a process-wide account answer into this VM's cache: `true` when there is
+    /// one to decide with.
+    fn adopt_account(&mut self, provider: usize, key: &str, now: u64) -> bool {
+        let answer = self.shared_accounts.and_then(|s| s.read(&self.store, key));
+        let Some(SharedAccount::Resolved(account, until)) = answer else {
+            return false;
+        };
+        if until <= now {
+            return false;
+        }
+        if let Some(Some(cache)) = self.accounts.get_mut(provider) {
+            cache.insert(key.to_string(), account, now, until - now);
+            self.metrics.account_shared_hit();
+            return true;
+        }
+        false
     }
 }
 
-/// Dispatches a JWKS fetch; `dispatch` is the calling context's own `dispatch_http_call`
-/// so the SDK routes the response back to it.
-pub(crate) fn start_fetch(
-    shared: &SharedRef,
-    provider: usize,
-    now: u64,
-    dispatch: Dispatch,
-) -> bool {
-    let Some(src) = shared.borrow().source(provider) else {
-        return false;
+/// Starts a fetch of a provider's keys if one is due for the process and this VM gets the
+/// lease. `false` when it was due but could not be dispatched (recorded as a failure).
+fn start_fetch(shared: &SharedRef, provider: usize, now: u64, dispatch: Dispatch) -> bool {
+    let (lease, src) = {
+        let mut guard = shared.borrow_mut();
+        let s = &mut *guard;
+        let src = s
+            .config
+            .providers
+            .get(provider)
+            .and_then(|p| p.jwks.clone());
+        let vm = s.vm;
+        let lease = match s.keys.get_mut(provider).and_then(Option::as_mut) {
+            Some(keys) => keys.try_start(&s.store, vm, now),
+            None => None,
+        };
+        (lease, src)
     };
+    let (Some(takeover), Some(src)) = (lease, src) else {
+        return true;
+    };
+    if takeover {
+        shared.borrow().metrics.takeover(provider);
+        log(
+            Level::Info,
+            &format!(
+                "bearer-guard: provider {}: taking over a JWKS fetch whose VM never finished it",
+                shared.borrow().config.provider_name(provider)
+            ),
+        );
+    }
     let headers = vec![
         (":method", "GET"),
         (":path", src.path.as_str()),
         (":authority", src.authority.as_str()),
         ("accept", "application/json"),
     ];
-    let result = dispatch(&src.cluster, headers, Duration::from_millis(src.timeout_ms));
-    let mut s = shared.borrow_mut();
-    let name = s.config.provider_name(provider).to_string();
-    let Some(Some(fetcher)) = s.fetchers.get_mut(provider) else {
-        return false;
-    };
-    match result {
+    match dispatch(&src.cluster, headers, Duration::from_millis(src.timeout_ms)) {
         Ok(token) => {
-            fetcher.begin(now);
-            s.calls.insert(token, Call::Jwks(provider));
+            shared
+                .borrow_mut()
+                .waiters
+                .call_started(token, Call::Jwks(provider), now);
             true
         }
         Err(status) => {
-            fetcher.fail(now);
+            let mut guard = shared.borrow_mut();
+            let s = &mut *guard;
+            let name = s.config.provider_name(provider).to_string();
+            s.metrics.jwks(provider, false, 0);
+            if let Some(keys) = s.keys.get_mut(provider).and_then(Option::as_mut) {
+                keys.finish(&s.store, now, Err("not dispatched".into()));
+            }
             log(Level::Warn, &format!("bearer-guard: provider {name}: JWKS fetch from cluster {} not dispatched: {status:?}", src.cluster));
             false
         }
     }
 }
 
-/// Dispatches an account lookup unless one for the same identity is in flight.
-fn start_account(
-    shared: &SharedRef,
-    provider: usize,
-    key: &str,
-    path: &str,
-    request_id: &str,
-    now: u64,
-    dispatch: Dispatch,
-) -> bool {
+/// Dispatches an account lookup.
+fn start_account(shared: &SharedRef, lookup: &Deferred, now: u64, dispatch: Dispatch) -> bool {
     let Some(src) = shared
         .borrow()
         .config
         .providers
-        .get(provider)
+        .get(lookup.provider)
         .and_then(|p| p.account.clone())
     else {
         return false;
     };
     let headers = vec![
         (":method", "GET"),
-        (":path", path),
+        (":path", lookup.path.as_str()),
         (":authority", src.authority.as_str()),
         ("accept", "application/json"),
-        ("x-request-id", request_id),
+        ("x-request-id", lookup.request_id.as_str()),
     ];
     match dispatch(&src.cluster, headers, Duration::from_millis(src.timeout_ms)) {
         Ok(token) => {
@@ -280,19 +353,19 @@ fn start_account(
                     src.cluster
                 )
             });
-            let mut s = shared.borrow_mut();
-            s.pending_accounts.insert(key.to_string(), now);
-            s.calls.insert(
-                token,
-                Call::Account {
-                    provider,
-                    key: key.to_string(),
-                },
-            );
+            let call = Call::Account {
+                provider: lookup.provider,
+                key: lookup.key.clone(),
+            };
+            shared.borrow_mut().waiters.call_started(token, call, now);
             true
         }
         Err(status) => {
-            shared.borrow_mut().pending_accounts.remove(key);
+            let mut s = shared.borrow_mut();
+            s.waiters.lookup_failed(&lookup.key);
+            if let Some(accounts) = s.shared_accounts {
+                accounts.resolve(&s.store, &lookup.key, Err(()), 0, now);
+            }
             log(
                 Level::Warn,
                 &format!(
@@ -308,7 +381,7 @@ fn start_account(
 /// Handles the response to one of our dispatched calls (from whichever context got it).
 pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize, current: u32) {
     let now = now_ms();
-    let Some(call) = shared.borrow_mut().calls.remove(&token) else {
+    let Some(call) = shared.borrow_mut().waiters.call_answered(token) else {
         return;
     };
     let status = host::header(host::map::CALL_RESPONSE_HEADERS, ":status")
@@ -323,20 +396,21 @@ pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize,
     };
     match call {
         Call::Jwks(provider) => {
-            let max_bytes = shared.borrow().source(provider).map_or(0, |s| s.max_bytes);
+            let max_bytes = shared
+                .borrow()
+                .config
+                .providers
+                .get(provider)
+                .and_then(|p| p.jwks.as_ref())
+                .map_or(0, |j| j.max_bytes);
             let result = interpret_fetch(status.as_deref(), body_size, max_bytes, body);
             let parse_ms = now_ms().saturating_sub(now);
             jwks_response(shared, provider, result, now, (body_size, parse_ms));
-            wake(shared, |w| w.wait == Wait::Keys(provider), now, current);
+            wake(shared, &Wait::Keys(provider), now, current);
         }
         Call::Account { provider, key } => {
             account_response(shared, provider, &key, status.as_deref(), &body(), now);
-            wake(
-                shared,
-                |w| w.wait == Wait::Account(key.clone()),
-                now,
-                current,
-            );
+            wake(shared, &Wait::Account(provider, key), now, current);
         }
     }
 }
@@ -344,31 +418,33 @@ pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize,
 fn jwks_response(
     shared: &SharedRef,
     provider: usize,
-    parsed: Result<(KeySet, usize), String>,
+    parsed: Result<(KeySet, usize, Vec<u8>), String>,
     now: u64,
     (body_size, parse_ms): (usize, u64),
 ) {
     let mut guard = shared.borrow_mut();
     let s = &mut *guard;
     let name = s.config.provider_name(provider).to_string();
-    let Some(Some(fetcher)) = s.fetchers.get_mut(provider) else {
+    let Some(keys) = s.keys.get_mut(provider).and_then(Option::as_mut) else {
         return;
     };
     match parsed {
-        Ok((keys, skipped)) => {
-            let kids = keys.kids().join(",");
-            s.metrics.jwks(provider, true, keys.len());
-            fetcher.succeed(now, keys);
-            log(Level::Info, &format!("bearer-guard: provider {name}: loaded keys [{kids}] ({skipped} JWKS entries skipped, {body_size} bytes read and parsed in {parse_ms} ms)"));
+        Ok((set, skipped, body)) => {
+            let kids = set.kids().join(",");
+            let count = set.len();
+            let version = keys.finish(&s.store, now, Ok((set, body)));
+            s.metrics.jwks(provider, true, count);
+            let version = version.map_or("(not published)".to_string(), |v| format!("version {v}"));
+            log(Level::Info, &format!("bearer-guard: provider {name}: loaded keys [{kids}] ({skipped} JWKS entries skipped, {body_size} bytes read and parsed in {parse_ms} ms), {version} for every worker"));
         }
         Err(why) => {
-            s.metrics.jwks(provider, false, 0);
-            fetcher.fail(now);
-            let kept = if fetcher.keys().is_some() {
+            keys.finish(&s.store, now, Err(why.clone()));
+            let kept = if keys.keys().is_some() {
                 "keeping previous keys"
             } else {
                 "no keys yet"
             };
+            s.metrics.jwks(provider, false, 0);
             log(
                 Level::Warn,
                 &format!("bearer-guard: provider {name}: JWKS fetch failed: {why}; {kept}"),
@@ -385,8 +461,8 @@ fn account_response(
     body: &[u8],
     now: u64,
 ) {
-    let mut s = shared.borrow_mut();
-    s.pending_accounts.remove(key);
+    let mut guard = shared.borrow_mut();
+    let s = &mut *guard;
     let Some(src) = s
         .config
         .providers
@@ -404,32 +480,43 @@ fn account_response(
             } else {
                 src.negative_ttl_ms
             };
+            // A ttl of 0 caches nothing, but the requests that waited for this answer get
+            // it: here in the same instant, in other VMs within a second.
+            if let Some(shared_accounts) = s.shared_accounts {
+                let until = now.saturating_add(if ttl == 0 { 1000 } else { ttl });
+                shared_accounts.resolve(&s.store, key, Ok(found.clone()), until, now);
+            }
             if let Some(Some(cache)) = s.accounts.get_mut(provider) {
-                cache.insert(key.to_string(), found, now, ttl);
+                cache.insert(key.to_string(), found, now, ttl.max(1));
             }
         }
         // Not cached: the waiters get 500 and the next request asks again.
-        Err(why) => log(
-            Level::Warn,
-            &format!(
-                "bearer-guard: account lookup on cluster {} failed: {why}",
-                src.cluster
-            ),
-        ),
+        Err(why) => {
+            if let Some(shared_accounts) = s.shared_accounts {
+                shared_accounts.resolve(&s.store, key, Err(()), 0, now);
+            }
+            log(
+                Level::Warn,
+                &format!(
+                    "bearer-guard: account lookup on cluster {} failed: {why}",
+                    src.cluster
+                ),
+            );
+        }
     }
 }
 
-/// Resumes, answers or re-parks every waiter selected by `pick`, then makes `current`
-/// the effective context again.
-pub(crate) fn wake(shared: &SharedRef, pick: impl Fn(&Waiter) -> bool, now: u64, current: u32) {
-    let woken: Vec<Waiter> = {
-        let mut s = shared.borrow_mut();
-        let (woken, kept) = std::mem::take(&mut s.waiters)
-            .into_iter()
-            .partition(|w| pick(w));
-        s.waiters = kept;
-        woken
-    };
+/// Decides again every request paused for `wait`, then makes `current` the effective
+/// context again.
+pub(crate) fn wake(shared: &SharedRef, wait: &Wait, now: u64, current: u32) {
+    let woken = shared.borrow_mut().waiters.wake(wait);
+    resume(shared, woken, now, current);
+}
+
+fn resume(shared: &SharedRef, woken: Vec<Waiter<Request>>, now: u64, current: u32) {
+    if woken.is_empty() {
+        return;
+    }
     for w in woken {
         if host::set_effective_context(w.context_id).is_err() {
             continue; // the stream is gone
@@ -474,41 +561,28 @@ fn process(
     dispatch: Option<Dispatch>,
 ) -> Action {
     let mut outcome = shared.borrow().decide(&request, now, waited);
-    match std::mem::take(&mut outcome.cache) {
-        CacheNote::Store(entry) => {
-            let (token, verified) = *entry;
-            let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
-            let mut s = shared.borrow_mut();
-            s.metrics.cache(false);
-            s.tokens.insert(&token, verified, now_s);
-        }
-        CacheNote::Hit => shared.borrow().metrics.cache(true),
-        CacheNote::None => {}
-    }
+    shared
+        .borrow_mut()
+        .note_cache(std::mem::take(&mut outcome.cache), now);
     let (wait, timeout_ms, started) = match outcome.decision {
         Decision::AwaitKeys { provider, refetch } => {
-            let due = {
-                let mut s = shared.borrow_mut();
-                match s.fetchers.get_mut(provider).and_then(Option::as_mut) {
-                    Some(f) => {
-                        if refetch {
-                            f.request_refetch(now);
-                        }
-                        f.due(now)
-                    }
-                    None => false,
+            if refetch {
+                let mut guard = shared.borrow_mut();
+                let s = &mut *guard;
+                if let Some(keys) = s.keys.get_mut(provider).and_then(Option::as_mut) {
+                    keys.request_refetch(&s.store, now);
                 }
-            };
-            // Without a dispatcher, a due fetch is started by the next tick.
-            let started = match (due, dispatch) {
-                (true, Some(d)) => start_fetch(shared, provider, now, d),
-                _ => true,
+            }
+            // Without a dispatcher, a due fetch is started by a tick (this VM's or another's).
+            let started = match dispatch {
+                Some(d) => start_fetch(shared, provider, now, d),
+                None => true,
             };
             waited.keys = true;
             let timeout = shared
                 .borrow()
-                .source(provider)
-                .map_or(2000, |s| s.timeout_ms);
+                .provider_keys(provider)
+                .map_or(2000, |k| k.policy().timeout_ms);
             (Wait::Keys(provider), timeout, started)
         }
         Decision::AwaitAccount {
@@ -516,25 +590,10 @@ fn process(
             key,
             path,
         } => {
-            let pending = shared.borrow().pending_accounts.contains_key(&key);
-            let started = match (pending, dispatch) {
-                (true, _) => true,
-                (false, Some(d)) => {
-                    start_account(shared, provider, &key, &path, &request.request_id, now, d)
-                }
-                (false, None) => {
-                    let mut s = shared.borrow_mut();
-                    s.pending_accounts.insert(key.clone(), now);
-                    s.deferred.push(Deferred {
-                        provider,
-                        key: key.clone(),
-                        path,
-                        request_id: request.request_id.clone(),
-                    });
-                    true
-                }
-            };
-            waited.account = true;
+            // Another VM of the process may have the answer already.
+            if shared.borrow_mut().adopt_account(provider, &key, now) {
+                return process(shared, context_id, request, waited, now, dispatch);
+            }
             let timeout = shared
                 .borrow()
                 .config
@@ -542,7 +601,31 @@ fn process(
                 .get(provider)
                 .and_then(|p| p.account.as_ref())
                 .map_or(1000, |a| a.timeout_ms);
-            (Wait::Account(key), timeout, started)
+            let ours = {
+                let s = shared.borrow();
+                s.waiters.looking_up(&key)
+                    || s.shared_accounts.is_some_and(|a| {
+                        // Lease: the call's timeout plus a second.
+                        !a.claim(&s.store, &key, now, timeout.saturating_add(1000))
+                    })
+            };
+            let lookup = Deferred {
+                provider,
+                key: key.clone(),
+                path,
+                request_id: request.request_id.clone(),
+            };
+            let started = match (ours, dispatch) {
+                // This VM or another one already asks: wait for that answer.
+                (true, _) => true,
+                (false, Some(d)) => start_account(shared, &lookup, now, d),
+                (false, None) => {
+                    shared.borrow_mut().waiters.defer(lookup, now);
+                    true
+                }
+            };
+            waited.account = true;
+            (Wait::Account(provider, key), timeout, started)
         }
         _ => return apply(shared, &request, outcome),
     };
@@ -554,22 +637,24 @@ fn process(
     debug(shared, || {
         let what = match &wait {
             Wait::Keys(p) => format!("keys of provider #{p}"),
-            Wait::Account(_) => "an account lookup".to_string(),
+            Wait::Account(..) => "an account lookup".to_string(),
         };
         format!(
             "bearer-guard: request_id={} waits for {what}",
             request.request_id
         )
     });
-    // A deferred call waits up to a tick longer.
+    // A deferred call, or another VM's, is seen up to a tick later.
     let deadline_ms = now + timeout_ms + 1000;
-    shared.borrow_mut().waiters.push(Waiter {
+    let mut s = shared.borrow_mut();
+    s.waiters.park(Waiter {
         context_id,
         wait,
         waited,
         deadline_ms,
         request,
     });
+    s.set_tick(WAITING_TICK_MS);
     Action::Pause
 }
 
@@ -620,77 +705,62 @@ pub(crate) fn send_reply(denial: &Denial, request_id: &str) -> Action {
     Action::Pause
 }
 
-/// Periodic work: expire stuck fetches and waiters, start due fetches.
+/// Periodic work: adopt key sets other VMs fetched, start due fetches, dispatch deferred
+/// lookups, see other VMs' account answers, and give up on what waited too long.
 pub(crate) fn tick(shared: &SharedRef, current: u32, dispatch: Dispatch) {
     let now = now_ms();
     {
         let mut s = shared.borrow_mut();
-        s.debug = debug_enabled();
+        s.debug = host::logs(Level::Debug);
         s.metrics.flush();
     }
-    let deferred = std::mem::take(&mut shared.borrow_mut().deferred);
-    for d in deferred {
-        if !start_account(
-            shared,
-            d.provider,
-            &d.key,
-            &d.path,
-            &d.request_id,
-            now,
-            dispatch,
-        ) {
+    let count = shared.borrow().keys.len();
+    for provider in 0..count {
+        let settled = shared.borrow_mut().sync_keys(provider, now);
+        if settled {
+            wake(shared, &Wait::Keys(provider), now, current);
+        }
+        if shared.borrow().provider_keys(provider).is_some() {
+            start_fetch(shared, provider, now, dispatch);
+        }
+    }
+    let deferred = shared.borrow_mut().waiters.take_deferred();
+    for lookup in deferred {
+        if !start_account(shared, &lookup, now, dispatch) {
             wake(
                 shared,
-                |w| w.wait == Wait::Account(d.key.clone()),
+                &Wait::Account(lookup.provider, lookup.key.clone()),
                 now,
                 current,
             );
         }
     }
-    let count = shared.borrow().fetchers.len();
-    for provider in 0..count {
-        let expired = shared
-            .borrow_mut()
-            .fetchers
-            .get_mut(provider)
-            .and_then(Option::as_mut)
-            .is_some_and(|f| f.expire(now));
-        if expired {
-            log(
-                Level::Warn,
-                &format!("bearer-guard: JWKS fetch for provider #{provider} timed out"),
-            );
-            wake(shared, |w| w.wait == Wait::Keys(provider), now, current);
-        }
-        let due = shared
-            .borrow()
-            .fetchers
-            .get(provider)
-            .and_then(Option::as_ref)
-            .is_some_and(|f| f.due(now));
-        if due {
-            start_fetch(shared, provider, now, dispatch);
+    // Requests waiting for another VM's account lookup: its answer (or failure, or a
+    // lease that ran out) lets them decide.
+    let waits = shared.borrow().waiters.waited_for();
+    for wait in waits {
+        let Wait::Account(provider, key) = &wait else {
+            continue;
+        };
+        let answered = {
+            let s = shared.borrow();
+            !s.waiters.looking_up(key)
+                && s.shared_accounts
+                    .and_then(|a| a.read(&s.store, key))
+                    .is_none_or(|state| !matches!(state, SharedAccount::Pending(_)))
+        };
+        if answered {
+            shared.borrow_mut().adopt_account(*provider, key, now);
+            wake(shared, &wait, now, current);
         }
     }
-    // Account calls whose context went away before the answer: give up on them.
-    let lost: Vec<String> = {
-        let mut s = shared.borrow_mut();
-        let limit = 61_000;
-        let lost: Vec<String> = s
-            .pending_accounts
-            .iter()
-            .filter(|(_, &t)| now >= t + limit)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &lost {
-            s.pending_accounts.remove(k);
-        }
-        lost
+    let late = shared.borrow_mut().waiters.tick(now);
+    resume(shared, late, now, current);
+    let mut s = shared.borrow_mut();
+    let period = if s.waiters.any() {
+        WAITING_TICK_MS
+    } else {
+        IDLE_TICK_MS
     };
-    wake(
-        shared,
-        |w| w.deadline_ms <= now || matches!(&w.wait, Wait::Account(k) if lost.contains(k)),
-        now,
-        current,
-    );
+    s.set_tick(period);
 }

@@ -1,0 +1,205 @@
+//! Process-wide state: a key-value store every VM of the Envoy process sees (proxy-wasm
+//! shared data), with compare-and-swap. The filter keeps there what belongs to the
+//! process rather than to a worker: key sets and their fetch state, verified-token
+//! verdicts, account lookups.
+//!
+//! The store has no delete, so keys are never made from request data: key sets use one
+//! key per JWKS source, tokens and accounts a fixed number of slots (direct-mapped,
+//! overwritten in place), which bounds the memory it can ever hold.
+
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Why a write was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// Another VM wrote the key since it was read.
+    CasMismatch,
+    /// The host refused (its status code).
+    Host(u32),
+}
+
+/// A process-wide key-value store with compare-and-swap.
+pub trait Store {
+    /// The value of `key` and its CAS token; `None` when it was never set (or the host
+    /// failed: callers treat both as "nothing shared").
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Sets `key` if its CAS token is still `cas` (0: unconditionally).
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError>;
+}
+
+/// An in-memory [`Store`] with the host's CAS semantics (tests, and one VM on its own).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.map.borrow().get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        let mut map = self.map.borrow_mut();
+        let current = map.get(key).map_or(0, |(_, c)| *c);
+        if cas != 0 && cas != current {
+            return Err(StoreError::CasMismatch);
+        }
+        map.insert(
+            key.to_string(),
+            (value.to_vec(), current.wrapping_add(1).max(1)),
+        );
+        Ok(())
+    }
+}
+
+/// How many times a read-modify-write is retried when other VMs keep winning the race.
+const CAS_ATTEMPTS: usize = 16;
+
+/// Read-modify-write of one key with compare-and-swap: `change` gets the decoded current
+/// value (the default when the key was never set or does not decode) and returns the new
+/// one (`None`: leave it as is). Returns what was written (or `None` when `change`
+/// declined); `Err` when the store refused or the race was lost [`CAS_ATTEMPTS`] times.
+///
+/// The store cannot create a key atomically (a write to a key never set ignores the CAS
+/// token), so a missing key is first written with the default value, then changed with
+/// compare-and-swap like any other: only two VMs creating the very same key within the
+/// same instant can both win, once.
+pub fn update<T: Default>(
+    store: &dyn Store,
+    key: &str,
+    decode: impl Fn(&[u8]) -> Option<T>,
+    encode: impl Fn(&T) -> Vec<u8>,
+    mut change: impl FnMut(T) -> Option<T>,
+) -> Result<Option<T>, StoreError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((bytes, cas)) = store.get(key) else {
+            store.set(key, &encode(&T::default()), 0)?;
+            continue;
+        };
+        let Some(next) = change(decode(&bytes).unwrap_or_default()) else {
+            return Ok(None);
+        };
+        match store.set(key, &encode(&next), cas) {
+            Ok(()) => return Ok(Some(next)),
+            Err(StoreError::CasMismatch) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::CasMismatch)
+}
+
+/// The first 8 bytes of SHA-256 over `parts`, each length-prefixed: a fingerprint of
+/// configuration (no two different part lists share an encoding).
+pub fn fingerprint(parts: &[&[u8]]) -> u64 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    u64::from_le_bytes(first)
+}
+
+/// The slot of a 64-bit hash among `slots` (direct-mapped).
+pub fn slot_of(hash: u64, slots: usize) -> usize {
+    (hash % (slots.max(1) as u64)) as usize
+}
+
+/// Little-endian field reader over an encoded record.
+pub(crate) struct Reader<'a>(pub &'a [u8]);
+
+impl<'a> Reader<'a> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        self.take(1)?.first().copied()
+    }
+    pub(crate) fn rest(self) -> &'a [u8] {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_compare_and_swap() {
+        let s = MemoryStore::default();
+        assert_eq!(s.get("k"), None);
+        s.set("k", b"a", 0).expect("first write");
+        let (v, cas) = s.get("k").expect("set");
+        assert_eq!(v, b"a");
+        assert_eq!(
+            s.set("k", b"b", cas.wrapping_add(7)),
+            Err(StoreError::CasMismatch)
+        );
+        s.set("k", b"b", cas).expect("matching cas");
+        assert_eq!(
+            s.set("k", b"c", cas),
+            Err(StoreError::CasMismatch),
+            "stale cas"
+        );
+        assert_eq!(s.get("k").map(|(v, _)| v), Some(b"b".to_vec()));
+    }
+
+    /// A store whose first `n` conditional writes lose the race.
+    struct Contended {
+        inner: MemoryStore,
+        lose: RefCell<usize>,
+    }
+    impl Store for Contended {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+            let mut lose = self.lose.borrow_mut();
+            if cas != 0 && *lose > 0 {
+                *lose -= 1;
+                // Another VM wrote in between: bump the stored value's token.
+                let current = self.inner.get(key).map(|(v, _)| v).unwrap_or_default();
+                self.inner.set(key, &current, 0)?;
+                return Err(StoreError::CasMismatch);
+            }
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn update_retries_lost_races_and_gives_up() {
+        let decode = |b: &[u8]| Reader(b).u64();
+        let encode = |v: &u64| v.to_le_bytes().to_vec();
+        let s = Contended {
+            inner: MemoryStore::default(),
+            lose: RefCell::new(0),
+        };
+        let add = |s: &dyn Store| update(s, "n", decode, encode, |v| Some(v + 1));
+        assert_eq!(add(&s), Ok(Some(1)));
+        *s.lose.borrow_mut() = 3;
+        assert_eq!(add(&s), Ok(Some(2)), "three lost races, then a win");
+        *s.lose.borrow_mut() = CAS_ATTEMPTS;
+        assert_eq!(add(&s), Err(StoreError::CasMismatch));
+        assert_eq!(update(&s, "n", decode, encode, |_| None), Ok(None));
+    }
+
+    #[test]
+    fn fingerprints_and_slots() {
+        assert_ne!(fingerprint(&[b"ab", b"c"]), fingerprint(&[b"a", b"bc"]));
+        assert_eq!(fingerprint(&[b"x"]), fingerprint(&[b"x"]));
+        assert!((0..1000).all(|h| slot_of(h, 7) < 7));
+        assert_eq!(slot_of(5, 0), 0);
+    }
+}
