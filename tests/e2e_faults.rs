@@ -28,8 +28,27 @@ fn active_vms(envoy: &Envoy) -> u64 {
 }
 
 #[test]
-fn jwks_faults_under_load() {
-    let stack = Stack::start(plugin(vec![]));
+fn jwks_faults_under_load_one_worker() {
+    jwks_faults_under_load(1);
+}
+
+#[test]
+fn jwks_faults_under_load_four_workers() {
+    jwks_faults_under_load(4);
+}
+
+#[test]
+fn account_service_down_under_load_one_worker() {
+    account_service_down_under_load(1);
+}
+
+#[test]
+fn account_service_down_under_load_four_workers() {
+    account_service_down_under_load(4);
+}
+
+fn jwks_faults_under_load(concurrency: usize) {
+    let stack = Stack::start_with(plugin(vec![]), concurrency);
     let port = stack.envoy.port;
     let vms_before = active_vms(&stack.envoy);
     let (a, b) = (&keys().0, &keys().1);
@@ -153,8 +172,7 @@ fn jwks_faults_under_load() {
     assert!(growth < 64 * 1024, "Envoy RSS grew by {growth} KiB");
 }
 
-#[test]
-fn account_service_down_under_load() {
+fn account_service_down_under_load(concurrency: usize) {
     let accounts_up = |port: u16| {
         HttpServer::start(
             port,
@@ -177,6 +195,7 @@ fn account_service_down_under_load() {
                                           "ttl_s": 1, "negative_ttl_s": 1, "timeout_ms": 500});
     let mut o = Options::new(p, upstream.port, jwks_server.server.port);
     o.accounts_port = accounts_port;
+    o.concurrency = concurrency;
     o.env.push(("SDK_TOKEN_SECRET".into(), SECRET.into()));
     let envoy = Envoy::start(&o);
     let tokens: Arc<Vec<String>> = Arc::new(

@@ -57,6 +57,12 @@ impl Stack {
         Stack::with_jwks(plugin, jwks)
     }
 
+    /// Like `start`, with `concurrency` Envoy workers (one wasm VM each).
+    pub fn start_with(plugin: Value, concurrency: usize) -> Stack {
+        let jwks = JwksServer::start(0, JwksMode::Serve(jwks(&[&keys().0]))).expect("jwks server");
+        Stack::with_options(plugin, jwks, |o| o.concurrency = concurrency)
+    }
+
     /// Like `start`, with a prepared JWKS server.
     pub fn with_jwks(plugin: Value, jwks: JwksServer) -> Stack {
         Stack::with_options(plugin, jwks, |_| {})
