@@ -275,3 +275,89 @@ fn a_rotated_key_is_picked_up_within_the_interval_under_an_unknown_kid_flood() {
     );
     assert!(sent.load(Ordering::Relaxed) > 100, "the flood did not flow");
 }
+
+/// A new plugin configuration (pushed as a new listener through file-based LDS, as a
+/// control plane would) with the same JWKS source starts with the keys the process has:
+/// no refetch, no request paused for keys, no non-2xx for valid tokens under load.
+#[test]
+fn a_live_reconfiguration_keeps_the_keys() {
+    let upstream = echo(0).expect("echo");
+    let jwks_server = JwksServer::start(0, JwksMode::Serve(jwks(&[&keys().0]))).expect("jwks");
+    let mut o = Options::new(plugin(vec![]), upstream.port, jwks_server.server.port);
+    o.env.push(("SDK_TOKEN_SECRET".into(), SECRET.into()));
+    o.concurrency = WORKERS;
+    o.lds = true;
+    let envoy = Envoy::start(&o);
+    let token = token(json!({}));
+    assert_eq!(envoy.get_with_token("/v1/x", &token).status, 200);
+    let fetches = jwks_server.hits();
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = envoy.port;
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, token) = (stop.clone(), token.clone());
+            std::thread::spawn(move || {
+                let (mut statuses, mut conn, mut n) = (Vec::new(), KeepAlive::new(port), 0);
+                // Bounded: until told to stop, at most 20,000 requests.
+                while !stop.load(Ordering::Relaxed) && n < 20_000 {
+                    n += 1;
+                    let auth = format!("Bearer {token}");
+                    let status = conn
+                        .request("GET", "/v1/x", &[("authorization", &auth)])
+                        .map_or(0, |r| r.status);
+                    statuses.push(status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    pause(1000);
+    // The new configuration: one more public route, same provider.
+    o.plugin = plugin(vec![
+        json!({"match": {"prefix": "/v2/open"}, "public": true}),
+    ]);
+    envoy.reconfigure(&o);
+    assert!(
+        envoy.wait_until(Duration::from_secs(10), || envoy
+            .get("/v2/open", &[])
+            .status
+            == 200),
+        "the new configuration never took effect"
+    );
+    pause(1000);
+    stop.store(true, Ordering::Relaxed);
+    let statuses: Vec<u16> = load
+        .into_iter()
+        .flat_map(|t| t.join().expect("load thread"))
+        .collect();
+    let bad: Vec<&u16> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(statuses.len() > 100, "only {} requests", statuses.len());
+    assert!(
+        bad.is_empty(),
+        "{} of {} not 200: {:?}",
+        bad.len(),
+        statuses.len(),
+        &bad[..bad.len().min(10)]
+    );
+    assert_eq!(
+        jwks_server.hits(),
+        fetches,
+        "the new configuration fetched keys again"
+    );
+    // Every VM of the new configuration adopted the keys when it was configured: no
+    // request waited for them (the log is read from the new configuration's first line).
+    pause(200);
+    let log = envoy.log();
+    let since = log
+        .find("3 rule(s)")
+        .expect("the new configuration's log line");
+    assert!(log[since..].contains("adopted key set version 1"));
+    assert!(
+        !log[since..].contains("waits for keys"),
+        "a request waited for keys after the reconfiguration"
+    );
+    // And the new configuration serves valid tokens on every worker.
+    for _ in 0..20 {
+        assert_eq!(envoy.get_with_token("/v1/x", &token).status, 200);
+    }
+}

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -53,6 +53,9 @@ pub struct Options {
     pub wasm: Option<PathBuf>,
     /// Envoy worker threads (`--concurrency`): one wasm VM each.
     pub concurrency: usize,
+    /// Serve the listener through file-based LDS, so [`Envoy::reconfigure`] can replace it
+    /// while Envoy runs.
+    pub lds: bool,
 }
 
 impl Options {
@@ -70,6 +73,7 @@ impl Options {
             production_logging: false,
             wasm: None,
             concurrency: 1,
+            lds: false,
         }
     }
 }
@@ -82,8 +86,8 @@ fn cluster(name: &str, port: u16) -> Value {
     })
 }
 
-/// The bootstrap (as JSON, which Envoy reads like YAML).
-pub fn bootstrap(o: &Options) -> Value {
+/// The listener with the filter chain `o` describes, on `port` (0: any).
+pub fn listener(o: &Options, port: u16) -> Value {
     let mut filters = o.extra_filters.clone();
     if !o.no_wasm {
         let env: serde_json::Map<String, Value> = o
@@ -109,11 +113,6 @@ pub fn bootstrap(o: &Options) -> Value {
     }
     filters.push(json!({"name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
-    let accounts = if o.accounts_port == 0 {
-        o.jwks_port
-    } else {
-        o.accounts_port
-    };
     let routes = if o.direct_response {
         json!([{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}])
     } else {
@@ -123,27 +122,54 @@ pub fn bootstrap(o: &Options) -> Value {
         ])
     };
     json!({
+        "name": "main",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "ingress",
+                "normalize_path": true,
+                "merge_slashes": true,
+                "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+                "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+                "http_filters": filters
+            }
+        }]}]
+    })
+}
+
+/// The bootstrap (as JSON, which Envoy reads like YAML). With `lds`, the listener comes
+/// from that file instead of the static resources.
+pub fn bootstrap(o: &Options, lds: Option<&Path>) -> Value {
+    let accounts = if o.accounts_port == 0 {
+        o.jwks_port
+    } else {
+        o.accounts_port
+    };
+    let mut b = json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
-            "listeners": [{
-                "name": "main",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "ingress",
-                        "normalize_path": true,
-                        "merge_slashes": true,
-                        "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
-                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-                        "http_filters": filters
-                    }
-                }]}]
-            }],
             "clusters": [cluster("upstream", o.upstream_port), cluster("jwks", o.jwks_port), cluster("accounts", accounts)]
         }
-    })
+    });
+    match lds {
+        Some(file) => {
+            b["node"] = json!({"id": "bearer-guard-test", "cluster": "bearer-guard-test"});
+            b["dynamic_resources"] = json!({"lds_config": {"resource_api_version": "V3",
+                "path_config_source": {"path": file.to_string_lossy(),
+                    "watched_directory": {"path": file.parent().unwrap_or(file).to_string_lossy()}}}});
+        }
+        None => b["static_resources"]["listeners"] = json!([listener(o, 0)]),
+    }
+    b
+}
+
+/// A listener as an LDS file's content.
+fn lds_document(o: &Options, port: u16) -> String {
+    let mut l = listener(o, port);
+    l["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+    json!({ "resources": [l] }).to_string()
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -187,9 +213,16 @@ impl Envoy {
         );
         let dir = scratch_dir();
         let config = dir.join("envoy.json");
+        let lds = o.lds.then(|| {
+            let lds_dir = dir.join("lds");
+            std::fs::create_dir_all(&lds_dir).expect("lds dir");
+            let file = lds_dir.join("listeners.json");
+            std::fs::write(&file, lds_document(o, free_port())).expect("write lds");
+            file
+        });
         std::fs::write(
             &config,
-            serde_json::to_string_pretty(&bootstrap(o)).unwrap_or_default(),
+            serde_json::to_string_pretty(&bootstrap(o, lds.as_deref())).unwrap_or_default(),
         )
         .expect("write config");
         let admin_file = dir.join("admin.txt");
@@ -259,6 +292,15 @@ impl Envoy {
             std::thread::sleep(Duration::from_millis(50));
         }
         Err(format!("not ready within 60 s\n{}", envoy.log()))
+    }
+
+    /// Replaces the LDS listener (started with `lds`) with one built from `o`, on the same
+    /// port: written beside it, then moved over it, as a control plane's file would be.
+    pub fn reconfigure(&self, o: &Options) {
+        let lds_dir = self.dir.join("lds");
+        let tmp = lds_dir.join("next.json");
+        std::fs::write(&tmp, lds_document(o, self.port)).expect("write lds");
+        std::fs::rename(&tmp, lds_dir.join("listeners.json")).expect("move lds");
     }
 
     /// Envoy's log so far.
