@@ -855,6 +855,14 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     if !(256..=65536).contains(&raw.max_token_bytes) {
         return err("max_token_bytes", "must be between 256 and 65536");
     }
+    for (name, slots) in [
+        ("shared.token_slots", raw.shared.tokens),
+        ("shared.account_slots", raw.shared.accounts),
+    ] {
+        if slots > 1 << 20 {
+            return err(name, "must be at most 1048576");
+        }
+    }
     // What every provider's verdicts also depend on.
     for p in &mut providers {
         p.fingerprint = crate::shared::fingerprint(&[
@@ -1308,6 +1316,36 @@ mod tests {
         assert!(!format!("{:?}", cfg.providers[1].secret).contains("0123"));
     }
 
+    /// What decides whether a provider accepts a token changes its fingerprint (so a
+    /// verdict another VM published under the old configuration is not trusted); what
+    /// does not, does not.
+    #[test]
+    fn provider_fingerprints() {
+        let fp = |text: &str| parse(text.as_bytes(), &env).expect("valid").providers[0].fingerprint;
+        let base = fp(GOOD);
+        assert_eq!(fp(GOOD), base, "stable");
+        let swap = |from: &str, to: &str| GOOD.replacen(from, to, 1);
+        for changed in [
+            swap("client_123\"]", "client_456\"]"),
+            swap("https://api.workos.com\"", "https://other\""),
+            swap("/sso/jwks/client_123", "/sso/jwks/other"),
+            swap(r#""roles""#, r#""clock_skew_s": 5, "roles""#),
+            swap(r#""roles""#, r#""max_token_bytes": 4096, "roles""#),
+        ] {
+            assert_ne!(fp(&changed), base, "{changed}");
+        }
+        for same in [
+            swap(r#""roles""#, r#""default": "deny", "roles""#),
+            swap(r#"{ "headers": { "x-auth-subject": "sub" } }"#, "{}"),
+        ] {
+            assert_eq!(fp(&same), base);
+        }
+        let cfg = parse(GOOD.as_bytes(), &env).expect("valid");
+        assert_eq!(cfg.shared, SharedSlots::default());
+        let jwks = cfg.providers[0].jwks.as_ref().expect("jwks");
+        assert_eq!((jwks.refetch_min_interval_ms, jwks.max_bytes), (5000, 65536));
+    }
+
     #[test]
     fn errors_name_the_field() {
         let swap = |from: &str, to: &str| GOOD.replacen(from, to, 1);
@@ -1429,6 +1467,18 @@ mod tests {
                 "providers[0].sekret",
             ),
             ("{}".to_string(), "providers"),
+            (
+                swap(r#""roles""#, r#""shared": {"token_slots": 2000000}, "roles""#),
+                "shared.token_slots",
+            ),
+            (
+                swap(r#""roles""#, r#""shared": {"slots": 1}, "roles""#),
+                "shared.slots",
+            ),
+            (
+                swap(r#""path": "/sso"#, r#""max_bytes": 100, "path": "/sso"#),
+                "providers[0].jwks.max_bytes",
+            ),
             ("[]".to_string(), "(root)"),
             (r#"{"providers": [], "providers": []}"#.to_string(), "(root)"),
             (r#"{"providers": []}"#.to_string(), "providers"),

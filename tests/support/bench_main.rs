@@ -22,6 +22,12 @@ use std::process::Command;
 use std::time::Duration;
 
 const ISS: &str = "https://bench.idp";
+/// How many times in a row the two-worker rows use each token.
+const USES: usize = 4;
+const C2_BASE: &str = "2 workers: no auth";
+const L2: &str = "bearer-guard, every token distinct, all second-level hits (first level off)";
+const C2_JA: &str = "2 workers: jwt_authn, cache on, each token 4× on rotating connections";
+const C2_BG: &str = "2 workers: bearer-guard, each token 4× on rotating connections";
 const AUD: &str = "bench";
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -31,7 +37,14 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// bearer-guard's configuration. The single-worker rows run with the process-wide token
+/// level off (`token_slots` 0: with one VM it only adds a lookup per first-level miss),
+/// so they measure one VM's paths; the second-level and two-worker rows turn it on.
 fn plugin(verifier: &str, cache: usize, public: bool) -> Value {
+    plugin_with_slots(verifier, cache, public, 0)
+}
+
+fn plugin_with_slots(verifier: &str, cache: usize, public: bool, token_slots: usize) -> Value {
     let rules = if public {
         json!([{"match": {}, "public": true}])
     } else {
@@ -42,15 +55,16 @@ fn plugin(verifier: &str, cache: usize, public: bool) -> Value {
                        "jwks": {"cluster": "jwks", "authority": "bench.idp", "path": "/jwks"}}],
         "verifier": verifier,
         "token_cache": {"max_entries": cache},
+        "shared": {"token_slots": token_slots},
         "rules": rules
     })
 }
 
-fn jwt_authn(jwks_doc: &str, cache: bool) -> Value {
+fn jwt_authn(jwks_doc: &str, cache_size: usize) -> Value {
     let mut provider = json!({"issuer": ISS, "audiences": [AUD], "forward": true,
                               "local_jwks": {"inline_string": jwks_doc}});
-    if cache {
-        provider["jwt_cache_config"] = json!({"jwt_cache_size": 20000});
+    if cache_size > 0 {
+        provider["jwt_cache_config"] = json!({"jwt_cache_size": cache_size});
     }
     json!({"name": "envoy.filters.http.jwt_authn", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
@@ -63,6 +77,8 @@ struct Row {
     envoy: usize,
     tokens: PathBuf,
     expect_ok: bool,
+    /// A stat counting signature verifications, read before and after each run.
+    verifications: Option<&'static str>,
     results: Vec<Run>,
 }
 
@@ -74,6 +90,20 @@ struct Run {
     non2xx: u64,
     /// Envoy's CPU time (all threads) per request served, µs.
     cpu_us: f64,
+    /// Requests served.
+    requests: u64,
+    /// Signature verifications during the run (rows that count them).
+    verifications: f64,
+}
+
+/// A counter from Envoy's `/stats` (0 when absent).
+fn stat(envoy: &Envoy, name: &str) -> u64 {
+    let prefix = format!("{name}: ");
+    envoy
+        .stats()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
 }
 
 fn write_tokens(dir: &Path, name: &str, tokens: &[String]) -> PathBuf {
@@ -134,6 +164,8 @@ fn wrk(envoy: &Envoy, tokens: &Path, script: &Path, seconds: u64) -> Run {
         p99,
         non2xx,
         cpu_us,
+        requests,
+        verifications: f64::NAN,
     }
 }
 
@@ -195,6 +227,13 @@ fn main() {
     let one = write_tokens(&dir, "one", &valid[..1]);
     let distinct = write_tokens(&dir, "distinct", &valid);
     let forged_path = write_tokens(&dir, "forged", &forged);
+    // Each token four times in a row: wrk's connections take turns, so one token arrives on
+    // several connections, and with two workers meets both.
+    let reused_tokens: Vec<String> = valid
+        .iter()
+        .flat_map(|t| std::iter::repeat_n(t.clone(), USES))
+        .collect();
+    let reused = write_tokens(&dir, "reused", &reused_tokens);
     let script = dir.join("tokens.lua");
     std::fs::write(
         &script,
@@ -227,8 +266,8 @@ fn main() {
     let envoys = [
         Envoy::start(&opts(None, vec![])), // 0 no auth
         Envoy::start(&opts(Some(plugin("auto", 4096, true)), vec![])), // 1 wasm hop
-        Envoy::start(&opts(None, vec![jwt_authn(&doc, true)])), // 2 jwt_authn cache
-        Envoy::start(&opts(None, vec![jwt_authn(&doc, false)])), // 3 jwt_authn no cache
+        Envoy::start(&opts(None, vec![jwt_authn(&doc, 20_000)])), // 2 jwt_authn cache
+        Envoy::start(&opts(None, vec![jwt_authn(&doc, 0)])), // 3 jwt_authn no cache
         Envoy::start(&opts(Some(plugin("auto", 4096, false)), vec![])), // 4 bearer-guard
         Envoy::start(&opts(Some(plugin("rust", 4096, false)), vec![])), // 5 pure Rust
         // 6 the wasm floor: a filter that only reads the header (`make bench` builds it)
@@ -246,7 +285,29 @@ fn main() {
             ]
         })
         .collect();
+    // Two workers (this machine has two cores), each token used on several connections:
+    // a token meets both workers' VMs. Caches of the same size on both sides (4096 per
+    // worker; bearer-guard's process-wide level has its default 8192 slots).
+    let c2 = |mut o: Options| {
+        o.concurrency = 2;
+        Envoy::start(&o)
+    };
+    let envoys_c2 = [
+        c2(opts(None, vec![])),
+        c2(opts(None, vec![jwt_authn(&doc, 4096)])),
+        c2(opts(
+            Some(plugin_with_slots("auto", 4096, false, 8192)),
+            vec![],
+        )),
+        // The second level alone (first level off, room for every token): its hit cost.
+        Envoy::start(&opts(
+            Some(plugin_with_slots("auto", 0, false, 1 << 20)),
+            vec![],
+        )),
+    ];
     let envoys: Vec<Envoy> = envoys.into_iter().chain(envoys_b).collect();
+    let c2_base = envoys.len();
+    let envoys: Vec<Envoy> = envoys.into_iter().chain(envoys_c2).collect();
     let backend_line = envoys[4].log();
     if !backend_line.contains("RS256 backend envoy") {
         eprintln!("warning: bearer-guard did not pick Envoy's verify_signature backend");
@@ -257,7 +318,12 @@ fn main() {
         envoy,
         tokens: tokens.clone(),
         expect_ok,
+        verifications: None,
         results: vec![],
+    };
+    let counted = |name, envoy, verifications| Row {
+        verifications: Some(verifications),
+        ..row(name, envoy, &reused, true)
     };
     let mut rows = vec![
         row("no auth (direct_response)", 0, &one, true),
@@ -285,6 +351,14 @@ fn main() {
             &distinct,
             true,
         ),
+        row(C2_BASE, c2_base, &one, true),
+        counted(C2_JA, c2_base + 1, "http.ingress.jwt_authn.jwt_cache_miss"),
+        counted(
+            C2_BG,
+            c2_base + 2,
+            "wasmcustom.bearer_guard.token_cache_misses",
+        ),
+        row(L2, c2_base + 3, &distinct, true),
     ];
     if wasm_b.is_some() {
         // Each bearer-guard row gets its B twin right after it (envoys 7-9 mirror 1, 4, 5).
@@ -301,6 +375,7 @@ fn main() {
                 envoy,
                 tokens: r.tokens.clone(),
                 expect_ok: r.expect_ok,
+                verifications: None,
                 results: vec![],
             });
             with_twins.push(r);
@@ -325,7 +400,14 @@ fn main() {
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}");
         for row in rows.iter_mut() {
-            let r = wrk(&envoys[row.envoy], &row.tokens, &script, seconds);
+            let envoy = &envoys[row.envoy];
+            let before = row.verifications.map(|name| stat(envoy, name));
+            let mut r = wrk(envoy, &row.tokens, &script, seconds);
+            if let (Some(name), Some(before)) = (row.verifications, before) {
+                // Counters reach the stats on the VMs' next ticks.
+                std::thread::sleep(Duration::from_millis(500));
+                r.verifications = stat(envoy, name).saturating_sub(before) as f64;
+            }
             if row.expect_ok && r.non2xx > 0 {
                 eprintln!("warning: {}: {} non-2xx responses", row.name, r.non2xx);
             }
@@ -338,11 +420,21 @@ fn main() {
     let mut table = String::from(
         "| configuration | req/s | p50 µs | p99 µs | added µs/request (throughput) | Envoy CPU µs/request | added CPU µs/request | non-2xx |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let c2_row = rows.iter().find(|r| r.name == C2_BASE);
+    let (c2_rps, c2_cpu) = c2_row.map_or((f64::NAN, f64::NAN), |r| {
+        (med(r, |x| x.rps), med(r, |x| x.cpu_us))
+    });
     for row in &rows {
         let (rps, cpu) = (med(row, |r| r.rps), med(row, |r| r.cpu_us));
         let (p50, p99) = (med(row, |r| r.p50), med(row, |r| r.p99));
         let non2xx: u64 = row.results.iter().map(|r| r.non2xx).sum();
-        let (add, add_cpu) = (1e6 / rps - 1e6 / base_rps, cpu - base_cpu);
+        // Two-worker rows are compared with the two-worker baseline.
+        let (b_rps, b_cpu) = if row.name.starts_with("2 workers") {
+            (c2_rps, c2_cpu)
+        } else {
+            (base_rps, base_cpu)
+        };
+        let (add, add_cpu) = (1e6 / rps - 1e6 / b_rps, cpu - b_cpu);
         table.push_str(&format!(
             "| {} | {rps:.0} | {p50:.0} | {p99:.0} | {add:.1} | {cpu:.1} | {add_cpu:.1} | {non2xx} |\n",
             row.name
@@ -383,18 +475,22 @@ fn main() {
     // median over rounds: the shared machine's speed drifts between rounds far more than
     // within one.
     let by_name = |k: &str| rows.iter().find(|r| r.name == k);
+    let paired_with =
+        |a: &str, b: &str, base: Option<&Row>, f: &dyn Fn(&Run, &Run, &Run) -> f64| -> f64 {
+            match (by_name(a), by_name(b), base) {
+                (Some(a), Some(b), Some(base)) => median(
+                    a.results
+                        .iter()
+                        .zip(&b.results)
+                        .zip(&base.results)
+                        .map(|((x, y), z)| f(x, y, z))
+                        .collect(),
+                ),
+                _ => f64::NAN,
+            }
+        };
     let paired = |a: &str, b: &str, f: &dyn Fn(&Run, &Run, &Run) -> f64| -> f64 {
-        match (by_name(a), by_name(b), rows.first()) {
-            (Some(a), Some(b), Some(base)) => median(
-                a.results
-                    .iter()
-                    .zip(&b.results)
-                    .zip(&base.results)
-                    .map(|((x, y), z)| f(x, y, z))
-                    .collect(),
-            ),
-            _ => f64::NAN,
-        }
+        paired_with(a, b, rows.first(), f)
     };
     let added_ratio_cpu = |x: &Run, y: &Run, z: &Run| (x.cpu_us - z.cpu_us) / (y.cpu_us - z.cpu_us);
     let added_ratio_rps =
@@ -446,8 +542,32 @@ fn main() {
         paired(rust, bg, &added_ratio_cpu),
         paired(rust, bg, &added_ratio_rps)
     ));
+    // Verifications per distinct token: each token is used USES times in a row, so a run of
+    // n requests meets n / USES tokens.
+    let per_token = |name: &str| {
+        by_name(name).map_or(f64::NAN, |r| {
+            median(
+                r.results
+                    .iter()
+                    .map(|x| x.verifications * USES as f64 / x.requests as f64)
+                    .collect(),
+            )
+        })
+    };
+    summary.push_str(&format!(
+        "- 2 workers, each token {USES}× on rotating connections: bearer-guard / jwt_authn added cost: CPU {:.2}, throughput {:.2}; signature verifications per distinct token: bearer-guard {:.2}, jwt_authn {:.2}\n",
+        paired_with(C2_BG, C2_JA, by_name(C2_BASE), &added_ratio_cpu),
+        paired_with(C2_BG, C2_JA, by_name(C2_BASE), &added_ratio_rps),
+        per_token(C2_BG),
+        per_token(C2_JA),
+    ));
+    summary.push_str(&format!(
+        "- a second-level hit (another VM verified the token) costs {:.1} µs of CPU more than the hop, against {:.1} µs for a verification (every token distinct)\n",
+        paired(L2, hop, &|x, y, _| x.cpu_us - y.cpu_us),
+        paired(bg, hop, &|x, y, _| x.cpu_us - y.cpu_us),
+    ));
     let header = format!(
-        "bearer-guard bench: Envoy 1.40 --concurrency 1, direct_response, wrk -t1 -c10 -d{seconds}s, {rounds} interleaved round(s), medians; {n_tokens} distinct RS256 (2048-bit) tokens\n\n"
+        "bearer-guard bench: Envoy 1.40 --concurrency 1 (rows marked \"2 workers\": --concurrency 2), direct_response, wrk -t1 -c10 -d{seconds}s, {rounds} interleaved round(s), medians; {n_tokens} distinct RS256 (2048-bit) tokens\n\n"
     );
     if n_tokens <= 4096 {
         summary.push_str(
