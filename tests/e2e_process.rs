@@ -155,6 +155,9 @@ fn a_fetch_whose_vm_never_finishes_is_taken_over() {
             .status,
         200
     );
+    // Every VM adopts the key set on its next tick: then a new kid asks for a refetch
+    // (rather than waiting for the first key set).
+    pause(600);
     // The IdP is slow; a token signed by a new key starts a refetch from its request's
     // context, and its client leaves before the answer: nobody will finish that fetch.
     stack
@@ -360,4 +363,65 @@ fn a_live_reconfiguration_keeps_the_keys() {
     for _ in 0..20 {
         assert_eq!(envoy.get_with_token("/v1/x", &token).status, 200);
     }
+}
+
+/// Concurrent requests for one identity on different workers: one account call for the
+/// process (the others wait for its answer).
+#[test]
+fn concurrent_requests_on_every_worker_share_one_account_call() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let accounts = HttpServer::start(
+        0,
+        Arc::new(move |_: &common::support::servers::Seen| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(400));
+            (
+                200,
+                vec![("content-type".into(), "application/json".into())],
+                br#"{"account_id":"acct-slow"}"#.to_vec(),
+            )
+        }),
+    )
+    .expect("account service");
+    let mut config = plugin(vec![]);
+    config["providers"][0]["account"] = json!({
+        "cluster": "accounts", "authority": "accounts.test", "path": "/a?u={sub}",
+        "timeout_ms": 2000, "headers": {"x-account-id": "account_id"}});
+    let jwks_server = JwksServer::start(0, JwksMode::Serve(jwks(&[&keys().0]))).expect("jwks");
+    let stack = Stack::with_options(config, jwks_server, |o| {
+        o.concurrency = WORKERS;
+        o.accounts_port = accounts.port;
+    });
+    // Keys loaded on every worker first, so only the account is awaited.
+    let warm = token(json!({"sub": "warm-up"}));
+    for _ in 0..20 {
+        let _ = stack.envoy.get_with_token("/v1/x", &warm);
+    }
+    let before = calls.load(Ordering::SeqCst);
+    let token = token(json!({}));
+    let port = stack.envoy.port;
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            let token = token.clone();
+            std::thread::spawn(move || {
+                http(
+                    port,
+                    "GET",
+                    "/v1/x",
+                    &[("authorization", &format!("Bearer {token}"))],
+                )
+                .map(|r| (r.status, r.upstream_header("x-account-id")))
+            })
+        })
+        .collect();
+    for c in clients {
+        let (status, account) = c.join().expect("client").expect("reply");
+        assert_eq!((status, account.as_deref()), (200, Some("acct-slow")));
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst) - before,
+        1,
+        "one account call for twelve concurrent requests over four workers"
+    );
 }
