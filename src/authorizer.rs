@@ -205,6 +205,53 @@ impl Requirement {
     }
 }
 
+/// One requirement of a rule, judged against a token's grants (for explanations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequirementCheck {
+    /// Part of `any_of` (else of `all_of`/`permissions`).
+    pub any_of: bool,
+    /// The permission, rendered from the request (its template when it cannot be).
+    pub required: String,
+    /// The grant that covers it and where that came from; `None`: no grant does.
+    pub covered_by: Option<String>,
+    /// Why it could not be rendered (a request value missing or invalid).
+    pub unrenderable: bool,
+}
+
+impl Requirement {
+    /// Each requirement with the grant that covers it, or why none does.
+    pub fn explain(
+        &self,
+        grants: &Grants,
+        req: &Request,
+        captures: &Captures,
+    ) -> Vec<RequirementCheck> {
+        let one = |t: &Template, any_of: bool| match t.render(req, captures) {
+            Some(p) => RequirementCheck {
+                any_of,
+                covered_by: grants.covering(&p).map(|(g, source)| match source {
+                    GrantSource::Permission => format!("{g} (permissions claim)"),
+                    GrantSource::Scope => format!("{g} (scope claim)"),
+                    GrantSource::Role(r) => format!("{g} (role {r})"),
+                }),
+                required: p,
+                unrenderable: false,
+            },
+            None => RequirementCheck {
+                any_of,
+                required: t.shape(),
+                covered_by: None,
+                unrenderable: true,
+            },
+        };
+        self.all_of
+            .iter()
+            .map(|t| one(t, false))
+            .chain(self.any_of.iter().map(|t| one(t, true)))
+            .collect()
+    }
+}
+
 /// Whether one granted scope covers one required permission.
 ///
 /// Plain permissions (no `:`) match exactly. Hierarchical scopes
@@ -232,7 +279,18 @@ pub fn scope_grants(granted: &str, required: &str) -> bool {
 /// Everything a token grants, borrowed from its claims and the role table.
 #[derive(Debug, Default)]
 pub struct Grants<'a> {
-    items: Vec<&'a str>,
+    items: Vec<(&'a str, GrantSource<'a>)>,
+}
+
+/// Where a grant came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantSource<'a> {
+    /// The permissions claim.
+    Permission,
+    /// The scope claim.
+    Scope,
+    /// A role (its name) in the role claim, through `roles`.
+    Role(&'a str),
 }
 
 impl<'a> Grants<'a> {
@@ -244,14 +302,14 @@ impl<'a> Grants<'a> {
     ) -> Grants<'a> {
         let mut items = Vec::new();
         for_each_string(claims.get(&names.permissions), |s| {
-            items.extend(s.split_whitespace())
+            items.extend(s.split_whitespace().map(|g| (g, GrantSource::Permission)))
         });
         for_each_string(claims.get(&names.scope), |s| {
-            items.extend(s.split_whitespace())
+            items.extend(s.split_whitespace().map(|g| (g, GrantSource::Scope)))
         });
         for_each_string(claims.get(&names.role), |role| {
             if let Some(perms) = roles.get(role) {
-                items.extend(perms.iter().map(String::as_str));
+                items.extend(perms.iter().map(|p| (p.as_str(), GrantSource::Role(role))));
             }
         });
         Grants { items }
@@ -259,7 +317,20 @@ impl<'a> Grants<'a> {
 
     /// Whether any grant covers `required`.
     pub fn allows(&self, required: &str) -> bool {
-        self.items.iter().any(|g| scope_grants(g, required))
+        self.covering(required).is_some()
+    }
+
+    /// The first grant that covers `required`.
+    pub fn covering(&self, required: &str) -> Option<(&'a str, GrantSource<'a>)> {
+        self.items
+            .iter()
+            .find(|(g, _)| scope_grants(g, required))
+            .copied()
+    }
+
+    /// Every grant with where it came from.
+    pub fn items(&self) -> &[(&'a str, GrantSource<'a>)] {
+        &self.items
     }
 }
 

@@ -14,6 +14,28 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+/// Whether denials are enforced or only reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// A denial answers the request (401, 403, 400, 500).
+    #[default]
+    Enforce,
+    /// A denial is logged and counted (`would_deny.<reason>`) and the request continues:
+    /// for rolling out rules on traffic that already flows.
+    Audit,
+}
+
+/// Whether a rule needs a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Authentication {
+    /// Every request needs a valid token.
+    #[default]
+    Required,
+    /// A request without `Authorization` passes without identity; one with a credential
+    /// must be valid and meet the rule's requirements.
+    Optional,
+}
+
 /// Signature algorithms a provider may accept. `none` does not exist here by construction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -265,7 +287,11 @@ struct RawConfig {
     verifier: VerifierChoice,
     token_cache_entries: usize,
     shared: SharedSlots,
+    mode: Mode,
+    access_log_fields: bool,
 }
+
+const MODES: &[(&str, Mode)] = &[("enforce", Mode::Enforce), ("audit", Mode::Audit)];
 
 impl RawConfig {
     fn read(value: &Value) -> Result<RawConfig, ConfigError> {
@@ -283,6 +309,8 @@ impl RawConfig {
                 "verifier",
                 "token_cache",
                 "shared",
+                "mode",
+                "access_log_fields",
             ],
         )?;
         let providers = f
@@ -353,6 +381,8 @@ impl RawConfig {
             verifier,
             token_cache_entries,
             shared,
+            mode: f.choice_or("mode", MODES, Mode::Enforce)?,
+            access_log_fields: f.bool_or("access_log_fields", true)?,
         })
     }
 }
@@ -544,6 +574,8 @@ struct RawRule {
     any_of: Vec<String>,
     member_of: Option<RawMemberOf>,
     headers: Vec<(String, String, HeaderFormat)>,
+    mode: Option<Mode>,
+    authentication: Authentication,
 }
 
 impl RawRule {
@@ -561,6 +593,8 @@ impl RawRule {
                 "any_of",
                 "member_of",
                 "headers",
+                "mode",
+                "authentication",
             ],
         )?;
         let name = f.opt_string("name")?;
@@ -599,6 +633,18 @@ impl RawRule {
             .into_iter()
             .map(|(name, at, v)| Ok((name, at.clone(), choose(v, &formats, &at)?)))
             .collect::<Result<_, _>>()?;
+        let mode = match f.get("mode") {
+            Some(v) => Some(choose(v, MODES, &f.path("mode"))?),
+            None => None,
+        };
+        let authentication = f.choice_or(
+            "authentication",
+            &[
+                ("required", Authentication::Required),
+                ("optional", Authentication::Optional),
+            ],
+            Authentication::Required,
+        )?;
         Ok(RawRule {
             name,
             matcher,
@@ -609,6 +655,8 @@ impl RawRule {
             any_of,
             member_of,
             headers,
+            mode,
+            authentication,
         })
     }
 }
@@ -647,6 +695,10 @@ pub struct Config {
     pub token_cache_entries: usize,
     /// Slots of the process-wide second levels.
     pub shared: SharedSlots,
+    /// Enforce or audit, for requests matching no rule and rules that do not say.
+    pub mode: Mode,
+    /// Record each decision as filter state for access logs.
+    pub access_log_fields: bool,
     /// Some rule matches on the host (computed).
     pub needs_host: bool,
     /// Some rule matches on Envoy's route name (computed).
@@ -813,6 +865,10 @@ pub struct Rule {
     pub member_of: Option<Membership>,
     /// Header preconditions: (lower-case name, name as written, format).
     pub headers: Vec<(String, String, HeaderFormat)>,
+    /// Enforce or audit (the rule's own `mode`, else the configuration's).
+    pub mode: Mode,
+    /// Whether a request needs a credential.
+    pub authentication: Authentication,
 }
 
 /// Parses and compiles the plugin configuration. `env` reads the VM's environment.
@@ -891,7 +947,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     }
     let mut rules = Vec::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
-        rules.push(compile_rule(r, i, &providers)?);
+        rules.push(compile_rule(r, i, &providers, raw.mode)?);
     }
     Ok(Config {
         providers,
@@ -903,6 +959,8 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         verifier: raw.verifier,
         token_cache_entries: raw.token_cache_entries,
         shared: raw.shared,
+        mode: raw.mode,
+        access_log_fields: raw.access_log_fields,
         needs_host: rules.iter().any(|r| r.matcher.uses_host()),
         needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),
         rules,
@@ -1163,7 +1221,12 @@ fn check_permission(perm: &str, at: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn compile_rule(r: RawRule, i: usize, providers: &[Provider]) -> Result<Rule, ConfigError> {
+fn compile_rule(
+    r: RawRule,
+    i: usize,
+    providers: &[Provider],
+    mode: Mode,
+) -> Result<Rule, ConfigError> {
     let at = format!("rules[{i}]");
     let matcher = Matcher::compile(&r.matcher, &format!("{at}.match"))?;
     let has_checks = !r.permissions.is_empty()
@@ -1175,6 +1238,12 @@ fn compile_rule(r: RawRule, i: usize, providers: &[Provider]) -> Result<Rule, Co
         return err(
             format!("{at}.public"),
             "a public rule cannot also require permissions, membership or providers",
+        );
+    }
+    if r.public && r.authentication == Authentication::Optional {
+        return err(
+            format!("{at}.authentication"),
+            "a public rule takes no credential: \"optional\" is for rules that use one when it is sent",
         );
     }
     let provider_ids = match r.providers {
@@ -1261,6 +1330,8 @@ fn compile_rule(r: RawRule, i: usize, providers: &[Provider]) -> Result<Rule, Co
         requirement: Requirement { all_of, any_of },
         member_of,
         headers,
+        mode: r.mode.unwrap_or(mode),
+        authentication: r.authentication,
     })
 }
 
@@ -1343,7 +1414,10 @@ mod tests {
         let cfg = parse(GOOD.as_bytes(), &env).expect("valid");
         assert_eq!(cfg.shared, SharedSlots::default());
         let jwks = cfg.providers[0].jwks.as_ref().expect("jwks");
-        assert_eq!((jwks.refetch_min_interval_ms, jwks.max_bytes), (5000, 65536));
+        assert_eq!(
+            (jwks.refetch_min_interval_ms, jwks.max_bytes),
+            (5000, 65536)
+        );
     }
 
     #[test]

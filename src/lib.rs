@@ -16,6 +16,8 @@ pub mod bounded_cache;
 pub mod config;
 pub mod envoy_ffi;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod explain;
 pub mod identity;
 pub mod jwks;
 pub mod matcher;

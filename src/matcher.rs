@@ -51,6 +51,31 @@ pub struct Matcher {
     route: Option<String>,
 }
 
+/// Which part of a `match` block a request did not meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// Not one of its methods.
+    Method,
+    /// Another host.
+    Host,
+    /// Another Envoy route.
+    Route,
+    /// Another path.
+    Path,
+}
+
+impl Mismatch {
+    /// In a few words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mismatch::Method => "method differs",
+            Mismatch::Host => "host differs",
+            Mismatch::Route => "route differs",
+            Mismatch::Path => "path differs",
+        }
+    }
+}
+
 /// Named path segments captured by a template match.
 pub type Captures = Vec<(String, String)>;
 
@@ -140,8 +165,13 @@ impl Matcher {
 
     /// Matches a request whose path is already known to be normalized.
     pub fn matches(&self, req: &Request, path: &str, host: &str) -> Option<Captures> {
+        self.check(req, path, host).ok()
+    }
+
+    /// Like [`Matcher::matches`], saying which part did not match.
+    pub fn check(&self, req: &Request, path: &str, host: &str) -> Result<Captures, Mismatch> {
         if !self.methods.is_empty() && !self.methods.iter().any(|m| m == &req.method) {
-            return None;
+            return Err(Mismatch::Method);
         }
         if let Some(want) = &self.host {
             let ok = match want.strip_prefix("*.") {
@@ -151,12 +181,12 @@ impl Matcher {
                 None => host == want,
             };
             if !ok {
-                return None;
+                return Err(Mismatch::Host);
             }
         }
         if let Some(route) = &self.route {
             if req.route_name.as_deref() != Some(route.as_str()) {
-                return None;
+                return Err(Mismatch::Route);
             }
         }
         match &self.path {
@@ -165,6 +195,37 @@ impl Matcher {
             PathMatch::Prefix(p) => path.starts_with(p.as_str()).then(Vec::new),
             PathMatch::Template(segs) => match_template(segs, path),
         }
+        .ok_or(Mismatch::Path)
+    }
+
+    /// What this matcher asks for, for people: `GET,POST prefix /v1/ host api.example.com`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.methods.is_empty() {
+            parts.push(self.methods.join(","));
+        }
+        parts.push(match &self.path {
+            PathMatch::Any => "any path".to_string(),
+            PathMatch::Exact(p) => format!("path {p}"),
+            PathMatch::Prefix(p) => format!("prefix {p}"),
+            PathMatch::Template(segs) => {
+                let t: Vec<String> = segs
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Literal(l) => l.clone(),
+                        Segment::Param(n) => format!("{{{n}}}"),
+                    })
+                    .collect();
+                format!("template /{}", t.join("/"))
+            }
+        });
+        if let Some(h) = &self.host {
+            parts.push(format!("host {h}"));
+        }
+        if let Some(r) = &self.route {
+            parts.push(format!("route {r}"));
+        }
+        parts.join(" ")
     }
 }
 

@@ -9,7 +9,7 @@
 use crate::account::AccountState;
 use crate::authorizer::{check_header, Grants};
 use crate::config::Provider;
-use crate::config::{Algorithm, Config, DefaultPolicy, Rule};
+use crate::config::{Algorithm, Authentication, Config, DefaultPolicy, Mode, Rule};
 use crate::jwks::{KeyAvailability, KeySet};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Request};
@@ -64,6 +64,17 @@ pub struct Outcome {
     pub rule: Option<usize>,
     /// Whether a public rule let the request through.
     pub public: bool,
+    /// Whether an optional-authentication rule let a request without credential through.
+    pub anonymous: bool,
+    /// Enforce the decision, or only report it (the rule's mode, else the configuration's).
+    pub mode: Mode,
+    /// The identity headers of the authenticated token, also when authorization denied
+    /// the request (audit mode forwards them).
+    pub identity: Vec<(String, String)>,
+    /// The provider that authenticated the token.
+    pub provider: Option<usize>,
+    /// The token's `sub`, for access logs (only printable ASCII, at most 256 bytes).
+    pub subject: Option<String>,
     /// Why, in a few words (never token material).
     pub note: Cow<'static, str>,
     /// What to do with the verified-token cache.
@@ -140,6 +151,11 @@ fn outcome(decision: Decision, rule: Option<&Rule>, note: impl Into<Cow<'static,
         decision,
         rule: rule.map(|r| r.index),
         public: false,
+        anonymous: false,
+        mode: rule.map_or(Mode::Enforce, |r| r.mode),
+        identity: Vec::new(),
+        provider: None,
+        subject: None,
         note: note.into(),
         cache: CacheNote::None,
     }
@@ -418,6 +434,23 @@ fn authenticate<'a>(
 
 /// Decides what happens to `req`.
 pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
+    let mut o = decide_rule(inp, req);
+    if o.rule.is_none() {
+        o.mode = inp.config.mode;
+    }
+    o
+}
+
+/// The `sub` claim as an access log may print it.
+fn subject(claims: &Map<String, Value>) -> Option<String> {
+    claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+}
+
+fn decide_rule(inp: &Inputs, req: &Request) -> Outcome {
     let cfg = inp.config;
 
     // 1. Rule. Only paths in normal form are matched, so `..` tricks cannot borrow a rule.
@@ -462,27 +495,65 @@ pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
     }
 
     // 2. Header preconditions, before the token so clients learn without spending one.
+    // In audit mode the request goes on whatever happens, so the token is still
+    // authenticated: a valid one's identity is forwarded with the would-be denial.
+    let audit = rule.map_or(cfg.mode, |r| r.mode) == Mode::Audit;
+    let mut precondition = None;
     for (lower, display, format) in rule.map_or(&[][..], |r| &r.headers[..]) {
         if let Err(detail) = check_header(req, lower, display, *format) {
-            return deny(Denial::BadRequest(detail), rule, "header precondition");
+            let o = deny(Denial::BadRequest(detail), rule, "header precondition");
+            if !audit {
+                return o;
+            }
+            precondition = Some(o);
+            break;
         }
     }
+    let first_denial = |o: Outcome| match precondition.clone() {
+        Some(mut p)
+            if !matches!(
+                o.decision,
+                Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. }
+            ) =>
+        {
+            p.identity = o.identity;
+            p.provider = o.provider;
+            p.subject = o.subject;
+            p.cache = o.cache;
+            p
+        }
+        _ => o,
+    };
 
-    // 3. Exactly one `Authorization: Bearer <token>`.
+    // 3. Exactly one `Authorization: Bearer <token>` (none at all passes a rule whose
+    // authentication is optional, without identity).
     let values: Vec<&str> = req.header_values("authorization").collect();
     let Some(token) = extract_bearer(&values) else {
-        return deny(Denial::MissingToken, rule, "no bearer token");
+        if values.is_empty() && rule.is_some_and(|r| r.authentication == Authentication::Optional) {
+            let mut o = outcome(
+                Decision::Allow {
+                    headers: Vec::new(),
+                },
+                rule,
+                "no credential on an optional rule",
+            );
+            o.anonymous = true;
+            return o;
+        }
+        return first_denial(deny(Denial::MissingToken, rule, "no bearer token"));
     };
 
     // 4-8. Authenticate (from the verified-token cache when possible).
     let mut v = match authenticate(inp, rule, token) {
         Ok(v) => v,
-        Err(o) => return *o,
+        Err(o) => return first_denial(*o),
     };
     let cache = std::mem::replace(&mut v.cache, CacheNote::None);
     let mut o = authorize(inp, req, rule, &captures, &v);
     o.cache = cache;
-    o
+    o.provider = Some(v.provider);
+    o.subject = subject(&v.claims);
+    first_denial(o)
 }
 
 /// Steps 9-12 for an authenticated token: identity, account, permissions, membership,
@@ -553,14 +624,34 @@ fn authorize(
         }
     }
 
+    // 12 (computed here). The identity headers: audit mode forwards them even when the
+    // steps below would deny.
+    let identity = match identity::forward_headers(&cfg.forward, claims, &v.payload_b64) {
+        Ok(mut headers) => {
+            headers.extend(account_headers);
+            headers
+        }
+        Err(header) => {
+            return deny(
+                Denial::UnknownAccount,
+                rule,
+                format!("claim for {header} has control characters"),
+            )
+        }
+    };
+    let denied = |d: Denial, note: String| {
+        let mut o = deny(d, rule, note);
+        o.identity = identity.clone();
+        o
+    };
+
     // 10. Permissions.
     if let Some(r) = rule {
         if !r.requirement.is_empty() {
             let grants = Grants::from_claims(claims, &provider.claims, &cfg.roles);
             if let Err(missing) = r.requirement.check(&grants, req, captures) {
-                return deny(
+                return denied(
                     Denial::InsufficientPermissions,
-                    rule,
                     format!("missing permission {missing}"),
                 );
             }
@@ -568,25 +659,22 @@ fn authorize(
         // 11. Membership.
         if let Some(m) = &r.member_of {
             if !m.holds(claims, req, captures) {
-                return deny(
+                return denied(
                     Denial::PermissionDenied,
-                    rule,
                     format!("request value not in claim {}", m.claim),
                 );
             }
         }
     }
 
-    // 12. Forward: identity headers.
-    match identity::forward_headers(&cfg.forward, claims, &v.payload_b64) {
-        Ok(mut headers) => {
-            headers.extend(account_headers);
-            outcome(Decision::Allow { headers }, rule, "verified")
-        }
-        Err(header) => deny(
-            Denial::UnknownAccount,
-            rule,
-            format!("claim for {header} has control characters"),
-        ),
-    }
+    // 12. Forward.
+    let mut o = outcome(
+        Decision::Allow {
+            headers: identity.clone(),
+        },
+        rule,
+        "verified",
+    );
+    o.identity = identity;
+    o
 }

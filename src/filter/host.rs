@@ -89,6 +89,12 @@ extern "C" {
         return_value_size: *mut usize,
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
@@ -246,6 +252,13 @@ pub(crate) fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
     }
     // SAFETY: a valid path slice and out-pointers for the call.
     with_buffer(|d, s| unsafe { proxy_get_property(encoded.as_ptr(), encoded.len(), d, s) })
+}
+
+/// Sets a property of the current stream: Envoy keeps it as filter state `wasm.<name>`,
+/// which access logs print with `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+pub(crate) fn set_property(name: &str, value: &str) -> Result<(), HostError> {
+    // SAFETY: valid slices for the call's duration.
+    check(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }
 
 /// Makes `context_id` the context later calls act on.

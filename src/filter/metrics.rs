@@ -56,6 +56,8 @@ pub(crate) struct Metrics {
     allowed: Counter,
     public: Counter,
     denied: Vec<(&'static str, Counter)>,
+    would_deny: Vec<(&'static str, Counter)>,
+    anonymous: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
     cache_shared_hits: Counter,
@@ -75,6 +77,16 @@ impl Metrics {
                 .iter()
                 .map(|d| (d.reason(), Counter::new(&format!("denied.{}", d.reason()))))
                 .collect(),
+            would_deny: Denial::all()
+                .iter()
+                .map(|d| {
+                    (
+                        d.reason(),
+                        Counter::new(&format!("would_deny.{}", d.reason())),
+                    )
+                })
+                .collect(),
+            anonymous: Counter::new("anonymous_passes"),
             cache_hits: Counter::new("token_cache_hits"),
             cache_misses: Counter::new("token_cache_misses"),
             cache_shared_hits: Counter::new("token_cache_shared_hits"),
@@ -107,13 +119,28 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn allowed(&self, public: bool) {
-        if public { &self.public } else { &self.allowed }.bump();
+    /// A request let through: after authentication, by a public rule, or without a
+    /// credential on an optional rule.
+    pub(crate) fn allowed(&self, public: bool, anonymous: bool) {
+        if public {
+            &self.public
+        } else if anonymous {
+            &self.anonymous
+        } else {
+            &self.allowed
+        }
+        .bump();
     }
 
-    pub(crate) fn denied(&self, denial: &Denial) {
+    /// A denial answered (enforce) or only reported (audit).
+    pub(crate) fn denied(&self, denial: &Denial, audit: bool) {
         let reason = denial.reason();
-        if let Some((_, c)) = self.denied.iter().find(|(r, _)| *r == reason) {
+        let counters = if audit {
+            &self.would_deny
+        } else {
+            &self.denied
+        };
+        if let Some((_, c)) = counters.iter().find(|(r, _)| *r == reason) {
             c.bump();
         }
     }
@@ -189,6 +216,8 @@ impl Metrics {
         fixed
             .into_iter()
             .chain(self.denied.iter().map(|(_, c)| c))
+            .chain(self.would_deny.iter().map(|(_, c)| c))
+            .chain([&self.anonymous])
             .for_each(Counter::flush);
         for p in &self.providers {
             p.fetch_ok.flush();

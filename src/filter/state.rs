@@ -8,7 +8,7 @@ use super::host::{self, HostStore};
 use super::metrics::Metrics;
 use super::{log, now_ms, Level};
 use crate::account::{interpret, AccountCache, AccountState, SharedAccount, SharedAccounts};
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::jwks::{interpret_fetch, FetchPolicy, KeyAvailability, KeySet, ProviderKeys};
 use crate::pipeline::{
     decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, VerdictLookup,
@@ -658,38 +658,95 @@ fn process(
     Action::Pause
 }
 
-/// Applies a final decision to the current context's request.
+/// Applies a final decision to the current context's request: in audit mode a denial is
+/// logged and counted, and the request continues with the identity of a valid token.
 pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> Action {
-    let strip_authorization = shared.borrow().config.forward.strip_authorization;
+    let (strip_authorization, fields) = {
+        let s = shared.borrow();
+        (
+            s.config.forward.strip_authorization,
+            s.config.access_log_fields,
+        )
+    };
+    let audit = outcome.mode == Mode::Audit;
+    let forward = |headers: &[(String, String)]| {
+        for (name, value) in headers {
+            let _ = host::set_request_header(name, Some(value));
+        }
+        if strip_authorization {
+            let _ = host::set_request_header("authorization", None);
+        }
+    };
+    let (verdict, reason) = match &outcome.decision {
+        Decision::Allow { .. } if outcome.public => ("public", None),
+        Decision::Allow { .. } if outcome.anonymous => ("anonymous", None),
+        Decision::Allow { .. } => ("allowed", None),
+        Decision::Deny(d) if audit => ("would_deny", Some(d.reason())),
+        Decision::Deny(d) => ("denied", Some(d.reason())),
+        Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. } => {
+            ("denied", Some(Denial::Unavailable.reason()))
+        }
+    };
+    if fields {
+        record(shared, &outcome, verdict, reason);
+    }
     match outcome.decision {
         Decision::Allow { headers } => {
-            shared.borrow().metrics.allowed(outcome.public);
-            for (name, value) in &headers {
-                let _ = host::set_request_header(name, Some(value));
-            }
-            if strip_authorization {
-                let _ = host::set_request_header("authorization", None);
-            }
+            shared
+                .borrow()
+                .metrics
+                .allowed(outcome.public, outcome.anonymous);
+            forward(&headers);
             Action::Continue
         }
         Decision::Deny(denial) => {
-            shared.borrow().metrics.denied(&denial);
-            debug(shared, || {
+            let s = shared.borrow();
+            s.metrics.denied(&denial, audit);
+            let line = || {
                 format!(
-                    "bearer-guard: denied {} rule={} route={} request_id={} why={}",
+                    "bearer-guard: {} {} rule={} route={} request_id={} why={}",
+                    if audit { "audit: would deny" } else { "denied" },
                     denial.reason(),
-                    shared.borrow().config.rule_name(outcome.rule),
+                    s.config.rule_name(outcome.rule),
                     request.route_name.as_deref().unwrap_or("-"),
                     request.request_id,
                     outcome.note
                 )
-            });
+            };
+            if audit {
+                log(Level::Info, &line());
+                drop(s);
+                forward(&outcome.identity);
+                return Action::Continue;
+            }
+            if s.debug {
+                log(Level::Debug, &line());
+            }
+            drop(s);
             send_reply(&denial, &request.request_id)
         }
         // Not reachable from `handle`/`wake` (they decide without waiting); fail closed.
         Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. } => {
             send_reply(&Denial::Unavailable, &request.request_id)
         }
+    }
+}
+
+/// Records the decision where Envoy's access log can print it (filter state
+/// `wasm.bearer_guard.*`): outcome, reason, rule, provider and subject — never a token or
+/// a claim set.
+fn record(shared: &SharedRef, outcome: &Outcome, verdict: &str, reason: Option<&str>) {
+    let s = shared.borrow();
+    let _ = host::set_property("bearer_guard.outcome", verdict);
+    let _ = host::set_property("bearer_guard.rule", s.config.rule_name(outcome.rule));
+    if let Some(reason) = reason {
+        let _ = host::set_property("bearer_guard.reason", reason);
+    }
+    if let Some(p) = outcome.provider {
+        let _ = host::set_property("bearer_guard.provider", s.config.provider_name(p));
+    }
+    if let Some(sub) = &outcome.subject {
+        let _ = host::set_property("bearer_guard.subject", sub);
     }
 }
 

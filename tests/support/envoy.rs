@@ -56,7 +56,13 @@ pub struct Options {
     /// Serve the listener through file-based LDS, so [`Envoy::reconfigure`] can replace it
     /// while Envoy runs.
     pub lds: bool,
+    /// Write an access log here with the filter's decision fields (the format of
+    /// `envoy/envoy.yaml`).
+    pub access_log: Option<PathBuf>,
 }
+
+/// The access-log line `envoy/envoy.yaml` shows, with the filter's decision fields.
+pub const ACCESS_LOG_FORMAT: &str = "%RESPONSE_CODE% %REQ(:METHOD)% %REQ(:PATH)% bg_outcome=%FILTER_STATE(wasm.bearer_guard.outcome:PLAIN)% bg_reason=%FILTER_STATE(wasm.bearer_guard.reason:PLAIN)% bg_rule=%FILTER_STATE(wasm.bearer_guard.rule:PLAIN)% bg_provider=%FILTER_STATE(wasm.bearer_guard.provider:PLAIN)% bg_sub=%FILTER_STATE(wasm.bearer_guard.subject:PLAIN)%\n";
 
 impl Options {
     /// Defaults around a plugin configuration.
@@ -74,6 +80,7 @@ impl Options {
             wasm: None,
             concurrency: 1,
             lds: false,
+            access_log: None,
         }
     }
 }
@@ -121,6 +128,13 @@ pub fn listener(o: &Options, port: u16) -> Value {
             {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}
         ])
     };
+    let access_log = match &o.access_log {
+        Some(path) => json!([{"name": "envoy.access_loggers.file", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path.to_string_lossy(),
+            "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}}}]),
+        None => json!([]),
+    };
     json!({
         "name": "main",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
@@ -129,6 +143,7 @@ pub fn listener(o: &Options, port: u16) -> Value {
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": "ingress",
+                "access_log": access_log,
                 "normalize_path": true,
                 "merge_slashes": true,
                 "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
