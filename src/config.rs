@@ -382,7 +382,7 @@ impl RawConfig {
             token_cache_entries,
             shared,
             mode: f.choice_or("mode", MODES, Mode::Enforce)?,
-            access_log_fields: f.bool_or("access_log_fields", true)?,
+            access_log_fields: f.bool_or("access_log_fields", false)?,
         })
     }
 }

@@ -282,7 +282,9 @@ fn decisions_reach_the_access_log() {
         std::env::temp_dir().join(format!("bearer-guard-access-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log_path);
     let jwks_server = JwksServer::start(0, JwksMode::Serve(jwks(&[&keys().0]))).expect("jwks");
-    let stack = Stack::with_options(plugin(rules()), jwks_server, |o| {
+    let mut config = plugin(rules());
+    config["access_log_fields"] = json!(true);
+    let stack = Stack::with_options(config, jwks_server, |o| {
         o.access_log = Some(log_path.clone())
     });
     let t = |extra: Value| format!("Bearer {}", token(extra));
@@ -316,6 +318,26 @@ fn decisions_reach_the_access_log() {
         );
     }
     assert!(!lines.contains("eyJ"), "a token reached the access log");
+    // Off by default: no fields without `access_log_fields`.
+    let log_path_off = std::env::temp_dir().join(format!(
+        "bearer-guard-access-off-{}.log",
+        std::process::id()
+    ));
+    let jwks_server = JwksServer::start(0, JwksMode::Serve(jwks(&[&keys().0]))).expect("jwks");
+    let off = Stack::with_options(plugin(rules()), jwks_server, |o| {
+        o.access_log = Some(log_path_off.clone())
+    });
+    send(&off.envoy, "GET", "/health", &[], "off");
+    assert!(off
+        .envoy
+        .wait_until(Duration::from_secs(5), || {
+            std::fs::read_to_string(&log_path_off).is_ok_and(|l| {
+                l.contains(
+                    "200 GET /health bg_outcome=- bg_reason=- bg_rule=- bg_provider=- bg_sub=-",
+                )
+            })
+        }));
+    let _ = std::fs::remove_file(&log_path_off);
     // The format the tests use is the one envoy/envoy.yaml shows.
     let shown = std::fs::read_to_string(format!("{}/envoy/envoy.yaml", env!("CARGO_MANIFEST_DIR")))
         .expect("envoy.yaml");
