@@ -156,12 +156,18 @@ fn every_envoy_yaml_validates() {
     );
 }
 
+/// The compose file users run: the official image by default (the compose test runs the
+/// same file with local images), the built module and the compose Envoy config mounted.
+/// `make test-compose` runs it for real (tests/e2e_compose.rs).
 #[test]
 fn docker_compose_mounts_what_exists() {
     let text = std::fs::read_to_string(repo().join("envoy/docker-compose.yaml")).expect("compose");
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("compose is YAML");
     let envoy = &doc["services"]["envoy"];
-    assert_eq!(envoy["image"].as_str(), Some("envoyproxy/envoy:v1.40.0"));
+    assert_eq!(
+        envoy["image"].as_str(),
+        Some("${ENVOY_IMAGE:-envoyproxy/envoy:v1.40.0}")
+    );
     let mounts: Vec<&str> = envoy["volumes"]
         .as_sequence()
         .expect("volumes")
@@ -208,6 +214,79 @@ fn istio_manifests_parse_and_the_plugin_config_loads() {
         Some(format!("outbound|{port}||{host}")),
         "Istio's cluster name for the ServiceEntry"
     );
+}
+
+/// The manifests against Istio's published schema (models generated from Istio's CRDs,
+/// installed by `make deps`), typos included: a misspelled field or a bad enum value fails.
+#[test]
+fn istio_manifests_match_istios_schema() {
+    let python = envoy_bin().with_file_name("python3");
+    let script = repo().join("tests/support/istio_schema.py");
+    let dir = repo().join("envoy/istio");
+    let check = |files: &[std::path::PathBuf]| {
+        Command::new(&python)
+            .arg(&script)
+            .args(files)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e} (make deps installs it)", python.display()))
+    };
+    let manifests: Vec<_> = [
+        "wasmplugin.yaml",
+        "serviceentry.yaml",
+        "destinationrule.yaml",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .collect();
+    let out = check(&manifests);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Mistakes a person makes: each must be caught.
+    let scratch = std::env::temp_dir().join(format!("bearer-guard-istio-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    let mistakes = [
+        (
+            "wasmplugin.yaml",
+            "failStrategy: FAIL_CLOSE",
+            "failStrategy: FAIL_CLOSED",
+            "failStrategy",
+        ),
+        (
+            "wasmplugin.yaml",
+            "imagePullPolicy:",
+            "imagePulPolicy:",
+            "imagePulPolicy",
+        ),
+        (
+            "serviceentry.yaml",
+            "resolution:",
+            "resolutin:",
+            "resolutin",
+        ),
+        (
+            "destinationrule.yaml",
+            "trafficPolicy:",
+            "trafficPolcy:",
+            "trafficPolcy",
+        ),
+    ];
+    for (file, from, to, named) in mistakes {
+        let text = std::fs::read_to_string(dir.join(file)).expect(file);
+        assert!(text.contains(from), "{file} has no {from:?}");
+        let bad = scratch.join(file);
+        std::fs::write(&bad, text.replacen(from, to, 1)).expect("write");
+        let out = check(&[bad]);
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            !out.status.success() && said.contains(named),
+            "{to:?} was not caught: {said}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 /// The README's first command, minus the build: the demo starts, serves 200 for a minted

@@ -328,15 +328,11 @@ fn decisions_reach_the_access_log() {
         o.access_log = Some(log_path_off.clone())
     });
     send(&off.envoy, "GET", "/health", &[], "off");
-    assert!(off
-        .envoy
-        .wait_until(Duration::from_secs(5), || {
-            std::fs::read_to_string(&log_path_off).is_ok_and(|l| {
-                l.contains(
-                    "200 GET /health bg_outcome=- bg_reason=- bg_rule=- bg_provider=- bg_sub=-",
-                )
-            })
-        }));
+    assert!(off.envoy.wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log_path_off).is_ok_and(|l| {
+            l.contains("200 GET /health bg_outcome=- bg_reason=- bg_rule=- bg_provider=- bg_sub=-")
+        })
+    }));
     let _ = std::fs::remove_file(&log_path_off);
     // The format the tests use is the one envoy/envoy.yaml shows.
     let shown = std::fs::read_to_string(format!("{}/envoy/envoy.yaml", env!("CARGO_MANIFEST_DIR")))

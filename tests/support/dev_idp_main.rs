@@ -22,7 +22,8 @@ use std::time::Duration;
 
 const ISSUER: &str = "http://localhost:9090";
 const AUDIENCE: &str = "demo-client";
-const KID: &str = "dev-key-1";
+/// The signing key's id unless `DEV_IDP_KID` names another (a rotated key).
+const DEFAULT_KID: &str = "dev-key-1";
 const DEFAULT_SECRET: &str = "dev-sdk-secret-change-me-0123456789abcdef";
 const JWKS_PATH: &str = "/sso/jwks/demo-client";
 const DEMO_NETWORK: &str = "2f6f6a3e-9d6b-4a4e-8a6f-3a1d1f2b9c10";
@@ -65,7 +66,11 @@ fn usage() -> ! {
         "usage: dev-idp serve [--host 127.0.0.1] [--port 9090] [--upstream-port 9091]\n\
          \x20      dev-idp mint [--sub S] [--org O] [--permissions a,b] [--scope 'x y'] [--role R]\n\
          \x20                   [--networks n1,n2] [--ttl SECONDS] [--hs256]\n\
-         \x20      dev-idp demo --envoy PATH --wasm PATH [--once]"
+         \x20      dev-idp echo [--host 127.0.0.1] [--port 9091]   (the echo upstream alone)\n\
+         \x20      dev-idp health [--port 9090]   (exit 0 when the JWKS is served: container healthchecks)\n\
+         \x20      dev-idp demo --envoy PATH --wasm PATH [--once] [--port 10000] [--admin-port 9901]\n\
+         \x20                   [--idp-port 9090] [--upstream-port 9091]\n\
+         \x20 DEV_IDP_KEY_FILE and DEV_IDP_KID choose the signing key's file and kid."
     );
     std::process::exit(2)
 }
@@ -90,8 +95,17 @@ impl Args {
     }
 }
 
+/// The signing key's file: `DEV_IDP_KEY_FILE`, else `target/dev-idp/signing-key.der` in
+/// the repository (created on first use, so `serve` and `mint` share it).
 fn key_file() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dev-idp/signing-key.der")
+    std::env::var_os("DEV_IDP_KEY_FILE").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dev-idp/signing-key.der"),
+        PathBuf::from,
+    )
+}
+
+fn kid() -> String {
+    std::env::var("DEV_IDP_KID").unwrap_or_else(|_| DEFAULT_KID.to_string())
 }
 
 fn secret() -> String {
@@ -120,6 +134,24 @@ fn main() {
             }
         }
         "mint" => println!("{}", mint(&args)),
+        "echo" => {
+            let host = args.value("--host").unwrap_or_else(|| "127.0.0.1".into());
+            let ip: std::net::Ipv4Addr = host.parse().unwrap_or_else(|_| usage());
+            let port = args.port("--port", 9091);
+            let _upstream = servers::echo_on(ip.octets(), port).unwrap_or_else(|e| {
+                eprintln!("dev-idp: cannot listen on {host}:{port}: {e}");
+                std::process::exit(1)
+            });
+            println!("echo upstream on http://{host}:{port}");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        "health" => {
+            let served = envoy::http(args.port("--port", 9090), "GET", JWKS_PATH, &[])
+                .is_ok_and(|r| r.status == 200 && r.body.contains("\"keys\""));
+            std::process::exit(if served { 0 } else { 1 })
+        }
         "demo" => demo(&args),
         _ => usage(),
     }
@@ -166,7 +198,7 @@ fn mint(args: &Args) -> String {
         c["exp"] = json!(now() + ttl);
         return mint_hs256(secret().as_bytes(), &c);
     }
-    Signer::load_or_create(&key_file(), KID).mint(&claims(ISSUER, AUDIENCE, &sub, ttl, extra))
+    Signer::load_or_create(&key_file(), &kid()).mint(&claims(ISSUER, AUDIENCE, &sub, ttl, extra))
 }
 
 fn form(body: &[u8]) -> HashMap<String, String> {
@@ -298,7 +330,7 @@ fn token_endpoint(
 }
 
 fn serve(ip: [u8; 4], port: u16, upstream_port: u16) -> (HttpServer, HttpServer) {
-    let signer = Signer::load_or_create(&key_file(), KID);
+    let signer = Signer::load_or_create(&key_file(), &kid());
     let idp = HttpServer::start_on(ip, port, idp_handler(signer)).unwrap_or_else(|e| {
         eprintln!("dev-idp: cannot listen on 127.0.0.1:{port}: {e}");
         std::process::exit(1)
@@ -377,7 +409,7 @@ fn demo(args: &Args) {
         eprintln!("dev-idp: Envoy did not become ready; see {}", log.display());
         std::process::exit(1);
     }
-    let signer = Signer::load_or_create(&key_file(), KID);
+    let signer = Signer::load_or_create(&key_file(), &kid());
     let extra =
         json!({"org_id": "org_demo", "permissions": ["entities:read"], "networks": [DEMO_NETWORK]});
     let reader = signer.mint(&claims(ISSUER, AUDIENCE, "user_ada", 3600, extra));
