@@ -13,7 +13,7 @@ PYTHON        ?= python3
 WASM_OPT      ?= wasm-opt
 WASM_OPT_ARGS := -O3 --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
 
-.PHONY: help deps build demo test test-compose compose-build lint bench soak fuzz clean
+.PHONY: help deps build demo test test-compose compose-build istio-image lint bench soak fuzz clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -62,6 +62,12 @@ compose-build: build ## Build what envoy/docker-compose.yaml runs: the filter an
 	cargo build --release --target $(COMPOSE_TARGET) --example dev-idp
 	mkdir -p target/compose
 	cp target/$(COMPOSE_TARGET)/release/examples/dev-idp target/compose/dev-idp
+
+IMAGE ?= bearer-guard:local
+istio-image: build ## The OCI image Istio pulls (IMAGE=registry/name:tag): FROM scratch, the module as plugin.wasm
+	mkdir -p target/oci
+	cp $(WASM) target/oci/bearer_guard.wasm
+	docker build -f envoy/istio/Dockerfile -t $(IMAGE) target/oci
 
 test-compose: compose-build ## The compose demo in containers, with images built here (no registry needed)
 	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq docker-compose; }
