@@ -12,16 +12,6 @@ use std::time::{Duration, Instant};
 
 const WORKERS: usize = 4;
 
-/// A counter or gauge of the filter, `wasmcustom.bearer_guard.<name>` (0 when absent).
-fn stat(envoy: &Envoy, name: &str) -> u64 {
-    let full = format!("wasmcustom.bearer_guard.{name}: ");
-    envoy
-        .stats()
-        .lines()
-        .find_map(|l| l.strip_prefix(&full).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
-}
-
 /// Counters are flushed on the VMs' ticks: wait for the next ones.
 fn flushed() {
     std::thread::sleep(Duration::from_millis(600));
@@ -54,12 +44,12 @@ fn one_jwks_fetch_per_process_at_start_and_per_refresh() {
     assert!((2..=4).contains(&refreshes), "{refreshes} refreshes in 6 s");
     flushed();
     assert_eq!(
-        stat(&stack.envoy, "provider.idp.jwks_fetch_ok") as usize,
+        stack.envoy.filter_stat("provider.idp.jwks_fetch_ok") as usize,
         stack.jwks.hits(),
         "the fetch counter counts the process's real fetches"
     );
     assert!(
-        stat(&stack.envoy, "provider.idp.key_sets_adopted") >= WORKERS as u64,
+        stack.envoy.filter_stat("provider.idp.key_sets_adopted") >= WORKERS as u64,
         "the other VMs adopted key sets without fetching"
     );
     // A refresh that fails keeps the keys on every worker.
@@ -120,19 +110,19 @@ fn one_token_on_many_connections_is_verified_and_resolved_once() {
     );
     assert_eq!(stack.jwks.hits(), 1, "one JWKS fetch in total");
     assert_eq!(
-        stat(&stack.envoy, "token_cache_misses"),
+        stack.envoy.filter_stat("token_cache_misses"),
         1,
         "one signature verification in total"
     );
-    let shared_hits = stat(&stack.envoy, "token_cache_shared_hits");
+    let shared_hits = stack.envoy.filter_stat("token_cache_shared_hits");
     assert!(
         (1..WORKERS as u64).contains(&shared_hits),
         "the other workers took the verdict from the process: {shared_hits}"
     );
-    assert!(stat(&stack.envoy, "account_shared_hits") >= 1);
+    assert!(stack.envoy.filter_stat("account_shared_hits") >= 1);
     // Every other decision hit a worker's own cache (a request that waited for its
     // account is decided twice: up to one more per worker).
-    let decisions = stat(&stack.envoy, "token_cache_hits") + shared_hits + 1;
+    let decisions = stack.envoy.filter_stat("token_cache_hits") + shared_hits + 1;
     assert!(
         (400..=400 + WORKERS as u64).contains(&decisions),
         "{decisions} decisions"
@@ -194,7 +184,10 @@ fn a_fetch_whose_vm_never_finishes_is_taken_over() {
         "took {took:?}"
     );
     flushed();
-    assert_eq!(stat(&stack.envoy, "provider.idp.jwks_lease_takeovers"), 1);
+    assert_eq!(
+        stack.envoy.filter_stat("provider.idp.jwks_lease_takeovers"),
+        1
+    );
 }
 
 /// An unknown-`kid` flood (tokens naming kids no key set has) while the IdP rotates in a

@@ -137,15 +137,6 @@ fn send(
     envoy.request(method, path, &hs)
 }
 
-fn stat(envoy: &Envoy, name: &str) -> u64 {
-    let full = format!("wasmcustom.bearer_guard.{name}: ");
-    envoy
-        .stats()
-        .lines()
-        .find_map(|l| l.strip_prefix(&full).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
-}
-
 #[test]
 fn audit_mode_reports_what_enforce_mode_denies_and_lets_it_through() {
     let enforce = Stack::start(plugin(rules()));
@@ -180,18 +171,23 @@ fn audit_mode_reports_what_enforce_mode_denies_and_lets_it_through() {
     }
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(
-        stat(&audit.envoy, "would_deny.missing_token")
-            + stat(&audit.envoy, "would_deny.invalid_token"),
+        audit.envoy.filter_stat("would_deny.missing_token")
+            + audit.envoy.filter_stat("would_deny.invalid_token"),
         would[&401]
     );
     assert_eq!(
-        stat(&audit.envoy, "would_deny.insufficient_permissions")
-            + stat(&audit.envoy, "would_deny.permission_denied"),
+        audit
+            .envoy
+            .filter_stat("would_deny.insufficient_permissions")
+            + audit.envoy.filter_stat("would_deny.permission_denied"),
         would[&403]
     );
-    assert_eq!(stat(&audit.envoy, "would_deny.bad_request"), would[&400]);
     assert_eq!(
-        stat(&audit.envoy, "denied.missing_token"),
+        audit.envoy.filter_stat("would_deny.bad_request"),
+        would[&400]
+    );
+    assert_eq!(
+        audit.envoy.filter_stat("denied.missing_token"),
         0,
         "audit answers nothing itself"
     );
@@ -260,7 +256,7 @@ fn optional_authentication_serves_anonymous_requests_without_identity() {
     );
     expect("invalid credential", &r, 401, Some(INVALID), WWW_INVALID);
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(stat(&stack.envoy, "anonymous_passes"), 1);
+    assert_eq!(stack.envoy.filter_stat("anonymous_passes"), 1);
     // A public rule takes no credential at all: `optional` there is refused.
     let mut bad = plugin(vec![
         json!({"match": {"prefix": "/x"}, "public": true, "authentication": "optional"}),

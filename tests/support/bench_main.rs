@@ -96,16 +96,6 @@ struct Run {
     verifications: f64,
 }
 
-/// A counter from Envoy's `/stats` (0 when absent).
-fn stat(envoy: &Envoy, name: &str) -> u64 {
-    let prefix = format!("{name}: ");
-    envoy
-        .stats()
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
-}
-
 fn write_tokens(dir: &Path, name: &str, tokens: &[String]) -> PathBuf {
     let p = dir.join(format!("{name}.txt"));
     std::fs::write(&p, tokens.join("\n") + "\n").expect("write tokens");
@@ -401,12 +391,12 @@ fn main() {
         eprintln!("round {round}/{rounds}");
         for row in rows.iter_mut() {
             let envoy = &envoys[row.envoy];
-            let before = row.verifications.map(|name| stat(envoy, name));
+            let before = row.verifications.map(|name| envoy.stat(name));
             let mut r = wrk(envoy, &row.tokens, &script, seconds);
             if let (Some(name), Some(before)) = (row.verifications, before) {
                 // Counters reach the stats on the VMs' next ticks.
                 std::thread::sleep(Duration::from_millis(500));
-                r.verifications = stat(envoy, name).saturating_sub(before) as f64;
+                r.verifications = envoy.stat(name).saturating_sub(before) as f64;
             }
             if row.expect_ok && r.non2xx > 0 {
                 eprintln!("warning: {}: {} non-2xx responses", row.name, r.non2xx);

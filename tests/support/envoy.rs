@@ -352,6 +352,20 @@ impl Envoy {
             .unwrap_or_default()
     }
 
+    /// A counter or gauge from `/stats` by its full name (0 when absent).
+    pub fn stat(&self, name: &str) -> u64 {
+        let prefix = format!("{name}: ");
+        self.stats()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+
+    /// The filter's metric `wasmcustom.bearer_guard.<name>` (0 when absent).
+    pub fn filter_stat(&self, name: &str) -> u64 {
+        self.stat(&format!("wasmcustom.bearer_guard.{name}"))
+    }
+
     /// Resident memory of the Envoy process, in KiB (Linux).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
