@@ -7,6 +7,7 @@ use crate::account::PathTemplate;
 use crate::authorizer::{
     ClaimNames, HeaderFormat, Membership, RequestValue, Requirement, Template,
 };
+use crate::credential::TokenSource;
 use crate::error::err;
 pub use crate::error::ConfigError;
 use crate::matcher::{Matcher, RawMatch};
@@ -397,6 +398,8 @@ struct RawProvider {
     required_claims: Vec<String>,
     claims: ClaimNames,
     account: Option<RawAccount>,
+    token: TokenSource,
+    strip_token: bool,
 }
 
 impl RawProvider {
@@ -414,6 +417,7 @@ impl RawProvider {
                 "identity",
                 "claims",
                 "account",
+                "token",
             ],
         )?;
         let name = f.string("name")?;
@@ -504,7 +508,47 @@ impl RawProvider {
             }),
             None => None,
         };
+        let (token, strip_token) = match f
+            .object("token", &["header", "prefix", "cookie", "query", "strip"])?
+        {
+            None => (TokenSource::Authorization, false),
+            Some(g) => {
+                let source = match (
+                    g.opt_string("header")?,
+                    g.opt_string("cookie")?,
+                    g.opt_string("query")?,
+                ) {
+                    (None, None, None) => TokenSource::Authorization,
+                    (Some(h), None, None) => TokenSource::Header {
+                        name: h.to_ascii_lowercase(),
+                        prefix: g.string_or("prefix", "")?,
+                    },
+                    (None, Some(c), None) => TokenSource::Cookie(c),
+                    (None, None, Some(q)) => TokenSource::Query(q),
+                    _ => return err(g.path("header"), "at most one of header, cookie and query"),
+                };
+                let named = |v: &str, key: &str| {
+                    if v.is_empty() || v.contains(['=', ';', ',', '&', ' ']) {
+                        err(g.path(key), "not a usable name")
+                    } else {
+                        Ok(())
+                    }
+                };
+                match &source {
+                    TokenSource::Header { name, .. } => named(name, "header")?,
+                    TokenSource::Cookie(c) => named(c, "cookie")?,
+                    TokenSource::Query(q) => named(q, "query")?,
+                    TokenSource::Authorization => {}
+                }
+                if g.get("prefix").is_some() && !matches!(source, TokenSource::Header { .. }) {
+                    return err(g.path("prefix"), "only with header");
+                }
+                (source, g.bool_or("strip", false)?)
+            }
+        };
         Ok(RawProvider {
+            token,
+            strip_token,
             name,
             issuer,
             audiences,
@@ -744,6 +788,10 @@ pub struct Provider {
     pub claims: ClaimNames,
     /// Account resolution, when configured.
     pub account: Option<AccountSource>,
+    /// Where its tokens come from.
+    pub token: TokenSource,
+    /// Remove the credential before the upstream.
+    pub strip_token: bool,
     /// Fingerprint of everything that decides whether this provider accepts a token
     /// (algorithms, issuer, audiences, key source or secret, clock skew, size limit): a
     /// verdict shared between VMs counts only for a provider with the same fingerprint.
@@ -1032,6 +1080,8 @@ fn compile_provider(
         secret.as_ref().map_or(&[][..], |s| &s.0[..]),
     ]);
     Ok(Provider {
+        token: p.token,
+        strip_token: p.strip_token,
         fingerprint,
         account,
         name: p.name,

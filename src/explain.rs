@@ -10,12 +10,14 @@
 use crate::account::AccountState;
 use crate::authorizer::{GrantSource, Grants, RequirementCheck};
 use crate::config::{Algorithm, Authentication, Config, Mode};
+use crate::credential::{credential, TokenSource};
 use crate::jwks::{KeyAvailability, KeySet};
 use crate::pipeline::{
-    decide, select_provider, verify_signature, AccountLookup, Decision, Inputs, KeyLookup, Outcome,
+    decide, rule_sources, select_provider, verify_signature, AccountLookup, Decision, Inputs,
+    KeyLookup, Outcome,
 };
 use crate::request::{is_normalized, Request};
-use crate::token::{extract_bearer, parse};
+use crate::token::parse;
 use crate::verifier::{check_claims, check_times, SignatureBackend};
 use serde_json::{json, Map, Value};
 
@@ -175,19 +177,36 @@ pub fn explain(
     }
 
     // 3-8. The token.
-    let values: Vec<&str> = req.header_values("authorization").collect();
-    let Some(token) = extract_bearer(&values) else {
-        let optional = rule.is_some_and(|r| r.authentication == Authentication::Optional);
-        let detail = match (values.is_empty(), optional) {
-            (true, true) => "none sent; the rule's authentication is optional",
-            (true, false) => "no Authorization header",
-            (false, _) => "not exactly one `Authorization: Bearer <token>`",
-        };
-        e.token
-            .push(check("credential", values.is_empty() && optional, detail));
-        return e;
+    let sources = rule_sources(config, rule);
+    let wanted: Vec<String> = sources.iter().map(|s| s.describe()).collect();
+    let (source, token) = match credential(req, &sources) {
+        Ok(Some((i, token))) => (
+            sources
+                .get(i)
+                .copied()
+                .unwrap_or(&TokenSource::Authorization),
+            token,
+        ),
+        found => {
+            let optional = rule.is_some_and(|r| r.authentication == Authentication::Optional);
+            let detail = match (found.is_ok(), optional) {
+                (true, true) => "none sent; the rule's authentication is optional".to_string(),
+                (true, false) => format!("none sent (looked in: {})", wanted.join(", ")),
+                (false, _) => format!(
+                    "not exactly one credential (looked in: {})",
+                    wanted.join(", ")
+                ),
+            };
+            e.token
+                .push(check("credential", found.is_ok() && optional, detail));
+            return e;
+        }
     };
-    e.token.push(check("credential", true, "one Bearer token"));
+    e.token.push(check(
+        "credential",
+        true,
+        format!("one token, from {}", source.describe()),
+    ));
     let jws = match parse(token, config.max_token_bytes) {
         Ok(j) => j,
         Err(err) => {
@@ -210,7 +229,7 @@ pub fn explain(
         ));
         return e;
     };
-    let Some(pid) = select_provider(config, rule, alg, iss) else {
+    let Some(pid) = select_provider(config, rule, alg, iss, source) else {
         let why: Vec<String> = config
             .providers
             .iter()
@@ -221,6 +240,8 @@ pub fn explain(
                     .is_some_and(|ids| !ids.contains(&i))
                 {
                     "not allowed on this rule"
+                } else if p.token != *source {
+                    "takes tokens from elsewhere"
                 } else if !p.algorithms.contains(&alg) {
                     "does not accept this alg"
                 } else {

@@ -14,6 +14,7 @@ pub mod account;
 pub mod authorizer;
 pub mod bounded_cache;
 pub mod config;
+pub mod credential;
 pub mod envoy_ffi;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]

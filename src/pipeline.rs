@@ -10,10 +10,11 @@ use crate::account::AccountState;
 use crate::authorizer::{check_header, Grants};
 use crate::config::Provider;
 use crate::config::{Algorithm, Authentication, Config, DefaultPolicy, Mode, Rule};
+use crate::credential::{credential, TokenSource};
 use crate::jwks::{KeyAvailability, KeySet};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Request};
-use crate::token::{extract_bearer, parse};
+use crate::token::parse;
 use crate::token_cache::{
     token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
 };
@@ -75,6 +76,8 @@ pub struct Outcome {
     pub provider: Option<usize>,
     /// The token's `sub`, for access logs (only printable ASCII, at most 256 bytes).
     pub subject: Option<String>,
+    /// The credential to remove before the upstream (its provider's `token.strip`).
+    pub strip: Option<TokenSource>,
     /// Why, in a few words (never token material).
     pub note: Cow<'static, str>,
     /// What to do with the verified-token cache.
@@ -156,6 +159,7 @@ fn outcome(decision: Decision, rule: Option<&Rule>, note: impl Into<Cow<'static,
         identity: Vec::new(),
         provider: None,
         subject: None,
+        strip: None,
         note: note.into(),
         cache: CacheNote::None,
     }
@@ -200,8 +204,26 @@ struct Verified<'a> {
     cache: CacheNote,
 }
 
+/// Whether `rule` lets provider `i` authenticate (all, unless it names `providers`).
+fn allowed(rule: Option<&Rule>, i: usize) -> bool {
+    rule.and_then(|r| r.providers.as_ref())
+        .is_none_or(|ids| ids.contains(&i))
+}
+
+/// Where the providers a rule allows take tokens from, each once, in configuration order.
+pub fn rule_sources<'c>(cfg: &'c Config, rule: Option<&Rule>) -> Vec<&'c TokenSource> {
+    let mut sources: Vec<&TokenSource> = Vec::new();
+    for (i, p) in cfg.providers.iter().enumerate() {
+        if allowed(rule, i) && !sources.contains(&&p.token) {
+            sources.push(&p.token);
+        }
+    }
+    sources
+}
+
 /// The provider that judges a token on this rule: the first provider, in configuration
-/// order, that the rule allows (all, unless it names `providers`), whose `algorithms`
+/// order, that the rule allows (all, unless it names `providers`), that takes tokens from
+/// where this one came, whose `algorithms`
 /// include the token's `alg` and whose `issuer`, if set, equals its `iss`. It alone
 /// judges: a token it refuses is refused, whatever another provider would say. A function
 /// of the rule and the token only, used on cache hits and misses alike, so a token's fate
@@ -211,13 +233,11 @@ pub fn select_provider(
     rule: Option<&Rule>,
     alg: Algorithm,
     iss: Option<&str>,
+    source: &TokenSource,
 ) -> Option<usize> {
-    let allowed = |i: usize| {
-        rule.and_then(|r| r.providers.as_ref())
-            .is_none_or(|ids| ids.contains(&i))
-    };
     cfg.providers.iter().enumerate().find_map(|(i, p)| {
-        (allowed(i)
+        (allowed(rule, i)
+            && p.token == *source
             && p.algorithms.contains(&alg)
             && p.issuer.as_deref().is_none_or(|want| iss == Some(want)))
         .then_some(i)
@@ -303,6 +323,7 @@ fn authenticate<'a>(
     inp: &Inputs<'a>,
     rule: Option<&Rule>,
     token: &'a str,
+    source: &TokenSource,
 ) -> Result<Verified<'a>, Box<Outcome>> {
     let cfg = inp.config;
     let deny = |d: Denial, note: &'static str| Box::new(outcome(Decision::Deny(d), rule, note));
@@ -310,7 +331,7 @@ fn authenticate<'a>(
     if let (true, Some(cache)) = (cacheable, inp.cache) {
         let hit = cache.get(token, inp.now_s).map(|(_, c)| c).filter(|c| {
             let iss = c.claims.get("iss").and_then(Value::as_str);
-            select_provider(cfg, rule, c.alg, iss) == Some(c.provider)
+            select_provider(cfg, rule, c.alg, iss, source) == Some(c.provider)
                 && c.key.is_none_or(|fp| {
                     inp.keys
                         .keys(c.provider)
@@ -342,7 +363,7 @@ fn authenticate<'a>(
         return Err(deny(Denial::InvalidToken, "algorithm not accepted"));
     };
     let iss = jws.claims.get("iss").and_then(|v| v.as_str());
-    let chosen = select_provider(cfg, rule, alg, iss);
+    let chosen = select_provider(cfg, rule, alg, iss, source);
     let Some((pid, provider)) = chosen.and_then(|i| cfg.providers.get(i).map(|p| (i, p))) else {
         return Err(deny(
             Denial::InvalidToken,
@@ -525,11 +546,13 @@ fn decide_rule(inp: &Inputs, req: &Request) -> Outcome {
         _ => o,
     };
 
-    // 3. Exactly one `Authorization: Bearer <token>` (none at all passes a rule whose
-    // authentication is optional, without identity).
-    let values: Vec<&str> = req.header_values("authorization").collect();
-    let Some(token) = extract_bearer(&values) else {
-        if values.is_empty() && rule.is_some_and(|r| r.authentication == Authentication::Optional) {
+    // 3. Exactly one credential, from the sources of the providers the rule allows
+    // (`Authorization: Bearer` unless a provider says otherwise); none at all passes a rule
+    // whose authentication is optional, without identity.
+    let sources = rule_sources(cfg, rule);
+    let found = credential(req, &sources);
+    let Ok(Some((which, token))) = found else {
+        if found == Ok(None) && rule.is_some_and(|r| r.authentication == Authentication::Optional) {
             let mut o = outcome(
                 Decision::Allow {
                     headers: Vec::new(),
@@ -544,7 +567,11 @@ fn decide_rule(inp: &Inputs, req: &Request) -> Outcome {
     };
 
     // 4-8. Authenticate (from the verified-token cache when possible).
-    let mut v = match authenticate(inp, rule, token) {
+    let source = sources
+        .get(which)
+        .copied()
+        .unwrap_or(&TokenSource::Authorization);
+    let mut v = match authenticate(inp, rule, token, source) {
         Ok(v) => v,
         Err(o) => return first_denial(*o),
     };
@@ -553,6 +580,9 @@ fn decide_rule(inp: &Inputs, req: &Request) -> Outcome {
     o.cache = cache;
     o.provider = Some(v.provider);
     o.subject = subject(&v.claims);
+    if v.config.strip_token {
+        o.strip = Some(source.clone());
+    }
     first_denial(o)
 }
 

@@ -4,6 +4,7 @@
 
 use bearer_guard::config;
 use bearer_guard::config::Algorithm;
+use bearer_guard::credential::TokenSource;
 use bearer_guard::jwks::{KeySet, RsaKey};
 use bearer_guard::pipeline::{
     decide, select_provider, verify_signature, Decision, FixedKeys, Inputs,
@@ -159,7 +160,7 @@ fn jws_accepts(token: &str, key: &Value) -> bool {
     let Some(alg) = Algorithm::from_header(&raw.header.alg) else {
         return false;
     };
-    let Some(provider) = select_provider(&cfg, None, alg, None) else {
+    let Some(provider) = select_provider(&cfg, None, alg, None, &TokenSource::Authorization) else {
         return false;
     };
     let inputs = Inputs {

@@ -9,6 +9,7 @@ use super::metrics::Metrics;
 use super::{log, now_ms, Level};
 use crate::account::{interpret, AccountCache, AccountState, SharedAccount, SharedAccounts};
 use crate::config::{Config, Mode};
+use crate::credential::{cookie_without, path_without_param, TokenSource};
 use crate::jwks::{interpret_fetch, FetchPolicy, KeyAvailability, KeySet, ProviderKeys};
 use crate::pipeline::{
     decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, VerdictLookup,
@@ -675,6 +676,27 @@ pub(crate) fn apply(shared: &SharedRef, request: &Request, outcome: Outcome) -> 
         }
         if strip_authorization {
             let _ = host::set_request_header("authorization", None);
+        }
+        // The provider's `token.strip`: the credential does not reach the upstream.
+        match &outcome.strip {
+            None => {}
+            Some(TokenSource::Authorization) => {
+                let _ = host::set_request_header("authorization", None);
+            }
+            Some(TokenSource::Header { name, .. }) => {
+                let _ = host::set_request_header(name, None);
+            }
+            Some(TokenSource::Cookie(name)) => {
+                let values: Vec<&str> = request.header_values("cookie").collect();
+                let kept = cookie_without(&values, name);
+                let _ = host::set_request_header("cookie", kept.as_deref());
+            }
+            Some(TokenSource::Query(name)) => {
+                let _ = host::set_request_header(
+                    ":path",
+                    Some(&path_without_param(&request.path, name)),
+                );
+            }
         }
     };
     let (verdict, reason) = match &outcome.decision {

@@ -1,0 +1,293 @@
+//! Where a request's token comes from: `Authorization: Bearer` (the default), another
+//! header with an optional prefix, a cookie, or a query parameter — per provider. A
+//! request carries exactly one credential: none, a malformed one, or two different ones
+//! is 401 `Requires authentication`.
+
+use crate::request::Request;
+use crate::token::extract_bearer;
+
+/// Where a provider's tokens come from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>`.
+    #[default]
+    Authorization,
+    /// A header (lower-case name) whose value is `prefix` (case-insensitive) + the token.
+    Header {
+        /// Header name, lower case.
+        name: String,
+        /// What precedes the token (may be empty).
+        prefix: String,
+    },
+    /// A cookie of the `Cookie` header.
+    Cookie(String),
+    /// A query parameter (discouraged: URLs end up in logs; RFC 6750 §2.3).
+    Query(String),
+}
+
+impl TokenSource {
+    /// For people: `Authorization: Bearer`, `header x-token`, `cookie session`, `query access_token`.
+    pub fn describe(&self) -> String {
+        match self {
+            TokenSource::Authorization => "Authorization: Bearer".into(),
+            TokenSource::Header { name, .. } => format!("header {name}"),
+            TokenSource::Cookie(name) => format!("cookie {name}"),
+            TokenSource::Query(name) => format!("query parameter {name}"),
+        }
+    }
+}
+
+/// What one source holds on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found<'a> {
+    Nothing,
+    One(&'a str),
+    Malformed,
+}
+
+/// A token's characters: base64url segments and dots (anything else fails parsing later;
+/// whitespace, commas and quotes here mean the value is not one token).
+fn plausible(token: &str) -> bool {
+    !token.is_empty()
+        && !token
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || matches!(b, b',' | b';' | b'"'))
+}
+
+/// The single value among `values` (two are ambiguous), before any check of its shape.
+fn single<'a>(mut values: impl Iterator<Item = &'a str>) -> Found<'a> {
+    match (values.next(), values.next()) {
+        (None, _) => Found::Nothing,
+        (Some(v), None) => Found::One(v),
+        _ => Found::Malformed,
+    }
+}
+
+fn one<'a>(values: impl Iterator<Item = &'a str>) -> Found<'a> {
+    match single(values) {
+        Found::One(v) if !plausible(v) => Found::Malformed,
+        other => other,
+    }
+}
+
+fn find<'a>(req: &'a Request, source: &TokenSource) -> Found<'a> {
+    match source {
+        TokenSource::Authorization => {
+            let values: Vec<&str> = req.header_values("authorization").collect();
+            if values.is_empty() {
+                Found::Nothing
+            } else {
+                extract_bearer(&values).map_or(Found::Malformed, Found::One)
+            }
+        }
+        TokenSource::Header { name, prefix } => {
+            let values = req
+                .headers
+                .iter()
+                .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v);
+            match single(values) {
+                Found::One(v) => match v.get(..prefix.len()) {
+                    Some(p) if p.eq_ignore_ascii_case(prefix) => v
+                        .get(prefix.len()..)
+                        .filter(|t| plausible(t))
+                        .map_or(Found::Malformed, Found::One),
+                    _ => Found::Malformed,
+                },
+                other => other,
+            }
+        }
+        TokenSource::Cookie(name) => one(req
+            .header_values("cookie")
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v)),
+        // The value as sent: tokens need no percent-encoding, so an escape is refused.
+        TokenSource::Query(name) => match one(req
+            .query()
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter_map(|p| p.split_once('='))
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v))
+        {
+            Found::One(v) if v.contains(['%', '+']) => Found::Malformed,
+            other => other,
+        },
+    }
+}
+
+/// A malformed credential, or two different ones: 401 `Requires authentication`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotOneCredential;
+
+/// The request's one credential among `sources`: `Ok(None)` when no source holds
+/// anything, `Ok(Some((i, token)))` when exactly one token was sent (in `sources[i]`, or
+/// the same token in several), `Err` for a malformed credential or two different ones.
+pub fn credential<'a>(
+    req: &'a Request,
+    sources: &[&TokenSource],
+) -> Result<Option<(usize, &'a str)>, NotOneCredential> {
+    let mut found: Option<(usize, &str)> = None;
+    for (i, source) in sources.iter().enumerate() {
+        match find(req, source) {
+            Found::Nothing => {}
+            Found::Malformed => return Err(NotOneCredential),
+            Found::One(token) => match found {
+                Some((_, seen)) if seen != token => return Err(NotOneCredential),
+                Some(_) => {}
+                None => found = Some((i, token)),
+            },
+        }
+    }
+    Ok(found)
+}
+
+/// The `Cookie` header without cookie `name` (`None`: nothing left).
+pub fn cookie_without(values: &[&str], name: &str) -> Option<String> {
+    let kept: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && c.split_once('=').is_none_or(|(k, _)| k != name))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// `path` without query parameter `name`.
+pub fn path_without_param(path: &str, name: &str) -> String {
+    let Some((base, query)) = path.split_once('?') else {
+        return path.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| p.split_once('=').map_or(*p, |(k, _)| k) != name)
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Headers;
+
+    fn req(path: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            path: path.into(),
+            headers: Headers::from_pairs(headers.iter().copied()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_credential_per_request() {
+        let auth = TokenSource::Authorization;
+        let header = TokenSource::Header {
+            name: "x-token".into(),
+            prefix: "Token ".into(),
+        };
+        let cookie = TokenSource::Cookie("session".into());
+        let query = TokenSource::Query("access_token".into());
+        let all = [&auth, &header, &cookie, &query];
+        type Case<'a> = (
+            &'a str,
+            Vec<(&'a str, &'a str)>,
+            Result<Option<(usize, &'a str)>, NotOneCredential>,
+        );
+        let cases: Vec<Case> = vec![
+            ("/", vec![], Ok(None)),
+            (
+                "/",
+                vec![("authorization", "Bearer a.b.c")],
+                Ok(Some((0, "a.b.c"))),
+            ),
+            (
+                "/",
+                vec![("authorization", "Basic x")],
+                Err(NotOneCredential),
+            ),
+            (
+                "/",
+                vec![("x-token", "Token a.b.c")],
+                Ok(Some((1, "a.b.c"))),
+            ),
+            (
+                "/",
+                vec![("x-token", "token a.b.c")],
+                Ok(Some((1, "a.b.c"))),
+            ),
+            ("/", vec![("x-token", "a.b.c")], Err(NotOneCredential)),
+            ("/", vec![("x-token", "Token ")], Err(NotOneCredential)),
+            (
+                "/",
+                vec![("cookie", "theme=dark; session=a.b.c")],
+                Ok(Some((2, "a.b.c"))),
+            ),
+            (
+                "/",
+                vec![("cookie", "session=a.b.c"), ("cookie", "session=d.e.f")],
+                Err(NotOneCredential),
+            ),
+            ("/", vec![("cookie", "theme=dark")], Ok(None)),
+            ("/x?access_token=a.b.c&y=1", vec![], Ok(Some((3, "a.b.c")))),
+            (
+                "/x?access_token=a.b.c&access_token=d",
+                vec![],
+                Err(NotOneCredential),
+            ),
+            ("/x?access_token=a%2Eb", vec![], Err(NotOneCredential)),
+            // The same token in two places is one credential; two different ones are not.
+            (
+                "/x?access_token=a.b.c",
+                vec![("authorization", "Bearer a.b.c")],
+                Ok(Some((0, "a.b.c"))),
+            ),
+            (
+                "/x?access_token=d.e.f",
+                vec![("authorization", "Bearer a.b.c")],
+                Err(NotOneCredential),
+            ),
+            (
+                "/",
+                vec![
+                    ("authorization", "Bearer a.b.c"),
+                    ("cookie", "session=d.e.f"),
+                ],
+                Err(NotOneCredential),
+            ),
+        ];
+        for (path, headers, want) in cases {
+            assert_eq!(
+                credential(&req(path, &headers), &all),
+                want,
+                "{path} {headers:?}"
+            );
+        }
+        // Only the sources of eligible providers count.
+        let r = req("/", &[("cookie", "session=a.b.c")]);
+        assert_eq!(credential(&r, &[&auth]), Ok(None));
+    }
+
+    #[test]
+    fn stripping() {
+        assert_eq!(
+            cookie_without(&["theme=dark; session=a.b.c", "x=1"], "session").as_deref(),
+            Some("theme=dark; x=1")
+        );
+        assert_eq!(cookie_without(&["session=a.b.c"], "session"), None);
+        assert_eq!(
+            path_without_param("/x?access_token=t&y=1", "access_token"),
+            "/x?y=1"
+        );
+        assert_eq!(
+            path_without_param("/x?access_token=t", "access_token"),
+            "/x"
+        );
+        assert_eq!(path_without_param("/x", "access_token"), "/x");
+    }
+}

@@ -1,0 +1,129 @@
+//! End to end in the real Envoy: where tokens come from, per provider — `Authorization:
+//! Bearer`, another header, a cookie, a query parameter — exactly one credential per
+//! request, and credentials removed before the upstream when the provider says `strip`.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+fn provider(name: &str, token: Value) -> Value {
+    json!({"name": name, "issuer": ISS, "audiences": [AUD], "algorithms": ["RS256"],
+           "jwks": {"cluster": "jwks", "authority": "idp.test", "path": "/jwks"},
+           "token": token})
+}
+
+fn config() -> Value {
+    let mut c = plugin(vec![
+        json!({"name": "web-only", "match": {"prefix": "/web/"}, "providers": ["web"]}),
+    ]);
+    c["providers"] = json!([
+        {"name": "idp", "issuer": ISS, "audiences": [AUD], "algorithms": ["RS256"],
+         "jwks": {"cluster": "jwks", "authority": "idp.test", "path": "/jwks"}},
+        provider("web", json!({"cookie": "session", "strip": true})),
+        provider("iap", json!({"header": "x-goog-iap-jwt-assertion"})),
+        provider("links", json!({"query": "access_token", "strip": true})),
+    ]);
+    c
+}
+
+#[test]
+fn tokens_from_every_source() {
+    let stack = Stack::start(config());
+    let token = token(json!({}));
+    let other = keys().0.mint(&claims(ISS, AUD, "user-2", 600, json!({})));
+    let get = |path: &str, headers: &[(&str, String)]| {
+        let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        stack.envoy.get(path, &hs)
+    };
+
+    // A cookie; the upstream never sees it (strip), other cookies stay.
+    let r = get(
+        "/v1/x",
+        &[("cookie", format!("theme=dark; session={token}"))],
+    );
+    assert_eq!(r.status, 200, "cookie: {}", r.body);
+    assert_eq!(
+        r.upstream_header("x-auth-subject").as_deref(),
+        Some("user-1")
+    );
+    assert_eq!(r.upstream_header("cookie").as_deref(), Some("theme=dark"));
+
+    // Another header (kept: its provider does not strip).
+    let r = get("/v1/x", &[("x-goog-iap-jwt-assertion", token.clone())]);
+    assert_eq!(r.status, 200, "header: {}", r.body);
+    assert_eq!(
+        r.upstream_header("x-goog-iap-jwt-assertion").as_deref(),
+        Some(token.as_str())
+    );
+
+    // A query parameter, removed from the path the upstream gets.
+    let r = get(&format!("/v1/x?y=1&access_token={token}"), &[]);
+    assert_eq!(r.status, 200, "query: {}", r.body);
+    assert_eq!(r.json()["path"], "/v1/x?y=1");
+
+    // The same token in two places is one credential; two different ones are refused.
+    let r = get(
+        "/v1/x",
+        &[
+            ("authorization", format!("Bearer {token}")),
+            ("cookie", format!("session={token}")),
+        ],
+    );
+    assert_eq!(r.status, 200, "same token twice: {}", r.body);
+    let r = get(
+        "/v1/x",
+        &[
+            ("authorization", format!("Bearer {token}")),
+            ("cookie", format!("session={other}")),
+        ],
+    );
+    expect("two credentials", &r, 401, Some(REQUIRES_AUTH), WWW_BEARER);
+    let r = get(
+        "/v1/x",
+        &[("cookie", format!("session={token}; session={other}"))],
+    );
+    expect(
+        "two session cookies",
+        &r,
+        401,
+        Some(REQUIRES_AUTH),
+        WWW_BEARER,
+    );
+    let r = get("/v1/x", &[]);
+    expect("no credential", &r, 401, Some(REQUIRES_AUTH), WWW_BEARER);
+
+    // A rule that allows only the cookie provider looks only at the cookie.
+    let r = get("/web/x", &[("authorization", format!("Bearer {token}"))]);
+    expect(
+        "Authorization on a cookie-only rule",
+        &r,
+        401,
+        Some(REQUIRES_AUTH),
+        WWW_BEARER,
+    );
+    let r = get("/web/x", &[("cookie", format!("session={token}"))]);
+    assert_eq!(r.status, 200, "cookie on a cookie-only rule: {}", r.body);
+}
+
+#[test]
+fn token_sources_are_checked_at_configuration() {
+    for (token, field) in [
+        (
+            json!({"header": "x-a", "cookie": "b"}),
+            "providers[1].token.header",
+        ),
+        (json!({"cookie": "a=b"}), "providers[1].token.cookie"),
+        (
+            json!({"cookie": "s", "prefix": "Bearer "}),
+            "providers[1].token.prefix",
+        ),
+        (json!({"query": ""}), "providers[1].token.query"),
+    ] {
+        let mut c = config();
+        c["providers"][1]["token"] = token.clone();
+        let err = bearer_guard::config::parse(c.to_string().as_bytes(), &|_| Some(SECRET.into()))
+            .err()
+            .unwrap_or_else(|| panic!("{token} accepted"));
+        assert_eq!(err.field, field, "{token}: {err}");
+    }
+}
