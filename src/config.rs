@@ -42,22 +42,83 @@ pub enum Authentication {
 pub enum Algorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256, keys from a JWKS.
     RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
     /// HMAC-SHA256 with a shared secret.
     HS256,
+    /// HMAC-SHA384.
+    HS384,
+    /// HMAC-SHA512.
+    HS512,
 }
 
-impl Algorithm {
-    /// Maps a JOSE `alg` header value, exactly (case-sensitive, per RFC 7515 §4.1.1).
-    pub fn from_header(alg: &str) -> Option<Algorithm> {
-        match alg {
-            "RS256" => Some(Algorithm::RS256),
-            "HS256" => Some(Algorithm::HS256),
-            _ => None,
+/// The hash an algorithm signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl Hash {
+    /// The name Envoy's `verify_signature` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hash::Sha256 => "sha256",
+            Hash::Sha384 => "sha384",
+            Hash::Sha512 => "sha512",
         }
     }
 }
 
-/// Which RS256 signature backend the filter uses.
+/// Every algorithm with its JOSE name.
+const ALGORITHMS: [(&str, Algorithm); 6] = [
+    ("RS256", Algorithm::RS256),
+    ("RS384", Algorithm::RS384),
+    ("RS512", Algorithm::RS512),
+    ("HS256", Algorithm::HS256),
+    ("HS384", Algorithm::HS384),
+    ("HS512", Algorithm::HS512),
+];
+
+impl Algorithm {
+    /// Maps a JOSE `alg` header value, exactly (case-sensitive, per RFC 7515 §4.1.1).
+    pub fn from_header(alg: &str) -> Option<Algorithm> {
+        ALGORITHMS
+            .iter()
+            .find(|(name, _)| *name == alg)
+            .map(|(_, a)| *a)
+    }
+
+    /// The JOSE name.
+    pub fn name(self) -> &'static str {
+        ALGORITHMS
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("", |(name, _)| name)
+    }
+
+    /// Whether it is an RSA algorithm (keys from a JWKS); else HMAC (a shared secret).
+    pub fn is_rsa(self) -> bool {
+        matches!(self, Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512)
+    }
+
+    /// The hash it signs with.
+    pub fn hash(self) -> Hash {
+        match self {
+            Algorithm::RS256 | Algorithm::HS256 => Hash::Sha256,
+            Algorithm::RS384 | Algorithm::HS384 => Hash::Sha384,
+            Algorithm::RS512 | Algorithm::HS512 => Hash::Sha512,
+        }
+    }
+}
+
+/// Which RSA signature backend the filter uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VerifierChoice {
     /// Envoy's `verify_signature` foreign function when the host has it, else pure Rust.
@@ -426,10 +487,7 @@ impl RawProvider {
         let algorithms = f
             .required_items("algorithms")?
             .into_iter()
-            .map(|(at, v)| {
-                let options = [("RS256", Algorithm::RS256), ("HS256", Algorithm::HS256)];
-                choose(v, &options, &at)
-            })
+            .map(|(at, v)| choose(v, &ALGORITHMS, &at))
             .collect::<Result<_, _>>()?;
         let jwks = match f.object(
             "jwks",
@@ -733,7 +791,7 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Policy for requests matching no rule.
     pub default: DefaultPolicy,
-    /// RS256 backend choice.
+    /// RSA signature backend choice.
     pub verifier: VerifierChoice,
     /// Verified-token cache size (0 disables it).
     pub token_cache_entries: usize,
@@ -1026,25 +1084,25 @@ fn compile_provider(
             "at least one algorithm is required",
         );
     }
-    let wants_rs = p.algorithms.contains(&Algorithm::RS256);
-    let wants_hs = p.algorithms.contains(&Algorithm::HS256);
+    let wants_rs = p.algorithms.iter().any(|a| a.is_rsa());
+    let wants_hs = p.algorithms.iter().any(|a| !a.is_rsa());
     if wants_rs && wants_hs {
         // Mixing key types in one provider is how algorithm-confusion attacks start.
         return err(
             format!("{at}.algorithms"),
-            "RS256 and HS256 need separate providers",
+            "RSA (RS*) and HMAC (HS*) algorithms need separate providers",
         );
     }
     let jwks = match (wants_rs, p.jwks) {
         (true, Some(j)) => Some(compile_jwks(j, &format!("{at}.jwks"))?),
-        (true, None) => return err(format!("{at}.jwks"), "required for RS256"),
-        (false, Some(_)) => return err(format!("{at}.jwks"), "only valid with RS256"),
+        (true, None) => return err(format!("{at}.jwks"), "required for RSA algorithms"),
+        (false, Some(_)) => return err(format!("{at}.jwks"), "only valid with RSA algorithms"),
         (false, None) => None,
     };
     let secret = match (wants_hs, p.secret) {
         (true, Some(s)) => Some(load_secret(&s, &format!("{at}.secret"), env)?),
-        (true, None) => return err(format!("{at}.secret"), "required for HS256"),
-        (false, Some(_)) => return err(format!("{at}.secret"), "only valid with HS256"),
+        (true, None) => return err(format!("{at}.secret"), "required for HMAC algorithms"),
+        (false, Some(_)) => return err(format!("{at}.secret"), "only valid with HMAC algorithms"),
         (false, None) => None,
     };
     if let Some(iss) = &p.issuer {
@@ -1064,14 +1122,7 @@ fn compile_provider(
         Some(a) => Some(compile_account(a, &format!("{at}.account"))?),
         None => None,
     };
-    let algorithms: Vec<&str> = p
-        .algorithms
-        .iter()
-        .map(|a| match a {
-            Algorithm::RS256 => "RS256",
-            Algorithm::HS256 => "HS256",
-        })
-        .collect();
+    let algorithms: Vec<&str> = p.algorithms.iter().map(|a| a.name()).collect();
     let fingerprint = crate::shared::fingerprint(&[
         algorithms.join(",").as_bytes(),
         p.issuer.as_deref().unwrap_or("").as_bytes(),

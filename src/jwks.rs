@@ -4,6 +4,7 @@
 //! Its state lives in the shared store ([`crate::shared`]): one VM of the process fetches
 //! a JWKS, publishes the document, and every VM adopts it.
 
+use crate::config::Algorithm;
 use crate::rsa_public::RsaPublicKey;
 use crate::shared::{update, Reader, Store};
 use crate::token::b64url;
@@ -27,6 +28,8 @@ pub struct RsaKey {
     pub spki_der: Vec<u8>,
     /// First 8 bytes of SHA-256(SPKI DER): identifies the key material.
     pub fingerprint: u64,
+    /// The JWK's `alg`, when it names one: the only algorithm the key verifies.
+    pub alg: Option<Algorithm>,
 }
 
 impl RsaKey {
@@ -44,6 +47,7 @@ impl RsaKey {
             public,
             spki_der,
             fingerprint: u64::from_be_bytes(first),
+            alg: None,
         })
     }
 }
@@ -98,12 +102,16 @@ impl KeySet {
         Ok((KeySet { keys }, skipped))
     }
 
-    /// Keys a token with this `kid` may have been signed with: the one with that `kid`,
-    /// or every key when the token names none.
-    pub fn candidates<'a>(&'a self, kid: Option<&'a str>) -> impl Iterator<Item = &'a RsaKey> + 'a {
-        self.keys
-            .iter()
-            .filter(move |k| kid.is_none() || k.kid.as_deref() == kid)
+    /// Keys a token with this `kid` and `alg` may have been signed with: the one with that
+    /// `kid` (or every key when the token names none), unless its JWK pins another `alg`.
+    pub fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> impl Iterator<Item = &'a RsaKey> + 'a {
+        self.keys.iter().filter(move |k| {
+            (kid.is_none() || k.kid.as_deref() == kid) && k.alg.is_none_or(|a| a == alg)
+        })
     }
 
     /// Whether a key with this `kid` exists.
@@ -166,9 +174,15 @@ fn parse_jwk(entry: &Value) -> Option<RsaKey> {
     if entry.get("use").is_some() && s("use") != Some("sig") {
         return None;
     }
-    if entry.get("alg").is_some() && s("alg") != Some("RS256") {
-        return None;
-    }
+    // An `alg` pins the key to one RSA algorithm; any other value makes it unusable here.
+    let alg = match entry.get("alg") {
+        None => None,
+        Some(_) => Some(
+            s("alg")
+                .and_then(Algorithm::from_header)
+                .filter(|a| a.is_rsa())?,
+        ),
+    };
     if let Some(ops) = entry.get("key_ops") {
         let verifies = ops
             .as_array()
@@ -184,7 +198,9 @@ fn parse_jwk(entry: &Value) -> Option<RsaKey> {
     };
     let n = b64url(s("n")?)?;
     let e = b64url(s("e")?)?;
-    RsaKey::from_components(kid, &n, &e)
+    let mut key = RsaKey::from_components(kid, &n, &e)?;
+    key.alg = alg;
+    Some(key)
 }
 
 /// Timing policy of one provider's fetches (all ms).
@@ -585,6 +601,7 @@ mod tests {
             {"kty": "EC", "kid": "ec", "crv": "P-256", "x": "a", "y": "b"},
             {"kty": "RSA", "kid": "enc", "n": RFC_N, "e": "AQAB", "use": "enc"},
             {"kty": "RSA", "kid": "ps", "n": RFC_N, "e": "AQAB", "alg": "PS256"},
+            {"kty": "RSA", "kid": "hs", "n": RFC_N, "e": "AQAB", "alg": "HS256"},
             {"kty": "RSA", "kid": "small", "n": short_n, "e": "AQAB"},
             {"kty": "RSA", "kid": "bad-b64", "n": "!!!", "e": "AQAB"},
             {"kty": "RSA", "kid": "no-e", "n": RFC_N},
@@ -595,12 +612,25 @@ mod tests {
         let (set, skipped) =
             KeySet::parse(doc.to_string().as_bytes(), DEFAULT_MAX_JWKS_BYTES).expect("parses");
         assert_eq!(set.kids(), vec!["good", "nokidtype-ok"]);
-        assert_eq!(skipped, 9);
+        assert_eq!(skipped, 10);
         assert!(set.has_kid("good") && !set.has_kid("ec"));
-        assert_eq!(set.candidates(Some("good")).count(), 1);
-        assert_eq!(set.candidates(None).count(), 2);
-        assert_eq!(set.candidates(Some("nope")).count(), 0);
-        let key = set.candidates(Some("good")).next().expect("key");
+        assert_eq!(set.candidates(Some("good"), Algorithm::RS256).count(), 1);
+        assert_eq!(
+            set.candidates(Some("good"), Algorithm::RS512).count(),
+            0,
+            "pinned to RS256"
+        );
+        assert_eq!(set.candidates(None, Algorithm::RS256).count(), 2);
+        assert_eq!(
+            set.candidates(None, Algorithm::RS384).count(),
+            1,
+            "the key without alg"
+        );
+        assert_eq!(set.candidates(Some("nope"), Algorithm::RS256).count(), 0);
+        let key = set
+            .candidates(Some("good"), Algorithm::RS256)
+            .next()
+            .expect("key");
         assert_eq!(key.public.size(), 256);
         assert_eq!(key.spki_der.first(), Some(&0x30));
     }
@@ -668,7 +698,9 @@ mod tests {
         }
         // Loading does no big-number work: the Montgomery constants (~0.7 ms per 4096-bit
         // key) wait for a key's first pure-Rust verification.
-        assert!(set.candidates(None).all(|k| !k.public.is_prepared()));
+        assert!(set
+            .candidates(None, Algorithm::RS256)
+            .all(|k| !k.public.is_prepared()));
     }
 
     #[test]

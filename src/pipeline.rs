@@ -18,7 +18,7 @@ use crate::token::parse;
 use crate::token_cache::{
     token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
 };
-use crate::verifier::{check_claims, check_times, verify_hs256, SignatureBackend};
+use crate::verifier::{check_claims, check_times, verify_hmac, SignatureBackend};
 use crate::{identity, matcher::Captures};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -135,7 +135,7 @@ pub struct Inputs<'a> {
     pub keys: &'a dyn KeyLookup,
     /// Account lookups.
     pub accounts: &'a dyn AccountLookup,
-    /// RS256 backend.
+    /// RSA signature backend.
     pub backend: &'a dyn SignatureBackend,
     /// Verified-token cache (`None` when disabled).
     pub cache: Option<&'a TokenCache>,
@@ -264,19 +264,19 @@ pub fn verify_signature(
     if !p.algorithms.contains(&alg) {
         return deny(Denial::InvalidToken, "algorithm not accepted");
     }
-    match alg {
-        Algorithm::HS256 => {
+    match alg.is_rsa() {
+        false => {
             let ok = p
                 .secret
                 .as_ref()
-                .is_some_and(|s| verify_hs256(&s.0, message, signature));
+                .is_some_and(|s| verify_hmac(&s.0, alg.hash(), message, signature));
             if ok {
                 Ok(None)
             } else {
                 deny(Denial::InvalidToken, "bad signature")
             }
         }
-        Algorithm::RS256 => {
+        true => {
             let keys = match (inp.keys.availability(provider), inp.keys.keys(provider)) {
                 (KeyAvailability::Ready, Some(k)) => k,
                 (KeyAvailability::Loading, _) => {
@@ -304,8 +304,9 @@ pub fn verify_signature(
                     return deny(Denial::InvalidToken, "unknown kid");
                 }
             }
-            for key in keys.candidates(kid).take(MAX_KIDLESS_TRIES) {
-                match inp.backend.verify_rs256(key, message, signature) {
+            // Only keys whose JWK `alg` (if any) is this algorithm.
+            for key in keys.candidates(kid, alg).take(MAX_KIDLESS_TRIES) {
+                match inp.backend.verify_rsa(key, alg.hash(), message, signature) {
                     Ok(true) => return Ok(Some(key.fingerprint)),
                     Ok(false) => {}
                     Err(_) => return deny(Denial::Unavailable, "signature backend failed"),
@@ -384,12 +385,11 @@ fn authenticate<'a>(
         (Some(verdicts), Some(d)) => verdicts.verdict(d).filter(|v| {
             v.provider == provider.fingerprint
                 && v.exp == exp
-                && match alg {
-                    Algorithm::HS256 => v.key == 0,
-                    Algorithm::RS256 => {
-                        inp.keys.availability(pid) == KeyAvailability::Ready
-                            && inp.keys.keys(pid).is_some_and(|k| k.has_fingerprint(v.key))
-                    }
+                && if alg.is_rsa() {
+                    inp.keys.availability(pid) == KeyAvailability::Ready
+                        && inp.keys.keys(pid).is_some_and(|k| k.has_fingerprint(v.key))
+                } else {
+                    v.key == 0
                 }
         }),
         _ => None,

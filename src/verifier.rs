@@ -1,22 +1,25 @@
-//! Signature and claim verification. RS256 goes through one [`SignatureBackend`] so the
-//! filter can use Envoy's BoringSSL (`verify_signature` foreign function) or pure Rust.
+//! Signature and claim verification. RSA signatures (RS256/384/512) go through one
+//! [`SignatureBackend`] so the filter can use Envoy's BoringSSL (`verify_signature`
+//! foreign function) or pure Rust; HMAC (HS256/384/512) is checked here.
 
+use crate::config::Hash;
 use crate::jwks::RsaKey;
 use crate::rsa_public::RsaPublicKey;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// The host could not perform a verification (never means "invalid signature").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendError(pub String);
 
-/// Verifies RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signatures.
+/// Verifies RSASSA-PKCS1-v1_5 signatures (RS256, RS384, RS512).
 pub trait SignatureBackend {
     /// `Ok(true)` valid, `Ok(false)` invalid, `Err` the backend itself failed.
-    fn verify_rs256(
+    fn verify_rsa(
         &self,
         key: &RsaKey,
+        hash: Hash,
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, BackendError>;
@@ -29,13 +32,14 @@ pub trait SignatureBackend {
 pub struct RustBackend;
 
 impl SignatureBackend for RustBackend {
-    fn verify_rs256(
+    fn verify_rsa(
         &self,
         key: &RsaKey,
+        hash: Hash,
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, BackendError> {
-        Ok(rsassa_pkcs1v15_sha256(&key.public, message, signature))
+        Ok(rsassa_pkcs1v15(&key.public, hash, message, signature))
     }
 
     fn name(&self) -> &'static str {
@@ -43,41 +47,70 @@ impl SignatureBackend for RustBackend {
     }
 }
 
-/// DER `DigestInfo` prefix of a SHA-256 digest (RFC 8017 §9.2, note 1).
-const SHA256_DIGEST_INFO: [u8; 19] = [
+/// DER `DigestInfo` prefixes (RFC 8017 §9.2, note 1) of SHA-256, SHA-384 and SHA-512.
+const SHA256_DIGEST_INFO: &[u8] = &[
     0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
     0x00, 0x04, 0x20,
 ];
+const SHA384_DIGEST_INFO: &[u8] = &[
+    0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05,
+    0x00, 0x04, 0x30,
+];
+const SHA512_DIGEST_INFO: &[u8] = &[
+    0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05,
+    0x00, 0x04, 0x40,
+];
 
-/// RSASSA-PKCS1-v1_5 verification with SHA-256 (RFC 8017 §8.2.2): `m = s^e mod n` for
-/// `s < n` must equal the one encoding of the message's digest (§9.2; the comparison
-/// form, so no parser of the padding can be fooled).
-pub fn rsassa_pkcs1v15_sha256(key: &RsaPublicKey, message: &[u8], signature: &[u8]) -> bool {
+/// The digest of `message` and its `DigestInfo` prefix.
+fn digest(hash: Hash, message: &[u8]) -> (&'static [u8], Vec<u8>) {
+    match hash {
+        Hash::Sha256 => (SHA256_DIGEST_INFO, Sha256::digest(message).to_vec()),
+        Hash::Sha384 => (SHA384_DIGEST_INFO, Sha384::digest(message).to_vec()),
+        Hash::Sha512 => (SHA512_DIGEST_INFO, Sha512::digest(message).to_vec()),
+    }
+}
+
+/// RSASSA-PKCS1-v1_5 verification (RFC 8017 §8.2.2): `m = s^e mod n` for `s < n` must
+/// equal the one encoding of the message's digest (§9.2; the comparison form, so no
+/// parser of the padding can be fooled).
+pub fn rsassa_pkcs1v15(key: &RsaPublicKey, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
     let Some(em) = key.public_op(signature) else {
         return false;
     };
+    let (prefix, digest) = digest(hash, message);
     let k = signature.len();
-    let t_len = SHA256_DIGEST_INFO.len() + 32;
+    let t_len = prefix.len() + digest.len();
     let Some(ps_len) = k.checked_sub(3 + t_len).filter(|&l| l >= 8) else {
         return false;
     };
-    let digest = Sha256::digest(message);
     let expected = [0x00, 0x01]
         .iter()
         .chain(std::iter::repeat_n(&0xff, ps_len))
         .chain(&[0x00])
-        .chain(&SHA256_DIGEST_INFO)
+        .chain(prefix)
         .chain(digest.iter());
     em.iter().eq(expected)
 }
 
-/// HS256 check in constant time; signatures of the wrong length are rejected.
-pub fn verify_hs256(secret: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(secret) else {
-        return false;
-    };
-    mac.update(message);
-    signature.len() == 32 && mac.verify_slice(signature).is_ok()
+/// HMAC check in constant time; signatures of the wrong length are rejected.
+pub fn verify_hmac(secret: &[u8], hash: Hash, message: &[u8], signature: &[u8]) -> bool {
+    fn check<M: Mac + KeyInit>(
+        secret: &[u8],
+        message: &[u8],
+        signature: &[u8],
+        len: usize,
+    ) -> bool {
+        let Ok(mut mac) = <M as KeyInit>::new_from_slice(secret) else {
+            return false;
+        };
+        mac.update(message);
+        signature.len() == len && mac.verify_slice(signature).is_ok()
+    }
+    match hash {
+        Hash::Sha256 => check::<Hmac<Sha256>>(secret, message, signature, 32),
+        Hash::Sha384 => check::<Hmac<Sha384>>(secret, message, signature, 48),
+        Hash::Sha512 => check::<Hmac<Sha512>>(secret, message, signature, 64),
+    }
 }
 
 /// Why standard claims were refused (debug logs only; all are 401).
@@ -277,12 +310,12 @@ mod tests {
                     let verdict = theirs.pkcs1v15_verify::<Sha256>(msg, sig).is_ok();
                     assert_eq!(verdict, want, "rsa crate, {bits}/{e}");
                     assert_eq!(
-                        rsassa_pkcs1v15_sha256(&k.ours, msg, sig),
+                        rsassa_pkcs1v15(&k.ours, Hash::Sha256, msg, sig),
                         want,
                         "{bits}/{e}"
                     );
                 }
-                assert!(!rsassa_pkcs1v15_sha256(&k.ours, b"other", &sig));
+                assert!(!rsassa_pkcs1v15(&k.ours, Hash::Sha256, b"other", &sig));
             }
         }
     }
@@ -293,12 +326,13 @@ mod tests {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("key");
         mac.update(b"msg");
         let tag = mac.finalize().into_bytes().to_vec();
-        assert!(verify_hs256(key, b"msg", &tag));
-        assert!(!verify_hs256(key, b"msh", &tag));
-        assert!(!verify_hs256(key, b"msg", &tag[..16]));
-        assert!(!verify_hs256(key, b"msg", &[]));
-        assert!(!verify_hs256(
+        assert!(verify_hmac(key, Hash::Sha256, b"msg", &tag));
+        assert!(!verify_hmac(key, Hash::Sha256, b"msh", &tag));
+        assert!(!verify_hmac(key, Hash::Sha256, b"msg", &tag[..16]));
+        assert!(!verify_hmac(key, Hash::Sha256, b"msg", &[]));
+        assert!(!verify_hmac(
             b"another-key-another-key-another!",
+            Hash::Sha256,
             b"msg",
             &tag
         ));

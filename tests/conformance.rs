@@ -4,6 +4,7 @@
 
 use bearer_guard::config;
 use bearer_guard::config::Algorithm;
+use bearer_guard::config::Hash;
 use bearer_guard::credential::TokenSource;
 use bearer_guard::jwks::{KeySet, RsaKey};
 use bearer_guard::pipeline::{
@@ -12,7 +13,7 @@ use bearer_guard::pipeline::{
 use bearer_guard::reply::Denial;
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::token::{b64url, split};
-use bearer_guard::verifier::{verify_hs256, RustBackend, SignatureBackend};
+use bearer_guard::verifier::{verify_hmac, RustBackend, SignatureBackend};
 use serde_json::{json, Value};
 
 fn vectors(path: &str) -> Value {
@@ -34,14 +35,11 @@ fn rsa_key(jwk: &Value) -> Option<RsaKey> {
     RsaKey::from_components(jwk["kid"].as_str().map(String::from), &n, &e)
 }
 
-#[test]
-fn wycheproof_rsa_pkcs1_sha256() {
-    let mut counts = (0, 0, 0); // valid accepted, invalid rejected, acceptable rejected
-    for file in [
-        "rsa_signature_2048_sha256_test.json",
-        "rsa_signature_3072_sha256_test.json",
-        "rsa_signature_4096_sha256_test.json",
-    ] {
+/// Wycheproof RSASSA-PKCS1-v1_5 vectors of these files and hash through the Rust
+/// backend; returns (valid accepted, invalid rejected, acceptable rejected).
+fn rsa_pkcs1(files: &[&str], hash: Hash) -> (u32, u32, u32) {
+    let mut counts = (0, 0, 0);
+    for file in files {
         let doc = vectors(&format!("wycheproof/{file}"));
         for group in doc["testGroups"].as_array().expect("groups") {
             let key =
@@ -49,8 +47,9 @@ fn wycheproof_rsa_pkcs1_sha256() {
             for t in group["tests"].as_array().expect("tests") {
                 let id = &t["tcId"];
                 let ok = RustBackend
-                    .verify_rs256(
+                    .verify_rsa(
                         &key,
+                        hash,
                         &hex(t["msg"].as_str().expect("msg")),
                         &hex(t["sig"].as_str().expect("sig")),
                     )
@@ -77,6 +76,19 @@ fn wycheproof_rsa_pkcs1_sha256() {
             }
         }
     }
+    counts
+}
+
+#[test]
+fn wycheproof_rsa_pkcs1_sha256() {
+    let counts = rsa_pkcs1(
+        &[
+            "rsa_signature_2048_sha256_test.json",
+            "rsa_signature_3072_sha256_test.json",
+            "rsa_signature_4096_sha256_test.json",
+        ],
+        Hash::Sha256,
+    );
     assert_eq!(
         counts,
         (24, 749, 3),
@@ -85,31 +97,57 @@ fn wycheproof_rsa_pkcs1_sha256() {
 }
 
 #[test]
-fn wycheproof_hmac_sha256_full_tags() {
-    let doc = vectors("wycheproof/hmac_sha256_test.json");
+fn wycheproof_rsa_pkcs1_sha384_and_sha512() {
+    let rs384 = rsa_pkcs1(&["rsa_signature_2048_sha384_test.json"], Hash::Sha384);
+    let rs512 = rsa_pkcs1(&["rsa_signature_2048_sha512_test.json"], Hash::Sha512);
+    assert_eq!(rs384, (7, 250, 1), "RS384 (valid, invalid, acceptable)");
+    assert_eq!(rs512, (8, 250, 1), "RS512 (valid, invalid, acceptable)");
+}
+
+/// Wycheproof HMAC vectors with full-length tags (what JWS carries) through the verify
+/// path; returns how many ran.
+fn hmac_full_tags(file: &str, hash: Hash, bits: u64) -> u32 {
+    let doc = vectors(&format!("wycheproof/{file}"));
     let mut n = 0;
     for group in doc["testGroups"].as_array().expect("groups") {
-        // JWS HS256 always carries the full 256-bit tag; truncated-tag groups do not apply.
-        if group["tagSize"] != 256 {
+        // JWS always carries the full tag; truncated-tag groups do not apply.
+        if group["tagSize"] != bits {
             continue;
         }
         for t in group["tests"].as_array().expect("tests") {
-            let ok = verify_hs256(
+            let ok = verify_hmac(
                 &hex(t["key"].as_str().expect("key")),
+                hash,
                 &hex(t["msg"].as_str().expect("msg")),
                 &hex(t["tag"].as_str().expect("tag")),
             );
             assert_eq!(
                 ok,
                 t["result"] == "valid",
-                "tcId {} ({})",
+                "{file} tcId {} ({})",
                 t["tcId"],
                 t["comment"]
             );
             n += 1;
         }
     }
-    assert_eq!(n, 87);
+    n
+}
+
+#[test]
+fn wycheproof_hmac_full_tags() {
+    assert_eq!(
+        hmac_full_tags("hmac_sha256_test.json", Hash::Sha256, 256),
+        87
+    );
+    assert_eq!(
+        hmac_full_tags("hmac_sha384_test.json", Hash::Sha384, 384),
+        87
+    );
+    assert_eq!(
+        hmac_full_tags("hmac_sha512_test.json", Hash::Sha512, 512),
+        87
+    );
 }
 
 /// The JWS layer and signature through the pipeline's own functions: a configuration with

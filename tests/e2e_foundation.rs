@@ -419,7 +419,7 @@ fn the_pure_rust_backend_end_to_end() {
     p["verifier"] = json!("rust");
     let stack = Stack::start(p);
     assert!(
-        stack.envoy.log_contains("RS256 backend rust"),
+        stack.envoy.log_contains("RSA backend rust"),
         "{}",
         stack.envoy.log()
     );
@@ -452,7 +452,7 @@ fn the_pure_rust_backend_end_to_end() {
 fn the_envoy_backend_is_chosen_when_the_host_has_it() {
     let stack = Stack::start(plugin(vec![]));
     assert!(
-        stack.envoy.log_contains("RS256 backend envoy"),
+        stack.envoy.log_contains("RSA backend envoy"),
         "{}",
         stack.envoy.log()
     );

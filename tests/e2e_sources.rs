@@ -127,3 +127,112 @@ fn token_sources_are_checked_at_configuration() {
         assert_eq!(err.field, field, "{token}: {err}");
     }
 }
+
+/// RS384 and RS512 verify through Envoy's BoringSSL and through the pure-Rust backend,
+/// HS384 and HS512 with the shared secret; a provider accepts only the algorithms it pins,
+/// a JWK with an `alg` verifies only that algorithm, and RSA and HMAC never mix.
+#[test]
+fn rs384_rs512_hs384_hs512() {
+    let (a, b) = (&keys().0, &keys().1);
+    // Key A's JWK names no alg; key B's is pinned to RS256.
+    let mut pinned = b.jwk();
+    pinned["alg"] = json!("RS256");
+    let mut unpinned = a.jwk();
+    unpinned.as_object_mut().expect("jwk").remove("alg");
+    let doc = json!({"keys": [unpinned, pinned]}).to_string();
+    for verifier in ["envoy", "rust"] {
+        let mut config = plugin(vec![]);
+        config["verifier"] = json!(verifier);
+        config["providers"][0]["algorithms"] = json!(["RS256", "RS384", "RS512"]);
+        config["providers"][1]["algorithms"] = json!(["HS384", "HS512"]);
+        let server = JwksServer::start(0, JwksMode::Serve(doc.clone())).expect("jwks");
+        let stack = Stack::with_jwks(config, server);
+        let body = || claims(ISS, AUD, "user-1", 600, json!({}));
+        for alg in ["RS256", "RS384", "RS512"] {
+            let r = stack
+                .envoy
+                .get_with_token("/v1/x", &a.mint_alg(alg, &body()));
+            assert_eq!(r.status, 200, "{verifier} {alg}: {}", r.body);
+            assert_eq!(
+                r.upstream_header("x-auth-subject").as_deref(),
+                Some("user-1")
+            );
+            // The signature of another hash does not verify under this alg.
+            let forged = a.mint_alg(alg, &body());
+            let other = if alg == "RS512" { "RS384" } else { "RS512" };
+            let (head, _) = forged.rsplit_once('.').expect("jws");
+            let (_, sig) = a
+                .mint_alg(other, &body())
+                .rsplit_once('.')
+                .map(|(h, s)| (h.to_string(), s.to_string()))
+                .expect("jws");
+            let r = stack
+                .envoy
+                .get_with_token("/v1/x", &format!("{head}.{sig}"));
+            expect(
+                "signature of another hash",
+                &r,
+                401,
+                Some(INVALID),
+                WWW_INVALID,
+            );
+        }
+        // Key B's JWK pins RS256: an RS512 token naming it is refused, RS256 passes.
+        let r = stack
+            .envoy
+            .get_with_token("/v1/x", &b.mint_alg("RS512", &body()));
+        expect(
+            "alg the JWK does not allow",
+            &r,
+            401,
+            Some(INVALID),
+            WWW_INVALID,
+        );
+        assert_eq!(
+            stack
+                .envoy
+                .get_with_token("/v1/x", &b.mint_alg("RS256", &body()))
+                .status,
+            200
+        );
+        for alg in ["HS384", "HS512"] {
+            let t = mint_hs(
+                alg,
+                SECRET.as_bytes(),
+                &json!({"sub": "svc", "exp": now() + 600}),
+            );
+            let r = stack.envoy.get_with_token("/v1/x", &t);
+            assert_eq!(r.status, 200, "{verifier} {alg}: {}", r.body);
+        }
+        // HS256 is not pinned on the HMAC provider; an HMAC token over the RSA public key
+        // (algorithm confusion) is refused whatever the hash.
+        let t = mint_hs(
+            "HS256",
+            SECRET.as_bytes(),
+            &json!({"sub": "svc", "exp": now() + 600}),
+        );
+        expect(
+            "HS256 not pinned",
+            &stack.envoy.get_with_token("/v1/x", &t),
+            401,
+            Some(INVALID),
+            WWW_INVALID,
+        );
+        for alg in ["HS384", "HS512"] {
+            let t = mint_hs(alg, &a.public_der(), &body());
+            expect(
+                "confusion",
+                &stack.envoy.get_with_token("/v1/x", &t),
+                401,
+                Some(INVALID),
+                WWW_INVALID,
+            );
+        }
+    }
+    // One provider never mixes RSA and HMAC.
+    let mut c = plugin(vec![]);
+    c["providers"][0]["algorithms"] = json!(["RS384", "HS512"]);
+    let err = bearer_guard::config::parse(c.to_string().as_bytes(), &|_| Some(SECRET.into()))
+        .expect_err("refused");
+    assert_eq!(err.field, "providers[0].algorithms", "{err}");
+}

@@ -109,7 +109,13 @@ fn ready() -> Fake {
 
 struct Failing;
 impl SignatureBackend for Failing {
-    fn verify_rs256(&self, _: &RsaKey, _: &[u8], _: &[u8]) -> Result<bool, BackendError> {
+    fn verify_rsa(
+        &self,
+        _: &RsaKey,
+        _: bearer_guard::config::Hash,
+        _: &[u8],
+        _: &[u8],
+    ) -> Result<bool, BackendError> {
         Err(BackendError("host said no".into()))
     }
     fn name(&self) -> &'static str {

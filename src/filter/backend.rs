@@ -1,6 +1,8 @@
-//! RS256 through Envoy's `verify_signature` foreign function (BoringSSL), detected once.
+//! RS256/384/512 through Envoy's `verify_signature` foreign function (BoringSSL),
+//! detected once.
 
 use super::host::{self, NOT_FOUND};
+use crate::config::Hash;
 use crate::envoy_ffi::{decode_result, encode_args, VERIFY_SIGNATURE};
 use crate::jwks::RsaKey;
 use crate::verifier::{BackendError, RustBackend, SignatureBackend};
@@ -17,16 +19,17 @@ impl EnvoyBackend {
 }
 
 impl SignatureBackend for EnvoyBackend {
-    fn verify_rs256(
+    fn verify_rsa(
         &self,
         key: &RsaKey,
+        hash: Hash,
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, BackendError> {
         if signature.len() != key.public.size() {
             return Ok(false);
         }
-        let args = encode_args("sha256", &key.spki_der, signature, message);
+        let args = encode_args(hash.name(), &key.spki_der, signature, message);
         match host::call_foreign_function(VERIFY_SIGNATURE, &args) {
             Ok(Some(out)) => {
                 decode_result(&out).ok_or_else(|| BackendError("undecodable result".into()))

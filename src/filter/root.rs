@@ -69,7 +69,7 @@ impl RootContext for Root {
         log(
             Level::Info,
             &format!(
-                "bearer-guard: configured {} provider(s) [{}], {} rule(s), RS256 backend {}",
+                "bearer-guard: configured {} provider(s) [{}], {} rule(s), RSA backend {}",
                 providers.len(),
                 providers.join(","),
                 cfg.rules.len(),

@@ -299,7 +299,7 @@ fn main() {
     let c2_base = envoys.len();
     let envoys: Vec<Envoy> = envoys.into_iter().chain(envoys_c2).collect();
     let backend_line = envoys[4].log();
-    if !backend_line.contains("RS256 backend envoy") {
+    if !backend_line.contains("RSA backend envoy") {
         eprintln!("warning: bearer-guard did not pick Envoy's verify_signature backend");
     }
     // Rows that the ratios compare run next to each other in every round.

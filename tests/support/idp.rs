@@ -78,9 +78,26 @@ impl Signer {
 
     /// Signs `header.payload` with RS256.
     pub fn sign(&self, signing_input: &str) -> Vec<u8> {
-        self.key
-            .pkcs1v15_sign::<Sha256>(signing_input.as_bytes())
-            .expect("sign")
+        self.sign_with("RS256", signing_input)
+    }
+
+    /// Signs `header.payload` with RS256, RS384 or RS512.
+    pub fn sign_with(&self, alg: &str, signing_input: &str) -> Vec<u8> {
+        let m = signing_input.as_bytes();
+        match alg {
+            "RS384" => self.key.pkcs1v15_sign::<sha2::Sha384>(m),
+            "RS512" => self.key.pkcs1v15_sign::<sha2::Sha512>(m),
+            _ => self.key.pkcs1v15_sign::<Sha256>(m),
+        }
+        .expect("sign")
+    }
+
+    /// A token signed with `alg` (RS256, RS384, RS512) and this key's `kid`.
+    pub fn mint_alg(&self, alg: &str, claims: &Value) -> String {
+        let header = json!({"alg": alg, "typ": "JWT", "kid": self.kid});
+        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+        let sig = self.sign_with(alg, &input);
+        format!("{input}.{}", b64(sig))
     }
 
     /// An RS256 token with these claims and this key's `kid`.
@@ -120,6 +137,29 @@ pub fn hmac(secret: &[u8], input: &str) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("hmac key");
     mac.update(input.as_bytes());
     mac.finalize().into_bytes().to_vec()
+}
+
+/// An HS256, HS384 or HS512 token.
+pub fn mint_hs(alg: &str, secret: &[u8], claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(json!({"alg": alg, "typ": "JWT"}).to_string()),
+        b64(claims.to_string())
+    );
+    let tag = match alg {
+        "HS384" => {
+            let mut mac = <Hmac<sha2::Sha384> as KeyInit>::new_from_slice(secret).expect("key");
+            mac.update(input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        "HS512" => {
+            let mut mac = <Hmac<sha2::Sha512> as KeyInit>::new_from_slice(secret).expect("key");
+            mac.update(input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        _ => hmac(secret, &input),
+    };
+    format!("{input}.{}", b64(tag))
 }
 
 /// An HS256 token.
