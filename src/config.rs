@@ -52,6 +52,19 @@ pub enum Algorithm {
     HS384,
     /// HMAC-SHA512.
     HS512,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// ECDSA on P-384 with SHA-384.
+    ES384,
+}
+
+/// The elliptic curves of ECDSA keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    /// NIST P-256 (`crv` "P-256").
+    P256,
+    /// NIST P-384 (`crv` "P-384").
+    P384,
 }
 
 /// The hash an algorithm signs with.
@@ -77,13 +90,15 @@ impl Hash {
 }
 
 /// Every algorithm with its JOSE name.
-const ALGORITHMS: [(&str, Algorithm); 6] = [
+const ALGORITHMS: [(&str, Algorithm); 8] = [
     ("RS256", Algorithm::RS256),
     ("RS384", Algorithm::RS384),
     ("RS512", Algorithm::RS512),
     ("HS256", Algorithm::HS256),
     ("HS384", Algorithm::HS384),
     ("HS512", Algorithm::HS512),
+    ("ES256", Algorithm::ES256),
+    ("ES384", Algorithm::ES384),
 ];
 
 impl Algorithm {
@@ -103,16 +118,30 @@ impl Algorithm {
             .map_or("", |(name, _)| name)
     }
 
-    /// Whether it is an RSA algorithm (keys from a JWKS); else HMAC (a shared secret).
+    /// Whether it is an RSA algorithm (RSA keys from a JWKS).
     pub fn is_rsa(self) -> bool {
         matches!(self, Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512)
+    }
+
+    /// Whether it is an HMAC algorithm (a shared secret); else keys come from a JWKS.
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+    }
+
+    /// The curve of an ECDSA algorithm.
+    pub fn curve(self) -> Option<Curve> {
+        match self {
+            Algorithm::ES256 => Some(Curve::P256),
+            Algorithm::ES384 => Some(Curve::P384),
+            _ => None,
+        }
     }
 
     /// The hash it signs with.
     pub fn hash(self) -> Hash {
         match self {
-            Algorithm::RS256 | Algorithm::HS256 => Hash::Sha256,
-            Algorithm::RS384 | Algorithm::HS384 => Hash::Sha384,
+            Algorithm::RS256 | Algorithm::HS256 | Algorithm::ES256 => Hash::Sha256,
+            Algorithm::RS384 | Algorithm::HS384 | Algorithm::ES384 => Hash::Sha384,
             Algorithm::RS512 | Algorithm::HS512 => Hash::Sha512,
         }
     }
@@ -1084,19 +1113,24 @@ fn compile_provider(
             "at least one algorithm is required",
         );
     }
-    let wants_rs = p.algorithms.iter().any(|a| a.is_rsa());
-    let wants_hs = p.algorithms.iter().any(|a| !a.is_rsa());
+    let wants_rs = p.algorithms.iter().any(|a| !a.is_hmac());
+    let wants_hs = p.algorithms.iter().any(|a| a.is_hmac());
     if wants_rs && wants_hs {
         // Mixing key types in one provider is how algorithm-confusion attacks start.
         return err(
             format!("{at}.algorithms"),
-            "RSA (RS*) and HMAC (HS*) algorithms need separate providers",
+            "public-key (RS*, ES*) and HMAC (HS*) algorithms need separate providers",
         );
     }
     let jwks = match (wants_rs, p.jwks) {
         (true, Some(j)) => Some(compile_jwks(j, &format!("{at}.jwks"))?),
-        (true, None) => return err(format!("{at}.jwks"), "required for RSA algorithms"),
-        (false, Some(_)) => return err(format!("{at}.jwks"), "only valid with RSA algorithms"),
+        (true, None) => return err(format!("{at}.jwks"), "required for RS* and ES* algorithms"),
+        (false, Some(_)) => {
+            return err(
+                format!("{at}.jwks"),
+                "only valid with RS* and ES* algorithms",
+            )
+        }
         (false, None) => None,
     };
     let secret = match (wants_hs, p.secret) {

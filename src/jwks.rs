@@ -4,8 +4,8 @@
 //! Its state lives in the shared store ([`crate::shared`]): one VM of the process fetches
 //! a JWKS, publishes the document, and every VM adopts it.
 
-use crate::config::Algorithm;
-use crate::rsa_public::RsaPublicKey;
+use crate::config::{Algorithm, Curve};
+use crate::rsa_public::{der, RsaPublicKey};
 use crate::shared::{update, Reader, Store};
 use crate::token::b64url;
 use serde_json::Value;
@@ -39,23 +39,132 @@ impl RsaKey {
     pub fn from_components(kid: Option<String>, n: &[u8], e: &[u8]) -> Option<RsaKey> {
         let public = RsaPublicKey::new(n, e)?;
         let spki_der = public.spki_der();
-        let digest: [u8; 32] = sha2::Sha256::digest(&spki_der).into();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(digest.get(..8)?);
         Some(RsaKey {
             kid,
             public,
+            fingerprint: spki_fingerprint(&spki_der),
             spki_der,
-            fingerprint: u64::from_be_bytes(first),
             alg: None,
         })
+    }
+}
+
+/// The first 8 bytes of SHA-256 over a key's SPKI DER: identifies the key material.
+fn spki_fingerprint(spki_der: &[u8]) -> u64 {
+    let digest: [u8; 32] = sha2::Sha256::digest(spki_der).into();
+    u64::from_be_bytes(digest.first_chunk::<8>().copied().unwrap_or_default())
+}
+
+/// An ECDSA public key, checked to lie on its curve, ready for either backend.
+#[derive(Debug, Clone)]
+pub enum EcPublic {
+    /// P-256.
+    P256(p256::ecdsa::VerifyingKey),
+    /// P-384.
+    P384(p384::ecdsa::VerifyingKey),
+}
+
+/// One ES256/ES384 verification key.
+#[derive(Debug, Clone)]
+pub struct EcKey {
+    /// `kid`, if the JWK had one.
+    pub kid: Option<String>,
+    /// Its curve.
+    pub curve: Curve,
+    /// The key for the pure-Rust backend.
+    pub public: EcPublic,
+    /// SubjectPublicKeyInfo DER for Envoy's `verify_signature`.
+    pub spki_der: Vec<u8>,
+    /// First 8 bytes of SHA-256(SPKI DER).
+    pub fingerprint: u64,
+    /// The JWK's `alg`, when it names one.
+    pub alg: Option<Algorithm>,
+}
+
+impl EcKey {
+    /// A key from its affine coordinates (big-endian, exactly the curve's size each);
+    /// `None` unless the point lies on the curve.
+    pub fn from_coordinates(
+        kid: Option<String>,
+        curve: Curve,
+        x: &[u8],
+        y: &[u8],
+    ) -> Option<EcKey> {
+        let len = match curve {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+        };
+        if x.len() != len || y.len() != len {
+            return None;
+        }
+        let point: Vec<u8> = [&[0x04][..], x, y].concat();
+        let public = match curve {
+            Curve::P256 => EcPublic::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).ok()?),
+            Curve::P384 => EcPublic::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).ok()?),
+        };
+        // SEQUENCE { SEQUENCE { id-ecPublicKey, curve }, BIT STRING point } (RFC 5480).
+        const EC_PUBLIC_KEY: [u8; 9] = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+        let curve_oid: &[u8] = match curve {
+            Curve::P256 => &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+            Curve::P384 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
+        };
+        let algorithm = der(0x30, &[&EC_PUBLIC_KEY[..], curve_oid].concat());
+        let spki_der = der(
+            0x30,
+            &[algorithm, der(0x03, &[&[0u8][..], &point].concat())].concat(),
+        );
+        Some(EcKey {
+            kid,
+            curve,
+            public,
+            fingerprint: spki_fingerprint(&spki_der),
+            spki_der,
+            alg: None,
+        })
+    }
+}
+
+/// A verification key of a key set.
+#[derive(Debug, Clone)]
+pub enum Key {
+    /// RSA (RS256/384/512).
+    Rsa(RsaKey),
+    /// ECDSA (ES256 on P-256, ES384 on P-384).
+    Ec(EcKey),
+}
+
+impl Key {
+    /// Its `kid`.
+    pub fn kid(&self) -> Option<&str> {
+        match self {
+            Key::Rsa(k) => k.kid.as_deref(),
+            Key::Ec(k) => k.kid.as_deref(),
+        }
+    }
+
+    /// Its fingerprint.
+    pub fn fingerprint(&self) -> u64 {
+        match self {
+            Key::Rsa(k) => k.fingerprint,
+            Key::Ec(k) => k.fingerprint,
+        }
+    }
+
+    /// Whether it may verify `alg`: its type and curve fit, and its JWK's `alg` (if any)
+    /// is that one. An RSA key never verifies ES256, a P-256 key never ES384, no key HS*.
+    pub fn fits(&self, alg: Algorithm) -> bool {
+        let (fits, pinned) = match self {
+            Key::Rsa(k) => (alg.is_rsa(), k.alg),
+            Key::Ec(k) => (alg.curve() == Some(k.curve), k.alg),
+        };
+        fits && pinned.is_none_or(|a| a == alg)
     }
 }
 
 /// A provider's current keys.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
-    keys: Vec<RsaKey>,
+    keys: Vec<Key>,
 }
 
 /// Why a JWKS document was refused as a whole (the previous keys stay in force).
@@ -71,7 +180,7 @@ pub enum JwksError {
 
 impl KeySet {
     /// Builds a key set directly (tests and fixtures).
-    pub fn from_keys(keys: Vec<RsaKey>) -> KeySet {
+    pub fn from_keys(keys: Vec<Key>) -> KeySet {
         KeySet { keys }
     }
 
@@ -108,27 +217,27 @@ impl KeySet {
         &'a self,
         kid: Option<&'a str>,
         alg: Algorithm,
-    ) -> impl Iterator<Item = &'a RsaKey> + 'a {
-        self.keys.iter().filter(move |k| {
-            (kid.is_none() || k.kid.as_deref() == kid) && k.alg.is_none_or(|a| a == alg)
-        })
+    ) -> impl Iterator<Item = &'a Key> + 'a {
+        self.keys
+            .iter()
+            .filter(move |k| (kid.is_none() || k.kid() == kid) && k.fits(alg))
     }
 
     /// Whether a key with this `kid` exists.
     pub fn has_kid(&self, kid: &str) -> bool {
-        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+        self.keys.iter().any(|k| k.kid() == Some(kid))
     }
 
     /// Whether the key with this fingerprint is (still) in the set.
     pub fn has_fingerprint(&self, fingerprint: u64) -> bool {
-        self.keys.iter().any(|k| k.fingerprint == fingerprint)
+        self.keys.iter().any(|k| k.fingerprint() == fingerprint)
     }
 
     /// The key ids, for logs.
     pub fn kids(&self) -> Vec<&str> {
         self.keys
             .iter()
-            .map(|k| k.kid.as_deref().unwrap_or("(none)"))
+            .map(|k| k.kid().unwrap_or("(none)"))
             .collect()
     }
 
@@ -166,21 +275,19 @@ pub fn interpret_fetch(
     }
 }
 
-fn parse_jwk(entry: &Value) -> Option<RsaKey> {
+fn parse_jwk(entry: &Value) -> Option<Key> {
     let s = |name: &str| entry.get(name).and_then(Value::as_str);
-    if s("kty") != Some("RSA") {
-        return None;
-    }
     if entry.get("use").is_some() && s("use") != Some("sig") {
         return None;
     }
-    // An `alg` pins the key to one RSA algorithm; any other value makes it unusable here.
+    // An `alg` pins the key to one algorithm; one that is not a public-key algorithm (or
+    // not one bearer-guard knows) makes it unusable here.
     let alg = match entry.get("alg") {
         None => None,
         Some(_) => Some(
             s("alg")
                 .and_then(Algorithm::from_header)
-                .filter(|a| a.is_rsa())?,
+                .filter(|a| !a.is_hmac())?,
         ),
     };
     if let Some(ops) = entry.get("key_ops") {
@@ -196,11 +303,29 @@ fn parse_jwk(entry: &Value) -> Option<RsaKey> {
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return None,
     };
-    let n = b64url(s("n")?)?;
-    let e = b64url(s("e")?)?;
-    let mut key = RsaKey::from_components(kid, &n, &e)?;
-    key.alg = alg;
-    Some(key)
+    let key = match s("kty")? {
+        "RSA" => {
+            let n = b64url(s("n")?)?;
+            let e = b64url(s("e")?)?;
+            let mut key = RsaKey::from_components(kid, &n, &e)?;
+            key.alg = alg;
+            Key::Rsa(key)
+        }
+        "EC" => {
+            let curve = match s("crv")? {
+                "P-256" => Curve::P256,
+                "P-384" => Curve::P384,
+                _ => return None,
+            };
+            let mut key =
+                EcKey::from_coordinates(kid, curve, &b64url(s("x")?)?, &b64url(s("y")?)?)?;
+            key.alg = alg;
+            Key::Ec(key)
+        }
+        _ => return None,
+    };
+    // A key pinned to an algorithm it cannot verify (an RSA key with ES256) is unusable.
+    alg.is_none_or(|a| key.fits(a)).then_some(key)
 }
 
 /// Timing policy of one provider's fetches (all ms).
@@ -631,6 +756,9 @@ mod tests {
             .candidates(Some("good"), Algorithm::RS256)
             .next()
             .expect("key");
+        let Key::Rsa(key) = key else {
+            panic!("an RSA key")
+        };
         assert_eq!(key.public.size(), 256);
         assert_eq!(key.spki_der.first(), Some(&0x30));
     }
@@ -700,7 +828,7 @@ mod tests {
         // key) wait for a key's first pure-Rust verification.
         assert!(set
             .candidates(None, Algorithm::RS256)
-            .all(|k| !k.public.is_prepared()));
+            .all(|k| matches!(k, Key::Rsa(r) if !r.public.is_prepared())));
     }
 
     #[test]

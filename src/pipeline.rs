@@ -11,7 +11,7 @@ use crate::authorizer::{check_header, Grants};
 use crate::config::Provider;
 use crate::config::{Algorithm, Authentication, Config, DefaultPolicy, Mode, Rule};
 use crate::credential::{credential, TokenSource};
-use crate::jwks::{KeyAvailability, KeySet};
+use crate::jwks::{Key, KeyAvailability, KeySet};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Request};
 use crate::token::parse;
@@ -264,7 +264,7 @@ pub fn verify_signature(
     if !p.algorithms.contains(&alg) {
         return deny(Denial::InvalidToken, "algorithm not accepted");
     }
-    match alg.is_rsa() {
+    match !alg.is_hmac() {
         false => {
             let ok = p
                 .secret
@@ -306,8 +306,12 @@ pub fn verify_signature(
             }
             // Only keys whose JWK `alg` (if any) is this algorithm.
             for key in keys.candidates(kid, alg).take(MAX_KIDLESS_TRIES) {
-                match inp.backend.verify_rsa(key, alg.hash(), message, signature) {
-                    Ok(true) => return Ok(Some(key.fingerprint)),
+                let verdict = match key {
+                    Key::Rsa(k) => inp.backend.verify_rsa(k, alg.hash(), message, signature),
+                    Key::Ec(k) => inp.backend.verify_ecdsa(k, alg.hash(), message, signature),
+                };
+                match verdict {
+                    Ok(true) => return Ok(Some(key.fingerprint())),
                     Ok(false) => {}
                     Err(_) => return deny(Denial::Unavailable, "signature backend failed"),
                 }
@@ -385,7 +389,7 @@ fn authenticate<'a>(
         (Some(verdicts), Some(d)) => verdicts.verdict(d).filter(|v| {
             v.provider == provider.fingerprint
                 && v.exp == exp
-                && if alg.is_rsa() {
+                && if !alg.is_hmac() {
                     inp.keys.availability(pid) == KeyAvailability::Ready
                         && inp.keys.keys(pid).is_some_and(|k| k.has_fingerprint(v.key))
                 } else {

@@ -201,7 +201,7 @@ impl RsaPublicKey {
 }
 
 /// A DER element: tag, definite length (short or long form), contents.
-fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+pub(crate) fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
     let len = contents.len();
     let mut out = vec![tag];
     if len < 0x80 {
@@ -218,7 +218,7 @@ fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
 
 /// A DER INTEGER holding the non-negative big-endian `value`: minimal, with a zero byte
 /// in front when the top bit is set.
-fn der_uint(value: &[u8]) -> Vec<u8> {
+pub(crate) fn der_uint(value: &[u8]) -> Vec<u8> {
     let digits = strip_zeros(value);
     let pad = digits.first().is_none_or(|&b| b & 0x80 != 0);
     let body = [if pad { &[0u8][..] } else { &[] }, digits].concat();

@@ -3,7 +3,7 @@
 //! foreign function) or pure Rust; HMAC (HS256/384/512) is checked here.
 
 use crate::config::Hash;
-use crate::jwks::RsaKey;
+use crate::jwks::{EcKey, EcPublic, RsaKey};
 use crate::rsa_public::RsaPublicKey;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
@@ -13,12 +13,21 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendError(pub String);
 
-/// Verifies RSASSA-PKCS1-v1_5 signatures (RS256, RS384, RS512).
+/// Verifies public-key signatures: RSASSA-PKCS1-v1_5 (RS256/384/512) and ECDSA
+/// (ES256, ES384).
 pub trait SignatureBackend {
     /// `Ok(true)` valid, `Ok(false)` invalid, `Err` the backend itself failed.
     fn verify_rsa(
         &self,
         key: &RsaKey,
+        hash: Hash,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError>;
+    /// ECDSA over `hash` with a JWS signature (`r || s`, RFC 7518 §3.4): `Ok(true)` valid.
+    fn verify_ecdsa(
+        &self,
+        key: &EcKey,
         hash: Hash,
         message: &[u8],
         signature: &[u8],
@@ -40,6 +49,24 @@ impl SignatureBackend for RustBackend {
         signature: &[u8],
     ) -> Result<bool, BackendError> {
         Ok(rsassa_pkcs1v15(&key.public, hash, message, signature))
+    }
+
+    fn verify_ecdsa(
+        &self,
+        key: &EcKey,
+        _hash: Hash,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError> {
+        use p256::ecdsa::signature::Verifier;
+        // The curve fixes the hash (P-256 with SHA-256, P-384 with SHA-384): the key was
+        // chosen for the token's alg, so they agree.
+        Ok(match &key.public {
+            EcPublic::P256(vk) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| vk.verify(message, &sig).is_ok()),
+            EcPublic::P384(vk) => p384::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| vk.verify(message, &sig).is_ok()),
+        })
     }
 
     fn name(&self) -> &'static str {
@@ -90,6 +117,23 @@ pub fn rsassa_pkcs1v15(key: &RsaPublicKey, hash: Hash, message: &[u8], signature
         .chain(prefix)
         .chain(digest.iter());
     em.iter().eq(expected)
+}
+
+/// A JWS ECDSA signature (`r || s`, each the curve's size) as the DER `ECDSA-Sig-Value`
+/// BoringSSL verifies (`SEQUENCE { INTEGER r, INTEGER s }`); `None` for a wrong length.
+pub fn ecdsa_signature_der(signature: &[u8], coordinate_len: usize) -> Option<Vec<u8>> {
+    if signature.len() != 2 * coordinate_len {
+        return None;
+    }
+    let (r, s) = signature.split_at(coordinate_len);
+    Some(crate::rsa_public::der(
+        0x30,
+        &[
+            crate::rsa_public::der_uint(r),
+            crate::rsa_public::der_uint(s),
+        ]
+        .concat(),
+    ))
 }
 
 /// HMAC check in constant time; signatures of the wrong length are rejected.

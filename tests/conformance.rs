@@ -6,13 +6,18 @@ use bearer_guard::config;
 use bearer_guard::config::Algorithm;
 use bearer_guard::config::Hash;
 use bearer_guard::credential::TokenSource;
-use bearer_guard::jwks::{KeySet, RsaKey};
+use bearer_guard::jwks::{Key, KeySet, RsaKey};
 use bearer_guard::pipeline::{
     decide, select_provider, verify_signature, Decision, FixedKeys, Inputs,
 };
 use bearer_guard::reply::Denial;
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::token::{b64url, split};
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
 use bearer_guard::verifier::{verify_hmac, RustBackend, SignatureBackend};
 use serde_json::{json, Value};
 
@@ -285,7 +290,9 @@ fn rfc_examples_through_the_pipeline() {
         let cfg = config::parse(cfg.to_string().as_bytes(), &move |_| Some(secret.clone()))
             .expect("config");
         let jwk = &case["jwk_public"];
-        let keys = FixedKeys(KeySet::from_keys(rsa_key(jwk).into_iter().collect()));
+        let keys = FixedKeys(KeySet::from_keys(
+            rsa_key(jwk).into_iter().map(Key::Rsa).collect(),
+        ));
         let req = Request {
             method: "GET".into(),
             path: "/x".into(),
@@ -351,4 +358,80 @@ fn rfc_examples_through_the_pipeline() {
             );
         }
     }
+}
+
+/// Wycheproof ECDSA (P1363: the `r || s` encoding JWS uses) for P-256/SHA-256 and
+/// P-384/SHA-384: each group's key through the key-set reader (its JWK), then every vector
+/// through the Rust backend; and the key's hand-built SPKI DER equals Wycheproof's.
+fn ecdsa(file: &str, alg: Algorithm) -> (u32, u32) {
+    let doc = vectors(&format!("wycheproof/{file}"));
+    let mut counts = (0, 0);
+    for group in doc["testGroups"].as_array().expect("groups") {
+        // A few groups have no JWK: one is built from the key's coordinates.
+        let len: usize = if alg == Algorithm::ES256 { 32 } else { 48 };
+        let coordinate = |name: &str| {
+            let raw = hex(group["publicKey"][name].as_str().expect("coordinate"));
+            let digits: Vec<u8> = raw.iter().copied().skip_while(|b| *b == 0).collect();
+            let mut fixed = vec![0u8; len.saturating_sub(digits.len())];
+            fixed.extend(digits);
+            b64(&fixed)
+        };
+        let crv = if alg == Algorithm::ES256 {
+            "P-256"
+        } else {
+            "P-384"
+        };
+        let jwk = json!({"kty": "EC", "crv": crv, "x": coordinate("wx"), "y": coordinate("wy")});
+        let doc = json!({ "keys": [jwk] }).to_string();
+        let (set, _) = KeySet::parse(doc.as_bytes(), 1 << 16).expect("key accepted");
+        let key = set
+            .candidates(None, alg)
+            .next()
+            .expect("a key for this alg");
+        let Key::Ec(ec) = key else {
+            panic!("not an EC key")
+        };
+        assert_eq!(
+            ec.spki_der,
+            hex(group["publicKeyDer"].as_str().expect("der")),
+            "{file}: SPKI DER"
+        );
+        for t in group["tests"].as_array().expect("tests") {
+            let ok = RustBackend
+                .verify_ecdsa(
+                    ec,
+                    alg.hash(),
+                    &hex(t["msg"].as_str().expect("msg")),
+                    &hex(t["sig"].as_str().expect("sig")),
+                )
+                .expect("the Rust backend never errors");
+            match t["result"].as_str() {
+                Some("valid") => {
+                    assert!(
+                        ok,
+                        "{file} tcId {} ({}) must verify",
+                        t["tcId"], t["comment"]
+                    );
+                    counts.0 += 1;
+                }
+                _ => {
+                    assert!(
+                        !ok,
+                        "{file} tcId {} ({}) must be rejected",
+                        t["tcId"], t["comment"]
+                    );
+                    counts.1 += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
+#[test]
+fn wycheproof_ecdsa_p256_and_p384() {
+    let es256 = ecdsa("ecdsa_secp256r1_sha256_p1363_test.json", Algorithm::ES256);
+    let es384 = ecdsa("ecdsa_secp384r1_sha384_p1363_test.json", Algorithm::ES384);
+    assert_eq!(es256, (173, 89), "ES256 (valid accepted, invalid rejected)");
+    assert_eq!(es384, (193, 87), "ES384 (valid accepted, invalid rejected)");
 }

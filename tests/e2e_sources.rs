@@ -236,3 +236,76 @@ fn rs384_rs512_hs384_hs512() {
         .expect_err("refused");
     assert_eq!(err.field, "providers[0].algorithms", "{err}");
 }
+
+/// ES256 and ES384 through Envoy's BoringSSL (the JWS `r || s` signature re-encoded as
+/// DER) and through the pure-Rust backend; every cross-type confusion is refused.
+#[test]
+fn es256_es384_and_key_type_confusion() {
+    let rsa = &keys().0;
+    let (p256, p384) = (
+        EcSigner::generate("ec-256", "ES256"),
+        EcSigner::generate("ec-384", "ES384"),
+    );
+    let doc = json!({"keys": [rsa.jwk(), p256.jwk(), p384.jwk()]}).to_string();
+    let body = || claims(ISS, AUD, "user-1", 600, json!({}));
+    for verifier in ["envoy", "rust"] {
+        let mut config = plugin(vec![]);
+        config["verifier"] = json!(verifier);
+        config["providers"][0]["algorithms"] = json!(["RS256", "ES256", "ES384"]);
+        let server = JwksServer::start(0, JwksMode::Serve(doc.clone())).expect("jwks");
+        let stack = Stack::with_jwks(config, server);
+        for (name, token) in [("ES256", p256.mint(&body())), ("ES384", p384.mint(&body()))] {
+            let r = stack.envoy.get_with_token("/v1/x", &token);
+            assert_eq!(r.status, 200, "{verifier} {name}: {}", r.body);
+            assert_eq!(
+                r.upstream_header("x-auth-subject").as_deref(),
+                Some("user-1")
+            );
+            // One byte of the signature changed.
+            let mut forged = token.clone().into_bytes();
+            let i = forged.len() - 5;
+            forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+            let forged = String::from_utf8(forged).expect("ascii");
+            expect(
+                "forged",
+                &stack.envoy.get_with_token("/v1/x", &forged),
+                401,
+                Some(INVALID),
+                WWW_INVALID,
+            );
+        }
+        // Confusions: a header naming another key type or curve than the key's.
+        let rewrite = |token: &str, header: Value| {
+            let (_, rest) = token.split_once('.').expect("jws");
+            format!("{}.{rest}", b64(header.to_string()))
+        };
+        let es256 = p256.mint(&body());
+        let cases = [
+            (
+                "ES256 naming the RSA key",
+                rewrite(&es256, json!({"alg": "ES256", "kid": "key-a"})),
+            ),
+            (
+                "ES384 header on a P-256 signature",
+                rewrite(&es256, json!({"alg": "ES384", "kid": "ec-256"})),
+            ),
+            (
+                "RS256 naming the EC key",
+                rewrite(&rsa.mint(&body()), json!({"alg": "RS256", "kid": "ec-256"})),
+            ),
+            (
+                "HS256 over the EC key's JWK",
+                mint_hs256(p256.jwk().to_string().as_bytes(), &body()),
+            ),
+        ];
+        for (case, token) in cases {
+            expect(
+                case,
+                &stack.envoy.get_with_token("/v1/x", &token),
+                401,
+                Some(INVALID),
+                WWW_INVALID,
+            );
+        }
+    }
+}

@@ -118,6 +118,15 @@ impl SignatureBackend for Failing {
     ) -> Result<bool, BackendError> {
         Err(BackendError("host said no".into()))
     }
+    fn verify_ecdsa(
+        &self,
+        _: &bearer_guard::jwks::EcKey,
+        _: bearer_guard::config::Hash,
+        _: &[u8],
+        _: &[u8],
+    ) -> Result<bool, BackendError> {
+        Err(BackendError("host said no".into()))
+    }
     fn name(&self) -> &'static str {
         "failing"
     }

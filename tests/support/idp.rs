@@ -127,6 +127,78 @@ impl Signer {
     }
 }
 
+/// An ECDSA signing key (ES256 on P-256 or ES384 on P-384) with its `kid`.
+pub enum EcSigner {
+    /// ES256.
+    P256(String, p256::ecdsa::SigningKey),
+    /// ES384.
+    P384(String, p384::ecdsa::SigningKey),
+}
+
+impl EcSigner {
+    /// A fresh key for `alg` (ES256 or ES384).
+    pub fn generate(kid: &str, alg: &str) -> EcSigner {
+        loop {
+            let mut secret = [0u8; 48];
+            getrandom::fill(&mut secret).expect("random");
+            let key = match alg {
+                "ES384" => p384::ecdsa::SigningKey::from_slice(&secret)
+                    .ok()
+                    .map(|k| EcSigner::P384(kid.to_string(), k)),
+                _ => p256::ecdsa::SigningKey::from_slice(&secret[..32])
+                    .ok()
+                    .map(|k| EcSigner::P256(kid.to_string(), k)),
+            };
+            if let Some(k) = key {
+                return k;
+            }
+        }
+    }
+
+    /// The public JWK.
+    pub fn jwk(&self) -> Value {
+        let (kid, crv, alg, point) = match self {
+            EcSigner::P256(kid, k) => (
+                kid,
+                "P-256",
+                "ES256",
+                k.verifying_key().to_sec1_point(false).as_bytes().to_vec(),
+            ),
+            EcSigner::P384(kid, k) => (
+                kid,
+                "P-384",
+                "ES384",
+                k.verifying_key().to_sec1_point(false).as_bytes().to_vec(),
+            ),
+        };
+        let n = (point.len() - 1) / 2;
+        json!({"kty": "EC", "use": "sig", "alg": alg, "kid": kid, "crv": crv,
+               "x": b64(&point[1..1 + n]), "y": b64(&point[1 + n..])})
+    }
+
+    /// A token with these claims, signed `r || s` as JWS wants.
+    pub fn mint(&self, claims: &Value) -> String {
+        use p256::ecdsa::signature::Signer as _;
+        let (kid, alg) = match self {
+            EcSigner::P256(kid, _) => (kid, "ES256"),
+            EcSigner::P384(kid, _) => (kid, "ES384"),
+        };
+        let header = json!({"alg": alg, "typ": "JWT", "kid": kid});
+        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+        let sig = match self {
+            EcSigner::P256(_, k) => {
+                let s: p256::ecdsa::Signature = k.sign(input.as_bytes());
+                s.to_bytes().to_vec()
+            }
+            EcSigner::P384(_, k) => {
+                let s: p384::ecdsa::Signature = k.sign(input.as_bytes());
+                s.to_bytes().to_vec()
+            }
+        };
+        format!("{input}.{}", b64(sig))
+    }
+}
+
 /// A JWKS document for these signers.
 pub fn jwks(signers: &[&Signer]) -> String {
     json!({"keys": signers.iter().map(|s| s.jwk()).collect::<Vec<_>>()}).to_string()
