@@ -56,6 +56,8 @@ pub enum Algorithm {
     ES256,
     /// ECDSA on P-384 with SHA-384.
     ES384,
+    /// EdDSA on Ed25519 (RFC 8037).
+    EdDSA,
 }
 
 /// The elliptic curves of ECDSA keys.
@@ -90,7 +92,7 @@ impl Hash {
 }
 
 /// Every algorithm with its JOSE name.
-const ALGORITHMS: [(&str, Algorithm); 8] = [
+const ALGORITHMS: [(&str, Algorithm); 9] = [
     ("RS256", Algorithm::RS256),
     ("RS384", Algorithm::RS384),
     ("RS512", Algorithm::RS512),
@@ -99,6 +101,7 @@ const ALGORITHMS: [(&str, Algorithm); 8] = [
     ("HS512", Algorithm::HS512),
     ("ES256", Algorithm::ES256),
     ("ES384", Algorithm::ES384),
+    ("EdDSA", Algorithm::EdDSA),
 ];
 
 impl Algorithm {
@@ -142,7 +145,8 @@ impl Algorithm {
         match self {
             Algorithm::RS256 | Algorithm::HS256 | Algorithm::ES256 => Hash::Sha256,
             Algorithm::RS384 | Algorithm::HS384 | Algorithm::ES384 => Hash::Sha384,
-            Algorithm::RS512 | Algorithm::HS512 => Hash::Sha512,
+            // Ed25519 hashes with SHA-512 inside the signature scheme.
+            Algorithm::RS512 | Algorithm::HS512 | Algorithm::EdDSA => Hash::Sha512,
         }
     }
 }

@@ -124,6 +124,39 @@ impl EcKey {
     }
 }
 
+/// One EdDSA (Ed25519) verification key.
+#[derive(Debug, Clone)]
+pub struct OkpKey {
+    /// `kid`, if the JWK had one.
+    pub kid: Option<String>,
+    /// The key (a valid curve point).
+    pub public: ed25519_dalek::VerifyingKey,
+    /// First 8 bytes of SHA-256 over its SPKI DER.
+    pub fingerprint: u64,
+    /// Its SubjectPublicKeyInfo DER (RFC 8410).
+    pub spki_der: Vec<u8>,
+}
+
+impl OkpKey {
+    /// A key from its 32 bytes; `None` unless they decode to a curve point.
+    pub fn from_bytes(kid: Option<String>, x: &[u8]) -> Option<OkpKey> {
+        let bytes: [u8; 32] = x.try_into().ok()?;
+        let public = ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()?;
+        // SEQUENCE { SEQUENCE { id-Ed25519 }, BIT STRING key }.
+        const ED25519: [u8; 7] = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+        let spki_der = der(
+            0x30,
+            &[&ED25519[..], &der(0x03, &[&[0u8][..], x].concat())].concat(),
+        );
+        Some(OkpKey {
+            kid,
+            public,
+            fingerprint: spki_fingerprint(&spki_der),
+            spki_der,
+        })
+    }
+}
+
 /// A verification key of a key set.
 #[derive(Debug, Clone)]
 pub enum Key {
@@ -131,6 +164,8 @@ pub enum Key {
     Rsa(RsaKey),
     /// ECDSA (ES256 on P-256, ES384 on P-384).
     Ec(EcKey),
+    /// EdDSA on Ed25519.
+    Okp(OkpKey),
 }
 
 impl Key {
@@ -139,6 +174,7 @@ impl Key {
         match self {
             Key::Rsa(k) => k.kid.as_deref(),
             Key::Ec(k) => k.kid.as_deref(),
+            Key::Okp(k) => k.kid.as_deref(),
         }
     }
 
@@ -147,6 +183,7 @@ impl Key {
         match self {
             Key::Rsa(k) => k.fingerprint,
             Key::Ec(k) => k.fingerprint,
+            Key::Okp(k) => k.fingerprint,
         }
     }
 
@@ -156,6 +193,7 @@ impl Key {
         let (fits, pinned) = match self {
             Key::Rsa(k) => (alg.is_rsa(), k.alg),
             Key::Ec(k) => (alg.curve() == Some(k.curve), k.alg),
+            Key::Okp(_) => (alg == Algorithm::EdDSA, None),
         };
         fits && pinned.is_none_or(|a| a == alg)
     }
@@ -322,6 +360,7 @@ fn parse_jwk(entry: &Value) -> Option<Key> {
             key.alg = alg;
             Key::Ec(key)
         }
+        "OKP" if s("crv")? == "Ed25519" => Key::Okp(OkpKey::from_bytes(kid, &b64url(s("x")?)?)?),
         _ => return None,
     };
     // A key pinned to an algorithm it cannot verify (an RSA key with ES256) is unusable.

@@ -18,7 +18,7 @@ use crate::token::parse;
 use crate::token_cache::{
     token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
 };
-use crate::verifier::{check_claims, check_times, verify_hmac, SignatureBackend};
+use crate::verifier::{check_claims, check_times, verify_ed25519, verify_hmac, SignatureBackend};
 use crate::{identity, matcher::Captures};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -309,6 +309,8 @@ pub fn verify_signature(
                 let verdict = match key {
                     Key::Rsa(k) => inp.backend.verify_rsa(k, alg.hash(), message, signature),
                     Key::Ec(k) => inp.backend.verify_ecdsa(k, alg.hash(), message, signature),
+                    // Envoy's verify_signature cannot do Ed25519: pure Rust on every host.
+                    Key::Okp(k) => Ok(verify_ed25519(k, message, signature)),
                 };
                 match verdict {
                     Ok(true) => return Ok(Some(key.fingerprint())),

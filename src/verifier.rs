@@ -3,7 +3,7 @@
 //! foreign function) or pure Rust; HMAC (HS256/384/512) is checked here.
 
 use crate::config::Hash;
-use crate::jwks::{EcKey, EcPublic, RsaKey};
+use crate::jwks::{EcKey, EcPublic, OkpKey, RsaKey};
 use crate::rsa_public::RsaPublicKey;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
@@ -117,6 +117,12 @@ pub fn rsassa_pkcs1v15(key: &RsaPublicKey, hash: Hash, message: &[u8], signature
         .chain(prefix)
         .chain(digest.iter());
     em.iter().eq(expected)
+}
+
+/// EdDSA on Ed25519 (RFC 8032, strict: small-order keys and non-canonical `R` refused).
+pub fn verify_ed25519(key: &OkpKey, message: &[u8], signature: &[u8]) -> bool {
+    ed25519_dalek::Signature::from_slice(signature)
+        .is_ok_and(|sig| key.public.verify_strict(message, &sig).is_ok())
 }
 
 /// A JWS ECDSA signature (`r || s`, each the curve's size) as the DER `ECDSA-Sig-Value`

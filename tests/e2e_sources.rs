@@ -238,7 +238,8 @@ fn rs384_rs512_hs384_hs512() {
 }
 
 /// ES256 and ES384 through Envoy's BoringSSL (the JWS `r || s` signature re-encoded as
-/// DER) and through the pure-Rust backend; every cross-type confusion is refused.
+/// DER) and through the pure-Rust backend, EdDSA (always pure Rust: Envoy's API cannot);
+/// every cross-type confusion is refused.
 #[test]
 fn es256_es384_and_key_type_confusion() {
     let rsa = &keys().0;
@@ -246,15 +247,20 @@ fn es256_es384_and_key_type_confusion() {
         EcSigner::generate("ec-256", "ES256"),
         EcSigner::generate("ec-384", "ES384"),
     );
-    let doc = json!({"keys": [rsa.jwk(), p256.jwk(), p384.jwk()]}).to_string();
+    let ed = EdSigner::generate("ed-1");
+    let doc = json!({"keys": [rsa.jwk(), p256.jwk(), p384.jwk(), ed.jwk()]}).to_string();
     let body = || claims(ISS, AUD, "user-1", 600, json!({}));
     for verifier in ["envoy", "rust"] {
         let mut config = plugin(vec![]);
         config["verifier"] = json!(verifier);
-        config["providers"][0]["algorithms"] = json!(["RS256", "ES256", "ES384"]);
+        config["providers"][0]["algorithms"] = json!(["RS256", "ES256", "ES384", "EdDSA"]);
         let server = JwksServer::start(0, JwksMode::Serve(doc.clone())).expect("jwks");
         let stack = Stack::with_jwks(config, server);
-        for (name, token) in [("ES256", p256.mint(&body())), ("ES384", p384.mint(&body()))] {
+        for (name, token) in [
+            ("ES256", p256.mint(&body())),
+            ("ES384", p384.mint(&body())),
+            ("EdDSA", ed.mint(&body())),
+        ] {
             let r = stack.envoy.get_with_token("/v1/x", &token);
             assert_eq!(r.status, 200, "{verifier} {name}: {}", r.body);
             assert_eq!(

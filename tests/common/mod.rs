@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 pub use support::envoy::{free_port, http, http_raw, Envoy, Options, Reply};
 pub use support::idp::{
-    b64, claims, jwks, mint_hs, mint_hs256, mint_hs256_with_header, now, EcSigner, Signer,
+    b64, claims, jwks, mint_hs, mint_hs256, mint_hs256_with_header, now, EcSigner, EdSigner, Signer,
 };
 pub use support::servers::{echo, HttpServer, JwksMode, JwksServer};
 
