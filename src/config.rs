@@ -58,6 +58,12 @@ pub enum Algorithm {
     ES384,
     /// EdDSA on Ed25519 (RFC 8037).
     EdDSA,
+    /// RSASSA-PSS with SHA-256 and MGF1-SHA-256, 32-byte salt.
+    PS256,
+    /// RSASSA-PSS with SHA-384, 48-byte salt.
+    PS384,
+    /// RSASSA-PSS with SHA-512, 64-byte salt.
+    PS512,
 }
 
 /// The elliptic curves of ECDSA keys.
@@ -92,7 +98,7 @@ impl Hash {
 }
 
 /// Every algorithm with its JOSE name.
-const ALGORITHMS: [(&str, Algorithm); 9] = [
+const ALGORITHMS: [(&str, Algorithm); 12] = [
     ("RS256", Algorithm::RS256),
     ("RS384", Algorithm::RS384),
     ("RS512", Algorithm::RS512),
@@ -102,6 +108,9 @@ const ALGORITHMS: [(&str, Algorithm); 9] = [
     ("ES256", Algorithm::ES256),
     ("ES384", Algorithm::ES384),
     ("EdDSA", Algorithm::EdDSA),
+    ("PS256", Algorithm::PS256),
+    ("PS384", Algorithm::PS384),
+    ("PS512", Algorithm::PS512),
 ];
 
 impl Algorithm {
@@ -121,9 +130,22 @@ impl Algorithm {
             .map_or("", |(name, _)| name)
     }
 
-    /// Whether it is an RSA algorithm (RSA keys from a JWKS).
+    /// Whether it is an RSA algorithm, PKCS#1 v1.5 or PSS (RSA keys from a JWKS).
     pub fn is_rsa(self) -> bool {
-        matches!(self, Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512)
+        matches!(
+            self,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+        )
+    }
+
+    /// Whether it is RSASSA-PSS.
+    pub fn is_pss(self) -> bool {
+        matches!(self, Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512)
     }
 
     /// Whether it is an HMAC algorithm (a shared secret); else keys come from a JWKS.
@@ -143,10 +165,16 @@ impl Algorithm {
     /// The hash it signs with.
     pub fn hash(self) -> Hash {
         match self {
-            Algorithm::RS256 | Algorithm::HS256 | Algorithm::ES256 => Hash::Sha256,
-            Algorithm::RS384 | Algorithm::HS384 | Algorithm::ES384 => Hash::Sha384,
+            Algorithm::RS256 | Algorithm::HS256 | Algorithm::ES256 | Algorithm::PS256 => {
+                Hash::Sha256
+            }
+            Algorithm::RS384 | Algorithm::HS384 | Algorithm::ES384 | Algorithm::PS384 => {
+                Hash::Sha384
+            }
             // Ed25519 hashes with SHA-512 inside the signature scheme.
-            Algorithm::RS512 | Algorithm::HS512 | Algorithm::EdDSA => Hash::Sha512,
+            Algorithm::RS512 | Algorithm::HS512 | Algorithm::EdDSA | Algorithm::PS512 => {
+                Hash::Sha512
+            }
         }
     }
 }

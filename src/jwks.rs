@@ -766,6 +766,8 @@ mod tests {
             {"kty": "RSA", "kid": "enc", "n": RFC_N, "e": "AQAB", "use": "enc"},
             {"kty": "RSA", "kid": "ps", "n": RFC_N, "e": "AQAB", "alg": "PS256"},
             {"kty": "RSA", "kid": "hs", "n": RFC_N, "e": "AQAB", "alg": "HS256"},
+            {"kty": "RSA", "kid": "es", "n": RFC_N, "e": "AQAB", "alg": "ES256"},
+            {"kty": "RSA", "kid": "unknown-alg", "n": RFC_N, "e": "AQAB", "alg": "RS1"},
             {"kty": "RSA", "kid": "small", "n": short_n, "e": "AQAB"},
             {"kty": "RSA", "kid": "bad-b64", "n": "!!!", "e": "AQAB"},
             {"kty": "RSA", "kid": "no-e", "n": RFC_N},
@@ -775,8 +777,14 @@ mod tests {
         ]});
         let (set, skipped) =
             KeySet::parse(doc.to_string().as_bytes(), DEFAULT_MAX_JWKS_BYTES).expect("parses");
-        assert_eq!(set.kids(), vec!["good", "nokidtype-ok"]);
-        assert_eq!(skipped, 10);
+        assert_eq!(set.kids(), vec!["good", "nokidtype-ok", "ps"]);
+        assert_eq!(skipped, 11);
+        assert_eq!(set.candidates(Some("ps"), Algorithm::PS256).count(), 1);
+        assert_eq!(
+            set.candidates(Some("ps"), Algorithm::RS256).count(),
+            0,
+            "pinned to PS256"
+        );
         assert!(set.has_kid("good") && !set.has_kid("ec"));
         assert_eq!(set.candidates(Some("good"), Algorithm::RS256).count(), 1);
         assert_eq!(
@@ -785,6 +793,11 @@ mod tests {
             "pinned to RS256"
         );
         assert_eq!(set.candidates(None, Algorithm::RS256).count(), 2);
+        assert_eq!(
+            set.candidates(None, Algorithm::ES256).count(),
+            0,
+            "no EC key"
+        );
         assert_eq!(
             set.candidates(None, Algorithm::RS384).count(),
             1,

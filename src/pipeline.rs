@@ -18,7 +18,9 @@ use crate::token::parse;
 use crate::token_cache::{
     token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
 };
-use crate::verifier::{check_claims, check_times, verify_ed25519, verify_hmac, SignatureBackend};
+use crate::verifier::{
+    check_claims, check_times, rsassa_pss, verify_ed25519, verify_hmac, SignatureBackend,
+};
 use crate::{identity, matcher::Captures};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -307,6 +309,10 @@ pub fn verify_signature(
             // Only keys whose JWK `alg` (if any) is this algorithm.
             for key in keys.candidates(kid, alg).take(MAX_KIDLESS_TRIES) {
                 let verdict = match key {
+                    // Envoy's verify_signature only does PKCS#1 v1.5: PSS is pure Rust.
+                    Key::Rsa(k) if alg.is_pss() => {
+                        Ok(rsassa_pss(&k.public, alg.hash(), message, signature))
+                    }
                     Key::Rsa(k) => inp.backend.verify_rsa(k, alg.hash(), message, signature),
                     Key::Ec(k) => inp.backend.verify_ecdsa(k, alg.hash(), message, signature),
                     // Envoy's verify_signature cannot do Ed25519: pure Rust on every host.

@@ -82,6 +82,12 @@ impl RsaPublicKey {
         self.size
     }
 
+    /// Modulus length in bits.
+    pub fn bits(&self) -> usize {
+        let top = self.n.last().map_or(0, |l| 32 - l.leading_zeros() as usize);
+        (self.n.len().saturating_sub(1)) * 32 + top
+    }
+
     /// Whether the Montgomery constants have been computed (by a verification).
     pub fn is_prepared(&self) -> bool {
         self.rr.get().is_some()

@@ -246,13 +246,25 @@ fn wycheproof_jws() {
             // byte-identical to the valid 357; 372 and 373 carry a '?' inside a segment.
             // 349's key has `"key_ops": ["sign, verify"]` (one string naming no `verify`
             // operation): the key-set reader skips such a key, so its token is refused.
+            // A token whose `alg` differs from its key's JWK `alg` is refused: the JWK's
+            // `alg` pins the key (346 and 350: RFC 7520's PS384 example under a key the
+            // vectors label PS256).
+            let header_alg = split(token, 65536)
+                .map(|j| j.header.alg)
+                .unwrap_or_default();
+            let pinned_elsewhere = key["alg"].as_str().is_some_and(|a| a != header_alg);
             let want = match id {
                 367 | 370 => true,
                 349 | 372 | 373 => false,
-                _ if ["HS256", "RS256", "RS384", "RS512", "ES256", "ES384"].contains(&alg) => {
+                _ if pinned_elsewhere => false,
+                _ if [
+                    "HS256", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS384", "PS512",
+                ]
+                .contains(&alg) =>
+                {
                     t["result"] == "valid"
                 }
-                _ => false, // PS*, ES512 and the rest: refused outright
+                _ => false, // ES512 and the rest: refused outright
             };
             assert_eq!(got, want, "tcId {id} ({}, {alg})", t["comment"]);
             if got {
@@ -262,7 +274,7 @@ fn wycheproof_jws() {
             }
         }
     }
-    assert_eq!((valid, invalid), (27, 374), "accepted, rejected");
+    assert_eq!((valid, invalid), (41, 360), "accepted, rejected");
 }
 
 #[test]
@@ -495,4 +507,47 @@ fn wycheproof_ed25519() {
         }
     }
     assert_eq!(counts, (88, 63), "EdDSA (valid accepted, invalid rejected)");
+}
+
+/// Wycheproof RSASSA-PSS 2048, SHA-256, MGF1-SHA-256, 32-byte salt (PS256): the key
+/// through the key-set reader (its JWK says `alg: PS256`), every vector through the PSS
+/// verifier every host uses.
+#[test]
+fn wycheproof_rsa_pss_sha256() {
+    let doc = vectors("wycheproof/rsa_pss_2048_sha256_mgf1_32_test.json");
+    let mut counts = (0, 0);
+    for group in doc["testGroups"].as_array().expect("groups") {
+        let mut jwk = group["publicKeyJwk"].clone();
+        jwk.as_object_mut().expect("jwk").remove("kid");
+        let (set, _) = KeySet::parse(json!({ "keys": [jwk] }).to_string().as_bytes(), 1 << 16)
+            .expect("key accepted");
+        assert!(
+            set.candidates(None, Algorithm::RS256).next().is_none(),
+            "a key pinned to PS256 never verifies RS256"
+        );
+        let Some(Key::Rsa(key)) = set.candidates(None, Algorithm::PS256).next() else {
+            panic!("an RSA key for PS256")
+        };
+        for t in group["tests"].as_array().expect("tests") {
+            let ok = bearer_guard::verifier::rsassa_pss(
+                &key.public,
+                Hash::Sha256,
+                &hex(t["msg"].as_str().expect("msg")),
+                &hex(t["sig"].as_str().expect("sig")),
+            );
+            assert_eq!(
+                ok,
+                t["result"] == "valid",
+                "tcId {} ({})",
+                t["tcId"],
+                t["comment"]
+            );
+            if ok {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
+    }
+    assert_eq!(counts, (63, 45), "PS256 (valid accepted, invalid rejected)");
 }

@@ -129,6 +129,7 @@ fn token_sources_are_checked_at_configuration() {
 }
 
 /// RS384 and RS512 verify through Envoy's BoringSSL and through the pure-Rust backend,
+/// PS256/384/512 in pure Rust on both,
 /// HS384 and HS512 with the shared secret; a provider accepts only the algorithms it pins,
 /// a JWK with an `alg` verifies only that algorithm, and RSA and HMAC never mix.
 #[test]
@@ -143,7 +144,8 @@ fn rs384_rs512_hs384_hs512() {
     for verifier in ["envoy", "rust"] {
         let mut config = plugin(vec![]);
         config["verifier"] = json!(verifier);
-        config["providers"][0]["algorithms"] = json!(["RS256", "RS384", "RS512"]);
+        config["providers"][0]["algorithms"] =
+            json!(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]);
         config["providers"][1]["algorithms"] = json!(["HS384", "HS512"]);
         let server = JwksServer::start(0, JwksMode::Serve(doc.clone())).expect("jwks");
         let stack = Stack::with_jwks(config, server);
@@ -159,7 +161,12 @@ fn rs384_rs512_hs384_hs512() {
             );
             // The signature of another hash does not verify under this alg.
             let forged = a.mint_alg(alg, &body());
-            let other = if alg == "RS512" { "RS384" } else { "RS512" };
+            let other = match alg {
+                "RS512" => "RS384",
+                "PS256" => "RS256",
+                a if a.starts_with("PS") => "PS256",
+                _ => "RS512",
+            };
             let (head, _) = forged.rsplit_once('.').expect("jws");
             let (_, sig) = a
                 .mint_alg(other, &body())

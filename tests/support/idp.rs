@@ -81,9 +81,30 @@ impl Signer {
         self.sign_with("RS256", signing_input)
     }
 
-    /// Signs `header.payload` with RS256, RS384 or RS512.
+    /// Signs `header.payload` with RS256/384/512 or PS256/384/512.
     pub fn sign_with(&self, alg: &str, signing_input: &str) -> Vec<u8> {
+        use rsa::signature::{RandomizedSigner, SignatureEncoding};
         let m = signing_input.as_bytes();
+        let mut rng = getrandom::SysRng;
+        let pss = |sig: rsa::pss::Signature| sig.to_vec();
+        match alg {
+            "PS256" => {
+                return pss(rsa::pss::SigningKey::<Sha256>::new(self.key.clone())
+                    .try_sign_with_rng(&mut rng, m)
+                    .expect("sign"))
+            }
+            "PS384" => {
+                return pss(rsa::pss::SigningKey::<sha2::Sha384>::new(self.key.clone())
+                    .try_sign_with_rng(&mut rng, m)
+                    .expect("sign"))
+            }
+            "PS512" => {
+                return pss(rsa::pss::SigningKey::<sha2::Sha512>::new(self.key.clone())
+                    .try_sign_with_rng(&mut rng, m)
+                    .expect("sign"))
+            }
+            _ => {}
+        }
         match alg {
             "RS384" => self.key.pkcs1v15_sign::<sha2::Sha384>(m),
             "RS512" => self.key.pkcs1v15_sign::<sha2::Sha512>(m),
@@ -92,7 +113,7 @@ impl Signer {
         .expect("sign")
     }
 
-    /// A token signed with `alg` (RS256, RS384, RS512) and this key's `kid`.
+    /// A token signed with `alg` (RS256/384/512, PS256/384/512) and this key's `kid`.
     pub fn mint_alg(&self, alg: &str, claims: &Value) -> String {
         let header = json!({"alg": alg, "typ": "JWT", "kid": self.kid});
         let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
