@@ -561,12 +561,20 @@ impl RawProvider {
                 "refetch_min_interval_s",
                 "retry_max_s",
                 "max_bytes",
+                "discovery",
+                "allowed_hosts",
             ],
         )? {
             Some(g) => Some(RawJwks {
+                discovery: g.bool_or("discovery", false)?,
+                allowed_hosts: g.opt_strings("allowed_hosts")?,
                 cluster: g.string("cluster")?,
                 authority: g.string("authority")?,
-                path: g.string("path")?,
+                path: if g.bool_or("discovery", false)? {
+                    g.string_or("path", "")?
+                } else {
+                    g.string("path")?
+                },
                 refresh_s: g.u64_or("refresh_s", 600)?,
                 timeout_ms: g.u64_or("timeout_ms", 2000)?,
                 refetch_min_interval_s: g.u64_or("refetch_min_interval_s", 5)?,
@@ -693,6 +701,8 @@ struct RawAccount {
 }
 
 struct RawJwks {
+    discovery: bool,
+    allowed_hosts: Option<Vec<String>>,
     cluster: String,
     authority: String,
     path: String,
@@ -962,6 +972,20 @@ pub struct JwksSource {
     /// Fingerprint of the source (cluster, authority, path): VMs and configurations
     /// naming the same source share one key set.
     pub fingerprint: u64,
+    /// OpenID Connect discovery: the keys' location comes from the issuer's configuration
+    /// document (then `path` is empty).
+    pub discovery: Option<Discovery>,
+}
+
+/// OpenID Connect discovery of a provider's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// The issuer the document must name.
+    pub issuer: String,
+    /// The document's path on the cluster: `{issuer path}/.well-known/openid-configuration`.
+    pub path: String,
+    /// Hosts `jwks_uri` may name (lower case).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Shared secret bytes; `Debug` never prints them.
@@ -1155,7 +1179,7 @@ fn compile_provider(
         );
     }
     let jwks = match (wants_rs, p.jwks) {
-        (true, Some(j)) => Some(compile_jwks(j, &format!("{at}.jwks"))?),
+        (true, Some(j)) => Some(compile_jwks(j, &format!("{at}.jwks"), p.issuer.as_deref())?),
         (true, None) => return err(format!("{at}.jwks"), "required for RS* and ES* algorithms"),
         (false, Some(_)) => {
             return err(
@@ -1212,16 +1236,57 @@ fn compile_provider(
     })
 }
 
-fn compile_jwks(j: RawJwks, at: &str) -> Result<JwksSource, ConfigError> {
+fn compile_jwks(j: RawJwks, at: &str, issuer: Option<&str>) -> Result<JwksSource, ConfigError> {
     if j.cluster.is_empty() {
         return err(format!("{at}.cluster"), "must not be empty");
     }
     if j.authority.is_empty() {
         return err(format!("{at}.authority"), "must not be empty");
     }
-    if !j.path.starts_with('/') {
-        return err(format!("{at}.path"), "must start with '/'");
-    }
+    let discovery = if j.discovery {
+        if !j.path.is_empty() {
+            return err(
+                format!("{at}.path"),
+                "not with discovery: the keys' path comes from jwks_uri",
+            );
+        }
+        let Some(issuer) = issuer else {
+            return err(format!("{at}.discovery"), "needs the provider's issuer");
+        };
+        let Some((_, after_scheme)) = issuer.split_once("://") else {
+            return err(format!("{at}.discovery"), "the issuer is not a URL");
+        };
+        let issuer_path = after_scheme
+            .find('/')
+            .and_then(|i| after_scheme.get(i..))
+            .unwrap_or("");
+        let default_host = j
+            .authority
+            .rsplit_once(':')
+            .map_or(j.authority.as_str(), |(h, _)| h);
+        Some(Discovery {
+            issuer: issuer.to_string(),
+            path: format!(
+                "{}/.well-known/openid-configuration",
+                issuer_path.trim_end_matches('/')
+            ),
+            allowed_hosts: j
+                .allowed_hosts
+                .clone()
+                .unwrap_or_else(|| vec![default_host.to_string()])
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        })
+    } else {
+        if j.allowed_hosts.is_some() {
+            return err(format!("{at}.allowed_hosts"), "only with discovery");
+        }
+        if !j.path.starts_with('/') {
+            return err(format!("{at}.path"), "must start with '/'");
+        }
+        None
+    };
     if j.refresh_s == 0 {
         return err(format!("{at}.refresh_s"), "must be positive");
     }
@@ -1241,8 +1306,14 @@ fn compile_jwks(j: RawJwks, at: &str) -> Result<JwksSource, ConfigError> {
         j.cluster.as_bytes(),
         j.authority.as_bytes(),
         j.path.as_bytes(),
+        discovery.as_ref().map_or(&b""[..], |d| d.path.as_bytes()),
+        discovery
+            .as_ref()
+            .map_or(String::new(), |d| d.allowed_hosts.join(","))
+            .as_bytes(),
     ]);
     Ok(JwksSource {
+        discovery,
         fingerprint,
         cluster: j.cluster,
         authority: j.authority,
@@ -1719,6 +1790,14 @@ mod tests {
             (
                 swap(r#""path": "/sso"#, r#""max_bytes": 100, "path": "/sso"#),
                 "providers[0].jwks.max_bytes",
+            ),
+            (
+                swap(r#""path": "/sso/jwks/client_123""#, r#""discovery": true, "path": "/x""#),
+                "providers[0].jwks.path",
+            ),
+            (
+                swap(r#""path": "/sso/jwks/client_123""#, r#""path": "/x", "allowed_hosts": ["a"]"#),
+                "providers[0].jwks.allowed_hosts",
             ),
             ("[]".to_string(), "(root)"),
             (r#"{"providers": [], "providers": []}"#.to_string(), "(root)"),

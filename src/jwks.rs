@@ -313,6 +313,52 @@ pub fn interpret_fetch(
     }
 }
 
+/// Reads an OpenID Provider configuration document (OIDC Discovery 1.0 §4): its `issuer`
+/// must be `issuer` exactly, its `jwks_uri` an `https://` (or `http://`) URL on one of
+/// `allowed_hosts`. Returns the keys' `:authority` and `:path`.
+pub fn interpret_discovery(
+    status: Option<&str>,
+    body: &[u8],
+    issuer: &str,
+    allowed_hosts: &[String],
+) -> Result<(String, String), String> {
+    match status {
+        Some("200") => {}
+        Some(other) => return Err(format!("discovery: status {other}")),
+        None => return Err("discovery: no response (connection failure or timeout)".into()),
+    }
+    let doc: Value = serde_json::from_slice(body).map_err(|_| "discovery: not JSON".to_string())?;
+    let said = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
+    if said != issuer {
+        return Err(format!(
+            "discovery: the document's issuer {said:?} is not {issuer:?}"
+        ));
+    }
+    let uri = doc
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or("discovery: no jwks_uri")?;
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))
+        .ok_or("discovery: jwks_uri is not an http(s) URL")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("/")),
+        None => (rest, "/"),
+    };
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_ascii_lowercase();
+    if authority.is_empty() || authority.contains('@') || !allowed_hosts.contains(&host) {
+        return Err(format!(
+            "discovery: jwks_uri host {host:?} is not one of the allowed hosts"
+        ));
+    }
+    let path = path.split('#').next().unwrap_or("/");
+    Ok((authority.to_string(), path.to_string()))
+}
+
 fn parse_jwk(entry: &Value) -> Option<Key> {
     let s = |name: &str| entry.get(name).and_then(Value::as_str);
     if entry.get("use").is_some() && s("use") != Some("sig") {
@@ -881,6 +927,50 @@ mod tests {
         assert!(set
             .candidates(None, Algorithm::RS256)
             .all(|k| matches!(k, Key::Rsa(r) if !r.public.is_prepared())));
+    }
+
+    #[test]
+    fn discovery_documents() {
+        let allowed = vec!["sso.example.com".to_string()];
+        let iss = "https://sso.example.com/realms/x";
+        let doc = |issuer: &str, uri: &str| json!({"issuer": issuer, "jwks_uri": uri}).to_string();
+        let read = |body: String| interpret_discovery(Some("200"), body.as_bytes(), iss, &allowed);
+        assert_eq!(
+            read(doc(iss, "https://sso.example.com/realms/x/certs")),
+            Ok(("sso.example.com".into(), "/realms/x/certs".into()))
+        );
+        assert_eq!(
+            read(doc(iss, "https://SSO.example.com:8443/k?v=1#f")),
+            Ok(("SSO.example.com:8443".into(), "/k?v=1".into()))
+        );
+        for (body, why) in [
+            (
+                doc(
+                    "https://sso.example.com/realms/y",
+                    "https://sso.example.com/c",
+                ),
+                "issuer",
+            ),
+            (
+                doc(iss, "https://evil.example.com/c"),
+                "not one of the allowed hosts",
+            ),
+            (
+                doc(iss, "https://user@sso.example.com/c"),
+                "not one of the allowed hosts",
+            ),
+            (doc(iss, "ftp://sso.example.com/c"), "not an http(s) URL"),
+            (json!({"issuer": iss}).to_string(), "no jwks_uri"),
+            ("<html>".to_string(), "not JSON"),
+        ] {
+            let got = read(body.clone());
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains(why)),
+                "{body}: {got:?}"
+            );
+        }
+        assert!(interpret_discovery(Some("404"), b"", iss, &allowed).is_err());
+        assert!(interpret_discovery(None, b"", iss, &allowed).is_err());
     }
 
     #[test]

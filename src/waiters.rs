@@ -44,6 +44,8 @@ pub struct Waiter<R> {
 pub enum Call {
     /// A JWKS fetch for a provider.
     Jwks(usize),
+    /// The OpenID configuration document of a provider (then its JWKS).
+    Discovery(usize),
     /// An account lookup.
     Account {
         /// Provider index.

@@ -322,3 +322,108 @@ fn es256_es384_and_key_type_confusion() {
         }
     }
 }
+
+/// OpenID Connect discovery: the filter reads `{issuer}/.well-known/openid-configuration`
+/// through the provider's cluster, checks the document's issuer, and fetches `jwks_uri`
+/// only on an allowed host; refreshed like a JWKS.
+#[test]
+fn oidc_discovery() {
+    use std::sync::{Arc, Mutex};
+    let issuer = "https://idp.test/realms/platform";
+    let seen: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let document: Arc<Mutex<Value>> = Arc::new(Mutex::new(json!({
+        "issuer": issuer, "jwks_uri": "https://idp.test/realms/platform/protocol/openid-connect/certs"})));
+    let keys_doc = jwks(&[&keys().0]);
+    let (s2, d2) = (seen.clone(), document.clone());
+    let server = HttpServer::start(
+        0,
+        Arc::new(move |req: &common::support::servers::Seen| {
+            if let Ok(mut s) = s2.lock() {
+                s.push(req.url.clone());
+            }
+            let json = vec![("content-type".to_string(), "application/json".to_string())];
+            match req.url.as_str() {
+                "/realms/platform/.well-known/openid-configuration" => {
+                    let doc = d2.lock().map(|d| d.to_string()).unwrap_or_default();
+                    (200, json, doc.into_bytes())
+                }
+                "/realms/platform/protocol/openid-connect/certs" => {
+                    (200, json, keys_doc.clone().into_bytes())
+                }
+                _ => (404, vec![], vec![]),
+            }
+        }),
+    )
+    .expect("idp");
+    let config = |refresh_s: u64| {
+        let mut c = plugin(vec![]);
+        c["providers"][0]["issuer"] = json!(issuer);
+        c["providers"][0]["jwks"] = json!({"cluster": "jwks", "authority": "idp.test", "discovery": true,
+                                           "refresh_s": refresh_s, "retry_max_s": 1, "timeout_ms": 1500});
+        c
+    };
+    let upstream = echo(0).expect("echo");
+    let start = |c: Value| {
+        let mut o = Options::new(c, upstream.port, server.port);
+        o.env.push(("SDK_TOKEN_SECRET".into(), SECRET.into()));
+        Envoy::start(&o)
+    };
+    let token = keys()
+        .0
+        .mint(&claims(issuer, AUD, "user-1", 600, json!({})));
+    let envoy = start(config(1));
+    let r = envoy.get_with_token("/v1/x", &token);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Refreshed like a JWKS: the document, then the keys, again.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let paths = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let discovery = paths
+        .iter()
+        .filter(|p| p.ends_with("openid-configuration"))
+        .count();
+    let certs = paths.iter().filter(|p| p.ends_with("/certs")).count();
+    assert!(discovery >= 2 && certs >= 2, "{paths:?}");
+    drop(envoy);
+
+    // A document naming another issuer, or keys on a host the configuration does not
+    // allow: no keys at all (500), and the keys' URL is never fetched.
+    for (doc, why) in [
+        (
+            json!({"issuer": "https://evil.test/realms/platform",
+                "jwks_uri": "https://idp.test/realms/platform/protocol/openid-connect/certs"}),
+            "issuer",
+        ),
+        (
+            json!({"issuer": issuer, "jwks_uri": "https://evil.test/realms/platform/protocol/openid-connect/certs"}),
+            "not one of the allowed hosts",
+        ),
+    ] {
+        *document.lock().expect("doc") = doc;
+        seen.lock().expect("seen").clear();
+        let envoy = start(config(600));
+        let r = envoy.get(
+            "/v1/x",
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("x-request-id", "d"),
+            ],
+        );
+        expect(
+            why,
+            &r,
+            500,
+            Some(r#"{"detail":"Authentication service is unavailable","request_id":"d"}"#),
+            None,
+        );
+        assert!(
+            envoy.wait_until(std::time::Duration::from_secs(5), || envoy
+                .log_contains(why)),
+            "{why}"
+        );
+        let paths = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert!(
+            paths.iter().all(|p| !p.ends_with("/certs")),
+            "{why}: keys fetched: {paths:?}"
+        );
+    }
+}

@@ -37,7 +37,15 @@ impl Context for Root {
         _trailers: usize,
     ) {
         if let Some(shared) = &self.shared {
-            on_call_response(shared, token_id, body_size, self.context_id);
+            on_call_response(
+                shared,
+                token_id,
+                body_size,
+                self.context_id,
+                &|cluster, headers, timeout| {
+                    self.dispatch_http_call(cluster, headers, None, vec![], timeout)
+                },
+            );
         }
     }
 }

@@ -10,7 +10,9 @@ use super::{log, now_ms, Level};
 use crate::account::{interpret, AccountCache, AccountState, SharedAccount, SharedAccounts};
 use crate::config::{Config, Mode};
 use crate::credential::{cookie_without, path_without_param, TokenSource};
-use crate::jwks::{interpret_fetch, FetchPolicy, KeyAvailability, KeySet, ProviderKeys};
+use crate::jwks::{
+    interpret_discovery, interpret_fetch, FetchPolicy, KeyAvailability, KeySet, ProviderKeys,
+};
 use crate::pipeline::{
     decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, VerdictLookup,
 };
@@ -300,18 +302,59 @@ fn start_fetch(shared: &SharedRef, provider: usize, now: u64, dispatch: Dispatch
             ),
         );
     }
+    // With discovery, the issuer's configuration document first; then (in its answer) the
+    // keys where it says.
+    match &src.discovery {
+        Some(d) => key_call(
+            shared,
+            provider,
+            Call::Discovery(provider),
+            &src.authority,
+            &d.path,
+            now,
+            dispatch,
+        ),
+        None => key_call(
+            shared,
+            provider,
+            Call::Jwks(provider),
+            &src.authority,
+            &src.path,
+            now,
+            dispatch,
+        ),
+    }
+}
+
+/// Dispatches one call of a key fetch (the lease is this VM's); a call that cannot be
+/// made fails the fetch.
+fn key_call(
+    shared: &SharedRef,
+    provider: usize,
+    call: Call,
+    authority: &str,
+    path: &str,
+    now: u64,
+    dispatch: Dispatch,
+) -> bool {
+    let Some(src) = shared
+        .borrow()
+        .config
+        .providers
+        .get(provider)
+        .and_then(|p| p.jwks.clone())
+    else {
+        return false;
+    };
     let headers = vec![
         (":method", "GET"),
-        (":path", src.path.as_str()),
-        (":authority", src.authority.as_str()),
+        (":path", path),
+        (":authority", authority),
         ("accept", "application/json"),
     ];
     match dispatch(&src.cluster, headers, Duration::from_millis(src.timeout_ms)) {
         Ok(token) => {
-            shared
-                .borrow_mut()
-                .waiters
-                .call_started(token, Call::Jwks(provider), now);
+            shared.borrow_mut().waiters.call_started(token, call, now);
             true
         }
         Err(status) => {
@@ -380,7 +423,13 @@ fn start_account(shared: &SharedRef, lookup: &Deferred, now: u64, dispatch: Disp
 }
 
 /// Handles the response to one of our dispatched calls (from whichever context got it).
-pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize, current: u32) {
+pub(crate) fn on_call_response(
+    shared: &SharedRef,
+    token: u32,
+    body_size: usize,
+    current: u32,
+    dispatch: Dispatch,
+) {
     let now = now_ms();
     let Some(call) = shared.borrow_mut().waiters.call_answered(token) else {
         return;
@@ -396,6 +445,33 @@ pub(crate) fn on_call_response(shared: &SharedRef, token: u32, body_size: usize,
             .unwrap_or_default()
     };
     match call {
+        Call::Discovery(provider) => {
+            let discovery = shared
+                .borrow()
+                .config
+                .providers
+                .get(provider)
+                .and_then(|p| p.jwks.as_ref())
+                .and_then(|j| j.discovery.clone());
+            let Some(d) = discovery else { return };
+            match interpret_discovery(status.as_deref(), &body(), &d.issuer, &d.allowed_hosts) {
+                Ok((authority, path)) => {
+                    if key_call(
+                        shared,
+                        provider,
+                        Call::Jwks(provider),
+                        &authority,
+                        &path,
+                        now,
+                        dispatch,
+                    ) {
+                        return;
+                    }
+                }
+                Err(why) => jwks_response(shared, provider, Err(why), now, (0, 0)),
+            }
+            wake(shared, &Wait::Keys(provider), now, current);
+        }
         Call::Jwks(provider) => {
             let max_bytes = shared
                 .borrow()
