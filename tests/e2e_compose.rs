@@ -246,6 +246,18 @@ fn the_compose_demo_runs_in_containers() {
         Some("acct_0001"),
         "account resolved by service name"
     );
+    // The IdP's other key types (mint --alg): ES256, ES384 and EdDSA keys it publishes.
+    for alg in ["ES256", "ES384", "EdDSA"] {
+        let t = project.mint(&["--alg", alg, "--permissions", "entities:read"]);
+        let r = http(
+            port,
+            "GET",
+            "/v1/entities/x",
+            &[("authorization", &format!("Bearer {t}"))],
+        )
+        .expect("request");
+        assert_eq!(r.status, 200, "{alg}: {}", r.body);
+    }
     let r = http(port, "GET", "/v1/entities/x", &[]).expect("request");
     expect("no token", &r, 401, Some(REQUIRES_AUTH), WWW_BEARER);
     let r = http(

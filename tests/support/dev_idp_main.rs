@@ -66,6 +66,7 @@ fn usage() -> ! {
         "usage: dev-idp serve [--host 127.0.0.1] [--port 9090] [--upstream-port 9091]\n\
          \x20      dev-idp mint [--sub S] [--org O] [--permissions a,b] [--scope 'x y'] [--role R]\n\
          \x20                   [--networks n1,n2] [--ttl SECONDS] [--hs256]\n\
+         \x20                   [--alg RS256|RS384|RS512|PS256|PS384|PS512|ES256|ES384|EdDSA]\n\
          \x20      dev-idp echo [--host 127.0.0.1] [--port 9091]   (the echo upstream alone)\n\
          \x20      dev-idp health [--port 9090]   (exit 0 when the JWKS is served: container healthchecks)\n\
          \x20      dev-idp demo --envoy PATH --wasm PATH [--once] [--port 10000] [--admin-port 9901]\n\
@@ -102,6 +103,43 @@ fn key_file() -> PathBuf {
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dev-idp/signing-key.der"),
         PathBuf::from,
     )
+}
+
+/// The IdP's other keys (ES256, ES384, EdDSA), each from 48 random bytes kept beside the
+/// RSA key's file, so `serve` and `mint` share them.
+struct OtherKeys {
+    es256: idp::EcSigner,
+    es384: idp::EcSigner,
+    eddsa: idp::EdSigner,
+}
+
+fn other_keys() -> OtherKeys {
+    let path = key_file().with_extension("others");
+    let secret = std::fs::read(&path)
+        .ok()
+        .filter(|s| s.len() == 48)
+        .unwrap_or_else(|| {
+            let mut s = vec![0u8; 48];
+            getrandom::fill(&mut s).expect("random");
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::write(&path, &s).expect("write key file");
+            s
+        });
+    let mut first = [0u8; 32];
+    first.copy_from_slice(&secret[..32]);
+    OtherKeys {
+        es256: idp::EcSigner::from_secret("dev-es256", "ES256", &secret[..32]).expect("P-256 key"),
+        es384: idp::EcSigner::from_secret("dev-es384", "ES384", &secret).expect("P-384 key"),
+        eddsa: idp::EdSigner::from_secret("dev-ed25519", &first),
+    }
+}
+
+/// The published key set: the RSA key and the others.
+fn published(signer: &Signer) -> String {
+    let o = other_keys();
+    json!({"keys": [signer.jwk(), o.es256.jwk(), o.es384.jwk(), o.eddsa.jwk()]}).to_string()
 }
 
 fn kid() -> String {
@@ -198,7 +236,17 @@ fn mint(args: &Args) -> String {
         c["exp"] = json!(now() + ttl);
         return mint_hs256(secret().as_bytes(), &c);
     }
-    Signer::load_or_create(&key_file(), &kid()).mint(&claims(ISSUER, AUDIENCE, &sub, ttl, extra))
+    let body = claims(ISSUER, AUDIENCE, &sub, ttl, extra);
+    let signer = Signer::load_or_create(&key_file(), &kid());
+    match args.value("--alg").as_deref().unwrap_or("RS256") {
+        alg @ ("RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => {
+            signer.mint_alg(alg, &body)
+        }
+        "ES256" => other_keys().es256.mint(&body),
+        "ES384" => other_keys().es384.mint(&body),
+        "EdDSA" => other_keys().eddsa.mint(&body),
+        _ => usage(),
+    }
 }
 
 fn form(body: &[u8]) -> HashMap<String, String> {
@@ -245,7 +293,14 @@ fn idp_handler(signer: Signer) -> Arc<dyn Fn(&Seen) -> servers::Response + Send 
             ("GET", JWKS_PATH) | ("GET", "/.well-known/jwks.json") => (
                 200,
                 vec![("content-type".into(), "application/json".into())],
-                idp::jwks(&[&signer]).into_bytes(),
+                published(&signer).into_bytes(),
+            ),
+            // OpenID Connect discovery (a provider with `jwks.discovery` reads this).
+            ("GET", "/.well-known/openid-configuration") => json_reply(
+                200,
+                json!({"issuer": ISSUER, "jwks_uri": format!("{ISSUER}{JWKS_PATH}"),
+                       "token_endpoint": format!("{ISSUER}/v1/auth/token"),
+                       "id_token_signing_alg_values_supported": ["RS256", "ES256", "ES384", "EdDSA"]}),
             ),
             ("POST", "/v1/auth/token") => {
                 token_endpoint(&signer, &refresh_tokens, &form(&req.body))

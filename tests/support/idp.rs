@@ -157,6 +157,19 @@ pub enum EcSigner {
 }
 
 impl EcSigner {
+    /// A key for `alg` from secret bytes (32 for ES256, 48 for ES384); `None` if they are
+    /// not a valid scalar.
+    pub fn from_secret(kid: &str, alg: &str, secret: &[u8]) -> Option<EcSigner> {
+        match alg {
+            "ES384" => p384::ecdsa::SigningKey::from_slice(secret)
+                .ok()
+                .map(|k| EcSigner::P384(kid.to_string(), k)),
+            _ => p256::ecdsa::SigningKey::from_slice(secret.get(..32)?)
+                .ok()
+                .map(|k| EcSigner::P256(kid.to_string(), k)),
+        }
+    }
+
     /// A fresh key for `alg` (ES256 or ES384).
     pub fn generate(kid: &str, alg: &str) -> EcSigner {
         loop {
@@ -224,6 +237,14 @@ impl EcSigner {
 pub struct EdSigner(pub String, pub ed25519_dalek::SigningKey);
 
 impl EdSigner {
+    /// A key from its 32 secret bytes.
+    pub fn from_secret(kid: &str, secret: &[u8; 32]) -> EdSigner {
+        EdSigner(
+            kid.to_string(),
+            ed25519_dalek::SigningKey::from_bytes(secret),
+        )
+    }
+
     /// A fresh key.
     pub fn generate(kid: &str) -> EdSigner {
         let mut secret = [0u8; 32];
