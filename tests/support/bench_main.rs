@@ -14,7 +14,7 @@ mod idp;
 mod servers;
 
 use envoy::{Envoy, Options};
-use idp::{claims, jwks, Signer};
+use idp::{claims, Signer};
 use serde_json::{json, Value};
 use servers::{JwksMode, JwksServer};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,9 @@ const ISS: &str = "https://bench.idp";
 /// How many times in a row the two-worker rows use each token.
 const USES: usize = 4;
 const C2_BASE: &str = "2 workers: no auth";
+const JA_ES: &str = "jwt_authn, every ES256 token distinct";
+const BG_ES: &str = "bearer-guard, every ES256 token distinct";
+const RUST_ES: &str = "bearer-guard pure-Rust, every ES256 token distinct";
 const L2: &str = "bearer-guard, every token distinct, all second-level hits (first level off)";
 const C2_JA: &str = "2 workers: jwt_authn, cache on, each token 4× on rotating connections";
 const C2_BG: &str = "2 workers: bearer-guard, each token 4× on rotating connections";
@@ -51,7 +54,7 @@ fn plugin_with_slots(verifier: &str, cache: usize, public: bool, token_slots: us
         json!([])
     };
     json!({
-        "providers": [{"name": "bench", "issuer": ISS, "audiences": [AUD], "algorithms": ["RS256"],
+        "providers": [{"name": "bench", "issuer": ISS, "audiences": [AUD], "algorithms": ["RS256", "ES256"],
                        "jwks": {"cluster": "jwks", "authority": "bench.idp", "path": "/jwks"}}],
         "verifier": verifier,
         "token_cache": {"max_entries": cache},
@@ -190,7 +193,9 @@ fn main() {
 
     eprintln!("minting {n_tokens} RS256 tokens…");
     let signer = Signer::generate("bench-key");
-    let doc = jwks(&[&signer]);
+    // One key set for every row: the RSA key and a P-256 key (ES256 rows).
+    let ec = idp::EcSigner::generate("bench-ec", "ES256");
+    let doc = json!({"keys": [signer.jwk(), ec.jwk()]}).to_string();
     let valid: Vec<String> = (0..n_tokens)
         .map(|i| {
             signer.mint(&claims(
@@ -217,6 +222,18 @@ fn main() {
     let one = write_tokens(&dir, "one", &valid[..1]);
     let distinct = write_tokens(&dir, "distinct", &valid);
     let forged_path = write_tokens(&dir, "forged", &forged);
+    let es256: Vec<String> = (0..n_tokens)
+        .map(|i| {
+            ec.mint(&claims(
+                ISS,
+                AUD,
+                &format!("user-{i}"),
+                3600,
+                json!({"permissions": ["read"]}),
+            ))
+        })
+        .collect();
+    let es256_path = write_tokens(&dir, "es256", &es256);
     // Each token four times in a row: wrk's connections take turns, so one token arrives on
     // several connections, and with two workers meets both.
     let reused_tokens: Vec<String> = valid
@@ -341,6 +358,9 @@ fn main() {
             &distinct,
             true,
         ),
+        row(JA_ES, 3, &es256_path, true),
+        row(BG_ES, 4, &es256_path, true),
+        row(RUST_ES, 5, &es256_path, true),
         row(C2_BASE, c2_base, &one, true),
         counted(C2_JA, c2_base + 1, "http.ingress.jwt_authn.jwt_cache_miss"),
         counted(
@@ -550,6 +570,12 @@ fn main() {
         paired_with(C2_BG, C2_JA, by_name(C2_BASE), &added_ratio_rps),
         per_token(C2_BG),
         per_token(C2_JA),
+    ));
+    summary.push_str(&format!(
+        "- ES256, distinct tokens: bearer-guard / jwt_authn added cost: CPU {:.2}, throughput {:.2}; pure-Rust / Envoy backend: CPU {:.2}\n",
+        paired(BG_ES, JA_ES, &added_ratio_cpu),
+        paired(BG_ES, JA_ES, &added_ratio_rps),
+        paired(RUST_ES, BG_ES, &added_ratio_cpu),
     ));
     summary.push_str(&format!(
         "- a second-level hit (another VM verified the token) costs {:.1} µs of CPU more than the hop, against {:.1} µs for a verification (every token distinct)\n",
