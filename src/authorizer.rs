@@ -415,7 +415,6 @@ fn uuid_variant_ok(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::Headers;
     use serde_json::json;
 
     #[test]
@@ -535,11 +534,7 @@ mod tests {
     }
 
     fn req(path: &str, headers: &[(&str, &str)]) -> Request {
-        Request {
-            path: path.into(),
-            headers: Headers::from_pairs(headers.iter().copied()),
-            ..Default::default()
-        }
+        Request::for_test(path, headers)
     }
 
     #[test]

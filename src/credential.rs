@@ -174,14 +174,9 @@ pub fn path_without_param(path: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::Headers;
 
     fn req(path: &str, headers: &[(&str, &str)]) -> Request {
-        Request {
-            path: path.into(),
-            headers: Headers::from_pairs(headers.iter().copied()),
-            ..Default::default()
-        }
+        Request::for_test(path, headers)
     }
 
     #[test]

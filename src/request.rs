@@ -135,6 +135,16 @@ pub fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
 }
 
 impl Request {
+    /// A request with `path` and `headers` and nothing else (unit tests).
+    #[cfg(test)]
+    pub(crate) fn for_test(path: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            path: path.into(),
+            headers: Headers::from_pairs(headers.iter().copied()),
+            ..Default::default()
+        }
+    }
+
     /// The path without query string or fragment.
     pub fn path_only(&self) -> &str {
         let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
@@ -259,11 +269,7 @@ mod tests {
     use super::*;
 
     fn req(path: &str, headers: &[(&str, &str)]) -> Request {
-        Request {
-            path: path.into(),
-            headers: Headers::from_pairs(headers.iter().copied()),
-            ..Default::default()
-        }
+        Request::for_test(path, headers)
     }
 
     #[test]
