@@ -81,6 +81,7 @@ bench: build ## Benchmark against Envoy's jwt_authn with wrk (BENCH_SMOKE=1 for 
 	cargo build --release --target $(TARGET) --example hop-floor
 	mkdir -p target/bench
 	$(call finish,$(FLOOR),target/bench/hop_floor.wasm)
+	cargo run --release --quiet --example verify-timing
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) BENCH_FLOOR_WASM=$(abspath target/bench/hop_floor.wasm) \
 	  cargo run --release --quiet --example bench
 

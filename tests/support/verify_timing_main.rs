@@ -1,0 +1,155 @@
+//! Per-verify time of each pure-Rust signature path (`make bench` prints it before the
+//! Envoy rows): one valid Wycheproof vector per algorithm, its key through the key-set
+//! reader, verified `ROUNDS` times natively. The Envoy backend (BoringSSL through
+//! `verify_signature`) is measured inside Envoy by the bench's RS256 and ES256 rows.
+
+use bearer_guard::config::{Algorithm, Hash};
+use bearer_guard::jwks::{Key, KeySet};
+use bearer_guard::verifier::{
+    rsassa_pss, verify_ed25519, verify_hmac, RustBackend, SignatureBackend,
+};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+const ROUNDS: u32 = 2000;
+
+fn vectors(file: &str) -> Value {
+    let path = format!(
+        "{}/tests/vectors/wycheproof/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("json")
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The first group with a JWK and its first valid vector: (key, message, signature).
+fn first_valid(file: &str, alg: Algorithm) -> (Key, Vec<u8>, Vec<u8>) {
+    let doc = vectors(file);
+    for group in doc["testGroups"].as_array().expect("groups") {
+        let Some(jwk) = group
+            .get("publicKeyJwk")
+            .or_else(|| group.get("keyJwk"))
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        let public: serde_json::Map<String, Value> = jwk
+            .iter()
+            .filter(|(k, _)| !["kid", "alg", "d", "p", "q", "dp", "dq", "qi"].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let doc = json!({ "keys": [public] }).to_string();
+        let Ok((set, _)) = KeySet::parse(doc.as_bytes(), 1 << 16) else {
+            continue;
+        };
+        let Some(key) = set.candidates(None, alg).next().cloned() else {
+            continue;
+        };
+        let tests = group["tests"].as_array().expect("tests");
+        if let Some(t) = tests.iter().find(|t| t["result"] == "valid") {
+            let field = |n: &str| hex(t[n].as_str().expect("hex field"));
+            return (key, field("msg"), field("sig"));
+        }
+    }
+    panic!("{file}: no valid vector with a usable key")
+}
+
+fn time(name: &str, mut verify: impl FnMut() -> bool) {
+    assert!(verify(), "{name}: the valid vector must verify");
+    let start = Instant::now();
+    for _ in 0..ROUNDS {
+        std::hint::black_box(verify());
+    }
+    let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS);
+    println!("  {name:<28} {us:>8.1} µs/verify");
+}
+
+fn main() {
+    println!("Per-verify time, pure-Rust backend (native, {ROUNDS} rounds each):");
+    let rsa = [
+        (
+            "RS256 (2048-bit)",
+            "rsa_signature_2048_sha256_test.json",
+            Hash::Sha256,
+        ),
+        (
+            "RS384 (2048-bit)",
+            "rsa_signature_2048_sha384_test.json",
+            Hash::Sha384,
+        ),
+        (
+            "RS512 (2048-bit)",
+            "rsa_signature_2048_sha512_test.json",
+            Hash::Sha512,
+        ),
+        (
+            "RS256 (4096-bit)",
+            "rsa_signature_4096_sha256_test.json",
+            Hash::Sha256,
+        ),
+    ];
+    for (name, file, hash) in rsa {
+        let (key, msg, sig) = first_valid(file, Algorithm::RS256);
+        let Key::Rsa(key) = key else {
+            panic!("{name}: RSA key")
+        };
+        time(name, || {
+            RustBackend
+                .verify_rsa(&key, hash, &msg, &sig)
+                .unwrap_or(false)
+        });
+    }
+    let (key, msg, sig) = first_valid("rsa_pss_2048_sha256_mgf1_32_test.json", Algorithm::PS256);
+    let Key::Rsa(key) = key else {
+        panic!("PS256: RSA key")
+    };
+    time("PS256 (2048-bit)", || {
+        rsassa_pss(&key.public, Hash::Sha256, &msg, &sig)
+    });
+    for (name, file, alg) in [
+        (
+            "ES256 (P-256)",
+            "ecdsa_secp256r1_sha256_p1363_test.json",
+            Algorithm::ES256,
+        ),
+        (
+            "ES384 (P-384)",
+            "ecdsa_secp384r1_sha384_p1363_test.json",
+            Algorithm::ES384,
+        ),
+    ] {
+        let (key, msg, sig) = first_valid(file, alg);
+        let Key::Ec(key) = key else {
+            panic!("{name}: EC key")
+        };
+        time(name, || {
+            RustBackend
+                .verify_ecdsa(&key, alg.hash(), &msg, &sig)
+                .unwrap_or(false)
+        });
+    }
+    let (key, msg, sig) = first_valid("ed25519_test.json", Algorithm::EdDSA);
+    let Key::Okp(key) = key else {
+        panic!("EdDSA: OKP key")
+    };
+    time("EdDSA (Ed25519)", || verify_ed25519(&key, &msg, &sig));
+    let doc = vectors("hmac_sha256_test.json");
+    let t = doc["testGroups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["keySize"] == 256 && g["tagSize"] == 256)
+        .flat_map(|g| g["tests"].as_array().into_iter().flatten())
+        .find(|t| t["result"] == "valid")
+        .expect("an HMAC vector");
+    let field = |n: &str| hex(t[n].as_str().expect("hex field"));
+    let (secret, msg, tag) = (field("key"), field("msg"), field("tag"));
+    time("HS256", || verify_hmac(&secret, Hash::Sha256, &msg, &tag));
+}
