@@ -407,21 +407,25 @@ fn the_compose_demo_runs_in_containers() {
         back.elapsed()
     );
     // The dev IdP replaced its key (a real IdP publishes both for a while): tokens of the
-    // key that left the set are refused.
-    let r = http(
-        port,
-        "GET",
-        "/v1/entities/x",
-        &[("authorization", &format!("Bearer {token}"))],
-    )
-    .expect("request");
-    expect(
-        "a key that left the set",
-        &r,
-        401,
-        Some(INVALID),
-        WWW_INVALID,
-    );
+    // key that left the set are refused by every worker once each has ticked (other VMs
+    // adopt a new key set on their next tick, 200 ms; README "One Envoy, one state").
+    std::thread::sleep(Duration::from_millis(600));
+    for _ in 0..6 {
+        let r = http(
+            port,
+            "GET",
+            "/v1/entities/x",
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .expect("request");
+        expect(
+            "a key that left the set",
+            &r,
+            401,
+            Some(INVALID),
+            WWW_INVALID,
+        );
+    }
     let logs = String::from_utf8_lossy(&project.compose(&["logs", "--no-color", "envoy"]).stdout)
         .to_string();
     assert!(
