@@ -21,11 +21,9 @@ fn b64(bytes: &[u8]) -> String {
 use bearer_guard::verifier::{verify_hmac, RustBackend, SignatureBackend};
 use serde_json::{json, Value};
 
-fn vectors(path: &str) -> Value {
-    let full = format!("{}/tests/vectors/{path}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}")))
-        .expect("json")
-}
+#[path = "support/vectors.rs"]
+mod support_vectors;
+use support_vectors::{hex, vectors};
 
 /// One vector's outcome: only a `valid` vector may verify (`acceptable` and `invalid`
 /// ones must be rejected); counts (accepted, rejected).
@@ -42,13 +40,6 @@ fn tally(counts: &mut (u32, u32), file: &str, t: &Value, ok: bool) {
     } else {
         counts.1 += 1;
     }
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
 }
 
 fn rsa_key(jwk: &Value) -> Option<RsaKey> {

@@ -11,27 +11,15 @@ use bearer_guard::verifier::{
 use serde_json::{json, Value};
 use std::time::Instant;
 
+#[path = "vectors.rs"]
+mod vectors;
+use vectors::{hex, vectors};
+
 const ROUNDS: u32 = 2000;
-
-fn vectors(file: &str) -> Value {
-    let path = format!(
-        "{}/tests/vectors/wycheproof/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).expect("json")
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
-}
 
 /// The first group with a JWK and its first valid vector: (key, message, signature).
 fn first_valid(file: &str, alg: Algorithm) -> (Key, Vec<u8>, Vec<u8>) {
-    let doc = vectors(file);
+    let doc = vectors(&format!("wycheproof/{file}"));
     for group in doc["testGroups"].as_array().expect("groups") {
         let Some(jwk) = group
             .get("publicKeyJwk")
@@ -140,7 +128,7 @@ fn main() {
         panic!("EdDSA: OKP key")
     };
     time("EdDSA (Ed25519)", || verify_ed25519(&key, &msg, &sig));
-    let doc = vectors("hmac_sha256_test.json");
+    let doc = vectors("wycheproof/hmac_sha256_test.json");
     let t = doc["testGroups"]
         .as_array()
         .into_iter()
