@@ -3,7 +3,7 @@
 
 use crate::bounded_cache::BoundedCache;
 use crate::error::ConfigError;
-use crate::shared::{fingerprint, slot_of, Reader, Store, StoreError};
+use crate::shared::{fingerprint, slot_of, update, Reader, Store, StoreError};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
@@ -182,6 +182,10 @@ impl SharedAccount {
     }
 }
 
+/// What one account slot holds for a key ([`update`]'s value; `None` when empty).
+#[derive(Default)]
+struct Slot(Option<SharedAccount>);
+
 /// The account slots of the shared store: a fixed number, direct-mapped by the lookup's
 /// key (provider's account source and rendered path) and overwritten in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,35 +214,45 @@ impl SharedAccounts {
     }
 
     /// Claims the lookup of `key` for this VM unless another VM's claim is younger than
-    /// `lease_ms` or a result is still fresh: `true` means "call the service now".
+    /// `lease_ms` or a result is still fresh: `true` means "call the service now". A
+    /// read-modify-write through [`update`], so a slot never used before is created the
+    /// way every shared key is (two VMs claiming a fresh slot at the same instant both
+    /// see it empty only if one creates, reads and claims it between the other's read
+    /// and create: then both call, once).
     pub fn claim(&self, store: &dyn Store, key: &str, now: u64, lease_ms: u64) -> bool {
-        let slot = self.slot_key(key);
-        for _ in 0..8 {
-            let (current, cas) = match store.get(&slot) {
-                Some((bytes, cas)) => (
-                    SharedAccount::decode(&bytes)
+        let written = update(
+            store,
+            &self.slot_key(key),
+            // This key's state; an empty slot, another key's or garbage is nothing.
+            |bytes| {
+                Some(Slot(
+                    SharedAccount::decode(bytes)
                         .filter(|(_, k)| *k == key.as_bytes())
                         .map(|(s, _)| s),
-                    cas,
-                ),
-                None => (None, 0),
-            };
-            let busy = match current {
-                Some(SharedAccount::Pending(since)) => now < since.saturating_add(lease_ms),
-                Some(SharedAccount::Resolved(_, until)) => now < until,
-                _ => false,
-            };
-            if busy {
-                return false;
-            }
-            match store.set(&slot, &SharedAccount::Pending(now).encode(key), cas) {
-                Ok(()) => return true,
-                Err(StoreError::CasMismatch) => continue,
-                // No shared store: every VM asks for itself.
-                Err(StoreError::Host(_)) => return true,
-            }
+                ))
+            },
+            // An empty slot is one byte no state decodes from.
+            |slot| {
+                slot.0
+                    .as_ref()
+                    .map_or_else(|| vec![u8::MAX], |s| s.encode(key))
+            },
+            |slot| {
+                let busy = match slot.0 {
+                    Some(SharedAccount::Pending(since)) => now < since.saturating_add(lease_ms),
+                    Some(SharedAccount::Resolved(_, until)) => now < until,
+                    _ => false,
+                };
+                (!busy).then_some(Slot(Some(SharedAccount::Pending(now))))
+            },
+        );
+        match written {
+            Ok(claimed) => claimed.is_some(),
+            // Lost the race too often: another VM is asking.
+            Err(StoreError::CasMismatch) => false,
+            // No shared store: every VM asks for itself.
+            Err(StoreError::Host(_)) => true,
         }
-        false
     }
 
     /// Records the service's answer (`Err`: it failed) for every VM.
