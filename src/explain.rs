@@ -9,8 +9,9 @@
 
 use crate::account::AccountState;
 use crate::authorizer::{GrantSource, Grants, RequirementCheck};
-use crate::config::{Algorithm, Authentication, Config, Mode};
+use crate::config::{Authentication, Config, Mode};
 use crate::credential::{credential, TokenSource};
+use crate::crypto::Algorithm;
 use crate::jwks::{KeyAvailability, KeySet};
 use crate::pipeline::{
     decide, rule_sources, select_provider, verify_signature, AccountLookup, Decision, Inputs,

@@ -4,7 +4,7 @@
 //! Its state lives in the shared store ([`crate::shared`]): one VM of the process fetches
 //! a JWKS, publishes the document, and every VM adopts it.
 
-use crate::config::{Algorithm, Curve};
+use crate::crypto::{Algorithm, Curve};
 use crate::rsa_public::{der, RsaPublicKey};
 use crate::shared::{update, Reader, Store};
 use crate::token::b64url;

@@ -15,6 +15,7 @@ pub mod authorizer;
 pub mod bounded_cache;
 pub mod config;
 pub mod credential;
+pub mod crypto;
 pub mod envoy_ffi;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]

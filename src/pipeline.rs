@@ -9,8 +9,9 @@
 use crate::account::AccountState;
 use crate::authorizer::{check_header, Grants};
 use crate::config::Provider;
-use crate::config::{Algorithm, Authentication, Config, DefaultPolicy, Mode, Rule};
+use crate::config::{Authentication, Config, DefaultPolicy, Mode, Rule};
 use crate::credential::{credential, TokenSource};
+use crate::crypto::Algorithm;
 use crate::jwks::{Key, KeyAvailability, KeySet};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Request};

@@ -8,7 +8,7 @@
 //! comparing the whole token: equality, not a digest, decides.
 
 use crate::bounded_cache::BoundedCache;
-use crate::config::Algorithm;
+use crate::crypto::Algorithm;
 use crate::shared::{slot_of, Reader, Store};
 use hashbrown::Equivalent;
 use serde_json::{Map, Value};

@@ -2,7 +2,7 @@
 //! [`SignatureBackend`] so the filter can use Envoy's BoringSSL (`verify_signature`
 //! foreign function) or pure Rust; HMAC (HS256/384/512) is checked here.
 
-use crate::config::Hash;
+use crate::crypto::Hash;
 use crate::jwks::{EcKey, EcPublic, OkpKey, RsaKey};
 use crate::rsa_public::RsaPublicKey;
 use hmac::{Hmac, KeyInit, Mac};

@@ -3,9 +3,8 @@
 //! the RFC 7515 / RFC 7520 examples through the whole pipeline with a fixed clock.
 
 use bearer_guard::config;
-use bearer_guard::config::Algorithm;
-use bearer_guard::config::Hash;
 use bearer_guard::credential::TokenSource;
+use bearer_guard::crypto::{Algorithm, Hash};
 use bearer_guard::jwks::{Key, KeySet, RsaKey};
 use bearer_guard::pipeline::{
     decide, select_provider, verify_signature, Decision, FixedKeys, Inputs,

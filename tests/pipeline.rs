@@ -112,7 +112,7 @@ impl SignatureBackend for Failing {
     fn verify_rsa(
         &self,
         _: &RsaKey,
-        _: bearer_guard::config::Hash,
+        _: bearer_guard::crypto::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {
@@ -121,7 +121,7 @@ impl SignatureBackend for Failing {
     fn verify_ecdsa(
         &self,
         _: &bearer_guard::jwks::EcKey,
-        _: bearer_guard::config::Hash,
+        _: bearer_guard::crypto::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {

@@ -3,7 +3,7 @@
 //! the DER BoringSSL takes.
 
 use super::host::{self, NOT_FOUND};
-use crate::config::{Curve, Hash};
+use crate::crypto::{Curve, Hash};
 use crate::envoy_ffi::{decode_result, encode_args, VERIFY_SIGNATURE};
 use crate::jwks::{EcKey, RsaKey};
 use crate::verifier::{ecdsa_signature_der, BackendError, RustBackend, SignatureBackend};

@@ -3,7 +3,7 @@
 //! reader, verified `ROUNDS` times natively. The Envoy backend (BoringSSL through
 //! `verify_signature`) is measured inside Envoy by the bench's RS256 and ES256 rows.
 
-use bearer_guard::config::{Algorithm, Hash};
+use bearer_guard::crypto::{Algorithm, Hash};
 use bearer_guard::jwks::{Key, KeySet};
 use bearer_guard::verifier::{
     rsassa_pss, verify_ed25519, verify_hmac, RustBackend, SignatureBackend,
