@@ -11,9 +11,6 @@ use crate::token::b64url;
 use serde_json::Value;
 use sha2::Digest;
 
-/// Largest JWKS body accepted by default (bytes; `jwks.max_bytes` changes it). Real key
-/// sets are a few KiB: 64 KiB holds about 90 JWKs of 4096-bit RSA keys.
-pub const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
 /// Most keys kept from one JWKS; entries past it are skipped unread.
 pub const MAX_KEYS: usize = 64;
 
@@ -795,6 +792,8 @@ impl ProviderKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// The configuration's default `jwks.max_bytes`.
+    const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
     use crate::shared::MemoryStore;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;

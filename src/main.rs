@@ -12,8 +12,9 @@
 //! secret.
 
 use bearer_guard::config;
+use bearer_guard::config::DEFAULT_MAX_JWKS_BYTES;
 use bearer_guard::explain::explain;
-use bearer_guard::jwks::{KeySet, DEFAULT_MAX_JWKS_BYTES};
+use bearer_guard::jwks::KeySet;
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::verifier::RustBackend;
 use serde_json::{Map, Value};

@@ -5,7 +5,8 @@
 mod support;
 
 use bearer_guard::config;
-use bearer_guard::jwks::{KeySet, DEFAULT_MAX_JWKS_BYTES};
+use bearer_guard::config::DEFAULT_MAX_JWKS_BYTES;
+use bearer_guard::jwks::KeySet;
 use bearer_guard::pipeline::{decide, CacheNote, Decision, FixedKeys, Inputs};
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::token_cache::TokenCache;

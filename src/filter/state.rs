@@ -126,16 +126,9 @@ impl Shared {
             .providers
             .iter()
             .map(|p| {
-                p.jwks.as_ref().map(|j| {
-                    let policy = FetchPolicy {
-                        refresh_ms: j.refresh_ms,
-                        timeout_ms: j.timeout_ms,
-                        retry_min_ms: 1000,
-                        retry_max_ms: j.retry_max_ms,
-                        refetch_min_interval_ms: j.refetch_min_interval_ms,
-                    };
-                    ProviderKeys::new(j.fingerprint, policy, j.max_bytes)
-                })
+                p.jwks
+                    .as_ref()
+                    .map(|j| ProviderKeys::new(j.fingerprint, j.policy, j.max_bytes))
             })
             .collect();
         let accounts = config
@@ -352,7 +345,11 @@ fn key_call(
         (":authority", authority),
         ("accept", "application/json"),
     ];
-    match dispatch(&src.cluster, headers, Duration::from_millis(src.timeout_ms)) {
+    match dispatch(
+        &src.cluster,
+        headers,
+        Duration::from_millis(src.policy.timeout_ms),
+    ) {
         Ok(token) => {
             shared.borrow_mut().waiters.call_started(token, call, now);
             true

@@ -23,7 +23,7 @@ fn setup() -> &'static (Config, FixedKeys) {
             "forward":{"headers":{"x-sub":"sub"},"payload_header":"x-p"},
             "rules":[{"match":{"prefix":"/p"},"any_of":["a:b:{header.x}","c"]}]}"#;
         let cfg = config::parse(cfg.as_bytes(), &|_| Some("0123456789abcdef0123456789abcdef".into())).expect("config");
-        let (set, _) = KeySet::parse(JWKS.as_bytes(), bearer_guard::jwks::DEFAULT_MAX_JWKS_BYTES).expect("jwks");
+        let (set, _) = KeySet::parse(JWKS.as_bytes(), bearer_guard::config::DEFAULT_MAX_JWKS_BYTES).expect("jwks");
         (cfg, FixedKeys(set))
     })
 }

@@ -1,0 +1,309 @@
+//! The plugin configuration: parsed strictly from JSON and compiled once in `on_configure`.
+//!
+//! One file per concept, each owning its raw form (as written), its defaults (named
+//! constants beside their fields) and its compilation: [`provider`], [`jwks`],
+//! [`secret`], [`account`], [`token`] sources, [`rules`], [`forward`]ing and the
+//! top-level [`policy`]s; [`reader`] is the strict JSON reader they share.
+//!
+//! Unknown fields, bad values and dangling references are errors that name the field
+//! (e.g. `providers[0].jwks.cluster`); they are logged by the filter and never reach a client.
+
+pub mod account;
+pub mod forward;
+pub mod jwks;
+pub mod policy;
+pub mod provider;
+mod reader;
+pub mod rules;
+pub mod secret;
+mod token;
+
+pub use self::account::AccountSource;
+pub use self::forward::Forward;
+pub use self::jwks::{Discovery, JwksSource, DEFAULT_MAX_JWKS_BYTES};
+pub use self::policy::{Authentication, DefaultPolicy, Mode, SharedSlots, VerifierChoice};
+pub use self::provider::Provider;
+pub use self::rules::Rule;
+pub use self::secret::{Secret, SecretEncoding};
+pub use crate::error::ConfigError;
+
+use self::forward::RawForward;
+use self::policy::MODES;
+use self::provider::RawProvider;
+use self::reader::{strings, Fields};
+use self::rules::{check_permission, RawRule};
+use crate::error::err;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `clock_skew_s` when not given (as Envoy's `jwt_authn`).
+pub const DEFAULT_CLOCK_SKEW_S: u64 = 60;
+/// The largest `clock_skew_s`.
+pub const MAX_CLOCK_SKEW_S: u64 = 3600;
+/// `max_token_bytes` when not given.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+/// Bounds of `max_token_bytes`.
+pub const TOKEN_BYTES_RANGE: std::ops::RangeInclusive<usize> = 256..=65536;
+/// `token_cache.max_entries` when not given.
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 4096;
+/// The most slots `shared.token_slots` and `shared.account_slots` may ask for.
+pub const MAX_SHARED_SLOTS: usize = 1 << 20;
+
+struct RawConfig {
+    providers: Vec<RawProvider>,
+    clock_skew_s: u64,
+    max_token_bytes: usize,
+    roles: BTreeMap<String, Vec<String>>,
+    forward: RawForward,
+    rules: Vec<RawRule>,
+    default: DefaultPolicy,
+    verifier: VerifierChoice,
+    token_cache_entries: usize,
+    shared: SharedSlots,
+    mode: Mode,
+    access_log_fields: bool,
+}
+
+impl RawConfig {
+    fn read(value: &Value) -> Result<RawConfig, ConfigError> {
+        let f = Fields::of(
+            value,
+            "",
+            &[
+                "providers",
+                "clock_skew_s",
+                "max_token_bytes",
+                "roles",
+                "forward",
+                "rules",
+                "default",
+                "verifier",
+                "token_cache",
+                "shared",
+                "mode",
+                "access_log_fields",
+            ],
+        )?;
+        let providers = f
+            .required_items("providers")?
+            .into_iter()
+            .map(|(at, v)| RawProvider::read(v, &at))
+            .collect::<Result<_, _>>()?;
+        let clock_skew_s = f.u64_or("clock_skew_s", DEFAULT_CLOCK_SKEW_S)?;
+        let max_token_bytes = f.usize_or("max_token_bytes", DEFAULT_MAX_TOKEN_BYTES)?;
+        let roles = f
+            .members("roles")?
+            .into_iter()
+            .map(|(role, at, v)| Ok((role, strings(v, &at)?)))
+            .collect::<Result<_, _>>()?;
+        let forward = RawForward::read(&f)?;
+        let rules = f
+            .items("rules")?
+            .into_iter()
+            .map(|(at, v)| RawRule::read(v, &at))
+            .collect::<Result<_, _>>()?;
+        let default = f.choice_or(
+            "default",
+            &[
+                ("authenticated", DefaultPolicy::Authenticated),
+                ("deny", DefaultPolicy::Deny),
+            ],
+            DefaultPolicy::Authenticated,
+        )?;
+        let verifier = f.choice_or(
+            "verifier",
+            &[
+                ("auto", VerifierChoice::Auto),
+                ("envoy", VerifierChoice::Envoy),
+                ("rust", VerifierChoice::Rust),
+            ],
+            VerifierChoice::Auto,
+        )?;
+        let token_cache_entries = match f.object("token_cache", &["max_entries"])? {
+            Some(g) => g.usize_or("max_entries", DEFAULT_TOKEN_CACHE_ENTRIES)?,
+            None => DEFAULT_TOKEN_CACHE_ENTRIES,
+        };
+        let defaults = SharedSlots::default();
+        let shared = match f.object("shared", &["token_slots", "account_slots"])? {
+            Some(g) => SharedSlots {
+                tokens: g.usize_or("token_slots", defaults.tokens)?,
+                accounts: g.usize_or("account_slots", defaults.accounts)?,
+            },
+            None => defaults,
+        };
+        Ok(RawConfig {
+            providers,
+            clock_skew_s,
+            max_token_bytes,
+            roles,
+            forward,
+            rules,
+            default,
+            verifier,
+            token_cache_entries,
+            shared,
+            mode: f.choice_or("mode", MODES, Mode::Enforce)?,
+            access_log_fields: f.bool_or("access_log_fields", false)?,
+        })
+    }
+}
+
+/// The compiled configuration the pipeline runs on.
+#[derive(Debug)]
+pub struct Config {
+    /// Token providers, in configuration order.
+    pub providers: Vec<Provider>,
+    /// Allowed clock skew for `exp` and `nbf`, in seconds.
+    pub clock_skew_s: i64,
+    /// Tokens longer than this are rejected before any parsing.
+    pub max_token_bytes: usize,
+    /// Role name → permissions it grants.
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Identity headers sent upstream.
+    pub forward: Forward,
+    /// Rules, first match wins.
+    pub rules: Vec<Rule>,
+    /// Policy for requests matching no rule.
+    pub default: DefaultPolicy,
+    /// RSA signature backend choice.
+    pub verifier: VerifierChoice,
+    /// Verified-token cache size (0 disables it).
+    pub token_cache_entries: usize,
+    /// Slots of the process-wide second levels.
+    pub shared: SharedSlots,
+    /// Enforce or audit, for requests matching no rule and rules that do not say.
+    pub mode: Mode,
+    /// Record each decision as filter state for access logs.
+    pub access_log_fields: bool,
+    /// Some rule matches on the host (computed).
+    pub needs_host: bool,
+    /// Some rule matches on Envoy's route name (computed).
+    pub needs_route_name: bool,
+}
+
+impl Config {
+    /// A provider's name for logs (empty if the index is out of range).
+    pub fn provider_name(&self, provider: usize) -> &str {
+        self.providers.get(provider).map_or("", |p| p.name.as_str())
+    }
+
+    /// A rule's name for logs; `(default)` when no rule matched.
+    pub fn rule_name(&self, rule: Option<usize>) -> &str {
+        rule.and_then(|i| self.rules.get(i))
+            .map_or("(default)", |r| r.name.as_str())
+    }
+
+    /// Every header the filter may set: client-sent copies are always removed.
+    pub fn owned_headers(&self) -> impl Iterator<Item = &str> {
+        let accounts = self
+            .providers
+            .iter()
+            .filter_map(|p| p.account.as_ref())
+            .flat_map(|a| a.headers.iter().map(|(h, _)| h.as_str()));
+        self.forward
+            .headers
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .chain(self.forward.payload_header.as_deref())
+            .chain(accounts)
+    }
+}
+
+/// Parses and compiles the plugin configuration. `env` reads the VM's environment.
+pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    // Duplicate keys are refused at any depth, as in tokens: two readers of one document
+    // must not disagree on what it says.
+    let Some(map) = crate::strict_json::parse_object(bytes) else {
+        let message = match serde_json::from_slice::<Value>(bytes) {
+            Err(e) => e.to_string(),
+            Ok(Value::Object(_)) => "duplicate key".to_string(),
+            Ok(_) => "expected an object".to_string(),
+        };
+        return err("(root)", message);
+    };
+    compile(RawConfig::read(&Value::Object(map))?, env)
+}
+
+fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    if raw.providers.is_empty() {
+        return err("providers", "at least one provider is required");
+    }
+    let mut providers = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, p) in raw.providers.into_iter().enumerate() {
+        let at = format!("providers[{i}]");
+        if p.name.is_empty() {
+            return err(format!("{at}.name"), "must not be empty");
+        }
+        if !names.insert(p.name.clone()) {
+            return err(
+                format!("{at}.name"),
+                format!("duplicate provider name {:?}", p.name),
+            );
+        }
+        providers.push(provider::compile(p, &at, env)?);
+    }
+    if raw.clock_skew_s > MAX_CLOCK_SKEW_S {
+        return err("clock_skew_s", "must be at most 3600");
+    }
+    if !TOKEN_BYTES_RANGE.contains(&raw.max_token_bytes) {
+        return err("max_token_bytes", "must be between 256 and 65536");
+    }
+    for (name, slots) in [
+        ("shared.token_slots", raw.shared.tokens),
+        ("shared.account_slots", raw.shared.accounts),
+    ] {
+        if slots > MAX_SHARED_SLOTS {
+            return err(name, "must be at most 1048576");
+        }
+    }
+    // What every provider's verdicts also depend on.
+    for p in &mut providers {
+        p.fingerprint = crate::shared::fingerprint(&[
+            &p.fingerprint.to_le_bytes(),
+            &raw.clock_skew_s.to_le_bytes(),
+            &(raw.max_token_bytes as u64).to_le_bytes(),
+        ]);
+    }
+    for (role, perms) in &raw.roles {
+        for (j, perm) in perms.iter().enumerate() {
+            check_permission(perm, &format!("roles.{role}[{j}]"))?;
+        }
+    }
+    let forward = forward::compile(raw.forward)?;
+    for (i, p) in providers.iter().enumerate() {
+        for (h, _) in p.account.iter().flat_map(|a| a.headers.iter()) {
+            if forward.headers.iter().any(|(f, _)| f == h)
+                || forward.payload_header.as_deref() == Some(h)
+            {
+                return err(
+                    format!("providers[{i}].account.headers.{h}"),
+                    "also set by forward",
+                );
+            }
+        }
+    }
+    let mut rules = Vec::new();
+    for (i, r) in raw.rules.into_iter().enumerate() {
+        rules.push(rules::compile(r, i, &providers, raw.mode)?);
+    }
+    Ok(Config {
+        providers,
+        clock_skew_s: i64::try_from(raw.clock_skew_s).unwrap_or(3600),
+        max_token_bytes: raw.max_token_bytes,
+        roles: raw.roles,
+        forward,
+        default: raw.default,
+        verifier: raw.verifier,
+        token_cache_entries: raw.token_cache_entries,
+        shared: raw.shared,
+        mode: raw.mode,
+        access_log_fields: raw.access_log_fields,
+        needs_host: rules.iter().any(|r| r.matcher.uses_host()),
+        needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),
+        rules,
+    })
+}
+
+#[cfg(test)]
+mod tests;

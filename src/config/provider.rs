@@ -1,0 +1,206 @@
+//! `providers[i]`: a token issuer — its algorithms, issuer and audiences, where its keys
+//! or secret come from, the claims it reads and where its tokens are taken from.
+
+use super::account::{self, AccountSource, RawAccount};
+use super::jwks::{self, JwksSource, RawJwks};
+use super::reader::{choose, Fields};
+use super::secret::{self, RawSecret, Secret};
+use super::token;
+use crate::authorizer::ClaimNames;
+use crate::credential::TokenSource;
+use crate::crypto::{Algorithm, ALGORITHMS};
+use crate::error::{err, ConfigError};
+use serde_json::Value;
+
+/// A provider as written.
+pub(super) struct RawProvider {
+    pub(super) name: String,
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    jwks: Option<RawJwks>,
+    secret: Option<RawSecret>,
+    required_claims: Vec<String>,
+    claims: ClaimNames,
+    account: Option<RawAccount>,
+    token: TokenSource,
+    strip_token: bool,
+}
+
+impl RawProvider {
+    /// Reads `providers[i]` (`at` is its path).
+    pub(super) fn read(value: &Value, at: &str) -> Result<RawProvider, ConfigError> {
+        let f = Fields::of(
+            value,
+            at,
+            &[
+                "name",
+                "issuer",
+                "audiences",
+                "algorithms",
+                "jwks",
+                "secret",
+                "identity",
+                "claims",
+                "account",
+                "token",
+            ],
+        )?;
+        let name = f.string("name")?;
+        let issuer = f.opt_string("issuer")?;
+        let audiences = f.strings("audiences")?;
+        let algorithms = f
+            .required_items("algorithms")?
+            .into_iter()
+            .map(|(at, v)| choose(v, &ALGORITHMS, &at))
+            .collect::<Result<_, _>>()?;
+        let jwks = RawJwks::read(&f)?;
+        let secret = RawSecret::read(&f)?;
+        let required_claims = match f.object("identity", &["required_claims"])? {
+            Some(g) => g.strings("required_claims")?,
+            None => Vec::new(),
+        };
+        let claims = match f.object("claims", &["permissions", "role", "scope"])? {
+            Some(g) => ClaimNames {
+                permissions: g.string_or("permissions", "permissions")?,
+                role: g.string_or("role", "role")?,
+                scope: g.string_or("scope", "scope")?,
+            },
+            None => ClaimNames::default(),
+        };
+        let account = RawAccount::read(&f)?;
+        let (token, strip_token) = token::read(&f)?;
+        Ok(RawProvider {
+            token,
+            strip_token,
+            name,
+            issuer,
+            audiences,
+            algorithms,
+            jwks,
+            secret,
+            required_claims,
+            claims,
+            account,
+        })
+    }
+}
+
+/// One token provider.
+#[derive(Debug)]
+pub struct Provider {
+    /// Unique name (used in logs, metrics and rule references).
+    pub name: String,
+    /// Required `iss`, also used to select the provider for a token.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; empty means `aud` is not checked.
+    pub audiences: Vec<String>,
+    /// Algorithms this provider accepts.
+    pub algorithms: Vec<Algorithm>,
+    /// Where public keys come from.
+    pub jwks: Option<JwksSource>,
+    /// HMAC shared secret (never logged).
+    pub secret: Option<Secret>,
+    /// Claims a verified token must carry.
+    pub required_claims: Vec<String>,
+    /// Which claims carry permissions, role and scopes.
+    pub claims: ClaimNames,
+    /// Account resolution, when configured.
+    pub account: Option<AccountSource>,
+    /// Where its tokens come from.
+    pub token: TokenSource,
+    /// Remove the credential before the upstream.
+    pub strip_token: bool,
+    /// Fingerprint of everything that decides whether this provider accepts a token
+    /// (algorithms, issuer, audiences, key source or secret, clock skew, size limit): a
+    /// verdict shared between VMs counts only for a provider with the same fingerprint.
+    pub fingerprint: u64,
+}
+
+/// Compiles one provider (`at` is its path).
+pub(super) fn compile(
+    p: RawProvider,
+    at: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Provider, ConfigError> {
+    if p.algorithms.is_empty() {
+        return err(
+            format!("{at}.algorithms"),
+            "at least one algorithm is required",
+        );
+    }
+    let wants_rs = p.algorithms.iter().any(|a| !a.is_hmac());
+    let wants_hs = p.algorithms.iter().any(|a| a.is_hmac());
+    if wants_rs && wants_hs {
+        // Mixing key types in one provider is how algorithm-confusion attacks start.
+        return err(
+            format!("{at}.algorithms"),
+            "public-key (RS*, PS*, ES*, EdDSA) and HMAC (HS*) algorithms need separate providers",
+        );
+    }
+    let jwks = match (wants_rs, p.jwks) {
+        (true, Some(j)) => Some(jwks::compile(
+            j,
+            &format!("{at}.jwks"),
+            p.issuer.as_deref(),
+        )?),
+        (true, None) => {
+            return err(
+                format!("{at}.jwks"),
+                "required for public-key algorithms (RS*, PS*, ES*, EdDSA)",
+            )
+        }
+        (false, Some(_)) => {
+            return err(
+                format!("{at}.jwks"),
+                "only valid with public-key algorithms (RS*, PS*, ES*, EdDSA)",
+            )
+        }
+        (false, None) => None,
+    };
+    let secret = match (wants_hs, p.secret) {
+        (true, Some(s)) => Some(secret::load(&s, &format!("{at}.secret"), env)?),
+        (true, None) => return err(format!("{at}.secret"), "required for HMAC algorithms"),
+        (false, Some(_)) => return err(format!("{at}.secret"), "only valid with HMAC algorithms"),
+        (false, None) => None,
+    };
+    if let Some(iss) = &p.issuer {
+        if iss.is_empty() {
+            return err(format!("{at}.issuer"), "must not be empty");
+        }
+    }
+    for (j, c) in p.required_claims.iter().enumerate() {
+        if c.is_empty() {
+            return err(
+                format!("{at}.identity.required_claims[{j}]"),
+                "must not be empty",
+            );
+        }
+    }
+    let account = match p.account {
+        Some(a) => Some(account::compile(a, &format!("{at}.account"))?),
+        None => None,
+    };
+    let algorithms: Vec<&str> = p.algorithms.iter().map(|a| a.name()).collect();
+    let fingerprint = crate::shared::fingerprint(&[
+        algorithms.join(",").as_bytes(),
+        p.issuer.as_deref().unwrap_or("").as_bytes(),
+        p.audiences.join("\n").as_bytes(),
+        &jwks.as_ref().map_or(0, |j| j.fingerprint).to_le_bytes(),
+        secret.as_ref().map_or(&[][..], |s| &s.0[..]),
+    ]);
+    Ok(Provider {
+        token: p.token,
+        strip_token: p.strip_token,
+        fingerprint,
+        account,
+        name: p.name,
+        issuer: p.issuer,
+        audiences: p.audiences,
+        algorithms: p.algorithms,
+        jwks,
+        secret,
+        required_claims: p.required_claims,
+        claims: p.claims,
+    })
+}

@@ -1,0 +1,274 @@
+//! `rules[i]`: which requests a rule applies to, and what it requires of them.
+
+use super::policy::{Authentication, Mode, MODES};
+use super::provider::Provider;
+use super::reader::{choose, Fields};
+use crate::authorizer::{HeaderFormat, Membership, RequestValue, Requirement, Template};
+use crate::error::{err, ConfigError};
+use crate::matcher::{Matcher, RawMatch};
+use serde_json::Value;
+
+/// A rule as written.
+pub(super) struct RawRule {
+    name: Option<String>,
+    matcher: RawMatch,
+    public: bool,
+    providers: Option<Vec<String>>,
+    permissions: Vec<String>,
+    all_of: Vec<String>,
+    any_of: Vec<String>,
+    member_of: Option<RawMemberOf>,
+    headers: Vec<(String, String, HeaderFormat)>,
+    mode: Option<Mode>,
+    authentication: Authentication,
+}
+
+impl RawRule {
+    /// Reads `rules[i]` (`at` is its path).
+    pub(super) fn read(value: &Value, at: &str) -> Result<RawRule, ConfigError> {
+        let f = Fields::of(
+            value,
+            at,
+            &[
+                "name",
+                "match",
+                "public",
+                "providers",
+                "permissions",
+                "all_of",
+                "any_of",
+                "member_of",
+                "headers",
+                "mode",
+                "authentication",
+            ],
+        )?;
+        let name = f.opt_string("name")?;
+        let Some(m) = f.object("match", MATCH_KEYS)? else {
+            return err(f.path("match"), "missing field");
+        };
+        let matcher = RawMatch {
+            methods: m.strings("methods")?,
+            path: m.opt_string("path")?,
+            prefix: m.opt_string("prefix")?,
+            template: m.opt_string("template")?,
+            host: m.opt_string("host")?,
+            route: m.opt_string("route")?,
+        };
+        let public = f.bool_or("public", false)?;
+        let providers = f.opt_strings("providers")?;
+        let permissions = f.strings("permissions")?;
+        let all_of = f.strings("all_of")?;
+        let any_of = f.strings("any_of")?;
+        let member_of = match f.object("member_of", &["query", "header", "path", "claim"])? {
+            Some(g) => Some(RawMemberOf {
+                query: g.opt_string("query")?,
+                header: g.opt_string("header")?,
+                path: g.opt_string("path")?,
+                claim: g.string("claim")?,
+            }),
+            None => None,
+        };
+        let formats = [
+            ("present", HeaderFormat::Present),
+            ("uuid", HeaderFormat::Uuid),
+            ("uuidv7", HeaderFormat::Uuidv7),
+        ];
+        let headers = f
+            .members("headers")?
+            .into_iter()
+            .map(|(name, at, v)| Ok((name, at.clone(), choose(v, &formats, &at)?)))
+            .collect::<Result<_, _>>()?;
+        let mode = match f.get("mode") {
+            Some(v) => Some(choose(v, MODES, &f.path("mode"))?),
+            None => None,
+        };
+        let authentication = f.choice_or(
+            "authentication",
+            &[
+                ("required", Authentication::Required),
+                ("optional", Authentication::Optional),
+            ],
+            Authentication::Required,
+        )?;
+        Ok(RawRule {
+            name,
+            matcher,
+            public,
+            providers,
+            permissions,
+            all_of,
+            any_of,
+            member_of,
+            headers,
+            mode,
+            authentication,
+        })
+    }
+}
+
+const MATCH_KEYS: &[&str] = &["methods", "path", "prefix", "template", "host", "route"];
+
+struct RawMemberOf {
+    query: Option<String>,
+    header: Option<String>,
+    path: Option<String>,
+    claim: String,
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Position in `rules`.
+    pub index: usize,
+    /// Name for logs (defaults to `rules[i]`).
+    pub name: String,
+    /// What requests it applies to.
+    pub matcher: Matcher,
+    /// Public rules skip every check.
+    pub public: bool,
+    /// Providers allowed on this rule (indices); `None` means all.
+    pub providers: Option<Vec<usize>>,
+    /// Permission requirements.
+    pub requirement: Requirement,
+    /// Domain constraint.
+    pub member_of: Option<Membership>,
+    /// Header preconditions: (lower-case name, name as written, format).
+    pub headers: Vec<(String, String, HeaderFormat)>,
+    /// Enforce or audit (the rule's own `mode`, else the configuration's).
+    pub mode: Mode,
+    /// Whether a request needs a credential.
+    pub authentication: Authentication,
+}
+
+/// A permission is non-empty, without whitespace; `*` is allowed only as a whole segment.
+pub(super) fn check_permission(perm: &str, at: &str) -> Result<(), ConfigError> {
+    if perm.is_empty() || perm.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return err(at, format!("{perm:?} is not a valid permission"));
+    }
+    if perm
+        .split(':')
+        .any(|seg| seg.is_empty() || (seg.contains('*') && seg != "*"))
+    {
+        return err(
+            at,
+            format!("{perm:?}: empty segment or '*' inside a segment"),
+        );
+    }
+    Ok(())
+}
+
+/// Compiles `rules[i]` against the compiled providers; `mode` is the top-level one.
+pub(super) fn compile(
+    r: RawRule,
+    i: usize,
+    providers: &[Provider],
+    mode: Mode,
+) -> Result<Rule, ConfigError> {
+    let at = format!("rules[{i}]");
+    let matcher = Matcher::compile(&r.matcher, &format!("{at}.match"))?;
+    let has_checks = !r.permissions.is_empty()
+        || !r.all_of.is_empty()
+        || !r.any_of.is_empty()
+        || r.member_of.is_some()
+        || r.providers.is_some();
+    if r.public && has_checks {
+        return err(
+            format!("{at}.public"),
+            "a public rule cannot also require permissions, membership or providers",
+        );
+    }
+    if r.public && r.authentication == Authentication::Optional {
+        return err(
+            format!("{at}.authentication"),
+            "a public rule takes no credential: \"optional\" is for rules that use one when it is sent",
+        );
+    }
+    let provider_ids = match r.providers {
+        None => None,
+        Some(list) => {
+            if list.is_empty() {
+                return err(format!("{at}.providers"), "must not be empty");
+            }
+            let mut ids = Vec::new();
+            for (j, name) in list.iter().enumerate() {
+                match providers.iter().position(|p| &p.name == name) {
+                    Some(id) => ids.push(id),
+                    None => {
+                        return err(
+                            format!("{at}.providers[{j}]"),
+                            format!("unknown provider {name:?}"),
+                        )
+                    }
+                }
+            }
+            Some(ids)
+        }
+    };
+    let params = matcher.params();
+    let compile_list = |list: &[String], key: &str| -> Result<Vec<Template>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(j, s)| {
+                let field = format!("{at}.{key}[{j}]");
+                let t = Template::compile(s, &params, &field)?;
+                check_permission(&t.shape(), &field)?;
+                Ok(t)
+            })
+            .collect()
+    };
+    let mut all_of = compile_list(&r.permissions, "permissions")?;
+    all_of.extend(compile_list(&r.all_of, "all_of")?);
+    let any_of = compile_list(&r.any_of, "any_of")?;
+    let member_of = match r.member_of {
+        None => None,
+        Some(m) => {
+            let field = format!("{at}.member_of");
+            let source = match (m.query, m.header, m.path) {
+                (Some(q), None, None) => RequestValue::Query(q),
+                (None, Some(h), None) => RequestValue::Header(h.to_ascii_lowercase()),
+                (None, None, Some(p)) => {
+                    if !params.contains(&p.as_str()) {
+                        return err(
+                            format!("{field}.path"),
+                            format!("the rule's template has no {{{p}}} segment"),
+                        );
+                    }
+                    RequestValue::Path(p)
+                }
+                _ => return err(field, "exactly one of query, header or path is required"),
+            };
+            if m.claim.is_empty() {
+                return err(format!("{field}.claim"), "must not be empty");
+            }
+            Some(Membership {
+                source,
+                claim: m.claim,
+            })
+        }
+    };
+    let mut headers = Vec::new();
+    for (name, field, format) in r.headers {
+        let lower = name.to_ascii_lowercase();
+        if lower.is_empty()
+            || !lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return err(field, "not a valid header name");
+        }
+        headers.push((lower, name, format));
+    }
+    Ok(Rule {
+        index: i,
+        name: r.name.unwrap_or_else(|| at.clone()),
+        matcher,
+        public: r.public,
+        providers: provider_ids,
+        requirement: Requirement { all_of, any_of },
+        member_of,
+        headers,
+        mode: r.mode.unwrap_or(mode),
+        authentication: r.authentication,
+    })
+}

@@ -1,0 +1,267 @@
+//! Configuration parsing and compilation, field by field.
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SDK_SECRET" => Some("0123456789abcdef0123456789abcdef".into()),
+        "SHORT" => Some("short".into()),
+        _ => None,
+    }
+}
+
+const GOOD: &str = r#"{
+  "providers": [
+    { "name": "workos", "issuer": "https://api.workos.com", "audiences": ["client_123"],
+      "algorithms": ["RS256"],
+      "jwks": { "cluster": "workos_jwks", "authority": "api.workos.com", "path": "/sso/jwks/client_123" },
+      "identity": { "required_claims": ["sub", "org_id"] } },
+    { "name": "sdk", "algorithms": ["HS256"], "secret": { "env": "SDK_SECRET" } }
+  ],
+  "roles": { "admin": ["*"], "furnisher": ["furnish:write"] },
+  "forward": { "headers": { "x-auth-subject": "sub" } },
+  "rules": [
+    { "match": { "methods": ["GET"], "path": "/health" }, "public": true },
+    { "match": { "prefix": "/v1/entities/" }, "permissions": ["entities:read"] },
+    { "match": { "methods": ["POST"], "template": "/v1/networks/{network_id}/consumers" },
+      "all_of": ["consent:write:{path.network_id}"],
+      "member_of": { "path": "network_id", "claim": "networks" } },
+    { "match": { "prefix": "/v1/items" },
+      "headers": { "Solenya-Index-UUID": "uuid" },
+      "any_of": ["index:read:{header.solenya-index-uuid}"] }
+  ]
+}"#;
+
+#[test]
+fn the_spec_example_compiles_with_defaults() {
+    let cfg = parse(GOOD.as_bytes(), &env).expect("valid");
+    assert_eq!(cfg.providers.len(), 2);
+    assert_eq!(cfg.clock_skew_s, 60);
+    assert_eq!(cfg.max_token_bytes, 8192);
+    let jwks = cfg.providers[0].jwks.as_ref().expect("jwks");
+    assert_eq!(
+        (jwks.policy.refresh_ms, jwks.policy.timeout_ms),
+        (600_000, 2000)
+    );
+    assert_eq!(
+        cfg.providers[1].secret.as_ref().map(|s| s.0.len()),
+        Some(32)
+    );
+    assert_eq!(cfg.rules.len(), 4);
+    assert_eq!(cfg.default, DefaultPolicy::Authenticated);
+    assert_eq!(cfg.verifier, VerifierChoice::Auto);
+    assert!(!format!("{:?}", cfg.providers[1].secret).contains("0123"));
+}
+
+/// What decides whether a provider accepts a token changes its fingerprint (so a
+/// verdict another VM published under the old configuration is not trusted); what
+/// does not, does not.
+#[test]
+fn provider_fingerprints() {
+    let fp = |text: &str| parse(text.as_bytes(), &env).expect("valid").providers[0].fingerprint;
+    let base = fp(GOOD);
+    assert_eq!(fp(GOOD), base, "stable");
+    let swap = |from: &str, to: &str| GOOD.replacen(from, to, 1);
+    for changed in [
+        swap("client_123\"]", "client_456\"]"),
+        swap("https://api.workos.com\"", "https://other\""),
+        swap("/sso/jwks/client_123", "/sso/jwks/other"),
+        swap(r#""roles""#, r#""clock_skew_s": 5, "roles""#),
+        swap(r#""roles""#, r#""max_token_bytes": 4096, "roles""#),
+    ] {
+        assert_ne!(fp(&changed), base, "{changed}");
+    }
+    for same in [
+        swap(r#""roles""#, r#""default": "deny", "roles""#),
+        swap(r#"{ "headers": { "x-auth-subject": "sub" } }"#, "{}"),
+    ] {
+        assert_eq!(fp(&same), base);
+    }
+    let cfg = parse(GOOD.as_bytes(), &env).expect("valid");
+    assert_eq!(cfg.shared, SharedSlots::default());
+    let jwks = cfg.providers[0].jwks.as_ref().expect("jwks");
+    assert_eq!(
+        (jwks.policy.refetch_min_interval_ms, jwks.max_bytes),
+        (5000, 65536)
+    );
+}
+
+#[test]
+fn errors_name_the_field() {
+    let swap = |from: &str, to: &str| GOOD.replacen(from, to, 1);
+    let cases: Vec<(String, &str)> = vec![
+        (swap(r#""roles""#, r#""rolez""#), "rolez"),
+        (
+            swap(r#""cluster""#, r#""clustr""#),
+            "providers[0].jwks.clustr",
+        ),
+        (
+            swap(r#""algorithms": ["RS256"]"#, r#""algorithms": ["none"]"#),
+            "providers[0].algorithms[0]",
+        ),
+        (
+            swap(r#""algorithms": ["RS256"]"#, r#""algorithms": []"#),
+            "providers[0].algorithms",
+        ),
+        (
+            swap(
+                r#""algorithms": ["RS256"]"#,
+                r#""algorithms": ["RS256","HS256"]"#,
+            ),
+            "providers[0].algorithms",
+        ),
+        (
+            swap(r#""SDK_SECRET""#, r#""MISSING""#),
+            "providers[1].secret.env",
+        ),
+        (
+            swap(r#""SDK_SECRET""#, r#""SHORT""#),
+            "providers[1].secret.env",
+        ),
+        (
+            swap(r#""name": "sdk""#, r#""name": "workos""#),
+            "providers[1].name",
+        ),
+        (
+            swap(r#""path": "/sso"#, r#""path": "sso"#),
+            "providers[0].jwks.path",
+        ),
+        (
+            swap(r#""x-auth-subject""#, r#""X-Auth""#),
+            "forward.headers.X-Auth",
+        ),
+        (
+            swap(r#""x-auth-subject""#, r#""authorization""#),
+            "forward.headers.authorization",
+        ),
+        (
+            swap(
+                r#""public": true"#,
+                r#""public": true, "permissions": ["a"]"#,
+            ),
+            "rules[0].public",
+        ),
+        (
+            swap(
+                r#""prefix": "/v1/entities/""#,
+                r#""prefix": "/v1/entities/", "path": "/x""#,
+            ),
+            "rules[1].match",
+        ),
+        (
+            swap(r#""entities:read""#, r#""entities:re*d""#),
+            "rules[1].permissions[0]",
+        ),
+        (
+            swap("{path.network_id}", "{path.nope}"),
+            "rules[2].all_of[0]",
+        ),
+        (
+            swap("{header.solenya-index-uuid}", "{cookie.x}"),
+            "rules[3].any_of[0]",
+        ),
+        (
+            swap(r#""claim": "networks""#, r#""claim": """#),
+            "rules[2].member_of.claim",
+        ),
+        (
+            swap(r#""methods": ["POST"]"#, r#""methods": ["post"]"#),
+            "rules[2].match.methods[0]",
+        ),
+        (
+            swap(r#""uuid" }"#, r#""uuid4" }"#),
+            "rules[3].headers.Solenya-Index-UUID",
+        ),
+        (
+            swap(r#""workos_jwks""#, r#""""#),
+            "providers[0].jwks.cluster",
+        ),
+        (
+            swap(
+                r#""template": "/v1/networks/{network_id}/consumers""#,
+                r#""template": "/v1/{a}/{a}""#,
+            ),
+            "rules[2].match.template",
+        ),
+        // Types, missing fields, nested unknown keys, escapes, duplicate keys, non-objects.
+        (swap(r#""public": true"#, r#""public": "yes""#), "rules[0].public"),
+        (swap(r#""name": "sdk", "#, ""), "providers[1].name"),
+        (
+            swap(r#""uuid" }"#, r#""uuid", "X-Other": 5 }"#),
+            "rules[3].headers.X-Other",
+        ),
+        (
+            swap(r#""methods": ["POST"]"#, r#""methods": ["POST", 7]"#),
+            "rules[2].match.methods[1]",
+        ),
+        (
+            swap(r#""roles": {"#, r#""clock_skew_s": -1, "roles": {"#),
+            "clock_skew_s",
+        ),
+        (
+            r#"{"providers":[{"name":"a","algorithms":["HS256"],"secret":{"env":"K","encodin":"x"}}]}"#.to_string(),
+            "providers[0].secret.encodin",
+        ),
+        (
+            r#"{"providers":[{"name":"a\"b","algorithms":["HS256"],"sekret":1}]}"#.to_string(),
+            "providers[0].sekret",
+        ),
+        ("{}".to_string(), "providers"),
+        (
+            swap(r#""roles""#, r#""shared": {"token_slots": 2000000}, "roles""#),
+            "shared.token_slots",
+        ),
+        (
+            swap(r#""roles""#, r#""shared": {"slots": 1}, "roles""#),
+            "shared.slots",
+        ),
+        (
+            swap(r#""path": "/sso"#, r#""max_bytes": 100, "path": "/sso"#),
+            "providers[0].jwks.max_bytes",
+        ),
+        (
+            swap(r#""path": "/sso/jwks/client_123""#, r#""discovery": true, "path": "/x""#),
+            "providers[0].jwks.path",
+        ),
+        (
+            swap(r#""path": "/sso/jwks/client_123""#, r#""path": "/x", "allowed_hosts": ["a"]"#),
+            "providers[0].jwks.allowed_hosts",
+        ),
+        ("[]".to_string(), "(root)"),
+        (r#"{"providers": [], "providers": []}"#.to_string(), "(root)"),
+        (r#"{"providers": []}"#.to_string(), "providers"),
+        ("not json".to_string(), "(root)"),
+    ];
+    let mut wrong = Vec::new();
+    for (input, field) in cases {
+        match parse(input.as_bytes(), &env) {
+            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
+            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn secret_encodings() {
+    let cfg = |enc: &str, val: &'static str| {
+        let json = format!(
+            r#"{{"providers":[{{"name":"s","algorithms":["HS256"],"secret":{{"env":"K","encoding":"{enc}"}}}}]}}"#
+        );
+        parse(json.as_bytes(), &move |_| Some(val.to_string()))
+            .map(|c| c.providers[0].secret.clone().map(|s| s.0))
+    };
+    let b64url = "hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg";
+    assert_eq!(
+        cfg("base64url", b64url).expect("ok").map(|k| k.len()),
+        Some(32)
+    );
+    assert_eq!(
+        cfg("base64", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+            .expect("ok")
+            .map(|k| k.len()),
+        Some(32)
+    );
+    assert!(cfg("base64url", "%%%").is_err());
+}
