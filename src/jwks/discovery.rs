@@ -1,0 +1,49 @@
+//! OpenID Connect discovery: where the issuer's configuration document says its keys are.
+
+use serde_json::Value;
+
+/// Reads an OpenID Provider configuration document (OIDC Discovery 1.0 §4): its `issuer`
+/// must be `issuer` exactly, its `jwks_uri` an `https://` (or `http://`) URL on one of
+/// `allowed_hosts`. Returns the keys' `:authority` and `:path`.
+pub fn interpret_discovery(
+    status: Option<&str>,
+    body: &[u8],
+    issuer: &str,
+    allowed_hosts: &[String],
+) -> Result<(String, String), String> {
+    match status {
+        Some("200") => {}
+        Some(other) => return Err(format!("discovery: status {other}")),
+        None => return Err("discovery: no response (connection failure or timeout)".into()),
+    }
+    let doc: Value = serde_json::from_slice(body).map_err(|_| "discovery: not JSON".to_string())?;
+    let said = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
+    if said != issuer {
+        return Err(format!(
+            "discovery: the document's issuer {said:?} is not {issuer:?}"
+        ));
+    }
+    let uri = doc
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or("discovery: no jwks_uri")?;
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))
+        .ok_or("discovery: jwks_uri is not an http(s) URL")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("/")),
+        None => (rest, "/"),
+    };
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_ascii_lowercase();
+    if authority.is_empty() || authority.contains('@') || !allowed_hosts.contains(&host) {
+        return Err(format!(
+            "discovery: jwks_uri host {host:?} is not one of the allowed hosts"
+        ));
+    }
+    let path = path.split('#').next().unwrap_or("/");
+    Ok((authority.to_string(), path.to_string()))
+}
