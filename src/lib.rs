@@ -31,7 +31,9 @@ pub mod shared;
 pub mod strict_json;
 pub mod token;
 pub mod token_cache;
+pub mod trace;
 pub mod verifier;
+pub mod vm;
 pub mod waiters;
 
 #[cfg(target_arch = "wasm32")]

@@ -2,62 +2,102 @@
 //!
 //! ```text
 //! bearer-guard validate CONFIG
-//! bearer-guard explain --config CONFIG --jwks FILE_OR_URL --token TOKEN|-|@FILE [--json]
+//! bearer-guard explain --config CONFIG [--jwks FILE_OR_URL] [--token TOKEN|-|@FILE] [--json]
 //!                      [--account JSON|none] [--request-id ID] [--route NAME]
-//!                      METHOD PATH [-H 'Name: value']...
+//!                      METHOD URL [-H 'Name: value']...
 //! ```
 //!
-//! HS256 secrets are read from the environment variables the configuration names, as the
-//! filter reads them from its VM's environment. Nothing printed contains the token or a
-//! secret.
+//! Exit codes: 0 done (for `validate`: the configuration is valid; for `explain`: the
+//! decision was explained, whatever it is), 1 the configuration is invalid (its field
+//! named), 2 a wrong argument or an input that cannot be read. HMAC secrets are read from
+//! the environment variables the configuration names, as the filter reads them from its
+//! VM's environment. Nothing printed contains the token or a secret.
 
-use bearer_guard::config;
-use bearer_guard::config::DEFAULT_MAX_JWKS_BYTES;
+use bearer_guard::config::{self, Config, DEFAULT_MAX_JWKS_BYTES};
+use bearer_guard::credential::TokenSource;
 use bearer_guard::explain::explain;
 use bearer_guard::jwks::KeySet;
+use bearer_guard::pipeline::rule_sources;
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::verifier::RustBackend;
+use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
-  bearer-guard validate CONFIG
-  bearer-guard explain --config CONFIG --jwks FILE_OR_URL --token TOKEN|-|@FILE [--json]
-                       [--account JSON|none] [--request-id ID] [--route NAME]
-                       METHOD PATH [-H 'Name: value']...
+/// Check a bearer-guard plugin configuration, or explain how the filter decides a request.
+#[derive(Parser)]
+#[command(name = "bearer-guard", version, about)]
+#[command(
+    after_help = "Exit codes: 0 done, 1 invalid configuration, 2 wrong arguments or unreadable input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-validate   checks a plugin configuration (JSON) as the filter's on_configure does; exit 1
-           with the field named when it is invalid.
-explain    runs the filter's decision on one request and says why: the rule, the provider,
-           the token checks, the grants, each requirement, and the exact reply. The token
-           comes from the argument, stdin (-) or a file (@FILE); --jwks is a file or an
-           http:// URL; --account is what the account service answers (default {}; none
-           means 404); --route is the Envoy route name rules may match. HS256 secrets come from the environment variables the
-           configuration names.";
+#[derive(Subcommand)]
+enum Command {
+    /// Check a plugin configuration (JSON) as the filter's on_configure does; exit 1 with
+    /// the field named when it is invalid.
+    Validate {
+        /// The plugin configuration file.
+        config: String,
+    },
+    /// Run the filter's decision on one request and say why: the rule, the header
+    /// preconditions, the provider and each token check, the required claims and the
+    /// account, the grants, each requirement, and the exact reply.
+    Explain(ExplainArgs),
+}
 
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The plugin configuration file.
+    #[arg(long)]
+    config: String,
+    /// The key set: a JWKS file or an http:// URL (not needed when no key is involved).
+    #[arg(long)]
+    jwks: Option<String>,
+    /// A token to send where the deciding rule's provider takes tokens from (its `token`
+    /// source): the token itself, `-` for stdin, or `@FILE`. Without it, the request
+    /// carries only the credentials its own headers and URL carry.
+    #[arg(long)]
+    token: Option<String>,
+    /// What the account service answers: a JSON object, or `none` for 404.
+    #[arg(long, default_value = "{}")]
+    account: String,
+    /// The request's x-request-id.
+    #[arg(long)]
+    request_id: Option<String>,
+    /// The Envoy route name rules may match.
+    #[arg(long)]
+    route: Option<String>,
+    /// Print the explanation as JSON, for scripts.
+    #[arg(long)]
+    json: bool,
+    /// The request method, e.g. GET.
+    method: String,
+    /// The request's path and query, e.g. '/v1/items?q=x'.
+    url: String,
+    /// A request header, 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+}
+
+/// An input that cannot be used: exit 2.
 fn fail(message: &str) -> ExitCode {
     eprintln!("bearer-guard: {message}");
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("validate") => match args.get(1) {
-            Some(path) if args.len() == 2 => validate(path),
-            _ => fail(USAGE),
-        },
-        Some("explain") => explain_command(args.get(1..).unwrap_or_default()),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => fail(USAGE),
+    match Cli::parse().command {
+        Command::Validate { config } => validate(&config),
+        Command::Explain(args) => explain_command(args),
     }
 }
 
-fn read_config(path: &str) -> Result<config::Config, String> {
+fn read_config(path: &str) -> Result<Config, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     // The same words as the filter's log line.
     config::parse(&bytes, &|name| std::env::var(name).ok())
@@ -161,91 +201,105 @@ fn read_token(arg: &str) -> Result<String, String> {
     Ok(raw.trim().to_string())
 }
 
-fn explain_command(args: &[String]) -> ExitCode {
-    let mut opts: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-    let (mut positional, mut headers, mut json) = (Vec::new(), Vec::new(), false);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => json = true,
-            "-H" => match it.next().and_then(|h| h.split_once(':')) {
-                Some((k, v)) => headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string())),
-                None => return fail("-H takes 'Name: value'"),
-            },
-            flag @ ("--config" | "--jwks" | "--token" | "--account" | "--request-id"
-            | "--route") => match it.next() {
-                Some(v) => {
-                    opts.insert(flag, v);
-                }
-                None => return fail(&format!("{flag} takes a value")),
-            },
-            other if other.starts_with("--") => {
-                return fail(&format!("unknown option {other}\n{USAGE}"))
-            }
-            other => positional.push(other.to_string()),
+/// Puts `token` where the deciding rule's first provider takes tokens from.
+fn place_token(cfg: &Config, req: &mut Request, token: &str) {
+    let host = req.host();
+    let path = req.path_only().to_string();
+    let rule = cfg
+        .rules
+        .iter()
+        .find(|r| r.matcher.matches(req, &path, &host).is_some());
+    let source = rule_sources(cfg, rule)
+        .first()
+        .map_or(TokenSource::Authorization, |s| (*s).clone());
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    match source {
+        TokenSource::Authorization => {
+            headers.push(("authorization".into(), format!("Bearer {token}")))
+        }
+        TokenSource::Header { name, prefix } => headers.push((name, format!("{prefix}{token}"))),
+        TokenSource::Cookie(name) => headers.push(("cookie".into(), format!("{name}={token}"))),
+        TokenSource::Query(name) => {
+            let sep = if req.path.contains('?') { '&' } else { '?' };
+            req.path = format!("{}{sep}{name}={token}", req.path);
         }
     }
-    let (Some(cfg_path), Some(jwks), Some(token_arg), [method, path]) = (
-        opts.get("--config"),
-        opts.get("--jwks"),
-        opts.get("--token"),
-        positional.as_slice(),
-    ) else {
-        return fail(USAGE);
-    };
-    let cfg = match read_config(cfg_path) {
+    req.headers = Headers::from_pairs(headers);
+}
+
+fn explain_command(args: ExplainArgs) -> ExitCode {
+    let cfg = match read_config(&args.config) {
         Ok(c) => c,
         Err(e) => {
             println!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let keys = match read_jwks(jwks).and_then(|b| {
-        KeySet::parse(&b, DEFAULT_MAX_JWKS_BYTES.max(b.len()))
-            .map(|(k, _)| k)
-            .map_err(|e| format!("{jwks}: {e:?}"))
-    }) {
-        Ok(k) => k,
-        Err(e) => return fail(&e),
+    let keys = match &args.jwks {
+        None => None,
+        Some(jwks) => match read_jwks(jwks).and_then(|b| {
+            KeySet::parse(&b, DEFAULT_MAX_JWKS_BYTES.max(b.len()))
+                .map(|(k, _)| k)
+                .map_err(|e| format!("{jwks}: {e:?}"))
+        }) {
+            Ok(k) => Some(k),
+            Err(e) => return fail(&e),
+        },
     };
-    let token = match read_token(token_arg) {
-        Ok(t) => t,
-        Err(e) => return fail(&e),
-    };
-    let account: Option<Map<String, Value>> = match opts.get("--account").copied().unwrap_or("{}") {
+    let account: Option<Map<String, Value>> = match args.account.as_str() {
         "none" => None,
         text => match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(m)) => Some(m),
             _ => return fail("--account takes a JSON object, or none"),
         },
     };
-    // An empty --token sends none (the request's own -H headers may carry a credential).
-    if !token.is_empty() {
-        headers.push(("authorization".into(), format!("Bearer {token}")));
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        match h.split_once(':') {
+            Some((k, v)) => headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string())),
+            None => return fail(&format!("-H takes 'Name: value', not {h:?}")),
+        }
     }
     let authority = headers
         .iter()
         .find(|(k, _)| k == "host" || k == ":authority")
         .map_or("localhost".to_string(), |(_, v)| v.clone());
-    let request_id = opts
-        .get("--request-id")
-        .map_or(String::new(), |s| s.to_string());
+    let request_id = args.request_id.clone().unwrap_or_default();
     if !request_id.is_empty() {
         headers.push(("x-request-id".into(), request_id.clone()));
     }
-    let req = Request {
-        method: method.clone(),
-        path: path.clone(),
+    let mut req = Request {
+        method: args.method.clone(),
+        path: args.url.clone(),
         authority,
-        route_name: opts.get("--route").map(|r| r.to_string()),
+        route_name: args.route.clone(),
         request_id,
         headers: Headers::from_pairs(headers),
     };
+    if let Some(arg) = &args.token {
+        match read_token(arg) {
+            // An empty token sends none.
+            Ok(t) if t.is_empty() => {}
+            Ok(t) => place_token(&cfg, &mut req, &t),
+            Err(e) => return fail(&e),
+        }
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let e = explain(&cfg, &keys, &RustBackend, account.as_ref(), &req, now);
-    if json {
+    let e = explain(
+        &cfg,
+        keys.as_ref(),
+        &RustBackend,
+        account.as_ref(),
+        &req,
+        now,
+    );
+    if args.json {
         println!("{}", e.to_json());
     } else {
         print!("{}", e.to_text());

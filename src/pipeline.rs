@@ -7,7 +7,7 @@
 //! a step, not a branch.
 
 use crate::account::AccountState;
-use crate::authorizer::{check_header, Grants};
+use crate::authorizer::{check_header, GrantSource, Grants};
 use crate::config::Provider;
 use crate::config::{Authentication, Config, DefaultPolicy, Mode, Rule};
 use crate::credential::{credential, TokenSource};
@@ -19,6 +19,7 @@ use crate::token::parse;
 use crate::token_cache::{
     token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
 };
+use crate::trace::{check, Trace, Tracer};
 use crate::verifier::{
     check_claims, check_times, rsassa_pss, verify_ed25519, verify_hmac, SignatureBackend,
 };
@@ -146,6 +147,59 @@ pub struct Inputs<'a> {
     pub verdicts: Option<&'a dyn VerdictLookup>,
     /// Current time, seconds since the epoch.
     pub now_s: i64,
+}
+
+/// No account service: every lookup is unknown and no request waits.
+struct NoAccounts;
+
+impl AccountLookup for NoAccounts {
+    fn account(&self, _provider: usize, _key: &str) -> AccountState<'_> {
+        AccountState::Unknown
+    }
+    fn may_wait(&self) -> bool {
+        false
+    }
+}
+
+impl<'a> Inputs<'a> {
+    /// Inputs with these keys, no account service, no caches.
+    pub fn new(
+        config: &'a Config,
+        keys: &'a dyn KeyLookup,
+        backend: &'a dyn SignatureBackend,
+        now_s: i64,
+    ) -> Inputs<'a> {
+        Inputs {
+            config,
+            keys,
+            accounts: &NoAccounts,
+            backend,
+            cache: None,
+            verdicts: None,
+            now_s,
+        }
+    }
+
+    /// With this account service.
+    pub fn accounts(self, accounts: &'a dyn AccountLookup) -> Inputs<'a> {
+        Inputs { accounts, ..self }
+    }
+
+    /// With this VM's verified-token cache.
+    pub fn cache(self, cache: &'a TokenCache) -> Inputs<'a> {
+        Inputs {
+            cache: Some(cache),
+            ..self
+        }
+    }
+
+    /// With the process-wide verified-token level.
+    pub fn verdicts(self, verdicts: &'a dyn VerdictLookup) -> Inputs<'a> {
+        Inputs {
+            verdicts: Some(verdicts),
+            ..self
+        }
+    }
 }
 
 fn deny(d: Denial, rule: Option<&Rule>, note: impl Into<Cow<'static, str>>) -> Outcome {
@@ -338,6 +392,7 @@ fn authenticate<'a>(
     rule: Option<&Rule>,
     token: &'a str,
     source: &TokenSource,
+    t: &mut Tracer,
 ) -> Result<Verified<'a>, Box<Outcome>> {
     let cfg = inp.config;
     let deny = |d: Denial, note: &'static str| Box::new(outcome(Decision::Deny(d), rule, note));
@@ -354,6 +409,9 @@ fn authenticate<'a>(
         });
         if let Some(c) = hit {
             if let Some(p) = cfg.providers.get(c.provider) {
+                t.token("cache", true, || {
+                    format!("verified earlier by this worker (provider {})", p.name)
+                });
                 return Ok(Verified {
                     provider: c.provider,
                     config: p,
@@ -369,27 +427,55 @@ fn authenticate<'a>(
     // 4. Compact JWS with JSON header and payload.
     let jws = match parse(token, cfg.max_token_bytes) {
         Ok(j) => j,
-        Err(e) => return Err(deny(Denial::InvalidToken, e.as_str())),
+        Err(e) => {
+            t.token("parse", false, || e.as_str().into());
+            return Err(deny(Denial::InvalidToken, e.as_str()));
+        }
     };
+    t.token("parse", true, || {
+        let kid = jws.header.kid.as_deref().unwrap_or("(none)");
+        format!("alg {}, kid {kid}", jws.header.alg)
+    });
 
     // 5. The provider that judges this token on this rule.
     let Some(alg) = Algorithm::from_header(&jws.header.alg) else {
+        t.token("provider", false, || {
+            format!("no provider accepts alg {}", jws.header.alg)
+        });
         return Err(deny(Denial::InvalidToken, "algorithm not accepted"));
     };
     let iss = jws.claims.get("iss").and_then(|v| v.as_str());
     let chosen = select_provider(cfg, rule, alg, iss, source);
     let Some((pid, provider)) = chosen.and_then(|i| cfg.providers.get(i).map(|p| (i, p))) else {
+        t.token("provider", false, || {
+            let why = ineligible(cfg, rule, alg, iss, source);
+            format!("none eligible ({})", why.join("; "))
+        });
         return Err(deny(
             Denial::InvalidToken,
             "no provider accepts this algorithm and issuer",
         ));
     };
 
+    t.token("provider", true, || {
+        format!(
+            "{} (the first eligible provider judges the token)",
+            provider.name
+        )
+    });
+
     // 6. Times first: expired tokens cost no signature work.
     let exp = match check_times(&jws.claims, inp.now_s, cfg.clock_skew_s) {
         Ok(exp) => exp,
-        Err(e) => return Err(deny(Denial::InvalidToken, e.as_str())),
+        Err(e) => {
+            t.token("times", false, || e.as_str().into());
+            return Err(deny(Denial::InvalidToken, e.as_str()));
+        }
     };
+    t.token("times", true, || {
+        let skew = cfg.clock_skew_s;
+        format!("exp in {} s (clock skew {skew} s)", exp - inp.now_s)
+    });
 
     // 7. Keys and signature — unless another VM of the process verified this very token
     // (same digest) under the same provider configuration with a key still in its set.
@@ -408,26 +494,44 @@ fn authenticate<'a>(
         _ => None,
     };
     let key_fingerprint = match shared_hit {
-        Some(v) => (v.key != 0).then_some(v.key),
-        None => verify_signature(
-            inp,
-            pid,
-            alg,
-            jws.header.kid.as_deref(),
-            jws.signing_input.as_bytes(),
-            &jws.signature,
-        )
-        .map_err(|(decision, note)| Box::new(outcome(decision, rule, note)))?,
+        Some(v) => {
+            t.token("signature", true, || {
+                "skipped: another worker of this Envoy verified this token".into()
+            });
+            (v.key != 0).then_some(v.key)
+        }
+        None => {
+            let verified = verify_signature(
+                inp,
+                pid,
+                alg,
+                jws.header.kid.as_deref(),
+                jws.signing_input.as_bytes(),
+                &jws.signature,
+            );
+            match &verified {
+                Ok(_) => t.token("signature", true, || "valid".into()),
+                Err((Decision::AwaitKeys { .. }, note)) => {
+                    t.token("signature", false, || format!("waits: {note}"))
+                }
+                Err((_, note)) => t.token("signature", false, || (*note).into()),
+            }
+            verified.map_err(|(decision, note)| Box::new(outcome(decision, rule, note)))?
+        }
     };
 
     // 8. Issuer and audience.
-    if let Err(e) = check_claims(
+    let claims_ok = check_claims(
         &jws.claims,
         provider.issuer.as_deref(),
         &provider.audiences,
         inp.now_s,
         cfg.clock_skew_s,
-    ) {
+    );
+    t.token("issuer and audience", claims_ok.is_ok(), || {
+        issuer_audience(provider, &jws.claims)
+    });
+    if let Err(e) = claims_ok {
         return Err(deny(Denial::InvalidToken, e.as_str()));
     }
     let claims = Rc::new(jws.claims);
@@ -468,7 +572,16 @@ fn authenticate<'a>(
 
 /// Decides what happens to `req`.
 pub fn decide(inp: &Inputs, req: &Request) -> Outcome {
-    let mut o = decide_rule(inp, req);
+    decide_with(inp, req, &mut Tracer(None))
+}
+
+/// Decides what happens to `req`, recording every step into `trace` (for `explain`).
+pub fn decide_traced(inp: &Inputs, req: &Request, trace: &mut Trace) -> Outcome {
+    decide_with(inp, req, &mut Tracer(Some(trace)))
+}
+
+fn decide_with(inp: &Inputs, req: &Request, t: &mut Tracer) -> Outcome {
+    let mut o = decide_rule(inp, req, t);
     if o.rule.is_none() {
         o.mode = inp.config.mode;
     }
@@ -484,12 +597,19 @@ fn subject(claims: &Map<String, Value>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn decide_rule(inp: &Inputs, req: &Request) -> Outcome {
+fn decide_rule(inp: &Inputs, req: &Request, t: &mut Tracer) -> Outcome {
     let cfg = inp.config;
 
     // 1. Rule. Only paths in normal form are matched, so `..` tricks cannot borrow a rule.
     let path = req.path_only();
     if !is_normalized(path) {
+        t.record(|tr| {
+            tr.rules.push(check(
+                "path",
+                false,
+                "not in normal form: no rule is matched",
+            ))
+        });
         return deny(
             Denial::BadRequest("Request path is not normalized".into()),
             None,
@@ -501,10 +621,13 @@ fn decide_rule(inp: &Inputs, req: &Request) -> Outcome {
     } else {
         String::new()
     };
-    let matched = cfg
-        .rules
-        .iter()
-        .find_map(|r| r.matcher.matches(req, path, &host).map(|c| (r, c)));
+    let matched = if t.on() {
+        match_traced(cfg, req, path, &host, t)
+    } else {
+        cfg.rules
+            .iter()
+            .find_map(|r| r.matcher.matches(req, path, &host).map(|c| (r, c)))
+    };
     let (rule, captures): (Option<&Rule>, Captures) = match matched {
         Some((r, c)) => (Some(r), c),
         None if cfg.default == DefaultPolicy::Deny => {
@@ -534,7 +657,16 @@ fn decide_rule(inp: &Inputs, req: &Request) -> Outcome {
     let audit = rule.map_or(cfg.mode, |r| r.mode) == Mode::Audit;
     let mut precondition = None;
     for (lower, display, format) in rule.map_or(&[][..], |r| &r.headers[..]) {
-        if let Err(detail) = check_header(req, lower, display, *format) {
+        let checked = check_header(req, lower, display, *format);
+        t.record(|tr| {
+            let detail = match &checked {
+                Ok(()) => format!("{format:?}: as required"),
+                Err(detail) => detail.clone(),
+            };
+            tr.preconditions
+                .push(check(display, checked.is_ok(), detail))
+        });
+        if let Err(detail) = checked {
             let o = deny(Denial::BadRequest(detail), rule, "header precondition");
             if !audit {
                 return o;
@@ -564,8 +696,28 @@ fn decide_rule(inp: &Inputs, req: &Request) -> Outcome {
     // whose authentication is optional, without identity.
     let sources = rule_sources(cfg, rule);
     let found = credential(req, &sources);
+    let optional = rule.is_some_and(|r| r.authentication == Authentication::Optional);
+    t.token(
+        "credential",
+        found == Ok(None) && optional || matches!(found, Ok(Some(_))),
+        || {
+            let wanted: Vec<String> = sources.iter().map(|s| s.describe()).collect();
+            match &found {
+                Ok(Some((i, _))) => format!(
+                    "one token, from {}",
+                    sources.get(*i).map_or(String::new(), |s| s.describe())
+                ),
+                Ok(None) if optional => "none sent; the rule's authentication is optional".into(),
+                Ok(None) => format!("none sent (looked in: {})", wanted.join(", ")),
+                Err(_) => format!(
+                    "not exactly one credential (looked in: {})",
+                    wanted.join(", ")
+                ),
+            }
+        },
+    );
     let Ok(Some((which, token))) = found else {
-        if found == Ok(None) && rule.is_some_and(|r| r.authentication == Authentication::Optional) {
+        if found == Ok(None) && optional {
             let mut o = outcome(
                 Decision::Allow {
                     headers: Vec::new(),
@@ -584,12 +736,12 @@ fn decide_rule(inp: &Inputs, req: &Request) -> Outcome {
         .get(which)
         .copied()
         .unwrap_or(&TokenSource::Authorization);
-    let mut v = match authenticate(inp, rule, token, source) {
+    let mut v = match authenticate(inp, rule, token, source, t) {
         Ok(v) => v,
         Err(o) => return first_denial(*o),
     };
     let cache = std::mem::replace(&mut v.cache, CacheNote::None);
-    let mut o = authorize(inp, req, rule, &captures, &v);
+    let mut o = authorize(inp, req, rule, &captures, &v, t);
     o.cache = cache;
     o.provider = Some(v.provider);
     o.subject = subject(&v.claims);
@@ -607,12 +759,24 @@ fn authorize(
     rule: Option<&Rule>,
     captures: &Captures,
     v: &Verified,
+    t: &mut Tracer,
 ) -> Outcome {
     let cfg = inp.config;
     let (pid, provider, claims) = (v.provider, v.config, &*v.claims);
 
     // 9. Identity: required claims.
-    if let Some(claim) = identity::missing_claim(claims, &provider.required_claims) {
+    let missing = identity::missing_claim(claims, &provider.required_claims);
+    if !provider.required_claims.is_empty() {
+        t.record(|tr| {
+            let detail = match missing {
+                Some(c) => format!("claim {c} missing"),
+                None => format!("present: {}", provider.required_claims.join(", ")),
+            };
+            tr.identity
+                .push(check("required claims", missing.is_none(), detail))
+        });
+    }
+    if let Some(claim) = missing {
         return deny(
             Denial::UnknownAccount,
             rule,
@@ -632,7 +796,19 @@ fn authorize(
         };
         // The same key in every VM and configuration naming this account service.
         let key = format!("{:016x}:{path}", acc.fingerprint);
-        match inp.accounts.account(pid, &key) {
+        let state = inp.accounts.account(pid, &key);
+        t.record(|tr| {
+            let (ok, detail) = match &state {
+                AccountState::Found(_) => (true, format!("found ({path})")),
+                AccountState::NotFound => (false, format!("not found ({path})")),
+                AccountState::Unknown if inp.accounts.may_wait() => {
+                    (false, format!("looked up ({path})"))
+                }
+                AccountState::Unknown => (false, format!("service failed ({path})")),
+            };
+            tr.identity.push(check("account", ok, detail))
+        });
+        match state {
             AccountState::Found(fields) => {
                 for (header, field) in &acc.headers {
                     if let Some(value) = fields.get(field).and_then(identity::header_value) {
@@ -690,8 +866,12 @@ fn authorize(
 
     // 10. Permissions.
     if let Some(r) = rule {
-        if !r.requirement.is_empty() {
+        if !r.requirement.is_empty() || t.on() {
             let grants = Grants::from_claims(claims, &provider.claims, &cfg.roles);
+            t.record(|tr| {
+                tr.grants = grants.items().iter().map(describe_grant).collect();
+                tr.requirements = r.requirement.explain(&grants, req, captures);
+            });
             if let Err(missing) = r.requirement.check(&grants, req, captures) {
                 return denied(
                     Denial::InsufficientPermissions,
@@ -701,7 +881,19 @@ fn authorize(
         }
         // 11. Membership.
         if let Some(m) = &r.member_of {
-            if !m.holds(claims, req, captures) {
+            let holds = m.holds(claims, req, captures);
+            t.record(|tr| {
+                let detail = match m.source.read(req, captures) {
+                    Some(v) => format!(
+                        "request value {v:?} {} claim {}",
+                        if holds { "is in" } else { "is not in" },
+                        m.claim
+                    ),
+                    None => "the request value is missing or ambiguous".to_string(),
+                };
+                tr.membership = Some(check("membership", holds, detail));
+            });
+            if !holds {
                 return denied(
                     Denial::PermissionDenied,
                     format!("request value not in claim {}", m.claim),
@@ -720,4 +912,95 @@ fn authorize(
     );
     o.identity = identity;
     o
+}
+
+/// Step 1 with every rule recorded: which matched, and what differs for the others.
+fn match_traced<'c>(
+    cfg: &'c Config,
+    req: &Request,
+    path: &str,
+    host: &str,
+    t: &mut Tracer,
+) -> Option<(&'c Rule, Captures)> {
+    let mut found = None;
+    for r in &cfg.rules {
+        let what = r.matcher.describe();
+        let c = if found.is_some() {
+            check(
+                &r.name,
+                false,
+                format!("{what}: not considered (an earlier rule matched)"),
+            )
+        } else {
+            match r.matcher.check(req, path, host) {
+                Ok(captures) => {
+                    found = Some((r, captures));
+                    check(&r.name, true, format!("{what}: matches"))
+                }
+                Err(m) => check(&r.name, false, format!("{what}: {}", m.as_str())),
+            }
+        };
+        t.record(|tr| tr.rules.push(c));
+    }
+    found
+}
+
+/// Why no provider may judge a token, provider by provider (for the trace).
+fn ineligible(
+    cfg: &Config,
+    rule: Option<&Rule>,
+    alg: Algorithm,
+    iss: Option<&str>,
+    source: &TokenSource,
+) -> Vec<String> {
+    cfg.providers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let reason = if !allowed(rule, i) {
+                "not allowed on this rule".to_string()
+            } else if p.token != *source {
+                "takes tokens from elsewhere".to_string()
+            } else if !p.algorithms.contains(&alg) {
+                "does not accept this alg".to_string()
+            } else {
+                format!(
+                    "issuer differs (token iss {}, wanted {})",
+                    iss.unwrap_or("(none)"),
+                    p.issuer.as_deref().unwrap_or("(any)")
+                )
+            };
+            format!("{}: {reason}", p.name)
+        })
+        .collect()
+}
+
+/// The issuer and audience step, for the trace.
+fn issuer_audience(provider: &Provider, claims: &Map<String, Value>) -> String {
+    let iss = claims.get("iss").and_then(Value::as_str);
+    let iss_detail = match &provider.issuer {
+        Some(want) => format!("iss {} (wanted {want})", iss.unwrap_or("(none)")),
+        None => "issuer not checked".to_string(),
+    };
+    let aud_detail = if provider.audiences.is_empty() {
+        "audience not checked".to_string()
+    } else {
+        format!(
+            "aud {} (wanted one of {})",
+            claims
+                .get("aud")
+                .map_or("(none)".to_string(), Value::to_string),
+            provider.audiences.join(", ")
+        )
+    };
+    format!("{iss_detail}; {aud_detail}")
+}
+
+/// A grant and where it came from, for the trace.
+fn describe_grant((g, source): &(&str, GrantSource)) -> String {
+    match source {
+        GrantSource::Permission => format!("{g} (permissions claim)"),
+        GrantSource::Scope => format!("{g} (scope claim)"),
+        GrantSource::Role(r) => format!("{g} (role {r})"),
+    }
 }

@@ -29,6 +29,16 @@ pub trait Store {
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError>;
 }
 
+/// A store shared by several owners (tests: several VMs on one in-memory store).
+impl<S: Store + ?Sized> Store for std::rc::Rc<S> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        (**self).get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        (**self).set(key, value, cas)
+    }
+}
+
 /// An in-memory [`Store`] with the host's CAS semantics (tests, and one VM on its own).
 #[derive(Debug, Default)]
 pub struct MemoryStore {

@@ -288,3 +288,126 @@ fn spoofed_identity_headers_are_stripped_everywhere() {
     let r = s.envoy.get("/v1/entities/x", &spoof);
     assert_eq!(r.status, 401);
 }
+
+/// `explain` gives Envoy's answer where the account service and a cookie credential
+/// decide: an account found, an account the service does not know, no credential, a
+/// token in the cookie a provider reads, a public route — the same status and body.
+#[test]
+fn explain_gives_envoy_s_answer_for_accounts_and_cookies() {
+    let mut config = plugin_with_accounts();
+    let web = json!({"name": "web", "issuer": ISS, "audiences": [AUD], "algorithms": ["RS256"],
+        "jwks": {"cluster": "jwks", "authority": "idp.test", "path": "/jwks"},
+        "token": {"cookie": "session"}});
+    config["providers"]
+        .as_array_mut()
+        .expect("providers")
+        .push(web);
+    config["rules"]
+        .as_array_mut()
+        .expect("rules")
+        .push(json!({"name": "web", "match": {"prefix": "/v1/web/"}, "providers": ["web"]}));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let accounts = account_service(calls);
+    let jwks_server = JwksServer::start(0, JwksMode::Serve(jwks(&[&keys().0]))).expect("jwks");
+    let upstream = echo(0).expect("echo");
+    let mut o = Options::new(config.clone(), upstream.port, jwks_server.server.port);
+    o.accounts_port = accounts.port;
+    o.env.push(("SDK_TOKEN_SECRET".into(), SECRET.into()));
+    let envoy = Envoy::start(&o);
+    let dir = std::env::temp_dir().join(format!("bg-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config_file = dir.join("config.json");
+    std::fs::write(&config_file, config.to_string()).expect("config");
+    let jwks_file = dir.join("jwks.json");
+    std::fs::write(&jwks_file, jwks(&[&keys().0])).expect("jwks");
+    let known = tok("user-1", json!({}));
+    let unknown = tok("user-nobody", json!({}));
+    let cookie_token = keys().0.mint(&claims(ISS, AUD, "user-web", 600, json!({})));
+    // (case, path, token for Envoy's Authorization header, cookie, --token, --account)
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "account found",
+            "/v1/entities/x",
+            Some(&known),
+            None,
+            Some(&known),
+            r#"{"account_id":"acct-user-1"}"#,
+        ),
+        (
+            "account not found",
+            "/v1/entities/x",
+            Some(&unknown),
+            None,
+            Some(&unknown),
+            "none",
+        ),
+        ("no credential", "/v1/entities/x", None, None, None, "{}"),
+        (
+            "cookie token",
+            "/v1/web/x",
+            None,
+            Some(&cookie_token),
+            Some(&cookie_token),
+            "{}",
+        ),
+        (
+            "no cookie",
+            "/v1/web/x",
+            Some(&cookie_token),
+            None,
+            None,
+            "{}",
+        ),
+        ("public", "/health", None, None, None, "{}"),
+    ];
+    for (case, path, bearer, cookie, token_arg, account) in rows {
+        let mut headers: Vec<(&str, String)> = vec![("x-request-id", format!("rid-{case}"))];
+        if let Some(t) = bearer {
+            headers.push(("authorization", format!("Bearer {t}")));
+        }
+        if let Some(c) = cookie {
+            headers.push(("cookie", format!("session={c}")));
+        }
+        let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = envoy.request("GET", path, &hs);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bearer-guard"));
+        cmd.env("SDK_TOKEN_SECRET", SECRET)
+            .args(["explain", "--json", "--config"])
+            .arg(&config_file)
+            .args(["--request-id", &format!("rid-{case}"), "--account", account]);
+        // Keys only where a token is verified: explain needs none otherwise.
+        if let Some(t) = token_arg {
+            cmd.arg("--jwks").arg(&jwks_file).args(["--token", t]);
+        } else if let Some(t) = bearer {
+            cmd.args(["-H", &format!("authorization: Bearer {t}")]);
+        }
+        let out = cmd.args(["GET", path]).output().expect("explain");
+        assert!(
+            out.status.success(),
+            "{case}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let e: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(
+            e["status"].as_u64(),
+            Some(u64::from(r.status)),
+            "{case}: {e}"
+        );
+        if r.status != 200 {
+            assert_eq!(e["body"].as_str(), Some(r.body.as_str()), "{case}");
+        }
+        if case == "account not found" {
+            assert_eq!(e["identity"][1]["step"], "account", "{e}");
+            assert_eq!(e["identity"][1]["ok"], false, "{e}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -385,13 +385,11 @@ fn explain_gives_the_answer_envoy_gives() {
             Some(v) if v.starts_with("Bearer ") => {
                 cmd.args(["--token", v.trim_start_matches("Bearer ")]);
             }
-            // Anything else goes as the header itself, with an empty --token to say none.
+            // Anything else goes as the header itself; without --token explain sends none.
             Some(v) => {
-                cmd.args(["--token", "", "-H", &format!("authorization: {v}")]);
+                cmd.args(["-H", &format!("authorization: {v}")]);
             }
-            None => {
-                cmd.args(["--token", ""]);
-            }
+            None => {}
         }
         for (k, v) in headers.iter().filter(|(k, _)| *k != "authorization") {
             cmd.args(["-H", &format!("{k}: {v}")]);

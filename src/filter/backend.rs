@@ -6,7 +6,7 @@ use super::host::{self, NOT_FOUND};
 use crate::crypto::{Curve, Hash};
 use crate::envoy_ffi::{decode_result, encode_args, VERIFY_SIGNATURE};
 use crate::jwks::{EcKey, RsaKey};
-use crate::verifier::{ecdsa_signature_der, BackendError, RustBackend, SignatureBackend};
+use crate::verifier::{ecdsa_signature_der, BackendError, SignatureBackend};
 
 /// Envoy's native verifier.
 pub(crate) struct EnvoyBackend;
@@ -66,22 +66,5 @@ impl SignatureBackend for EnvoyBackend {
 
     fn name(&self) -> &'static str {
         "envoy"
-    }
-}
-
-/// The backend chosen at configure time.
-pub(crate) enum Backend {
-    /// Envoy's BoringSSL.
-    Envoy(EnvoyBackend),
-    /// Pure Rust.
-    Rust(RustBackend),
-}
-
-impl Backend {
-    pub(crate) fn get(&self) -> &dyn SignatureBackend {
-        match self {
-            Backend::Envoy(b) => b,
-            Backend::Rust(b) => b,
-        }
     }
 }

@@ -1,53 +1,71 @@
-//! HTTP context: gathers the request, strips client copies of identity headers, runs the
-//! pipeline and applies the decision.
+//! HTTP context: gathers the request, hands it to the VM core and applies the effects.
 
+use super::apply::{apply, send_reply, Caller, StateRef};
 use super::host;
-use super::state::{handle, on_call_response, send_reply, SharedRef};
 use crate::reply::Denial;
 use crate::request::{Headers, Request};
+use crate::vm::CallResponse;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 /// One request's context.
 pub(crate) struct Http {
     context_id: u32,
-    shared: Option<SharedRef>,
+    state: Option<StateRef>,
 }
 
 impl Http {
-    pub(crate) fn new(context_id: u32, shared: Option<SharedRef>) -> Http {
-        Http { context_id, shared }
+    pub(crate) fn new(context_id: u32, state: Option<StateRef>) -> Http {
+        Http { context_id, state }
     }
 }
 
 impl Drop for Http {
     fn drop(&mut self) {
-        if let Some(shared) = &self.shared {
-            if let Ok(mut s) = shared.try_borrow_mut() {
-                s.waiters.forget(self.context_id);
+        if let Some(state) = &self.state {
+            if let Ok(mut s) = state.try_borrow_mut() {
+                s.vm.on_context_gone(self.context_id);
             }
         }
     }
 }
 
+/// A dispatched call's response, in whichever context received it.
+pub(crate) fn call_response(
+    state: &StateRef,
+    context: &impl Context,
+    current: u32,
+    token: u32,
+    body_size: usize,
+) {
+    let status = host::header(host::map::CALL_RESPONSE_HEADERS, ":status")
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok());
+    let body = || {
+        host::buffer(host::buffer::CALL_RESPONSE_BODY, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    let response = CallResponse {
+        status,
+        body_size,
+        body: &body,
+    };
+    let effects = state.borrow_mut().vm.on_call_response(
+        host::now_ms(),
+        token,
+        &response,
+        &mut Caller(context),
+    );
+    apply(state, effects, current, None);
+}
+
 impl Context for Http {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        if let Some(shared) = &self.shared {
-            on_call_response(
-                shared,
-                token_id,
-                body_size,
-                self.context_id,
-                &|cluster, headers, timeout| {
-                    self.dispatch_http_call(cluster, headers, None, vec![], timeout)
-                },
-            );
+    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
+        if let Some(state) = &self.state {
+            call_response(state, self, self.context_id, token, body_size);
         }
     }
 }
@@ -58,35 +76,27 @@ impl HttpContext for Http {
         let headers = request_headers().unwrap_or_default();
         let get = |name: &str| headers.first(name).unwrap_or_default().to_string();
         let request_id = get("x-request-id");
-        let Some(shared) = self.shared.clone() else {
+        let Some(state) = self.state.clone() else {
             // No usable configuration: fail closed.
-            return send_reply(&Denial::Unavailable, &request_id);
+            send_reply(&Denial::Unavailable.reply(&request_id));
+            return Action::Pause;
         };
-        // Client-sent copies of every header the filter may set go first, on every route.
-        {
-            let s = shared.borrow();
-            for name in s.config.owned_headers() {
-                if headers.first(name).is_some() {
-                    let _ = host::set_request_header(name, None);
-                }
-            }
-        }
-        // `xds.route_name` in current Envoy; `route_name` in older releases. Read only when a
-        // rule needs it: a property lookup is a hostcall.
-        let needs_route = shared.borrow().config.needs_route_name;
-        let route_name = if !needs_route {
-            None
-        } else {
-            [vec!["xds", "route_name"], vec!["route_name"]]
-                .into_iter()
-                .find_map(|path| {
-                    host::property(&path)
-                        .ok()
-                        .flatten()
-                        .and_then(|b| String::from_utf8(b).ok())
-                        .filter(|s| !s.is_empty())
-                })
-        };
+        // `xds.route_name` in current Envoy; `route_name` in older releases. Read only
+        // when a rule needs it: a property lookup is a host call.
+        let needs_route = state.borrow().vm.config().needs_route_name;
+        let route_name = needs_route
+            .then(|| {
+                [&["xds", "route_name"][..], &["route_name"][..]]
+                    .into_iter()
+                    .find_map(|path| {
+                        host::property(path)
+                            .ok()
+                            .flatten()
+                            .and_then(|b| String::from_utf8(b).ok())
+                            .filter(|s| !s.is_empty())
+                    })
+            })
+            .flatten();
         let request = Request {
             method: get(":method"),
             path: get(":path"),
@@ -95,12 +105,13 @@ impl HttpContext for Http {
             request_id,
             headers,
         };
-        handle(
-            &shared,
+        let effects = state.borrow_mut().vm.on_request(
+            host::now_ms(),
             self.context_id,
             request,
-            &|cluster, hs, timeout| self.dispatch_http_call(cluster, hs, None, vec![], timeout),
-        )
+            &mut Caller(self),
+        );
+        apply(&state, effects, self.context_id, Some(self.context_id))
     }
 }
 

@@ -1,12 +1,11 @@
-//! The proxy-wasm glue: the only code that talks to the host. It gathers inputs,
-//! runs [`crate::pipeline::decide`] and applies the decision.
+//! The proxy-wasm glue: the only code that talks to the host. It turns host callbacks
+//! into calls of the VM core ([`crate::vm::Vm`]) and applies the effects it returns.
 
+mod apply;
 mod backend;
 mod host;
 mod http;
-mod metrics;
 mod root;
-mod state;
 
 use proxy_wasm::types::LogLevel;
 
@@ -16,5 +15,3 @@ proxy_wasm::main! {{
         Box::new(root::Root::new(context_id))
     });
 }}
-
-pub(crate) use host::{log, now_ms, Level};

@@ -1,13 +1,13 @@
-//! Root context: parses the configuration, picks the signature backend, drives JWKS
-//! fetches from its tick and creates the HTTP contexts.
+//! Root context: parses the configuration, picks the signature backend, builds the VM
+//! core, defines its metrics, and forwards ticks and call responses to it.
 
-use super::backend::{Backend, EnvoyBackend};
-use super::host;
+use super::apply::{apply, Caller, State, StateRef};
+use super::backend::EnvoyBackend;
+use super::host::{self, log, HostStore, Level, MetricKind};
 use super::http::Http;
-use super::state::{on_call_response, tick, Shared, SharedRef, IDLE_TICK_MS};
-use super::{log, Level};
 use crate::config::{self, VerifierChoice};
-use crate::verifier::RustBackend;
+use crate::verifier::{RustBackend, SignatureBackend};
+use crate::vm::{self, Vm, IDLE_TICK_MS};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
@@ -16,36 +16,22 @@ use std::rc::Rc;
 /// The plugin's root context.
 pub(crate) struct Root {
     context_id: u32,
-    shared: Option<SharedRef>,
+    state: Option<StateRef>,
 }
 
 impl Root {
     pub(crate) fn new(context_id: u32) -> Root {
         Root {
             context_id,
-            shared: None,
+            state: None,
         }
     }
 }
 
 impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        if let Some(shared) = &self.shared {
-            on_call_response(
-                shared,
-                token_id,
-                body_size,
-                self.context_id,
-                &|cluster, headers, timeout| {
-                    self.dispatch_http_call(cluster, headers, None, vec![], timeout)
-                },
-            );
+    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
+        if let Some(state) = &self.state {
+            super::http::call_response(state, self, self.context_id, token, body_size);
         }
     }
 }
@@ -63,15 +49,14 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let backend = match cfg.verifier {
-            VerifierChoice::Rust => Backend::Rust(RustBackend),
-            VerifierChoice::Auto if EnvoyBackend::available() => Backend::Envoy(EnvoyBackend),
-            VerifierChoice::Auto => Backend::Rust(RustBackend),
-            VerifierChoice::Envoy if EnvoyBackend::available() => Backend::Envoy(EnvoyBackend),
+        let envoy = EnvoyBackend::available();
+        let backend: Box<dyn SignatureBackend> = match cfg.verifier {
+            VerifierChoice::Auto | VerifierChoice::Envoy if envoy => Box::new(EnvoyBackend),
             VerifierChoice::Envoy => {
                 log(Level::Error, "bearer-guard: invalid configuration at `verifier`: this host has no verify_signature foreign function");
                 return false;
             }
+            VerifierChoice::Auto | VerifierChoice::Rust => Box::new(RustBackend),
         };
         let providers: Vec<&str> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
         log(
@@ -81,38 +66,54 @@ impl RootContext for Root {
                 providers.len(),
                 providers.join(","),
                 cfg.rules.len(),
-                backend.get().name()
+                backend.name()
             ),
         );
-        self.shared = Some(Rc::new(RefCell::new(Shared::new(
-            cfg,
-            backend,
-            self.context_id,
-        ))));
+        let now = host::now_ms();
+        let fallback_id = (now << 16) | u64::from(self.context_id);
+        let store = Box::new(HostStore::probe());
+        let mut vm = Vm::new(cfg, backend, store, fallback_id);
+        vm.set_debug(host::logs(Level::Debug));
+        let effects = vm.on_configure(now);
+        let metric_ids = vm
+            .metric_definitions()
+            .iter()
+            .map(|(name, kind)| {
+                let kind = match kind {
+                    vm::MetricKind::Counter => MetricKind::Counter,
+                    vm::MetricKind::Gauge => MetricKind::Gauge,
+                };
+                host::define_metric(kind, name).ok()
+            })
+            .collect();
+        let state = Rc::new(RefCell::new(State { vm, metric_ids }));
+        apply(&state, effects, self.context_id, None);
+        self.state = Some(state);
         if let Err(e) = host::set_tick_period_ms(IDLE_TICK_MS) {
-            log(
-                Level::Error,
-                &format!(
-                    "bearer-guard: the host refused a tick period (status {})",
-                    e.0
-                ),
+            let line = format!(
+                "bearer-guard: the host refused a tick period (status {})",
+                e.0
             );
+            log(Level::Error, &line);
             return false;
         }
         true
     }
 
     fn on_tick(&mut self) {
-        let Some(shared) = self.shared.clone() else {
+        let Some(state) = self.state.clone() else {
             return;
         };
-        tick(&shared, self.context_id, &|cluster, headers, timeout| {
-            self.dispatch_http_call(cluster, headers, None, vec![], timeout)
-        });
+        let effects = {
+            let vm = &mut state.borrow_mut().vm;
+            vm.set_debug(host::logs(Level::Debug));
+            vm.on_tick(host::now_ms(), &mut Caller(self))
+        };
+        apply(&state, effects, self.context_id, None);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(context_id, self.shared.clone())))
+        Some(Box::new(Http::new(context_id, self.state.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

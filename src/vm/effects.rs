@@ -1,0 +1,120 @@
+//! What the VM core asks of its host: effects to apply (plain values, in order) and the
+//! one host call it needs an answer to at once, dispatching an HTTP call.
+
+use crate::reply::Reply;
+
+/// Log levels of the lines the core emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Per-request detail (denials, waits), formatted only when the host prints it.
+    Debug,
+    /// Configuration and key-set events.
+    Info,
+    /// Failed fetches and lookups.
+    Warn,
+    /// Unusable configuration.
+    Error,
+}
+
+/// One thing the host must do. Request effects name their HTTP context: the glue makes
+/// that context the effective one before applying them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Set (`Some`) or remove (`None`) a request header of the context.
+    Header {
+        /// The HTTP context.
+        context: u32,
+        /// Lower-case header name (`:path` for a path rewrite).
+        name: String,
+        /// The new value; `None` removes the header.
+        value: Option<String>,
+    },
+    /// Write filter state `wasm.<name>` of the context (access-log fields).
+    Property {
+        /// The HTTP context.
+        context: u32,
+        /// Property name, e.g. `bearer_guard.outcome`.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The request goes upstream: continue it (a fresh request) or resume it (one that was
+    /// paused).
+    Continue {
+        /// The HTTP context.
+        context: u32,
+    },
+    /// The request waits (for keys or an account); the core resumes it later.
+    Pause {
+        /// The HTTP context.
+        context: u32,
+    },
+    /// Answer the request locally.
+    Reply {
+        /// The HTTP context.
+        context: u32,
+        /// Status, headers and body.
+        reply: Reply,
+    },
+    /// A log line.
+    Log(Level, String),
+    /// Add to a counter (index into [`super::Vm::metric_definitions`]).
+    Count(usize, i64),
+    /// Set a gauge (index into [`super::Vm::metric_definitions`]).
+    Gauge(usize, u64),
+    /// Change the root context's tick period (ms).
+    TickPeriod(u32),
+}
+
+impl Effect {
+    /// The HTTP context a request effect acts on (`None` for the VM's own effects).
+    pub fn context(&self) -> Option<u32> {
+        match self {
+            Effect::Header { context, .. }
+            | Effect::Property { context, .. }
+            | Effect::Continue { context }
+            | Effect::Pause { context }
+            | Effect::Reply { context, .. } => Some(*context),
+            Effect::Log(..) | Effect::Count(..) | Effect::Gauge(..) | Effect::TickPeriod(_) => None,
+        }
+    }
+}
+
+/// An HTTP call the core wants made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing<'a> {
+    /// Envoy cluster.
+    pub cluster: &'a str,
+    /// Request headers, pseudo-headers first.
+    pub headers: Vec<(&'a str, &'a str)>,
+    /// Timeout, ms.
+    pub timeout_ms: u64,
+}
+
+/// The host as the core needs it during an entry point.
+pub trait Host {
+    /// Dispatches `call`; the token its response will come back with, or why it could not
+    /// be made.
+    fn dispatch(&mut self, call: &Outgoing) -> Result<u32, String>;
+    /// The clock now (ms): only to report how long a key set took to parse.
+    fn clock_ms(&self) -> u64;
+}
+
+/// A dispatched call's response, read lazily.
+pub struct CallResponse<'a> {
+    /// Its `:status` (`None`: no response — connection failure or timeout).
+    pub status: Option<String>,
+    /// The body's size as announced by the host.
+    pub body_size: usize,
+    /// Reads the body; called only when the size is within the source's limit.
+    pub body: &'a dyn Fn() -> Vec<u8>,
+}
+
+/// Metric kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic counter.
+    Counter,
+    /// Gauge.
+    Gauge,
+}

@@ -1,0 +1,214 @@
+//! The filter's metrics as data: their names (defined by the glue once, at configure
+//! time; Envoy shares stats by name across VMs) and the counts not yet sent.
+//!
+//! Counters accumulate in the VM and go to the host on the tick (every 200 ms) as
+//! [`Effect::Count`]: a host call per request per counter would cost more than the rest
+//! of a cached-token decision. Gauges are set when their value changes.
+
+use super::effects::{Effect, MetricKind};
+use crate::config::Config;
+use crate::reply::Denial;
+
+/// Indices of one provider's metrics.
+#[derive(Debug, Clone, Copy)]
+struct ProviderMetrics {
+    fetch_ok: usize,
+    fetch_failed: usize,
+    takeovers: usize,
+    adopted: usize,
+    keys_loaded: usize,
+}
+
+/// Every metric of a configuration, with the counts not yet flushed.
+#[derive(Debug)]
+pub struct Metrics {
+    definitions: Vec<(String, MetricKind)>,
+    pending: Vec<i64>,
+    allowed: usize,
+    public: usize,
+    anonymous: usize,
+    /// `denied.<reason>` at `denied + i`, `would_deny.<reason>` at `would_deny + i`, in
+    /// the order of [`Denial::all`].
+    denied: usize,
+    would_deny: usize,
+    cache_hits: usize,
+    cache_misses: usize,
+    cache_shared_hits: usize,
+    account_shared_hits: usize,
+    account_ok: usize,
+    account_failed: usize,
+    providers: Vec<Option<ProviderMetrics>>,
+}
+
+impl Metrics {
+    /// The metrics of `config`.
+    pub fn new(config: &Config) -> Metrics {
+        let mut defs: Vec<(String, MetricKind)> = Vec::new();
+        let mut add = |name: String, kind| {
+            defs.push((format!("bearer_guard.{name}"), kind));
+            defs.len() - 1
+        };
+        let counter = MetricKind::Counter;
+        let allowed = add("requests_allowed".into(), counter);
+        let public = add("public_passes".into(), counter);
+        let anonymous = add("anonymous_passes".into(), counter);
+        let denied = defs_for(&mut add, "denied");
+        let would_deny = defs_for(&mut add, "would_deny");
+        let cache_hits = add("token_cache_hits".into(), counter);
+        let cache_misses = add("token_cache_misses".into(), counter);
+        let cache_shared_hits = add("token_cache_shared_hits".into(), counter);
+        let account_shared_hits = add("account_shared_hits".into(), counter);
+        let account_ok = add("account_lookups_ok".into(), counter);
+        let account_failed = add("account_lookups_failed".into(), counter);
+        let providers = config
+            .providers
+            .iter()
+            .map(|p| {
+                p.jwks.as_ref()?;
+                let name = &p.name;
+                Some(ProviderMetrics {
+                    fetch_ok: add(format!("provider.{name}.jwks_fetch_ok"), counter),
+                    fetch_failed: add(format!("provider.{name}.jwks_fetch_failed"), counter),
+                    takeovers: add(format!("provider.{name}.jwks_lease_takeovers"), counter),
+                    adopted: add(format!("provider.{name}.key_sets_adopted"), counter),
+                    keys_loaded: add(format!("provider.{name}.keys_loaded"), MetricKind::Gauge),
+                })
+            })
+            .collect();
+        Metrics {
+            pending: vec![0; defs.len()],
+            definitions: defs,
+            allowed,
+            public,
+            anonymous,
+            denied,
+            would_deny,
+            cache_hits,
+            cache_misses,
+            cache_shared_hits,
+            account_shared_hits,
+            account_ok,
+            account_failed,
+            providers,
+        }
+    }
+
+    /// Every metric's full name and kind, by index.
+    pub fn definitions(&self) -> &[(String, MetricKind)] {
+        &self.definitions
+    }
+
+    fn bump(&mut self, index: usize) {
+        if let Some(n) = self.pending.get_mut(index) {
+            *n = n.saturating_add(1);
+        }
+    }
+
+    /// A request let through: after authentication, by a public rule, or without a
+    /// credential on an optional rule.
+    pub fn allowed(&mut self, public: bool, anonymous: bool) {
+        let index = match (public, anonymous) {
+            (true, _) => self.public,
+            (false, true) => self.anonymous,
+            (false, false) => self.allowed,
+        };
+        self.bump(index);
+    }
+
+    /// A denial answered (enforce) or only reported (audit).
+    pub fn denied(&mut self, denial: &Denial, audit: bool) {
+        let base = if audit { self.would_deny } else { self.denied };
+        let reason = denial.reason();
+        if let Some(i) = Denial::all().iter().position(|d| d.reason() == reason) {
+            self.bump(base + i);
+        }
+    }
+
+    /// A token from this VM's cache.
+    pub fn cache_hit(&mut self) {
+        self.bump(self.cache_hits);
+    }
+
+    /// A token authenticated now: from another VM's verdict, or by its signature.
+    pub fn authenticated(&mut self, shared_hit: bool) {
+        let index = if shared_hit {
+            self.cache_shared_hits
+        } else {
+            self.cache_misses
+        };
+        self.bump(index);
+    }
+
+    /// An account answer adopted from another VM.
+    pub fn account_shared_hit(&mut self) {
+        self.bump(self.account_shared_hits);
+    }
+
+    /// The account service answered (200 or 404: `true`) or failed.
+    pub fn account(&mut self, ok: bool) {
+        let index = if ok {
+            self.account_ok
+        } else {
+            self.account_failed
+        };
+        self.bump(index);
+    }
+
+    /// This VM took over a fetch whose holder never finished it.
+    pub fn takeover(&mut self, provider: usize) {
+        if let Some(Some(p)) = self.providers.get(provider).copied() {
+            self.bump(p.takeovers);
+        }
+    }
+
+    /// This VM adopted a key set of `keys` keys another VM fetched.
+    pub fn adopted(&mut self, provider: usize, keys: usize, out: &mut Vec<Effect>) {
+        if let Some(Some(p)) = self.providers.get(provider).copied() {
+            self.bump(p.adopted);
+            out.push(Effect::Gauge(p.keys_loaded, keys as u64));
+        }
+    }
+
+    /// A JWKS fetch of this VM finished: `Some(keys)` loaded, or `None` failed.
+    pub fn fetched(&mut self, provider: usize, keys: Option<usize>, out: &mut Vec<Effect>) {
+        let Some(Some(p)) = self.providers.get(provider).copied() else {
+            return;
+        };
+        match keys {
+            Some(n) => {
+                self.bump(p.fetch_ok);
+                out.push(Effect::Gauge(p.keys_loaded, n as u64));
+            }
+            None => self.bump(p.fetch_failed),
+        }
+    }
+
+    /// The counts accumulated since the last flush, as effects.
+    pub fn flush(&mut self, out: &mut Vec<Effect>) {
+        for (index, n) in self.pending.iter_mut().enumerate() {
+            if *n > 0 {
+                out.push(Effect::Count(index, std::mem::take(n)));
+            }
+        }
+    }
+
+    /// The count not yet flushed of the metric named `name` (without the
+    /// `bearer_guard.` prefix): for tests.
+    pub fn pending(&self, name: &str) -> i64 {
+        self.definitions
+            .iter()
+            .position(|(n, _)| n.strip_prefix("bearer_guard.") == Some(name))
+            .and_then(|i| self.pending.get(i).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// Defines `<prefix>.<reason>` for every denial; the index of the first.
+fn defs_for(add: &mut impl FnMut(String, MetricKind) -> usize, prefix: &str) -> usize {
+    let mut first = None;
+    for d in Denial::all() {
+        let i = add(format!("{prefix}.{}", d.reason()), MetricKind::Counter);
+        first.get_or_insert(i);
+    }
+    first.unwrap_or(0)
+}

@@ -1,0 +1,450 @@
+//! One VM's orchestration, sans-IO: the state of one wasm VM (compiled configuration, key
+//! sets, caches, paused requests) and its three entry points — a new request, a call's
+//! response, a tick — each taking `now` and returning [`Effect`]s for the glue to apply.
+//!
+//! Every decision around the pipeline lives here: when keys are fetched and by which VM of
+//! the process (the lease), how long a request may wait, when an account lookup is made
+//! or shared, how long its answer is kept, what reaches the upstream and the access log.
+//! The host is injected: the process-wide [`Store`], the signature backend and a [`Host`]
+//! that dispatches calls. Two `Vm`s on one `MemoryStore` are two Envoy workers.
+
+pub mod effects;
+mod fetches;
+mod lookups;
+pub mod metrics;
+mod outcome;
+
+pub use self::effects::{CallResponse, Effect, Host, Level, MetricKind, Outgoing};
+
+use self::metrics::Metrics;
+use crate::account::{AccountCache, AccountState, SharedAccounts};
+use crate::config::Config;
+use crate::jwks::{KeyAvailability, KeySet, ProviderKeys};
+use crate::pipeline::{
+    decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, VerdictLookup,
+};
+use crate::request::Request;
+use crate::shared::{update, Reader, Store};
+use crate::token_cache::{SharedTokens, SharedVerdict, TokenCache};
+use crate::verifier::SignatureBackend;
+use crate::waiters::{Wait, Waited, Waiter, Waiters};
+
+/// Tick period when no request waits: key refreshes, metric flushes.
+pub const IDLE_TICK_MS: u32 = 200;
+/// Tick period while requests wait: how soon they see what another VM fetched.
+pub const WAITING_TICK_MS: u32 = 20;
+/// How long past its call's timeout a paused request still waits: a call deferred to the
+/// next tick, or made by another VM, is seen up to a tick later.
+pub const WAIT_GRACE_MS: u64 = 1000;
+/// How long past its call's timeout an account lookup claimed by one VM keeps other VMs
+/// from asking (then the claim lapses and another VM may ask).
+pub const ACCOUNT_CLAIM_GRACE_MS: u64 = 1000;
+/// How long an answer with `ttl_s: 0` stays readable for the other VMs' waiting
+/// requests (it serves those only: nothing is cached).
+pub const UNCACHED_ANSWER_MS: u64 = 1000;
+
+/// The state of one VM and its entry points.
+pub struct Vm {
+    config: Config,
+    backend: Box<dyn SignatureBackend>,
+    store: Box<dyn Store>,
+    /// This VM's number in the process (the holder id of fetch leases).
+    id: u64,
+    /// Per provider with a JWKS: its keys as this VM sees them.
+    keys: Vec<Option<ProviderKeys>>,
+    /// Per provider with an account service: this VM's cache of its answers.
+    accounts: Vec<Option<AccountCache>>,
+    tokens: TokenCache,
+    shared_tokens: Option<SharedTokens>,
+    shared_accounts: Option<SharedAccounts>,
+    waiters: Waiters<Request>,
+    metrics: Metrics,
+    /// Whether the host prints debug lines (debug lines are formatted only then).
+    debug: bool,
+    tick_ms: u32,
+}
+
+impl Vm {
+    /// A VM for `config`, on the process-wide `store`. `fallback_id` names the VM when the
+    /// store cannot number it (no shared data). Then [`Vm::on_configure`].
+    pub fn new(
+        config: Config,
+        backend: Box<dyn SignatureBackend>,
+        store: Box<dyn Store>,
+        fallback_id: u64,
+    ) -> Vm {
+        let keys = config
+            .providers
+            .iter()
+            .map(|p| {
+                p.jwks
+                    .as_ref()
+                    .map(|j| ProviderKeys::new(j.fingerprint, j.policy, j.max_bytes))
+            })
+            .collect();
+        let accounts = config
+            .providers
+            .iter()
+            .map(|p| p.account.as_ref().map(|a| AccountCache::new(a.max_entries)))
+            .collect();
+        // A number for this VM, unique in the process: the holder of a fetch lease.
+        let id = update(
+            &*store,
+            "bearer_guard.vm_seq",
+            |b| Reader(b).u64(),
+            |n: &u64| n.to_le_bytes().to_vec(),
+            |n| Some(n.wrapping_add(1).max(1)),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(fallback_id);
+        let slots = config.shared;
+        Vm {
+            tokens: TokenCache::new(config.token_cache_entries),
+            shared_tokens: (slots.tokens > 0).then(|| SharedTokens::new(slots.tokens)),
+            shared_accounts: (slots.accounts > 0).then(|| SharedAccounts::new(slots.accounts)),
+            metrics: Metrics::new(&config),
+            config,
+            backend,
+            store,
+            id,
+            keys,
+            accounts,
+            waiters: Waiters::default(),
+            debug: false,
+            tick_ms: IDLE_TICK_MS,
+        }
+    }
+
+    /// The configuration is in force: it starts with the keys the process already has
+    /// (no refetch, no request paused for them).
+    pub fn on_configure(&mut self, now: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for provider in 0..self.keys.len() {
+            self.sync_keys(provider, now, &mut out);
+        }
+        out
+    }
+
+    /// The compiled configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This VM's number in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Every metric's name and kind; effects name metrics by their index here.
+    pub fn metric_definitions(&self) -> &[(String, MetricKind)] {
+        self.metrics.definitions()
+    }
+
+    /// Counts not yet flushed (they go out on the next tick): for tests.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Whether the host prints debug lines (debug lines are only formatted then); the
+    /// tick refreshes it.
+    pub fn set_debug(&mut self, on: bool) {
+        self.debug = on;
+    }
+
+    /// Whether any request is paused.
+    pub fn waiting(&self) -> bool {
+        self.waiters.any()
+    }
+
+    /// The tick period the core last asked for.
+    pub fn tick_period_ms(&self) -> u32 {
+        self.tick_ms
+    }
+
+    /// A new request in HTTP context `context`: its effects for that context (header
+    /// edits, then `Continue`, `Pause` or `Reply`), and any calls made through `host`.
+    pub fn on_request(
+        &mut self,
+        now: u64,
+        context: u32,
+        request: Request,
+        host: &mut dyn Host,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        // Client-sent copies of every header the filter may set go first, on every route.
+        for name in self.config.owned_headers() {
+            if request.headers.first(name).is_some() {
+                out.push(Effect::Header {
+                    context,
+                    name: name.to_string(),
+                    value: None,
+                });
+            }
+        }
+        self.process(
+            context,
+            request,
+            Waited::default(),
+            now,
+            Some(host),
+            &mut out,
+        );
+        out
+    }
+
+    /// The response to call `token` (made by this VM from any of its contexts): a key set
+    /// or an account answer, and the paused requests it lets decide (each `Continue` or
+    /// `Reply` resumes a paused request).
+    pub fn on_call_response(
+        &mut self,
+        now: u64,
+        token: u32,
+        response: &CallResponse,
+        host: &mut dyn Host,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let Some(call) = self.waiters.call_answered(token) else {
+            return out;
+        };
+        match call {
+            crate::waiters::Call::Discovery(provider) => {
+                self.discovery_response(provider, response, now, host, &mut out)
+            }
+            crate::waiters::Call::Jwks(provider) => {
+                self.jwks_response(provider, response, now, host, &mut out)
+            }
+            crate::waiters::Call::Account { provider, key } => {
+                self.account_response(provider, &key, response, now, &mut out);
+                self.wake(&Wait::Account(provider, key), now, &mut out);
+            }
+        }
+        self.set_tick(&mut out);
+        out
+    }
+
+    /// Periodic work: flush metrics, adopt key sets other VMs fetched, start due fetches,
+    /// dispatch deferred lookups, see other VMs' account answers, and give up on what
+    /// waited too long.
+    pub fn on_tick(&mut self, now: u64, host: &mut dyn Host) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.metrics.flush(&mut out);
+        for provider in 0..self.keys.len() {
+            if self.sync_keys(provider, now, &mut out) {
+                self.wake(&Wait::Keys(provider), now, &mut out);
+            }
+            if self.provider_keys(provider).is_some() {
+                self.start_fetch(provider, now, host, &mut out);
+            }
+        }
+        self.tick_lookups(now, host, &mut out);
+        let late = self.waiters.tick(now);
+        self.resume(late, now, &mut out);
+        self.set_tick(&mut out);
+        out
+    }
+
+    /// HTTP context `context` is gone: forget its paused request.
+    pub fn on_context_gone(&mut self, context: u32) {
+        self.waiters.forget(context);
+    }
+
+    fn provider_keys(&self, provider: usize) -> Option<&ProviderKeys> {
+        self.keys.get(provider).and_then(Option::as_ref)
+    }
+
+    /// Emits a debug line, formatting it only when the host prints debug lines.
+    fn debug(&self, out: &mut Vec<Effect>, line: impl FnOnce() -> String) {
+        if self.debug {
+            out.push(Effect::Log(Level::Debug, line()));
+        }
+    }
+
+    /// Asks for the tick period the waiting requests need, when it changes.
+    fn set_tick(&mut self, out: &mut Vec<Effect>) {
+        let ms = if self.waiters.any() {
+            WAITING_TICK_MS
+        } else {
+            IDLE_TICK_MS
+        };
+        if ms != self.tick_ms {
+            self.tick_ms = ms;
+            out.push(Effect::TickPeriod(ms));
+        }
+    }
+
+    fn decide(&self, req: &Request, now: u64, waited: Waited) -> Outcome {
+        let view = View {
+            vm: self,
+            now_ms: now,
+            waited,
+        };
+        let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
+        let mut inputs = Inputs::new(&self.config, &view, &*self.backend, now_s).accounts(&view);
+        if self.config.token_cache_entries > 0 {
+            inputs = inputs.cache(&self.tokens);
+        }
+        if self.shared_tokens.is_some() {
+            inputs = inputs.verdicts(&view);
+        }
+        decide(&inputs, req)
+    }
+
+    /// Keeps what a decision authenticated: in this VM's cache, and for the process.
+    fn note_cache(&mut self, note: CacheNote, now: u64) {
+        match note {
+            CacheNote::Authenticated(a) => {
+                self.metrics.authenticated(a.shared_hit);
+                if let Some((token, verified)) = a.store {
+                    let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
+                    self.tokens.insert(&token, verified, now_s);
+                }
+                if let (Some(verdict), Some(shared)) = (a.publish, self.shared_tokens) {
+                    shared.publish(&*self.store, &verdict);
+                }
+            }
+            CacheNote::Hit => self.metrics.cache_hit(),
+            CacheNote::None => {}
+        }
+    }
+
+    /// Decides a request and applies the decision, or parks it until keys or an account
+    /// arrive. With `host` (the request's own callback) calls start at once; without it (a
+    /// wake-up inside another context's callback, whose calls must not outlive it) the
+    /// next tick starts them.
+    fn process(
+        &mut self,
+        context: u32,
+        request: Request,
+        mut waited: Waited,
+        now: u64,
+        mut host: Option<&mut (dyn Host + '_)>,
+        out: &mut Vec<Effect>,
+    ) {
+        loop {
+            let mut outcome = self.decide(&request, now, waited);
+            self.note_cache(std::mem::take(&mut outcome.cache), now);
+            let (wait, timeout_ms, started) = match outcome.decision {
+                Decision::AwaitKeys { provider, refetch } => {
+                    let (timeout, started) =
+                        self.await_keys(provider, refetch, now, host.as_deref_mut(), out);
+                    waited.keys = true;
+                    (Wait::Keys(provider), timeout, started)
+                }
+                Decision::AwaitAccount {
+                    provider,
+                    key,
+                    path,
+                } => {
+                    // Another VM of the process may have the answer already.
+                    if self.adopt_account(provider, &key, now) {
+                        continue;
+                    }
+                    let (timeout, started) = self.await_account(
+                        provider,
+                        &key,
+                        path,
+                        &request.request_id,
+                        now,
+                        host.as_deref_mut(),
+                        out,
+                    );
+                    waited.account = true;
+                    (Wait::Account(provider, key), timeout, started)
+                }
+                _ => return self.finish(context, &request, outcome, out),
+            };
+            if !started {
+                // The call could not be made: decide again without waiting (500 or 401).
+                let outcome = self.decide(&request, now, waited);
+                return self.finish(context, &request, outcome, out);
+            }
+            self.debug(out, || {
+                let what = match &wait {
+                    Wait::Keys(p) => format!("keys of provider #{p}"),
+                    Wait::Account(..) => "an account lookup".to_string(),
+                };
+                format!(
+                    "bearer-guard: request_id={} waits for {what}",
+                    request.request_id
+                )
+            });
+            self.waiters.park(Waiter {
+                context_id: context,
+                wait,
+                waited,
+                deadline_ms: now.saturating_add(timeout_ms).saturating_add(WAIT_GRACE_MS),
+                request,
+            });
+            out.push(Effect::Pause { context });
+            self.set_tick(out);
+            return;
+        }
+    }
+
+    /// Decides again every request paused for `wait`.
+    fn wake(&mut self, wait: &Wait, now: u64, out: &mut Vec<Effect>) {
+        let woken = self.waiters.wake(wait);
+        self.resume(woken, now, out);
+    }
+
+    fn resume(&mut self, woken: Vec<Waiter<Request>>, now: u64, out: &mut Vec<Effect>) {
+        for w in woken {
+            self.process(w.context_id, w.request, w.waited, now, None, out);
+        }
+    }
+}
+
+/// What the pipeline sees of a VM for one decision.
+struct View<'a> {
+    vm: &'a Vm,
+    now_ms: u64,
+    waited: Waited,
+}
+
+impl AccountLookup for View<'_> {
+    fn account(&self, provider: usize, key: &str) -> AccountState<'_> {
+        self.vm
+            .accounts
+            .get(provider)
+            .and_then(Option::as_ref)
+            .map_or(AccountState::Unknown, |c| c.get(key, self.now_ms))
+    }
+    fn may_wait(&self) -> bool {
+        !self.waited.account
+    }
+}
+
+impl KeyLookup for View<'_> {
+    fn availability(&self, provider: usize) -> KeyAvailability {
+        let availability = self
+            .vm
+            .provider_keys(provider)
+            .map_or(KeyAvailability::Unavailable, |k| {
+                k.availability(self.now_ms)
+            });
+        match availability {
+            // Each request waits for keys at most once.
+            KeyAvailability::Loading if self.waited.keys => KeyAvailability::Unavailable,
+            other => other,
+        }
+    }
+    fn keys(&self, provider: usize) -> Option<&KeySet> {
+        self.vm.provider_keys(provider).and_then(ProviderKeys::keys)
+    }
+    fn may_refetch(&self, provider: usize) -> bool {
+        !self.waited.keys
+            && self
+                .vm
+                .provider_keys(provider)
+                .is_some_and(|k| k.may_refetch(self.now_ms))
+    }
+}
+
+impl VerdictLookup for View<'_> {
+    fn verdict(&self, digest: &[u8; 32]) -> Option<SharedVerdict> {
+        self.vm
+            .shared_tokens
+            .and_then(|t| t.lookup(&*self.vm.store, digest))
+    }
+}

@@ -1,0 +1,141 @@
+//! A final decision as effects on its request: identity headers and the credential's
+//! removal, the access-log fields, the metric and log line, and `Continue` or the local
+//! reply. In audit mode a denial is logged and counted and the request continues with
+//! the identity of a valid token.
+
+use super::{Effect, Level, Vm};
+use crate::config::Mode;
+use crate::credential::{cookie_without, path_without_param, TokenSource};
+use crate::pipeline::{Decision, Outcome};
+use crate::reply::Denial;
+use crate::request::Request;
+
+impl Vm {
+    /// Applies `outcome` to the request of `context`.
+    pub(super) fn finish(
+        &mut self,
+        context: u32,
+        request: &Request,
+        outcome: Outcome,
+        out: &mut Vec<Effect>,
+    ) {
+        let audit = outcome.mode == Mode::Audit;
+        let (verdict, reason) = match &outcome.decision {
+            Decision::Allow { .. } if outcome.public => ("public", None),
+            Decision::Allow { .. } if outcome.anonymous => ("anonymous", None),
+            Decision::Allow { .. } => ("allowed", None),
+            Decision::Deny(d) if audit => ("would_deny", Some(d.reason())),
+            Decision::Deny(d) => ("denied", Some(d.reason())),
+            Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. } => {
+                ("denied", Some(Denial::Unavailable.reason()))
+            }
+        };
+        if self.config.access_log_fields {
+            self.record(context, &outcome, verdict, reason, out);
+        }
+        match &outcome.decision {
+            Decision::Allow { headers } => {
+                self.metrics.allowed(outcome.public, outcome.anonymous);
+                self.forward(context, request, &outcome, headers, out);
+                out.push(Effect::Continue { context });
+            }
+            Decision::Deny(denial) => {
+                self.metrics.denied(denial, audit);
+                let line = || {
+                    format!(
+                        "bearer-guard: {} {} rule={} route={} request_id={} why={}",
+                        if audit { "audit: would deny" } else { "denied" },
+                        denial.reason(),
+                        self.config.rule_name(outcome.rule),
+                        request.route_name.as_deref().unwrap_or("-"),
+                        request.request_id,
+                        outcome.note
+                    )
+                };
+                if audit {
+                    out.push(Effect::Log(Level::Info, line()));
+                    self.forward(context, request, &outcome, &outcome.identity, out);
+                    out.push(Effect::Continue { context });
+                    return;
+                }
+                self.debug(out, line);
+                let reply = denial.reply(&request.request_id);
+                out.push(Effect::Reply { context, reply });
+            }
+            // Not reachable: a request decides without waiting once it has waited; fail
+            // closed all the same.
+            Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. } => {
+                let reply = Denial::Unavailable.reply(&request.request_id);
+                out.push(Effect::Reply { context, reply });
+            }
+        }
+    }
+
+    /// The identity headers, and the credential's removal (`forward.strip_authorization`,
+    /// the provider's `token.strip`) before the upstream.
+    fn forward(
+        &self,
+        context: u32,
+        request: &Request,
+        outcome: &Outcome,
+        headers: &[(String, String)],
+        out: &mut Vec<Effect>,
+    ) {
+        let mut set = |name: &str, value: Option<String>| {
+            out.push(Effect::Header {
+                context,
+                name: name.to_string(),
+                value,
+            })
+        };
+        for (name, value) in headers {
+            set(name, Some(value.clone()));
+        }
+        if self.config.forward.strip_authorization {
+            set("authorization", None);
+        }
+        match &outcome.strip {
+            None => {}
+            Some(TokenSource::Authorization) => set("authorization", None),
+            Some(TokenSource::Header { name, .. }) => set(name, None),
+            Some(TokenSource::Cookie(name)) => {
+                let values: Vec<&str> = request.header_values("cookie").collect();
+                set("cookie", cookie_without(&values, name));
+            }
+            Some(TokenSource::Query(name)) => {
+                set(":path", Some(path_without_param(&request.path, name)));
+            }
+        }
+    }
+
+    /// Records the decision where Envoy's access log can print it (filter state
+    /// `wasm.bearer_guard.*`): outcome, reason, rule, provider and subject — never a token
+    /// or a claim set.
+    fn record(
+        &self,
+        context: u32,
+        outcome: &Outcome,
+        verdict: &str,
+        reason: Option<&str>,
+        out: &mut Vec<Effect>,
+    ) {
+        let mut put = |name: &'static str, value: &str| {
+            out.push(Effect::Property {
+                context,
+                name,
+                value: value.to_string(),
+            })
+        };
+        put("bearer_guard.outcome", verdict);
+        put("bearer_guard.rule", self.config.rule_name(outcome.rule));
+        if let Some(reason) = reason {
+            put("bearer_guard.reason", reason);
+        }
+        if let Some(p) = outcome.provider {
+            put("bearer_guard.provider", self.config.provider_name(p));
+        }
+        if let Some(sub) = &outcome.subject {
+            put("bearer_guard.subject", sub);
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The VM core natively: several VMs on one in-memory store are several Envoy workers of
+//! one process. Each test drives entry points with explicit times and checks the effects
+//! and the calls made — the behaviour `e2e/process.rs` proves in Envoy, in milliseconds.
+
+use crate::support::idp::{claims, EdSigner};
+use bearer_guard::config;
+use bearer_guard::jwks::LEASE_GRACE_MS;
+use bearer_guard::request::{Headers, Request};
+use bearer_guard::shared::{MemoryStore, Store, StoreError};
+use bearer_guard::verifier::RustBackend;
+use bearer_guard::vm::{CallResponse, Effect, Host, Outgoing, Vm, WAIT_GRACE_MS};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+const ISS: &str = "https://idp.test";
+/// Start of every test's clock (ms): tokens are minted for it.
+const T0: u64 = 1_800_000_000_000;
+const TIMEOUT_MS: u64 = 1000;
+const REFRESH_MS: u64 = 60_000;
+
+fn signer() -> &'static EdSigner {
+    static KEY: OnceLock<EdSigner> = OnceLock::new();
+    KEY.get_or_init(|| EdSigner::from_secret("k1", &[7; 32]))
+}
+
+fn jwks_body() -> Vec<u8> {
+    json!({"keys": [signer().jwk()]}).to_string().into_bytes()
+}
+
+/// A token valid at [`T0`] for an hour.
+fn token(sub: &str) -> String {
+    let now = (T0 / 1000) as i64;
+    let mut c = claims(ISS, "api", sub, 3600, json!({"org_id": "org_1"}));
+    c["iat"] = json!(now);
+    c["exp"] = json!(now + 3600);
+    signer().mint(&c)
+}
+
+/// A configuration with one EdDSA provider; `account` adds an account service.
+fn plugin(account: bool) -> Value {
+    let mut provider = json!({
+        "name": "idp", "issuer": ISS, "algorithms": ["EdDSA"],
+        "jwks": {"cluster": "jwks", "authority": "idp.test", "path": "/jwks",
+                 "refresh_s": REFRESH_MS / 1000, "timeout_ms": TIMEOUT_MS, "retry_max_s": 1}
+    });
+    if account {
+        provider["account"] = json!({"cluster": "accounts", "authority": "accounts.test",
+            "path": "/accounts?user={sub}", "timeout_ms": TIMEOUT_MS,
+            "headers": {"x-account-id": "id"}});
+    }
+    json!({"providers": [provider], "forward": {"headers": {"x-auth-subject": "sub"}}})
+}
+
+/// A host that numbers the calls it makes and keeps them (or refuses them all).
+#[derive(Default)]
+struct FakeHost {
+    calls: Vec<(u32, String, String)>,
+    refuse: bool,
+}
+
+impl Host for FakeHost {
+    fn dispatch(&mut self, call: &Outgoing) -> Result<u32, String> {
+        if self.refuse {
+            return Err("refused".into());
+        }
+        let path = call
+            .headers
+            .iter()
+            .find(|(k, _)| *k == ":path")
+            .map_or("", |(_, v)| v);
+        let token = 100 + self.calls.len() as u32;
+        self.calls
+            .push((token, call.cluster.to_string(), path.to_string()));
+        Ok(token)
+    }
+    fn clock_ms(&self) -> u64 {
+        T0
+    }
+}
+
+/// One worker: its VM and its host.
+struct Worker {
+    vm: Vm,
+    host: FakeHost,
+}
+
+impl Worker {
+    fn new(store: Rc<dyn Store>, plugin: &Value, now: u64) -> Worker {
+        let cfg = config::parse(plugin.to_string().as_bytes(), &|_| None).expect("config");
+        let mut vm = Vm::new(cfg, Box::new(RustBackend), Box::new(store), 0);
+        vm.on_configure(now);
+        Worker {
+            vm,
+            host: FakeHost::default(),
+        }
+    }
+
+    fn request(&mut self, now: u64, context: u32, token: &str) -> Vec<Effect> {
+        let request = Request {
+            method: "GET".into(),
+            path: "/v1/things".into(),
+            authority: "api.test".into(),
+            route_name: None,
+            request_id: format!("req-{context}"),
+            headers: Headers::from_pairs([("authorization", format!("Bearer {token}"))]),
+        };
+        self.vm.on_request(now, context, request, &mut self.host)
+    }
+
+    fn respond(&mut self, now: u64, call: u32, status: &str, body: &[u8]) -> Vec<Effect> {
+        let owned = body.to_vec();
+        let read = move || owned.clone();
+        let response = CallResponse {
+            status: Some(status.to_string()),
+            body_size: body.len(),
+            body: &read,
+        };
+        self.vm
+            .on_call_response(now, call, &response, &mut self.host)
+    }
+
+    fn tick(&mut self, now: u64) -> Vec<Effect> {
+        self.vm.on_tick(now, &mut self.host)
+    }
+
+    /// The calls made to `cluster`.
+    fn calls_to(&self, cluster: &str) -> Vec<u32> {
+        self.host
+            .calls
+            .iter()
+            .filter(|(_, c, _)| c == cluster)
+            .map(|(t, _, _)| *t)
+            .collect()
+    }
+}
+
+/// What became of the request of `context`: `Continue`, `Pause`, a reply's status, or
+/// nothing.
+fn fate(effects: &[Effect], context: u32) -> Option<String> {
+    effects.iter().rev().find_map(|e| match e {
+        Effect::Continue { context: c } if *c == context => Some("continue".into()),
+        Effect::Pause { context: c } if *c == context => Some("pause".into()),
+        Effect::Reply { context: c, reply } if *c == context => Some(reply.status.to_string()),
+        _ => None,
+    })
+}
+
+fn store() -> Rc<MemoryStore> {
+    Rc::new(MemoryStore::default())
+}
+
+/// Two workers on one store, the first having loaded the keys at [`T0`].
+fn loaded(plugin: &Value) -> (Rc<MemoryStore>, Worker, Worker) {
+    let s = store();
+    let mut a = Worker::new(s.clone(), plugin, T0);
+    let b = Worker::new(s.clone(), plugin, T0);
+    let first = a.request(T0, 1, &token("user_0"));
+    let fetch = a.calls_to("jwks");
+    assert_eq!(fate(&first, 1).as_deref(), Some("pause"));
+    let done = a.respond(T0, fetch[0], "200", &jwks_body());
+    assert!(
+        fate(&done, 1).is_some(),
+        "the first request decides: {done:?}"
+    );
+    (s, a, b)
+}
+
+#[test]
+fn one_jwks_fetch_per_process_and_waiting_requests_wake_on_another_vms_publish() {
+    let s = store();
+    let mut a = Worker::new(s.clone(), &plugin(false), T0);
+    let mut b = Worker::new(s.clone(), &plugin(false), T0);
+    assert_ne!(a.vm.id(), b.vm.id(), "each VM has its own number");
+    let t = token("user_1");
+    assert_eq!(fate(&a.request(T0, 1, &t), 1).as_deref(), Some("pause"));
+    assert_eq!(fate(&b.request(T0, 2, &t), 2).as_deref(), Some("pause"));
+    assert_eq!(a.calls_to("jwks").len(), 1, "A holds the lease and fetches");
+    assert!(b.calls_to("jwks").is_empty(), "B waits for A's fetch");
+    // B's ticks while A's fetch is in flight change nothing.
+    assert_eq!(fate(&b.tick(T0 + 20), 2), None);
+    let fetch = a.calls_to("jwks")[0];
+    assert_eq!(
+        fate(&a.respond(T0 + 30, fetch, "200", &jwks_body()), 1).as_deref(),
+        Some("continue")
+    );
+    // B adopts the published key set on its next tick, and its request goes on.
+    assert_eq!(fate(&b.tick(T0 + 40), 2).as_deref(), Some("continue"));
+    assert_eq!(b.vm.metrics().pending("provider.idp.key_sets_adopted"), 1);
+    assert!(b.calls_to("jwks").is_empty(), "one fetch for the process");
+    assert!(!a.vm.waiting() && !b.vm.waiting());
+}
+
+#[test]
+fn a_failed_refresh_keeps_the_keys_on_every_vm() {
+    let (_s, mut a, mut b) = loaded(&plugin(false));
+    b.tick(T0 + 10);
+    let due = T0 + REFRESH_MS;
+    a.tick(due);
+    b.tick(due);
+    let refresh = a.calls_to("jwks");
+    assert_eq!(refresh.len(), 2, "A refreshes when due: {refresh:?}");
+    assert!(b.calls_to("jwks").is_empty(), "B does not");
+    let failed = a.respond(due + 5, refresh[1], "503", b"");
+    assert!(failed
+        .iter()
+        .any(|e| matches!(e, Effect::Log(_, l) if l.contains("keeping previous keys"))));
+    let t = token("user_2");
+    assert_eq!(
+        fate(&a.request(due + 10, 1, &t), 1).as_deref(),
+        Some("continue")
+    );
+    b.tick(due + 20);
+    assert_eq!(
+        fate(&b.request(due + 30, 2, &t), 2).as_deref(),
+        Some("continue")
+    );
+    // The retry is A's or B's, once: after the backoff, one of them fetches again.
+    a.tick(due + 1100);
+    b.tick(due + 1100);
+    assert_eq!(a.calls_to("jwks").len() + b.calls_to("jwks").len(), 3);
+}
+
+#[test]
+fn a_fetch_whose_vm_goes_silent_is_taken_over() {
+    let s = store();
+    let mut a = Worker::new(s.clone(), &plugin(false), T0);
+    let mut b = Worker::new(s.clone(), &plugin(false), T0);
+    a.request(T0, 1, &token("user_3"));
+    assert_eq!(a.calls_to("jwks").len(), 1);
+    // A's context went away with its call: no answer ever comes.
+    let lapse = T0 + TIMEOUT_MS + LEASE_GRACE_MS;
+    b.tick(lapse - 1);
+    assert!(b.calls_to("jwks").is_empty(), "the lease still holds");
+    let taken = b.tick(lapse);
+    assert_eq!(b.calls_to("jwks").len(), 1, "B takes the fetch over");
+    assert!(taken
+        .iter()
+        .any(|e| matches!(e, Effect::Log(_, l) if l.contains("taking over"))));
+    assert_eq!(
+        b.vm.metrics().pending("provider.idp.jwks_lease_takeovers"),
+        1
+    );
+    let call = b.calls_to("jwks")[0];
+    b.respond(lapse + 5, call, "200", &jwks_body());
+    assert_eq!(
+        fate(&b.request(lapse + 10, 2, &token("user_3")), 2).as_deref(),
+        Some("continue")
+    );
+}
+
+#[test]
+fn a_request_waits_no_longer_than_its_deadline() {
+    let s = store();
+    let mut a = Worker::new(s.clone(), &plugin(false), T0);
+    a.request(T0, 1, &token("user_4"));
+    let deadline = T0 + TIMEOUT_MS + WAIT_GRACE_MS;
+    assert_eq!(fate(&a.tick(deadline - 1), 1), None, "still waiting");
+    assert_eq!(fate(&a.tick(deadline), 1).as_deref(), Some("500"));
+    assert!(!a.vm.waiting());
+}
+
+#[test]
+fn a_call_that_cannot_be_made_answers_at_once() {
+    let s = store();
+    let mut a = Worker::new(s.clone(), &plugin(false), T0);
+    a.host.refuse = true;
+    let effects = a.request(T0, 1, &token("user_5"));
+    assert_eq!(fate(&effects, 1).as_deref(), Some("500"));
+    assert!(!a.vm.waiting());
+}
+
+#[test]
+fn a_new_configuration_starts_from_the_published_keys() {
+    let (s, _a, _b) = loaded(&plugin(false));
+    let mut c = Worker::new(s.clone(), &plugin(false), T0 + 5000);
+    let effects = c.request(T0 + 5000, 9, &token("user_6"));
+    assert_eq!(fate(&effects, 9).as_deref(), Some("continue"));
+    assert!(
+        c.host.calls.is_empty(),
+        "no refetch for a new configuration"
+    );
+}
+
+#[test]
+fn concurrent_account_lookups_on_two_vms_make_one_call() {
+    let (_s, mut a, mut b) = loaded(&plugin(true));
+    b.tick(T0 + 10);
+    let t = token("user_7");
+    assert_eq!(
+        fate(&a.request(T0 + 20, 1, &t), 1).as_deref(),
+        Some("pause")
+    );
+    assert_eq!(
+        fate(&b.request(T0 + 20, 2, &t), 2).as_deref(),
+        Some("pause")
+    );
+    let asked = a.calls_to("accounts");
+    assert_eq!(asked.len(), 1, "A asks");
+    assert!(b.calls_to("accounts").is_empty(), "B waits for A's answer");
+    let answered = a.respond(T0 + 30, asked[0], "200", br#"{"id":"acct_7"}"#);
+    assert_eq!(fate(&answered, 1).as_deref(), Some("continue"));
+    assert!(answered.iter().any(|e| matches!(e, Effect::Header { context: 1, name, value: Some(v) } if name == "x-account-id" && v == "acct_7")));
+    let woken = b.tick(T0 + 40);
+    assert_eq!(fate(&woken, 2).as_deref(), Some("continue"));
+    assert!(woken.iter().any(|e| matches!(e, Effect::Header { context: 2, name, value: Some(v) } if name == "x-account-id" && v == "acct_7")));
+    assert_eq!(b.vm.metrics().pending("account_shared_hits"), 1);
+    assert!(b.calls_to("accounts").is_empty());
+}
+
+#[test]
+fn an_account_claim_whose_vm_goes_silent_lapses() {
+    let (_s, mut a, mut b) = loaded(&plugin(true));
+    b.tick(T0 + 10);
+    let t = token("user_8");
+    a.request(T0 + 20, 1, &t);
+    assert_eq!(a.calls_to("accounts").len(), 1);
+    a.vm.on_context_gone(1);
+    // Within the claim, B waits; after it, B asks itself.
+    b.request(T0 + 30, 2, &t);
+    assert!(b.calls_to("accounts").is_empty());
+    let lapse = T0 + 20 + TIMEOUT_MS + bearer_guard::vm::ACCOUNT_CLAIM_GRACE_MS;
+    b.tick(lapse + 1);
+    b.request(lapse + 2, 3, &t);
+    assert_eq!(b.calls_to("accounts").len(), 1, "the claim lapsed: B asks");
+}
+
+/// A store that runs `hook` once, right after the first write of a key with `prefix`
+/// matching `phase` (`false`: the create with CAS 0; `true`: a compare-and-swap).
+struct Interleave {
+    inner: Rc<MemoryStore>,
+    prefix: &'static str,
+    on_cas: bool,
+    hook: RefCell<Option<Box<dyn FnOnce()>>>,
+}
+
+impl Store for Interleave {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        if key.starts_with(self.prefix) && (cas != 0) == self.on_cas {
+            if let Some(hook) = self.hook.borrow_mut().take() {
+                // The other VM's whole claim runs between this VM's read and its write.
+                hook();
+            }
+        }
+        self.inner.set(key, value, cas)
+    }
+}
+
+/// A's account claim with B's whole claim run inside it; the account calls each made.
+fn interleaved_claims(on_cas: bool) -> (usize, usize) {
+    let s = store();
+    let cfg = plugin(true);
+    let mut seed = Worker::new(s.clone(), &cfg, T0);
+    let fetch = {
+        seed.request(T0, 1, &token("user_0"));
+        seed.calls_to("jwks")[0]
+    };
+    seed.respond(T0, fetch, "200", &jwks_body());
+    let b = Rc::new(RefCell::new(Worker::new(s.clone(), &cfg, T0)));
+    b.borrow_mut().tick(T0 + 1);
+    let hook: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    let interleave = Rc::new(Interleave {
+        inner: s.clone(),
+        prefix: "bearer_guard.acct.",
+        on_cas,
+        hook,
+    });
+    let mut a = Worker::new(interleave.clone(), &cfg, T0);
+    a.tick(T0 + 1);
+    let t = token("user_9");
+    let (b2, t2) = (b.clone(), t.clone());
+    *interleave.hook.borrow_mut() = Some(Box::new(move || {
+        b2.borrow_mut().request(T0 + 2, 2, &t2);
+    }));
+    a.request(T0 + 2, 1, &t);
+    let b_calls = b.borrow().calls_to("accounts").len();
+    (a.calls_to("accounts").len(), b_calls)
+}
+
+#[test]
+fn a_claim_raced_between_read_and_compare_and_swap_is_lost_to_the_other_vm() {
+    // B claims after A read the slot and before A's compare-and-swap: A's write fails,
+    // A reads again, sees B's claim and waits. One call.
+    let (a, b) = interleaved_claims(true);
+    assert_eq!((a, b), (0, 1), "exactly one VM calls");
+}
+
+#[test]
+fn a_claim_raced_inside_the_creation_of_its_slot_makes_at_most_two_calls() {
+    // The window `shared::update` documents: the store cannot create a key atomically, so
+    // when B creates, reads and claims a fresh slot between A's read of the empty slot
+    // and A's create, A's create overwrites B's claim and both call — once each, and
+    // both answers are right.
+    let (a, b) = interleaved_claims(false);
+    assert_eq!(a + b, 2, "a duplicate call, never more: ({a}, {b})");
+}
