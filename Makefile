@@ -72,7 +72,7 @@ istio-image: build ## The OCI image Istio pulls (IMAGE=registry/name:tag): FROM 
 test-compose: compose-build ## The compose demo in containers, with images built here (no registry needed)
 	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq docker-compose; }
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) \
-	  cargo test --test e2e_compose -- --ignored --nocapture --test-threads 1
+	  cargo test --test e2e compose:: -- --ignored --nocapture --test-threads 1
 
 FLOOR := target/$(TARGET)/release/examples/hop_floor.wasm
 bench: build ## Benchmark against Envoy's jwt_authn with wrk (BENCH_SMOKE=1 for a quick run)

@@ -1,7 +1,12 @@
-//! Native tests: the VM core with several VMs on one store, the decision pipeline,
-//! conformance vectors, fuzz smoke and provider recipes — no Envoy.
+//! Native tests, one binary: the VM core with several VMs on one store (`vm`), the
+//! decision pipeline (`pipeline`), conformance vectors (`conformance`), a bounded
+//! mutation fuzz (`fuzz_smoke`) and the provider recipes (`recipes`) — no Envoy.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod conformance;
+mod fuzz_smoke;
+mod pipeline;
+mod recipes;
 mod vm;

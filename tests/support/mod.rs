@@ -1,6 +1,8 @@
-//! Shared end-to-end test support: token minting, loopback servers and the Envoy harness.
+//! Test support, shared by the native and end-to-end binaries: token minting, loopback
+//! servers, the Envoy harness and the vendored vectors' reader.
 #![allow(dead_code)]
 
 pub mod envoy;
 pub mod idp;
 pub mod servers;
+pub mod vectors;

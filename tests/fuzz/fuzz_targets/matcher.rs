@@ -54,5 +54,5 @@ fuzz_target!(|data: &[u8]| {
     let route_name = parts.next().map(str::to_string);
     let headers = Headers::from_pairs(parts.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_ascii_lowercase(), v)));
     let req = Request { method, path, authority, route_name, headers, ..Default::default() };
-    let _ = decide(&Inputs { config: cfg(), keys: &NoKeys, accounts: &NoKeys, backend: &RustBackend, cache: None, verdicts: None, now_s: 0 }, &req);
+    let _ = decide(&Inputs::new(cfg(), &NoKeys, &RustBackend, 0).accounts(&NoKeys), &req);
 });

@@ -37,5 +37,5 @@ fuzz_target!(|data: &[u8]| {
         headers: Headers::from_pairs([("authorization", format!("Bearer {token}")), ("x", "1".to_string())]),
         ..Default::default()
     };
-    let _ = decide(&Inputs { config: cfg, keys, accounts: keys, backend: &RustBackend, cache: None, verdicts: None, now_s: 1_700_000_000 }, &req);
+    let _ = decide(&Inputs::new(cfg, keys, &RustBackend, 1_700_000_000).accounts(keys), &req);
 });

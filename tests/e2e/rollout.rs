@@ -2,9 +2,8 @@
 //! rule), optional authentication, the decision fields in Envoy's access log, and the
 //! `bearer-guard` command (`validate`, `explain`) giving the answers Envoy gives.
 
-mod common;
-use common::support::envoy::ACCESS_LOG_FORMAT;
-use common::*;
+use crate::common::*;
+use crate::support::envoy::ACCESS_LOG_FORMAT;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::sync::Mutex;

@@ -2,9 +2,8 @@
 //! token or request must get. Parser-level variants (duplicate keys, non-canonical
 //! base64, NumericDate types, nesting) are also covered natively in `src/`.
 
-mod common;
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use serde_json::json;
 
 fn b64s(s: &str) -> String {

@@ -1,9 +1,7 @@
 //! Fixtures shared by the end-to-end suites: named tokens and a running stack
 //! (JWKS server + echo upstream + Envoy with the filter).
-#![allow(dead_code, unused_imports)]
 
-#[path = "../support/mod.rs"]
-pub mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -48,7 +46,8 @@ pub fn plugin(rules: Vec<Value>) -> Value {
 /// A running stack, stopped on drop.
 pub struct Stack {
     pub jwks: JwksServer,
-    pub upstream: HttpServer,
+    /// Kept for the stack's lifetime: Envoy routes to it.
+    pub _upstream: HttpServer,
     pub envoy: Envoy,
 }
 
@@ -83,7 +82,7 @@ impl Stack {
         let envoy = Envoy::start(&o);
         Stack {
             jwks,
-            upstream,
+            _upstream: upstream,
             envoy,
         }
     }

@@ -2,8 +2,7 @@
 //! the same entry points as the `cargo fuzz` targets in `tests/fuzz/`. Any panic fails,
 //! and no mutated token is ever allowed.
 
-mod support;
-
+use crate::support::idp::{claims, jwks, now, Signer};
 use bearer_guard::config;
 use bearer_guard::config::DEFAULT_MAX_JWKS_BYTES;
 use bearer_guard::jwks::KeySet;
@@ -13,7 +12,6 @@ use bearer_guard::token_cache::TokenCache;
 use bearer_guard::verifier::RustBackend;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::idp::{claims, jwks, now, Signer};
 
 /// xorshift64*: deterministic, seedable, good enough to pick mutations.
 struct Rng(u64);
@@ -143,15 +141,9 @@ fn tokens_and_requests_never_panic() {
             ..Default::default()
         };
         let out = decide(
-            &Inputs {
-                config: &cfg,
-                keys: &keys,
-                accounts: &keys,
-                backend: &RustBackend,
-                cache: Some(&cache),
-                verdicts: None,
-                now_s: now(),
-            },
+            &Inputs::new(&cfg, &keys, &RustBackend, now())
+                .accounts(&keys)
+                .cache(&cache),
             &req,
         );
         // The property: only the unmutated token is ever allowed (public routes need none).

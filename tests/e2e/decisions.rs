@@ -2,8 +2,7 @@
 //! selection whatever the history, exact percent-decoding, case-varying paths under
 //! `"default": "deny"` — and key sets bounded in size and strength.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn rs256_provider(name: &str, audience: &str) -> Value {

@@ -1,8 +1,7 @@
 //! The decision pipeline natively: every row of the reply table, the verified-token
 //! cache, key states, backend failures, provider selection and the default policy.
 
-mod support;
-
+use crate::support::idp::{claims, jwks, mint_hs256, now, Signer};
 use bearer_guard::account::AccountState;
 use bearer_guard::config::{self, Config, DefaultPolicy};
 use bearer_guard::jwks::{KeyAvailability, KeySet, RsaKey};
@@ -14,7 +13,6 @@ use bearer_guard::verifier::{BackendError, RustBackend, SignatureBackend};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use support::idp::{claims, jwks, mint_hs256, now, Signer};
 
 const ISS: &str = "https://idp.test";
 const AUD: &str = "aud-1";
@@ -148,15 +146,7 @@ fn request(method: &str, path: &str, auth: Option<String>) -> Request {
 
 fn run(fake: &Fake, backend: &dyn SignatureBackend, req: &Request) -> Decision {
     let cfg = config();
-    let inputs = Inputs {
-        config: &cfg,
-        keys: fake,
-        accounts: fake,
-        backend,
-        cache: None,
-        verdicts: None,
-        now_s: now(),
-    };
+    let inputs = Inputs::new(&cfg, fake, backend, now()).accounts(fake);
     decide(&inputs, req).decision
 }
 
@@ -169,15 +159,9 @@ fn verified_token_cache() {
     let req = request("GET", "/v1/entities/x", Some(format!("Bearer {good}")));
     let run = |fake: &Fake, cache: &TokenCache, req: &Request, now_s: i64| {
         decide(
-            &Inputs {
-                config: &cfg,
-                keys: fake,
-                accounts: fake,
-                backend: &RustBackend,
-                cache: Some(cache),
-                verdicts: None,
-                now_s,
-            },
+            &Inputs::new(&cfg, fake, &RustBackend, now_s)
+                .accounts(fake)
+                .cache(cache),
             req,
         )
     };
@@ -198,15 +182,9 @@ fn verified_token_cache() {
     assert_eq!(second.decision, first.decision);
     assert_eq!(
         decide(
-            &Inputs {
-                config: &cfg,
-                keys: &fake,
-                accounts: &fake,
-                backend: &Failing,
-                cache: Some(&cache),
-                verdicts: None,
-                now_s: now()
-            },
+            &Inputs::new(&cfg, &fake, &Failing, now())
+                .accounts(&fake)
+                .cache(&cache),
             &req
         )
         .decision,
@@ -511,15 +489,7 @@ fn default_deny() {
     let mut cfg = config();
     cfg.default = DefaultPolicy::Deny;
     let fake = ready();
-    let inputs = Inputs {
-        config: &cfg,
-        keys: &fake,
-        accounts: &fake,
-        backend: &RustBackend,
-        cache: None,
-        verdicts: None,
-        now_s: now(),
-    };
+    let inputs = Inputs::new(&cfg, &fake, &RustBackend, now()).accounts(&fake);
     let out = decide(&inputs, &request("GET", "/unmatched", None));
     assert_eq!(
         out.decision,
@@ -563,15 +533,9 @@ fn provider_selection_does_not_depend_on_history() {
     // Decides with a cache the way the filter does: a verified token is stored.
     let run = |cache: &mut TokenCache, req: &Request| {
         let o = decide(
-            &Inputs {
-                config: &cfg,
-                keys: &keys,
-                accounts: &keys,
-                backend: &RustBackend,
-                cache: Some(cache),
-                verdicts: None,
-                now_s: now(),
-            },
+            &Inputs::new(&cfg, &keys, &RustBackend, now())
+                .accounts(&keys)
+                .cache(cache),
             req,
         );
         if let CacheNote::Authenticated(a) = o.cache {
@@ -622,15 +586,9 @@ fn verdicts_shared_between_vms() {
     let req = request("GET", "/v1/entities/x", Some(format!("Bearer {good}")));
     let run = |cfg: &Config, fake: &Fake, backend: &dyn SignatureBackend, req: &Request| {
         decide(
-            &Inputs {
-                config: cfg,
-                keys: fake,
-                accounts: fake,
-                backend,
-                cache: None,
-                verdicts: Some(&process),
-                now_s: now(),
-            },
+            &Inputs::new(cfg, fake, backend, now())
+                .accounts(fake)
+                .verdicts(&process),
             req,
         )
     };

@@ -2,9 +2,8 @@
 //! requests keep coming. The last good keys stay in force, so valid tokens keep getting
 //! 200 and unknown kids 401; nothing panics and memory stays bounded.
 
-mod common;
-use common::support::envoy::KeepAlive;
-use common::*;
+use crate::common::*;
+use crate::support::envoy::KeepAlive;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -176,7 +175,7 @@ fn account_service_down_under_load(concurrency: usize) {
     let accounts_up = |port: u16| {
         HttpServer::start(
             port,
-            Arc::new(|_: &common::support::servers::Seen| {
+            Arc::new(|_: &crate::support::servers::Seen| {
                 (
                     200,
                     vec![("content-type".into(), "application/json".into())],

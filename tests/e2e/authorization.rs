@@ -1,8 +1,7 @@
 //! End to end in the real Envoy: permissions, roles, hierarchical scopes, membership,
 //! header preconditions, matching and bypass attempts (README decision steps 2, 10-11).
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const NET: &str = "2f6f6a3e-9d6b-4a4e-8a6f-3a1d1f2b9c10";

@@ -1,7 +1,6 @@
 //! End to end in the real Envoy: the reply table, providers, key lifecycle, configuration.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! Bearer`, another header, a cookie, a query parameter — exactly one credential per
 //! request, and credentials removed before the upstream when the provider says `strip`.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn provider(name: &str, token: Value) -> Value {
@@ -337,7 +336,7 @@ fn oidc_discovery() {
     let (s2, d2) = (seen.clone(), document.clone());
     let server = HttpServer::start(
         0,
-        Arc::new(move |req: &common::support::servers::Seen| {
+        Arc::new(move |req: &crate::support::servers::Seen| {
             if let Ok(mut s) = s2.lock() {
                 s.push(req.url.clone());
             }

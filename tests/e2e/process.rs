@@ -2,9 +2,8 @@
 //! thread's): key sets, verified tokens and account lookups belong to the process, not to
 //! a worker. Requests go out on new connections, so Envoy spreads them over its workers.
 
-mod common;
-use common::support::envoy::KeepAlive;
-use common::*;
+use crate::common::*;
+use crate::support::envoy::KeepAlive;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -71,7 +70,7 @@ fn one_jwks_fetch_per_process_at_start_and_per_refresh() {
 fn account_service(calls: Arc<AtomicUsize>) -> HttpServer {
     HttpServer::start(
         0,
-        Arc::new(move |_: &common::support::servers::Seen| {
+        Arc::new(move |_: &crate::support::servers::Seen| {
             calls.fetch_add(1, Ordering::SeqCst);
             (
                 200,
@@ -366,7 +365,7 @@ fn concurrent_requests_on_every_worker_share_one_account_call() {
     let counted = calls.clone();
     let accounts = HttpServer::start(
         0,
-        Arc::new(move |_: &common::support::servers::Seen| {
+        Arc::new(move |_: &crate::support::servers::Seen| {
             counted.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(400));
             (

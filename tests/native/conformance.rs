@@ -20,9 +20,7 @@ fn b64(bytes: &[u8]) -> String {
 use bearer_guard::verifier::{verify_hmac, RustBackend, SignatureBackend};
 use serde_json::{json, Value};
 
-#[path = "support/vectors.rs"]
-mod support_vectors;
-use support_vectors::{hex, vectors};
+use crate::support::vectors::{hex, vectors};
 
 /// One vector's outcome: only a `valid` vector may verify (`acceptable` and `invalid`
 /// ones must be rejected); counts (accepted, rejected).
@@ -218,15 +216,7 @@ fn jws_accepts(token: &str, key: &Value) -> bool {
     let Some(provider) = select_provider(&cfg, None, alg, None, &TokenSource::Authorization) else {
         return false;
     };
-    let inputs = Inputs {
-        config: &cfg,
-        keys: &keys,
-        accounts: &keys,
-        backend: &RustBackend,
-        cache: None,
-        verdicts: None,
-        now_s: 0,
-    };
+    let inputs = Inputs::new(&cfg, &keys, &RustBackend, 0).accounts(&keys);
     verify_signature(
         &inputs,
         provider,
@@ -326,15 +316,7 @@ fn rfc_examples_through_the_pipeline() {
             ..Default::default()
         };
         let decide_at = |req: &Request, now_s: i64| {
-            let inputs = Inputs {
-                config: &cfg,
-                keys: &keys,
-                accounts: &keys,
-                backend: &RustBackend,
-                cache: None,
-                verdicts: None,
-                now_s,
-            };
+            let inputs = Inputs::new(&cfg, &keys, &RustBackend, now_s).accounts(&keys);
             decide(&inputs, req).decision
         };
         let run = |now_s: i64| decide_at(&req, now_s);

@@ -1,8 +1,7 @@
 //! End to end in the real Envoy: required claims, account resolution over a dispatched
 //! call (cache, de-duplication, failures), identity forwarding and header stripping.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use std::time::Duration;
 
 /// An account service: `user=` decides the answer; every call is counted.
 fn account_service(calls: Arc<AtomicUsize>) -> HttpServer {
-    HttpServer::start(0, Arc::new(move |seen: &common::support::servers::Seen| {
+    HttpServer::start(0, Arc::new(move |seen: &crate::support::servers::Seen| {
             calls.fetch_add(1, Ordering::SeqCst);
             let user = seen.url.split("user=").nth(1).and_then(|s| s.split('&').next()).unwrap_or("");
             let json = |status: u16, v: Value| (status, vec![("content-type".to_string(), "application/json".to_string())], v.to_string().into_bytes());

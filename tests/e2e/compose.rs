@@ -5,9 +5,8 @@
 //! plain `cargo test` lists it as ignored (it needs a Docker engine). Always `down -v`,
 //! container logs printed on failure.
 
-mod common;
-use common::support::envoy::KeepAlive;
-use common::*;
+use crate::common::*;
+use crate::support::envoy::KeepAlive;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -54,7 +53,7 @@ fn libraries(binary: &Path) -> Vec<PathBuf> {
 /// runs), the few libraries it needs, and bash for the healthcheck: a root filesystem
 /// turned into an image with `docker import`.
 fn envoy_image() {
-    let envoy = std::fs::canonicalize(common::support::envoy::envoy_bin())
+    let envoy = std::fs::canonicalize(crate::support::envoy::envoy_bin())
         .ok()
         .and_then(|script| {
             // `.venv/bin/envoy` is the package's launcher; the binary sits in the package.
@@ -445,7 +444,7 @@ fn the_compose_demo_runs_in_containers() {
 fn the_istio_oci_image_holds_the_module() {
     use sha2::{Digest, Sha256};
     // The module's folder is the build context, as the Dockerfile says.
-    let module_path = common::support::envoy::wasm_path();
+    let module_path = crate::support::envoy::wasm_path();
     let context = module_path
         .parent()
         .expect("the module's folder")

@@ -3,8 +3,7 @@
 //! the rule's grant is found where the recipe says, and a token of the same shape from
 //! another tenant or for another audience is refused.
 
-mod support;
-
+use crate::support::idp::{now, Signer};
 use bearer_guard::config;
 use bearer_guard::jwks::KeySet;
 use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs};
@@ -12,7 +11,6 @@ use bearer_guard::reply::Denial;
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::verifier::RustBackend;
 use serde_json::{json, Value};
-use support::idp::{now, Signer};
 
 /// A recipe: the provider as the README shows it, a token's header fields and claims, and
 /// the permission the test rule requires.
@@ -122,7 +120,7 @@ fn recipes() -> Vec<Recipe> {
 fn every_recipe_accepts_its_providers_tokens() {
     let signer = Signer::generate("kid-like-a-provider's");
     let (keys, _) =
-        KeySet::parse(support::idp::jwks(&[&signer]).as_bytes(), 1 << 16).expect("jwks");
+        KeySet::parse(crate::support::idp::jwks(&[&signer]).as_bytes(), 1 << 16).expect("jwks");
     let keys = FixedKeys(keys);
     for r in recipes() {
         let rules = if r.requires.is_empty() {
@@ -147,15 +145,7 @@ fn every_recipe_accepts_its_providers_tokens() {
                 ..Default::default()
             };
             decide(
-                &Inputs {
-                    config: &cfg,
-                    keys: &keys,
-                    accounts: &keys,
-                    backend: &RustBackend,
-                    cache: None,
-                    verdicts: None,
-                    now_s: now(),
-                },
+                &Inputs::new(&cfg, &keys, &RustBackend, now()).accounts(&keys),
                 &req,
             )
             .decision

@@ -3,9 +3,8 @@
 //! parsed and their plugin configuration validated by the filter's own parser, and the
 //! demo command.
 
-mod common;
-use common::support::envoy::{envoy_bin, wasm_path};
-use common::*;
+use crate::common::*;
+use crate::support::envoy::{envoy_bin, wasm_path};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,0 +1,19 @@
+//! End to end, one binary: the real Envoy with the built `.wasm`, real servers on
+//! loopback and real HTTP requests, one module per area. `compose` runs the demo in
+//! containers (`#[ignore]`d here; `make test-compose` runs it).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod attacks;
+mod authorization;
+mod common;
+mod compose;
+mod decisions;
+mod faults;
+mod foundation;
+mod identity;
+mod operations;
+mod process;
+mod rollout;
+mod sources;
