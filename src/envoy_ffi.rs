@@ -3,6 +3,10 @@
 //! `source/extensions/common/wasm/ext/verify_signature.proto`), encoded by hand: four
 //! length-delimited fields do not justify a protobuf runtime in the module.
 
+use crate::crypto::{Curve, Hash};
+use crate::jwks::{EcKey, RsaKey};
+use crate::verifier::{ecdsa_signature_der, BackendError, SignatureBackend};
+
 /// Name of the foreign function.
 pub const VERIFY_SIGNATURE: &str = "verify_signature";
 
@@ -65,6 +69,69 @@ pub fn decode_result(buf: &[u8]) -> Option<bool> {
     Some(result)
 }
 
+/// The host's `verify_signature` as a [`SignatureBackend`]: everything but the call
+/// itself — which signatures are worth a call, the DER re-encoding of ECDSA signatures,
+/// the wire format — happens here. `call` sends the encoded arguments and returns the
+/// host's answer (`Ok(None)`: an empty one).
+pub struct EnvoyVerifier<F>(pub F);
+
+impl<F: Fn(&[u8]) -> Result<Option<Vec<u8>>, String>> EnvoyVerifier<F> {
+    fn verify(
+        &self,
+        hash: Hash,
+        der: &[u8],
+        signature: &[u8],
+        message: &[u8],
+    ) -> Result<bool, BackendError> {
+        let args = encode_args(hash.name(), der, signature, message);
+        match (self.0)(&args) {
+            Ok(Some(out)) => {
+                decode_result(&out).ok_or_else(|| BackendError("undecodable result".into()))
+            }
+            Ok(None) => Err(BackendError("empty result".into())),
+            Err(e) => Err(BackendError(e)),
+        }
+    }
+}
+
+impl<F: Fn(&[u8]) -> Result<Option<Vec<u8>>, String>> SignatureBackend for EnvoyVerifier<F> {
+    fn verify_rsa(
+        &self,
+        key: &RsaKey,
+        hash: Hash,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError> {
+        // A signature of another length than the modulus can never verify.
+        if signature.len() != key.public.size() {
+            return Ok(false);
+        }
+        self.verify(hash, &key.spki_der, signature, message)
+    }
+
+    fn verify_ecdsa(
+        &self,
+        key: &EcKey,
+        hash: Hash,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError> {
+        let len = match key.curve {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+        };
+        // JWS's `r || s` as the DER BoringSSL takes.
+        let Some(der) = ecdsa_signature_der(signature, len) else {
+            return Ok(false);
+        };
+        self.verify(hash, &key.spki_der, &der, message)
+    }
+
+    fn name(&self) -> &'static str {
+        "envoy"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +161,49 @@ mod tests {
         for (buf, want) in cases {
             assert_eq!(decode_result(&buf), want, "{buf:?}");
         }
+    }
+
+    #[test]
+    fn the_host_verifier_calls_only_for_signatures_that_may_verify() {
+        use crate::jwks::{Key, KeySet};
+        use std::cell::RefCell;
+        let doc = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"e",
+            "x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+        let (set, _) = KeySet::parse(doc, 1 << 16).expect("jwks");
+        let Some(Key::Ec(key)) = set
+            .candidates(Some("e"), crate::crypto::Algorithm::ES256)
+            .next()
+        else {
+            panic!("an EC key");
+        };
+        let sent = RefCell::new(Vec::new());
+        let host = EnvoyVerifier(|args: &[u8]| {
+            sent.borrow_mut().push(args.to_vec());
+            Ok(Some(vec![0x08, 0x01]))
+        });
+        // A signature of the wrong size is refused without a call.
+        assert_eq!(
+            host.verify_ecdsa(key, Hash::Sha256, b"m", &[1; 63]),
+            Ok(false)
+        );
+        assert!(sent.borrow().is_empty());
+        // `r || s` goes out as DER: SEQUENCE of two INTEGERs.
+        assert_eq!(
+            host.verify_ecdsa(key, Hash::Sha256, b"m", &[1; 64]),
+            Ok(true)
+        );
+        let args = sent.borrow()[0].clone();
+        let der = ecdsa_signature_der(&[1; 64], 32).expect("der");
+        assert!(args.windows(der.len()).any(|w| w == der.as_slice()));
+        // Host failures are backend errors, never "invalid".
+        let failing = EnvoyVerifier(|_: &[u8]| Err("host status 10".to_string()));
+        assert!(failing
+            .verify_ecdsa(key, Hash::Sha256, b"m", &[1; 64])
+            .is_err());
+        let empty = EnvoyVerifier(|_: &[u8]| Ok(None));
+        assert!(empty
+            .verify_ecdsa(key, Hash::Sha256, b"m", &[1; 64])
+            .is_err());
     }
 }

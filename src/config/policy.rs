@@ -2,6 +2,8 @@
 //! unmatched requests, the signature backend, and the sizes of the per-VM and
 //! process-wide caches.
 
+use crate::error::{err, ConfigError};
+
 /// Whether denials are enforced or only reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -34,6 +36,23 @@ pub enum VerifierChoice {
     Envoy,
     /// Always the built-in pure-Rust verifier (`rsa_public`).
     Rust,
+}
+
+impl VerifierChoice {
+    /// Whether public-key signatures go to the host's `verify_signature`, given whether
+    /// the host has it; an error (naming the field) when the configuration insists on a
+    /// host function this host lacks.
+    pub fn use_host(self, host_has_it: bool) -> Result<bool, ConfigError> {
+        match self {
+            VerifierChoice::Auto => Ok(host_has_it),
+            VerifierChoice::Rust => Ok(false),
+            VerifierChoice::Envoy if host_has_it => Ok(true),
+            VerifierChoice::Envoy => err(
+                "verifier",
+                "this host has no verify_signature foreign function",
+            ),
+        }
+    }
 }
 
 /// What happens to a request that matches no rule.

@@ -2,10 +2,11 @@
 //! core, defines its metrics, and forwards ticks and call responses to it.
 
 use super::apply::{apply, Caller, State, StateRef};
-use super::backend::EnvoyBackend;
+use super::backend;
 use super::host::{self, log, HostStore, Level, MetricKind};
 use super::http::Http;
-use crate::config::{self, VerifierChoice};
+use crate::config;
+use crate::envoy_ffi::EnvoyVerifier;
 use crate::verifier::{RustBackend, SignatureBackend};
 use crate::vm::{self, Vm, IDLE_TICK_MS};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -49,14 +50,13 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let envoy = EnvoyBackend::available();
-        let backend: Box<dyn SignatureBackend> = match cfg.verifier {
-            VerifierChoice::Auto | VerifierChoice::Envoy if envoy => Box::new(EnvoyBackend),
-            VerifierChoice::Envoy => {
-                log(Level::Error, "bearer-guard: invalid configuration at `verifier`: this host has no verify_signature foreign function");
+        let backend: Box<dyn SignatureBackend> = match cfg.verifier.use_host(backend::available()) {
+            Ok(true) => Box::new(EnvoyVerifier(backend::call)),
+            Ok(false) => Box::new(RustBackend),
+            Err(e) => {
+                log(Level::Error, &format!("bearer-guard: {e}"));
                 return false;
             }
-            VerifierChoice::Auto | VerifierChoice::Rust => Box::new(RustBackend),
         };
         let providers: Vec<&str> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
         log(
@@ -70,9 +70,8 @@ impl RootContext for Root {
             ),
         );
         let now = host::now_ms();
-        let fallback_id = (now << 16) | u64::from(self.context_id);
         let store = Box::new(HostStore::probe());
-        let mut vm = Vm::new(cfg, backend, store, fallback_id);
+        let mut vm = Vm::new(cfg, backend, store, (now, self.context_id));
         vm.set_debug(host::logs(Level::Debug));
         let effects = vm.on_configure(now);
         let metric_ids = vm

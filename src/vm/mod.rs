@@ -65,13 +65,13 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// A VM for `config`, on the process-wide `store`. `fallback_id` names the VM when the
-    /// store cannot number it (no shared data). Then [`Vm::on_configure`].
+    /// A VM for `config`, on the process-wide `store`; `(now, root_context)` name the VM
+    /// when the store cannot number it (no shared data). Then [`Vm::on_configure`].
     pub fn new(
         config: Config,
         backend: Box<dyn SignatureBackend>,
         store: Box<dyn Store>,
-        fallback_id: u64,
+        (now, root_context): (u64, u32),
     ) -> Vm {
         let keys = config
             .providers
@@ -97,7 +97,7 @@ impl Vm {
         )
         .ok()
         .flatten()
-        .unwrap_or(fallback_id);
+        .unwrap_or((now << 16) | u64::from(root_context));
         let slots = config.shared;
         Vm {
             tokens: TokenCache::new(config.token_cache_entries),

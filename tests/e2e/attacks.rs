@@ -4,6 +4,7 @@
 
 use crate::common::*;
 use base64::Engine;
+use std::time::Duration;
 use serde_json::json;
 
 fn b64s(s: &str) -> String {
@@ -213,4 +214,74 @@ fn header_values_that_are_not_utf8_get_the_contract_reply() {
         200
     );
     assert!(!stack.envoy.log().contains("panicked"), "the VM panicked");
+}
+
+/// A request body that arrives while the decision waits (here: an unknown `kid` makes the
+/// request wait for a JWKS refetch) must not carry the request upstream: Envoy resumes a
+/// stopped request when a filter lets its body through.
+#[test]
+fn a_body_sent_while_the_decision_waits_never_reaches_the_upstream() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let upstream = HttpServer::start(
+        0,
+        Arc::new(move |_: &crate::support::servers::Seen| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            (200, vec![], b"upstream".to_vec())
+        }),
+    )
+    .expect("upstream");
+    let jwks_server = JwksServer::start(0, JwksMode::Serve(jwks(&[&keys().0]))).expect("jwks");
+    let config = plugin(vec![
+        json!({"match": {"prefix": "/v1/"}, "permissions": ["orders:write"]}),
+    ]);
+    let mut o = Options::new(config, upstream.port, jwks_server.server.port);
+    o.env.push(("SDK_TOKEN_SECRET".into(), SECRET.into()));
+    let envoy = Envoy::start(&o);
+    // Signed by key B, which the JWKS does not hold: the request waits for a refetch.
+    let forged = keys().1.mint(&claims(
+        ISS,
+        AUD,
+        "user-1",
+        600,
+        json!({"permissions": ["orders:write"]}),
+    ));
+    let auth = format!("Bearer {forged}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    for gap in [Duration::ZERO, Duration::from_millis(30)] {
+        let r = envoy.request_with_body(
+            "POST",
+            "/v1/orders",
+            &headers,
+            &[b"{\"amount\":", b"100}"],
+            gap,
+        );
+        assert_eq!(r.status, 401, "gap {gap:?}: {}", r.body);
+        assert_eq!(r.body, r#"{"detail":"Invalid or expired token"}"#);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the upstream saw a request");
+    assert!(envoy.log_contains("waits for keys"), "the request never waited");
+    // A valid token's request, body and all, still reaches it.
+    let good = keys().0.mint(&claims(
+        ISS,
+        AUD,
+        "user-1",
+        600,
+        json!({"permissions": ["orders:write"]}),
+    ));
+    let auth = format!("Bearer {good}");
+    let r = envoy.request_with_body(
+        "POST",
+        "/v1/orders",
+        &[("authorization", auth.as_str())],
+        &[b"{}"],
+        Duration::ZERO,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }

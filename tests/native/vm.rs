@@ -89,7 +89,7 @@ struct Worker {
 impl Worker {
     fn new(store: Rc<dyn Store>, plugin: &Value, now: u64) -> Worker {
         let cfg = config::parse(plugin.to_string().as_bytes(), &|_| None).expect("config");
-        let mut vm = Vm::new(cfg, Box::new(RustBackend), Box::new(store), 0);
+        let mut vm = Vm::new(cfg, Box::new(RustBackend), Box::new(store), (now, 1));
         vm.on_configure(now);
         Worker {
             vm,

@@ -334,6 +334,20 @@ impl Envoy {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()))
     }
 
+    /// A request with a body, sent in `chunks` written `gap` apart (the head first, with
+    /// the whole body's `content-length`).
+    pub fn request_with_body(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        chunks: &[&[u8]],
+        gap: Duration,
+    ) -> Reply {
+        http_body(self.port, method, path, headers, chunks, gap)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()))
+    }
+
     /// GET through the listener.
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         self.request("GET", path, headers)
@@ -451,6 +465,34 @@ pub fn http(
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     exchange(&mut stream, method, path, headers, true)
+}
+
+/// Like [`http`], with a body written in `chunks`, `gap` apart, after the head.
+pub fn http_body(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunks: &[&[u8]],
+    gap: Duration,
+) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    stream.set_nodelay(true)?;
+    let length: usize = chunks.iter().map(|c| c.len()).sum();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("content-length: {length}\r\n\r\n"));
+    stream.write_all(head.as_bytes())?;
+    for chunk in chunks {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
+        stream.write_all(chunk)?;
+    }
+    send(&mut stream, b"", true)
 }
 
 /// Writes one request and reads exactly one reply: the head, then the body its framing

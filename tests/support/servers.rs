@@ -249,7 +249,7 @@ impl JwksServer {
 }
 
 /// An upstream that answers 200 with the request it received as JSON:
-/// `{"method","path","headers":{name: value}}` (repeated headers comma-joined).
+/// `{"method","path","headers":{name: value},"body"}` (repeated headers comma-joined).
 pub fn echo(port: u16) -> std::io::Result<HttpServer> {
     echo_on([127, 0, 0, 1], port)
 }
@@ -268,7 +268,8 @@ pub fn echo_on(ip: [u8; 4], port: u16) -> std::io::Result<HttpServer> {
                 };
                 headers.insert(k.clone(), Value::String(joined));
             }
-            let body = json!({"method": seen.method, "path": seen.url, "headers": headers});
+            let body = json!({"method": seen.method, "path": seen.url, "headers": headers,
+                              "body": String::from_utf8_lossy(&seen.body)});
             (
                 200,
                 vec![("content-type".into(), "application/json".into())],
