@@ -20,6 +20,7 @@ pub mod envoy_ffi;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod explain;
+pub mod graphql;
 pub mod identity;
 pub mod jwks;
 pub mod matcher;
@@ -44,7 +45,6 @@ mod filter;
 /// body chunk; `make build` removes these from the module's exports (`wasm-trim`), so the
 /// host skips them. A callback the filter starts implementing must leave this list.
 pub const UNIMPLEMENTED_CALLBACKS: &[&str] = &[
-    "proxy_on_request_body",
     "proxy_on_request_trailers",
     "proxy_on_response_headers",
     "proxy_on_response_body",

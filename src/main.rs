@@ -279,6 +279,7 @@ fn explain_command(args: ExplainArgs) -> ExitCode {
         route_name: args.route.clone(),
         request_id,
         headers: Headers::from_pairs(headers),
+        ..Default::default()
     };
     if let Some(arg) = &args.token {
         match read_token(arg) {

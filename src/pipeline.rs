@@ -12,9 +12,10 @@ use crate::config::Provider;
 use crate::config::{Authentication, Config, DefaultPolicy, Mode, Rule};
 use crate::credential::{credential, TokenSource};
 use crate::crypto::Algorithm;
+use crate::graphql::{self, RootField};
 use crate::jwks::{Key, KeyAvailability, KeySet};
 use crate::reply::Denial;
-use crate::request::{is_normalized, Request};
+use crate::request::{is_normalized, Body, Request};
 use crate::token::parse;
 use crate::token_cache::{
     token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
@@ -48,6 +49,12 @@ pub enum Decision {
         provider: usize,
         /// `true` when an unknown `kid` asks for a refetch, `false` for the first load.
         refetch: bool,
+    },
+    /// A GraphQL request whose root fields are in its body: the headers go on with these
+    /// identity headers, the body is held until it is complete, then decided with it.
+    ReadBody {
+        /// The token's identity headers (empty without a credential).
+        headers: Vec<(String, String)>,
     },
     /// Pause until the account service answers for this identity, then decide again.
     AwaitAccount {
@@ -292,8 +299,48 @@ pub fn select_provider(
     iss: Option<&str>,
     source: &TokenSource,
 ) -> Option<usize> {
+    select_in(cfg, Scope::Rule(rule), alg, iss, source)
+}
+
+/// Which providers may judge a token: those a rule allows, or — for a GraphQL endpoint
+/// before its body says which rules apply — those any rule that may judge a field allows.
+#[derive(Clone, Copy)]
+enum Scope<'r> {
+    /// The providers of one rule (`None`: no rule, every provider).
+    Rule(Option<&'r Rule>),
+    /// The providers of any of these rules (and every provider when the default policy
+    /// may judge a field).
+    AnyOf(&'r [(&'r Rule, Captures)], bool),
+}
+
+impl Scope<'_> {
+    fn allows(&self, i: usize) -> bool {
+        match self {
+            Scope::Rule(rule) => allowed(*rule, i),
+            Scope::AnyOf(rules, default) => {
+                *default || rules.iter().any(|(r, _)| allowed(Some(r), i))
+            }
+        }
+    }
+
+    /// The rule outcomes name.
+    fn rule(&self) -> Option<&Rule> {
+        match self {
+            Scope::Rule(rule) => *rule,
+            Scope::AnyOf(rules, _) => rules.first().map(|(r, _)| *r),
+        }
+    }
+}
+
+fn select_in(
+    cfg: &Config,
+    scope: Scope,
+    alg: Algorithm,
+    iss: Option<&str>,
+    source: &TokenSource,
+) -> Option<usize> {
     cfg.providers.iter().enumerate().find_map(|(i, p)| {
-        (allowed(rule, i)
+        (scope.allows(i)
             && p.token == *source
             && p.algorithms.contains(&alg)
             && p.issuer.as_deref().is_none_or(|want| iss == Some(want)))
@@ -389,18 +436,19 @@ pub fn verify_signature(
 /// [`select_provider`] picks for this rule, and its key is still in that provider's set.
 fn authenticate<'a>(
     inp: &Inputs<'a>,
-    rule: Option<&Rule>,
+    scope: Scope,
     token: &'a str,
     source: &TokenSource,
     t: &mut Tracer,
 ) -> Result<Verified<'a>, Box<Outcome>> {
     let cfg = inp.config;
+    let rule = scope.rule();
     let deny = |d: Denial, note: &'static str| Box::new(outcome(Decision::Deny(d), rule, note));
     let cacheable = inp.cache.is_some() && token.len() <= MAX_CACHED_TOKEN_BYTES;
     if let (true, Some(cache)) = (cacheable, inp.cache) {
         let hit = cache.get(token, inp.now_s).map(|(_, c)| c).filter(|c| {
             let iss = c.claims.get("iss").and_then(Value::as_str);
-            select_provider(cfg, rule, c.alg, iss, source) == Some(c.provider)
+            select_in(cfg, scope, c.alg, iss, source) == Some(c.provider)
                 && c.key.is_none_or(|fp| {
                     inp.keys
                         .keys(c.provider)
@@ -445,10 +493,10 @@ fn authenticate<'a>(
         return Err(deny(Denial::InvalidToken, "algorithm not accepted"));
     };
     let iss = jws.claims.get("iss").and_then(|v| v.as_str());
-    let chosen = select_provider(cfg, rule, alg, iss, source);
+    let chosen = select_in(cfg, scope, alg, iss, source);
     let Some((pid, provider)) = chosen.and_then(|i| cfg.providers.get(i).map(|p| (i, p))) else {
         t.token("provider", false, || {
-            let why = ineligible(cfg, rule, alg, iss, source);
+            let why = ineligible(cfg, scope, alg, iss, source);
             format!("none eligible ({})", why.join("; "))
         });
         return Err(deny(
@@ -628,17 +676,34 @@ fn decide_rule(inp: &Inputs, req: &Request, t: &mut Tracer) -> Outcome {
             .iter()
             .find_map(|r| r.matcher.matches(req, path, &host).map(|c| (r, c)))
     };
+    // A GraphQL endpoint: the first rule matching the request judges root fields.
+    if matched.as_ref().is_some_and(|(r, _)| r.graphql.is_some()) {
+        return graphql_decision(inp, req, path, &host, t);
+    }
     let (rule, captures): (Option<&Rule>, Captures) = match matched {
         Some((r, c)) => (Some(r), c),
-        None if cfg.default == DefaultPolicy::Deny => {
-            return deny(
-                Denial::InsufficientPermissions,
-                None,
-                "no rule matches and the default is deny",
-            );
-        }
         None => (None, Vec::new()),
     };
+    decide_for(inp, req, rule, &captures, t)
+}
+
+/// Steps 1 (the policy for no rule, public rules) to 12 for a request judged by `rule`
+/// (`None`: no rule matched).
+fn decide_for(
+    inp: &Inputs,
+    req: &Request,
+    rule: Option<&Rule>,
+    captures: &Captures,
+    t: &mut Tracer,
+) -> Outcome {
+    let cfg = inp.config;
+    if rule.is_none() && cfg.default == DefaultPolicy::Deny {
+        return deny(
+            Denial::InsufficientPermissions,
+            None,
+            "no rule matches and the default is deny",
+        );
+    }
     if let Some(r) = rule.filter(|r| r.public) {
         let mut o = outcome(
             Decision::Allow {
@@ -736,12 +801,12 @@ fn decide_rule(inp: &Inputs, req: &Request, t: &mut Tracer) -> Outcome {
         .get(which)
         .copied()
         .unwrap_or(&TokenSource::Authorization);
-    let mut v = match authenticate(inp, rule, token, source, t) {
+    let mut v = match authenticate(inp, Scope::Rule(rule), token, source, t) {
         Ok(v) => v,
         Err(o) => return first_denial(*o),
     };
     let cache = std::mem::replace(&mut v.cache, CacheNote::None);
-    let mut o = authorize(inp, req, rule, &captures, &v, t);
+    let mut o = authorize(inp, req, rule, captures, &v, t);
     o.cache = cache;
     o.provider = Some(v.provider);
     o.subject = subject(&v.claims);
@@ -922,10 +987,20 @@ fn match_traced<'c>(
     host: &str,
     t: &mut Tracer,
 ) -> Option<(&'c Rule, Captures)> {
-    let mut found = None;
+    let mut found: Option<(&Rule, Captures)> = None;
     for r in &cfg.rules {
-        let what = r.matcher.describe();
-        let c = if found.is_some() {
+        let what = match &r.graphql {
+            Some(g) => format!("{} {}", r.matcher.describe(), g.describe()),
+            None => r.matcher.describe(),
+        };
+        // After a GraphQL rule, later rules still judge other root fields.
+        let graphql = found.as_ref().is_some_and(|(f, _)| f.graphql.is_some());
+        let c = if graphql {
+            match r.matcher.check(req, path, host) {
+                Ok(_) => check(&r.name, true, format!("{what}: matches the request")),
+                Err(m) => check(&r.name, false, format!("{what}: {}", m.as_str())),
+            }
+        } else if found.is_some() {
             check(
                 &r.name,
                 false,
@@ -948,7 +1023,7 @@ fn match_traced<'c>(
 /// Why no provider may judge a token, provider by provider (for the trace).
 fn ineligible(
     cfg: &Config,
-    rule: Option<&Rule>,
+    scope: Scope,
     alg: Algorithm,
     iss: Option<&str>,
     source: &TokenSource,
@@ -957,7 +1032,7 @@ fn ineligible(
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let reason = if !allowed(rule, i) {
+            let reason = if !scope.allows(i) {
                 "not allowed on this rule".to_string()
             } else if p.token != *source {
                 "takes tokens from elsewhere".to_string()
@@ -1003,4 +1078,219 @@ fn describe_grant((g, source): &(&str, GrantSource)) -> String {
         GrantSource::Scope => format!("{g} (scope claim)"),
         GrantSource::Role(r) => format!("{g} (role {r})"),
     }
+}
+
+/// A request to a GraphQL endpoint: each root field of the operations it runs is judged
+/// by the first rule that matches the request and the field (a rule without a `graphql`
+/// condition matches every field, `__typename` only such rules), or by the default policy;
+/// the request passes when every field's rule lets it, else the first failing field in
+/// document order answers (an enforced denial before an audited one).
+fn graphql_decision(
+    inp: &Inputs,
+    req: &Request,
+    path: &str,
+    host: &str,
+    t: &mut Tracer,
+) -> Outcome {
+    let cfg = inp.config;
+    let limits = &cfg.graphql;
+    // The rules that may judge a field: those matching the request, up to the first one
+    // without a GraphQL condition (it takes every field the ones before it did not).
+    let mut candidates: Vec<(&Rule, Captures)> = Vec::new();
+    for r in &cfg.rules {
+        if let Some(c) = r.matcher.matches(req, path, host) {
+            let catch_all = r.graphql.is_none();
+            candidates.push((r, c));
+            if catch_all {
+                break;
+            }
+        }
+    }
+    let first = candidates.first().map(|(r, _)| *r);
+    let refuse = |detail: String, t: &mut Tracer| {
+        t.record(|tr| tr.fields.push(check("request", false, detail.clone())));
+        deny(
+            Denial::BadRequest(detail),
+            first,
+            "not a readable GraphQL request",
+        )
+    };
+    if let Err(detail) = graphql::check_headers(req, limits) {
+        return refuse(detail, t);
+    }
+    let body: &[u8] = match &req.body {
+        Body::Read(b) => b,
+        Body::TooLarge(_) => return refuse(graphql::too_large(limits), t),
+        Body::Unread if graphql::needs_body(req) => return before_body(inp, req, &candidates, t),
+        Body::Unread => &[],
+    };
+    let fields = match graphql::root_fields(req, body, limits) {
+        Ok(f) => f,
+        Err(detail) => return refuse(detail, t),
+    };
+    // Each field's rule (an index into `candidates`; `None`: the default policy), and
+    // each distinct rule decided once, in the order its first field comes.
+    let judged: Vec<(RootField, Option<usize>)> = fields
+        .into_iter()
+        .map(|f| {
+            let at = candidates
+                .iter()
+                .position(|(r, _)| r.graphql.as_ref().is_none_or(|g| g.matches(&f)));
+            (f, at)
+        })
+        .collect();
+    let mut decided: Vec<(Option<usize>, Outcome, crate::trace::Trace)> = Vec::new();
+    for (_, at) in &judged {
+        if decided.iter().any(|(d, _, _)| d == at) {
+            continue;
+        }
+        let (rule, captures) = match at.and_then(|i| candidates.get(i)) {
+            Some((r, c)) => (Some(*r), c.clone()),
+            None => (None, Vec::new()),
+        };
+        let mut sub = crate::trace::Trace::default();
+        let mut st = Tracer(t.on().then_some(&mut sub));
+        let o = decide_for(inp, req, rule, &captures, &mut st);
+        decided.push((*at, o, sub));
+    }
+    let mut cache = CacheNote::None;
+    for (_, o, _) in &mut decided {
+        let note = std::mem::take(&mut o.cache);
+        if matches!(cache, CacheNote::None) {
+            cache = note;
+        }
+    }
+    let outcome_of = |at: &Option<usize>| decided.iter().position(|(d, _, _)| d == at);
+    t.record(|tr| {
+        for (f, at) in &judged {
+            let rule_name = at
+                .and_then(|i| candidates.get(i))
+                .map_or("(default policy)", |(r, _)| r.name.as_str());
+            let verdict = outcome_of(at)
+                .and_then(|i| decided.get(i))
+                .map(|(_, o, _)| o);
+            let ok = matches!(verdict.map(|o| &o.decision), Some(Decision::Allow { .. }));
+            let detail = match verdict.map(|o| &o.decision) {
+                Some(Decision::Deny(d)) => {
+                    format!("rule {rule_name}: {} {}", d.status(), d.detail())
+                }
+                Some(Decision::Allow { .. }) => format!("rule {rule_name}: allowed"),
+                _ => format!("rule {rule_name}: waits"),
+            };
+            tr.fields.push(check(
+                &format!("{} {}", f.operation.name(), f.name),
+                ok,
+                detail,
+            ));
+        }
+    });
+    // A wait first (decide again when it is over), then the first enforced denial, then
+    // the first audited one, else the request passes.
+    let order: Vec<usize> = judged.iter().filter_map(|(_, at)| outcome_of(at)).collect();
+    let pick = |want: &dyn Fn(&Outcome) -> bool| {
+        order
+            .iter()
+            .copied()
+            .find(|i| decided.get(*i).is_some_and(|(_, o, _)| want(o)))
+    };
+    let waits = |o: &Outcome| {
+        matches!(
+            o.decision,
+            Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. }
+        )
+    };
+    let denied = |o: &Outcome| matches!(o.decision, Decision::Deny(_));
+    let chosen = pick(&waits)
+        .or_else(|| pick(&|o| denied(o) && o.mode == Mode::Enforce))
+        .or_else(|| pick(&denied))
+        .or_else(|| pick(&|o| !o.identity.is_empty()))
+        .or_else(|| order.first().copied());
+    let all_public = decided.iter().all(|(_, o, _)| o.public);
+    let all_anonymous = decided.iter().all(|(_, o, _)| o.public || o.anonymous);
+    let Some((_, mut o, sub)) = chosen.map(|i| decided.swap_remove(i)) else {
+        return deny(
+            Denial::BadRequest("GraphQL request selects no field".into()),
+            first,
+            "no root field",
+        );
+    };
+    t.record(|tr| {
+        tr.preconditions = sub.preconditions;
+        tr.token = sub.token;
+        tr.identity = sub.identity;
+        tr.grants = sub.grants;
+        tr.requirements = sub.requirements;
+        tr.membership = sub.membership;
+    });
+    if matches!(o.decision, Decision::Allow { .. }) {
+        o.public = all_public;
+        o.anonymous = !all_public && all_anonymous;
+    }
+    o.cache = cache;
+    o
+}
+
+/// A GraphQL request whose body has not arrived: what the headers decide. The token is
+/// authenticated now — by the providers of the rules that may judge a field — and its
+/// identity resolved (required claims, account, identity headers), so a request without a
+/// valid one is refused before its body is read; the rules of the fields are applied once
+/// the body is complete.
+fn before_body(
+    inp: &Inputs,
+    req: &Request,
+    candidates: &[(&Rule, Captures)],
+    t: &mut Tracer,
+) -> Outcome {
+    let cfg = inp.config;
+    let first = candidates.first().map(|(r, _)| *r);
+    // Fields no candidate takes go to the default policy (every provider).
+    let takes_all = candidates.last().is_some_and(|(r, _)| r.graphql.is_none());
+    let scope = Scope::AnyOf(candidates, !takes_all);
+    let mut sources: Vec<&TokenSource> = Vec::new();
+    for (i, p) in cfg.providers.iter().enumerate() {
+        if scope.allows(i) && !sources.contains(&&p.token) {
+            sources.push(&p.token);
+        }
+    }
+    let read_body = |headers| outcome(Decision::ReadBody { headers }, first, "GraphQL body");
+    let found = credential(req, &sources);
+    let Ok(Some((which, token))) = found else {
+        // A field whose rule takes no credential may still pass: the body decides.
+        let lenient = candidates.iter().any(|(r, _)| {
+            r.public || r.authentication == Authentication::Optional || r.mode == Mode::Audit
+        });
+        t.token("credential", found == Ok(None) && lenient, || {
+            if found.is_ok() {
+                "none sent".into()
+            } else {
+                "not exactly one credential".into()
+            }
+        });
+        if found == Ok(None) && lenient {
+            return read_body(Vec::new());
+        }
+        return deny(Denial::MissingToken, first, "no bearer token");
+    };
+    t.token("credential", true, || "one token".into());
+    let source = sources
+        .get(which)
+        .copied()
+        .unwrap_or(&TokenSource::Authorization);
+    let mut v = match authenticate(inp, scope, token, source, t) {
+        Ok(v) => v,
+        Err(o) => return *o,
+    };
+    let cache = std::mem::take(&mut v.cache);
+    // The identity part of steps 9-12, as for a request no rule matched.
+    let mut o = authorize(inp, req, None, &Vec::new(), &v, t);
+    if let Decision::Allow { headers } = &o.decision {
+        o = read_body(headers.clone());
+    }
+    o.cache = cache;
+    o.provider = Some(v.provider);
+    o.subject = subject(&v.claims);
+    if v.config.strip_token {
+        o.strip = Some(source.clone());
+    }
+    o
 }

@@ -15,6 +15,20 @@ pub struct Request {
     pub request_id: String,
     /// All request headers, names lower-case, in arrival order (pseudo-headers included).
     pub headers: Headers,
+    /// The body, once read (only GraphQL rules need it).
+    pub body: Body,
+}
+
+/// A request's body as the core knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Body {
+    /// Not read (no rule needs it, or it has not arrived).
+    #[default]
+    Unread,
+    /// Complete.
+    Read(Vec<u8>),
+    /// Over the limit (its size): never read into the VM.
+    TooLarge(usize),
 }
 
 /// A header list in one buffer: every name and value back to back in one string, with

@@ -77,6 +77,14 @@ pub fn parse_object(bytes: &[u8]) -> Option<Map<String, Value>> {
     }
 }
 
+/// Parses `bytes` as any JSON value, rejecting duplicate keys at any depth (GraphQL
+/// request bodies: an object, or an array of them for a batch).
+pub fn parse_value(bytes: &[u8]) -> Option<Value> {
+    serde_json::from_slice::<Strict>(bytes)
+        .ok()
+        .map(|Strict(v)| v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

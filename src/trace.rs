@@ -30,6 +30,9 @@ pub fn check(step: &str, ok: bool, detail: impl Into<String>) -> Check {
 pub struct Trace {
     /// Step 1: each rule, in order, and whether the request matched it.
     pub rules: Vec<Check>,
+    /// GraphQL: each root field with the rule that judged it (or why the request could
+    /// not be read).
+    pub fields: Vec<Check>,
     /// Step 2: the rule's header preconditions.
     pub preconditions: Vec<Check>,
     /// Steps 3-8: credential, parse, provider, times, signature, issuer and audience.

@@ -105,6 +105,14 @@ impl<R> Waiters<R> {
         self.parked.retain(|w| w.context_id != context_id);
     }
 
+    /// The paused request of a context, to update (its body arrived meanwhile).
+    pub fn request_mut(&mut self, context_id: u32) -> Option<&mut R> {
+        self.parked
+            .iter_mut()
+            .find(|w| w.context_id == context_id)
+            .map(|w| &mut w.request)
+    }
+
     /// Whether any request is paused (the glue then ticks faster).
     pub fn any(&self) -> bool {
         !self.parked.is_empty()

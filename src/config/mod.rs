@@ -33,6 +33,7 @@ use self::provider::RawProvider;
 use self::reader::{strings, Fields};
 use self::rules::{check_permission, RawRule};
 use crate::error::err;
+use crate::graphql::{Limits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_TOKENS};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,6 +63,7 @@ struct RawConfig {
     shared: SharedSlots,
     mode: Mode,
     access_log_fields: bool,
+    graphql: Limits,
 }
 
 impl RawConfig {
@@ -82,6 +84,7 @@ impl RawConfig {
                 "shared",
                 "mode",
                 "access_log_fields",
+                "graphql",
             ],
         )?;
         let providers = f
@@ -144,6 +147,7 @@ impl RawConfig {
             shared,
             mode: f.choice_or("mode", MODES, Mode::Enforce)?,
             access_log_fields: f.bool_or("access_log_fields", false)?,
+            graphql: read_graphql(&f)?,
         })
     }
 }
@@ -175,6 +179,10 @@ pub struct Config {
     pub mode: Mode,
     /// Record each decision as filter state for access logs.
     pub access_log_fields: bool,
+    /// Bounds on GraphQL requests (`graphql`).
+    pub graphql: Limits,
+    /// Some rule has a `match.graphql` condition (computed).
+    pub has_graphql: bool,
     /// Some rule matches on the host (computed).
     pub needs_host: bool,
     /// Some rule matches on Envoy's route name (computed).
@@ -299,10 +307,36 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         shared: raw.shared,
         mode: raw.mode,
         access_log_fields: raw.access_log_fields,
+        graphql: raw.graphql,
+        has_graphql: rules.iter().any(|r| r.graphql.is_some()),
         needs_host: rules.iter().any(|r| r.matcher.uses_host()),
         needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),
         rules,
     })
+}
+
+/// `graphql`: bounds on GraphQL requests, each checked against its range.
+fn read_graphql(top: &Fields) -> Result<Limits, ConfigError> {
+    let keys = ["max_body_bytes", "max_depth", "max_tokens"];
+    let Some(g) = top.object("graphql", &keys)? else {
+        return Ok(Limits::default());
+    };
+    let limits = Limits {
+        max_body_bytes: g.usize_or("max_body_bytes", DEFAULT_MAX_BODY_BYTES)?,
+        max_depth: g.usize_or("max_depth", DEFAULT_MAX_DEPTH)?,
+        max_tokens: g.usize_or("max_tokens", DEFAULT_MAX_TOKENS)?,
+    };
+    let ranges = [
+        ("max_body_bytes", limits.max_body_bytes, 256, 1 << 20),
+        ("max_depth", limits.max_depth, 2, 256),
+        ("max_tokens", limits.max_tokens, 16, 1_000_000),
+    ];
+    for (key, value, low, high) in ranges {
+        if !(low..=high).contains(&value) {
+            return err(g.path(key), format!("must be between {low} and {high}"));
+        }
+    }
+    Ok(limits)
 }
 
 #[cfg(test)]

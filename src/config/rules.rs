@@ -5,11 +5,13 @@ use super::provider::Provider;
 use super::reader::{choose, Fields};
 use crate::authorizer::{HeaderFormat, Membership, RequestValue, Requirement, Template};
 use crate::error::{err, ConfigError};
+use crate::graphql::{FieldMatch, OperationKind};
 use crate::matcher::{Matcher, RawMatch};
 use serde_json::Value;
 
 /// A rule as written.
 pub(super) struct RawRule {
+    graphql: Option<RawGraphql>,
     name: Option<String>,
     matcher: RawMatch,
     public: bool,
@@ -55,6 +57,14 @@ impl RawRule {
             host: m.opt_string("host")?,
             route: m.opt_string("route")?,
         };
+        let graphql = match m.object("graphql", &["operation", "fields"])? {
+            Some(g) => Some(RawGraphql {
+                operation: g.choice_or("operation", OPERATIONS, None)?,
+                fields: g.strings("fields")?,
+                at: g.path("fields"),
+            }),
+            None => None,
+        };
         let public = f.bool_or("public", false)?;
         let providers = f.opt_strings("providers")?;
         let permissions = f.strings("permissions")?;
@@ -92,6 +102,7 @@ impl RawRule {
             Authentication::Required,
         )?;
         Ok(RawRule {
+            graphql,
             name,
             matcher,
             public,
@@ -107,7 +118,32 @@ impl RawRule {
     }
 }
 
-const MATCH_KEYS: &[&str] = &["methods", "path", "prefix", "template", "host", "route"];
+const MATCH_KEYS: &[&str] = &[
+    "methods", "path", "prefix", "template", "host", "route", "graphql",
+];
+
+/// The JSON names of GraphQL operation kinds.
+const OPERATIONS: &[(&str, Option<OperationKind>)] = &[
+    ("query", Some(OperationKind::Query)),
+    ("mutation", Some(OperationKind::Mutation)),
+    ("subscription", Some(OperationKind::Subscription)),
+];
+
+/// `match.graphql` as written.
+struct RawGraphql {
+    operation: Option<OperationKind>,
+    fields: Vec<String>,
+    at: String,
+}
+
+/// A GraphQL name: `[_A-Za-z][_0-9A-Za-z]*`.
+fn is_graphql_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b == b'_' || b.is_ascii_alphabetic())
+        && bytes.all(|b| b == b'_' || b.is_ascii_alphanumeric())
+}
 
 struct RawMemberOf {
     query: Option<String>,
@@ -139,6 +175,9 @@ pub struct Rule {
     pub mode: Mode,
     /// Whether a request needs a credential.
     pub authentication: Authentication,
+    /// The GraphQL operations and root fields it applies to (`match.graphql`); `None`: a
+    /// rule for whole requests.
+    pub graphql: Option<FieldMatch>,
 }
 
 /// A permission is non-empty, without whitespace; `*` is allowed only as a whole segment.
@@ -247,6 +286,23 @@ pub(super) fn compile(
             })
         }
     };
+    let graphql = match r.graphql {
+        None => None,
+        Some(g) => {
+            for (j, f) in g.fields.iter().enumerate() {
+                if !is_graphql_name(f) {
+                    return err(
+                        format!("{}[{j}]", g.at),
+                        format!("{f:?} is not a GraphQL field name"),
+                    );
+                }
+            }
+            Some(FieldMatch {
+                operation: g.operation,
+                fields: g.fields,
+            })
+        }
+    };
     let mut headers = Vec::new();
     for (name, field, format) in r.headers {
         let lower = name.to_ascii_lowercase();
@@ -270,5 +326,6 @@ pub(super) fn compile(
         headers,
         mode: r.mode.unwrap_or(mode),
         authentication: r.authentication,
+        graphql,
     })
 }

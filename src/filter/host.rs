@@ -32,6 +32,8 @@ pub(crate) mod map {
 
 /// proxy-wasm `BufferType` values the filter uses.
 pub(crate) mod buffer {
+    /// The request's body (what Envoy has buffered of it).
+    pub(crate) const HTTP_REQUEST_BODY: u32 = 0;
     /// A dispatched call's response body.
     pub(crate) const CALL_RESPONSE_BODY: u32 = 4;
     /// The plugin configuration.

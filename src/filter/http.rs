@@ -3,7 +3,7 @@
 use super::apply::{apply, send_reply, Caller, StateRef};
 use super::host;
 use crate::reply::Denial;
-use crate::request::{Headers, Request};
+use crate::request::{Body, Headers, Request};
 use crate::vm::CallResponse;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -104,11 +104,32 @@ impl HttpContext for Http {
             route_name,
             request_id,
             headers,
+            body: Body::Unread,
         };
         let effects = state.borrow_mut().vm.on_request(
             host::now_ms(),
             self.context_id,
             request,
+            &mut Caller(self),
+        );
+        apply(&state, effects, self.context_id, Some(self.context_id))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(state) = self.state.clone() else {
+            return Action::Pause;
+        };
+        let read = || {
+            host::buffer(host::buffer::HTTP_REQUEST_BODY, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        let effects = state.borrow_mut().vm.on_request_body(
+            host::now_ms(),
+            self.context_id,
+            (body_size, end_of_stream),
+            &read,
             &mut Caller(self),
         );
         apply(&state, effects, self.context_id, Some(self.context_id))

@@ -23,7 +23,7 @@ use crate::jwks::{KeyAvailability, KeySet, ProviderKeys};
 use crate::pipeline::{
     decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, VerdictLookup,
 };
-use crate::request::Request;
+use crate::request::{Body, Request};
 use crate::shared::{update, Reader, Store};
 use crate::token_cache::{SharedTokens, SharedVerdict, TokenCache};
 use crate::verifier::SignatureBackend;
@@ -58,6 +58,8 @@ pub struct Vm {
     shared_tokens: Option<SharedTokens>,
     shared_accounts: Option<SharedAccounts>,
     waiters: Waiters<Request>,
+    /// Requests whose decision needs their body (GraphQL), until it has arrived.
+    bodies: Vec<(u32, Request, Waited)>,
     metrics: Metrics,
     /// Whether the host prints debug lines (debug lines are formatted only then).
     debug: bool,
@@ -111,6 +113,7 @@ impl Vm {
             keys,
             accounts,
             waiters: Waiters::default(),
+            bodies: Vec::new(),
             debug: false,
             tick_ms: IDLE_TICK_MS,
         }
@@ -223,6 +226,48 @@ impl Vm {
         out
     }
 
+    /// `body_size` bytes of the request body of `context` have arrived (`end`: all of
+    /// it); `read` reads them. While the request's decision waits — for its body, keys or
+    /// an account — the body is held back (`Pause`: Envoy buffers it), and once complete
+    /// it is kept for the decision; a request that needs its body is decided when it is
+    /// complete. No effect: the request was decided already.
+    pub fn on_request_body(
+        &mut self,
+        now: u64,
+        context: u32,
+        (body_size, end): (usize, bool),
+        read: &dyn Fn() -> Vec<u8>,
+        host: &mut dyn Host,
+    ) -> Vec<Effect> {
+        let limit = self.config.graphql.max_body_bytes;
+        let body = || {
+            if body_size > limit {
+                Body::TooLarge(body_size)
+            } else {
+                Body::Read(read())
+            }
+        };
+        let mut out = Vec::new();
+        if let Some(at) = self.bodies.iter().position(|(c, _, _)| *c == context) {
+            if !end && body_size <= limit {
+                out.push(Effect::Pause { context });
+                return out;
+            }
+            let (_, mut request, waited) = self.bodies.swap_remove(at);
+            request.body = body();
+            self.process(context, request, waited, now, Some(host), &mut out);
+            self.set_tick(&mut out);
+            return out;
+        }
+        if let Some(request) = self.waiters.request_mut(context) {
+            if end && self.config.has_graphql {
+                request.body = body();
+            }
+            out.push(Effect::Pause { context });
+        }
+        out
+    }
+
     /// Periodic work: flush metrics, adopt key sets other VMs fetched, start due fetches,
     /// dispatch deferred lookups, see other VMs' account answers, and give up on what
     /// waited too long.
@@ -247,6 +292,7 @@ impl Vm {
     /// HTTP context `context` is gone: forget its paused request.
     pub fn on_context_gone(&mut self, context: u32) {
         self.waiters.forget(context);
+        self.bodies.retain(|(c, _, _)| *c != context);
     }
 
     fn provider_keys(&self, provider: usize) -> Option<&ProviderKeys> {
@@ -351,6 +397,14 @@ impl Vm {
                     );
                     waited.account = true;
                     (Wait::Account(provider, key), timeout, started)
+                }
+                Decision::ReadBody { ref headers } => {
+                    // The head goes on with the token's identity; the body is held (the
+                    // body callbacks answer Pause) until it is complete.
+                    self.forward(context, &request, &outcome, headers, out);
+                    out.push(Effect::Continue { context });
+                    self.bodies.push((context, request, waited));
+                    return;
                 }
                 _ => return self.finish(context, &request, outcome, out),
             };

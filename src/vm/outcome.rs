@@ -26,9 +26,9 @@ impl Vm {
             Decision::Allow { .. } => ("allowed", None),
             Decision::Deny(d) if audit => ("would_deny", Some(d.reason())),
             Decision::Deny(d) => ("denied", Some(d.reason())),
-            Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. } => {
-                ("denied", Some(Denial::Unavailable.reason()))
-            }
+            Decision::AwaitKeys { .. }
+            | Decision::AwaitAccount { .. }
+            | Decision::ReadBody { .. } => ("denied", Some(Denial::Unavailable.reason())),
         };
         if self.config.access_log_fields {
             self.record(context, &outcome, verdict, reason, out);
@@ -64,7 +64,9 @@ impl Vm {
             }
             // Not reachable: a request decides without waiting once it has waited; fail
             // closed all the same.
-            Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. } => {
+            Decision::AwaitKeys { .. }
+            | Decision::AwaitAccount { .. }
+            | Decision::ReadBody { .. } => {
                 let reply = Denial::Unavailable.reply(&request.request_id);
                 out.push(Effect::Reply { context, reply });
             }
@@ -73,7 +75,7 @@ impl Vm {
 
     /// The identity headers, and the credential's removal (`forward.strip_authorization`,
     /// the provider's `token.strip`) before the upstream.
-    fn forward(
+    pub(super) fn forward(
         &self,
         context: u32,
         request: &Request,

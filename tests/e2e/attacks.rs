@@ -4,8 +4,8 @@
 
 use crate::common::*;
 use base64::Engine;
-use std::time::Duration;
 use serde_json::json;
+use std::time::Duration;
 
 fn b64s(s: &str) -> String {
     b64(s)
@@ -265,7 +265,10 @@ fn a_body_sent_while_the_decision_waits_never_reaches_the_upstream() {
         assert_eq!(r.body, r#"{"detail":"Invalid or expired token"}"#);
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the upstream saw a request");
-    assert!(envoy.log_contains("waits for keys"), "the request never waited");
+    assert!(
+        envoy.log_contains("waits for keys"),
+        "the request never waited"
+    );
     // A valid token's request, body and all, still reaches it.
     let good = keys().0.mint(&claims(
         ISS,

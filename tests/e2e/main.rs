@@ -12,6 +12,7 @@ mod compose;
 mod decisions;
 mod faults;
 mod foundation;
+mod graphql;
 mod identity;
 mod operations;
 mod process;

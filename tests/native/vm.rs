@@ -105,6 +105,7 @@ impl Worker {
             route_name: None,
             request_id: format!("req-{context}"),
             headers: Headers::from_pairs([("authorization", format!("Bearer {token}"))]),
+            ..Default::default()
         };
         self.vm.on_request(now, context, request, &mut self.host)
     }
@@ -397,4 +398,94 @@ fn a_claim_raced_inside_the_creation_of_its_slot_makes_at_most_two_calls() {
     // both answers are right.
     let (a, b) = interleaved_claims(false);
     assert_eq!(a + b, 2, "a duplicate call, never more: ({a}, {b})");
+}
+
+/// A GraphQL endpoint: `items` needs `index:read:*`, any other field a valid token.
+fn graphql_plugin() -> Value {
+    let mut p = plugin(false);
+    p["rules"] = json!([
+        {"name": "items", "match": {"path": "/graphql", "graphql": {"operation": "query", "fields": ["items"]}},
+         "permissions": ["index:read:*"]},
+        {"name": "graphql", "match": {"path": "/graphql"}}
+    ]);
+    p
+}
+
+impl Worker {
+    fn graphql(&mut self, now: u64, context: u32, token: &str) -> Vec<Effect> {
+        let request = Request {
+            method: "POST".into(),
+            path: "/graphql".into(),
+            authority: "api.test".into(),
+            request_id: format!("req-{context}"),
+            headers: Headers::from_pairs([
+                ("authorization", format!("Bearer {token}")),
+                ("content-type", "application/json".into()),
+            ]),
+            ..Default::default()
+        };
+        self.vm.on_request(now, context, request, &mut self.host)
+    }
+
+    fn body(&mut self, now: u64, context: u32, body: &str, end: bool) -> Vec<Effect> {
+        let owned = body.as_bytes().to_vec();
+        let read = move || owned.clone();
+        self.vm
+            .on_request_body(now, context, (body.len(), end), &read, &mut self.host)
+    }
+}
+
+#[test]
+fn a_graphql_request_is_authenticated_from_its_head_and_judged_from_its_body() {
+    let s = store();
+    let mut a = Worker::new(s.clone(), &graphql_plugin(), T0);
+    let t = token("user_g");
+    // The head waits for the keys; then it goes on with the identity, and the body is held.
+    assert_eq!(fate(&a.graphql(T0, 1, &t), 1).as_deref(), Some("pause"));
+    let fetch = a.calls_to("jwks")[0];
+    let resumed = a.respond(T0 + 5, fetch, "200", &jwks_body());
+    assert_eq!(
+        fate(&resumed, 1).as_deref(),
+        Some("continue"),
+        "{resumed:?}"
+    );
+    assert!(resumed.iter().any(|e| matches!(e, Effect::Header { context: 1, name, value: Some(v) } if name == "x-auth-subject" && v == "user_g")));
+    assert_eq!(
+        fate(&a.body(T0 + 6, 1, "{\"query\":", false), 1).as_deref(),
+        Some("pause")
+    );
+    let items = r#"{"query":"{ items { id } }"}"#;
+    assert_eq!(
+        fate(&a.body(T0 + 7, 1, items, true), 1).as_deref(),
+        Some("403")
+    );
+    // Another field, another rule: the token alone is enough.
+    assert_eq!(
+        fate(&a.graphql(T0 + 10, 2, &t), 2).as_deref(),
+        Some("continue")
+    );
+    let search = r#"{"query":"{ search }"}"#;
+    assert_eq!(
+        fate(&a.body(T0 + 11, 2, search, true), 2).as_deref(),
+        Some("continue")
+    );
+    // A forged token is refused from the head: the body is never read.
+    let at = t.len() - 10;
+    let flipped = if &t[at..at + 1] == "A" { "B" } else { "A" };
+    let forged = format!("{}{flipped}{}", &t[..at], &t[at + 1..]);
+    assert_eq!(
+        fate(&a.graphql(T0 + 12, 3, &forged), 3).as_deref(),
+        Some("401")
+    );
+    assert!(
+        a.body(T0 + 12, 3, search, true).is_empty(),
+        "decided already"
+    );
+    // A body over the limit is refused without being read.
+    a.graphql(T0 + 13, 4, &t);
+    let big = " ".repeat(70_000);
+    assert_eq!(
+        fate(&a.body(T0 + 13, 4, &big, true), 4).as_deref(),
+        Some("400")
+    );
 }
