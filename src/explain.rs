@@ -136,6 +136,7 @@ impl Explanation {
             "mode": match self.mode { Mode::Enforce => "enforce", Mode::Audit => "audit" },
             "rule": self.rule,
             "rules": checks(&self.trace.rules),
+            "graphql": checks(&self.trace.fields),
             "preconditions": checks(&self.trace.preconditions),
             "token": checks(&self.trace.token),
             "identity": checks(&self.trace.identity),
@@ -166,6 +167,10 @@ impl Explanation {
             }
         ));
         for (title, checks) in [
+            (
+                "GraphQL root fields (each judged by its rule)",
+                &self.trace.fields,
+            ),
             ("Header preconditions", &self.trace.preconditions),
             ("Token", &self.trace.token),
             ("Identity", &self.trace.identity),
@@ -195,7 +200,9 @@ impl Explanation {
         if let Some(m) = &self.trace.membership {
             out.push_str(&format!("Membership: {} {}\n", mark(m.ok), m.detail));
         }
-        if self.status == 200 {
+        if self.status == 0 {
+            out.push_str("Result: the request goes on; its body is read to judge its GraphQL root fields (pass --body to see the answer)\n");
+        } else if self.status == 200 {
             let headers: Vec<String> = self
                 .headers
                 .iter()

@@ -10,8 +10,7 @@
 //! unchecked: two readers of one request must not disagree on what it asks.
 
 use crate::request::{decode_query_component, Request};
-use apollo_parser::cst;
-use apollo_parser::Parser;
+use apollo_parser::TokenKind;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -218,136 +217,402 @@ fn json_request(map: &Map<String, Value>, limits: &Limits) -> Result<Vec<RootFie
 
 /// The root fields of the operation `operation_name` selects in `doc` (the only one when
 /// no name is given).
+///
+/// The document is tokenized by `apollo-parser`'s lexer (names, punctuators, numbers,
+/// strings and block strings with their escapes, comments, the token limit) and read by
+/// the small grammar below: the executable-document productions of the GraphQL
+/// specification, strictly — anything else is refused. apollo-parser's own parser builds
+/// a full syntax tree: 38 µs natively for a 700-byte items query against ~5 µs for this,
+/// and about 100 µs per request inside Envoy. The tests check both agree.
 pub fn document_fields(
     doc: &str,
     operation_name: Option<&str>,
     limits: &Limits,
 ) -> Result<Vec<RootField>, Refusal> {
-    let tree = Parser::new(doc)
-        .recursion_limit(limits.max_depth)
-        .token_limit(limits.max_tokens)
-        .parse();
-    if let Some(e) = tree.errors().next() {
-        return Err(if e.is_limit() {
-            if tree.token_limit().high > limits.max_tokens {
+    let mut tokens = Vec::new();
+    for token in apollo_parser::Lexer::new(doc).with_limit(limits.max_tokens) {
+        let token = token.map_err(|e| {
+            if e.is_limit() {
                 format!(
                     "GraphQL document has more than {} tokens",
                     limits.max_tokens
                 )
             } else {
-                format!(
-                    "GraphQL document is nested deeper than {}",
-                    limits.max_depth
-                )
+                format!("GraphQL document is not valid: {}", e.message())
             }
-        } else {
-            format!("GraphQL document is not valid: {}", e.message())
-        });
-    }
-    let mut operations = Vec::new();
-    let mut fragments: HashMap<String, cst::SelectionSet> = HashMap::new();
-    for def in tree.document().definitions() {
-        match def {
-            cst::Definition::OperationDefinition(op) => operations.push(op),
-            cst::Definition::FragmentDefinition(f) => {
-                let name = f
-                    .fragment_name()
-                    .and_then(|n| n.name())
-                    .map(|n| n.text().to_string())
-                    .ok_or("a fragment has no name")?;
-                let set = f.selection_set().ok_or("a fragment has no selection set")?;
-                if fragments.insert(name.clone(), set).is_some() {
-                    return Err(format!("fragment {name} is defined twice"));
-                }
-            }
-            // Type-system definitions are not requests.
-            _ => return Err("a GraphQL request holds operations and fragments only".into()),
+        })?;
+        match token.kind() {
+            TokenKind::Whitespace | TokenKind::Comment | TokenKind::Comma => {}
+            TokenKind::Eof => break,
+            kind => tokens.push((kind, token.data())),
         }
     }
-    let op_name = |op: &cst::OperationDefinition| op.name().map(|n| n.text().to_string());
-    let selected = match operation_name {
-        Some(want) => {
-            let mut named = operations
-                .iter()
-                .filter(|op| op_name(op).as_deref() == Some(want));
-            let first = named.next();
-            if named.next().is_some() {
-                return Err(format!("operation {want} is defined twice"));
-            }
-            first
-                .ok_or_else(|| format!("operationName {want} names no operation of the document"))?
-        }
-        None => match operations.as_slice() {
-            [one] => one,
-            [] => return Err("the GraphQL document has no operation".into()),
-            _ => {
-                return Err(
-                    "operationName is required for a document with several operations".into(),
-                )
-            }
-        },
+    let mut doc = Doc {
+        tokens: &tokens,
+        at: 0,
+        depth: 0,
+        max_depth: limits.max_depth,
     };
-    let kind = match selected.operation_type() {
-        None => OperationKind::Query,
-        Some(t) if t.mutation_token().is_some() => OperationKind::Mutation,
-        Some(t) if t.subscription_token().is_some() => OperationKind::Subscription,
-        Some(_) => OperationKind::Query,
-    };
-    let set = selected
-        .selection_set()
-        .ok_or("the operation has no selection set")?;
-    let mut names = Vec::new();
-    collect(&set, &fragments, &mut Vec::new(), &mut names)?;
-    Ok(names
-        .into_iter()
-        .map(|name| RootField {
-            operation: kind,
-            name,
-        })
-        .collect())
+    doc.fields(operation_name)
 }
 
-/// The field names of a root selection set, through fragment spreads (each fragment once
-/// per path: a cycle is refused) and inline fragments.
-fn collect(
-    set: &cst::SelectionSet,
-    fragments: &HashMap<String, cst::SelectionSet>,
-    path: &mut Vec<String>,
-    out: &mut Vec<String>,
-) -> Result<(), Refusal> {
-    for selection in set.selections() {
-        match selection {
-            cst::Selection::Field(f) => {
-                let name = f.name().ok_or("a field has no name")?.text().to_string();
-                if !out.contains(&name) {
-                    out.push(name);
-                }
-            }
-            cst::Selection::InlineFragment(i) => {
-                let inner = i
-                    .selection_set()
-                    .ok_or("an inline fragment has no selection set")?;
-                collect(&inner, fragments, path, out)?;
-            }
-            cst::Selection::FragmentSpread(s) => {
-                let name = s
-                    .fragment_name()
-                    .and_then(|n| n.name())
-                    .map(|n| n.text().to_string())
-                    .ok_or("a fragment spread has no name")?;
-                if path.contains(&name) {
-                    return Err(format!("fragment {name} spreads itself"));
-                }
-                let inner = fragments
-                    .get(&name)
-                    .ok_or_else(|| format!("fragment {name} is not defined"))?;
-                path.push(name);
-                collect(inner, fragments, path, out)?;
-                path.pop();
-            }
+/// A cursor over a document's significant tokens.
+struct Doc<'t, 'a> {
+    tokens: &'t [(TokenKind, &'a str)],
+    at: usize,
+    depth: usize,
+    max_depth: usize,
+}
+
+/// A definition's selection set, as the token range between its braces.
+type Span = (usize, usize);
+
+impl<'a> Doc<'_, 'a> {
+    fn peek(&self) -> Option<(TokenKind, &'a str)> {
+        self.tokens.get(self.at).copied()
+    }
+
+    fn invalid<T>(&self, what: &str) -> Result<T, Refusal> {
+        let near = self
+            .peek()
+            .map_or("the end".to_string(), |(_, d)| format!("{d:?}"));
+        Err(format!(
+            "GraphQL document is not valid: expected {what} near {near}"
+        ))
+    }
+
+    fn eat(&mut self, kind: TokenKind) -> bool {
+        if self.peek().is_some_and(|(k, _)| k == kind) {
+            self.at += 1;
+            true
+        } else {
+            false
         }
     }
-    Ok(())
+
+    fn expect(&mut self, kind: TokenKind, what: &str) -> Result<(), Refusal> {
+        if self.eat(kind) {
+            Ok(())
+        } else {
+            self.invalid(what)
+        }
+    }
+
+    fn name(&mut self) -> Result<&'a str, Refusal> {
+        match self.peek() {
+            Some((TokenKind::Name, n)) => {
+                self.at += 1;
+                Ok(n)
+            }
+            _ => self.invalid("a name"),
+        }
+    }
+
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Refusal>) -> Result<T, Refusal> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return Err(format!(
+                "GraphQL document is nested deeper than {}",
+                self.max_depth
+            ));
+        }
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
+    /// The whole document, then the selected operation's root fields.
+    fn fields(&mut self, operation_name: Option<&str>) -> Result<Vec<RootField>, Refusal> {
+        let mut operations: Vec<(Option<&'a str>, OperationKind, Span)> = Vec::new();
+        let mut fragments: HashMap<&'a str, Span> = HashMap::new();
+        while let Some((kind, data)) = self.peek() {
+            match (kind, data) {
+                (TokenKind::LCurly, _) => {
+                    let set = self.selection_set()?;
+                    operations.push((None, OperationKind::Query, set));
+                }
+                (TokenKind::Name, "query" | "mutation" | "subscription") => {
+                    self.at += 1;
+                    let op = match data {
+                        "mutation" => OperationKind::Mutation,
+                        "subscription" => OperationKind::Subscription,
+                        _ => OperationKind::Query,
+                    };
+                    let name = match self.peek() {
+                        Some((TokenKind::Name, _)) => Some(self.name()?),
+                        _ => None,
+                    };
+                    if self.peek().is_some_and(|(k, _)| k == TokenKind::LParen) {
+                        self.variable_definitions()?;
+                    }
+                    self.directives()?;
+                    let set = self.selection_set()?;
+                    operations.push((name, op, set));
+                }
+                (TokenKind::Name, "fragment") => {
+                    self.at += 1;
+                    let name = self.name()?;
+                    if name == "on" {
+                        return self.invalid("a fragment name");
+                    }
+                    self.type_condition()?;
+                    self.directives()?;
+                    let set = self.selection_set()?;
+                    if fragments.insert(name, set).is_some() {
+                        return Err(format!("fragment {name} is defined twice"));
+                    }
+                }
+                _ => return Err("a GraphQL request holds operations and fragments only".into()),
+            }
+        }
+        let selected = match operation_name {
+            Some(want) => {
+                let mut named = operations.iter().filter(|(n, _, _)| *n == Some(want));
+                let first = named.next();
+                if named.next().is_some() {
+                    return Err(format!("operation {want} is defined twice"));
+                }
+                first.ok_or_else(|| {
+                    format!("operationName {want} names no operation of the document")
+                })?
+            }
+            None => match operations.as_slice() {
+                [one] => one,
+                [] => return Err("the GraphQL document has no operation".into()),
+                _ => {
+                    return Err(
+                        "operationName is required for a document with several operations".into(),
+                    )
+                }
+            },
+        };
+        let (_, kind, set) = *selected;
+        let mut names = Vec::new();
+        self.root(set, &fragments, &mut Vec::new(), &mut names)?;
+        Ok(names
+            .into_iter()
+            .map(|name| RootField {
+                operation: kind,
+                name: name.to_string(),
+            })
+            .collect())
+    }
+
+    /// `{ Selection+ }`: checked, its token range returned.
+    fn selection_set(&mut self) -> Result<Span, Refusal> {
+        self.expect(TokenKind::LCurly, "'{'")?;
+        let start = self.at;
+        self.nested(|d| loop {
+            d.selection()?;
+            if d.eat(TokenKind::RCurly) {
+                return Ok(());
+            }
+        })?;
+        Ok((start, self.at - 1))
+    }
+
+    fn selection(&mut self) -> Result<(), Refusal> {
+        if self.eat(TokenKind::Spread) {
+            match self.peek() {
+                Some((TokenKind::Name, "on")) => {
+                    self.type_condition()?;
+                    self.directives()?;
+                    self.selection_set()?;
+                }
+                Some((TokenKind::Name, _)) => {
+                    self.name()?;
+                    self.directives()?;
+                }
+                _ => {
+                    self.directives()?;
+                    self.selection_set()?;
+                }
+            }
+            return Ok(());
+        }
+        self.name()?;
+        if self.eat(TokenKind::Colon) {
+            self.name()?;
+        }
+        if self.peek().is_some_and(|(k, _)| k == TokenKind::LParen) {
+            self.arguments()?;
+        }
+        self.directives()?;
+        if self.peek().is_some_and(|(k, _)| k == TokenKind::LCurly) {
+            self.selection_set()?;
+        }
+        Ok(())
+    }
+
+    fn type_condition(&mut self) -> Result<(), Refusal> {
+        match self.name()? {
+            "on" => self.name().map(|_| ()),
+            _ => self.invalid("'on'"),
+        }
+    }
+
+    fn directives(&mut self) -> Result<(), Refusal> {
+        while self.eat(TokenKind::At) {
+            self.name()?;
+            if self.peek().is_some_and(|(k, _)| k == TokenKind::LParen) {
+                self.arguments()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `( (Name : Value)+ )`.
+    fn arguments(&mut self) -> Result<(), Refusal> {
+        self.expect(TokenKind::LParen, "'('")?;
+        self.nested(|d| loop {
+            d.name()?;
+            d.expect(TokenKind::Colon, "':'")?;
+            d.value()?;
+            if d.eat(TokenKind::RParen) {
+                return Ok(());
+            }
+        })
+    }
+
+    /// `( ($Name : Type (= Value)? Directives?)+ )`.
+    fn variable_definitions(&mut self) -> Result<(), Refusal> {
+        self.expect(TokenKind::LParen, "'('")?;
+        self.nested(|d| loop {
+            d.expect(TokenKind::Dollar, "'$'")?;
+            d.name()?;
+            d.expect(TokenKind::Colon, "':'")?;
+            d.ty()?;
+            if d.eat(TokenKind::Eq) {
+                d.value()?;
+            }
+            d.directives()?;
+            if d.eat(TokenKind::RParen) {
+                return Ok(());
+            }
+        })
+    }
+
+    fn ty(&mut self) -> Result<(), Refusal> {
+        if self.eat(TokenKind::LBracket) {
+            self.nested(|d| d.ty())?;
+            self.expect(TokenKind::RBracket, "']'")?;
+        } else {
+            self.name()?;
+        }
+        self.eat(TokenKind::Bang);
+        Ok(())
+    }
+
+    fn value(&mut self) -> Result<(), Refusal> {
+        match self.peek() {
+            Some((TokenKind::Dollar, _)) => {
+                self.at += 1;
+                self.name().map(|_| ())
+            }
+            Some((
+                TokenKind::Int | TokenKind::Float | TokenKind::StringValue | TokenKind::Name,
+                _,
+            )) => {
+                self.at += 1;
+                Ok(())
+            }
+            Some((TokenKind::LBracket, _)) => {
+                self.at += 1;
+                self.nested(|d| {
+                    while !d.eat(TokenKind::RBracket) {
+                        d.value()?;
+                    }
+                    Ok(())
+                })
+            }
+            Some((TokenKind::LCurly, _)) => {
+                self.at += 1;
+                self.nested(|d| {
+                    while !d.eat(TokenKind::RCurly) {
+                        d.name()?;
+                        d.expect(TokenKind::Colon, "':'")?;
+                        d.value()?;
+                    }
+                    Ok(())
+                })
+            }
+            _ => self.invalid("a value"),
+        }
+    }
+
+    /// The field names of a root selection set (tokens `set`), through fragment spreads
+    /// (each fragment once per path: a cycle is refused) and inline fragments.
+    fn root(
+        &mut self,
+        (start, end): Span,
+        fragments: &HashMap<&'a str, Span>,
+        path: &mut Vec<&'a str>,
+        out: &mut Vec<&'a str>,
+    ) -> Result<(), Refusal> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return Err(format!(
+                "GraphQL document is nested deeper than {}",
+                self.max_depth
+            ));
+        }
+        self.at = start;
+        while self.at < end {
+            if self.eat(TokenKind::Spread) {
+                match self.peek() {
+                    Some((TokenKind::Name, "on")) => {
+                        self.type_condition()?;
+                        self.directives()?;
+                        let inner = self.selection_set()?;
+                        let resume = self.at;
+                        self.root(inner, fragments, path, out)?;
+                        self.at = resume;
+                    }
+                    Some((TokenKind::Name, _)) => {
+                        let name = self.name()?;
+                        self.directives()?;
+                        if path.contains(&name) {
+                            return Err(format!("fragment {name} spreads itself"));
+                        }
+                        let inner = *fragments
+                            .get(name)
+                            .ok_or_else(|| format!("fragment {name} is not defined"))?;
+                        let resume = self.at;
+                        path.push(name);
+                        self.root(inner, fragments, path, out)?;
+                        path.pop();
+                        self.at = resume;
+                    }
+                    _ => {
+                        self.directives()?;
+                        let inner = self.selection_set()?;
+                        let resume = self.at;
+                        self.root(inner, fragments, path, out)?;
+                        self.at = resume;
+                    }
+                }
+                continue;
+            }
+            let first = self.name()?;
+            let name = if self.eat(TokenKind::Colon) {
+                self.name()?
+            } else {
+                first
+            };
+            if !out.contains(&name) {
+                out.push(name);
+            }
+            if self.peek().is_some_and(|(k, _)| k == TokenKind::LParen) {
+                self.arguments()?;
+            }
+            self.directives()?;
+            if self.peek().is_some_and(|(k, _)| k == TokenKind::LCurly) {
+                self.selection_set()?;
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
 }
 
 /// What a rule's `graphql` condition matches.
@@ -382,6 +647,142 @@ impl FieldMatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use apollo_parser::cst;
+
+    // apollo-parser's full parser (a syntax tree), as the reference the token-level
+    // reader must agree with.
+    fn oracle(
+        doc: &str,
+        operation_name: Option<&str>,
+        limits: &Limits,
+    ) -> Result<Vec<RootField>, Refusal> {
+        let tree = apollo_parser::Parser::new(doc)
+            .recursion_limit(limits.max_depth)
+            .token_limit(limits.max_tokens)
+            .parse();
+        if let Some(e) = tree.errors().next() {
+            return Err(if e.is_limit() {
+                if tree.token_limit().high > limits.max_tokens {
+                    format!(
+                        "GraphQL document has more than {} tokens",
+                        limits.max_tokens
+                    )
+                } else {
+                    format!(
+                        "GraphQL document is nested deeper than {}",
+                        limits.max_depth
+                    )
+                }
+            } else {
+                format!("GraphQL document is not valid: {}", e.message())
+            });
+        }
+        let mut operations = Vec::new();
+        let mut fragments: HashMap<String, cst::SelectionSet> = HashMap::new();
+        for def in tree.document().definitions() {
+            match def {
+                cst::Definition::OperationDefinition(op) => operations.push(op),
+                cst::Definition::FragmentDefinition(f) => {
+                    let name = f
+                        .fragment_name()
+                        .and_then(|n| n.name())
+                        .map(|n| n.text().to_string())
+                        .ok_or("a fragment has no name")?;
+                    let set = f.selection_set().ok_or("a fragment has no selection set")?;
+                    if fragments.insert(name.clone(), set).is_some() {
+                        return Err(format!("fragment {name} is defined twice"));
+                    }
+                }
+                // Type-system definitions are not requests.
+                _ => return Err("a GraphQL request holds operations and fragments only".into()),
+            }
+        }
+        let op_name = |op: &cst::OperationDefinition| op.name().map(|n| n.text().to_string());
+        let selected = match operation_name {
+            Some(want) => {
+                let mut named = operations
+                    .iter()
+                    .filter(|op| op_name(op).as_deref() == Some(want));
+                let first = named.next();
+                if named.next().is_some() {
+                    return Err(format!("operation {want} is defined twice"));
+                }
+                first.ok_or_else(|| {
+                    format!("operationName {want} names no operation of the document")
+                })?
+            }
+            None => match operations.as_slice() {
+                [one] => one,
+                [] => return Err("the GraphQL document has no operation".into()),
+                _ => {
+                    return Err(
+                        "operationName is required for a document with several operations".into(),
+                    )
+                }
+            },
+        };
+        let kind = match selected.operation_type() {
+            None => OperationKind::Query,
+            Some(t) if t.mutation_token().is_some() => OperationKind::Mutation,
+            Some(t) if t.subscription_token().is_some() => OperationKind::Subscription,
+            Some(_) => OperationKind::Query,
+        };
+        let set = selected
+            .selection_set()
+            .ok_or("the operation has no selection set")?;
+        let mut names = Vec::new();
+        collect(&set, &fragments, &mut Vec::new(), &mut names)?;
+        Ok(names
+            .into_iter()
+            .map(|name| RootField {
+                operation: kind,
+                name,
+            })
+            .collect())
+    }
+
+    /// The field names of a root selection set, through fragment spreads (each fragment once
+    /// per path: a cycle is refused) and inline fragments.
+    fn collect(
+        set: &cst::SelectionSet,
+        fragments: &HashMap<String, cst::SelectionSet>,
+        path: &mut Vec<String>,
+        out: &mut Vec<String>,
+    ) -> Result<(), Refusal> {
+        for selection in set.selections() {
+            match selection {
+                cst::Selection::Field(f) => {
+                    let name = f.name().ok_or("a field has no name")?.text().to_string();
+                    if !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+                cst::Selection::InlineFragment(i) => {
+                    let inner = i
+                        .selection_set()
+                        .ok_or("an inline fragment has no selection set")?;
+                    collect(&inner, fragments, path, out)?;
+                }
+                cst::Selection::FragmentSpread(s) => {
+                    let name = s
+                        .fragment_name()
+                        .and_then(|n| n.name())
+                        .map(|n| n.text().to_string())
+                        .ok_or("a fragment spread has no name")?;
+                    if path.contains(&name) {
+                        return Err(format!("fragment {name} spreads itself"));
+                    }
+                    let inner = fragments
+                        .get(&name)
+                        .ok_or_else(|| format!("fragment {name} is not defined"))?;
+                    path.push(name);
+                    collect(inner, fragments, path, out)?;
+                    path.pop();
+                }
+            }
+        }
+        Ok(())
+    }
 
     fn fields(doc: &str, name: Option<&str>) -> Result<Vec<(&'static str, String)>, String> {
         document_fields(doc, name, &Limits::default()).map(|v| {
@@ -606,6 +1007,88 @@ mod tests {
         assert!(
             !any.matches(&f(OperationKind::Query, "__typename")),
             "__typename is the endpoint's"
+        );
+    }
+
+    #[test]
+    fn the_token_reader_agrees_with_apollo_parsers_syntax_tree() {
+        let limits = Limits::default();
+        let seeds = [
+            "{ items { id } }",
+            "query Q($a: Int = 3, $b: [String!]! @d) @x(y: {z: [1, 2.5, \"s\", $a, ENUM, null]}) { x: items(f: 1) @skip(if: true) { id ... on T { a } } search }",
+            "mutation M { ...F ... on Mutation { createIndex(input: {name: \"\"\"block \\\"\"\" still\"\"\"}) { id } } } fragment F on Mutation { a: updateIndex { id } }",
+            "query A { a } query B { b } fragment X on Query { ...Y } fragment Y on Query { c }",
+            "subscription S { events(filter: {kinds: [A, B]}) { id } }",
+            "# comment { mutation }\n{ search(q: \"mutation { x }\") }",
+            "{ ...A } fragment A on Query { ...A }",
+        ];
+        let names = [None, Some("Q"), Some("M"), Some("A"), Some("B"), Some("S")];
+        // A seeded xorshift: the same cases every run.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let inserts = [
+            "{", "}", "(", ")", "[", "]", ":", "...", "@", "$", "!", "\"", "#", "\n", " ", "on",
+            "fragment", "query", "mutation", "x",
+        ];
+        // (Commas are not inserted: they are ignored tokens, and apollo-parser refuses
+        // `...,F` where the specification reads `... F`.)
+        let (mut cases, mut agreed_ok) = (0, 0);
+        for seed in seeds {
+            for _ in 0..400 {
+                let mut doc: Vec<char> = seed.chars().collect();
+                for _ in 0..(next() % 3 + 1) {
+                    let at = (next() % (doc.len() as u64 + 1)) as usize;
+                    match next() % 3 {
+                        0 if at < doc.len() => {
+                            doc.remove(at);
+                        }
+                        1 if at < doc.len() => {
+                            let c = doc[at];
+                            doc.insert(at, c);
+                        }
+                        _ => {
+                            let ins = inserts[(next() % inserts.len() as u64) as usize];
+                            for (k, c) in ins.chars().enumerate() {
+                                doc.insert(at + k, c);
+                            }
+                        }
+                    }
+                }
+                let doc: String = doc.into_iter().collect();
+                for name in names {
+                    cases += 1;
+                    let ours = document_fields(&doc, name, &limits);
+                    let theirs = oracle(&doc, name, &limits);
+                    // Never more lenient, never other fields; stricter is allowed (apollo-
+                    // parser's syntax tree tolerates some errors, e.g. `@skip(if true)`).
+                    match (&ours, &theirs) {
+                        (Ok(a), Ok(b)) => {
+                            assert_eq!(a, b, "{doc:?} {name:?}");
+                            agreed_ok += 1;
+                        }
+                        (Ok(_), Err(_)) => {
+                            panic!("{doc:?} {name:?}: ours {ours:?}, apollo-parser {theirs:?}")
+                        }
+                        (Err(_), _) => {}
+                    }
+                }
+            }
+            for name in names {
+                let (ours, theirs) = (
+                    document_fields(seed, name, &limits),
+                    oracle(seed, name, &limits),
+                );
+                assert_eq!(ours.ok(), theirs.ok(), "{seed} {name:?}");
+            }
+        }
+        assert!(
+            agreed_ok > 100,
+            "{agreed_ok} of {cases} cases parsed: the mutations are too destructive"
         );
     }
 }

@@ -18,7 +18,7 @@ use bearer_guard::credential::TokenSource;
 use bearer_guard::explain::explain;
 use bearer_guard::jwks::KeySet;
 use bearer_guard::pipeline::rule_sources;
-use bearer_guard::request::{Headers, Request};
+use bearer_guard::request::{Body, Headers, Request};
 use bearer_guard::verifier::RustBackend;
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
@@ -47,7 +47,7 @@ enum Command {
     /// Run the filter's decision on one request and say why: the rule, the header
     /// preconditions, the provider and each token check, the required claims and the
     /// account, the grants, each requirement, and the exact reply.
-    Explain(ExplainArgs),
+    Explain(Box<ExplainArgs>),
 }
 
 #[derive(clap::Args)]
@@ -72,6 +72,10 @@ struct ExplainArgs {
     /// The Envoy route name rules may match.
     #[arg(long)]
     route: Option<String>,
+    /// The request body (GraphQL rules judge it): the body itself, `-` for stdin, or
+    /// `@FILE`, e.g. `--body @query.json`.
+    #[arg(long)]
+    body: Option<String>,
     /// Print the explanation as JSON, for scripts.
     #[arg(long)]
     json: bool,
@@ -93,7 +97,7 @@ fn fail(message: &str) -> ExitCode {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Validate { config } => validate(&config),
-        Command::Explain(args) => explain_command(args),
+        Command::Explain(args) => explain_command(*args),
     }
 }
 
@@ -186,19 +190,23 @@ fn read_jwks(source: &str) -> Result<Vec<u8>, String> {
     Ok(body)
 }
 
-fn read_token(arg: &str) -> Result<String, String> {
-    let raw = if arg == "-" {
+/// An argument's value: itself, stdin (`-`) or a file (`@FILE`).
+fn read_input(arg: &str, what: &str) -> Result<String, String> {
+    if arg == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
-            .map_err(|e| format!("cannot read the token from stdin: {e}"))?;
-        s
+            .map_err(|e| format!("cannot read {what} from stdin: {e}"))?;
+        Ok(s)
     } else if let Some(file) = arg.strip_prefix('@') {
-        std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?
+        std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))
     } else {
-        arg.to_string()
-    };
-    Ok(raw.trim().to_string())
+        Ok(arg.to_string())
+    }
+}
+
+fn read_token(arg: &str) -> Result<String, String> {
+    read_input(arg, "the token").map(|t| t.trim().to_string())
 }
 
 /// Puts `token` where the deciding rule's first provider takes tokens from.
@@ -286,6 +294,12 @@ fn explain_command(args: ExplainArgs) -> ExitCode {
             // An empty token sends none.
             Ok(t) if t.is_empty() => {}
             Ok(t) => place_token(&cfg, &mut req, &t),
+            Err(e) => return fail(&e),
+        }
+    }
+    if let Some(arg) = &args.body {
+        match read_input(arg, "the body") {
+            Ok(b) => req.body = Body::Read(b.into_bytes()),
             Err(e) => return fail(&e),
         }
     }

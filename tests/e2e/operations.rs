@@ -334,6 +334,23 @@ fn the_demo_runs() {
         "{text}"
     );
     assert!(text.contains("export TOKEN=ey"), "{text}");
+    // The GraphQL endpoint, as the README's walkthrough shows it.
+    for line in [
+        "# an items query with both headers\n",
+        r#"-> 400 {"detail":"Solenya-User-UUID header is required"}"#,
+    ] {
+        assert!(text.contains(line), "missing {line:?} in {text}");
+    }
+    let graphql = text
+        .split("# an items query with both headers")
+        .nth(1)
+        .unwrap_or("");
+    assert!(graphql.contains("-> 200 (upstream reached)"), "{text}");
+    assert!(
+        graphql.contains(r#"# an index mutation with a read-only token"#)
+            && graphql.contains(r#"-> 403 {"detail":"Not enough permissions"}"#),
+        "{text}"
+    );
 }
 
 /// The module Envoy loads exports the callbacks the filter implements and none of the
@@ -353,6 +370,7 @@ fn the_built_module_exports_only_implemented_callbacks() {
         "proxy_on_tick",
         "proxy_on_context_create",
         "proxy_on_request_headers",
+        "proxy_on_request_body",
         "proxy_on_http_call_response",
         "proxy_on_delete",
         "proxy_on_memory_allocate",

@@ -28,6 +28,8 @@ const C2_BASE: &str = "2 workers: no auth";
 const JA_ES: &str = "jwt_authn, every ES256 token distinct";
 const BG_ES: &str = "bearer-guard, every ES256 token distinct";
 const RUST_ES: &str = "bearer-guard pure-Rust, every ES256 token distinct";
+const GQL: &str = "bearer-guard, GraphQL items query (~1 KB body), cached token";
+const GQL_PATH: &str = "bearer-guard, the same GraphQL POST matched by path only, cached token";
 const L2: &str = "bearer-guard, every token distinct, all second-level hits (first level off)";
 const C2_JA: &str = "2 workers: jwt_authn, cache on, each token 4× on rotating connections";
 const C2_BG: &str = "2 workers: bearer-guard, each token 4× on rotating connections";
@@ -80,6 +82,8 @@ struct Row {
     envoy: usize,
     tokens: PathBuf,
     expect_ok: bool,
+    /// Another wrk script than the token rotation (GET /bench).
+    script: Option<PathBuf>,
     /// A stat counting signature verifications, read before and after each run.
     verifications: Option<&'static str>,
     results: Vec<Run>,
@@ -250,6 +254,21 @@ fn main() {
     )
     .expect("lua");
 
+    // A ~1 KB items query, as the GraphQL API's clients send it.
+    let fields = "id title description brand { id name } price { amount currency } images(first: 4) { url width height alt } variants(first: 8) { id sku size color stock { available warehouse } } ratings { average count } categories { id name path } seller { id name rating location { city country } } shipping { method price { amount currency } estimatedDays } reviews(first: 3) { edges { node { id title body rating author { id displayName } createdAt } } } updatedAt createdAt";
+    let gql_doc = format!("query Items($q: String!, $after: String) {{ items(query: $q, first: 20, after: $after) {{ edges {{ cursor node {{ {fields} }} }} pageInfo {{ hasNextPage endCursor }} totalCount }} }}");
+    let gql_body = json!({"query": gql_doc, "operationName": "Items", "variables": {"q": "running shoes", "after": null}}).to_string();
+    let graphql_script = dir.join("graphql.lua");
+    std::fs::write(
+        &graphql_script,
+        format!(
+            "local tokens = {{}}\n\
+             function init(args) for line in io.lines(args[1]) do tokens[#tokens + 1] = line end end\n\
+             function request()\n  return wrk.format(\"POST\", \"/graphql\", {{[\"Authorization\"] = \"Bearer \" .. tokens[1], [\"content-type\"] = \"application/json\", [\"Solenya-Index-UUID\"] = \"9f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b\", [\"Solenya-User-UUID\"] = \"01890a5d-ac96-774b-bcce-b302099a8057\"}}, {body:?})\nend\n",
+            body = gql_body
+        ),
+    )
+    .expect("graphql.lua");
     let jwks_server = JwksServer::start(0, JwksMode::Serve(doc.clone())).expect("jwks server");
     let opts = |plugin_cfg: Option<Value>, extra: Vec<Value>| {
         let mut o = Options::new(
@@ -315,6 +334,36 @@ fn main() {
     let envoys: Vec<Envoy> = envoys.into_iter().chain(envoys_b).collect();
     let c2_base = envoys.len();
     let envoys: Vec<Envoy> = envoys.into_iter().chain(envoys_c2).collect();
+    // GraphQL: the items rule by root field, and the same request judged by its path.
+    // Envoy's buffer filter after bearer-guard holds the head until the body is judged
+    // (with direct_response the router would answer from the head alone).
+    let buffer = json!({"name": "envoy.filters.http.buffer", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+        "max_request_bytes": 65536}});
+    let gql_envoy = |rules: Value| {
+        let mut cfg = plugin("auto", 4096, false);
+        cfg["rules"] = rules;
+        let mut o = opts(Some(cfg), vec![]);
+        o.after_filters = vec![buffer.clone()];
+        Envoy::start(&o)
+    };
+    let gql = envoys.len();
+    let envoys: Vec<Envoy> = envoys
+        .into_iter()
+        .chain([
+            gql_envoy(json!([
+                {"name": "items", "match": {"path": "/graphql", "graphql": {"operation": "query", "fields": ["items"]}},
+                 "headers": {"Solenya-Index-UUID": "uuid", "Solenya-User-UUID": "uuidv7"},
+                 "permissions": ["read"]},
+                {"name": "graphql", "match": {"path": "/graphql"}}
+            ])),
+            gql_envoy(json!([
+                {"name": "items", "match": {"path": "/graphql"},
+                 "headers": {"Solenya-Index-UUID": "uuid", "Solenya-User-UUID": "uuidv7"},
+                 "permissions": ["read"]}
+            ])),
+        ])
+        .collect();
     let backend_line = envoys[4].log();
     if !backend_line.contains("RSA backend envoy") {
         eprintln!("warning: bearer-guard did not pick Envoy's verify_signature backend");
@@ -325,8 +374,13 @@ fn main() {
         envoy,
         tokens: tokens.clone(),
         expect_ok,
+        script: None,
         verifications: None,
         results: vec![],
+    };
+    let graphql_row = |name, envoy| Row {
+        script: Some(graphql_script.clone()),
+        ..row(name, envoy, &one, true)
     };
     let counted = |name, envoy, verifications| Row {
         verifications: Some(verifications),
@@ -369,6 +423,8 @@ fn main() {
             "wasmcustom.bearer_guard.token_cache_misses",
         ),
         row(L2, c2_base + 3, &distinct, true),
+        graphql_row(GQL, gql),
+        graphql_row(GQL_PATH, gql + 1),
     ];
     if wasm_b.is_some() {
         // Each bearer-guard row gets its B twin right after it (envoys 7-9 mirror 1, 4, 5).
@@ -385,6 +441,7 @@ fn main() {
                 envoy,
                 tokens: r.tokens.clone(),
                 expect_ok: r.expect_ok,
+                script: r.script.clone(),
                 verifications: None,
                 results: vec![],
             });
@@ -405,14 +462,24 @@ fn main() {
     }
     // Warm up every configuration (JWKS fetched, V8 tiered up).
     for row in &rows {
-        let _ = wrk(&envoys[row.envoy], &row.tokens, &script, 1);
+        let _ = wrk(
+            &envoys[row.envoy],
+            &row.tokens,
+            row.script.as_ref().unwrap_or(&script),
+            1,
+        );
     }
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}");
         for row in rows.iter_mut() {
             let envoy = &envoys[row.envoy];
             let before = row.verifications.map(|name| envoy.stat(name));
-            let mut r = wrk(envoy, &row.tokens, &script, seconds);
+            let mut r = wrk(
+                envoy,
+                &row.tokens,
+                row.script.as_ref().unwrap_or(&script),
+                seconds,
+            );
             if let (Some(name), Some(before)) = (row.verifications, before) {
                 // Counters reach the stats on the VMs' next ticks.
                 std::thread::sleep(Duration::from_millis(500));
@@ -581,6 +648,12 @@ fn main() {
         "- a second-level hit (another VM verified the token) costs {:.1} µs of CPU more than the hop, against {:.1} µs for a verification (every token distinct)\n",
         paired(L2, hop, &|x, y, _| x.cpu_us - y.cpu_us),
         paired(bg, hop, &|x, y, _| x.cpu_us - y.cpu_us),
+    ));
+    summary.push_str(&format!(
+        "- GraphQL: an items query ({} bytes) judged by root field costs {:+.1} µs of CPU over the same request judged by its path (ratio of added cost over the hop {:.2})\n",
+        gql_body.len(),
+        paired(GQL, GQL_PATH, &|x, y, _| x.cpu_us - y.cpu_us),
+        paired_with(GQL, GQL_PATH, by_name(hop), &added_ratio_cpu),
     ));
     let header = format!(
         "bearer-guard bench: Envoy 1.40 --concurrency 1 (rows marked \"2 workers\": --concurrency 2), direct_response, wrk -t1 -c10 -d{seconds}s, {rounds} interleaved round(s), medians; {n_tokens} distinct RS256 (2048-bit) tokens\n\n"

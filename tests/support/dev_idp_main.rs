@@ -527,6 +527,54 @@ fn demo(args: &Args) {
             Err(e) => println!("  -> request failed: {e}\n"),
         }
     }
+    // The GraphQL endpoint: an items query with its two headers, without one, and an
+    // index mutation, for a read-only OAuth token.
+    let scoped = signer.mint(&claims(
+        ISSUER,
+        AUDIENCE,
+        "demo-client",
+        3600,
+        json!({"org_id": "org_demo", "scope": "index:read:*"}),
+    ));
+    println!("export GQL_TOKEN={scoped}   # scope index:read:*\n");
+    let items = r#"{"query":"{ items(first: 5) { id title } }"}"#;
+    let mutation = r#"{"query":"mutation { createIndex(name: \"shoes\") { id } }"}"#;
+    let index = "9f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+    let user = "01890a5d-ac96-774b-bcce-b302099a8057";
+    let graphql: Vec<(&str, &str, bool)> = vec![
+        ("an items query with both headers", items, true),
+        ("an items query without Solenya-User-UUID", items, false),
+        ("an index mutation with a read-only token", mutation, false),
+    ];
+    for (what, body, both) in graphql {
+        let auth = format!("Bearer {scoped}");
+        let mut hs = vec![
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let mut curl = format!("curl -i -X POST '{base}/graphql' -H \"Authorization: Bearer $GQL_TOKEN\" -H 'content-type: application/json'");
+        if body == items {
+            hs.push(("solenya-index-uuid", index));
+            curl.push_str(&format!(" -H 'Solenya-Index-UUID: {index}'"));
+            if both {
+                hs.push(("solenya-user-uuid", user));
+                curl.push_str(&format!(" -H 'Solenya-User-UUID: {user}'"));
+            }
+        }
+        println!("# {what}\n{curl} -d '{body}'");
+        match envoy::http_body(
+            port,
+            "POST",
+            "/graphql",
+            &hs,
+            &[body.as_bytes()],
+            Duration::ZERO,
+        ) {
+            Ok(r) if r.status == 200 => println!("  -> 200 (upstream reached)\n"),
+            Ok(r) => println!("  -> {} {}\n", r.status, r.body),
+            Err(e) => println!("  -> request failed: {e}\n"),
+        }
+    }
     println!("More tokens: cargo run --example dev-idp -- mint --sub user_ada --permissions entities:read,consent:write --networks {DEMO_NETWORK}");
     println!("OAuth client credentials: curl -s -X POST http://127.0.0.1:{idp_port}/v1/auth/token -d 'grant_type=client_credentials&client_id=demo-client&client_secret=demo-secret'");
     if args.flag("--once") {

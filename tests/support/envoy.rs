@@ -42,6 +42,8 @@ pub struct Options {
     pub accounts_port: u16,
     /// Add Envoy's native jwt_authn (for side-by-side runs), before the wasm filter.
     pub extra_filters: Vec<Value>,
+    /// HTTP filters after bearer-guard, before the router (e.g. the buffer filter).
+    pub after_filters: Vec<Value>,
     /// Leave the wasm filter out.
     pub no_wasm: bool,
     /// Answer every request with Envoy's own `direct_response` (no upstream hop).
@@ -74,6 +76,7 @@ impl Options {
             jwks_port,
             accounts_port: 0,
             extra_filters: vec![],
+            after_filters: vec![],
             no_wasm: false,
             direct_response: false,
             production_logging: false,
@@ -118,6 +121,7 @@ pub fn listener(o: &Options, port: u16) -> Value {
             }
         }));
     }
+    filters.extend(o.after_filters.iter().cloned());
     filters.push(json!({"name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
     let routes = if o.direct_response {
