@@ -40,6 +40,16 @@ pub enum Curve {
     P384,
 }
 
+impl Curve {
+    /// The size of a coordinate (and of each half of a JWS signature), bytes.
+    pub fn coordinate_len(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+        }
+    }
+}
+
 /// The hash an algorithm signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hash {

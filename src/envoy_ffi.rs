@@ -3,7 +3,7 @@
 //! `source/extensions/common/wasm/ext/verify_signature.proto`), encoded by hand: four
 //! length-delimited fields do not justify a protobuf runtime in the module.
 
-use crate::crypto::{Curve, Hash};
+use crate::crypto::Hash;
 use crate::jwks::{EcKey, RsaKey};
 use crate::verifier::{ecdsa_signature_der, BackendError, SignatureBackend};
 
@@ -116,10 +116,7 @@ impl<F: Fn(&[u8]) -> Result<Option<Vec<u8>>, String>> SignatureBackend for Envoy
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, BackendError> {
-        let len = match key.curve {
-            Curve::P256 => 32,
-            Curve::P384 => 48,
-        };
+        let len = key.curve.coordinate_len();
         // JWS's `r || s` as the DER BoringSSL takes.
         let Some(der) = ecdsa_signature_der(signature, len) else {
             return Ok(false);

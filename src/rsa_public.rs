@@ -1,4 +1,4 @@
-//! The RSA public-key operation, for RS256 verification without a host's help.
+//! The RSA public-key operation, for RS*/PS* verification without a host's help.
 //!
 //! Verification only ever handles public values (key, message, signature), so this is
 //! the textbook algorithm with nothing to hide: Montgomery multiplication on 32-bit limbs

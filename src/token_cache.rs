@@ -62,7 +62,7 @@ pub struct CachedToken {
     pub claims: Rc<Map<String, Value>>,
     /// `exp` (seconds).
     pub exp: i64,
-    /// Fingerprint of the RS256 key that verified it (`None` for HS256).
+    /// Fingerprint of the public key that verified it (`None` for HMAC).
     pub key: Option<u64>,
 }
 

@@ -1,6 +1,7 @@
-//! Signature and claim verification. RSA signatures (RS256/384/512) go through one
-//! [`SignatureBackend`] so the filter can use Envoy's BoringSSL (`verify_signature`
-//! foreign function) or pure Rust; HMAC (HS256/384/512) is checked here.
+//! Signature and claim verification. RSA PKCS#1 v1.5 (RS256/384/512) and ECDSA
+//! (ES256/384) signatures go through one [`SignatureBackend`] so the filter can use
+//! Envoy's BoringSSL (`verify_signature` foreign function) or pure Rust; RSASSA-PSS,
+//! Ed25519 and HMAC (HS256/384/512) are checked here, in pure Rust on every host.
 
 use crate::crypto::Hash;
 use crate::jwks::{EcKey, EcPublic, OkpKey, RsaKey};
@@ -36,7 +37,7 @@ pub trait SignatureBackend {
     fn name(&self) -> &'static str;
 }
 
-/// Pure-Rust RS256 (`rsa_public`: the public-key operation and the padding check).
+/// Pure Rust for every public-key family (`rsa_public` for RSA, RustCrypto for ECDSA).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RustBackend;
 

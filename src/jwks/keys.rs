@@ -10,7 +10,7 @@ use sha2::Digest;
 /// Most keys kept from one JWKS; entries past it are skipped unread.
 pub const MAX_KEYS: usize = 64;
 
-/// One RS256 verification key, prepared once when its key set loads.
+/// One RSA verification key (RS256/384/512, PS256/384/512), prepared once when its key set loads.
 #[derive(Debug, Clone)]
 pub struct RsaKey {
     /// `kid`, if the JWK had one.
@@ -83,10 +83,7 @@ impl EcKey {
         x: &[u8],
         y: &[u8],
     ) -> Option<EcKey> {
-        let len = match curve {
-            Curve::P256 => 32,
-            Curve::P384 => 48,
-        };
+        let len = curve.coordinate_len();
         if x.len() != len || y.len() != len {
             return None;
         }
@@ -205,7 +202,7 @@ pub enum JwksError {
     TooLarge,
     /// Not JSON, or no `keys` array.
     NotJwks,
-    /// No entry was a usable RS256 signing key.
+    /// No entry was a usable signing key.
     NoUsableKeys,
 }
 
