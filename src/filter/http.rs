@@ -71,7 +71,7 @@ impl Context for Http {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // Without its headers a request is judged as one that has none: fail closed.
         let headers = request_headers().unwrap_or_default();
         let get = |name: &str| headers.first(name).unwrap_or_default().to_string();
@@ -104,7 +104,12 @@ impl HttpContext for Http {
             route_name,
             request_id,
             headers,
-            body: Body::Unread,
+            // A request that ends with its headers has an empty body, read already.
+            body: if end_of_stream {
+                Body::Read(Vec::new())
+            } else {
+                Body::Unread
+            },
         };
         let effects = state.borrow_mut().vm.on_request(
             host::now_ms(),

@@ -323,6 +323,24 @@ fn transports_bodies_and_limits() {
     let n = conn.read(&mut got).expect("a reply before the body");
     let head = String::from_utf8_lossy(&got[..n]);
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    // A POST that ends with its head has an empty body: not GraphQL, decided at once.
+    let r = stack.envoy.request(
+        "POST",
+        "/graphql",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+    );
+    assert_eq!(r.status, 400, "empty body: {}", r.body);
+    // Other methods are not GraphQL requests.
+    let r = stack
+        .envoy
+        .request("PUT", "/graphql", &[("authorization", &auth)]);
+    assert_eq!(
+        r.body,
+        r#"{"detail":"GraphQL requests are GET or POST, not PUT"}"#
+    );
     // An invalid token likewise.
     let r = post(
         &stack,
