@@ -969,6 +969,21 @@ mod tests {
             let (r, b) = post(ct, body);
             assert!(root_fields(&r, &b, &limits).is_err(), "{ct} {body}");
         }
+        // What a refusal says.
+        for (body, detail) in [
+            (
+                r#"{"extensions":{"persistedQuery":{"version":1}}}"#,
+                "persisted queries must carry their query",
+            ),
+            (r#"{"variables":{}}"#, "GraphQL query is required"),
+        ] {
+            let (r, b) = post("application/json", body);
+            assert_eq!(
+                root_fields(&r, &b, &limits),
+                Err(detail.to_string()),
+                "{body}"
+            );
+        }
         let mut twice = Request::for_test("/graphql?query=%7Ba%7D&query=%7Bb%7D", &[]);
         twice.method = "GET".into();
         assert!(root_fields(&twice, b"", &limits).is_err());
@@ -1090,5 +1105,59 @@ mod tests {
             agreed_ok > 100,
             "{agreed_ok} of {cases} cases parsed: the mutations are too destructive"
         );
+    }
+
+    #[test]
+    fn limits_are_exact_at_their_boundaries() {
+        let limits = Limits::default();
+        assert_eq!(limits.max_body_bytes, 65_536);
+        let mut get = Request::for_test("/graphql", &[]);
+        get.method = "GET".into();
+        assert!(!needs_body(&get));
+        let with_length = |n: usize| {
+            let len = n.to_string();
+            let mut r = Request::for_test(
+                "/graphql",
+                &[
+                    ("content-type", "application/json"),
+                    ("content-length", &len),
+                ],
+            );
+            r.method = "POST".into();
+            r
+        };
+        assert!(needs_body(&with_length(0)));
+        let over = too_large(&limits);
+        assert_eq!(over, "GraphQL request body is over the 65536-byte limit");
+        assert_eq!(check_headers(&with_length(65_535), &limits), Ok(()));
+        assert_eq!(check_headers(&with_length(65_536), &limits), Ok(()));
+        assert_eq!(
+            check_headers(&with_length(65_537), &limits),
+            Err(over.clone())
+        );
+        // The body itself: at the limit it is read (and judged), past it never.
+        let req = with_length(0);
+        let padded = |n: usize| {
+            let q = br#"{"query":"{ a }"}"#;
+            let mut b = q.to_vec();
+            b.resize(n, b' ');
+            b
+        };
+        let names = |r: Result<Vec<RootField>, Refusal>| r.map(|v| v.len());
+        assert_eq!(names(root_fields(&req, &padded(65_536), &limits)), Ok(1));
+        assert_eq!(
+            names(root_fields(&req, &padded(65_537), &limits)),
+            Err(over)
+        );
+        // Batches: up to MAX_BATCH elements.
+        let batch = |n: usize| {
+            let one = r#"{"query":"{ a }"}"#;
+            format!("[{}]", vec![one; n].join(",")).into_bytes()
+        };
+        assert_eq!(
+            names(root_fields(&req, &batch(MAX_BATCH), &limits)),
+            Ok(MAX_BATCH)
+        );
+        assert!(root_fields(&req, &batch(MAX_BATCH + 1), &limits).is_err());
     }
 }
