@@ -159,7 +159,12 @@ pub(super) fn compile(
         (false, None) => None,
     };
     let secret = match (wants_hs, p.secret) {
-        (true, Some(s)) => Some(secret::load(&s, &format!("{at}.secret"), env)?),
+        (true, Some(s)) => Some(secret::load(
+            &s,
+            &format!("{at}.secret"),
+            env,
+            &p.algorithms,
+        )?),
         (true, None) => return err(format!("{at}.secret"), "required for HMAC algorithms"),
         (false, Some(_)) => return err(format!("{at}.secret"), "only valid with HMAC algorithms"),
         (false, None) => None,

@@ -2,11 +2,19 @@
 //! or the configuration itself) and never printed.
 
 use super::reader::Fields;
+use crate::crypto::{Algorithm, Hash};
 use crate::error::{err, ConfigError};
 use std::fmt;
 
-/// The shortest secret accepted (RFC 7518 §3.2: at least the hash output of HS256).
-pub const MIN_SECRET_BYTES: usize = 32;
+/// The shortest secret accepted for an HMAC hash (RFC 7518 §3.2: at least the hash's
+/// output): 32 bytes for HS256, 48 for HS384, 64 for HS512.
+pub fn min_secret_bytes(hash: Hash) -> usize {
+    match hash {
+        Hash::Sha256 => 32,
+        Hash::Sha384 => 48,
+        Hash::Sha512 => 64,
+    }
+}
 
 /// `secret` as written.
 pub(super) struct RawSecret {
@@ -55,11 +63,13 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Reads the secret from the VM environment and decodes it (`at` is the field's path).
+/// Reads the secret from the VM environment and decodes it (`at` is the field's path);
+/// it must be long enough for the longest hash of `algorithms` (the provider's HMAC ones).
 pub(super) fn load(
     s: &RawSecret,
     at: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    algorithms: &[Algorithm],
 ) -> Result<Secret, ConfigError> {
     use base64::Engine;
     let Some(value) = env(&s.env) else {
@@ -84,11 +94,16 @@ pub(super) fn load(
                 message: format!("{} is not valid base64url", s.env),
             })?,
     };
-    // RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
-    if bytes.len() < MIN_SECRET_BYTES {
+    // RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
+    let needed = algorithms
+        .iter()
+        .filter(|a| a.is_hmac())
+        .map(|a| (min_secret_bytes(a.hash()), a.name()))
+        .max();
+    if let Some((min, alg)) = needed.filter(|(min, _)| bytes.len() < *min) {
         return err(
             format!("{at}.env"),
-            format!("{} must hold at least {MIN_SECRET_BYTES} bytes", s.env),
+            format!("{} must hold at least {min} bytes for {alg}", s.env),
         );
     }
     Ok(Secret(bytes))

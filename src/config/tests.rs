@@ -265,3 +265,38 @@ fn secret_encodings() {
     );
     assert!(cfg("base64url", "%%%").is_err());
 }
+
+#[test]
+fn hmac_secrets_are_sized_per_algorithm() {
+    let with = |algs: &str, bytes: usize| {
+        let doc = format!(
+            r#"{{"providers": [{{"name": "sdk", "algorithms": {algs}, "secret": {{"env": "S"}}}}]}}"#
+        );
+        let secret = "k".repeat(bytes);
+        parse(doc.as_bytes(), &|_| Some(secret.clone()))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let cases: Vec<(&str, usize, bool)> = vec![
+        (r#"["HS256"]"#, 31, false),
+        (r#"["HS256"]"#, 32, true),
+        (r#"["HS384"]"#, 47, false),
+        (r#"["HS384"]"#, 48, true),
+        (r#"["HS512"]"#, 63, false),
+        (r#"["HS512"]"#, 64, true),
+        // The longest hash a provider pins decides.
+        (r#"["HS256", "HS512"]"#, 48, false),
+        (r#"["HS256", "HS384"]"#, 48, true),
+    ];
+    for (algs, bytes, ok) in cases {
+        let got = with(algs, bytes);
+        assert_eq!(got.is_ok(), ok, "{algs} with {bytes} bytes: {got:?}");
+        if let Err(e) = got {
+            assert!(e.contains("`providers[0].secret.env`"), "{e}");
+        }
+    }
+    assert_eq!(
+        with(r#"["HS512"]"#, 63),
+        Err("invalid configuration at `providers[0].secret.env`: S must hold at least 64 bytes for HS512".into())
+    );
+}

@@ -13,7 +13,7 @@ pub use support::servers::{echo, HttpServer, JwksMode, JwksServer};
 
 pub const ISS: &str = "https://idp.test";
 pub const AUD: &str = "bearer-guard-tests";
-pub const SECRET: &str = "sdk-secret-for-tests-0123456789abcdef";
+pub const SECRET: &str = "sdk-secret-for-tests-0123456789abcdef-long-enough-for-hs512-keys!";
 
 /// Two RSA keys, generated once per test binary.
 pub fn keys() -> &'static (Signer, Signer) {
