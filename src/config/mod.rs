@@ -195,6 +195,18 @@ impl Config {
         self.providers.get(provider).map_or("", |p| p.name.as_str())
     }
 
+    /// A provider's key source, if it has one.
+    pub fn jwks_of(&self, provider: usize) -> Option<&JwksSource> {
+        self.providers.get(provider).and_then(|p| p.jwks.as_ref())
+    }
+
+    /// A provider's account service, if it has one.
+    pub fn account_of(&self, provider: usize) -> Option<&AccountSource> {
+        self.providers
+            .get(provider)
+            .and_then(|p| p.account.as_ref())
+    }
+
     /// A rule's name for logs; `(default)` when no rule matched.
     pub fn rule_name(&self, rule: Option<usize>) -> &str {
         rule.and_then(|i| self.rules.get(i))

@@ -69,12 +69,7 @@ impl Vm {
         let Some(takeover) = keys.try_start(&*self.store, id, now) else {
             return true;
         };
-        let Some(src) = self
-            .config
-            .providers
-            .get(provider)
-            .and_then(|p| p.jwks.as_ref())
-        else {
+        let Some(src) = self.config.jwks_of(provider) else {
             return true;
         };
         if takeover {
@@ -117,12 +112,7 @@ impl Vm {
         host: &mut dyn Host,
         out: &mut Vec<Effect>,
     ) -> bool {
-        let Some(src) = self
-            .config
-            .providers
-            .get(provider)
-            .and_then(|p| p.jwks.as_ref())
-        else {
+        let Some(src) = self.config.jwks_of(provider) else {
             return false;
         };
         let outgoing = Outgoing {
@@ -167,9 +157,7 @@ impl Vm {
     ) {
         let discovery = self
             .config
-            .providers
-            .get(provider)
-            .and_then(|p| p.jwks.as_ref())
+            .jwks_of(provider)
             .and_then(|j| j.discovery.as_ref());
         let Some(d) = discovery else { return };
         let body = (response.body)();
@@ -208,12 +196,7 @@ impl Vm {
         host: &mut dyn Host,
         out: &mut Vec<Effect>,
     ) {
-        let max_bytes = self
-            .config
-            .providers
-            .get(provider)
-            .and_then(|p| p.jwks.as_ref())
-            .map_or(0, |j| j.max_bytes);
+        let max_bytes = self.config.jwks_of(provider).map_or(0, |j| j.max_bytes);
         let result = interpret_fetch(
             response.status.as_deref(),
             response.body_size,

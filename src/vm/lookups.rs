@@ -40,12 +40,7 @@ impl Vm {
         host: Option<&mut (dyn Host + '_)>,
         out: &mut Vec<Effect>,
     ) -> (u64, bool) {
-        let timeout = self
-            .config
-            .providers
-            .get(provider)
-            .and_then(|p| p.account.as_ref())
-            .map_or(0, |a| a.timeout_ms);
+        let timeout = self.config.account_of(provider).map_or(0, |a| a.timeout_ms);
         let lease = timeout.saturating_add(ACCOUNT_CLAIM_GRACE_MS);
         let asked = self.waiters.looking_up(key)
             || self
@@ -77,12 +72,7 @@ impl Vm {
         host: &mut dyn Host,
         out: &mut Vec<Effect>,
     ) -> bool {
-        let Some(src) = self
-            .config
-            .providers
-            .get(lookup.provider)
-            .and_then(|p| p.account.as_ref())
-        else {
+        let Some(src) = self.config.account_of(lookup.provider) else {
             return false;
         };
         let outgoing = Outgoing {
@@ -138,12 +128,7 @@ impl Vm {
         now: u64,
         out: &mut Vec<Effect>,
     ) {
-        let Some(src) = self
-            .config
-            .providers
-            .get(provider)
-            .and_then(|p| p.account.as_ref())
-        else {
+        let Some(src) = self.config.account_of(provider) else {
             return;
         };
         let result = interpret(response.status.as_deref(), &(response.body)());
