@@ -21,6 +21,8 @@ pub enum Algorithm {
     ES256,
     /// ECDSA on P-384 with SHA-384.
     ES384,
+    /// ECDSA on P-521 with SHA-512.
+    ES512,
     /// EdDSA on Ed25519 (RFC 8037).
     EdDSA,
     /// RSASSA-PSS with SHA-256 and MGF1-SHA-256, 32-byte salt.
@@ -38,6 +40,8 @@ pub enum Curve {
     P256,
     /// NIST P-384 (`crv` "P-384").
     P384,
+    /// NIST P-521 (`crv` "P-521").
+    P521,
 }
 
 impl Curve {
@@ -46,6 +50,7 @@ impl Curve {
         match self {
             Curve::P256 => 32,
             Curve::P384 => 48,
+            Curve::P521 => 66,
         }
     }
 }
@@ -73,7 +78,7 @@ impl Hash {
 }
 
 /// Every algorithm with its JOSE name.
-pub const ALGORITHMS: [(&str, Algorithm); 12] = [
+pub const ALGORITHMS: [(&str, Algorithm); 13] = [
     ("RS256", Algorithm::RS256),
     ("RS384", Algorithm::RS384),
     ("RS512", Algorithm::RS512),
@@ -82,6 +87,7 @@ pub const ALGORITHMS: [(&str, Algorithm); 12] = [
     ("HS512", Algorithm::HS512),
     ("ES256", Algorithm::ES256),
     ("ES384", Algorithm::ES384),
+    ("ES512", Algorithm::ES512),
     ("EdDSA", Algorithm::EdDSA),
     ("PS256", Algorithm::PS256),
     ("PS384", Algorithm::PS384),
@@ -133,6 +139,7 @@ impl Algorithm {
         match self {
             Algorithm::ES256 => Some(Curve::P256),
             Algorithm::ES384 => Some(Curve::P384),
+            Algorithm::ES512 => Some(Curve::P521),
             _ => None,
         }
     }
@@ -147,9 +154,11 @@ impl Algorithm {
                 Hash::Sha384
             }
             // Ed25519 hashes with SHA-512 inside the signature scheme.
-            Algorithm::RS512 | Algorithm::HS512 | Algorithm::EdDSA | Algorithm::PS512 => {
-                Hash::Sha512
-            }
+            Algorithm::RS512
+            | Algorithm::HS512
+            | Algorithm::ES512
+            | Algorithm::EdDSA
+            | Algorithm::PS512 => Hash::Sha512,
         }
     }
 }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 pub struct BackendError(pub String);
 
 /// Verifies public-key signatures: RSASSA-PKCS1-v1_5 (RS256/384/512) and ECDSA
-/// (ES256, ES384).
+/// (ES256, ES384, ES512).
 pub trait SignatureBackend {
     /// `Ok(true)` valid, `Ok(false)` invalid, `Err` the backend itself failed.
     fn verify_rsa(
@@ -60,12 +60,15 @@ impl SignatureBackend for RustBackend {
         signature: &[u8],
     ) -> Result<bool, BackendError> {
         use p256::ecdsa::signature::Verifier;
-        // The curve fixes the hash (P-256 with SHA-256, P-384 with SHA-384): the key was
+        // The curve fixes the hash (P-256 with SHA-256, P-384 with SHA-384, P-521 with
+        // SHA-512): the key was
         // chosen for the token's alg, so they agree.
         Ok(match &key.public {
             EcPublic::P256(vk) => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|sig| vk.verify(message, &sig).is_ok()),
             EcPublic::P384(vk) => p384::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| vk.verify(message, &sig).is_ok()),
+            EcPublic::P521(vk) => p521::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|sig| vk.verify(message, &sig).is_ok()),
         })
     }

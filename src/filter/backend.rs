@@ -1,5 +1,5 @@
 //! Envoy's `verify_signature` foreign function (BoringSSL), the call behind the core's
-//! [`crate::envoy_ffi::EnvoyVerifier`] (RS256/384/512, ES256/384), detected once.
+//! [`crate::envoy_ffi::EnvoyVerifier`] (RS256/384/512, ES256/384/512), detected once.
 
 use super::host::{self, NOT_FOUND};
 use crate::envoy_ffi::VERIFY_SIGNATURE;

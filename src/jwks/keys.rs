@@ -55,9 +55,11 @@ pub enum EcPublic {
     P256(p256::ecdsa::VerifyingKey),
     /// P-384.
     P384(p384::ecdsa::VerifyingKey),
+    /// P-521.
+    P521(Box<p521::ecdsa::VerifyingKey>),
 }
 
-/// One ES256/ES384 verification key.
+/// One ES256/ES384/ES512 verification key.
 #[derive(Debug, Clone)]
 pub struct EcKey {
     /// `kid`, if the JWK had one.
@@ -91,12 +93,16 @@ impl EcKey {
         let public = match curve {
             Curve::P256 => EcPublic::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).ok()?),
             Curve::P384 => EcPublic::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).ok()?),
+            Curve::P521 => EcPublic::P521(Box::new(
+                p521::ecdsa::VerifyingKey::from_sec1_bytes(&point).ok()?,
+            )),
         };
         // SEQUENCE { SEQUENCE { id-ecPublicKey, curve }, BIT STRING point } (RFC 5480).
         const EC_PUBLIC_KEY: [u8; 9] = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
         let curve_oid: &[u8] = match curve {
             Curve::P256 => &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
             Curve::P384 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
+            Curve::P521 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23],
         };
         let algorithm = der(0x30, &[&EC_PUBLIC_KEY[..], curve_oid].concat());
         let spki_der = der(
@@ -152,7 +158,7 @@ impl OkpKey {
 pub enum Key {
     /// RSA (RS256/384/512).
     Rsa(RsaKey),
-    /// ECDSA (ES256 on P-256, ES384 on P-384).
+    /// ECDSA (ES256 on P-256, ES384 on P-384, ES512 on P-521).
     Ec(EcKey),
     /// EdDSA on Ed25519.
     Okp(OkpKey),
@@ -320,6 +326,7 @@ fn parse_jwk(entry: &Value) -> Option<Key> {
             let curve = match s("crv")? {
                 "P-256" => Curve::P256,
                 "P-384" => Curve::P384,
+                "P-521" => Curve::P521,
                 _ => return None,
             };
             let mut key =

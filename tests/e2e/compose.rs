@@ -243,8 +243,8 @@ fn the_compose_demo_runs_in_containers() {
         Some("acct_0001"),
         "account resolved by service name"
     );
-    // The IdP's other key types (mint --alg): ES256, ES384 and EdDSA keys it publishes.
-    for alg in ["ES256", "ES384", "EdDSA"] {
+    // The IdP's other key types (mint --alg): ES256, ES384, ES512 and EdDSA keys it publishes.
+    for alg in ["ES256", "ES384", "ES512", "EdDSA"] {
         let t = project.mint(&["--alg", alg, "--permissions", "entities:read"]);
         let r = http(
             port,

@@ -243,28 +243,31 @@ fn rs384_rs512_hs384_hs512() {
     assert_eq!(err.field, "providers[0].algorithms", "{err}");
 }
 
-/// ES256 and ES384 through Envoy's BoringSSL (the JWS `r || s` signature re-encoded as
-/// DER) and through the pure-Rust backend, EdDSA (always pure Rust: Envoy's API cannot);
-/// every cross-type confusion is refused.
+/// ES256, ES384 and ES512 through Envoy's BoringSSL (the JWS `r || s` signature
+/// re-encoded as DER) and through the pure-Rust backend, EdDSA (always pure Rust: Envoy's
+/// API cannot); every cross-type confusion is refused.
 #[test]
-fn es256_es384_and_key_type_confusion() {
+fn es256_es384_es512_and_key_type_confusion() {
     let rsa = &keys().0;
-    let (p256, p384) = (
+    let (p256, p384, p521) = (
         EcSigner::generate("ec-256", "ES256"),
         EcSigner::generate("ec-384", "ES384"),
+        EcSigner::generate("ec-521", "ES512"),
     );
     let ed = EdSigner::generate("ed-1");
-    let doc = json!({"keys": [rsa.jwk(), p256.jwk(), p384.jwk(), ed.jwk()]}).to_string();
+    let doc =
+        json!({"keys": [rsa.jwk(), p256.jwk(), p384.jwk(), p521.jwk(), ed.jwk()]}).to_string();
     let body = || claims(ISS, AUD, "user-1", 600, json!({}));
     for verifier in ["envoy", "rust"] {
         let mut config = plugin(vec![]);
         config["verifier"] = json!(verifier);
-        config["providers"][0]["algorithms"] = json!(["RS256", "ES256", "ES384", "EdDSA"]);
+        config["providers"][0]["algorithms"] = json!(["RS256", "ES256", "ES384", "ES512", "EdDSA"]);
         let server = JwksServer::start(0, JwksMode::Serve(doc.clone())).expect("jwks");
         let stack = Stack::with_jwks(config, server);
         for (name, token) in [
             ("ES256", p256.mint(&body())),
             ("ES384", p384.mint(&body())),
+            ("ES512", p521.mint(&body())),
             ("EdDSA", ed.mint(&body())),
         ] {
             let r = stack.envoy.get_with_token("/v1/x", &token);
@@ -300,6 +303,20 @@ fn es256_es384_and_key_type_confusion() {
             (
                 "ES384 header on a P-256 signature",
                 rewrite(&es256, json!({"alg": "ES384", "kid": "ec-256"})),
+            ),
+            (
+                "ES512 header on a P-384 signature",
+                rewrite(
+                    &p384.mint(&body()),
+                    json!({"alg": "ES512", "kid": "ec-384"}),
+                ),
+            ),
+            (
+                "ES512 header naming the P-256 key",
+                rewrite(
+                    &p521.mint(&body()),
+                    json!({"alg": "ES512", "kid": "ec-256"}),
+                ),
             ),
             (
                 "RS256 naming the EC key",

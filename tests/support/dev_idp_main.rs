@@ -66,7 +66,7 @@ fn usage() -> ! {
         "usage: dev-idp serve [--host 127.0.0.1] [--port 9090] [--upstream-port 9091]\n\
          \x20      dev-idp mint [--sub S] [--org O] [--permissions a,b] [--scope 'x y'] [--role R]\n\
          \x20                   [--networks n1,n2] [--ttl SECONDS] [--hs256]\n\
-         \x20                   [--alg RS256|RS384|RS512|PS256|PS384|PS512|ES256|ES384|EdDSA]\n\
+         \x20                   [--alg RS256|RS384|RS512|PS256|PS384|PS512|ES256|ES384|ES512|EdDSA]\n\
          \x20      dev-idp echo [--host 127.0.0.1] [--port 9091]   (the echo upstream alone)\n\
          \x20      dev-idp health [--port 9090]   (exit 0 when the JWKS is served: container healthchecks)\n\
          \x20      dev-idp demo --envoy PATH --wasm PATH [--once] [--port 10000] [--admin-port 9901]\n\
@@ -105,33 +105,43 @@ fn key_file() -> PathBuf {
     )
 }
 
-/// The IdP's other keys (ES256, ES384, EdDSA), each from 48 random bytes kept beside the
+/// The IdP's other keys (ES256, ES384, ES512, EdDSA), from random bytes kept beside the
 /// RSA key's file, so `serve` and `mint` share them.
 struct OtherKeys {
     es256: idp::EcSigner,
     es384: idp::EcSigner,
+    es512: idp::EcSigner,
     eddsa: idp::EdSigner,
 }
 
-fn other_keys() -> OtherKeys {
-    let path = key_file().with_extension("others");
-    let secret = std::fs::read(&path)
+/// `len` random bytes kept in the file next to the RSA key with extension `ext`.
+fn kept_random(ext: &str, len: usize, fix: impl Fn(&mut [u8])) -> Vec<u8> {
+    let path = key_file().with_extension(ext);
+    std::fs::read(&path)
         .ok()
-        .filter(|s| s.len() == 48)
+        .filter(|s| s.len() == len)
         .unwrap_or_else(|| {
-            let mut s = vec![0u8; 48];
+            let mut s = vec![0u8; len];
             getrandom::fill(&mut s).expect("random");
+            fix(&mut s);
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
             std::fs::write(&path, &s).expect("write key file");
             s
-        });
+        })
+}
+
+fn other_keys() -> OtherKeys {
+    let secret = kept_random("others", 48, |_| {});
+    // A P-521 scalar: 66 bytes whose top byte is 0 or 1.
+    let p521 = kept_random("es512", 66, |s| s[0] &= 1);
     let mut first = [0u8; 32];
     first.copy_from_slice(&secret[..32]);
     OtherKeys {
         es256: idp::EcSigner::from_secret("dev-es256", "ES256", &secret[..32]).expect("P-256 key"),
         es384: idp::EcSigner::from_secret("dev-es384", "ES384", &secret).expect("P-384 key"),
+        es512: idp::EcSigner::from_secret("dev-es512", "ES512", &p521).expect("P-521 key"),
         eddsa: idp::EdSigner::from_secret("dev-ed25519", &first),
     }
 }
@@ -139,7 +149,8 @@ fn other_keys() -> OtherKeys {
 /// The published key set: the RSA key and the others.
 fn published(signer: &Signer) -> String {
     let o = other_keys();
-    json!({"keys": [signer.jwk(), o.es256.jwk(), o.es384.jwk(), o.eddsa.jwk()]}).to_string()
+    json!({"keys": [signer.jwk(), o.es256.jwk(), o.es384.jwk(), o.es512.jwk(), o.eddsa.jwk()]})
+        .to_string()
 }
 
 fn kid() -> String {
@@ -244,6 +255,7 @@ fn mint(args: &Args) -> String {
         }
         "ES256" => other_keys().es256.mint(&body),
         "ES384" => other_keys().es384.mint(&body),
+        "ES512" => other_keys().es512.mint(&body),
         "EdDSA" => other_keys().eddsa.mint(&body),
         _ => usage(),
     }
@@ -300,7 +312,7 @@ fn idp_handler(signer: Signer) -> Arc<dyn Fn(&Seen) -> servers::Response + Send 
                 200,
                 json!({"issuer": ISSUER, "jwks_uri": format!("{ISSUER}{JWKS_PATH}"),
                        "token_endpoint": format!("{ISSUER}/v1/auth/token"),
-                       "id_token_signing_alg_values_supported": ["RS256", "ES256", "ES384", "EdDSA"]}),
+                       "id_token_signing_alg_values_supported": ["RS256", "ES256", "ES384", "ES512", "EdDSA"]}),
             ),
             ("POST", "/v1/auth/token") => {
                 token_endpoint(&signer, &refresh_tokens, &form(&req.body))

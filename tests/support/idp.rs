@@ -148,20 +148,25 @@ impl Signer {
     }
 }
 
-/// An ECDSA signing key (ES256 on P-256 or ES384 on P-384) with its `kid`.
+/// An ECDSA signing key (ES256 on P-256, ES384 on P-384, ES512 on P-521) with its `kid`.
 pub enum EcSigner {
     /// ES256.
     P256(String, p256::ecdsa::SigningKey),
     /// ES384.
     P384(String, p384::ecdsa::SigningKey),
+    /// ES512.
+    P521(String, Box<p521::ecdsa::SigningKey>),
 }
 
 impl EcSigner {
-    /// A key for `alg` from secret bytes (32 for ES256, 48 for ES384); `None` if they are
-    /// not a valid scalar.
+    /// A key for `alg` from secret bytes (32 for ES256, 48 for ES384, 66 for ES512);
+    /// `None` if they are not a valid scalar.
     pub fn from_secret(kid: &str, alg: &str, secret: &[u8]) -> Option<EcSigner> {
         match alg {
-            "ES384" => p384::ecdsa::SigningKey::from_slice(secret)
+            "ES512" => p521::ecdsa::SigningKey::from_slice(secret.get(..66)?)
+                .ok()
+                .map(|k| EcSigner::P521(kid.to_string(), Box::new(k))),
+            "ES384" => p384::ecdsa::SigningKey::from_slice(secret.get(..48)?)
                 .ok()
                 .map(|k| EcSigner::P384(kid.to_string(), k)),
             _ => p256::ecdsa::SigningKey::from_slice(secret.get(..32)?)
@@ -170,20 +175,16 @@ impl EcSigner {
         }
     }
 
-    /// A fresh key for `alg` (ES256 or ES384).
+    /// A fresh key for `alg` (ES256, ES384 or ES512).
     pub fn generate(kid: &str, alg: &str) -> EcSigner {
         loop {
-            let mut secret = [0u8; 48];
+            let mut secret = [0u8; 66];
             getrandom::fill(&mut secret).expect("random");
-            let key = match alg {
-                "ES384" => p384::ecdsa::SigningKey::from_slice(&secret)
-                    .ok()
-                    .map(|k| EcSigner::P384(kid.to_string(), k)),
-                _ => p256::ecdsa::SigningKey::from_slice(&secret[..32])
-                    .ok()
-                    .map(|k| EcSigner::P256(kid.to_string(), k)),
-            };
-            if let Some(k) = key {
+            if alg == "ES512" {
+                // P-521's order is just below 2^521: the top byte of its 66 is 0 or 1.
+                secret[0] &= 1;
+            }
+            if let Some(k) = EcSigner::from_secret(kid, alg, &secret) {
                 return k;
             }
         }
@@ -204,6 +205,15 @@ impl EcSigner {
                 "ES384",
                 k.verifying_key().to_sec1_point(false).as_bytes().to_vec(),
             ),
+            EcSigner::P521(kid, k) => (
+                kid,
+                "P-521",
+                "ES512",
+                p521::ecdsa::VerifyingKey::from(&**k)
+                    .to_sec1_point(false)
+                    .as_bytes()
+                    .to_vec(),
+            ),
         };
         let n = (point.len() - 1) / 2;
         json!({"kty": "EC", "use": "sig", "alg": alg, "kid": kid, "crv": crv,
@@ -216,6 +226,7 @@ impl EcSigner {
         let (kid, alg) = match self {
             EcSigner::P256(kid, _) => (kid, "ES256"),
             EcSigner::P384(kid, _) => (kid, "ES384"),
+            EcSigner::P521(kid, _) => (kid, "ES512"),
         };
         let header = json!({"alg": alg, "typ": "JWT", "kid": kid});
         let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
@@ -226,6 +237,10 @@ impl EcSigner {
             }
             EcSigner::P384(_, k) => {
                 let s: p384::ecdsa::Signature = k.sign(input.as_bytes());
+                s.to_bytes().to_vec()
+            }
+            EcSigner::P521(_, k) => {
+                let s: p521::ecdsa::Signature = k.sign(input.as_bytes());
                 s.to_bytes().to_vec()
             }
         };

@@ -103,6 +103,24 @@ fn main() {
     });
     for (name, file, alg) in [
         (
+            "PS384 (2048-bit)",
+            "rsa_pss_2048_sha384_mgf1_48_test.json",
+            Algorithm::PS384,
+        ),
+        (
+            "PS512 (4096-bit)",
+            "rsa_pss_4096_sha512_mgf1_64_test.json",
+            Algorithm::PS512,
+        ),
+    ] {
+        let (key, msg, sig) = first_valid(file, alg);
+        let Key::Rsa(key) = key else {
+            panic!("{name}: RSA key")
+        };
+        time(name, || rsassa_pss(&key.public, alg.hash(), &msg, &sig));
+    }
+    for (name, file, alg) in [
+        (
             "ES256 (P-256)",
             "ecdsa_secp256r1_sha256_p1363_test.json",
             Algorithm::ES256,
@@ -111,6 +129,11 @@ fn main() {
             "ES384 (P-384)",
             "ecdsa_secp384r1_sha384_p1363_test.json",
             Algorithm::ES384,
+        ),
+        (
+            "ES512 (P-521)",
+            "ecdsa_secp521r1_sha512_p1363_test.json",
+            Algorithm::ES512,
         ),
     ] {
         let (key, msg, sig) = first_valid(file, alg);
