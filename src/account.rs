@@ -2,15 +2,17 @@
 //! and a bounded per-VM cache with separate positive and negative lifetimes.
 
 use crate::bounded_cache::BoundedCache;
+use crate::claim_path::ClaimPath;
 use crate::error::ConfigError;
 use crate::shared::{fingerprint, slot_of, update, Reader, Store, StoreError};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
-/// A path template such as `/accounts/resolve?user={sub}&org={org_id}`.
+/// A path template such as `/accounts/resolve?user={sub}&org={org_id}`; a placeholder
+/// names a claim or holds a JSON Pointer (`{/org/id}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathTemplate {
-    parts: Vec<(String, Option<String>)>,
+    parts: Vec<(String, Option<ClaimPath>)>,
 }
 
 impl PathTemplate {
@@ -36,7 +38,11 @@ impl PathTemplate {
             if claim.is_empty() || claim.contains('{') {
                 return error("empty or nested {claim}");
             }
-            parts.push((lit.to_string(), Some(claim.to_string())));
+            let claim = match ClaimPath::parse(claim) {
+                Ok(c) => c,
+                Err(m) => return error(&m),
+            };
+            parts.push((lit.to_string(), Some(claim)));
             rest = after.get(close + 1..).unwrap_or("");
         }
         if rest.contains('}') {
@@ -53,7 +59,7 @@ impl PathTemplate {
         for (lit, claim) in &self.parts {
             out.push_str(lit);
             if let Some(name) = claim {
-                let value = match claims.get(name)? {
+                let value = match name.get(claims)? {
                     Value::String(s) if !s.is_empty() => s.clone(),
                     v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
                     _ => return None,
@@ -314,7 +320,18 @@ mod tests {
             .as_deref(),
             Some("/a/Acme")
         );
-        for bad in ["accounts", "/a/{sub", "/a/{}", "/a/}"] {
+        let nested = PathTemplate::compile("/orgs/{/org/id}/users/{sub}", "p").expect("ok");
+        assert_eq!(
+            nested
+                .render(&claims(json!({"sub": "u1", "org": {"id": "o 1"}})))
+                .as_deref(),
+            Some("/orgs/o%201/users/u1")
+        );
+        assert_eq!(
+            nested.render(&claims(json!({"sub": "u1", "org": {}}))),
+            None
+        );
+        for bad in ["accounts", "/a/{sub", "/a/{}", "/a/}", "/a/{/org/~2}"] {
             assert!(PathTemplate::compile(bad, "p").is_err(), "{bad}");
         }
     }

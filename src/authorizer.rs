@@ -1,6 +1,7 @@
 //! Authorization: grants from a verified token, hierarchical scopes, templated
 //! requirements, membership (domain) constraints and header preconditions.
 
+use crate::claim_path::ClaimPath;
 use crate::error::ConfigError;
 use crate::matcher::Captures;
 use crate::request::Request;
@@ -18,23 +19,23 @@ pub enum HeaderFormat {
     Uuidv7,
 }
 
-/// Claim names that carry grants.
+/// The claims that carry grants (top-level names or JSON Pointers).
 #[derive(Debug, Clone)]
 pub struct ClaimNames {
     /// Array of permission strings.
-    pub permissions: String,
+    pub permissions: ClaimPath,
     /// Role name (string or array), expanded through the role table.
-    pub role: String,
+    pub role: ClaimPath,
     /// OAuth scopes: space-delimited string or array.
-    pub scope: String,
+    pub scope: ClaimPath,
 }
 
 impl Default for ClaimNames {
     fn default() -> Self {
         ClaimNames {
-            permissions: "permissions".into(),
-            role: "role".into(),
-            scope: "scope".into(),
+            permissions: ClaimPath::top("permissions"),
+            role: ClaimPath::top("role"),
+            scope: ClaimPath::top("scope"),
         }
     }
 }
@@ -301,13 +302,13 @@ impl<'a> Grants<'a> {
         roles: &'a BTreeMap<String, Vec<String>>,
     ) -> Grants<'a> {
         let mut items = Vec::new();
-        for_each_string(claims.get(&names.permissions), |s| {
+        for_each_string(names.permissions.get(claims), |s| {
             items.extend(s.split_whitespace().map(|g| (g, GrantSource::Permission)))
         });
-        for_each_string(claims.get(&names.scope), |s| {
+        for_each_string(names.scope.get(claims), |s| {
             items.extend(s.split_whitespace().map(|g| (g, GrantSource::Scope)))
         });
-        for_each_string(claims.get(&names.role), |role| {
+        for_each_string(names.role.get(claims), |role| {
             if let Some(perms) = roles.get(role) {
                 items.extend(perms.iter().map(|p| (p.as_str(), GrantSource::Role(role))));
             }
@@ -349,7 +350,7 @@ pub struct Membership {
     /// Where the request value comes from.
     pub source: RequestValue,
     /// The claim listing allowed values (string or array).
-    pub claim: String,
+    pub claim: ClaimPath,
 }
 
 impl Membership {
@@ -359,7 +360,7 @@ impl Membership {
             return false;
         };
         let mut found = false;
-        for_each_string(claims.get(&self.claim), |s| found |= s == value);
+        for_each_string(self.claim.get(claims), |s| found |= s == value);
         found
     }
 }
@@ -468,11 +469,7 @@ mod tests {
     }
 
     fn names() -> ClaimNames {
-        ClaimNames {
-            permissions: "permissions".into(),
-            role: "role".into(),
-            scope: "scope".into(),
-        }
+        ClaimNames::default()
     }
 
     #[test]
@@ -526,11 +523,33 @@ mod tests {
     #[test]
     fn namespaced_claim_names() {
         let mut n = names();
-        n.permissions = "https://api.solo.one/permissions".into();
+        n.permissions = ClaimPath::top("https://api.solo.one/permissions");
         let claims = json!({"https://api.solo.one/permissions": ["workflow:run"]});
         let map = claims.as_object().cloned().unwrap_or_default();
         let roles = BTreeMap::new();
         assert!(Grants::from_claims(&map, &n, &roles).allows("workflow:run"));
+    }
+
+    #[test]
+    fn nested_claims_through_pointers() {
+        let path = |p: &str| ClaimPath::parse(p).unwrap_or_else(|_| ClaimPath::top("bad"));
+        let n = ClaimNames {
+            permissions: path("/resource_access/my-api/roles"),
+            role: path("/realm_access/roles"),
+            scope: ClaimPath::top("scope"),
+        };
+        let roles: BTreeMap<String, Vec<String>> =
+            [("admin".to_string(), vec!["entities:*".to_string()])].into();
+        let claims = json!({"realm_access": {"roles": ["offline_access", "admin"]},
+            "resource_access": {"my-api": {"roles": ["reports:read"]}}});
+        let map = claims.as_object().cloned().unwrap_or_default();
+        let grants = Grants::from_claims(&map, &n, &roles);
+        assert!(grants.allows("entities:write"), "realm role expanded");
+        assert!(grants.allows("reports:read"), "client role as permission");
+        assert!(!grants.allows("other:read"));
+        let flat = json!({"realm_access.roles": ["admin"]});
+        let map = flat.as_object().cloned().unwrap_or_default();
+        assert!(!Grants::from_claims(&map, &n, &roles).allows("entities:write"));
     }
 
     fn req(path: &str, headers: &[(&str, &str)]) -> Request {
@@ -605,7 +624,7 @@ mod tests {
     fn membership() {
         let m = Membership {
             source: RequestValue::Query("network_id".into()),
-            claim: "networks".into(),
+            claim: ClaimPath::top("networks"),
         };
         let cases: Vec<(Value, &str, bool)> = vec![
             (json!({"networks": ["n1", "n2"]}), "/x?network_id=n2", true),
@@ -631,7 +650,7 @@ mod tests {
         // malformed escape matches nothing.
         let by_path = Membership {
             source: RequestValue::Path("org".into()),
-            claim: "orgs".into(),
+            claim: ClaimPath::top("orgs"),
         };
         let cases = vec![
             ("a+b", json!({"orgs": ["a b"]}), false),

@@ -1,14 +1,18 @@
 //! Identity: required claims and the headers that carry a verified identity upstream.
 
+use crate::claim_path::ClaimPath;
 use crate::config::Forward;
 use serde_json::{Map, Value};
 
 /// The first required claim that is absent or null, if any.
-pub fn missing_claim<'a>(claims: &Map<String, Value>, required: &'a [String]) -> Option<&'a str> {
+pub fn missing_claim<'a>(
+    claims: &Map<String, Value>,
+    required: &'a [ClaimPath],
+) -> Option<&'a str> {
     required
         .iter()
-        .find(|c| matches!(claims.get(c.as_str()), None | Some(Value::Null)))
-        .map(String::as_str)
+        .find(|c| matches!(c.get(claims), None | Some(Value::Null)))
+        .map(ClaimPath::as_str)
 }
 
 /// Renders a claim as a header value: strings as is, numbers and booleans as text,
@@ -47,7 +51,7 @@ pub fn forward_headers(
 ) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::with_capacity(forward.headers.len() + 1);
     for (header, claim) in &forward.headers {
-        if let Some(value) = claims.get(claim).and_then(header_value) {
+        if let Some(value) = claim.get(claims).and_then(header_value) {
             if !header_safe(&value) {
                 return Err(header.clone());
             }
@@ -82,27 +86,34 @@ mod tests {
         }
     }
 
+    fn path(p: &str) -> ClaimPath {
+        ClaimPath::parse(p).unwrap_or_else(|_| ClaimPath::top("unparsed"))
+    }
+
     #[test]
     fn forwarding_and_control_characters() {
         let forward = Forward {
             headers: vec![
-                ("x-sub".into(), "sub".into()),
-                ("x-org".into(), "org_id".into()),
-                ("x-perms".into(), "permissions".into()),
+                ("x-sub".into(), ClaimPath::top("sub")),
+                ("x-org".into(), ClaimPath::top("org_id")),
+                ("x-perms".into(), ClaimPath::top("permissions")),
+                ("x-roles".into(), path("/realm_access/roles")),
             ],
             payload_header: Some("x-payload".into()),
             strip_authorization: false,
         };
-        let claims = json!({"sub": "u1", "permissions": ["a", "b"]})
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
+        let claims = json!({"sub": "u1", "permissions": ["a", "b"],
+            "realm_access": {"roles": ["admin", "user"]}})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
         let got = forward_headers(&forward, &claims, "PAYLOAD").expect("safe");
         assert_eq!(
             got,
             vec![
                 ("x-sub".to_string(), "u1".to_string()),
                 ("x-perms".to_string(), "a,b".to_string()),
+                ("x-roles".to_string(), "admin,user".to_string()),
                 ("x-payload".to_string(), "PAYLOAD".to_string())
             ]
         );
@@ -126,11 +137,11 @@ mod tests {
 
     #[test]
     fn required_claims() {
-        let claims = json!({"sub": "u1", "org_id": null})
+        let claims = json!({"sub": "u1", "org_id": null, "org": {"id": "o1", "none": null}})
             .as_object()
             .cloned()
             .unwrap_or_default();
-        let req = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let req = |names: &[&str]| names.iter().map(|s| path(s)).collect::<Vec<_>>();
         assert_eq!(missing_claim(&claims, &req(&["sub"])), None);
         assert_eq!(
             missing_claim(&claims, &req(&["sub", "org_id"])),
@@ -138,5 +149,11 @@ mod tests {
         );
         assert_eq!(missing_claim(&claims, &req(&["email"])), Some("email"));
         assert_eq!(missing_claim(&claims, &[]), None);
+        assert_eq!(missing_claim(&claims, &req(&["/org/id"])), None);
+        assert_eq!(
+            missing_claim(&claims, &req(&["/org/id", "/org/none"])),
+            Some("/org/none")
+        );
+        assert_eq!(missing_claim(&claims, &req(&["/org/x"])), Some("/org/x"));
     }
 }

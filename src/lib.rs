@@ -13,6 +13,7 @@
 pub mod account;
 pub mod authorizer;
 pub mod bounded_cache;
+pub mod claim_path;
 pub mod config;
 pub mod credential;
 pub mod crypto;

@@ -1,6 +1,7 @@
 //! `forward`: the identity headers the upstream receives, set from verified claims.
 
-use super::reader::Fields;
+use super::reader::{claim_path, Fields};
+use crate::claim_path::ClaimPath;
 use crate::error::{err, ConfigError};
 use std::collections::BTreeMap;
 
@@ -30,8 +31,8 @@ impl RawForward {
 /// Identity forwarding settings.
 #[derive(Debug, Default, Clone)]
 pub struct Forward {
-    /// Header name → claim name.
-    pub headers: Vec<(String, String)>,
+    /// Header name → claim (a name or a JSON Pointer).
+    pub headers: Vec<(String, ClaimPath)>,
     /// Header that carries the verified payload, base64url.
     pub payload_header: Option<String>,
     /// Remove `Authorization` before the upstream.
@@ -44,10 +45,7 @@ pub(super) fn compile(f: RawForward) -> Result<Forward, ConfigError> {
     for (header, claim) in f.headers {
         let at = format!("forward.headers.{header}");
         check_header_name(&header, &at)?;
-        if claim.is_empty() {
-            return err(at, "claim name must not be empty");
-        }
-        headers.push((header, claim));
+        headers.push((header, claim_path(&claim, &at)?));
     }
     if let Some(h) = &f.payload_header {
         check_header_name(h, "forward.payload_header")?;

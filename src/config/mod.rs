@@ -63,6 +63,7 @@ struct RawConfig {
     shared: SharedSlots,
     mode: Mode,
     access_log_fields: bool,
+    clear_route_cache: bool,
     graphql: Limits,
 }
 
@@ -84,6 +85,7 @@ impl RawConfig {
                 "shared",
                 "mode",
                 "access_log_fields",
+                "clear_route_cache",
                 "graphql",
             ],
         )?;
@@ -147,6 +149,7 @@ impl RawConfig {
             shared,
             mode: f.choice_or("mode", MODES, Mode::Enforce)?,
             access_log_fields: f.bool_or("access_log_fields", false)?,
+            clear_route_cache: f.bool_or("clear_route_cache", false)?,
             graphql: read_graphql(&f)?,
         })
     }
@@ -179,6 +182,9 @@ pub struct Config {
     pub mode: Mode,
     /// Record each decision as filter state for access logs.
     pub access_log_fields: bool,
+    /// Have Envoy choose the route again after the identity headers are set
+    /// (`clear_route_cache`), so routes can match them.
+    pub clear_route_cache: bool,
     /// Bounds on GraphQL requests (`graphql`).
     pub graphql: Limits,
     /// Some rule has a `match.graphql` condition (computed).
@@ -319,6 +325,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         shared: raw.shared,
         mode: raw.mode,
         access_log_fields: raw.access_log_fields,
+        clear_route_cache: raw.clear_route_cache,
         graphql: raw.graphql,
         has_graphql: rules.iter().any(|r| r.graphql.is_some()),
         needs_host: rules.iter().any(|r| r.matcher.uses_host()),

@@ -3,10 +3,11 @@
 
 use super::account::{self, AccountSource, RawAccount};
 use super::jwks::{self, JwksSource, RawJwks};
-use super::reader::{choose, Fields};
+use super::reader::{choose, claim_path, Fields};
 use super::secret::{self, RawSecret, Secret};
 use super::token;
 use crate::authorizer::ClaimNames;
+use crate::claim_path::ClaimPath;
 use crate::credential::TokenSource;
 use crate::crypto::{Algorithm, ALGORITHMS};
 use crate::error::{err, ConfigError};
@@ -20,7 +21,7 @@ pub(super) struct RawProvider {
     algorithms: Vec<Algorithm>,
     jwks: Option<RawJwks>,
     secret: Option<RawSecret>,
-    required_claims: Vec<String>,
+    required_claims: Vec<ClaimPath>,
     claims: ClaimNames,
     account: Option<RawAccount>,
     token: TokenSource,
@@ -57,15 +58,25 @@ impl RawProvider {
         let jwks = RawJwks::read(&f)?;
         let secret = RawSecret::read(&f)?;
         let required_claims = match f.object("identity", &["required_claims"])? {
-            Some(g) => g.strings("required_claims")?,
+            Some(g) => g
+                .strings("required_claims")?
+                .iter()
+                .enumerate()
+                .map(|(j, c)| claim_path(c, &format!("{}[{j}]", g.path("required_claims"))))
+                .collect::<Result<_, _>>()?,
             None => Vec::new(),
         };
         let claims = match f.object("claims", &["permissions", "role", "scope"])? {
-            Some(g) => ClaimNames {
-                permissions: g.string_or("permissions", "permissions")?,
-                role: g.string_or("role", "role")?,
-                scope: g.string_or("scope", "scope")?,
-            },
+            Some(g) => {
+                let read = |key: &'static str| -> Result<ClaimPath, ConfigError> {
+                    claim_path(&g.string_or(key, key)?, &g.path(key))
+                };
+                ClaimNames {
+                    permissions: read("permissions")?,
+                    role: read("role")?,
+                    scope: read("scope")?,
+                }
+            }
             None => ClaimNames::default(),
         };
         let account = RawAccount::read(&f)?;
@@ -102,7 +113,7 @@ pub struct Provider {
     /// HMAC shared secret (never logged).
     pub secret: Option<Secret>,
     /// Claims a verified token must carry.
-    pub required_claims: Vec<String>,
+    pub required_claims: Vec<ClaimPath>,
     /// Which claims carry permissions, role and scopes.
     pub claims: ClaimNames,
     /// Account resolution, when configured.
@@ -172,14 +183,6 @@ pub(super) fn compile(
     if let Some(iss) = &p.issuer {
         if iss.is_empty() {
             return err(format!("{at}.issuer"), "must not be empty");
-        }
-    }
-    for (j, c) in p.required_claims.iter().enumerate() {
-        if c.is_empty() {
-            return err(
-                format!("{at}.identity.required_claims[{j}]"),
-                "must not be empty",
-            );
         }
     }
     let account = match p.account {

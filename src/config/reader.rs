@@ -3,6 +3,7 @@
 //! field path. Hand-written rather than `serde` derive: the derive code for these types
 //! was ~60 KB of the module, this is a few.
 
+use crate::claim_path::ClaimPath;
 use crate::error::{err, ConfigError};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -177,6 +178,11 @@ impl<'a> Fields<'a> {
             None => Ok(default),
         }
     }
+}
+
+/// Compiles a claim reference (a name, or a JSON Pointer starting with `/`) found at `at`.
+pub(super) fn claim_path(text: &str, at: &str) -> Result<ClaimPath, ConfigError> {
+    ClaimPath::parse(text).or_else(|m| err(at, m))
 }
 
 pub(super) fn display_path(at: &str) -> String {

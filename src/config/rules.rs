@@ -2,7 +2,7 @@
 
 use super::policy::{Authentication, Mode, MODES};
 use super::provider::Provider;
-use super::reader::{choose, Fields};
+use super::reader::{choose, claim_path, Fields};
 use crate::authorizer::{HeaderFormat, Membership, RequestValue, Requirement, Template};
 use crate::error::{err, ConfigError};
 use crate::graphql::{FieldMatch, OperationKind};
@@ -277,12 +277,9 @@ pub(super) fn compile(
                 }
                 _ => return err(field, "exactly one of query, header or path is required"),
             };
-            if m.claim.is_empty() {
-                return err(format!("{field}.claim"), "must not be empty");
-            }
             Some(Membership {
                 source,
-                claim: m.claim,
+                claim: claim_path(&m.claim, &format!("{field}.claim"))?,
             })
         }
     };

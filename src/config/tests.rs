@@ -135,6 +135,25 @@ fn errors_name_the_field() {
             "forward.headers.authorization",
         ),
         (
+            swap(r#""x-auth-subject": "sub""#, r#""x-auth-subject": "/a~b""#),
+            "forward.headers.x-auth-subject",
+        ),
+        (
+            swap(r#""claim": "networks""#, r#""claim": "/networks~""#),
+            "rules[2].member_of.claim",
+        ),
+        (
+            swap(r#""org_id"] }"#, r#""/org~3id"] }"#),
+            "providers[0].identity.required_claims[1]",
+        ),
+        (
+            swap(
+                r#""identity": {"#,
+                r#""claims": { "role": "/realm_access/~roles" }, "identity": {"#,
+            ),
+            "providers[0].claims.role",
+        ),
+        (
             swap(
                 r#""public": true"#,
                 r#""public": true, "permissions": ["a"]"#,

@@ -63,6 +63,14 @@ pub(crate) fn apply(
             Effect::Property { name, value, .. } => {
                 let _ = host::set_property(name, &value);
             }
+            Effect::ClearRouteCache { .. } => {
+                if let Err(e) = host::call_foreign_function("clear_route_cache", &[]) {
+                    host::log(
+                        Level::Warn,
+                        &format!("bearer-guard: clear_route_cache failed: {e:?}"),
+                    );
+                }
+            }
             Effect::Continue { .. } if ours => action = Action::Continue,
             Effect::Continue { .. } => {
                 let _ = host::resume_request();

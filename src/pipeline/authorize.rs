@@ -2,6 +2,7 @@
 //! membership and the identity headers.
 
 use super::*;
+use crate::claim_path::ClaimPath;
 
 /// Steps 9-12 for an authenticated token: identity, account, permissions, membership,
 /// identity headers.
@@ -22,7 +23,14 @@ pub(super) fn authorize(
         t.record(|tr| {
             let detail = match missing {
                 Some(c) => format!("claim {c} missing"),
-                None => format!("present: {}", provider.required_claims.join(", ")),
+                None => {
+                    let names: Vec<&str> = provider
+                        .required_claims
+                        .iter()
+                        .map(ClaimPath::as_str)
+                        .collect();
+                    format!("present: {}", names.join(", "))
+                }
             };
             tr.identity
                 .push(check("required claims", missing.is_none(), detail))

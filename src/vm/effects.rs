@@ -49,6 +49,12 @@ pub enum Effect {
         /// The HTTP context.
         context: u32,
     },
+    /// Have Envoy choose the request's route again (its header edits may match another
+    /// route): the host's `clear_route_cache` foreign function.
+    ClearRouteCache {
+        /// The HTTP context.
+        context: u32,
+    },
     /// Answer the request locally.
     Reply {
         /// The HTTP context.
@@ -74,6 +80,7 @@ impl Effect {
             | Effect::Property { context, .. }
             | Effect::Continue { context }
             | Effect::Pause { context }
+            | Effect::ClearRouteCache { context }
             | Effect::Reply { context, .. } => Some(*context),
             Effect::Log(..) | Effect::Count(..) | Effect::Gauge(..) | Effect::TickPeriod(_) => None,
         }

@@ -108,6 +108,9 @@ impl Vm {
                 set(":path", Some(path_without_param(&request.path, name)));
             }
         }
+        if self.config.clear_route_cache {
+            out.push(Effect::ClearRouteCache { context });
+        }
     }
 
     /// Records the decision where Envoy's access log can print it (filter state

@@ -7,6 +7,7 @@ mod support;
 
 mod attacks;
 mod authorization;
+mod claims;
 mod common;
 mod compose;
 mod decisions;

@@ -113,6 +113,40 @@ fn recipes() -> Vec<Recipe> {
                 "realm_access": {"roles": ["offline_access"]}, "exp": exp}),
             requires: "entities:read",
         },
+        Recipe {
+            name: "Keycloak (realm roles)",
+            provider: json!({"name": "keycloak", "issuer": "https://sso.example.com/realms/platform", "audiences": ["api"],
+                "algorithms": ["RS256"], "claims": {"role": "/realm_access/roles"},
+                "jwks": {"cluster": "keycloak", "authority": "sso.example.com", "path": "/realms/platform/protocol/openid-connect/certs"}}),
+            typ: "Bearer",
+            claims: json!({"iss": "https://sso.example.com/realms/platform", "aud": ["api", "account"], "sub": "f1b4a3c2-0000-4000-8000-000000000001",
+                "azp": "web", "typ": "Bearer", "scope": "profile email",
+                "realm_access": {"roles": ["offline_access", "uma_authorization", "api-reader"]}, "exp": exp}),
+            requires: "entities:read",
+        },
+        Recipe {
+            name: "Keycloak (client roles)",
+            provider: json!({"name": "keycloak", "issuer": "https://sso.example.com/realms/platform", "audiences": ["api"],
+                "algorithms": ["RS256"], "claims": {"permissions": "/resource_access/api/roles"},
+                "jwks": {"cluster": "keycloak", "authority": "sso.example.com", "path": "/realms/platform/protocol/openid-connect/certs"}}),
+            typ: "Bearer",
+            claims: json!({"iss": "https://sso.example.com/realms/platform", "aud": ["api", "account"], "sub": "f1b4a3c2-0000-4000-8000-000000000001",
+                "azp": "web", "typ": "Bearer", "scope": "profile email",
+                "realm_access": {"roles": ["offline_access"]},
+                "resource_access": {"api": {"roles": ["entities:read"]}, "account": {"roles": ["manage-account"]}}, "exp": exp}),
+            requires: "entities:read",
+        },
+        Recipe {
+            name: "Auth0 (roles in a namespaced object)",
+            provider: json!({"name": "auth0", "issuer": "https://example.eu.auth0.com/", "audiences": ["https://api.example.com"],
+                "algorithms": ["RS256"], "claims": {"role": "/https:~1~1example.com~1authorization/roles"},
+                "jwks": {"cluster": "auth0", "authority": "example.eu.auth0.com", "path": "/.well-known/jwks.json"}}),
+            typ: "JWT",
+            claims: json!({"iss": "https://example.eu.auth0.com/", "aud": "https://api.example.com",
+                "sub": "auth0|64f0c0ffee", "scope": "openid",
+                "https://example.com/authorization": {"roles": ["api-reader"], "groups": ["eng"]}, "exp": exp}),
+            requires: "entities:read",
+        },
     ]
 }
 
@@ -129,9 +163,10 @@ fn every_recipe_accepts_its_providers_tokens() {
             json!([{"match": {"prefix": "/"}, "permissions": [r.requires]}])
         };
         let cfg = config::parse(
-            json!({"providers": [r.provider], "forward": {"headers": {"x-sub": "sub"}}, "rules": rules})
-                .to_string()
-                .as_bytes(),
+            json!({"providers": [r.provider], "roles": {"api-reader": ["entities:read"]},
+                "forward": {"headers": {"x-sub": "sub"}}, "rules": rules})
+            .to_string()
+            .as_bytes(),
             &|_| None,
         )
         .unwrap_or_else(|e| panic!("{}: {e}", r.name));
@@ -182,7 +217,15 @@ fn every_recipe_accepts_its_providers_tokens() {
         // Without the grant the rule needs, 403.
         if !r.requires.is_empty() {
             let mut bare = r.claims.clone();
-            for claim in ["permissions", "scope", "scp", "roles"] {
+            for claim in [
+                "permissions",
+                "scope",
+                "scp",
+                "roles",
+                "realm_access",
+                "resource_access",
+                "https://example.com/authorization",
+            ] {
                 bare.as_object_mut().expect("claims").remove(claim);
             }
             assert_eq!(

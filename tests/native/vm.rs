@@ -489,3 +489,39 @@ fn a_graphql_request_is_authenticated_from_its_head_and_judged_from_its_body() {
         Some("400")
     );
 }
+
+/// The effects' kinds for `context`, in order (`header:NAME`, `clear`, `continue`…).
+fn kinds(effects: &[Effect], context: u32) -> Vec<String> {
+    effects
+        .iter()
+        .filter(|e| e.context() == Some(context))
+        .filter_map(|e| match e {
+            Effect::Header { name, .. } => Some(format!("header:{name}")),
+            Effect::ClearRouteCache { .. } => Some("clear".into()),
+            Effect::Continue { .. } => Some("continue".into()),
+            Effect::Reply { reply, .. } => Some(reply.status.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn with_clear_route_cache_the_route_is_chosen_again_after_the_identity_headers() {
+    let mut with = plugin(false);
+    with["clear_route_cache"] = json!(true);
+    let (_s, mut a, _) = loaded(&with);
+    let t = token("user_r");
+    // A cached token: the identity header is set, then the route cache cleared, then on.
+    assert_eq!(
+        kinds(&a.request(T0 + 1, 2, &t), 2),
+        ["header:x-auth-subject", "clear", "continue"]
+    );
+    // A refused request is answered: no route is chosen.
+    assert_eq!(kinds(&a.request(T0 + 2, 3, "not-a-token"), 3), ["401"]);
+    // Without the option, nothing asks Envoy to choose again.
+    let (_s, mut b, _) = loaded(&plugin(false));
+    assert_eq!(
+        kinds(&b.request(T0 + 1, 2, &t), 2),
+        ["header:x-auth-subject", "continue"]
+    );
+}

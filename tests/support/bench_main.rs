@@ -364,6 +364,16 @@ fn main() {
             ])),
         ])
         .collect();
+    // The cached path with `clear_route_cache`: Envoy chooses the route again.
+    let reroute = envoys.len();
+    let envoys: Vec<Envoy> = envoys
+        .into_iter()
+        .chain([{
+            let mut cfg = plugin("auto", 4096, false);
+            cfg["clear_route_cache"] = json!(true);
+            Envoy::start(&opts(Some(cfg), vec![]))
+        }])
+        .collect();
     let backend_line = envoys[4].log();
     if !backend_line.contains("RSA backend envoy") {
         eprintln!("warning: bearer-guard did not pick Envoy's verify_signature backend");
@@ -396,6 +406,12 @@ fn main() {
         ),
         row("wasm hop (bearer-guard, public rule)", 1, &one, true),
         row("bearer-guard, cached token", 4, &one, true),
+        row(
+            "bearer-guard, cached token, clear_route_cache",
+            reroute,
+            &one,
+            true,
+        ),
         row("jwt_authn, cache on, same token", 2, &one, true),
         row("jwt_authn, every token distinct", 3, &distinct, true),
         row("bearer-guard, every token distinct", 4, &distinct, true),

@@ -61,6 +61,8 @@ pub struct Options {
     /// Write an access log here with the filter's decision fields (the format of
     /// `envoy/envoy.yaml`).
     pub access_log: Option<PathBuf>,
+    /// Routes placed before the default ones (e.g. routes matching identity headers).
+    pub routes: Vec<Value>,
 }
 
 /// The access-log line `envoy/envoy.yaml` shows, with the filter's decision fields.
@@ -84,6 +86,7 @@ impl Options {
             concurrency: 1,
             lds: false,
             access_log: None,
+            routes: vec![],
         }
     }
 }
@@ -124,14 +127,13 @@ pub fn listener(o: &Options, port: u16) -> Value {
     filters.extend(o.after_filters.iter().cloned());
     filters.push(json!({"name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
-    let routes = if o.direct_response {
-        json!([{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}])
+    let mut routes = o.routes.clone();
+    if o.direct_response {
+        routes.push(json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}));
     } else {
-        json!([
-            {"name": "items", "match": {"prefix": "/v1/items"}, "route": {"cluster": "upstream"}},
-            {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}
-        ])
-    };
+        routes.push(json!({"name": "items", "match": {"prefix": "/v1/items"}, "route": {"cluster": "upstream"}}));
+        routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}));
+    }
     let access_log = match &o.access_log {
         Some(path) => json!([{"name": "envoy.access_loggers.file", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
