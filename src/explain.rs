@@ -115,7 +115,9 @@ fn reply(e: &mut Explanation, outcome: &Outcome, req: &Request) {
                 .collect();
         }
         // Offline keys never load and accounts never wait: not reached.
-        Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. } => e.status = 500,
+        Decision::AwaitKeys { .. }
+        | Decision::AwaitAccount { .. }
+        | Decision::AwaitRevocation { .. } => e.status = 500,
         // A GraphQL request without its body (`--body`): no answer yet.
         Decision::ReadBody { .. } => e.status = 0,
     }

@@ -21,6 +21,7 @@ pub mod envoy_ffi;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod explain;
+pub mod fetched;
 pub mod graphql;
 pub mod identity;
 pub mod jwks;
@@ -28,6 +29,7 @@ pub mod matcher;
 pub mod pipeline;
 pub mod reply;
 pub mod request;
+pub mod revocation;
 pub mod rsa_public;
 pub mod shared;
 pub mod strict_json;

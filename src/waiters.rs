@@ -12,6 +12,8 @@ pub enum Wait {
     Keys(usize),
     /// An account lookup: provider index and lookup key.
     Account(usize, String),
+    /// A revocation list's first load (its index in the configuration's lists).
+    Revocation(usize),
 }
 
 /// What a request has already waited for: each kind at most once, so no request waits
@@ -22,6 +24,8 @@ pub struct Waited {
     pub keys: bool,
     /// It waited for an account.
     pub account: bool,
+    /// It waited for a revocation list.
+    pub revocation: bool,
 }
 
 /// A paused request.
@@ -46,6 +50,8 @@ pub enum Call {
     Jwks(usize),
     /// The OpenID configuration document of a provider (then its JWKS).
     Discovery(usize),
+    /// A revocation list (its index in the configuration's lists).
+    Revocation(usize),
     /// An account lookup.
     Account {
         /// Provider index.

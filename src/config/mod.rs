@@ -14,6 +14,7 @@ pub mod jwks;
 pub mod policy;
 pub mod provider;
 mod reader;
+pub mod revocation;
 pub mod rules;
 pub mod secret;
 mod token;
@@ -23,6 +24,7 @@ pub use self::forward::Forward;
 pub use self::jwks::{Discovery, JwksSource, DEFAULT_MAX_JWKS_BYTES};
 pub use self::policy::{Authentication, DefaultPolicy, Mode, SharedSlots, VerifierChoice};
 pub use self::provider::Provider;
+pub use self::revocation::{OnUnavailable, RevocationSource};
 pub use self::rules::Rule;
 pub use self::secret::{Secret, SecretEncoding};
 pub use crate::error::ConfigError;
@@ -187,6 +189,8 @@ pub struct Config {
     pub clear_route_cache: bool,
     /// Bounds on GraphQL requests (`graphql`).
     pub graphql: Limits,
+    /// The revocation lists providers name, each once.
+    pub revocations: Vec<RevocationSource>,
     /// Some rule has a `match.graphql` condition (computed).
     pub has_graphql: bool,
     /// Some rule matches on the host (computed).
@@ -211,6 +215,20 @@ impl Config {
         self.providers
             .get(provider)
             .and_then(|p| p.account.as_ref())
+    }
+
+    /// A provider's revocation list: its index in [`Config::revocations`] and the source.
+    pub fn revocation_of(&self, provider: usize) -> Option<(usize, &RevocationSource)> {
+        let list = self.providers.get(provider)?.revocation?;
+        self.revocations.get(list).map(|r| (list, r))
+    }
+
+    /// The name metrics of list `list` go under: the first provider naming it.
+    pub fn revocation_name(&self, list: usize) -> &str {
+        self.providers
+            .iter()
+            .find(|p| p.revocation == Some(list))
+            .map_or("", |p| p.name.as_str())
     }
 
     /// A rule's name for logs; `(default)` when no rule matched.
@@ -256,7 +274,8 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     }
     let mut providers = Vec::new();
     let mut names = BTreeSet::new();
-    for (i, p) in raw.providers.into_iter().enumerate() {
+    let mut revocations: Vec<RevocationSource> = Vec::new();
+    for (i, mut p) in raw.providers.into_iter().enumerate() {
         let at = format!("providers[{i}]");
         if p.name.is_empty() {
             return err(format!("{at}.name"), "must not be empty");
@@ -267,7 +286,28 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 format!("duplicate provider name {:?}", p.name),
             );
         }
-        providers.push(provider::compile(p, &at, env)?);
+        let list = p.revocation.take();
+        let mut compiled = provider::compile(p, &at, env)?;
+        if let Some(source) = list {
+            // Providers naming one list share it: it must be configured alike.
+            let same = revocations
+                .iter()
+                .position(|r| r.fingerprint == source.fingerprint);
+            compiled.revocation = Some(match same {
+                Some(j) if revocations.get(j) == Some(&source) => j,
+                Some(_) => {
+                    return err(
+                        format!("{at}.revocation"),
+                        "names a list another provider names with other settings",
+                    )
+                }
+                None => {
+                    revocations.push(source);
+                    revocations.len() - 1
+                }
+            });
+        }
+        providers.push(compiled);
     }
     if raw.clock_skew_s > MAX_CLOCK_SKEW_S {
         return err("clock_skew_s", "must be at most 3600");
@@ -327,6 +367,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         access_log_fields: raw.access_log_fields,
         clear_route_cache: raw.clear_route_cache,
         graphql: raw.graphql,
+        revocations,
         has_graphql: rules.iter().any(|r| r.graphql.is_some()),
         needs_host: rules.iter().any(|r| r.matcher.uses_host()),
         needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),

@@ -4,6 +4,7 @@
 use super::account::{self, AccountSource, RawAccount};
 use super::jwks::{self, JwksSource, RawJwks};
 use super::reader::{choose, claim_path, Fields};
+use super::revocation::{self, RevocationSource};
 use super::secret::{self, RawSecret, Secret};
 use super::token;
 use crate::authorizer::ClaimNames;
@@ -26,6 +27,9 @@ pub(super) struct RawProvider {
     account: Option<RawAccount>,
     token: TokenSource,
     strip_token: bool,
+    /// Taken by the configuration's compile, which shares one list between providers.
+    pub(super) revocation: Option<RevocationSource>,
+    require_jti: bool,
 }
 
 impl RawProvider {
@@ -45,6 +49,8 @@ impl RawProvider {
                 "claims",
                 "account",
                 "token",
+                "revocation",
+                "require_jti",
             ],
         )?;
         let name = f.string("name")?;
@@ -81,7 +87,11 @@ impl RawProvider {
         };
         let account = RawAccount::read(&f)?;
         let (token, strip_token) = token::read(&f)?;
+        let revocation = revocation::read(&f, at)?;
+        let require_jti = f.bool_or("require_jti", false)?;
         Ok(RawProvider {
+            revocation,
+            require_jti,
             token,
             strip_token,
             name,
@@ -122,6 +132,11 @@ pub struct Provider {
     pub token: TokenSource,
     /// Remove the credential before the upstream.
     pub strip_token: bool,
+    /// The revocation list its tokens are checked against: an index into
+    /// [`super::Config::revocations`] (providers naming the same source share one).
+    pub revocation: Option<usize>,
+    /// Tokens without a string `jti` are refused.
+    pub require_jti: bool,
     /// Fingerprint of everything that decides whether this provider accepts a token
     /// (algorithms, issuer, audiences, key source or secret, clock skew, size limit): a
     /// verdict shared between VMs counts only for a provider with the same fingerprint.
@@ -198,6 +213,8 @@ pub(super) fn compile(
         secret.as_ref().map_or(&[][..], |s| &s.0[..]),
     ]);
     Ok(Provider {
+        revocation: None,
+        require_jti: p.require_jti,
         token: p.token,
         strip_token: p.strip_token,
         fingerprint,

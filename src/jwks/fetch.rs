@@ -188,16 +188,8 @@ pub fn interpret_fetch(
     max_bytes: usize,
     read_body: impl FnOnce() -> Vec<u8>,
 ) -> Result<(KeySet, usize, Vec<u8>), String> {
-    match status {
-        Some("200") if body_size > max_bytes => Err(format!(
-            "body of {body_size} bytes over the {max_bytes}-byte limit (jwks.max_bytes)"
-        )),
-        Some("200") => {
-            let body = read_body();
-            let (keys, skipped) = KeySet::parse(&body, max_bytes).map_err(|e| format!("{e:?}"))?;
-            Ok((keys, skipped, body))
-        }
-        Some(other) => Err(format!("status {other}")),
-        None => Err("no response (connection failure or timeout)".to_string()),
-    }
+    let body =
+        crate::fetched::fetched_body(status, body_size, (max_bytes, "jwks.max_bytes"), read_body)?;
+    let (keys, skipped) = KeySet::parse(&body, max_bytes).map_err(|e| format!("{e:?}"))?;
+    Ok((keys, skipped, body))
 }

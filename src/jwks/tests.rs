@@ -274,8 +274,8 @@ fn a_lease_whose_holder_never_finishes_expires() {
 #[test]
 fn one_fetch_per_process_and_every_vm_adopts_it() {
     let store = MemoryStore::default();
-    let mut a = ProviderKeys::new(42, policy(), DEFAULT_MAX_JWKS_BYTES);
-    let mut b = ProviderKeys::new(42, policy(), DEFAULT_MAX_JWKS_BYTES);
+    let mut a = ProviderKeys::for_source(42, policy(), DEFAULT_MAX_JWKS_BYTES);
+    let mut b = ProviderKeys::for_source(42, policy(), DEFAULT_MAX_JWKS_BYTES);
     assert!(!a.sync(&store, 0).settled, "the first fetch is due");
     b.sync(&store, 0);
     assert_eq!(a.try_start(&store, 1, 0), Some(false));
@@ -286,7 +286,7 @@ fn one_fetch_per_process_and_every_vm_adopts_it() {
     assert_eq!(a.availability(100), KeyAvailability::Ready);
     // b adopts without fetching.
     let sync = b.sync(&store, 150);
-    assert_eq!(sync.adopted, Some((1, "k1".to_string())));
+    assert_eq!(sync.adopted, Some(1));
     assert!(sync.settled && b.keys().is_some_and(|k| k.has_kid("k1")));
     assert_eq!(
         b.try_start(&store, 2, 150),
@@ -304,11 +304,11 @@ fn one_fetch_per_process_and_every_vm_adopts_it() {
         (1, due + 10 + 1000)
     );
     // A newer configuration (a third VM) adopts the published keys at once.
-    let mut c = ProviderKeys::new(42, policy(), DEFAULT_MAX_JWKS_BYTES);
+    let mut c = ProviderKeys::for_source(42, policy(), DEFAULT_MAX_JWKS_BYTES);
     assert!(c.sync(&store, due + 30).adopted.is_some());
     assert_eq!(c.availability(due + 30), KeyAvailability::Ready);
     // Another source is another key set.
-    let mut other = ProviderKeys::new(43, policy(), DEFAULT_MAX_JWKS_BYTES);
+    let mut other = ProviderKeys::for_source(43, policy(), DEFAULT_MAX_JWKS_BYTES);
     other.sync(&store, due + 30);
     assert!(other.keys().is_none());
     // Unknown kids: one refetch per interval for the process, whichever VM asks.
@@ -331,8 +331,8 @@ fn one_fetch_per_process_and_every_vm_adopts_it() {
 #[test]
 fn a_late_finish_after_a_takeover_still_publishes_a_newer_version() {
     let store = MemoryStore::default();
-    let mut a = ProviderKeys::new(1, policy(), DEFAULT_MAX_JWKS_BYTES);
-    let mut b = ProviderKeys::new(1, policy(), DEFAULT_MAX_JWKS_BYTES);
+    let mut a = ProviderKeys::for_source(1, policy(), DEFAULT_MAX_JWKS_BYTES);
+    let mut b = ProviderKeys::for_source(1, policy(), DEFAULT_MAX_JWKS_BYTES);
     assert_eq!(a.try_start(&store, 1, 0), Some(false));
     let stale = policy().timeout_ms + LEASE_GRACE_MS;
     assert_eq!(b.try_start(&store, 2, stale), Some(true), "takeover");

@@ -2,6 +2,7 @@
 //! and audience — from the verified-token caches when they can answer.
 
 use super::*;
+use crate::config::OnUnavailable;
 
 /// Whether `rule` lets provider `i` authenticate (all, unless it names `providers`).
 pub(super) fn allowed(rule: Option<&Rule>, i: usize) -> bool {
@@ -169,7 +170,7 @@ pub fn verify_signature(
 /// Steps 4-8: parse, select the provider, check times, keys and signature, `iss`/`aud`.
 /// A cache hit skips all of that when the entry is unexpired, was verified by the provider
 /// [`select_provider`] picks for this rule, and its key is still in that provider's set.
-pub(super) fn authenticate<'a>(
+fn verify_token<'a>(
     inp: &Inputs<'a>,
     scope: Scope,
     token: &'a str,
@@ -202,6 +203,7 @@ pub(super) fn authenticate<'a>(
                     // The cached token equals this one: its payload segment is ours.
                     payload_b64: Cow::Borrowed(token.split('.').nth(1).unwrap_or("")),
                     cache: CacheNote::Hit,
+                    revocation: RevocationNote::None,
                 });
             }
         }
@@ -350,7 +352,101 @@ pub(super) fn authenticate<'a>(
         claims,
         payload_b64: Cow::Borrowed(jws.payload_b64),
         cache,
+        revocation: RevocationNote::None,
     })
+}
+
+/// Steps 4-8, then the provider's `jti` requirement and revocation list — on every use
+/// of a token, from a cache or verified now: a token revoked after it was cached is
+/// refused all the same. A refused token stays in the caches (its signature was valid);
+/// the list is asked again at its next use.
+pub(super) fn authenticate<'a>(
+    inp: &Inputs<'a>,
+    scope: Scope,
+    token: &'a str,
+    source: &TokenSource,
+    t: &mut Tracer,
+) -> Result<Verified<'a>, Box<Outcome>> {
+    let mut v = verify_token(inp, scope, token, source, t)?;
+    match revocation(inp, &v, t) {
+        Ok(note) => {
+            v.revocation = note;
+            Ok(v)
+        }
+        Err((decision, note, revocation)) => {
+            let mut o = outcome(decision, scope.rule(), note);
+            o.cache = std::mem::take(&mut v.cache);
+            o.provider = Some(v.provider);
+            o.subject = subject(&v.claims);
+            o.revocation = revocation;
+            Err(Box::new(o))
+        }
+    }
+}
+
+/// The provider's `require_jti` and its revocation list, for a verified token.
+fn revocation(
+    inp: &Inputs,
+    v: &Verified,
+    t: &mut Tracer,
+) -> Result<RevocationNote, (Decision, &'static str, RevocationNote)> {
+    let p = v.config;
+    if p.require_jti {
+        let has = v.claims.get("jti").is_some_and(Value::is_string);
+        t.token("jti", has, || {
+            if has {
+                "present (required by the provider)".into()
+            } else {
+                "missing: the provider requires one".into()
+            }
+        });
+        if !has {
+            let d = Decision::Deny(Denial::InvalidToken);
+            return Err((d, "no jti", RevocationNote::None));
+        }
+    }
+    let Some((_, source)) = inp.config.revocation_of(v.provider) else {
+        return Ok(RevocationNote::None);
+    };
+    match inp.revocations.revocation(v.provider) {
+        (_, Some(list)) => match list.check(&v.claims) {
+            Some(why) => {
+                t.token("revocation", false, || {
+                    format!("revoked: {}", why.describe())
+                });
+                let d = Decision::Deny(Denial::InvalidToken);
+                Err((d, "revoked", RevocationNote::Revoked))
+            }
+            None => {
+                t.token("revocation", true, || {
+                    format!("not revoked ({} entries in the list)", list.len())
+                });
+                Ok(RevocationNote::None)
+            }
+        },
+        (KeyAvailability::Loading, None) => {
+            t.token("revocation", false, || "waits: the list is loading".into());
+            let d = Decision::AwaitRevocation {
+                provider: v.provider,
+            };
+            Err((d, "revocation list loading", RevocationNote::None))
+        }
+        _ => match source.on_unavailable {
+            OnUnavailable::Deny => {
+                t.token("revocation", false, || {
+                    "the list was never obtained (on_unavailable: deny)".into()
+                });
+                let d = Decision::Deny(Denial::Unavailable);
+                Err((d, "revocation list unavailable", RevocationNote::None))
+            }
+            OnUnavailable::Allow => {
+                t.token("revocation", true, || {
+                    "the list was never obtained: passed unchecked (on_unavailable: allow)".into()
+                });
+                Ok(RevocationNote::Unchecked)
+            }
+        },
+    }
 }
 
 /// Why no provider may judge a token, provider by provider (for the trace).

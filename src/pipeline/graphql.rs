@@ -213,6 +213,7 @@ pub(super) fn before_body(
     o.cache = cache;
     o.provider = Some(v.provider);
     o.subject = subject(&v.claims);
+    o.revocation = v.revocation;
     if v.config.strip_token {
         o.strip = Some(source.clone());
     }

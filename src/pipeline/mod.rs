@@ -18,6 +18,7 @@ use crate::crypto::Algorithm;
 use crate::jwks::{Key, KeyAvailability, KeySet};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Body, Request};
+use crate::revocation::RevocationList;
 use crate::token::parse;
 use crate::token_cache::{
     token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
@@ -67,6 +68,12 @@ pub enum Decision {
         /// The token's identity headers (empty without a credential).
         headers: Vec<(String, String)>,
     },
+    /// Pause until the provider's revocation list has loaded for the first time, then
+    /// decide again.
+    AwaitRevocation {
+        /// Provider index.
+        provider: usize,
+    },
     /// Pause until the account service answers for this identity, then decide again.
     AwaitAccount {
         /// Provider index.
@@ -104,6 +111,45 @@ pub struct Outcome {
     pub note: Cow<'static, str>,
     /// What to do with the verified-token cache.
     pub cache: CacheNote,
+    /// What the revocation check of the token's provider found, for its metrics.
+    pub revocation: RevocationNote,
+}
+
+/// What the revocation check found, beyond allowing or denying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RevocationNote {
+    /// Nothing to count: no list, or not listed.
+    #[default]
+    None,
+    /// The token is revoked.
+    Revoked,
+    /// The list has never loaded and the provider's `on_unavailable` is `allow`: the
+    /// token passed unchecked.
+    Unchecked,
+}
+
+/// What the pipeline may ask about revocation lists.
+pub trait RevocationLookup {
+    /// The availability of provider `provider`'s list, and the list once loaded.
+    fn revocation(&self, provider: usize) -> (KeyAvailability, Option<&RevocationList>);
+}
+
+/// No list obtainable (hosts and tools without a fetched list).
+struct NoRevocations;
+
+impl RevocationLookup for NoRevocations {
+    fn revocation(&self, _provider: usize) -> (KeyAvailability, Option<&RevocationList>) {
+        (KeyAvailability::Unavailable, None)
+    }
+}
+
+/// One list, in force for every provider that names a list (`explain --revocation`).
+pub struct FixedRevocations(pub RevocationList);
+
+impl RevocationLookup for FixedRevocations {
+    fn revocation(&self, _provider: usize) -> (KeyAvailability, Option<&RevocationList>) {
+        (KeyAvailability::Ready, Some(&self.0))
+    }
 }
 
 /// What the pipeline may ask about key sets.
@@ -163,6 +209,8 @@ pub struct Inputs<'a> {
     pub cache: Option<&'a TokenCache>,
     /// The process-wide verified-token level (`None` when disabled).
     pub verdicts: Option<&'a dyn VerdictLookup>,
+    /// Revocation lists (none obtainable unless given).
+    pub revocations: &'a dyn RevocationLookup,
     /// Current time, seconds since the epoch.
     pub now_s: i64,
 }
@@ -194,7 +242,16 @@ impl<'a> Inputs<'a> {
             backend,
             cache: None,
             verdicts: None,
+            revocations: &NoRevocations,
             now_s,
+        }
+    }
+
+    /// With these revocation lists.
+    pub fn revocations(self, revocations: &'a dyn RevocationLookup) -> Inputs<'a> {
+        Inputs {
+            revocations,
+            ..self
         }
     }
 
@@ -241,6 +298,7 @@ pub(super) fn outcome(
         strip: None,
         note: note.into(),
         cache: CacheNote::None,
+        revocation: RevocationNote::None,
     }
 }
 
@@ -281,6 +339,7 @@ pub(super) struct Verified<'a> {
     claims: Rc<Map<String, Value>>,
     payload_b64: Cow<'a, str>,
     cache: CacheNote,
+    revocation: RevocationNote,
 }
 
 /// Decides what happens to `req`.
@@ -409,13 +468,16 @@ pub(super) fn decide_for(
         Some(mut p)
             if !matches!(
                 o.decision,
-                Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. }
+                Decision::AwaitKeys { .. }
+                    | Decision::AwaitAccount { .. }
+                    | Decision::AwaitRevocation { .. }
             ) =>
         {
             p.identity = o.identity;
             p.provider = o.provider;
             p.subject = o.subject;
             p.cache = o.cache;
+            p.revocation = o.revocation;
             p
         }
         _ => o,
@@ -475,6 +537,7 @@ pub(super) fn decide_for(
     o.cache = cache;
     o.provider = Some(v.provider);
     o.subject = subject(&v.claims);
+    o.revocation = v.revocation;
     if v.config.strip_token {
         o.strip = Some(source.clone());
     }

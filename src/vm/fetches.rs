@@ -14,8 +14,9 @@ impl Vm {
             return false;
         };
         let sync = keys.sync(&*self.store, now);
-        if let Some((version, kids)) = &sync.adopted {
+        if let Some(version) = sync.adopted {
             let count = keys.keys().map_or(0, KeySet::len);
+            let kids = keys.keys().map(|k| k.kids().join(",")).unwrap_or_default();
             self.metrics.adopted(provider, count, out);
             self.debug(out, || {
                 let name = self.config.provider_name(provider);
@@ -115,26 +116,13 @@ impl Vm {
         let Some(src) = self.config.jwks_of(provider) else {
             return false;
         };
-        let outgoing = Outgoing {
-            cluster: &src.cluster,
-            headers: vec![
-                (":method", "GET"),
-                (":path", path),
-                (":authority", authority),
-                ("accept", "application/json"),
-            ],
-            timeout_ms: src.policy.timeout_ms,
-        };
-        match host.dispatch(&outgoing) {
-            Ok(token) => {
-                self.waiters.call_started(token, call, now);
-                true
-            }
+        let (cluster, timeout_ms) = (src.cluster.clone(), src.policy.timeout_ms);
+        match self.dispatch_get((&cluster, authority, path), timeout_ms, call, now, host) {
+            Ok(()) => true,
             Err(why) => {
                 let line = format!(
-                    "bearer-guard: provider {}: JWKS fetch from cluster {} not dispatched: {why}",
+                    "bearer-guard: provider {}: JWKS fetch from cluster {cluster} not dispatched: {why}",
                     self.config.provider_name(provider),
-                    src.cluster
                 );
                 out.push(Effect::Log(Level::Warn, line));
                 self.metrics.fetched(provider, None, out);
@@ -144,6 +132,31 @@ impl Vm {
                 false
             }
         }
+    }
+
+    /// Dispatches a GET of a fetched document (`(cluster, authority, path)`) and records
+    /// the call as `call`; `Err` when the host could not make it.
+    pub(super) fn dispatch_get(
+        &mut self,
+        (cluster, authority, path): (&str, &str, &str),
+        timeout_ms: u64,
+        call: Call,
+        now: u64,
+        host: &mut dyn Host,
+    ) -> Result<(), String> {
+        let outgoing = Outgoing {
+            cluster,
+            headers: vec![
+                (":method", "GET"),
+                (":path", path),
+                (":authority", authority),
+                ("accept", "application/json"),
+            ],
+            timeout_ms,
+        };
+        let token = host.dispatch(&outgoing)?;
+        self.waiters.call_started(token, call, now);
+        Ok(())
     }
 
     /// The issuer's configuration document: fetch the keys where it says, or fail.

@@ -19,6 +19,16 @@ struct ProviderMetrics {
     keys_loaded: usize,
 }
 
+/// Indices of one revocation list's metrics (named by the first provider naming it).
+#[derive(Debug, Clone, Copy)]
+struct ListMetrics {
+    fetch_ok: usize,
+    fetch_failed: usize,
+    version: usize,
+    entries: usize,
+    stale: usize,
+}
+
 /// Every metric of a configuration, with the counts not yet flushed.
 #[derive(Debug)]
 pub struct Metrics {
@@ -38,6 +48,9 @@ pub struct Metrics {
     account_ok: usize,
     account_failed: usize,
     providers: Vec<Option<ProviderMetrics>>,
+    lists: Vec<ListMetrics>,
+    /// Per provider with a list: `tokens_revoked`, `revocation_unchecked`.
+    revoked: Vec<Option<(usize, usize)>>,
 }
 
 impl Metrics {
@@ -75,7 +88,35 @@ impl Metrics {
                 })
             })
             .collect();
+        let gauge = MetricKind::Gauge;
+        let lists = (0..config.revocations.len())
+            .map(|list| {
+                let name = config.revocation_name(list);
+                let mut add = |what: &str, kind| add(format!("provider.{name}.{what}"), kind);
+                ListMetrics {
+                    fetch_ok: add("revocation_fetch_ok", counter),
+                    fetch_failed: add("revocation_fetch_failed", counter),
+                    version: add("revocation_version", gauge),
+                    entries: add("revocation_entries", gauge),
+                    stale: add("revocation_stale", gauge),
+                }
+            })
+            .collect();
+        let revoked = config
+            .providers
+            .iter()
+            .map(|p| {
+                p.revocation?;
+                let name = &p.name;
+                Some((
+                    add(format!("provider.{name}.tokens_revoked"), counter),
+                    add(format!("provider.{name}.revocation_unchecked"), counter),
+                ))
+            })
+            .collect();
         Metrics {
+            lists,
+            revoked,
             pending: vec![0; defs.len()],
             definitions: defs,
             allowed,
@@ -180,6 +221,46 @@ impl Metrics {
                 out.push(Effect::Gauge(p.keys_loaded, n as u64));
             }
             None => self.bump(p.fetch_failed),
+        }
+    }
+
+    /// A token of `provider` refused as revoked (`true`), or passed unchecked because
+    /// its list never loaded (`false`).
+    pub fn revocation(&mut self, provider: usize, revoked: bool) {
+        if let Some(Some((r, u))) = self.revoked.get(provider).copied() {
+            self.bump(if revoked { r } else { u });
+        }
+    }
+
+    /// A fetch of revocation list `list` by this VM finished: `Some(entries)` in force
+    /// now, or `None` failed.
+    pub fn list_fetched(&mut self, list: usize, entries: Option<usize>) {
+        if let Some(m) = self.lists.get(list).copied() {
+            self.bump(if entries.is_some() {
+                m.fetch_ok
+            } else {
+                m.fetch_failed
+            });
+        }
+    }
+
+    /// The list in force in this VM: its version and entries.
+    pub fn list_in_force(
+        &self,
+        list: usize,
+        (version, entries): (u64, usize),
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(m) = self.lists.get(list) {
+            out.push(Effect::Gauge(m.version, version));
+            out.push(Effect::Gauge(m.entries, entries as u64));
+        }
+    }
+
+    /// Whether list `list` is stale (1) or not (0).
+    pub fn list_stale(&self, list: usize, stale: bool, out: &mut Vec<Effect>) {
+        if let Some(m) = self.lists.get(list) {
+            out.push(Effect::Gauge(m.stale, u64::from(stale)));
         }
     }
 

@@ -13,6 +13,7 @@ mod fetches;
 mod lookups;
 pub mod metrics;
 mod outcome;
+mod revocations;
 
 pub use self::effects::{CallResponse, Effect, Host, Level, MetricKind, Outgoing};
 
@@ -21,9 +22,11 @@ use crate::account::{AccountCache, AccountState, SharedAccounts};
 use crate::config::Config;
 use crate::jwks::{KeyAvailability, KeySet, ProviderKeys};
 use crate::pipeline::{
-    decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, VerdictLookup,
+    decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, RevocationLookup,
+    VerdictLookup,
 };
 use crate::request::{Body, Request};
+use crate::revocation::RevocationList;
 use crate::shared::{update, Reader, Store};
 use crate::token_cache::{SharedTokens, SharedVerdict, TokenCache};
 use crate::verifier::SignatureBackend;
@@ -52,6 +55,8 @@ pub struct Vm {
     id: u64,
     /// Per provider with a JWKS: its keys as this VM sees them.
     keys: Vec<Option<ProviderKeys>>,
+    /// The configuration's revocation lists, one per source.
+    lists: Vec<(revocations::List, revocations::ListFlags)>,
     /// Per provider with an account service: this VM's cache of its answers.
     accounts: Vec<Option<AccountCache>>,
     tokens: TokenCache,
@@ -81,7 +86,7 @@ impl Vm {
             .map(|p| {
                 p.jwks
                     .as_ref()
-                    .map(|j| ProviderKeys::new(j.fingerprint, j.policy, j.max_bytes))
+                    .map(|j| ProviderKeys::for_source(j.fingerprint, j.policy, j.max_bytes))
             })
             .collect();
         let accounts = config
@@ -102,6 +107,7 @@ impl Vm {
         .unwrap_or((now << 16) | u64::from(root_context));
         let slots = config.shared;
         Vm {
+            lists: revocations::lists(&config),
             tokens: TokenCache::new(config.token_cache_entries),
             shared_tokens: (slots.tokens > 0).then(|| SharedTokens::new(slots.tokens)),
             shared_accounts: (slots.accounts > 0).then(|| SharedAccounts::new(slots.accounts)),
@@ -125,6 +131,9 @@ impl Vm {
         let mut out = Vec::new();
         for provider in 0..self.keys.len() {
             self.sync_keys(provider, now, &mut out);
+        }
+        for list in 0..self.lists.len() {
+            self.sync_revocation(list, now, &mut out);
         }
         out
     }
@@ -217,6 +226,9 @@ impl Vm {
             crate::waiters::Call::Jwks(provider) => {
                 self.jwks_response(provider, response, now, host, &mut out)
             }
+            crate::waiters::Call::Revocation(list) => {
+                self.revocation_response(list, response, now, &mut out)
+            }
             crate::waiters::Call::Account { provider, key } => {
                 self.account_response(provider, &key, response, now, &mut out);
                 self.wake(&Wait::Account(provider, key), now, &mut out);
@@ -268,7 +280,8 @@ impl Vm {
         out
     }
 
-    /// Periodic work: flush metrics, adopt key sets other VMs fetched, start due fetches,
+    /// Periodic work: flush metrics, adopt key sets and revocation lists other VMs
+    /// fetched, start due fetches,
     /// dispatch deferred lookups, see other VMs' account answers, and give up on what
     /// waited too long.
     pub fn on_tick(&mut self, now: u64, host: &mut dyn Host) -> Vec<Effect> {
@@ -281,6 +294,12 @@ impl Vm {
             if self.provider_keys(provider).is_some() {
                 self.start_fetch(provider, now, host, &mut out);
             }
+        }
+        for list in 0..self.lists.len() {
+            if self.sync_revocation(list, now, &mut out) {
+                self.wake(&Wait::Revocation(list), now, &mut out);
+            }
+            self.start_revocation_fetch(list, now, host, &mut out);
         }
         self.tick_lookups(now, host, &mut out);
         let late = self.waiters.tick(now);
@@ -333,6 +352,9 @@ impl Vm {
         if self.shared_tokens.is_some() {
             inputs = inputs.verdicts(&view);
         }
+        if !self.lists.is_empty() {
+            inputs = inputs.revocations(&view);
+        }
         decide(&inputs, req)
     }
 
@@ -377,6 +399,13 @@ impl Vm {
                     waited.keys = true;
                     (Wait::Keys(provider), timeout, started)
                 }
+                Decision::AwaitRevocation { provider } => {
+                    let list = self.config.revocation_of(provider).map_or(0, |(i, _)| i);
+                    let (timeout, started) =
+                        self.await_revocation(list, now, host.as_deref_mut(), out);
+                    waited.revocation = true;
+                    (Wait::Revocation(list), timeout, started)
+                }
                 Decision::AwaitAccount {
                     provider,
                     key,
@@ -417,6 +446,7 @@ impl Vm {
                 let what = match &wait {
                     Wait::Keys(p) => format!("keys of provider #{p}"),
                     Wait::Account(..) => "an account lookup".to_string(),
+                    Wait::Revocation(l) => format!("revocation list #{l}"),
                 };
                 format!(
                     "bearer-guard: request_id={} waits for {what}",
@@ -492,6 +522,26 @@ impl KeyLookup for View<'_> {
                 .vm
                 .provider_keys(provider)
                 .is_some_and(|k| k.may_refetch(self.now_ms))
+    }
+}
+
+impl RevocationLookup for View<'_> {
+    fn revocation(&self, provider: usize) -> (KeyAvailability, Option<&RevocationList>) {
+        let Some((list, _)) = self
+            .vm
+            .config
+            .revocation_of(provider)
+            .and_then(|(i, _)| self.vm.lists.get(i))
+        else {
+            return (KeyAvailability::Unavailable, None);
+        };
+        match (list.availability(self.now_ms), list.doc()) {
+            // Each request waits for a list at most once.
+            (KeyAvailability::Loading, None) if self.waited.revocation => {
+                (KeyAvailability::Unavailable, None)
+            }
+            other => other,
+        }
     }
 }
 

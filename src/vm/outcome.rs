@@ -28,8 +28,12 @@ impl Vm {
             Decision::Deny(d) => ("denied", Some(d.reason())),
             Decision::AwaitKeys { .. }
             | Decision::AwaitAccount { .. }
+            | Decision::AwaitRevocation { .. }
             | Decision::ReadBody { .. } => ("denied", Some(Denial::Unavailable.reason())),
         };
+        if let Some(provider) = outcome.provider {
+            self.revocation_noted(provider, outcome.revocation, out);
+        }
         if self.config.access_log_fields {
             self.record(context, &outcome, verdict, reason, out);
         }
@@ -66,6 +70,7 @@ impl Vm {
             // closed all the same.
             Decision::AwaitKeys { .. }
             | Decision::AwaitAccount { .. }
+            | Decision::AwaitRevocation { .. }
             | Decision::ReadBody { .. } => {
                 let reply = Denial::Unavailable.reply(&request.request_id);
                 out.push(Effect::Reply { context, reply });

@@ -14,18 +14,18 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-const ISS: &str = "https://idp.test";
+pub(crate) const ISS: &str = "https://idp.test";
 /// Start of every test's clock (ms): tokens are minted for it.
-const T0: u64 = 1_800_000_000_000;
-const TIMEOUT_MS: u64 = 1000;
+pub(crate) const T0: u64 = 1_800_000_000_000;
+pub(crate) const TIMEOUT_MS: u64 = 1000;
 const REFRESH_MS: u64 = 60_000;
 
-fn signer() -> &'static EdSigner {
+pub(crate) fn signer() -> &'static EdSigner {
     static KEY: OnceLock<EdSigner> = OnceLock::new();
     KEY.get_or_init(|| EdSigner::from_secret("k1", &[7; 32]))
 }
 
-fn jwks_body() -> Vec<u8> {
+pub(crate) fn jwks_body() -> Vec<u8> {
     json!({"keys": [signer().jwk()]}).to_string().into_bytes()
 }
 
@@ -55,9 +55,9 @@ fn plugin(account: bool) -> Value {
 
 /// A host that numbers the calls it makes and keeps them (or refuses them all).
 #[derive(Default)]
-struct FakeHost {
-    calls: Vec<(u32, String, String)>,
-    refuse: bool,
+pub(crate) struct FakeHost {
+    pub(crate) calls: Vec<(u32, String, String)>,
+    pub(crate) refuse: bool,
 }
 
 impl Host for FakeHost {
@@ -81,13 +81,13 @@ impl Host for FakeHost {
 }
 
 /// One worker: its VM and its host.
-struct Worker {
-    vm: Vm,
-    host: FakeHost,
+pub(crate) struct Worker {
+    pub(crate) vm: Vm,
+    pub(crate) host: FakeHost,
 }
 
 impl Worker {
-    fn new(store: Rc<dyn Store>, plugin: &Value, now: u64) -> Worker {
+    pub(crate) fn new(store: Rc<dyn Store>, plugin: &Value, now: u64) -> Worker {
         let cfg = config::parse(plugin.to_string().as_bytes(), &|_| None).expect("config");
         let mut vm = Vm::new(cfg, Box::new(RustBackend), Box::new(store), (now, 1));
         vm.on_configure(now);
@@ -97,7 +97,7 @@ impl Worker {
         }
     }
 
-    fn request(&mut self, now: u64, context: u32, token: &str) -> Vec<Effect> {
+    pub(crate) fn request(&mut self, now: u64, context: u32, token: &str) -> Vec<Effect> {
         let request = Request {
             method: "GET".into(),
             path: "/v1/things".into(),
@@ -110,7 +110,13 @@ impl Worker {
         self.vm.on_request(now, context, request, &mut self.host)
     }
 
-    fn respond(&mut self, now: u64, call: u32, status: &str, body: &[u8]) -> Vec<Effect> {
+    pub(crate) fn respond(
+        &mut self,
+        now: u64,
+        call: u32,
+        status: &str,
+        body: &[u8],
+    ) -> Vec<Effect> {
         let owned = body.to_vec();
         let read = move || owned.clone();
         let response = CallResponse {
@@ -122,12 +128,12 @@ impl Worker {
             .on_call_response(now, call, &response, &mut self.host)
     }
 
-    fn tick(&mut self, now: u64) -> Vec<Effect> {
+    pub(crate) fn tick(&mut self, now: u64) -> Vec<Effect> {
         self.vm.on_tick(now, &mut self.host)
     }
 
     /// The calls made to `cluster`.
-    fn calls_to(&self, cluster: &str) -> Vec<u32> {
+    pub(crate) fn calls_to(&self, cluster: &str) -> Vec<u32> {
         self.host
             .calls
             .iter()
@@ -139,7 +145,7 @@ impl Worker {
 
 /// What became of the request of `context`: `Continue`, `Pause`, a reply's status, or
 /// nothing.
-fn fate(effects: &[Effect], context: u32) -> Option<String> {
+pub(crate) fn fate(effects: &[Effect], context: u32) -> Option<String> {
     effects.iter().rev().find_map(|e| match e {
         Effect::Continue { context: c } if *c == context => Some("continue".into()),
         Effect::Pause { context: c } if *c == context => Some("pause".into()),
@@ -148,7 +154,7 @@ fn fate(effects: &[Effect], context: u32) -> Option<String> {
     })
 }
 
-fn store() -> Rc<MemoryStore> {
+pub(crate) fn store() -> Rc<MemoryStore> {
     Rc::new(MemoryStore::default())
 }
 
