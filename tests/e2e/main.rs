@@ -17,5 +17,6 @@ mod graphql;
 mod identity;
 mod operations;
 mod process;
+mod revocation;
 mod rollout;
 mod sources;

@@ -40,6 +40,8 @@ pub struct Options {
     pub jwks_port: u16,
     /// Port of the `accounts` cluster (0 = same as jwks).
     pub accounts_port: u16,
+    /// Port of the `revocation` cluster (0 = same as jwks).
+    pub revocation_port: u16,
     /// Add Envoy's native jwt_authn (for side-by-side runs), before the wasm filter.
     pub extra_filters: Vec<Value>,
     /// HTTP filters after bearer-guard, before the router (e.g. the buffer filter).
@@ -77,6 +79,7 @@ impl Options {
             upstream_port,
             jwks_port,
             accounts_port: 0,
+            revocation_port: 0,
             extra_filters: vec![],
             after_filters: vec![],
             no_wasm: false,
@@ -168,10 +171,16 @@ pub fn bootstrap(o: &Options, lds: Option<&Path>) -> Value {
     } else {
         o.accounts_port
     };
+    let revocation = if o.revocation_port == 0 {
+        o.jwks_port
+    } else {
+        o.revocation_port
+    };
     let mut b = json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
-            "clusters": [cluster("upstream", o.upstream_port), cluster("jwks", o.jwks_port), cluster("accounts", accounts)]
+            "clusters": [cluster("upstream", o.upstream_port), cluster("jwks", o.jwks_port),
+                         cluster("accounts", accounts), cluster("revocation", revocation)]
         }
     });
     match lds {

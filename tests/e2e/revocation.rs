@@ -1,0 +1,224 @@
+//! Revocation lists in the real Envoy: a token revoked after every worker cached it is
+//! refused on every worker within the refresh interval plus a tick (`--concurrency 4`),
+//! by `jti`, `sub` and `sid`; another provider's token with the same `jti` passes; an
+//! outage and an oversized list keep the last list in force; a list that never loads
+//! answers 500 (`deny`) or lets tokens through, counted (`allow`).
+
+use crate::common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const WORKERS: usize = 4;
+/// The list server's refresh interval in these tests (s).
+const REFRESH_S: u64 = 1;
+
+/// The suites' configuration with a revocation list on provider `idp`.
+fn plugin_with_list(on_unavailable: &str) -> Value {
+    let mut config = plugin(vec![]);
+    config["providers"][0]["revocation"] = json!({
+        "cluster": "revocation", "authority": "idp.test", "path": "/revoked",
+        "refresh_s": REFRESH_S, "timeout_ms": 1000, "max_bytes": 4096,
+        "on_unavailable": on_unavailable});
+    config
+}
+
+/// A JWKS stack whose `revocation` cluster is `list`.
+fn stack(config: Value, list: &JwksServer, workers: usize) -> Stack {
+    let keys_server = JwksServer::start(0, JwksMode::Serve(jwks(&[&keys().0]))).expect("jwks");
+    let port = list.server.port;
+    Stack::with_options(config, keys_server, |o| {
+        o.concurrency = workers;
+        o.revocation_port = port;
+    })
+}
+
+fn serve(doc: Value) -> JwksMode {
+    JwksMode::Serve(doc.to_string())
+}
+
+/// `n` requests with `token`, each on a new connection (Envoy spreads them over its
+/// workers): their statuses.
+fn statuses(stack: &Stack, token: &str, n: usize) -> Vec<u16> {
+    (0..n)
+        .map(|_| stack.envoy.get_with_token("/v1/x", token).status)
+        .collect()
+}
+
+/// How long until `n` requests in a row with `token` all get `status` (None: not within
+/// `bound`).
+fn until_all(stack: &Stack, token: &str, status: u16, bound: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < bound {
+        if statuses(stack, token, 12).iter().all(|s| *s == status) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn tokens_revoked_after_every_worker_cached_them_are_refused_on_every_worker() {
+    let list = JwksServer::start(0, serve(json!({}))).expect("list server");
+    let stack = stack(plugin_with_list("deny"), &list, WORKERS);
+    let now = now();
+    let by_jti = token(json!({"jti": "tok-a", "sid": "sess-1"}));
+    let by_sub = keys()
+        .0
+        .mint(&claims(ISS, AUD, "user-b", 600, json!({"jti": "tok-b"})));
+    let by_sid = token(json!({"jti": "tok-c", "sid": "sess-c"}));
+    let sdk_same_jti = mint_hs256(
+        SECRET.as_bytes(),
+        &json!({"sub": "svc", "jti": "tok-a", "exp": now + 600}),
+    );
+    let all = [&by_jti, &by_sub, &by_sid, &sdk_same_jti];
+    for t in all {
+        assert!(
+            statuses(&stack, t, 24).iter().all(|s| *s == 200),
+            "every worker caches it"
+        );
+    }
+    assert!(stack.envoy.wait_until(Duration::from_secs(2), || {
+        stack.envoy.filter_stat("token_cache_hits") >= 24
+    }));
+    // Each kind of entry in turn; the refusal reaches every worker within the refresh
+    // interval plus a tick (and the time the next refresh takes to come due).
+    let bound = Duration::from_millis(REFRESH_S * 1000 + 1500);
+    let mut doc = json!({"jti": [], "sub": [], "sid": []});
+    let steps: [(&str, Value, &String); 3] = [
+        ("jti", json!({"jti": "tok-a", "exp": now + 600}), &by_jti),
+        (
+            "sub",
+            json!({"sub": "user-b", "not_before": now + 1}),
+            &by_sub,
+        ),
+        (
+            "sid",
+            json!({"sid": "sess-c", "not_before": now + 1}),
+            &by_sid,
+        ),
+    ];
+    for (kind, entry, revoked) in steps {
+        if let Some(entries) = doc[kind].as_array_mut() {
+            entries.push(entry);
+        }
+        list.set(serve(doc.clone()));
+        let took = until_all(&stack, revoked, 401, bound);
+        assert!(
+            took.is_some(),
+            "{kind}: refused on every worker within {bound:?}"
+        );
+        let r = stack.envoy.get_with_token("/v1/x", revoked);
+        expect(kind, &r, 401, Some(INVALID), WWW_INVALID);
+    }
+    // What no entry names still passes: the other provider's token with the same jti,
+    // and a token of the cut-off subject issued after the cutoff.
+    assert!(statuses(&stack, &sdk_same_jti, 12)
+        .iter()
+        .all(|s| *s == 200));
+    std::thread::sleep(Duration::from_millis(1100));
+    let later = keys()
+        .0
+        .mint(&claims(ISS, AUD, "user-b", 600, json!({"jti": "tok-b2"})));
+    assert!(statuses(&stack, &later, 12).iter().all(|s| *s == 200));
+    assert!(stack.envoy.wait_until(Duration::from_secs(2), || {
+        stack.envoy.filter_stat("provider.idp.tokens_revoked") >= 12
+    }));
+    assert!(stack.envoy.filter_stat("provider.idp.revocation_entries") == 3);
+    let fetches = list.hits() as u64;
+    assert!(stack.envoy.filter_stat("provider.idp.revocation_fetch_ok") <= fetches);
+    assert!(
+        stack
+            .envoy
+            .log_contains("loaded revocation list (3 entries)"),
+        "the fetching VM logs each new list"
+    );
+
+    // An outage keeps the last list in force on every worker, and reports it stale after
+    // three refresh intervals.
+    list.set(JwksMode::Status(503));
+    assert!(stack.envoy.wait_until(Duration::from_secs(6), || {
+        stack.envoy.log_contains("revocation list stale")
+    }));
+    for (t, want) in [
+        (&by_jti, 401),
+        (&by_sid, 401),
+        (&sdk_same_jti, 200),
+        (&later, 200),
+    ] {
+        assert!(
+            statuses(&stack, t, 12).iter().all(|s| *s == want),
+            "during the outage"
+        );
+    }
+    assert!(stack.envoy.wait_until(Duration::from_secs(2), || {
+        stack.envoy.filter_stat("provider.idp.revocation_stale") == 1
+    }));
+    // A list over max_bytes is a failed fetch too: never read, the last list stays.
+    list.set(JwksMode::Serve(format!(
+        "{{\"jti\":[],\"pad\":\"{}\"}}",
+        "x".repeat(5000)
+    )));
+    assert!(stack.envoy.wait_until(Duration::from_secs(4), || {
+        stack
+            .envoy
+            .log_contains("over the 4096-byte limit (revocation.max_bytes); keeping the previous list (3 entries)")
+    }));
+    assert!(statuses(&stack, &by_jti, 12).iter().all(|s| *s == 401));
+    // The list comes back emptied: the tokens pass again, and the list is no longer stale.
+    list.set(serve(json!({})));
+    assert!(until_all(&stack, &by_jti, 200, Duration::from_secs(4)).is_some());
+    assert!(stack.envoy.wait_until(Duration::from_secs(2), || {
+        stack.envoy.filter_stat("provider.idp.revocation_stale") == 0
+    }));
+}
+
+#[test]
+fn a_list_that_never_loads_answers_500_or_lets_tokens_through_counted() {
+    let list = JwksServer::start(0, JwksMode::Status(503)).expect("list server");
+    let t = token(json!({"jti": "tok-a"}));
+    for on_unavailable in ["deny", "allow"] {
+        let stack = stack(plugin_with_list(on_unavailable), &list, 2);
+        let r = stack.envoy.get(
+            "/v1/x",
+            &[
+                ("authorization", &format!("Bearer {t}")),
+                ("x-request-id", "rid-rev"),
+            ],
+        );
+        match on_unavailable {
+            "deny" => expect(
+                "never loaded, deny",
+                &r,
+                500,
+                Some(
+                    r#"{"detail":"Authentication service is unavailable","request_id":"rid-rev"}"#,
+                ),
+                None,
+            ),
+            _ => {
+                assert_eq!(r.status, 200, "never loaded, allow: {}", r.body);
+                assert_eq!(
+                    r.upstream_header("x-auth-subject").as_deref(),
+                    Some("user-1")
+                );
+                assert!(stack.envoy.wait_until(Duration::from_secs(2), || {
+                    stack.envoy.filter_stat("provider.idp.revocation_unchecked") >= 1
+                }));
+                assert!(stack
+                    .envoy
+                    .log_contains("tokens pass unchecked (on_unavailable: allow)"));
+            }
+        }
+        assert!(stack
+            .envoy
+            .log_contains("revocation list fetch failed: status 503; no list yet"));
+        // Public routes never need the list; SDK tokens (no list) pass.
+        assert_eq!(stack.envoy.get("/health", &[]).status, 200);
+        let sdk = mint_hs256(
+            SECRET.as_bytes(),
+            &json!({"sub": "svc", "exp": now() + 600}),
+        );
+        assert_eq!(stack.envoy.get_with_token("/v1/x", &sdk).status, 200);
+    }
+}
