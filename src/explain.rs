@@ -11,8 +11,11 @@
 use crate::account::AccountState;
 use crate::config::{Config, Mode};
 use crate::jwks::{KeyAvailability, KeySet};
-use crate::pipeline::{decide_traced, AccountLookup, Decision, Inputs, KeyLookup, Outcome};
+use crate::pipeline::{
+    decide_traced, AccountLookup, Decision, FixedRevocations, Inputs, KeyLookup, Outcome,
+};
 use crate::request::Request;
+use crate::revocation::RevocationList;
 pub use crate::trace::Check;
 use crate::trace::Trace;
 use crate::verifier::SignatureBackend;
@@ -70,12 +73,14 @@ impl KeyLookup for Keys<'_> {
     }
 }
 
-/// Explains the decision on `req` with these keys (`None`: none given) at `now_s`,
+/// Explains the decision on `req` with these keys (`None`: none given) and revocation
+/// list (`None`: none obtainable; it stands for every provider's list) at `now_s`,
 /// assuming the account service answers `account` (`None`: 404) when the provider
 /// resolves accounts.
 pub fn explain(
     config: &Config,
     keys: Option<&KeySet>,
+    revocation: Option<&RevocationList>,
     backend: &dyn SignatureBackend,
     account: Option<&Map<String, Value>>,
     req: &Request,
@@ -83,7 +88,11 @@ pub fn explain(
 ) -> Explanation {
     let keys = Keys(keys);
     let accounts = GivenAccount(account);
-    let inputs = Inputs::new(config, &keys, backend, now_s).accounts(&accounts);
+    let mut inputs = Inputs::new(config, &keys, backend, now_s).accounts(&accounts);
+    let given = revocation.map(FixedRevocations);
+    if let Some(lists) = &given {
+        inputs = inputs.revocations(lists);
+    }
     let mut trace = Trace::default();
     let outcome = decide_traced(&inputs, req, &mut trace);
     let mut e = Explanation {

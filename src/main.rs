@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bearer-guard validate CONFIG
-//! bearer-guard explain --config CONFIG [--jwks FILE_OR_URL] [--token TOKEN|-|@FILE] [--json]
+//! bearer-guard explain --config CONFIG [--jwks FILE_OR_URL] [--revocation FILE_OR_URL] [--token TOKEN|-|@FILE] [--json]
 //!                      [--account JSON|none] [--request-id ID] [--route NAME]
 //!                      METHOD URL [-H 'Name: value']...
 //! ```
@@ -19,6 +19,7 @@ use bearer_guard::explain::explain;
 use bearer_guard::jwks::KeySet;
 use bearer_guard::pipeline::rule_sources;
 use bearer_guard::request::{Body, Headers, Request};
+use bearer_guard::revocation::{Limits, RevocationList};
 use bearer_guard::verifier::RustBackend;
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
@@ -58,6 +59,10 @@ struct ExplainArgs {
     /// The key set: a JWKS file or an http:// URL (not needed when no key is involved).
     #[arg(long)]
     jwks: Option<String>,
+    /// The revocation list (the document a provider's `revocation` source serves): a file
+    /// or an http:// URL. Without it, lists count as never obtained.
+    #[arg(long)]
+    revocation: Option<String>,
     /// A token to send where the deciding rule's provider takes tokens from (its `token`
     /// source): the token itself, `-` for stdin, or `@FILE`. Without it, the request
     /// carries only the credentials its own headers and URL carry.
@@ -125,12 +130,13 @@ fn validate(path: &str) -> ExitCode {
     }
 }
 
-/// A JWKS from a file or a plain-HTTP URL (fetch https documents with curl first).
-fn read_jwks(source: &str) -> Result<Vec<u8>, String> {
+/// A JWKS or revocation list from a file or a plain-HTTP URL (fetch https documents
+/// with curl first).
+fn read_document(source: &str) -> Result<Vec<u8>, String> {
     let Some(rest) = source.strip_prefix("http://") else {
         if source.starts_with("https://") {
             return Err(
-                "https URLs are not fetched: save the JWKS with curl and pass the file".into(),
+                "https URLs are not fetched: save the document with curl and pass the file".into(),
             );
         }
         return std::fs::read(source).map_err(|e| format!("cannot read {source}: {e}"));
@@ -249,7 +255,7 @@ fn explain_command(args: ExplainArgs) -> ExitCode {
     };
     let keys = match &args.jwks {
         None => None,
-        Some(jwks) => match read_jwks(jwks).and_then(|b| {
+        Some(jwks) => match read_document(jwks).and_then(|b| {
             KeySet::parse(&b, DEFAULT_MAX_JWKS_BYTES.max(b.len()))
                 .map(|(k, _)| k)
                 .map_err(|e| format!("{jwks}: {e:?}"))
@@ -257,6 +263,24 @@ fn explain_command(args: ExplainArgs) -> ExitCode {
             Ok(k) => Some(k),
             Err(e) => return fail(&e),
         },
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let revocation = match &args.revocation {
+        None => None,
+        Some(source) => {
+            let limits = Limits {
+                max_entries: config::revocation::MAX_ENTRIES,
+                clock_skew_s: cfg.clock_skew_s,
+            };
+            match read_document(source).and_then(|b| {
+                RevocationList::parse(&b, &limits, now).map_err(|e| format!("{source}: {e}"))
+            }) {
+                Ok(l) => Some(l),
+                Err(e) => return fail(&e),
+            }
+        }
     };
     let account: Option<Map<String, Value>> = match args.account.as_str() {
         "none" => None,
@@ -303,12 +327,10 @@ fn explain_command(args: ExplainArgs) -> ExitCode {
             Err(e) => return fail(&e),
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
     let e = explain(
         &cfg,
         keys.as_ref(),
+        revocation.as_ref(),
         &RustBackend,
         account.as_ref(),
         &req,

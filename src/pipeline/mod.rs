@@ -144,11 +144,11 @@ impl RevocationLookup for NoRevocations {
 }
 
 /// One list, in force for every provider that names a list (`explain --revocation`).
-pub struct FixedRevocations(pub RevocationList);
+pub struct FixedRevocations<'a>(pub &'a RevocationList);
 
-impl RevocationLookup for FixedRevocations {
+impl RevocationLookup for FixedRevocations<'_> {
     fn revocation(&self, _provider: usize) -> (KeyAvailability, Option<&RevocationList>) {
-        (KeyAvailability::Ready, Some(&self.0))
+        (KeyAvailability::Ready, Some(self.0))
     }
 }
 

@@ -334,6 +334,16 @@ fn the_demo_runs() {
         "{text}"
     );
     assert!(text.contains("export TOKEN=ey"), "{text}");
+    // Revocation: the token passes, is revoked at the IdP, and is refused afterwards.
+    let revocation = text
+        .split("# a token about to be revoked")
+        .nth(1)
+        .unwrap_or("");
+    assert!(revocation.contains("\n  -> 200\n"), "{text}");
+    assert!(
+        revocation.contains(r#"-> 401 {"detail":"Invalid or expired token"} (refused"#),
+        "{text}"
+    );
     // The GraphQL endpoint, as the README's walkthrough shows it.
     for line in [
         "# an items query with both headers\n",

@@ -3,6 +3,8 @@
 //! - `serve`: a JWKS, the OAuth `client_credentials` token endpoint of the Solenya seed
 //!   (`POST /v1/auth/token`), demo accounts, and an echo upstream, all on loopback.
 //! - `mint`: prints an RS256 (or `--hs256`) token for the claims given on the command line.
+//! - `revoke`: adds a `jti`, subject or session to the revocation list `serve` publishes
+//!   at `/revocations`.
 //! - `demo`: `serve` plus the real Envoy with `envoy/envoy.yaml`, then shows 200/401/403.
 
 #[path = "envoy.rs"]
@@ -26,6 +28,8 @@ const AUDIENCE: &str = "demo-client";
 const DEFAULT_KID: &str = "dev-key-1";
 const DEFAULT_SECRET: &str = "dev-sdk-secret-change-me-0123456789abcdef";
 const JWKS_PATH: &str = "/sso/jwks/demo-client";
+/// Where `serve` publishes its revocation list (`GET`) and `revoke` adds to it (`POST`).
+const REVOCATIONS_PATH: &str = "/revocations";
 const DEMO_NETWORK: &str = "2f6f6a3e-9d6b-4a4e-8a6f-3a1d1f2b9c10";
 
 /// OAuth clients the token endpoint knows: (client_id, client_secret, scopes, org).
@@ -183,6 +187,13 @@ fn main() {
             }
         }
         "mint" => println!("{}", mint(&args)),
+        "revoke" => match revoke(&args) {
+            Ok(said) => println!("{said}"),
+            Err(e) => {
+                eprintln!("dev-idp: {e}");
+                std::process::exit(1)
+            }
+        },
         "echo" => {
             let host = args.value("--host").unwrap_or_else(|| "127.0.0.1".into());
             let ip: std::net::Ipv4Addr = host.parse().unwrap_or_else(|_| usage());
@@ -223,6 +234,11 @@ fn mint(args: &Args) -> String {
         .map(|v| v.parse().unwrap_or_else(|_| usage()))
         .unwrap_or(3600);
     let mut extra = json!({});
+    // Every token carries a token id (`--jti` names it), so it can be revoked alone.
+    extra["jti"] = json!(args.value("--jti").unwrap_or_else(random_id));
+    if let Some(sid) = args.value("--sid") {
+        extra["sid"] = json!(sid);
+    }
     if let Some(org) = args.value("--org").or_else(|| Some("org_demo".into())) {
         extra["org_id"] = json!(org);
     }
@@ -261,6 +277,65 @@ fn mint(args: &Args) -> String {
     }
 }
 
+fn random_id() -> String {
+    let mut raw = [0u8; 12];
+    let _ = getrandom::fill(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The entry `revoke` asks the running IdP to add, from its flags.
+fn revocation_entry(args: &Args) -> Option<Value> {
+    // Subjects and sessions: every token issued until now (`iat` before the next second).
+    let cutoff = now() + 1;
+    if let Some(jti) = args.value("--jti") {
+        return Some(json!({"jti": jti, "exp": now() + 86_400}));
+    }
+    if let Some(sub) = args.value("--sub") {
+        return Some(json!({"sub": sub, "not_before": cutoff}));
+    }
+    args.value("--sid")
+        .map(|sid| json!({"sid": sid, "not_before": cutoff}))
+}
+
+fn revoke(args: &Args) -> Result<String, String> {
+    let entry = revocation_entry(args).unwrap_or_else(|| usage());
+    let port = args.port("--port", 9090);
+    let body = entry.to_string();
+    let headers = [("content-type", "application/json")];
+    let r = envoy::http_body(
+        port,
+        "POST",
+        REVOCATIONS_PATH,
+        &headers,
+        &[body.as_bytes()],
+        Duration::ZERO,
+    )
+    .map_err(|e| format!("the dev IdP on port {port} did not answer: {e}"))?;
+    match r.status {
+        200 => Ok(format!(
+            "revoked {entry}; the list now has {} entries",
+            r.json()["entries"]
+        )),
+        s => Err(format!("the dev IdP answered {s}: {}", r.body)),
+    }
+}
+
+/// The revocation list `serve` publishes: adds `entry` (one of `jti`, `sub`, `sid`).
+fn add_revocation(list: &Mutex<Value>, entry: &Value) -> Result<usize, String> {
+    let kind = ["jti", "sub", "sid"]
+        .into_iter()
+        .find(|k| entry[k].is_string())
+        .ok_or("expected {\"jti\"|\"sub\"|\"sid\": \"…\"}")?;
+    let mut doc = list.lock().map_err(|_| "poisoned")?;
+    if let Some(items) = doc[kind].as_array_mut() {
+        items.push(entry.clone());
+    }
+    Ok(["jti", "sub", "sid"]
+        .iter()
+        .map(|k| doc[k].as_array().map_or(0, Vec::len))
+        .sum())
+}
+
 fn form(body: &[u8]) -> HashMap<String, String> {
     String::from_utf8_lossy(body)
         .split('&')
@@ -296,12 +371,25 @@ fn json_reply(status: u16, v: Value) -> servers::Response {
     )
 }
 
-/// The IdP handler: JWKS, token endpoint, accounts.
+/// The IdP handler: JWKS, token endpoint, accounts, revocation list.
 fn idp_handler(signer: Signer) -> Arc<dyn Fn(&Seen) -> servers::Response + Send + Sync> {
     let refresh_tokens: Arc<Mutex<HashMap<String, String>>> = Arc::new(Mutex::new(HashMap::new()));
+    let revoked = Mutex::new(json!({"jti": [], "sub": [], "sid": []}));
     Arc::new(move |req: &Seen| {
         let (path, query) = req.url.split_once('?').unwrap_or((&req.url, ""));
         match (req.method.as_str(), path) {
+            ("GET", REVOCATIONS_PATH) => match revoked.lock() {
+                Ok(doc) => json_reply(200, doc.clone()),
+                Err(_) => json_reply(500, json!({"detail": "poisoned"})),
+            },
+            // Development only (the IdP listens on loopback): no authentication.
+            ("POST", REVOCATIONS_PATH) => {
+                let entry: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+                match add_revocation(&revoked, &entry) {
+                    Ok(entries) => json_reply(200, json!({"entries": entries})),
+                    Err(e) => json_reply(400, json!({"detail": e})),
+                }
+            }
             ("GET", JWKS_PATH) | ("GET", "/.well-known/jwks.json") => (
                 200,
                 vec![("content-type".into(), "application/json".into())],
@@ -538,6 +626,44 @@ fn demo(args: &Args) {
             }
             Err(e) => println!("  -> request failed: {e}\n"),
         }
+    }
+    // Revocation: a token passes, its jti is revoked at the IdP, and the token is refused
+    // once the filter's list refreshes (every 2 s in envoy/envoy.yaml).
+    let leaked = signer.mint(&claims(
+        ISSUER,
+        AUDIENCE,
+        "user_ada",
+        3600,
+        json!({"org_id": "org_demo", "permissions": ["entities:read"], "jti": "demo-leaked-1"}),
+    ));
+    let path = "/v1/entities/consumer/search?first_name=Ada";
+    let auth = format!("Bearer {leaked}");
+    let get = || envoy::http(port, "GET", path, &[("authorization", auth.as_str())]);
+    println!("export LEAKED={leaked}   # jti demo-leaked-1\n");
+    println!("# a token about to be revoked\ncurl -i '{base}{path}' -H \"Authorization: Bearer $LEAKED\"");
+    match get() {
+        Ok(r) => println!("  -> {}\n", r.status),
+        Err(e) => println!("  -> request failed: {e}\n"),
+    }
+    let flags = ["--jti", "demo-leaked-1", "--port", &idp_port.to_string()].map(String::from);
+    println!("cargo run --example dev-idp -- revoke --jti demo-leaked-1 --port {idp_port}");
+    match revoke(&Args(flags.to_vec())) {
+        Ok(said) => println!("  {said}\n"),
+        Err(e) => println!("  {e}\n"),
+    }
+    let revoked_at = std::time::Instant::now();
+    let refused = (0..100).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        get().ok().filter(|r| r.status == 401)
+    });
+    println!("# the same token after the revocation list refreshed\ncurl -i '{base}{path}' -H \"Authorization: Bearer $LEAKED\"");
+    match refused {
+        Some(r) => println!(
+            "  -> 401 {} (refused {:.1} s after revoke)\n",
+            r.body,
+            revoked_at.elapsed().as_secs_f64()
+        ),
+        None => println!("  -> still accepted 10 s after revoke: see Envoy's log\n"),
     }
     // The GraphQL endpoint: an items query with its two headers, without one, and an
     // index mutation, for a read-only OAuth token.
