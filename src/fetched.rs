@@ -157,14 +157,13 @@ impl<D: Document> Fetched<D> {
                 let doc_key = self.doc_key();
                 let digest = fingerprint(&[&body]);
                 let mine = self.version;
-                let unchanged = self.doc.is_some() && digest == self.body;
                 let written = update(
                     store,
                     &self.state_key(),
                     FetchState::decode,
                     FetchState::encode,
                     |s| {
-                        if unchanged && s.version == mine {
+                        if self.doc.is_some() && digest == self.body && s.version == mine {
                             return Some(s.succeed(mine, now, &policy));
                         }
                         let version = s.version.max(mine).saturating_add(1);
@@ -198,6 +197,30 @@ impl<D: Document> Fetched<D> {
                 }
                 None
             }
+        }
+    }
+
+    /// A fetch of this VM brought exactly the bytes of the version in force, still the
+    /// process's latest: renews it (a success, no new version) and returns `true`, so the
+    /// body need not even be parsed. `false`: parse it and [`Fetched::finish`].
+    pub fn renew_if_unchanged(&mut self, store: &dyn Store, now: u64, body: &[u8]) -> bool {
+        if self.doc.is_none() || fingerprint(&[body]) != self.body {
+            return false;
+        }
+        let (policy, mine) = (self.policy, self.version);
+        let written = update(
+            store,
+            &self.state_key(),
+            FetchState::decode,
+            FetchState::encode,
+            |s| (s.version == mine).then(|| s.succeed(mine, now, &policy)),
+        );
+        match written {
+            Ok(Some(state)) => {
+                self.state = state;
+                true
+            }
+            _ => false,
         }
     }
 

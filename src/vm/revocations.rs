@@ -142,14 +142,23 @@ impl Vm {
         let limits = *l.limits();
         let max_bytes = self.config.revocations.get(list).map_or(0, |r| r.max_bytes);
         let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
-        let parsed = fetched_body(
+        let body = fetched_body(
             response.status.as_deref(),
             response.body_size,
             (max_bytes, "revocation.max_bytes"),
             response.body,
-        )
-        .and_then(|body| Ok((RevocationList::parse(&body, &limits, now_s)?, body)));
-        self.record_revocation(list, parsed, now, out);
+        );
+        // The same bytes as the list in force (the usual refresh): no parse at all.
+        let renewed = match (&body, self.lists.get_mut(list)) {
+            (Ok(b), Some((l, _))) => l.renew_if_unchanged(&*self.store, now, b),
+            _ => false,
+        };
+        if renewed {
+            self.metrics.list_fetched(list, Some(0));
+        } else {
+            let parsed = body.and_then(|b| Ok((RevocationList::parse(&b, &limits, now_s)?, b)));
+            self.record_revocation(list, parsed, now, out);
+        }
         self.wake(&Wait::Revocation(list), now, out);
     }
 
