@@ -7,6 +7,10 @@
 use crate::jwks::{FetchPolicy, FetchState, KeyAvailability};
 use crate::shared::{fingerprint, update, Reader, Store};
 
+/// A document is stale once this many refresh intervals passed without a successful
+/// fetch (reported in metrics and logs; what it says stays in force).
+pub const STALE_AFTER_REFRESHES: u64 = 3;
+
 /// A document kind: how a published body becomes what a VM uses.
 pub trait Document: Sized {
     /// What bounds parsing (sizes, counts).
@@ -261,6 +265,16 @@ impl<D: Document> Fetched<D> {
     /// Whether an unknown `kid` may ask for a refetch now (from the state last read).
     pub fn may_refetch(&self, now: u64) -> bool {
         self.state.may_refetch(now, &self.policy)
+    }
+
+    /// Whether the document is stale: fetched once but not for [`STALE_AFTER_REFRESHES`]
+    /// refresh intervals, or never fetched while fetches fail.
+    pub fn stale(&self, now: u64) -> bool {
+        let after = self.policy.refresh_ms.saturating_mul(STALE_AFTER_REFRESHES);
+        match self.age_ms(now) {
+            Some(age) => age > after,
+            None => self.state.failures > 0,
+        }
     }
 
     /// How long ago (ms) the document in force was last fetched successfully by any VM

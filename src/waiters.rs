@@ -119,6 +119,11 @@ impl<R> Waiters<R> {
             .map(|w| &mut w.request)
     }
 
+    /// How many requests are paused.
+    pub fn count(&self) -> usize {
+        self.parked.len()
+    }
+
     /// Whether any request is paused (the glue then ticks faster).
     pub fn any(&self) -> bool {
         !self.parked.is_empty()

@@ -49,6 +49,10 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 pub const TOKEN_BYTES_RANGE: std::ops::RangeInclusive<usize> = 256..=65536;
 /// `token_cache.max_entries` when not given.
 pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 4096;
+/// Metric names' configuration segment when neither `stat_prefix` nor a plugin name says.
+pub const DEFAULT_STAT_PREFIX: &str = "default";
+/// The longest `stat_prefix`.
+pub const MAX_STAT_PREFIX: usize = 64;
 /// The most slots `shared.token_slots` and `shared.account_slots` may ask for.
 pub const MAX_SHARED_SLOTS: usize = 1 << 20;
 
@@ -67,6 +71,7 @@ struct RawConfig {
     access_log_fields: bool,
     clear_route_cache: bool,
     graphql: Limits,
+    stat_prefix: Option<String>,
 }
 
 impl RawConfig {
@@ -89,6 +94,7 @@ impl RawConfig {
                 "access_log_fields",
                 "clear_route_cache",
                 "graphql",
+                "stat_prefix",
             ],
         )?;
         let providers = f
@@ -153,6 +159,7 @@ impl RawConfig {
             access_log_fields: f.bool_or("access_log_fields", false)?,
             clear_route_cache: f.bool_or("clear_route_cache", false)?,
             graphql: read_graphql(&f)?,
+            stat_prefix: f.opt_string("stat_prefix")?,
         })
     }
 }
@@ -191,6 +198,9 @@ pub struct Config {
     pub graphql: Limits,
     /// The revocation lists providers name, each once.
     pub revocations: Vec<RevocationSource>,
+    /// The configuration's name in metric names (`stat_prefix`; empty: not given, see
+    /// [`Config::name_metrics_after`]).
+    pub stat_prefix: String,
     /// Some rule has a `match.graphql` condition (computed).
     pub has_graphql: bool,
     /// Some rule matches on the host (computed).
@@ -200,6 +210,25 @@ pub struct Config {
 }
 
 impl Config {
+    /// The name metrics carry: `stat_prefix`, else what [`Config::name_metrics_after`]
+    /// chose, else `default`.
+    pub fn stat_prefix(&self) -> &str {
+        if self.stat_prefix.is_empty() {
+            DEFAULT_STAT_PREFIX
+        } else {
+            &self.stat_prefix
+        }
+    }
+
+    /// Without `stat_prefix`, metrics are named after the plugin (Envoy's `config.name`,
+    /// Istio's `<namespace>.<WasmPlugin>`), as a metric segment: two configurations in one
+    /// Envoy are separate series.
+    pub fn name_metrics_after(&mut self, plugin_name: &str) {
+        if self.stat_prefix.is_empty() && !plugin_name.is_empty() {
+            self.stat_prefix = crate::vm::metrics::segment(plugin_name);
+        }
+    }
+
     /// A provider's name for logs (empty if the index is out of range).
     pub fn provider_name(&self, provider: usize) -> &str {
         self.providers.get(provider).map_or("", |p| p.name.as_str())
@@ -309,6 +338,16 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
         providers.push(compiled);
     }
+    let metric_safe = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if let Some(p) = &raw.stat_prefix {
+        if p.is_empty() || p.len() > MAX_STAT_PREFIX || !p.chars().all(metric_safe) {
+            return err(
+                "stat_prefix",
+                format!("1 to {MAX_STAT_PREFIX} characters of A-Z, a-z, 0-9, '_' and '-'"),
+            );
+        }
+    }
+    let stat_prefix = raw.stat_prefix.unwrap_or_default();
     if raw.clock_skew_s > MAX_CLOCK_SKEW_S {
         return err("clock_skew_s", "must be at most 3600");
     }
@@ -368,6 +407,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         clear_route_cache: raw.clear_route_cache,
         graphql: raw.graphql,
         revocations,
+        stat_prefix,
         has_graphql: rules.iter().any(|r| r.graphql.is_some()),
         needs_host: rules.iter().any(|r| r.matcher.uses_host()),
         needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),

@@ -21,9 +21,6 @@ pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 pub const MAX_ENTRIES: usize = 1_000_000;
 /// The longest retry delay after failed fetches (shorter when `refresh_s` is).
 pub const RETRY_MAX_MS: u64 = 30_000;
-/// A list is stale once this many refresh intervals passed without a successful fetch:
-/// reported (gauge, warn line); its entries stay in force.
-pub const STALE_AFTER_REFRESHES: u64 = 3;
 
 /// The fields of a `revocation` object.
 const KEYS: &[&str] = &[
@@ -66,13 +63,6 @@ pub struct RevocationSource {
     /// Fingerprint of the source (cluster, authority, path): providers and VMs naming
     /// the same source share one list.
     pub fingerprint: u64,
-}
-
-impl RevocationSource {
-    /// How long without a successful fetch makes the list stale (ms).
-    pub fn stale_after_ms(&self) -> u64 {
-        self.policy.refresh_ms.saturating_mul(STALE_AFTER_REFRESHES)
-    }
 }
 
 /// Reads and compiles `revocation` of a provider (`at` is the provider's path), when present.

@@ -43,7 +43,7 @@ impl RootContext for Root {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let cfg = match config::parse(&bytes, &|name| std::env::var(name).ok()) {
+        let mut cfg = match config::parse(&bytes, &|name| std::env::var(name).ok()) {
             Ok(cfg) => cfg,
             Err(e) => {
                 log(Level::Error, &format!("bearer-guard: {e}"));
@@ -58,15 +58,18 @@ impl RootContext for Root {
                 return false;
             }
         };
+        let plugin = host::property(&["plugin_name"]).ok().flatten();
+        cfg.name_metrics_after(&String::from_utf8_lossy(&plugin.unwrap_or_default()));
         let providers: Vec<&str> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
         log(
             Level::Info,
             &format!(
-                "bearer-guard: configured {} provider(s) [{}], {} rule(s), RSA backend {}",
+                "bearer-guard: configured {} provider(s) [{}], {} rule(s), RSA backend {}, metrics bearer_guard.{}.*",
                 providers.len(),
                 providers.join(","),
                 cfg.rules.len(),
-                backend.name()
+                backend.name(),
+                cfg.stat_prefix()
             ),
         );
         let now = host::now_ms();

@@ -1,9 +1,15 @@
 //! The filter's metrics as data: their names (defined by the glue once, at configure
 //! time; Envoy shares stats by name across VMs) and the counts not yet sent.
 //!
+//! Every name is `bearer_guard.<stat_prefix>.<metric>`, and a provider's metrics
+//! `bearer_guard.<stat_prefix>.provider.<provider>.<metric>`: the shape the stats tags
+//! shipped in `envoy/` turn into the labels `bearer_guard_config`, `provider` and
+//! `reason` (`denied.<reason>`, `would_deny.<reason>`).
+//!
 //! Counters accumulate in the VM and go to the host on the tick (every 200 ms) as
 //! [`Effect::Count`]: a host call per request per counter would cost more than the rest
-//! of a cached-token decision. Gauges are set when their value changes.
+//! of a cached-token decision. Gauges are set when their value changes; the waiting
+//! requests gauge is the process's sum, each VM adding its change.
 
 use super::effects::{Effect, MetricKind};
 use crate::config::Config;
@@ -17,6 +23,9 @@ struct ProviderMetrics {
     takeovers: usize,
     adopted: usize,
     keys_loaded: usize,
+    age: usize,
+    version: usize,
+    stale: usize,
 }
 
 /// Indices of one revocation list's metrics (named by the first provider naming it).
@@ -27,6 +36,7 @@ struct ListMetrics {
     version: usize,
     entries: usize,
     stale: usize,
+    age: usize,
 }
 
 /// Every metric of a configuration, with the counts not yet flushed.
@@ -51,14 +61,36 @@ pub struct Metrics {
     lists: Vec<ListMetrics>,
     /// Per provider with a list: `tokens_revoked`, `revocation_unchecked`.
     revoked: Vec<Option<(usize, usize)>>,
+    waiting: usize,
+    /// This VM's waiting requests as last added to the process-wide gauge.
+    waiting_reported: i64,
+    /// The value of each gauge as this VM last set it (`None`: not yet, or a counter).
+    sent: Vec<Option<u64>>,
+    /// `bearer_guard.<stat_prefix>.`: what [`Metrics::pending`] strips.
+    prefix: String,
+}
+
+/// A name as a metric segment: what is not `[A-Za-z0-9_-]` becomes `_` (a dot would
+/// split the name where stats tags do not expect it).
+pub fn segment(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 impl Metrics {
     /// The metrics of `config`.
     pub fn new(config: &Config) -> Metrics {
+        let prefix = format!("bearer_guard.{}.", segment(config.stat_prefix()));
         let mut defs: Vec<(String, MetricKind)> = Vec::new();
         let mut add = |name: String, kind| {
-            defs.push((format!("bearer_guard.{name}"), kind));
+            defs.push((format!("{prefix}{name}"), kind));
             defs.len() - 1
         };
         let counter = MetricKind::Counter;
@@ -73,25 +105,30 @@ impl Metrics {
         let account_shared_hits = add("account_shared_hits".into(), counter);
         let account_ok = add("account_lookups_ok".into(), counter);
         let account_failed = add("account_lookups_failed".into(), counter);
+        let gauge = MetricKind::Gauge;
+        let waiting = add("waiting_requests".into(), gauge);
         let providers = config
             .providers
             .iter()
             .map(|p| {
                 p.jwks.as_ref()?;
-                let name = &p.name;
+                let name = segment(&p.name);
+                let mut add = |what: &str, kind| add(format!("provider.{name}.{what}"), kind);
                 Some(ProviderMetrics {
-                    fetch_ok: add(format!("provider.{name}.jwks_fetch_ok"), counter),
-                    fetch_failed: add(format!("provider.{name}.jwks_fetch_failed"), counter),
-                    takeovers: add(format!("provider.{name}.jwks_lease_takeovers"), counter),
-                    adopted: add(format!("provider.{name}.key_sets_adopted"), counter),
-                    keys_loaded: add(format!("provider.{name}.keys_loaded"), MetricKind::Gauge),
+                    fetch_ok: add("jwks_fetch_ok", counter),
+                    fetch_failed: add("jwks_fetch_failed", counter),
+                    takeovers: add("jwks_lease_takeovers", counter),
+                    adopted: add("key_sets_adopted", counter),
+                    keys_loaded: add("keys_loaded", gauge),
+                    age: add("key_set_age_seconds", gauge),
+                    version: add("key_set_version", gauge),
+                    stale: add("keys_stale", gauge),
                 })
             })
             .collect();
-        let gauge = MetricKind::Gauge;
         let lists = (0..config.revocations.len())
             .map(|list| {
-                let name = config.revocation_name(list);
+                let name = segment(config.revocation_name(list));
                 let mut add = |what: &str, kind| add(format!("provider.{name}.{what}"), kind);
                 ListMetrics {
                     fetch_ok: add("revocation_fetch_ok", counter),
@@ -99,6 +136,7 @@ impl Metrics {
                     version: add("revocation_version", gauge),
                     entries: add("revocation_entries", gauge),
                     stale: add("revocation_stale", gauge),
+                    age: add("revocation_age_seconds", gauge),
                 }
             })
             .collect();
@@ -107,7 +145,7 @@ impl Metrics {
             .iter()
             .map(|p| {
                 p.revocation?;
-                let name = &p.name;
+                let name = segment(&p.name);
                 Some((
                     add(format!("provider.{name}.tokens_revoked"), counter),
                     add(format!("provider.{name}.revocation_unchecked"), counter),
@@ -117,6 +155,10 @@ impl Metrics {
         Metrics {
             lists,
             revoked,
+            waiting,
+            waiting_reported: 0,
+            sent: vec![None; defs.len()],
+            prefix,
             pending: vec![0; defs.len()],
             definitions: defs,
             allowed,
@@ -137,6 +179,44 @@ impl Metrics {
     /// Every metric's full name and kind, by index.
     pub fn definitions(&self) -> &[(String, MetricKind)] {
         &self.definitions
+    }
+
+    /// Sets a gauge, when its value differs from what this VM last set.
+    fn set_gauge(&mut self, index: usize, value: u64, out: &mut Vec<Effect>) {
+        if let Some(sent) = self.sent.get_mut(index) {
+            if *sent != Some(value) {
+                *sent = Some(value);
+                out.push(Effect::Gauge(index, value));
+            }
+        }
+    }
+
+    /// This VM now has `n` requests waiting: its change goes to the process-wide gauge
+    /// with the next flush.
+    pub fn waiting(&mut self, n: usize) {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let delta = n - self.waiting_reported;
+        self.waiting_reported = n;
+        if let Some(p) = self.pending.get_mut(self.waiting) {
+            *p = p.saturating_add(delta);
+        }
+    }
+
+    /// A provider's key set as this VM sees it: its version, how long ago it was fetched
+    /// (`None`: never) and whether it is stale.
+    pub fn key_set(
+        &mut self,
+        provider: usize,
+        (version, age_ms, stale): (u64, Option<u64>, bool),
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(Some(p)) = self.providers.get(provider).copied() {
+            self.set_gauge(p.version, version, out);
+            if let Some(ms) = age_ms {
+                self.set_gauge(p.age, ms / 1000, out);
+            }
+            self.set_gauge(p.stale, u64::from(stale), out);
+        }
     }
 
     fn bump(&mut self, index: usize) {
@@ -206,7 +286,7 @@ impl Metrics {
     pub fn adopted(&mut self, provider: usize, keys: usize, out: &mut Vec<Effect>) {
         if let Some(Some(p)) = self.providers.get(provider).copied() {
             self.bump(p.adopted);
-            out.push(Effect::Gauge(p.keys_loaded, keys as u64));
+            self.set_gauge(p.keys_loaded, keys as u64, out);
         }
     }
 
@@ -218,7 +298,7 @@ impl Metrics {
         match keys {
             Some(n) => {
                 self.bump(p.fetch_ok);
-                out.push(Effect::Gauge(p.keys_loaded, n as u64));
+                self.set_gauge(p.keys_loaded, n as u64, out);
             }
             None => self.bump(p.fetch_failed),
         }
@@ -246,39 +326,48 @@ impl Metrics {
 
     /// The list in force in this VM: its version and entries.
     pub fn list_in_force(
-        &self,
+        &mut self,
         list: usize,
         (version, entries): (u64, usize),
         out: &mut Vec<Effect>,
     ) {
-        if let Some(m) = self.lists.get(list) {
-            out.push(Effect::Gauge(m.version, version));
-            out.push(Effect::Gauge(m.entries, entries as u64));
+        if let Some(m) = self.lists.get(list).copied() {
+            self.set_gauge(m.version, version, out);
+            self.set_gauge(m.entries, entries as u64, out);
         }
     }
 
-    /// Whether list `list` is stale (1) or not (0).
-    pub fn list_stale(&self, list: usize, stale: bool, out: &mut Vec<Effect>) {
-        if let Some(m) = self.lists.get(list) {
-            out.push(Effect::Gauge(m.stale, u64::from(stale)));
+    /// A list's age (`None`: never fetched) and whether it is stale.
+    pub fn list_health(
+        &mut self,
+        list: usize,
+        (age_ms, stale): (Option<u64>, bool),
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(m) = self.lists.get(list).copied() {
+            if let Some(ms) = age_ms {
+                self.set_gauge(m.age, ms / 1000, out);
+            }
+            self.set_gauge(m.stale, u64::from(stale), out);
         }
     }
 
     /// The counts accumulated since the last flush, as effects.
     pub fn flush(&mut self, out: &mut Vec<Effect>) {
         for (index, n) in self.pending.iter_mut().enumerate() {
-            if *n > 0 {
+            // Negative only for the waiting-requests gauge, whose changes are added up.
+            if *n != 0 {
                 out.push(Effect::Count(index, std::mem::take(n)));
             }
         }
     }
 
     /// The count not yet flushed of the metric named `name` (without the
-    /// `bearer_guard.` prefix): for tests.
+    /// `bearer_guard.<stat_prefix>.` prefix): for tests.
     pub fn pending(&self, name: &str) -> i64 {
         self.definitions
             .iter()
-            .position(|(n, _)| n.strip_prefix("bearer_guard.") == Some(name))
+            .position(|(n, _)| n.strip_prefix(self.prefix.as_str()) == Some(name))
             .and_then(|i| self.pending.get(i).copied())
             .unwrap_or(0)
     }

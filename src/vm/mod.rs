@@ -291,7 +291,9 @@ impl Vm {
             if self.sync_keys(provider, now, &mut out) {
                 self.wake(&Wait::Keys(provider), now, &mut out);
             }
-            if self.provider_keys(provider).is_some() {
+            if let Some(k) = self.provider_keys(provider) {
+                let health = (k.version(), k.age_ms(now), k.stale(now));
+                self.metrics.key_set(provider, health, &mut out);
                 self.start_fetch(provider, now, host, &mut out);
             }
         }
@@ -325,8 +327,10 @@ impl Vm {
         }
     }
 
-    /// Asks for the tick period the waiting requests need, when it changes.
+    /// Asks for the tick period the waiting requests need, when it changes (and counts
+    /// them for the process-wide gauge).
     fn set_tick(&mut self, out: &mut Vec<Effect>) {
+        self.metrics.waiting(self.waiters.count());
         let ms = if self.waiters.any() {
             WAITING_TICK_MS
         } else {

@@ -40,22 +40,13 @@ impl Vm {
     /// Reads a list's process-wide state, adopting a newer version, and reports
     /// staleness; whether requests waiting for it may decide now.
     pub(super) fn sync_revocation(&mut self, list: usize, now: u64, out: &mut Vec<Effect>) -> bool {
-        let stale_after = self
-            .config
-            .revocations
-            .get(list)
-            .map_or(u64::MAX, |r| r.stale_after_ms());
         let Some((l, flags)) = self.lists.get_mut(list) else {
             return false;
         };
         let sync = l.sync(&*self.store, now);
         let in_force = l.doc().map(|d| (l.version(), d.len()));
-        // Stale: fetched once but not for a while, or never fetched after a failure.
-        let stale = match l.age_ms(now) {
-            Some(age) => age > stale_after,
-            None => l.state().failures > 0,
-        };
-        let changed = stale != flags.stale;
+        let stale = l.stale(now);
+        let age = l.age_ms(now);
         flags.stale = stale;
         if sync.adopted.is_some() {
             flags.warned_unchecked = false;
@@ -67,9 +58,7 @@ impl Vm {
                 format!("bearer-guard: provider {name}: adopted revocation list version {version} ({} entries)", force.1)
             });
         }
-        if changed {
-            self.metrics.list_stale(list, stale, out);
-        }
+        self.metrics.list_health(list, (age, stale), out);
         sync.adopted.is_some() || sync.settled
     }
 

@@ -15,6 +15,7 @@ mod faults;
 mod foundation;
 mod graphql;
 mod identity;
+mod observability;
 mod operations;
 mod process;
 mod revocation;

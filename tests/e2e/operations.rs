@@ -22,7 +22,8 @@ fn stats(envoy: &Envoy) -> BTreeMap<String, u64> {
         .filter_map(|l| l.split_once(": "))
         .filter_map(|(k, v)| {
             Some((
-                k.strip_prefix("wasmcustom.bearer_guard.")?.to_string(),
+                k.strip_prefix("wasmcustom.bearer_guard.bearer_guard.")?
+                    .to_string(),
                 v.trim().parse().ok()?,
             ))
         })

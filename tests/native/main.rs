@@ -7,6 +7,7 @@ mod support;
 
 mod conformance;
 mod fuzz_smoke;
+mod metrics;
 mod pipeline;
 mod recipes;
 mod revocation;

@@ -42,6 +42,15 @@ fn status(effects: &[Effect], context: u32) -> String {
     fate(effects, context).unwrap_or_default()
 }
 
+/// The index of metric `name` (after `bearer_guard.default.`) in a VM's definitions.
+pub(crate) fn gauge_index(w: &Worker, name: &str) -> usize {
+    let full = format!("bearer_guard.default.{name}");
+    w.vm.metric_definitions()
+        .iter()
+        .position(|(n, _)| *n == full)
+        .unwrap_or(usize::MAX)
+}
+
 /// Two workers whose keys and list (`first`) loaded at [`T0`]: A fetched both, B adopted.
 fn ready(plugin: &Value, first: &[u8]) -> (Worker, Worker) {
     let s = store();
@@ -246,15 +255,8 @@ fn an_outage_keeps_the_last_list_and_reports_it_stale() {
         logs.extend(refresh(&mut a, at, "500", b""));
         at += REFRESH_MS;
     }
-    let gauge =
-        b.vm.metric_definitions()
-            .iter()
-            .position(|(n, _)| n == "bearer_guard.provider.idp.revocation_stale");
-    let stale_gauge = |effects: &[Effect]| {
-        effects
-            .iter()
-            .any(|e| matches!(e, Effect::Gauge(i, 1) if Some(*i) == gauge))
-    };
+    let gauge = gauge_index(&b, "provider.idp.revocation_stale");
+    let stale_gauge = |effects: &[Effect]| effects.contains(&Effect::Gauge(gauge, 1));
     let stale_line = logs
         .iter()
         .any(|e| matches!(e, Effect::Log(_, l) if l.contains("revocation list stale")));
@@ -284,10 +286,27 @@ fn an_unchanged_list_is_not_published_again() {
             .any(|e| matches!(e, Effect::Log(_, l) if l.contains("loaded revocation list"))),
         "same bytes: no new version"
     );
-    let adopted = b.tick(T0 + REFRESH_MS + 200);
+    b.vm.set_debug(true);
+    let effects = b.tick(T0 + REFRESH_MS + 200);
     assert!(
-        !adopted.iter().any(|e| matches!(e, Effect::Gauge(..))),
-        "B adopts nothing: {adopted:?}"
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Log(_, l) if l.contains("adopted revocation list"))),
+        "B adopts nothing: {effects:?}"
+    );
+    // The renewal counts as a fetch: the list's age starts again for every VM (B set it
+    // to 0 when it adopted the list; unrenewed it would now be 15 s).
+    let age = gauge_index(&b, "provider.idp.revocation_age_seconds");
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Gauge(i, _) if *i == age)),
+        "{effects:?}"
+    );
+    let later = b.tick(T0 + REFRESH_MS + 5000);
+    assert!(
+        later.contains(&Effect::Gauge(age, 5)),
+        "renewed at T0 + 15 s: {later:?}"
     );
     // The next refresh is a full interval later (the renewal counts as a success).
     a.tick(T0 + 2 * REFRESH_MS - 1);

@@ -30,7 +30,7 @@ pub(crate) fn jwks_body() -> Vec<u8> {
 }
 
 /// A token valid at [`T0`] for an hour.
-fn token(sub: &str) -> String {
+pub(crate) fn token(sub: &str) -> String {
     let now = (T0 / 1000) as i64;
     let mut c = claims(ISS, "api", sub, 3600, json!({"org_id": "org_1"}));
     c["iat"] = json!(now);
@@ -87,6 +87,15 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// A worker on its own store for a compiled configuration (metric names).
+    pub(crate) fn from_config(cfg: config::Config) -> Worker {
+        let store: Rc<dyn Store> = store();
+        Worker {
+            vm: Vm::new(cfg, Box::new(RustBackend), Box::new(store), (T0, 1)),
+            host: FakeHost::default(),
+        }
+    }
+
     pub(crate) fn new(store: Rc<dyn Store>, plugin: &Value, now: u64) -> Worker {
         let cfg = config::parse(plugin.to_string().as_bytes(), &|_| None).expect("config");
         let mut vm = Vm::new(cfg, Box::new(RustBackend), Box::new(store), (now, 1));

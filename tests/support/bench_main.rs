@@ -472,7 +472,7 @@ fn main() {
         counted(
             C2_BG,
             c2_base + 2,
-            "wasmcustom.bearer_guard.token_cache_misses",
+            "wasmcustom.bearer_guard.bearer_guard.token_cache_misses",
         ),
         row(L2, c2_base + 3, &distinct, true),
         graphql_row(GQL, gql),

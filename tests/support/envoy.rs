@@ -65,6 +65,15 @@ pub struct Options {
     pub access_log: Option<PathBuf>,
     /// Routes placed before the default ones (e.g. routes matching identity headers).
     pub routes: Vec<Value>,
+    /// The stats tags `envoy/envoy.yaml` ships (labels in `/stats/prometheus`).
+    pub stats_tags: bool,
+}
+
+/// The `stats_config` block of `envoy/envoy.yaml`, as shipped.
+pub fn shipped_stats_config() -> Value {
+    let text = std::fs::read_to_string(repo().join("envoy/envoy.yaml")).expect("envoy/envoy.yaml");
+    let doc: Value = serde_yaml_ng::from_str(&text).expect("envoy/envoy.yaml is YAML");
+    doc["stats_config"].clone()
 }
 
 /// The access-log line `envoy/envoy.yaml` shows, with the filter's decision fields.
@@ -90,6 +99,7 @@ impl Options {
             lds: false,
             access_log: None,
             routes: vec![],
+            stats_tags: false,
         }
     }
 }
@@ -183,6 +193,9 @@ pub fn bootstrap(o: &Options, lds: Option<&Path>) -> Value {
                          cluster("accounts", accounts), cluster("revocation", revocation)]
         }
     });
+    if o.stats_tags {
+        b["stats_config"] = shipped_stats_config();
+    }
     match lds {
         Some(file) => {
             b["node"] = json!({"id": "bearer-guard-test", "cluster": "bearer-guard-test"});
@@ -390,9 +403,10 @@ impl Envoy {
             .unwrap_or(0)
     }
 
-    /// The filter's metric `wasmcustom.bearer_guard.<name>` (0 when absent).
+    /// The filter's metric `wasmcustom.bearer_guard.<plugin name>.<name>` (the harness names
+    /// the plugin `bearer_guard`; 0 when absent).
     pub fn filter_stat(&self, name: &str) -> u64 {
-        self.stat(&format!("wasmcustom.bearer_guard.{name}"))
+        self.stat(&format!("wasmcustom.bearer_guard.bearer_guard.{name}"))
     }
 
     /// Resident memory of the Envoy process, in KiB (Linux).
