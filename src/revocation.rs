@@ -269,6 +269,7 @@ mod tests {
             "sid": [{"sid": "sess-1", "not_before": NOW - 100, "reason": "logout"}]
         }));
         assert_eq!(l.len(), 4);
+        assert!(!l.is_empty());
         let cases = vec![
             (
                 "listed jti",
@@ -344,6 +345,16 @@ mod tests {
         for (case, c, want) in cases {
             assert_eq!(l.check(&claims(c)), want, "{case}");
         }
+    }
+
+    #[test]
+    fn why_is_said_without_the_listed_value() {
+        assert_eq!(Revoked::Jti.describe(), "its jti is listed");
+        let cut = Revoked::Cutoff(Kind::Sid, 1_700_000_000);
+        assert_eq!(
+            cut.describe(),
+            "its sid is listed with not_before 1700000000, later than its iat"
+        );
     }
 
     #[test]
