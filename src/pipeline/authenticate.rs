@@ -248,6 +248,12 @@ fn verify_token<'a>(
             provider.name
         )
     });
+    // From here on, a refusal is this provider's (metrics and access logs name it).
+    let judged = |mut o: Outcome| {
+        o.provider = Some(pid);
+        Box::new(o)
+    };
+    let deny = |d: Denial, note: &'static str| judged(outcome(Decision::Deny(d), rule, note));
 
     // 6. Times first: expired tokens cost no signature work.
     let exp = match check_times(&jws.claims, inp.now_s, cfg.clock_skew_s) {
@@ -301,7 +307,7 @@ fn verify_token<'a>(
                 }
                 Err((_, note)) => t.token("signature", false, || (*note).into()),
             }
-            verified.map_err(|(decision, note)| Box::new(outcome(decision, rule, note)))?
+            verified.map_err(|(decision, note)| judged(outcome(decision, rule, note)))?
         }
     };
 

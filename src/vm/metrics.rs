@@ -62,6 +62,9 @@ pub struct Metrics {
     /// Per provider with a list: `tokens_revoked`, `revocation_unchecked`.
     revoked: Vec<Option<(usize, usize)>>,
     waiting: usize,
+    /// Per provider: `provider.<name>.denied.<reason>` from this index on, in the order
+    /// of [`Denial::all`].
+    provider_denied: Vec<usize>,
     /// This VM's waiting requests as last added to the process-wide gauge.
     waiting_reported: i64,
     /// The value of each gauge as this VM last set it (`None`: not yet, or a counter).
@@ -140,6 +143,11 @@ impl Metrics {
                 }
             })
             .collect();
+        let provider_denied = config
+            .providers
+            .iter()
+            .map(|p| defs_for(&mut add, &format!("provider.{}.denied", segment(&p.name))))
+            .collect();
         let revoked = config
             .providers
             .iter()
@@ -156,6 +164,7 @@ impl Metrics {
             lists,
             revoked,
             waiting,
+            provider_denied,
             waiting_reported: 0,
             sent: vec![None; defs.len()],
             prefix,
@@ -236,12 +245,17 @@ impl Metrics {
         self.bump(index);
     }
 
-    /// A denial answered (enforce) or only reported (audit).
-    pub fn denied(&mut self, denial: &Denial, audit: bool) {
+    /// A denial answered (enforce) or only reported (audit); an enforced one also under
+    /// the provider that refused the token, if one judged it.
+    pub fn denied(&mut self, denial: &Denial, audit: bool, provider: Option<usize>) {
         let base = if audit { self.would_deny } else { self.denied };
         let reason = denial.reason();
         if let Some(i) = Denial::all().iter().position(|d| d.reason() == reason) {
             self.bump(base + i);
+            let by_provider = provider.and_then(|p| self.provider_denied.get(p)).copied();
+            if let (false, Some(first)) = (audit, by_provider) {
+                self.bump(first + i);
+            }
         }
     }
 

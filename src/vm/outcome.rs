@@ -44,7 +44,7 @@ impl Vm {
                 out.push(Effect::Continue { context });
             }
             Decision::Deny(denial) => {
-                self.metrics.denied(denial, audit);
+                self.metrics.denied(denial, audit, outcome.provider);
                 let line = || {
                     format!(
                         "bearer-guard: {} {} rule={} route={} request_id={} why={}",

@@ -84,6 +84,9 @@ fn prometheus_sees_labels_and_two_configurations_apart() {
     for _ in 0..2 {
         assert_eq!(e.get_with_token("/v1/x", "not.a.token").status, 401);
     }
+    // A token its provider refuses (expired) counts under that provider too.
+    let expired = keys().0.mint(&claims(ISS, AUD, "user-1", -600, json!({})));
+    assert_eq!(e.get_with_token("/v1/x", &expired).status, 401);
     let main = ("bearer_guard_config", "bearer_guard");
     let edge = ("bearer_guard_config", "edge");
     let idp = ("provider", "idp");
@@ -91,7 +94,7 @@ fn prometheus_sees_labels_and_two_configurations_apart() {
     let flushed = e.wait_until(Duration::from_secs(3), || {
         all = samples(e);
         value(&all, "bearer_guard_requests_allowed", &[main]) == Some(3.0)
-            && value(&all, "bearer_guard_public_passes", &[edge]) == Some(6.0)
+            && value(&all, "bearer_guard_public_passes", &[edge]) == Some(7.0)
     });
     assert!(flushed, "{all:#?}");
     let want: Vec<Expected> = vec![
@@ -103,7 +106,18 @@ fn prometheus_sees_labels_and_two_configurations_apart() {
         (
             "bearer_guard_denied",
             vec![main, ("reason", "invalid_token")],
-            2.0,
+            3.0,
+        ),
+        // Denials by provider: only what a provider judged (the expired token).
+        (
+            "bearer_guard_provider_denied",
+            vec![main, idp, ("reason", "invalid_token")],
+            1.0,
+        ),
+        (
+            "bearer_guard_provider_denied",
+            vec![main, idp, ("reason", "missing_token")],
+            0.0,
         ),
         (
             "bearer_guard_denied",
