@@ -184,4 +184,17 @@ fn every_shipped_envoy_configuration_has_the_same_stats_tags() {
         let doc: Value = serde_yaml_ng::from_str(&text).expect("YAML");
         assert_eq!(doc["stats_config"], shipped, "{name}");
     }
+    // Istio's proxies get the same block through a bootstrap override.
+    let text = std::fs::read_to_string(dir.join("istio/stats-bootstrap.yaml")).expect("ConfigMap");
+    let map: Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    let bootstrap: Value = serde_json::from_str(
+        map["data"]["custom_bootstrap.json"]
+            .as_str()
+            .expect("custom_bootstrap.json"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        bootstrap["stats_config"], shipped,
+        "istio/stats-bootstrap.yaml"
+    );
 }
