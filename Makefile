@@ -92,6 +92,8 @@ bench: build ## Benchmark against Envoy's jwt_authn with wrk (BENCH_SMOKE=1 for 
 	cargo build --release --target $(TARGET) --example hop-floor
 	mkdir -p target/bench
 	$(call finish,$(FLOOR),target/bench/hop_floor.wasm)
+	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; } || true
+	cargo build --release --example core-costs
 	cargo run --release --quiet --example verify-timing
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) BENCH_FLOOR_WASM=$(abspath target/bench/hop_floor.wasm) \
 	  cargo run --release --quiet --example bench

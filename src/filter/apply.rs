@@ -35,7 +35,8 @@ impl<C: Context> vm::Host for Caller<'_, C> {
     }
 }
 
-/// Applies `effects`. `own` is the context whose fresh request they answer: its
+/// Applies `effects` (one host call each, as [`Effect::host_calls`] counts them for
+/// `make bench`). `own` is the context whose fresh request they answer: its
 /// `Continue`/`Pause`/reply become the returned action; every other context's request is
 /// a paused one, resumed (or answered) in place, with the effective context switched to it
 /// and back to `current`.

@@ -72,7 +72,25 @@ pub enum Effect {
     TickPeriod(u32),
 }
 
+/// Host calls the glue makes for every request before the core decides: the request's
+/// header map and the clock (the route-name property is a third, only when a rule
+/// matches on routes).
+pub const HOST_CALLS_PER_REQUEST: usize = 2;
+
 impl Effect {
+    /// The host calls `filter::apply` makes for this effect when `own` is the context
+    /// whose callback applies it (its `Continue`/`Pause` are the callback's return value);
+    /// switching the effective context to another one costs one more, not counted here.
+    pub fn host_calls(&self, own: Option<u32>) -> usize {
+        match self {
+            Effect::Continue { context } | Effect::Pause { context } if Some(*context) == own => 0,
+            // Resuming another context is one call; a paused one stays paused.
+            Effect::Continue { .. } => 1,
+            Effect::Pause { .. } => 0,
+            _ => 1,
+        }
+    }
+
     /// The HTTP context a request effect acts on (`None` for the VM's own effects).
     pub fn context(&self) -> Option<u32> {
         match self {

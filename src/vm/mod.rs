@@ -15,7 +15,9 @@ pub mod metrics;
 mod outcome;
 mod revocations;
 
-pub use self::effects::{CallResponse, Effect, Host, Level, MetricKind, Outgoing};
+pub use self::effects::{
+    CallResponse, Effect, Host, Level, MetricKind, Outgoing, HOST_CALLS_PER_REQUEST,
+};
 
 use self::metrics::Metrics;
 use crate::account::{AccountCache, AccountState, SharedAccounts};

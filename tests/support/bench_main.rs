@@ -34,6 +34,24 @@ const L2: &str = "bearer-guard, every token distinct, all second-level hits (fir
 const C2_JA: &str = "2 workers: jwt_authn, cache on, each token 4× on rotating connections";
 const C2_BG: &str = "2 workers: bearer-guard, each token 4× on rotating connections";
 const AUD: &str = "bench";
+/// The kinds of host call the probe module prices (tests/support/hop_floor_main.rs).
+const PROBES: [&str; 6] = [
+    "time",
+    "header",
+    "set_header",
+    "property",
+    "metric",
+    "shared",
+];
+/// Extra host calls per request in a probe row.
+const PROBE_CALLS: usize = 10;
+
+/// A probe row's name.
+fn probe_row(kind: &str) -> &'static str {
+    leak(format!(
+        "probe: the floor + {PROBE_CALLS} host calls '{kind}'"
+    ))
+}
 const REV_NONE: &str = "bearer-guard, cached token with jti and sid, no revocation list";
 const REV: &str = "bearer-guard, cached token with jti and sid, 10,000-entry revocation list";
 
@@ -189,7 +207,49 @@ fn floor_wasm() -> PathBuf {
     )
 }
 
+/// The core's host calls per path, and its instructions per decision (valgrind's
+/// callgrind, when installed): figures that do not move with the machine's speed.
+fn core_costs() -> String {
+    let exe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/examples/core-costs");
+    let mut out = std::process::Command::new(&exe)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_else(|e| format!("core-costs not run ({e}): make bench builds it\n"));
+    let collected = |args: &[&str]| -> Option<f64> {
+        let o = std::process::Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(&exe)
+            .args(args)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&o.stderr);
+        let line = text.lines().find(|l| l.contains("Collected :"))?;
+        line.rsplit(':')
+            .next()?
+            .trim()
+            .replace(',', "")
+            .parse()
+            .ok()
+    };
+    let n = 1000;
+    out.push_str("Instructions per decision (callgrind, native core, signatures stubbed):\n");
+    for path in ["hop", "cached", "l2", "distinct"] {
+        let ns = n.to_string();
+        let with = collected(&["--only", path, "--n", &ns]);
+        let without = collected(&["--only", path, "--n", &ns, "--setup-only"]);
+        match (with, without) {
+            (Some(a), Some(b)) => {
+                out.push_str(&format!("  {path:<10} {:>8.0}\n", (a - b) / n as f64))
+            }
+            _ => out.push_str(&format!("  {path:<10} (valgrind not available)\n")),
+        }
+    }
+    out
+}
+
 fn main() {
+    let costs = core_costs();
+    println!("{costs}");
     let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1");
     let rounds = env_or("BENCH_ROUNDS", if smoke { 1 } else { 3 });
     let seconds = env_or("BENCH_SECONDS", if smoke { 1 } else { 5 });
@@ -410,6 +470,16 @@ fn main() {
             Envoy::start(&o)
         }])
         .collect();
+    // Probes: the floor with 10 more host calls of one kind per request.
+    let probe = envoys.len();
+    let envoys: Vec<Envoy> = envoys
+        .into_iter()
+        .chain(
+            PROBES
+                .iter()
+                .map(|kind| with_wasm(json!({"call": kind, "n": PROBE_CALLS}), &floor_wasm())),
+        )
+        .collect();
     let backend_line = envoys[4].log();
     if !backend_line.contains("RSA backend envoy") {
         eprintln!("warning: bearer-guard did not pick Envoy's verify_signature backend");
@@ -480,6 +550,9 @@ fn main() {
         row(REV_NONE, 4, &one_ids, true),
         row(REV, revoking, &one_ids, true),
     ];
+    for (i, kind) in PROBES.iter().enumerate() {
+        rows.push(row(probe_row(kind), probe + i, &one, true));
+    }
     if wasm_b.is_some() {
         // Each bearer-guard row gets its B twin right after it (envoys 7-9 mirror 1, 4, 5).
         let mut with_twins = Vec::new();
@@ -714,6 +787,20 @@ fn main() {
         paired(REV, REV_NONE, &|x, y, _| x.cpu_us - y.cpu_us),
         paired(REV, REV_NONE, &added_ratio_cpu),
     ));
+    summary.push_str(
+        "- one host call of each kind, from the probes ((probe − floor) / calls, CPU µs): ",
+    );
+    let prices: Vec<String> = PROBES
+        .iter()
+        .map(|kind| {
+            let price = paired(probe_row(kind), floor, &|x, y, _| {
+                (x.cpu_us - y.cpu_us) / PROBE_CALLS as f64
+            });
+            format!("{kind} {price:.2}")
+        })
+        .collect();
+    summary.push_str(&prices.join(", "));
+    summary.push('\n');
     let header = format!(
         "bearer-guard bench: Envoy 1.40 --concurrency 1 (rows marked \"2 workers\": --concurrency 2), direct_response, wrk -t1 -c10 -d{seconds}s, {rounds} interleaved round(s), medians; {n_tokens} distinct RS256 (2048-bit) tokens\n\n"
     );
@@ -722,7 +809,7 @@ fn main() {
             "\nNote: with no more tokens than the cache holds (4096), the \"distinct\" rows repeat cached tokens: a sanity run, not a measurement.\n",
         );
     }
-    let report = format!("{header}{table}{summary}");
+    let report = format!("{header}{table}{summary}\n{costs}");
     println!("{report}");
     let _ = std::fs::write(dir.join("results.md"), &report);
     drop(envoys);
