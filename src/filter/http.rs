@@ -111,12 +111,11 @@ impl HttpContext for Http {
                 Body::Unread
             },
         };
-        let effects = state.borrow_mut().vm.on_request(
-            host::now_ms(),
-            self.context_id,
-            request,
-            &mut Caller(self),
-        );
+        let effects = {
+            let vm = &mut state.borrow_mut().vm;
+            let now = vm.clock();
+            vm.on_request(now, self.context_id, request, &mut Caller(self))
+        };
         apply(&state, effects, self.context_id, Some(self.context_id))
     }
 
@@ -130,13 +129,17 @@ impl HttpContext for Http {
                 .flatten()
                 .unwrap_or_default()
         };
-        let effects = state.borrow_mut().vm.on_request_body(
-            host::now_ms(),
-            self.context_id,
-            (body_size, end_of_stream),
-            &read,
-            &mut Caller(self),
-        );
+        let effects = {
+            let vm = &mut state.borrow_mut().vm;
+            let now = vm.clock();
+            vm.on_request_body(
+                now,
+                self.context_id,
+                (body_size, end_of_stream),
+                &read,
+                &mut Caller(self),
+            )
+        };
         apply(&state, effects, self.context_id, Some(self.context_id))
     }
 }

@@ -71,6 +71,9 @@ pub struct Vm {
     /// Whether the host prints debug lines (debug lines are formatted only then).
     debug: bool,
     tick_ms: u32,
+    /// The time of the VM's last tick, configuration or call response (ms): requests are
+    /// judged at it (see [`Vm::clock`]).
+    clock: u64,
 }
 
 impl Vm {
@@ -124,12 +127,14 @@ impl Vm {
             bodies: Vec::new(),
             debug: false,
             tick_ms: IDLE_TICK_MS,
+            clock: now,
         }
     }
 
     /// The configuration is in force: it starts with the keys the process already has
     /// (no refetch, no request paused for them).
     pub fn on_configure(&mut self, now: u64) -> Vec<Effect> {
+        self.clock = self.clock.max(now);
         let mut out = Vec::new();
         for provider in 0..self.keys.len() {
             self.sync_keys(provider, now, &mut out);
@@ -138,6 +143,14 @@ impl Vm {
             self.sync_revocation(list, now, &mut out);
         }
         out
+    }
+
+    /// The time requests are judged at: the VM's last tick (every 200 ms, 20 ms while
+    /// requests wait), configuration or call response — at most a tick old. Reading the
+    /// host's clock is a crossing that costs as much as a header write (`make bench`'s
+    /// probes); a tick-old clock is far inside `clock_skew_s` for `exp` and `nbf`.
+    pub fn clock(&self) -> u64 {
+        self.clock
     }
 
     /// The compiled configuration.
@@ -217,6 +230,7 @@ impl Vm {
         response: &CallResponse,
         host: &mut dyn Host,
     ) -> Vec<Effect> {
+        self.clock = self.clock.max(now);
         let mut out = Vec::new();
         let Some(call) = self.waiters.call_answered(token) else {
             return out;
@@ -287,6 +301,7 @@ impl Vm {
     /// dispatch deferred lookups, see other VMs' account answers, and give up on what
     /// waited too long.
     pub fn on_tick(&mut self, now: u64, host: &mut dyn Host) -> Vec<Effect> {
+        self.clock = self.clock.max(now);
         let mut out = Vec::new();
         self.metrics.flush(&mut out);
         for provider in 0..self.keys.len() {

@@ -540,3 +540,20 @@ fn with_clear_route_cache_the_route_is_chosen_again_after_the_identity_headers()
         ["header:x-auth-subject", "continue"]
     );
 }
+
+/// Requests are judged at the VM's clock: the last tick, configuration or call
+/// response, never earlier than a time it has seen (no host clock per request).
+#[test]
+fn the_clock_requests_are_judged_at_is_the_last_tick() {
+    let s = store();
+    let mut a = Worker::new(s, &plugin(false), T0);
+    assert_eq!(a.vm.clock(), T0, "configured at T0");
+    a.tick(T0 + 200);
+    assert_eq!(a.vm.clock(), T0 + 200);
+    // A late call response or a tick from the past never moves it back.
+    a.tick(T0 + 100);
+    assert_eq!(a.vm.clock(), T0 + 200);
+    let fetch = a.calls_to("jwks")[0];
+    a.respond(T0 + 250, fetch, "200", &jwks_body());
+    assert_eq!(a.vm.clock(), T0 + 250);
+}
