@@ -2,6 +2,7 @@
 //! segment (`stat_prefix`, else the plugin's name), provider names made metric-safe, the
 //! process-wide waiting-requests gauge two VMs add to, and key-set age and staleness.
 
+use crate::revocation::gauge_index;
 use crate::vm::{fate, jwks_body, store, token, Worker, ISS, T0, TIMEOUT_MS};
 use bearer_guard::config;
 use bearer_guard::vm::Effect;
@@ -107,15 +108,6 @@ fn a_stat_prefix_that_would_break_metric_names_is_refused() {
     .is_ok());
 }
 
-/// The index of `name` (after `bearer_guard.default.`) in a VM's metrics.
-fn index(w: &Worker, name: &str) -> usize {
-    let full = format!("bearer_guard.default.{name}");
-    w.vm.metric_definitions()
-        .iter()
-        .position(|(n, _)| *n == full)
-        .unwrap_or(usize::MAX)
-}
-
 /// What a flush adds to metric `i`.
 fn added(effects: &[Effect], i: usize) -> i64 {
     effects
@@ -139,7 +131,7 @@ fn waiting_requests_are_added_up_across_vms() {
         assert_eq!(fate(&a.request(T0, ctx, &t), ctx).as_deref(), Some("pause"));
     }
     assert_eq!(fate(&b.request(T0, 3, &t), 3).as_deref(), Some("pause"));
-    let waiting = index(&a, "waiting_requests");
+    let waiting = gauge_index(&a, "waiting_requests");
     let (up_a, up_b) = (
         added(&a.tick(T0 + 20), waiting),
         added(&b.tick(T0 + 20), waiting),
@@ -170,9 +162,9 @@ fn key_set_age_and_staleness_are_reported() {
     let fetch = a.calls_to("jwks")[0];
     a.respond(T0, fetch, "200", &jwks_body());
     let (age, version, stale) = (
-        index(&a, "provider.idp.key_set_age_seconds"),
-        index(&a, "provider.idp.key_set_version"),
-        index(&a, "provider.idp.keys_stale"),
+        gauge_index(&a, "provider.idp.key_set_age_seconds"),
+        gauge_index(&a, "provider.idp.key_set_version"),
+        gauge_index(&a, "provider.idp.keys_stale"),
     );
     let first = a.tick(T0 + 1500);
     for want in [Effect::Gauge(age, 1), Effect::Gauge(version, 1)] {

@@ -169,16 +169,20 @@ fn the_same_jti_from_another_provider_is_unaffected() {
     assert_eq!(status(&a.request(T0 + 20, 2, &theirs), 2), "continue");
 }
 
+/// A worker whose keys loaded and whose list was never fetched, and a token of `idp`.
+fn keys_but_no_list(on_unavailable: &str) -> (Worker, String) {
+    let mut a = Worker::new(store(), &plugin(on_unavailable), T0);
+    a.tick(T0);
+    let keys = a.calls_to("jwks");
+    a.respond(T0, keys[0], "200", &jwks_body());
+    (a, token_of(ISS, json!({"jti": "tok-1"})))
+}
+
 /// `on_unavailable: deny`: a request waits for the first fetch, then gets 500 when it
 /// fails; while the retry backs off, 500 at once; the next attempt is waited for again.
 #[test]
 fn a_list_that_never_loads_denies_with_500_after_waiting() {
-    let s = store();
-    let mut a = Worker::new(s.clone(), &plugin("deny"), T0);
-    a.tick(T0);
-    let keys = a.calls_to("jwks");
-    a.respond(T0, keys[0], "200", &jwks_body());
-    let t = token_of(ISS, json!({"jti": "tok-1"}));
+    let (mut a, t) = keys_but_no_list("deny");
     assert_eq!(
         status(&a.request(T0 + 5, 1, &t), 1),
         "pause",
@@ -201,12 +205,7 @@ fn a_list_that_never_loads_denies_with_500_after_waiting() {
 /// line for the VM; once a list loads, it applies.
 #[test]
 fn a_list_that_never_loads_passes_tokens_unchecked_when_allowed() {
-    let s = store();
-    let mut a = Worker::new(s.clone(), &plugin("allow"), T0);
-    a.tick(T0);
-    let keys = a.calls_to("jwks");
-    a.respond(T0, keys[0], "200", &jwks_body());
-    let t = token_of(ISS, json!({"jti": "tok-1"}));
+    let (mut a, t) = keys_but_no_list("allow");
     assert_eq!(
         status(&a.request(T0 + 5, 1, &t), 1),
         "pause",
