@@ -326,15 +326,10 @@ impl Metrics {
         }
     }
 
-    /// A fetch of revocation list `list` by this VM finished: `Some(entries)` in force
-    /// now, or `None` failed.
-    pub fn list_fetched(&mut self, list: usize, entries: Option<usize>) {
+    /// A fetch of revocation list `list` by this VM succeeded (`true`) or failed.
+    pub fn list_fetched(&mut self, list: usize, ok: bool) {
         if let Some(m) = self.lists.get(list).copied() {
-            self.bump(if entries.is_some() {
-                m.fetch_ok
-            } else {
-                m.fetch_failed
-            });
+            self.bump(if ok { m.fetch_ok } else { m.fetch_failed });
         }
     }
 

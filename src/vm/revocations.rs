@@ -143,7 +143,7 @@ impl Vm {
             _ => false,
         };
         if renewed {
-            self.metrics.list_fetched(list, Some(0));
+            self.metrics.list_fetched(list, true);
         } else {
             let parsed = body.and_then(|b| Ok((RevocationList::parse(&b, &limits, now_s)?, b)));
             self.record_revocation(list, parsed, now, out);
@@ -167,7 +167,7 @@ impl Vm {
                 let entries = doc.len();
                 let before = l.version();
                 let version = l.finish(&*self.store, now, Ok((doc, body)));
-                self.metrics.list_fetched(list, Some(entries));
+                self.metrics.list_fetched(list, true);
                 if let Some(v) = version.filter(|v| *v != before) {
                     self.metrics.list_in_force(list, (v, entries), out);
                     out.push(Effect::Log(Level::Info, format!("bearer-guard: provider {name}: loaded revocation list ({entries} entries), version {v} for every worker")));
@@ -179,7 +179,7 @@ impl Vm {
                     Some(d) => format!("keeping the previous list ({} entries)", d.len()),
                     None => "no list yet".to_string(),
                 };
-                self.metrics.list_fetched(list, None);
+                self.metrics.list_fetched(list, false);
                 out.push(Effect::Log(
                     Level::Warn,
                     format!("bearer-guard: provider {name}: revocation list fetch failed: {why}; {kept}"),
