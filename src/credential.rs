@@ -4,7 +4,7 @@
 //! is 401 `Requires authentication`.
 
 use crate::request::Request;
-use crate::token::extract_bearer;
+use crate::token::{extract_authorization, Scheme};
 
 /// Where a provider's tokens come from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -70,14 +70,15 @@ fn one<'a>(values: impl Iterator<Item = &'a str>) -> Found<'a> {
     }
 }
 
-fn find<'a>(req: &'a Request, source: &TokenSource) -> Found<'a> {
+fn find<'a>(req: &'a Request, source: &TokenSource, dpop: bool) -> Found<'a> {
     match source {
         TokenSource::Authorization => {
             let values: Vec<&str> = req.header_values("authorization").collect();
             if values.is_empty() {
                 Found::Nothing
             } else {
-                extract_bearer(&values).map_or(Found::Malformed, Found::One)
+                extract_authorization(&values, dpop)
+                    .map_or(Found::Malformed, |(_, t)| Found::One(t))
             }
         }
         TokenSource::Header { name, prefix } => {
@@ -125,13 +126,15 @@ pub struct NotOneCredential;
 /// The request's one credential among `sources`: `Ok(None)` when no source holds
 /// anything, `Ok(Some((i, token)))` when exactly one token was sent (in `sources[i]`, or
 /// the same token in several), `Err` for a malformed credential or two different ones.
+/// `Authorization: DPoP <token>` counts when `dpop` (some provider accepts it).
 pub fn credential<'a>(
     req: &'a Request,
     sources: &[&TokenSource],
+    dpop: bool,
 ) -> Result<Option<(usize, &'a str)>, NotOneCredential> {
     let mut found: Option<(usize, &str)> = None;
     for (i, source) in sources.iter().enumerate() {
-        match find(req, source) {
+        match find(req, source, dpop) {
             Found::Nothing => {}
             Found::Malformed => return Err(NotOneCredential),
             Found::One(token) => match found {
@@ -142,6 +145,13 @@ pub fn credential<'a>(
         }
     }
     Ok(found)
+}
+
+/// The scheme of the request's `Authorization` credential (`Bearer` unless it is
+/// exactly one `DPoP <token>`).
+pub fn authorization_scheme(req: &Request) -> Scheme {
+    let values: Vec<&str> = req.header_values("authorization").collect();
+    extract_authorization(&values, true).map_or(Scheme::Bearer, |(s, _)| s)
 }
 
 /// The `Cookie` header without cookie `name` (`None`: nothing left).
@@ -258,14 +268,19 @@ mod tests {
         ];
         for (path, headers, want) in cases {
             assert_eq!(
-                credential(&req(path, &headers), &all),
+                credential(&req(path, &headers), &all, false),
                 want,
                 "{path} {headers:?}"
             );
         }
         // Only the sources of eligible providers count.
         let r = req("/", &[("cookie", "session=a.b.c")]);
-        assert_eq!(credential(&r, &[&auth]), Ok(None));
+        assert_eq!(credential(&r, &[&auth], false), Ok(None));
+        // `DPoP` is a credential only when a provider takes DPoP-bound tokens.
+        let r = req("/", &[("authorization", "DPoP a.b.c")]);
+        assert_eq!(credential(&r, &[&auth], false), Err(NotOneCredential));
+        assert_eq!(credential(&r, &[&auth], true), Ok(Some((0, "a.b.c"))));
+        assert_eq!(authorization_scheme(&r), Scheme::Dpop);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod claim_path;
 pub mod config;
 pub mod credential;
 pub mod crypto;
+pub mod dpop;
 pub mod envoy_ffi;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod jwks;
 pub mod matcher;
 pub mod pipeline;
+pub mod replay;
 pub mod reply;
 pub mod request;
 pub mod revocation;

@@ -20,6 +20,9 @@ pub enum Denial {
     BadRequest(String),
     /// Keys or the account service cannot be reached, or the filter is unusable.
     Unavailable,
+    /// A DPoP-bound token without a valid, fresh proof, or sent as a bearer token (RFC
+    /// 9449 §7.1); carries the proof algorithms the provider accepts, for the challenge.
+    InvalidDpopProof(String),
 }
 
 /// A fully formed local reply, ready for `send_http_response`.
@@ -37,7 +40,10 @@ impl Denial {
     /// HTTP status of the reply.
     pub fn status(&self) -> u32 {
         match self {
-            Denial::MissingToken | Denial::InvalidToken | Denial::UnknownAccount => 401,
+            Denial::MissingToken
+            | Denial::InvalidToken
+            | Denial::UnknownAccount
+            | Denial::InvalidDpopProof(_) => 401,
             Denial::InsufficientPermissions | Denial::PermissionDenied => 403,
             Denial::BadRequest(_) => 400,
             Denial::Unavailable => 500,
@@ -48,7 +54,7 @@ impl Denial {
     pub fn detail(&self) -> &str {
         match self {
             Denial::MissingToken => "Requires authentication",
-            Denial::InvalidToken => "Invalid or expired token",
+            Denial::InvalidToken | Denial::InvalidDpopProof(_) => "Invalid or expired token",
             Denial::UnknownAccount => "Could not validate credentials or find account",
             Denial::InsufficientPermissions => "Not enough permissions",
             Denial::PermissionDenied => "Permission denied",
@@ -57,15 +63,20 @@ impl Denial {
         }
     }
 
-    /// The `WWW-Authenticate` header value (RFC 6750 §3), if this reply carries one.
-    pub fn www_authenticate(&self) -> Option<&'static str> {
-        match self {
+    /// The `WWW-Authenticate` header value (RFC 6750 §3, RFC 9449 §7.1), if this reply
+    /// carries one.
+    pub fn www_authenticate(&self) -> Option<std::borrow::Cow<'static, str>> {
+        if let Denial::InvalidDpopProof(algs) = self {
+            return Some(format!("DPoP error=\"invalid_dpop_proof\", algs=\"{algs}\"").into());
+        }
+        let value = match self {
             // RFC 6750 §3.1: no error code when the request carried no credentials.
             Denial::MissingToken => Some("Bearer"),
             Denial::InvalidToken | Denial::UnknownAccount => Some("Bearer error=\"invalid_token\""),
             Denial::InsufficientPermissions => Some("Bearer error=\"insufficient_scope\""),
             _ => None,
-        }
+        };
+        value.map(std::borrow::Cow::Borrowed)
     }
 
     /// Stable snake_case name used in metrics and logs.
@@ -78,11 +89,12 @@ impl Denial {
             Denial::PermissionDenied => "permission_denied",
             Denial::BadRequest(_) => "bad_request",
             Denial::Unavailable => "unavailable",
+            Denial::InvalidDpopProof(_) => "invalid_dpop_proof",
         }
     }
 
     /// Every denial, for metric registration (the `BadRequest` detail is a placeholder).
-    pub fn all() -> [Denial; 7] {
+    pub fn all() -> [Denial; 8] {
         [
             Denial::MissingToken,
             Denial::InvalidToken,
@@ -91,6 +103,7 @@ impl Denial {
             Denial::PermissionDenied,
             Denial::BadRequest(String::new()),
             Denial::Unavailable,
+            Denial::InvalidDpopProof(String::new()),
         ]
     }
 
@@ -100,7 +113,9 @@ impl Denial {
         // those carrying a request id or a header name are serialized (escaping included).
         let body = match self {
             Denial::MissingToken => r#"{"detail":"Requires authentication"}"#.to_string(),
-            Denial::InvalidToken => r#"{"detail":"Invalid or expired token"}"#.to_string(),
+            Denial::InvalidToken | Denial::InvalidDpopProof(_) => {
+                r#"{"detail":"Invalid or expired token"}"#.to_string()
+            }
             Denial::UnknownAccount => {
                 r#"{"detail":"Could not validate credentials or find account"}"#.to_string()
             }
@@ -118,7 +133,7 @@ impl Denial {
         };
         let mut headers = vec![("content-type", "application/json".to_string())];
         if let Some(value) = self.www_authenticate() {
-            headers.push(("www-authenticate", value.to_string()));
+            headers.push(("www-authenticate", value.into_owned()));
         }
         Reply {
             status: self.status(),
@@ -158,6 +173,12 @@ mod tests {
                 403,
                 r#"{"detail":"Not enough permissions"}"#,
                 Some("Bearer error=\"insufficient_scope\""),
+            ),
+            (
+                Denial::InvalidDpopProof("ES256 PS256".into()),
+                401,
+                r#"{"detail":"Invalid or expired token"}"#,
+                Some("DPoP error=\"invalid_dpop_proof\", algs=\"ES256 PS256\""),
             ),
             (
                 Denial::PermissionDenied,

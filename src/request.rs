@@ -17,6 +17,9 @@ pub struct Request {
     pub headers: Headers,
     /// The body, once read (only GraphQL rules need it).
     pub body: Body,
+    /// SHA-256 of the client certificate of the TLS connection Envoy terminated, hex
+    /// (read only when a provider binds tokens to it; `None`: no client certificate).
+    pub peer_certificate_sha256: Option<String>,
 }
 
 /// A request's body as the core knows it.

@@ -14,14 +14,31 @@ use serde_json::{Map, Value};
 /// proxies (Envoy among them) fold repeated `Authorization` headers into one
 /// comma-joined value: `Bearer a,Bearer b` is two credentials, not one.
 pub fn extract_bearer<'a>(values: &[&'a str]) -> Option<&'a str> {
+    extract_authorization(values, false).map(|(_, token)| token)
+}
+
+/// The scheme of an `Authorization` credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Bearer` (RFC 6750).
+    Bearer,
+    /// `DPoP` (RFC 9449): the token is bound to the key of the request's `DPoP` proof.
+    Dpop,
+}
+
+/// As [`extract_bearer`], also taking `DPoP <token>` when `dpop` (some provider accepts
+/// DPoP-bound tokens); the scheme says which it was.
+pub fn extract_authorization<'a>(values: &[&'a str], dpop: bool) -> Option<(Scheme, &'a str)> {
     let [value] = values else {
         return None;
     };
-    let scheme = value.get(..7)?;
-    if !scheme.eq_ignore_ascii_case("bearer ") {
+    let (scheme, token) = if value.get(..7)?.eq_ignore_ascii_case("bearer ") {
+        (Scheme::Bearer, value.get(7..)?)
+    } else if dpop && value.get(..5)?.eq_ignore_ascii_case("dpop ") {
+        (Scheme::Dpop, value.get(5..)?)
+    } else {
         return None;
-    }
-    let token = value.get(7..)?;
+    };
     // This runs on every request over the whole token: byte searches (memchr), not a
     // char-by-char Unicode scan. Other odd bytes fail base64url decoding later (401
     // Invalid or expired token).
@@ -29,7 +46,7 @@ pub fn extract_bearer<'a>(values: &[&'a str]) -> Option<&'a str> {
     if token.is_empty() || [b',', b' ', b'\t'].iter().any(|c| bytes.contains(c)) {
         return None;
     }
-    Some(token)
+    Some((scheme, token))
 }
 
 /// The protected header fields bearer-guard reads. Others (`jwk`, `jku`, `x5u`, `x5c`…)
@@ -195,6 +212,15 @@ mod tests {
         for (values, want) in cases {
             assert_eq!(extract_bearer(&values), want, "{values:?}");
         }
+        fn dpop(v: &str, on: bool) -> Option<(Scheme, &str)> {
+            extract_authorization(&[v], on)
+        }
+        assert_eq!(dpop("DPoP a.b.c", true), Some((Scheme::Dpop, "a.b.c")));
+        assert_eq!(dpop("dpop a.b.c", true), Some((Scheme::Dpop, "a.b.c")));
+        assert_eq!(dpop("DPoP a.b.c", false), None, "no provider takes DPoP");
+        assert_eq!(dpop("DPoP  a.b.c", true), None);
+        assert_eq!(dpop("DPoP a,DPoP b", true), None);
+        assert_eq!(dpop("Bearer a.b.c", true), Some((Scheme::Bearer, "a.b.c")));
     }
 
     fn enc(s: &str) -> String {

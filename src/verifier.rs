@@ -3,8 +3,9 @@
 //! Envoy's BoringSSL (`verify_signature` foreign function) or pure Rust; RSASSA-PSS,
 //! Ed25519 and HMAC (HS256/384/512) are checked here, in pure Rust on every host.
 
+use crate::crypto::Algorithm;
 use crate::crypto::Hash;
-use crate::jwks::{EcKey, EcPublic, OkpKey, RsaKey};
+use crate::jwks::{EcKey, EcPublic, Key, OkpKey, RsaKey};
 use crate::rsa_public::RsaPublicKey;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
@@ -75,6 +76,26 @@ impl SignatureBackend for RustBackend {
 
     fn name(&self) -> &'static str {
         "rust"
+    }
+}
+
+/// Verifies a JWS signature by `alg` with one key (chosen for `alg`: see [`Key::fits`]):
+/// PKCS#1 v1.5 and ECDSA through `backend` (Envoy's BoringSSL or pure Rust), RSASSA-PSS
+/// and Ed25519 in pure Rust on every host. Tokens and DPoP proofs both come here.
+pub fn verify_with_key(
+    backend: &dyn SignatureBackend,
+    key: &Key,
+    alg: Algorithm,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<bool, BackendError> {
+    match key {
+        // Envoy's verify_signature only does PKCS#1 v1.5: PSS is pure Rust.
+        Key::Rsa(k) if alg.is_pss() => Ok(rsassa_pss(&k.public, alg.hash(), message, signature)),
+        Key::Rsa(k) => backend.verify_rsa(k, alg.hash(), message, signature),
+        Key::Ec(k) => backend.verify_ecdsa(k, alg.hash(), message, signature),
+        // Envoy's verify_signature cannot do Ed25519: pure Rust on every host.
+        Key::Okp(k) => Ok(verify_ed25519(k, message, signature)),
     }
 }
 

@@ -17,6 +17,7 @@ mod reader;
 pub mod revocation;
 pub mod rules;
 pub mod secret;
+pub mod sender;
 mod token;
 
 pub use self::account::AccountSource;
@@ -27,6 +28,7 @@ pub use self::provider::Provider;
 pub use self::revocation::{OnUnavailable, RevocationSource};
 pub use self::rules::Rule;
 pub use self::secret::{Secret, SecretEncoding};
+pub use self::sender::{BindingMode, Dpop, MtlsBinding};
 pub use crate::error::ConfigError;
 
 use self::forward::RawForward;
@@ -207,6 +209,15 @@ pub struct Config {
     pub needs_host: bool,
     /// Some rule matches on Envoy's route name (computed).
     pub needs_route_name: bool,
+    /// Some provider accepts DPoP-bound tokens (`Authorization: DPoP`) (computed).
+    pub dpop: bool,
+    /// Some provider checks certificate-bound tokens against the TLS connection's client
+    /// certificate, which the glue then reads (computed).
+    pub needs_peer_certificate: bool,
+    /// Headers removed before the upstream on every request, besides identity headers:
+    /// `dpop` when a provider accepts DPoP, `x-forwarded-client-cert` when a provider
+    /// binds certificates and none trusts that header (computed).
+    pub sender_headers: Vec<&'static str>,
 }
 
 impl Config {
@@ -279,6 +290,7 @@ impl Config {
             .map(|(h, _)| h.as_str())
             .chain(self.forward.payload_header.as_deref())
             .chain(accounts)
+            .chain(self.sender_headers.iter().copied())
     }
 }
 
@@ -392,6 +404,13 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     for (i, r) in raw.rules.into_iter().enumerate() {
         rules.push(rules::compile(r, i, &providers, raw.mode)?);
     }
+    let dpop = providers.iter().any(|p| p.dpop.is_some());
+    let needs_peer_certificate = providers.iter().any(|p| {
+        p.mtls_binding
+            .as_ref()
+            .is_some_and(|m| !m.trust_forwarded_client_cert)
+    });
+    let sender_headers = sender_headers(&providers);
     Ok(Config {
         providers,
         clock_skew_s: i64::try_from(raw.clock_skew_s).unwrap_or(3600),
@@ -411,8 +430,24 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         has_graphql: rules.iter().any(|r| r.graphql.is_some()),
         needs_host: rules.iter().any(|r| r.matcher.uses_host()),
         needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),
+        dpop,
+        needs_peer_certificate,
+        sender_headers,
         rules,
     })
+}
+
+/// The headers removed before the upstream for the providers' sender constraints.
+fn sender_headers(providers: &[Provider]) -> Vec<&'static str> {
+    let mut headers = Vec::new();
+    if providers.iter().any(|p| p.dpop.is_some()) {
+        headers.push("dpop");
+    }
+    let bindings = || providers.iter().filter_map(|p| p.mtls_binding.as_ref());
+    if bindings().next().is_some() && !bindings().any(|m| m.trust_forwarded_client_cert) {
+        headers.push("x-forwarded-client-cert");
+    }
+    headers
 }
 
 /// `graphql`: bounds on GraphQL requests, each checked against its range.

@@ -6,6 +6,7 @@ use super::jwks::{self, JwksSource, RawJwks};
 use super::reader::{choose, claim_path, Fields};
 use super::revocation::{self, RevocationSource};
 use super::secret::{self, RawSecret, Secret};
+use super::sender::{self, Dpop, MtlsBinding};
 use super::token;
 use crate::authorizer::ClaimNames;
 use crate::claim_path::ClaimPath;
@@ -30,6 +31,8 @@ pub(super) struct RawProvider {
     /// Taken by the configuration's compile, which shares one list between providers.
     pub(super) revocation: Option<RevocationSource>,
     require_jti: bool,
+    dpop: Option<Dpop>,
+    mtls_binding: Option<MtlsBinding>,
 }
 
 impl RawProvider {
@@ -51,6 +54,8 @@ impl RawProvider {
                 "token",
                 "revocation",
                 "require_jti",
+                "dpop",
+                "mtls_binding",
             ],
         )?;
         let name = f.string("name")?;
@@ -89,7 +94,11 @@ impl RawProvider {
         let (token, strip_token) = token::read(&f)?;
         let revocation = revocation::read(&f, at)?;
         let require_jti = f.bool_or("require_jti", false)?;
+        let dpop = sender::read_dpop(&f, &token)?;
+        let mtls_binding = sender::read_mtls(&f)?;
         Ok(RawProvider {
+            dpop,
+            mtls_binding,
             revocation,
             require_jti,
             token,
@@ -137,6 +146,10 @@ pub struct Provider {
     pub revocation: Option<usize>,
     /// Tokens without a string `jti` are refused.
     pub require_jti: bool,
+    /// DPoP-bound tokens (RFC 9449), when accepted.
+    pub dpop: Option<Dpop>,
+    /// Certificate-bound tokens (RFC 8705), when accepted.
+    pub mtls_binding: Option<MtlsBinding>,
     /// Fingerprint of everything that decides whether this provider accepts a token
     /// (algorithms, issuer, audiences, key source or secret, clock skew, size limit): a
     /// verdict shared between VMs counts only for a provider with the same fingerprint.
@@ -215,6 +228,8 @@ pub(super) fn compile(
     Ok(Provider {
         revocation: None,
         require_jti: p.require_jti,
+        dpop: p.dpop,
+        mtls_binding: p.mtls_binding,
         token: p.token,
         strip_token: p.strip_token,
         fingerprint,

@@ -83,7 +83,21 @@ impl HttpContext for Http {
         };
         // `xds.route_name` in current Envoy; `route_name` in older releases. Read only
         // when a rule needs it: a property lookup is a host call.
-        let needs_route = state.borrow().vm.config().needs_route_name;
+        let (needs_route, needs_certificate) = {
+            let s = state.borrow();
+            let c = s.vm.config();
+            (c.needs_route_name, c.needs_peer_certificate)
+        };
+        // The client certificate's SHA-256 (hex), only when a provider binds tokens to it.
+        let peer_certificate_sha256 = needs_certificate
+            .then(|| {
+                host::property(&["connection", "sha256_peer_certificate_digest"])
+                    .ok()
+                    .flatten()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .filter(|s| !s.is_empty())
+            })
+            .flatten();
         let route_name = needs_route
             .then(|| {
                 [&["xds", "route_name"][..], &["route_name"][..]]
@@ -104,6 +118,7 @@ impl HttpContext for Http {
             route_name,
             request_id,
             headers,
+            peer_certificate_sha256,
             // A request that ends with its headers has an empty body, read already.
             body: if end_of_stream {
                 Body::Read(Vec::new())

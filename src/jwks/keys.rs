@@ -183,6 +183,12 @@ impl Key {
         }
     }
 
+    /// A key from one JWK as a JWKS entry holds it (`use`, `key_ops` and `alg` honoured;
+    /// curve points and RSA sizes checked); `None` when it is not a usable signing key.
+    pub fn from_jwk(jwk: &Value) -> Option<Key> {
+        parse_jwk(jwk)
+    }
+
     /// Whether it may verify `alg`: its type and curve fit, and its JWK's `alg` (if any)
     /// is that one. An RSA key never verifies ES256, a P-256 key never ES384, no key HS*.
     pub fn fits(&self, alg: Algorithm) -> bool {

@@ -2,7 +2,13 @@
 //! and audience — from the verified-token caches when they can answer.
 
 use super::*;
-use crate::config::OnUnavailable;
+use crate::config::{BindingMode, OnUnavailable};
+use crate::credential::authorization_scheme;
+use crate::dpop::{
+    check_proof, forwarded_cert_hash, request_htu, x5t_s256, ProofContext, ProofError,
+};
+use crate::replay::ReplayClaim;
+use crate::token::Scheme;
 
 /// Whether `rule` lets provider `i` authenticate (all, unless it names `providers`).
 pub(super) fn allowed(rule: Option<&Rule>, i: usize) -> bool {
@@ -146,17 +152,7 @@ pub fn verify_signature(
             }
             // Only keys whose JWK `alg` (if any) is this algorithm.
             for key in keys.candidates(kid, alg).take(MAX_KIDLESS_TRIES) {
-                let verdict = match key {
-                    // Envoy's verify_signature only does PKCS#1 v1.5: PSS is pure Rust.
-                    Key::Rsa(k) if alg.is_pss() => {
-                        Ok(rsassa_pss(&k.public, alg.hash(), message, signature))
-                    }
-                    Key::Rsa(k) => inp.backend.verify_rsa(k, alg.hash(), message, signature),
-                    Key::Ec(k) => inp.backend.verify_ecdsa(k, alg.hash(), message, signature),
-                    // Envoy's verify_signature cannot do Ed25519: pure Rust on every host.
-                    Key::Okp(k) => Ok(verify_ed25519(k, message, signature)),
-                };
-                match verdict {
+                match verify_with_key(inp.backend, key, alg, message, signature) {
                     Ok(true) => return Ok(Some(key.fingerprint())),
                     Ok(false) => {}
                     Err(_) => return deny(Denial::Unavailable, "signature backend failed"),
@@ -204,6 +200,7 @@ fn verify_token<'a>(
                     payload_b64: Cow::Borrowed(token.split('.').nth(1).unwrap_or("")),
                     cache: CacheNote::Hit,
                     revocation: RevocationNote::None,
+                    proof: None,
                 });
             }
         }
@@ -359,24 +356,35 @@ fn verify_token<'a>(
         payload_b64: Cow::Borrowed(jws.payload_b64),
         cache,
         revocation: RevocationNote::None,
+        proof: None,
     })
 }
 
-/// Steps 4-8, then the provider's `jti` requirement and revocation list — on every use
-/// of a token, from a cache or verified now: a token revoked after it was cached is
-/// refused all the same. A refused token stays in the caches (its signature was valid);
-/// the list is asked again at its next use.
+/// Steps 4-8, then the provider's `jti` requirement and revocation list, then the
+/// token's sender constraint (DPoP proof, client certificate) — on every use of a token,
+/// from a cache or verified now: a token revoked after it was cached is refused all the
+/// same, and each request proves possession anew. A refused token stays in the caches
+/// (its signature was valid); the list is asked again at its next use.
 pub(super) fn authenticate<'a>(
     inp: &Inputs<'a>,
+    req: &Request,
     scope: Scope,
     token: &'a str,
     source: &TokenSource,
     t: &mut Tracer,
 ) -> Result<Verified<'a>, Box<Outcome>> {
     let mut v = verify_token(inp, scope, token, source, t)?;
-    match revocation(inp, &v, t) {
+    let checked = match revocation(inp, &v, t) {
         Ok(note) => {
             v.revocation = note;
+            sender_constraint(inp, req, &v, token, t)
+                .map_err(|(d, why)| (Decision::Deny(d), why, note))
+        }
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(proof) => {
+            v.proof = proof;
             Ok(v)
         }
         Err((decision, note, revocation)) => {
@@ -387,6 +395,113 @@ pub(super) fn authenticate<'a>(
             o.revocation = revocation;
             Err(Box::new(o))
         }
+    }
+}
+
+/// The token's sender constraint, on every use: a certificate-bound token
+/// (`cnf.x5t#S256`) must come over a connection with that client certificate, a
+/// DPoP-bound one (`cnf.jkt`) as `Authorization: DPoP` with a valid proof by that key —
+/// when its provider accepts such tokens (`mtls_binding`, `dpop`); with `mode: required`
+/// every token must be bound so. `Ok` carries the proof's replay entry, for the VM.
+fn sender_constraint(
+    inp: &Inputs,
+    req: &Request,
+    v: &Verified,
+    token: &str,
+    t: &mut Tracer,
+) -> Result<Option<ReplayClaim>, (Denial, &'static str)> {
+    let p = v.config;
+    let cnf = v.claims.get("cnf").and_then(Value::as_object);
+    let cnf_member = |name: &str| cnf.and_then(|c| c.get(name)).and_then(Value::as_str);
+    if let Some(m) = &p.mtls_binding {
+        let presented = if m.trust_forwarded_client_cert {
+            let values: Vec<&str> = req.header_values("x-forwarded-client-cert").collect();
+            match values.as_slice() {
+                [one] => forwarded_cert_hash(one).and_then(x5t_s256),
+                _ => None,
+            }
+        } else {
+            req.peer_certificate_sha256.as_deref().and_then(x5t_s256)
+        };
+        let verdict = match (cnf_member("x5t#S256"), presented) {
+            (Some(want), Some(have)) if want == have => Ok("the client certificate's hash"),
+            (Some(_), Some(_)) => Err("another client certificate than the token's"),
+            (Some(_), None) => Err("no client certificate"),
+            (None, _) if m.mode == BindingMode::Required => {
+                Err("token not certificate-bound (mtls_binding required)")
+            }
+            (None, _) => Ok("not bound (bearer token accepted)"),
+        };
+        t.token("certificate binding", verdict.is_ok(), || match verdict {
+            Ok(why) | Err(why) => format!("cnf.x5t#S256: {why}"),
+        });
+        if let Err(why) = verdict {
+            return Err((Denial::InvalidToken, why));
+        }
+    }
+    let scheme = if p.token == TokenSource::Authorization {
+        authorization_scheme(req)
+    } else {
+        Scheme::Bearer
+    };
+    let jkt = cnf_member("jkt");
+    let Some(d) = &p.dpop else {
+        if scheme == Scheme::Dpop {
+            t.token("dpop", false, || "the provider does not accept DPoP".into());
+            return Err((Denial::InvalidToken, "DPoP not accepted by the provider"));
+        }
+        return Ok(None);
+    };
+    let refuse = |why: &'static str, t: &mut Tracer| {
+        t.token("dpop", false, || why.into());
+        Err((Denial::InvalidDpopProof(d.algs.clone()), why))
+    };
+    let jkt = match (scheme, jkt) {
+        (Scheme::Bearer, Some(_)) => return refuse("DPoP-bound token sent as Bearer", t),
+        (Scheme::Bearer, None) if d.mode == BindingMode::Required => {
+            return refuse("DPoP required: a bearer token", t)
+        }
+        (Scheme::Bearer, None) => {
+            t.token("dpop", true, || {
+                "bearer token (dpop allowed, not required)".into()
+            });
+            return Ok(None);
+        }
+        (Scheme::Dpop, None) => return refuse("token not DPoP-bound (no cnf.jkt)", t),
+        (Scheme::Dpop, Some(jkt)) => jkt,
+    };
+    let proofs: Vec<&str> = req.header_values("dpop").collect();
+    let proof = match proofs.as_slice() {
+        [one] => *one,
+        [] => return refuse(ProofError::Missing.as_str(), t),
+        _ => return refuse(ProofError::Several.as_str(), t),
+    };
+    let Some(htu) = request_htu(req, d.public_base_url.as_deref()) else {
+        return refuse(ProofError::Htu.as_str(), t);
+    };
+    let ctx = ProofContext {
+        method: &req.method,
+        htu: &htu,
+        token,
+        jkt,
+        now_s: inp.now_s,
+        skew_s: inp.config.clock_skew_s,
+    };
+    match check_proof(proof, d, &ctx, inp.backend) {
+        Ok(claim) => {
+            t.token("dpop", true, || {
+                format!(
+                    "proof valid for {} {htu}, key = cnf.jkt (replay checked once per process)",
+                    req.method
+                )
+            });
+            Ok(Some(claim))
+        }
+        Err(ProofError::Backend) => {
+            t.token("dpop", false, || ProofError::Backend.as_str().into());
+            Err((Denial::Unavailable, ProofError::Backend.as_str()))
+        }
+        Err(e) => refuse(e.as_str(), t),
     }
 }
 

@@ -131,6 +131,8 @@ pub(super) fn graphql_decision(
         .or_else(|| order.first().copied());
     let all_public = decided.iter().all(|(_, o, _)| o.public);
     let all_anonymous = decided.iter().all(|(_, o, _)| o.public || o.anonymous);
+    // One proof per request, whichever field's rule checked it.
+    let proof = decided.iter().find_map(|(_, o, _)| o.proof);
     let Some((_, mut o, sub)) = chosen.map(|i| decided.swap_remove(i)) else {
         return deny(
             Denial::BadRequest("GraphQL request selects no field".into()),
@@ -151,6 +153,7 @@ pub(super) fn graphql_decision(
         o.anonymous = !all_public && all_anonymous;
     }
     o.cache = cache;
+    o.proof = o.proof.or(proof);
     o
 }
 
@@ -177,7 +180,7 @@ pub(super) fn before_body(
         }
     }
     let read_body = |headers| outcome(Decision::ReadBody { headers }, first, "GraphQL body");
-    let found = credential(req, &sources);
+    let found = credential(req, &sources, cfg.dpop);
     let Ok(Some((which, token))) = found else {
         // A field whose rule takes no credential may still pass: the body decides.
         let lenient = candidates.iter().any(|(r, _)| {
@@ -200,7 +203,7 @@ pub(super) fn before_body(
         .get(which)
         .copied()
         .unwrap_or(&TokenSource::Authorization);
-    let mut v = match authenticate(inp, scope, token, source, t) {
+    let mut v = match authenticate(inp, req, scope, token, source, t) {
         Ok(v) => v,
         Err(o) => return *o,
     };
@@ -214,6 +217,7 @@ pub(super) fn before_body(
     o.provider = Some(v.provider);
     o.subject = subject(&v.claims);
     o.revocation = v.revocation;
+    o.proof = v.proof;
     if v.config.strip_token {
         o.strip = Some(source.clone());
     }

@@ -15,7 +15,7 @@ use crate::config::Provider;
 use crate::config::{Authentication, Config, DefaultPolicy, Mode, Rule};
 use crate::credential::{credential, TokenSource};
 use crate::crypto::Algorithm;
-use crate::jwks::{Key, KeyAvailability, KeySet};
+use crate::jwks::{KeyAvailability, KeySet};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Body, Request};
 use crate::revocation::RevocationList;
@@ -24,9 +24,7 @@ use crate::token_cache::{
     token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
 };
 use crate::trace::{check, Trace, Tracer};
-use crate::verifier::{
-    check_claims, check_times, rsassa_pss, verify_ed25519, verify_hmac, SignatureBackend,
-};
+use crate::verifier::{check_claims, check_times, verify_hmac, verify_with_key, SignatureBackend};
 use crate::{identity, matcher::Captures};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -113,6 +111,9 @@ pub struct Outcome {
     pub cache: CacheNote,
     /// What the revocation check of the token's provider found, for its metrics.
     pub revocation: RevocationNote,
+    /// The DPoP proof's replay entry: the VM enters it in the process-wide store once the
+    /// request is decided, and refuses the request if the proof was used before.
+    pub proof: Option<crate::replay::ReplayClaim>,
 }
 
 /// What the revocation check found, beyond allowing or denying.
@@ -299,6 +300,7 @@ pub(super) fn outcome(
         note: note.into(),
         cache: CacheNote::None,
         revocation: RevocationNote::None,
+        proof: None,
     }
 }
 
@@ -340,6 +342,7 @@ pub(super) struct Verified<'a> {
     payload_b64: Cow<'a, str>,
     cache: CacheNote,
     revocation: RevocationNote,
+    proof: Option<crate::replay::ReplayClaim>,
 }
 
 /// Decides what happens to `req`.
@@ -478,6 +481,7 @@ pub(super) fn decide_for(
             p.subject = o.subject;
             p.cache = o.cache;
             p.revocation = o.revocation;
+            p.proof = o.proof;
             p
         }
         _ => o,
@@ -487,7 +491,7 @@ pub(super) fn decide_for(
     // (`Authorization: Bearer` unless a provider says otherwise); none at all passes a rule
     // whose authentication is optional, without identity.
     let sources = rule_sources(cfg, rule);
-    let found = credential(req, &sources);
+    let found = credential(req, &sources, cfg.dpop);
     let optional = rule.is_some_and(|r| r.authentication == Authentication::Optional);
     t.token(
         "credential",
@@ -528,7 +532,7 @@ pub(super) fn decide_for(
         .get(which)
         .copied()
         .unwrap_or(&TokenSource::Authorization);
-    let mut v = match authenticate(inp, Scope::Rule(rule), token, source, t) {
+    let mut v = match authenticate(inp, req, Scope::Rule(rule), token, source, t) {
         Ok(v) => v,
         Err(o) => return first_denial(*o),
     };
@@ -538,6 +542,7 @@ pub(super) fn decide_for(
     o.provider = Some(v.provider);
     o.subject = subject(&v.claims);
     o.revocation = v.revocation;
+    o.proof = v.proof;
     if v.config.strip_token {
         o.strip = Some(source.clone());
     }

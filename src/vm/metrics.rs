@@ -61,6 +61,9 @@ pub struct Metrics {
     lists: Vec<ListMetrics>,
     /// Per provider with a list: `tokens_revoked`, `revocation_unchecked`.
     revoked: Vec<Option<(usize, usize)>>,
+    /// Per provider accepting DPoP: `dpop_proofs_accepted`, `dpop_proofs_replayed`,
+    /// `dpop_replay_store_full`.
+    proofs: Vec<Option<[usize; 3]>>,
     waiting: usize,
     /// Per provider: `provider.<name>.denied.<reason>` from this index on, in the order
     /// of [`Denial::all`].
@@ -160,9 +163,26 @@ impl Metrics {
                 ))
             })
             .collect();
+        let proofs = config
+            .providers
+            .iter()
+            .map(|p| {
+                p.dpop.as_ref()?;
+                let name = segment(&p.name);
+                Some(
+                    [
+                        "dpop_proofs_accepted",
+                        "dpop_proofs_replayed",
+                        "dpop_replay_store_full",
+                    ]
+                    .map(|what| add(format!("provider.{name}.{what}"), counter)),
+                )
+            })
+            .collect();
         Metrics {
             lists,
             revoked,
+            proofs,
             waiting,
             provider_denied,
             waiting_reported: 0,
@@ -323,6 +343,19 @@ impl Metrics {
     pub fn revocation(&mut self, provider: usize, revoked: bool) {
         if let Some(Some((r, u))) = self.revoked.get(provider).copied() {
             self.bump(if revoked { r } else { u });
+        }
+    }
+
+    /// What the replay store said of a DPoP proof of `provider`.
+    pub fn proof(&mut self, provider: usize, claimed: crate::replay::Claimed) {
+        use crate::replay::Claimed;
+        if let Some(Some(m)) = self.proofs.get(provider).copied() {
+            let [accepted, replayed, full] = m;
+            self.bump(match claimed {
+                Claimed::Fresh => accepted,
+                Claimed::Replayed => replayed,
+                Claimed::Full | Claimed::Failed => full,
+            });
         }
     }
 

@@ -27,6 +27,7 @@ use crate::pipeline::{
     decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, RevocationLookup,
     VerdictLookup,
 };
+use crate::replay::{Claimed, ReplayStore};
 use crate::request::{Body, Request};
 use crate::revocation::RevocationList;
 use crate::shared::{update, Reader, Store};
@@ -47,6 +48,9 @@ pub const ACCOUNT_CLAIM_GRACE_MS: u64 = 1000;
 /// How long an answer with `ttl_s: 0` stays readable for the other VMs' waiting
 /// requests (it serves those only: nothing is cached).
 pub const UNCACHED_ANSWER_MS: u64 = 1000;
+/// A VM logs a proof refused for want of replay space at most once per this many ms (each
+/// refusal is counted in `dpop_replay_store_full`).
+pub const REPLAY_WARN_EVERY_MS: u64 = 10_000;
 
 /// The state of one VM and its entry points.
 pub struct Vm {
@@ -61,6 +65,11 @@ pub struct Vm {
     lists: Vec<(revocations::List, revocations::ListFlags)>,
     /// Per provider with an account service: this VM's cache of its answers.
     accounts: Vec<Option<AccountCache>>,
+    /// Per provider accepting DPoP: its process-wide proof replay store.
+    replay: Vec<Option<ReplayStore>>,
+    /// When (VM clock, ms) this VM last logged a proof refused for want of replay space:
+    /// at most one such line per [`REPLAY_WARN_EVERY_MS`], so a flood cannot flood the log.
+    replay_warned_ms: Option<u64>,
     tokens: TokenCache,
     shared_tokens: Option<SharedTokens>,
     shared_accounts: Option<SharedAccounts>,
@@ -110,8 +119,21 @@ impl Vm {
         .ok()
         .flatten()
         .unwrap_or((now << 16) | u64::from(root_context));
+        let replay = config
+            .providers
+            .iter()
+            .map(|p| {
+                let d = p.dpop.as_ref()?;
+                Some(ReplayStore::new(
+                    &metrics::segment(&p.name),
+                    d.replay_entries,
+                ))
+            })
+            .collect();
         let slots = config.shared;
         Vm {
+            replay,
+            replay_warned_ms: None,
             lists: revocations::lists(&config),
             tokens: TokenCache::new(config.token_cache_entries),
             shared_tokens: (slots.tokens > 0).then(|| SharedTokens::new(slots.tokens)),
@@ -136,6 +158,10 @@ impl Vm {
     pub fn on_configure(&mut self, now: u64) -> Vec<Effect> {
         self.clock = self.clock.max(now);
         let mut out = Vec::new();
+        // Every replay bucket exists before this VM claims proofs in any.
+        for store in self.replay.iter().flatten() {
+            store.prepare(&*self.store);
+        }
         for provider in 0..self.keys.len() {
             self.sync_keys(provider, now, &mut out);
         }

@@ -222,13 +222,17 @@ impl EcSigner {
 
     /// A token with these claims, signed `r || s` as JWS wants.
     pub fn mint(&self, claims: &Value) -> String {
-        use p256::ecdsa::signature::Signer as _;
         let (kid, alg) = match self {
             EcSigner::P256(kid, _) => (kid, "ES256"),
             EcSigner::P384(kid, _) => (kid, "ES384"),
             EcSigner::P521(kid, _) => (kid, "ES512"),
         };
-        let header = json!({"alg": alg, "typ": "JWT", "kid": kid});
+        self.sign_jws(&json!({"alg": alg, "typ": "JWT", "kid": kid}), claims)
+    }
+
+    /// A JWS of any header and claims, signed by this key.
+    pub fn sign_jws(&self, header: &Value, claims: &Value) -> String {
+        use p256::ecdsa::signature::Signer as _;
         let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
         let sig = match self {
             EcSigner::P256(_, k) => {
@@ -283,6 +287,51 @@ impl EdSigner {
         let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
         format!("{input}.{}", b64(self.1.sign(input.as_bytes()).to_bytes()))
     }
+}
+
+/// The public JWK of an ECDSA key without `kid`, `use` or `alg`: what a DPoP proof's
+/// header carries.
+pub fn proof_jwk(key: &EcSigner) -> Value {
+    let mut jwk = key.jwk();
+    if let Some(o) = jwk.as_object_mut() {
+        for m in ["kid", "use", "alg"] {
+            o.remove(m);
+        }
+    }
+    jwk
+}
+
+/// The RFC 7638 SHA-256 thumbprint of a public JWK, computed independently of the
+/// filter: serde_json's map is ordered by key, so the required members serialize in
+/// the canonical order.
+pub fn jkt(jwk: &Value) -> String {
+    use sha2::Digest;
+    let required: &[&str] = match jwk["kty"].as_str() {
+        Some("RSA") => &["e", "kty", "n"],
+        Some("EC") => &["crv", "kty", "x", "y"],
+        _ => &["crv", "kty", "x"],
+    };
+    let mut canonical = serde_json::Map::new();
+    for m in required {
+        canonical.insert((*m).to_string(), jwk[*m].clone());
+    }
+    b64(sha2::Sha256::digest(Value::Object(canonical).to_string()))
+}
+
+/// A DPoP proof (RFC 9449) by `key` for `htm` `htu` and access token `token`.
+pub fn dpop_proof(
+    key: &EcSigner,
+    htm: &str,
+    htu: &str,
+    token: &str,
+    iat: i64,
+    jti: &str,
+) -> String {
+    use sha2::Digest;
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": proof_jwk(key)});
+    let claims = json!({"jti": jti, "htm": htm, "htu": htu, "iat": iat,
+                        "ath": b64(sha2::Sha256::digest(token))});
+    key.sign_jws(&header, &claims)
 }
 
 /// A JWKS document for these signers.
