@@ -11,6 +11,7 @@ mod claims;
 mod common;
 mod compose;
 mod decisions;
+mod dpop;
 mod faults;
 mod foundation;
 mod graphql;

@@ -67,6 +67,10 @@ pub struct Options {
     pub routes: Vec<Value>,
     /// The stats tags `envoy/envoy.yaml` ships (labels in `/stats/prometheus`).
     pub stats_tags: bool,
+    /// The listener's `transport_socket` (downstream TLS), if any.
+    pub transport_socket: Option<Value>,
+    /// Fields set on the HTTP connection manager (e.g. `forward_client_cert_details`).
+    pub hcm: Vec<(&'static str, Value)>,
 }
 
 /// The `stats_config` block of `envoy/envoy.yaml`, as shipped.
@@ -100,6 +104,8 @@ impl Options {
             access_log: None,
             routes: vec![],
             stats_tags: false,
+            transport_socket: None,
+            hcm: vec![],
         }
     }
 }
@@ -154,7 +160,7 @@ pub fn listener(o: &Options, port: u16) -> Value {
             "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}}}]),
         None => json!([]),
     };
-    json!({
+    let mut l = json!({
         "name": "main",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
         "filter_chains": [{"filters": [{
@@ -170,7 +176,14 @@ pub fn listener(o: &Options, port: u16) -> Value {
                 "http_filters": filters
             }
         }]}]
-    })
+    });
+    for (k, v) in &o.hcm {
+        l["filter_chains"][0]["filters"][0]["typed_config"][*k] = v.clone();
+    }
+    if let Some(t) = &o.transport_socket {
+        l["filter_chains"][0]["transport_socket"] = t.clone();
+    }
+    l
 }
 
 /// The bootstrap (as JSON, which Envoy reads like YAML). With `lds`, the listener comes
