@@ -78,7 +78,7 @@ fn dpop_proofs_are_checked_and_accepted_once_per_process() {
             provider(
                 "tiny",
                 TINY_ISS,
-                json!({"dpop": {"mode": "required", "replay_entries": 16}}),
+                json!({"dpop": {"mode": "required", "replay_entries": 128}}),
             ),
         ]),
         |o| o.concurrency = WORKERS,
@@ -226,11 +226,12 @@ fn dpop_proofs_are_checked_and_accepted_once_per_process() {
     let r = e.get(PATH, &dpop_headers(&format!("DPoP {plain}"), &p));
     expect("unbound token", &r, 401, Some(INVALID), CHALLENGE);
 
-    // The small store (16 entries): filled, it refuses new proofs and still every replay.
+    // The smallest store (128 entries, one bucket): filled, it refuses new proofs and
+    // still every replay.
     let tiny = token_of(TINY_ISS, json!({"jkt": thumbprint}));
     let tiny_auth = format!("DPoP {tiny}");
     let mut accepted = vec![];
-    for i in 0..40 {
+    for i in 0..160 {
         let p = dpop_proof(&key, "GET", HTU, &tiny, t, &format!("fill-{i}"));
         let r = e.get(PATH, &dpop_headers(&tiny_auth, &p));
         match r.status {
@@ -239,13 +240,13 @@ fn dpop_proofs_are_checked_and_accepted_once_per_process() {
         }
     }
     assert!(
-        (1..=16).contains(&accepted.len()),
+        (1..=128).contains(&accepted.len()),
         "{} accepted",
         accepted.len()
     );
     flushed();
     let full = e.filter_stat("provider.tiny.dpop_replay_store_full");
-    assert_eq!(full, 40 - accepted.len() as u64, "every refusal counted");
+    assert_eq!(full, 160 - accepted.len() as u64, "every refusal counted");
     for p in &accepted {
         let r = e.get(PATH, &dpop_headers(&tiny_auth, p));
         expect(
@@ -279,11 +280,9 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A CA, a server certificate for `localhost` and client certificates `a` and `b`, all
 /// P-256 and valid for a day, in a fresh directory.
 fn certificates() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "bearer-guard-mtls-{}-{}",
-        std::process::id(),
-        now()
-    ));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("bearer-guard-mtls-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("cert dir");
     let ec = [
         "-newkey",
