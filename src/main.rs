@@ -84,6 +84,13 @@ struct ExplainArgs {
     /// Print the explanation as JSON, for scripts.
     #[arg(long)]
     json: bool,
+    /// The request's scheme (`:scheme`), which a DPoP proof's `htu` names.
+    #[arg(long, default_value = "http")]
+    scheme: String,
+    /// The client certificate of the TLS connection (a PEM file), for certificate-bound
+    /// tokens (`mtls_binding`).
+    #[arg(long, value_name = "PEM")]
+    client_cert: Option<String>,
     /// The request method, e.g. GET.
     method: String,
     /// The request's path and query, e.g. '/v1/items?q=x'.
@@ -91,6 +98,28 @@ struct ExplainArgs {
     /// A request header, 'Name: value' (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
+}
+
+/// The SHA-256 (hex, as Envoy gives it) of the DER of the first certificate in a PEM file.
+fn certificate_sha256(path: &str) -> Result<String, String> {
+    use base64::Engine;
+    use sha2::Digest;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| format!("{path} holds no PEM certificate"))?;
+    Ok(sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// An input that cannot be used: exit 2.
@@ -232,8 +261,14 @@ fn place_token(cfg: &Config, req: &mut Request, token: &str) {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     match source {
+        // With a DPoP proof among the headers, the token goes as `DPoP` (RFC 9449).
         TokenSource::Authorization => {
-            headers.push(("authorization".into(), format!("Bearer {token}")))
+            let scheme = if req.header("dpop").is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            };
+            headers.push(("authorization".into(), format!("{scheme} {token}")))
         }
         TokenSource::Header { name, prefix } => headers.push((name, format!("{prefix}{token}"))),
         TokenSource::Cookie(name) => headers.push(("cookie".into(), format!("{name}={token}"))),
@@ -304,6 +339,12 @@ fn explain_command(args: ExplainArgs) -> ExitCode {
     if !request_id.is_empty() {
         headers.push(("x-request-id".into(), request_id.clone()));
     }
+    headers.push((":scheme".into(), args.scheme.clone()));
+    let peer_certificate_sha256 = match args.client_cert.as_deref().map(certificate_sha256) {
+        None => None,
+        Some(Ok(hex)) => Some(hex),
+        Some(Err(e)) => return fail(&e),
+    };
     let mut req = Request {
         method: args.method.clone(),
         path: args.url.clone(),
@@ -311,6 +352,7 @@ fn explain_command(args: ExplainArgs) -> ExitCode {
         route_name: args.route.clone(),
         request_id,
         headers: Headers::from_pairs(headers),
+        peer_certificate_sha256,
         ..Default::default()
     };
     if let Some(arg) = &args.token {

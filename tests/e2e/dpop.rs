@@ -522,3 +522,80 @@ fn a_forwarded_certificate_counts_only_when_trusted() {
         WWW_INVALID,
     );
 }
+
+/// `bearer-guard explain` on a configuration file: its JSON explanation.
+fn explain(config: &Path, token: &str, extra: &[&str], method: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_bearer-guard"))
+        .env("DPOP_SECRET", DPOP_SECRET)
+        .args(["explain", "--json", "--config"])
+        .arg(config)
+        .args(["--token", token])
+        .args(extra)
+        .args([method, PATH])
+        .output()
+        .expect("explain");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("explain --json")
+}
+
+/// The explanation's token step `name`: (ok, detail).
+fn step(e: &Value, name: &str) -> (bool, String) {
+    let steps = e["token"].as_array().cloned().unwrap_or_default();
+    steps
+        .iter()
+        .find(|s| s["step"] == name)
+        .map(|s| {
+            (
+                s["ok"].as_bool().unwrap_or(false),
+                s["detail"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or_else(|| panic!("no step {name} in {e}"))
+}
+
+#[test]
+fn explain_shows_the_proof_and_the_binding_checks() {
+    let dir = certificates();
+    let bound = |cnf: Value| token_of(DPOP_ISS, cnf);
+    let config = dir.join("config.json");
+    let write = |doc: Value| std::fs::write(&config, doc.to_string()).expect("config");
+
+    // DPoP: the proof's checks, and the reply Envoy would give.
+    write(
+        json!({"providers": [provider("dpop", DPOP_ISS, json!({"dpop": {"mode": "required"}}))]}),
+    );
+    let key = EcSigner::generate("client", "ES256");
+    let tok = bound(json!({"jkt": jkt(&proof_jwk(&key))}));
+    let p = dpop_proof(&key, "GET", HTU, &tok, now(), "explain");
+    let proof_header = format!("DPoP: {p}");
+    let args = ["-H", "host: localhost", "-H", &proof_header];
+    let e = explain(&config, &tok, &args, "GET");
+    assert_eq!(e["status"], 200, "{e}");
+    assert!(step(&e, "dpop").0, "{e}");
+    let e = explain(&config, &tok, &args, "POST");
+    assert_eq!(e["status"], 401, "{e}");
+    assert_eq!(
+        step(&e, "dpop"),
+        (false, "proof htm is not the request method".into())
+    );
+
+    // Certificate binding: the client certificate given as a PEM file.
+    write(json!({"providers": [provider("mtls", DPOP_ISS,
+                                        json!({"mtls_binding": {"mode": "required"}}))]}));
+    let tok = bound(json!({"x5t#S256": b64(der_sha256(&dir.join("a.pem")))}));
+    let cert = |name: &str| dir.join(name).to_string_lossy().to_string();
+    let e = explain(&config, &tok, &["--client-cert", &cert("a.pem")], "GET");
+    assert_eq!(e["status"], 200, "{e}");
+    assert_eq!(
+        step(&e, "certificate binding"),
+        (true, "cnf.x5t#S256: the client certificate's hash".into())
+    );
+    let e = explain(&config, &tok, &["--client-cert", &cert("b.pem")], "GET");
+    assert_eq!(e["status"], 401, "{e}");
+    assert!(!step(&e, "certificate binding").0, "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
