@@ -362,6 +362,21 @@ fn the_demo_runs() {
         revocation.contains(r#"-> 401 {"detail":"Invalid or expired token"} (refused"#),
         "{text}"
     );
+    // DPoP: the bound token's request passes with its proof; the proof again is a replay.
+    let dpop = text
+        .split("# the request with its proof")
+        .nth(1)
+        .and_then(|t| t.split("# the same DPoP proof again").next())
+        .unwrap_or("");
+    assert!(dpop.contains("-> 200 (upstream reached)"), "{text}");
+    let replayed = text
+        .split("# the same DPoP proof again")
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        replayed.contains(r#"-> 401 {"detail":"Invalid or expired token"} WWW-Authenticate: DPoP error="invalid_dpop_proof", algs="ES256 RS256 PS256 EdDSA""#),
+        "{text}"
+    );
     // The GraphQL endpoint, as the README's walkthrough shows it.
     for line in [
         "# an items query with both headers\n",

@@ -2,7 +2,10 @@
 //!
 //! - `serve`: a JWKS, the OAuth `client_credentials` token endpoint of the Solenya seed
 //!   (`POST /v1/auth/token`), demo accounts, and an echo upstream, all on loopback.
-//! - `mint`: prints an RS256 (or `--hs256`) token for the claims given on the command line.
+//! - `mint`: prints an RS256 (or `--hs256`) token for the claims given on the command line;
+//!   `--dpop` binds it to a fresh client key and prints a DPoP proof too, `--x5t-s256` binds
+//!   it to a client certificate.
+//! - `proof`: another DPoP proof with the client key of the last `mint --dpop`.
 //! - `revoke`: adds a `jti`, subject or session to the revocation list `serve` publishes
 //!   at `/revocations`.
 //! - `demo`: `serve` plus the real Envoy with `envoy/envoy.yaml`, then shows 200/401/403.
@@ -187,6 +190,11 @@ fn main() {
             }
         }
         "mint" => println!("{}", mint(&args)),
+        "proof" => {
+            let token = args.value("--token").unwrap_or_else(|| usage());
+            let key = dpop_client_key(false);
+            println!("{}", proof(&args, &key, &token));
+        }
         "revoke" => match revoke(&args) {
             Ok(said) => println!("{said}"),
             Err(e) => {
@@ -256,6 +264,75 @@ fn mint(args: &Args) -> String {
     if !networks.is_empty() {
         extra["networks"] = json!(networks);
     }
+    // Sender constraints (RFC 9449 and RFC 8705): the key's or the certificate's thumbprint.
+    let dpop_key =
+        (args.flag("--dpop") && args.value("--jkt").is_none()).then(|| dpop_client_key(true));
+    if let Some(key) = &dpop_key {
+        extra["cnf"]["jkt"] = json!(idp::jkt(&idp::proof_jwk(key)));
+    } else if let Some(jkt) = args.value("--jkt") {
+        extra["cnf"]["jkt"] = json!(jkt);
+    }
+    if let Some(cert) = args.value("--x5t-s256") {
+        extra["cnf"]["x5t#S256"] = json!(certificate_thumbprint(&cert));
+    }
+    let token = signed(args, &sub, ttl, extra);
+    match dpop_key {
+        Some(key) => format!("{token}\n{}", proof(args, &key, &token)),
+        None => token,
+    }
+}
+
+/// The demo's URL a proof is for unless `--url` names another.
+const DEFAULT_PROOF_URL: &str = "http://127.0.0.1:10000/v1/items";
+
+/// A DPoP proof by `key` for `--method` (GET) and `--url`, bound to `token`, now.
+fn proof(args: &Args, key: &idp::EcSigner, token: &str) -> String {
+    let method = args.value("--method").unwrap_or_else(|| "GET".into());
+    let url = args
+        .value("--url")
+        .unwrap_or_else(|| DEFAULT_PROOF_URL.into());
+    idp::dpop_proof(key, &method, &url, token, now(), &random_id())
+}
+
+/// The DPoP client key (P-256) kept beside the signing key: a fresh one when `fresh`.
+fn dpop_client_key(fresh: bool) -> idp::EcSigner {
+    let path = key_file().with_extension("dpop-client");
+    if fresh {
+        let _ = std::fs::remove_file(&path);
+    }
+    let secret = kept_random("dpop-client", 32, |_| {});
+    idp::EcSigner::from_secret("dpop-client", "ES256", &secret).unwrap_or_else(|| {
+        let _ = std::fs::remove_file(&path);
+        eprintln!("dev-idp: the kept DPoP key was not a P-256 scalar; run mint --dpop again");
+        std::process::exit(1)
+    })
+}
+
+/// `cnf.x5t#S256` for `--x5t-s256`: base64url(SHA-256(DER)) of a PEM certificate file, or
+/// the value itself when it is not one.
+fn certificate_thumbprint(arg: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let Ok(text) = std::fs::read_to_string(arg) else {
+        return arg.to_string();
+    };
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap_or_else(|_| {
+            eprintln!("dev-idp: {arg} holds no PEM certificate");
+            std::process::exit(2)
+        });
+    idp::b64(sha2::Sha256::digest(der))
+}
+
+/// The token for these claims: HS256 with `--hs256`, else signed with `--alg` (RS256).
+fn signed(args: &Args, sub: &str, ttl: i64, extra: Value) -> String {
     if args.flag("--hs256") {
         let mut c = extra;
         c["sub"] = json!(sub);
@@ -263,7 +340,7 @@ fn mint(args: &Args) -> String {
         c["exp"] = json!(now() + ttl);
         return mint_hs256(secret().as_bytes(), &c);
     }
-    let body = claims(ISSUER, AUDIENCE, &sub, ttl, extra);
+    let body = claims(ISSUER, AUDIENCE, sub, ttl, extra);
     let signer = Signer::load_or_create(&key_file(), &kid());
     match args.value("--alg").as_deref().unwrap_or("RS256") {
         alg @ ("RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => {
@@ -664,6 +741,32 @@ fn demo(args: &Args) {
             revoked_at.elapsed().as_secs_f64()
         ),
         None => println!("  -> still accepted 10 s after revoke: see Envoy's log\n"),
+    }
+    // DPoP: a token bound to a fresh client key and a proof for one request; the same
+    // proof again is a replay.
+    let url = format!("{base}/v1/entities/consumer/search");
+    let flags = ["--dpop", "--url", &url, "--permissions", "entities:read"].map(String::from);
+    let minted = mint(&Args(flags.to_vec()));
+    let (bound, proof) = minted.split_once('\n').unwrap_or((&minted, ""));
+    println!("# a DPoP-bound token and its proof (the client key stays in target/dev-idp)\n{{ read -r DPOP_TOKEN; read -r PROOF; }} < <(cargo run -q --example dev-idp -- mint --dpop --url {url} --permissions entities:read)");
+    let (dpop_auth, host) = (format!("DPoP {bound}"), format!("127.0.0.1:{port}"));
+    let headers = [
+        ("host", host.as_str()),
+        ("authorization", dpop_auth.as_str()),
+        ("dpop", proof),
+    ];
+    for what in ["the request with its proof", "the same DPoP proof again"] {
+        println!("# {what}\ncurl -i '{base}{path}' -H \"Authorization: DPoP $DPOP_TOKEN\" -H \"DPoP: $PROOF\"");
+        match envoy::http(port, "GET", path, &headers) {
+            Ok(r) if r.status == 200 => println!("  -> 200 (upstream reached)\n"),
+            Ok(r) => println!(
+                "  -> {} {} WWW-Authenticate: {}\n",
+                r.status,
+                r.body,
+                r.header("www-authenticate").unwrap_or("-")
+            ),
+            Err(e) => println!("  -> request failed: {e}\n"),
+        }
     }
     // The GraphQL endpoint: an items query with its two headers, without one, and an
     // index mutation, for a read-only OAuth token.
