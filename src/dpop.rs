@@ -340,6 +340,21 @@ fn normalize_path(path: &str) -> Option<String> {
     Some(out)
 }
 
+/// The DER of the first certificate of a PEM text (`-----BEGIN CERTIFICATE-----`), for
+/// tools that take a certificate file (`explain --client-cert`, the dev IdP).
+pub fn pem_certificate_der(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .ok()
+        .filter(|d| !d.is_empty())
+}
+
 /// `cnf.x5t#S256` of a certificate whose SHA-256 is `hex` (hex digits, either case).
 pub fn x5t_s256(hex: &str) -> Option<String> {
     let hex = hex.trim();

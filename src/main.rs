@@ -102,19 +102,9 @@ struct ExplainArgs {
 
 /// The SHA-256 (hex, as Envoy gives it) of the DER of the first certificate in a PEM file.
 fn certificate_sha256(path: &str) -> Result<String, String> {
-    use base64::Engine;
     use sha2::Digest;
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let body: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .ok()
-        .filter(|d| !d.is_empty())
+    let der = bearer_guard::dpop::pem_certificate_der(&text)
         .ok_or_else(|| format!("{path} holds no PEM certificate"))?;
     Ok(sha2::Sha256::digest(der)
         .iter()

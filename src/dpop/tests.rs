@@ -145,3 +145,19 @@ fn certificate_hashes() {
     assert_eq!(forwarded_cert_hash("By=spiffe://b;URI=x"), None);
     assert_eq!(forwarded_cert_hash(r#"Hash=aaaa,Subject="x""#), None);
 }
+
+#[test]
+fn pem_certificates_decode_to_their_der() {
+    let der = b"\x30\x82\x01\x0a certificate bytes";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let (a, b) = b64.split_at(10);
+    let pem = format!(
+        "subject=CN=a\n-----BEGIN CERTIFICATE-----\n{a}\n{b}\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    );
+    assert_eq!(pem_certificate_der(&pem).as_deref(), Some(&der[..]));
+    assert_eq!(pem_certificate_der("no certificate"), None);
+    assert_eq!(
+        pem_certificate_der("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----"),
+        None
+    );
+}

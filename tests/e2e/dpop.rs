@@ -341,12 +341,8 @@ fn certificates() -> std::path::PathBuf {
 
 /// The SHA-256 of a PEM certificate's DER.
 fn der_sha256(pem: &Path) -> Vec<u8> {
-    use base64::Engine;
     let text = std::fs::read_to_string(pem).expect("pem");
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .expect("base64 DER");
+    let der = bearer_guard::dpop::pem_certificate_der(&text).expect("a PEM certificate");
     sha2::Sha256::digest(der).to_vec()
 }
 

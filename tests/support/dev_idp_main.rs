@@ -311,23 +311,14 @@ fn dpop_client_key(fresh: bool) -> idp::EcSigner {
 /// `cnf.x5t#S256` for `--x5t-s256`: base64url(SHA-256(DER)) of a PEM certificate file, or
 /// the value itself when it is not one.
 fn certificate_thumbprint(arg: &str) -> String {
-    use base64::Engine;
     use sha2::Digest;
     let Ok(text) = std::fs::read_to_string(arg) else {
         return arg.to_string();
     };
-    let body: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap_or_else(|_| {
-            eprintln!("dev-idp: {arg} holds no PEM certificate");
-            std::process::exit(2)
-        });
+    let der = bearer_guard::dpop::pem_certificate_der(&text).unwrap_or_else(|| {
+        eprintln!("dev-idp: {arg} holds no PEM certificate");
+        std::process::exit(2)
+    });
     idp::b64(sha2::Sha256::digest(der))
 }
 
