@@ -805,3 +805,145 @@ fn a_dpop_token_of_a_provider_without_dpop_is_refused_beside_one_with_it() {
         ))
     );
 }
+
+/// `check_proof` directly: each refusal names its own reason, in the documented order.
+#[test]
+fn each_proof_check_refuses_with_its_own_reason() {
+    use bearer_guard::dpop::{
+        check_proof, ProofContext, ProofError, MAX_JTI_BYTES, MAX_PROOF_BYTES,
+    };
+    let cfg = config::parse(plugin(required(), Value::Null).to_string().as_bytes(), &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let settings = cfg.providers[0].dpop.clone().expect("dpop");
+    let tok = bound();
+    let jkt_client = jkt(&proof_jwk(client()));
+    let ctx = ProofContext {
+        method: "GET",
+        htu: URL,
+        token: &tok,
+        jkt: &jkt_client,
+        now_s: NOW,
+        skew_s: 60,
+    };
+    let check = |p: &str| check_proof(p, &settings, &ctx, &RustBackend).err();
+    let header = || json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": proof_jwk(client())});
+    let with = |h: Value, c: Value| forged(h, c);
+    assert_eq!(check(&proof(&tok, "fine")), None);
+    // Over 8 KiB, even if it verifies.
+    let mut big = header();
+    big["pad"] = json!("x".repeat(MAX_PROOF_BYTES));
+    assert_eq!(
+        check(&with(big, proof_claims(&tok, "big"))),
+        Some(ProofError::Shape)
+    );
+    let mut near = header();
+    near["pad"] = json!("x".repeat(MAX_PROOF_BYTES / 2));
+    assert_eq!(check(&with(near, proof_claims(&tok, "near"))), None);
+    let mut crit = header();
+    crit["crit"] = json!(["exp"]);
+    let cases: Vec<(Value, Value, ProofError)> = vec![
+        (crit, proof_claims(&tok, "c"), ProofError::Shape),
+        (
+            json!({"typ": "DPoP+JWT", "alg": "ES256", "jwk": proof_jwk(client())}),
+            proof_claims(&tok, "t"),
+            ProofError::Typ,
+        ),
+        (
+            json!({"typ": "dpop+jwt", "alg": "ES384", "jwk": proof_jwk(client())}),
+            proof_claims(&tok, "a"),
+            ProofError::Alg,
+        ),
+        (
+            json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": proof_jwk(client())}),
+            proof_claims(&tok, "r"),
+            ProofError::Jwk,
+        ),
+        (
+            json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": proof_jwk(client())}),
+            proof_claims(&tok, "h"),
+            ProofError::Alg,
+        ),
+        (
+            json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": "not an object"}),
+            proof_claims(&tok, "j"),
+            ProofError::Jwk,
+        ),
+        (
+            header(),
+            json!({"jti": "x".repeat(MAX_JTI_BYTES + 1), "htm": "GET", "htu": URL, "iat": NOW,
+                   "ath": b64(sha2::Sha256::digest(&tok))}),
+            ProofError::Jti,
+        ),
+        (
+            header(),
+            json!({"jti": "", "htm": "GET", "htu": URL, "iat": NOW,
+                   "ath": b64(sha2::Sha256::digest(&tok))}),
+            ProofError::Jti,
+        ),
+        (
+            header(),
+            json!({"jti": "m", "htm": "get", "htu": URL, "iat": NOW,
+                   "ath": b64(sha2::Sha256::digest(&tok))}),
+            ProofError::Htm,
+        ),
+        (
+            header(),
+            json!({"jti": "u", "htm": "GET", "htu": format!("{URL}#frag"), "iat": NOW,
+                   "ath": b64(sha2::Sha256::digest(&tok))}),
+            ProofError::Htu,
+        ),
+        (
+            header(),
+            json!({"jti": "i", "htm": "GET", "htu": URL, "iat": "now",
+                   "ath": b64(sha2::Sha256::digest(&tok))}),
+            ProofError::Iat,
+        ),
+        (
+            header(),
+            json!({"jti": "s", "htm": "GET", "htu": URL, "iat": NOW, "ath": "AAAA"}),
+            ProofError::Ath,
+        ),
+    ];
+    for (h, c, want) in cases {
+        assert_eq!(check(&with(h.clone(), c)), Some(want), "{h}");
+    }
+    let mut private = proof_jwk(client());
+    private["d"] = json!(b64([3u8; 32]));
+    let h = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private});
+    assert_eq!(
+        check(&with(h, proof_claims(&tok, "p"))),
+        Some(ProofError::PrivateKey)
+    );
+    // Another key than cnf.jkt, and a signature by another key than the header's.
+    let other = dpop_proof(thief(), "GET", URL, &tok, NOW, "k");
+    assert_eq!(check(&other), Some(ProofError::Key));
+    let swapped = thief().sign_jws(&header(), &proof_claims(&tok, "sig"));
+    assert_eq!(check(&swapped), Some(ProofError::Signature));
+    // Each reason reads differently.
+    let all = [
+        ProofError::Missing,
+        ProofError::Several,
+        ProofError::Shape,
+        ProofError::Typ,
+        ProofError::Alg,
+        ProofError::Jwk,
+        ProofError::PrivateKey,
+        ProofError::Jti,
+        ProofError::Htm,
+        ProofError::Htu,
+        ProofError::Iat,
+        ProofError::Ath,
+        ProofError::Key,
+        ProofError::Signature,
+        ProofError::Backend,
+    ];
+    let texts: std::collections::BTreeSet<&str> = all.iter().map(|e| e.as_str()).collect();
+    assert_eq!(texts.len(), all.len());
+    assert!(
+        texts.iter().all(|t| t.starts_with("proof")
+            || t.contains("DPoP")
+            || t.contains("backend")
+            || t.starts_with("no ")),
+        "{texts:?}"
+    );
+}
