@@ -12,7 +12,7 @@ use crate::config::Dpop;
 use crate::crypto::Algorithm;
 use crate::jwks::Key;
 use crate::replay::ReplayClaim;
-use crate::token::b64url;
+use crate::token::compact;
 use crate::verifier::{numeric_date, verify_with_key, SignatureBackend};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -109,28 +109,10 @@ pub fn check_proof(
     ctx: &ProofContext,
     backend: &dyn SignatureBackend,
 ) -> Result<ReplayClaim, ProofError> {
-    if proof.len() > MAX_PROOF_BYTES {
-        return Err(ProofError::Shape);
-    }
-    let mut parts = proof.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ProofError::Shape);
-    };
-    let object = |part: &str| {
-        b64url(part)
-            .and_then(|b| crate::strict_json::parse_object(&b))
-            .ok_or(ProofError::Shape)
-    };
-    let header = object(h)?;
-    let claims = object(p)?;
-    let signature = b64url(s)
-        .filter(|s| !s.is_empty())
-        .ok_or(ProofError::Shape)?;
-    if header.contains_key("crit") {
-        return Err(ProofError::Shape);
-    }
+    // The same JWS layer as tokens: canonical base64url, strict JSON, no `crit`.
+    let jws = compact(proof, MAX_PROOF_BYTES).map_err(|_| ProofError::Shape)?;
+    let (header, signature) = (&jws.header, &jws.signature);
+    let claims = crate::strict_json::parse_object(&jws.payload).ok_or(ProofError::Shape)?;
     if header.get("typ").and_then(Value::as_str) != Some("dpop+jwt") {
         return Err(ProofError::Typ);
     }
@@ -184,10 +166,7 @@ pub fn check_proof(
     if thumbprint != ctx.jkt {
         return Err(ProofError::Key);
     }
-    let signing_input = proof
-        .get(..h.len() + 1 + p.len())
-        .ok_or(ProofError::Shape)?;
-    match verify_with_key(backend, &key, alg, signing_input.as_bytes(), &signature) {
+    match verify_with_key(backend, &key, alg, jws.signing_input.as_bytes(), signature) {
         Ok(true) => {}
         Ok(false) => return Err(ProofError::Signature),
         Err(_) => return Err(ProofError::Backend),

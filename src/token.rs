@@ -125,13 +125,30 @@ pub struct RawJws<'a> {
     pub signature: Vec<u8>,
 }
 
-/// Splits and decodes a compact JWS (RFC 7515 §7.1) and parses its protected header.
-/// Size is checked before any decoding.
-pub fn split(token: &str, max_len: usize) -> Result<RawJws<'_>, ParseError> {
-    if token.len() > max_len {
+/// A compact JWS taken apart: the whole protected header (strict JSON, no `crit`), the
+/// payload and signature decoded. What tokens and DPoP proofs share.
+#[derive(Debug, Clone)]
+pub struct Compact<'a> {
+    /// The protected header, every member.
+    pub header: Map<String, Value>,
+    /// Decoded payload bytes.
+    pub payload: Vec<u8>,
+    /// `BASE64URL(header) '.' BASE64URL(payload)`.
+    pub signing_input: &'a str,
+    /// The payload segment, base64url.
+    pub payload_b64: &'a str,
+    /// Decoded signature (never empty).
+    pub signature: Vec<u8>,
+}
+
+/// Splits and decodes a compact JWS (RFC 7515 §7.1): three canonical base64url parts, a
+/// JSON-object header without duplicate keys or `crit`, a non-empty signature. Size is
+/// checked before any decoding.
+pub fn compact(jws: &str, max_len: usize) -> Result<Compact<'_>, ParseError> {
+    if jws.len() > max_len {
         return Err(ParseError::TooLong);
     }
-    let mut parts = token.split('.');
+    let mut parts = jws.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -149,24 +166,35 @@ pub fn split(token: &str, max_len: usize) -> Result<RawJws<'_>, ParseError> {
     if header.contains_key("crit") {
         return Err(ParseError::Crit);
     }
-    let alg = match header.get("alg") {
-        Some(Value::String(a)) => a.clone(),
-        _ => return Err(ParseError::Header),
-    };
-    let kid = match header.get("kid") {
-        None => None,
-        Some(Value::String(k)) => Some(k.clone()),
-        Some(_) => return Err(ParseError::Header),
-    };
-    let signing_input = token
-        .get(..h.len() + 1 + p.len())
-        .ok_or(ParseError::Shape)?;
-    Ok(RawJws {
-        header: Header { alg, kid },
+    let signing_input = jws.get(..h.len() + 1 + p.len()).ok_or(ParseError::Shape)?;
+    Ok(Compact {
+        header,
         payload,
         signing_input,
         payload_b64: p,
         signature,
+    })
+}
+
+/// Splits and decodes a compact JWS (RFC 7515 §7.1) and reads its protected header's
+/// `alg` and `kid`. Size is checked before any decoding.
+pub fn split(token: &str, max_len: usize) -> Result<RawJws<'_>, ParseError> {
+    let c = compact(token, max_len)?;
+    let alg = match c.header.get("alg") {
+        Some(Value::String(a)) => a.clone(),
+        _ => return Err(ParseError::Header),
+    };
+    let kid = match c.header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(ParseError::Header),
+    };
+    Ok(RawJws {
+        header: Header { alg, kid },
+        payload: c.payload,
+        signing_input: c.signing_input,
+        payload_b64: c.payload_b64,
+        signature: c.signature,
     })
 }
 
