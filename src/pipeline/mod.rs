@@ -13,13 +13,14 @@ use crate::account::AccountState;
 use crate::authorizer::{check_header, GrantSource, Grants};
 use crate::config::Provider;
 use crate::config::{Authentication, Config, DefaultPolicy, Mode, Rule};
-use crate::credential::{credential, TokenSource};
+use crate::credential::{authorization_scheme, credential, TokenSource};
 use crate::crypto::Algorithm;
 use crate::jwks::{KeyAvailability, KeySet};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Body, Request};
 use crate::revocation::RevocationList;
 use crate::token::parse;
+use crate::token::Scheme;
 use crate::token_cache::{
     token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
 };
@@ -499,10 +500,17 @@ pub(super) fn decide_for(
         || {
             let wanted: Vec<String> = sources.iter().map(|s| s.describe()).collect();
             match &found {
-                Ok(Some((i, _))) => format!(
-                    "one token, from {}",
-                    sources.get(*i).map_or(String::new(), |s| s.describe())
-                ),
+                Ok(Some((i, _))) => match sources.get(*i) {
+                    Some(TokenSource::Authorization)
+                        if authorization_scheme(req) == Scheme::Dpop =>
+                    {
+                        "one token, from Authorization: DPoP".into()
+                    }
+                    s => format!(
+                        "one token, from {}",
+                        s.map_or(String::new(), |s| s.describe())
+                    ),
+                },
                 Ok(None) if optional => "none sent; the rule's authentication is optional".into(),
                 Ok(None) => format!("none sent (looked in: {})", wanted.join(", ")),
                 Err(_) => format!(

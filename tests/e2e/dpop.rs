@@ -572,6 +572,10 @@ fn explain_shows_the_proof_and_the_binding_checks() {
     let e = explain(&config, &tok, &args, "GET");
     assert_eq!(e["status"], 200, "{e}");
     assert!(step(&e, "dpop").0, "{e}");
+    assert_eq!(
+        step(&e, "credential"),
+        (true, "one token, from Authorization: DPoP".into())
+    );
     let e = explain(&config, &tok, &args, "POST");
     assert_eq!(e["status"], 401, "{e}");
     assert_eq!(
