@@ -266,8 +266,11 @@ fn normalize_authority(authority: &str, default_port: u16) -> Option<String> {
     let (host, port) = (a.get(..split)?, a.get(split..)?);
     let host_ok = !host.is_empty()
         && if host.starts_with('[') {
-            host.bytes()
-                .all(|b| b.is_ascii_hexdigit() || matches!(b, b'[' | b']' | b':' | b'.'))
+            // An IP literal: something between the brackets.
+            host.len() > 2
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || matches!(b, b'[' | b']' | b':' | b'.'))
         } else {
             host.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
