@@ -77,6 +77,7 @@ fn uris_normalize_before_comparison() {
         "https://:8080/x",
         "https://:443/x",
         "https://[]/x",
+        "https://[::1]8443/x",
         "https://api.example.com/a/../x",
         "https://api.example.com/./x",
         "https://api.example.com/%zz",
@@ -145,6 +146,12 @@ fn certificate_hashes() {
         forwarded_cert_hash(r#"Hash=cccc;Subject="CN=a,b""#),
         Some("cccc")
     );
+    // An escaped quote does not end a quoted value; a backslash outside quotes is text.
+    assert_eq!(
+        forwarded_cert_hash(r#"Hash=aaaa;Subject="CN=x\",Hash=bbbb""#),
+        Some("aaaa")
+    );
+    assert_eq!(forwarded_cert_hash(r"Hash=aaaa\,Hash=bbbb"), Some("bbbb"));
     assert_eq!(forwarded_cert_hash("By=spiffe://b;URI=x"), None);
     assert_eq!(forwarded_cert_hash(r#"Hash=aaaa,Subject="x""#), None);
 }
