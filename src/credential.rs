@@ -42,6 +42,8 @@ impl TokenSource {
 enum Found<'a> {
     Nothing,
     One(&'a str),
+    /// `Authorization` held one credential of this scheme.
+    Scheme(Scheme, &'a str),
     Malformed,
 }
 
@@ -78,7 +80,7 @@ fn find<'a>(req: &'a Request, source: &TokenSource, dpop: bool) -> Found<'a> {
                 Found::Nothing
             } else {
                 extract_authorization(&values, dpop)
-                    .map_or(Found::Malformed, |(_, t)| Found::One(t))
+                    .map_or(Found::Malformed, |(scheme, t)| Found::Scheme(scheme, t))
             }
         }
         TokenSource::Header { name, prefix } => {
@@ -123,35 +125,51 @@ fn find<'a>(req: &'a Request, source: &TokenSource, dpop: bool) -> Found<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotOneCredential;
 
+/// The request's one credential: its token, where it was found and how it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credential<'a> {
+    /// The index, among the sources asked, of the first source holding it.
+    pub index: usize,
+    /// The token.
+    pub token: &'a str,
+    /// `DPoP` when it came as `Authorization: DPoP` (in any of its sources), else `Bearer`.
+    pub scheme: Scheme,
+}
+
 /// The request's one credential among `sources`: `Ok(None)` when no source holds
-/// anything, `Ok(Some((i, token)))` when exactly one token was sent (in `sources[i]`, or
-/// the same token in several), `Err` for a malformed credential or two different ones.
+/// anything, `Ok(Some(_))` when exactly one token was sent (in one source, or the same
+/// token in several), `Err` for a malformed credential or two different ones.
 /// `Authorization: DPoP <token>` counts when `dpop` (some provider accepts it).
 pub fn credential<'a>(
     req: &'a Request,
     sources: &[&TokenSource],
     dpop: bool,
-) -> Result<Option<(usize, &'a str)>, NotOneCredential> {
-    let mut found: Option<(usize, &str)> = None;
-    for (i, source) in sources.iter().enumerate() {
-        match find(req, source, dpop) {
-            Found::Nothing => {}
+) -> Result<Option<Credential<'a>>, NotOneCredential> {
+    let mut found: Option<Credential<'a>> = None;
+    for (index, source) in sources.iter().enumerate() {
+        let (scheme, token) = match find(req, source, dpop) {
+            Found::Nothing => continue,
             Found::Malformed => return Err(NotOneCredential),
-            Found::One(token) => match found {
-                Some((_, seen)) if seen != token => return Err(NotOneCredential),
-                Some(_) => {}
-                None => found = Some((i, token)),
-            },
+            Found::One(token) => (Scheme::Bearer, token),
+            Found::Scheme(scheme, token) => (scheme, token),
+        };
+        match &mut found {
+            Some(seen) if seen.token != token => return Err(NotOneCredential),
+            Some(seen) => {
+                if scheme == Scheme::Dpop {
+                    seen.scheme = Scheme::Dpop;
+                }
+            }
+            None => {
+                found = Some(Credential {
+                    index,
+                    token,
+                    scheme,
+                })
+            }
         }
     }
     Ok(found)
-}
-
-/// The scheme of the request's `Authorization` credential (`Bearer` unless it is
-/// exactly one `DPoP <token>`).
-pub fn authorization_scheme(req: &Request) -> Scheme {
-    let values: Vec<&str> = req.header_values("authorization").collect();
-    extract_authorization(&values, true).map_or(Scheme::Bearer, |(s, _)| s)
 }
 
 /// The `Cookie` header without cookie `name` (`None`: nothing left).
@@ -268,8 +286,9 @@ mod tests {
         ];
         for (path, headers, want) in cases {
             assert_eq!(
-                credential(&req(path, &headers), &all, false),
-                want,
+                credential(&req(path, &headers), &all, false)
+                    .map(|c| c.map(|c| (c.index, c.token, c.scheme))),
+                want.map(|w| w.map(|(i, t)| (i, t, Scheme::Bearer))),
                 "{path} {headers:?}"
             );
         }
@@ -279,8 +298,20 @@ mod tests {
         // `DPoP` is a credential only when a provider takes DPoP-bound tokens.
         let r = req("/", &[("authorization", "DPoP a.b.c")]);
         assert_eq!(credential(&r, &[&auth], false), Err(NotOneCredential));
-        assert_eq!(credential(&r, &[&auth], true), Ok(Some((0, "a.b.c"))));
-        assert_eq!(authorization_scheme(&r), Scheme::Dpop);
+        let dpop = Credential {
+            index: 0,
+            token: "a.b.c",
+            scheme: Scheme::Dpop,
+        };
+        assert_eq!(credential(&r, &[&auth], true), Ok(Some(dpop)));
+        // The same token also in a cookie: one credential, sent as DPoP.
+        let cookie = TokenSource::Cookie("session".into());
+        let r = req(
+            "/",
+            &[("cookie", "session=a.b.c"), ("authorization", "DPoP a.b.c")],
+        );
+        let both = Credential { index: 0, ..dpop };
+        assert_eq!(credential(&r, &[&cookie, &auth], true), Ok(Some(both)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::{BindingMode, OnUnavailable};
-use crate::credential::authorization_scheme;
+use crate::credential::Credential;
 use crate::dpop::{
     check_proof, forwarded_cert_hash, request_htu, x5t_s256, ProofContext, ProofError,
 };
@@ -369,15 +369,15 @@ pub(super) fn authenticate<'a>(
     inp: &Inputs<'a>,
     req: &Request,
     scope: Scope,
-    token: &'a str,
+    cred: Credential<'a>,
     source: &TokenSource,
     t: &mut Tracer,
 ) -> Result<Verified<'a>, Box<Outcome>> {
-    let mut v = verify_token(inp, scope, token, source, t)?;
+    let mut v = verify_token(inp, scope, cred.token, source, t)?;
     let checked = match revocation(inp, &v, t) {
         Ok(note) => {
             v.revocation = note;
-            sender_constraint(inp, req, &v, token, t)
+            sender_constraint(inp, req, &v, cred, t)
                 .map_err(|(d, why)| (Decision::Deny(d), why, note))
         }
         Err(e) => Err(e),
@@ -407,7 +407,7 @@ fn sender_constraint(
     inp: &Inputs,
     req: &Request,
     v: &Verified,
-    token: &str,
+    cred: Credential,
     t: &mut Tracer,
 ) -> Result<Option<ReplayClaim>, (Denial, &'static str)> {
     let p = v.config;
@@ -439,8 +439,9 @@ fn sender_constraint(
             return Err((Denial::InvalidToken, why));
         }
     }
+    // The scheme the credential came with (only `Authorization` has one).
     let scheme = if p.token == TokenSource::Authorization {
-        authorization_scheme(req)
+        cred.scheme
     } else {
         Scheme::Bearer
     };
@@ -482,7 +483,7 @@ fn sender_constraint(
     let ctx = ProofContext {
         method: &req.method,
         htu: &htu,
-        token,
+        token: cred.token,
         jkt,
         now_s: inp.now_s,
         skew_s: inp.config.clock_skew_s,

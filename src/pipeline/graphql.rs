@@ -181,7 +181,7 @@ pub(super) fn before_body(
     }
     let read_body = |headers| outcome(Decision::ReadBody { headers }, first, "GraphQL body");
     let found = credential(req, &sources, cfg.dpop);
-    let Ok(Some((which, token))) = found else {
+    let Ok(Some(cred)) = found else {
         // A field whose rule takes no credential may still pass: the body decides.
         let lenient = candidates.iter().any(|(r, _)| {
             r.public || r.authentication == Authentication::Optional || r.mode == Mode::Audit
@@ -200,10 +200,10 @@ pub(super) fn before_body(
     };
     t.token("credential", true, || "one token".into());
     let source = sources
-        .get(which)
+        .get(cred.index)
         .copied()
         .unwrap_or(&TokenSource::Authorization);
-    let mut v = match authenticate(inp, req, scope, token, source, t) {
+    let mut v = match authenticate(inp, req, scope, cred, source, t) {
         Ok(v) => v,
         Err(o) => return *o,
     };

@@ -13,7 +13,7 @@ use crate::account::AccountState;
 use crate::authorizer::{check_header, GrantSource, Grants};
 use crate::config::Provider;
 use crate::config::{Authentication, Config, DefaultPolicy, Mode, Rule};
-use crate::credential::{authorization_scheme, credential, TokenSource};
+use crate::credential::{credential, TokenSource};
 use crate::crypto::Algorithm;
 use crate::jwks::{KeyAvailability, KeySet};
 use crate::reply::Denial;
@@ -500,10 +500,8 @@ pub(super) fn decide_for(
         || {
             let wanted: Vec<String> = sources.iter().map(|s| s.describe()).collect();
             match &found {
-                Ok(Some((i, _))) => match sources.get(*i) {
-                    Some(TokenSource::Authorization)
-                        if authorization_scheme(req) == Scheme::Dpop =>
-                    {
+                Ok(Some(c)) => match sources.get(c.index) {
+                    Some(TokenSource::Authorization) if c.scheme == Scheme::Dpop => {
                         "one token, from Authorization: DPoP".into()
                     }
                     s => format!(
@@ -520,7 +518,7 @@ pub(super) fn decide_for(
             }
         },
     );
-    let Ok(Some((which, token))) = found else {
+    let Ok(Some(cred)) = found else {
         if found == Ok(None) && optional {
             let mut o = outcome(
                 Decision::Allow {
@@ -537,10 +535,10 @@ pub(super) fn decide_for(
 
     // 4-8. Authenticate (from the verified-token cache when possible).
     let source = sources
-        .get(which)
+        .get(cred.index)
         .copied()
         .unwrap_or(&TokenSource::Authorization);
-    let mut v = match authenticate(inp, req, Scope::Rule(rule), token, source, t) {
+    let mut v = match authenticate(inp, req, Scope::Rule(rule), cred, source, t) {
         Ok(v) => v,
         Err(o) => return first_denial(*o),
     };
