@@ -5,7 +5,9 @@
 //! another key, a private key, `none` and HMAC proofs, two proofs, the downgrade to
 //! `Bearer`, a full replay store; another certificate, none, a forged forwarded header.
 
-use crate::support::idp::{b64, claims, dpop_proof, jkt, mint_hs256, proof_jwk, EcSigner};
+use crate::support::idp::{
+    b64, bare_jwk, claims, dpop_proof, jkt, mint_hs256, proof_jwk, EcSigner,
+};
 use crate::vm::{fate, store, FakeHost, ISS, T0};
 use bearer_guard::config;
 use bearer_guard::request::{Headers, Request};
@@ -516,18 +518,10 @@ fn proof_keys_of_every_default_algorithm_verify() {
     let (mut a, _) = pair(&plugin(required(), Value::Null));
     let rsa = Signer::generate_bits("r", 2048);
     let ed = EdSigner::from_secret("e", &[9; 32]);
-    let strip = |mut j: Value| {
-        if let Some(o) = j.as_object_mut() {
-            for m in ["kid", "use", "alg"] {
-                o.remove(m);
-            }
-        }
-        j
-    };
     let keys: Vec<(&str, Value)> = vec![
-        ("RS256", strip(rsa.jwk())),
-        ("PS256", strip(rsa.jwk())),
-        ("EdDSA", strip(ed.jwk())),
+        ("RS256", bare_jwk(rsa.jwk())),
+        ("PS256", bare_jwk(rsa.jwk())),
+        ("EdDSA", bare_jwk(ed.jwk())),
     ];
     for (i, (alg, jwk)) in keys.into_iter().enumerate() {
         let tok = token(json!({"jkt": jkt(&jwk)}));

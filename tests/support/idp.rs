@@ -292,7 +292,11 @@ impl EdSigner {
 /// The public JWK of an ECDSA key without `kid`, `use` or `alg`: what a DPoP proof's
 /// header carries.
 pub fn proof_jwk(key: &EcSigner) -> Value {
-    let mut jwk = key.jwk();
+    bare_jwk(key.jwk())
+}
+
+/// A public JWK without `kid`, `use` or `alg` (any key type).
+pub fn bare_jwk(mut jwk: Value) -> Value {
     if let Some(o) = jwk.as_object_mut() {
         for m in ["kid", "use", "alg"] {
             o.remove(m);
