@@ -22,22 +22,34 @@ use std::process::Command;
 use std::time::Duration;
 
 const ISS: &str = "https://bench.idp";
-/// How many times in a row the two-worker rows use each token.
+/// How many times in a row the token-reuse rows use each token.
 const USES: usize = 4;
-const C2_BASE: &str = "2 workers: no auth";
+/// Worker counts (`--concurrency`) of the token-reuse curve.
+const CURVE: [usize; 3] = [2, 4, 8];
 const JA_ES: &str = "jwt_authn, every ES256 token distinct";
 const BG_ES: &str = "bearer-guard, every ES256 token distinct";
 const RUST_ES: &str = "bearer-guard pure-Rust, every ES256 token distinct";
 const GQL: &str = "bearer-guard, GraphQL items query (~1 KB body), cached token";
 const GQL_PATH: &str = "bearer-guard, the same GraphQL POST matched by path only, cached token";
 const L2: &str = "bearer-guard, every token distinct, all second-level hits (first level off)";
-const C2_JA: &str = "2 workers: jwt_authn, cache on, each token 4× on rotating connections";
-const C2_BG: &str = "2 workers: bearer-guard, each token 4× on rotating connections";
+/// The curve's rows at `w` workers: (no auth, jwt_authn, bearer-guard).
+fn curve_rows(w: usize) -> (&'static str, &'static str, &'static str) {
+    (
+        leak(format!("{w} workers: no auth")),
+        leak(format!(
+            "{w} workers: jwt_authn, cache on, each token {USES}× on rotating connections"
+        )),
+        leak(format!(
+            "{w} workers: bearer-guard, each token {USES}× on rotating connections"
+        )),
+    )
+}
 const AUD: &str = "bench";
 /// The kinds of host call the probe module prices (tests/support/hop_floor_main.rs).
-const PROBES: [&str; 6] = [
+const PROBES: [&str; 7] = [
     "time",
     "header",
+    "header_map",
     "set_header",
     "property",
     "metric",
@@ -109,6 +121,9 @@ struct Row {
     script: Option<PathBuf>,
     /// A stat counting signature verifications, read before and after each run.
     verifications: Option<&'static str>,
+    /// Each run sends tokens this Envoy has never seen, each [`USES`] times in a row,
+    /// from the curve's pool (written to `tokens` before the run).
+    fresh: bool,
     results: Vec<Run>,
 }
 
@@ -124,6 +139,8 @@ struct Run {
     requests: u64,
     /// Signature verifications during the run (rows that count them).
     verifications: f64,
+    /// Distinct tokens sent during the run (rows with fresh tokens).
+    tokens_sent: f64,
 }
 
 fn write_tokens(dir: &Path, name: &str, tokens: &[String]) -> PathBuf {
@@ -186,6 +203,67 @@ fn wrk(envoy: &Envoy, tokens: &Path, script: &Path, seconds: u64) -> Run {
         cpu_us,
         requests,
         verifications: f64::NAN,
+        tokens_sent: f64::NAN,
+    }
+}
+
+/// Tokens for the rows that must send tokens their Envoy has never seen: minted on demand
+/// (on both cores, between runs), handed out from a cursor per Envoy. Each token is written
+/// [`USES`] times in a row: wrk's connections take turns, so one token arrives on several
+/// connections, and with several workers meets several of them.
+struct Pool<'s> {
+    signer: &'s Signer,
+    tokens: Vec<String>,
+    cursors: std::collections::HashMap<usize, usize>,
+}
+
+impl Pool<'_> {
+    /// Writes to `path` the next `n` tokens Envoy `envoy` has not been sent.
+    fn hand_out(&mut self, envoy: usize, n: usize, path: &Path) {
+        let from = *self.cursors.get(&envoy).unwrap_or(&0);
+        let want = from + n;
+        if self.tokens.len() < want {
+            let start = self.tokens.len();
+            let signer = self.signer;
+            let mint = |range: std::ops::Range<usize>| -> Vec<String> {
+                range
+                    .map(|i| {
+                        signer.mint(&claims(
+                            ISS,
+                            AUD,
+                            &format!("curve-{i}"),
+                            3600,
+                            json!({"permissions": ["read"]}),
+                        ))
+                    })
+                    .collect()
+            };
+            let mid = start + (want - start) / 2;
+            let (a, b) = std::thread::scope(|s| {
+                let a = s.spawn(|| mint(start..mid));
+                let b = mint(mid..want);
+                (a.join().unwrap_or_default(), b)
+            });
+            self.tokens.extend(a);
+            self.tokens.extend(b);
+        }
+        let lines: Vec<&str> = self.tokens[from..want]
+            .iter()
+            .flat_map(|t| std::iter::repeat_n(t.as_str(), USES))
+            .collect();
+        std::fs::write(path, lines.join("\n") + "\n").expect("fresh tokens");
+    }
+
+    /// After a run of `requests` on the `n` tokens handed out: the distinct tokens it sent
+    /// (each partly sent one counts; the cursor moves past them). More requests than the
+    /// `n` tokens allow would have repeated tokens: reported, and the row then undercounts.
+    fn sent(&mut self, envoy: usize, requests: u64, n: usize) -> usize {
+        let sent = (requests as usize).div_ceil(USES);
+        if sent > n {
+            eprintln!("warning: envoy {envoy}: {requests} requests wrapped its {n} fresh tokens");
+        }
+        *self.cursors.entry(envoy).or_insert(0) += sent.min(n);
+        sent.min(n)
     }
 }
 
@@ -313,13 +391,12 @@ fn main() {
         })
         .collect();
     let es256_path = write_tokens(&dir, "es256", &es256);
-    // Each token four times in a row: wrk's connections take turns, so one token arrives on
-    // several connections, and with two workers meets both.
-    let reused_tokens: Vec<String> = valid
-        .iter()
-        .flat_map(|t| std::iter::repeat_n(t.clone(), USES))
-        .collect();
-    let reused = write_tokens(&dir, "reused", &reused_tokens);
+    // The curve's tokens: each run of a row sends tokens its Envoy has never seen.
+    let mut pool = Pool {
+        signer: &signer,
+        tokens: Vec::new(),
+        cursors: std::collections::HashMap::new(),
+    };
     let script = dir.join("tokens.lua");
     std::fs::write(
         &script,
@@ -405,29 +482,39 @@ fn main() {
             ]
         })
         .collect();
-    // Two workers (this machine has two cores), each token used on several connections:
-    // a token meets both workers' VMs. Caches of the same size on both sides (4096 per
-    // worker; bearer-guard's process-wide level has its default 8192 slots).
-    let c2 = |mut o: Options| {
-        o.concurrency = 2;
-        Envoy::start(&o)
-    };
-    let envoys_c2 = [
-        c2(opts(None, vec![])),
-        c2(opts(None, vec![jwt_authn(&doc, 4096)])),
-        c2(opts(
-            Some(plugin_with_slots("auto", 4096, false, 8192)),
-            vec![],
-        )),
-        // The second level alone (first level off, room for every token): its hit cost.
-        Envoy::start(&opts(
+    // The second level alone (first level off, room for every token): its hit cost.
+    let envoys: Vec<Envoy> = envoys.into_iter().chain(envoys_b).collect();
+    let l2 = envoys.len();
+    let envoys: Vec<Envoy> = envoys
+        .into_iter()
+        .chain([Envoy::start(&opts(
             Some(plugin_with_slots("auto", 0, false, 1 << 20)),
             vec![],
-        )),
-    ];
-    let envoys: Vec<Envoy> = envoys.into_iter().chain(envoys_b).collect();
-    let c2_base = envoys.len();
-    let envoys: Vec<Envoy> = envoys.into_iter().chain(envoys_c2).collect();
+        ))])
+        .collect();
+    // The curve: 2, 4 and 8 workers (more workers than cores is fine for CPU per
+    // request), each token used on several connections, so it meets several workers.
+    // Caches of the same size on both sides (4096 per worker; bearer-guard's process-wide
+    // level has its default 8192 slots). Envoys `curve + 3 i ..`: no auth, jwt_authn,
+    // bearer-guard at CURVE[i] workers.
+    let curve = envoys.len();
+    let envoys: Vec<Envoy> = envoys
+        .into_iter()
+        .chain(CURVE.iter().flat_map(|&w| {
+            let at = |mut o: Options| {
+                o.concurrency = w;
+                Envoy::start(&o)
+            };
+            [
+                at(opts(None, vec![])),
+                at(opts(None, vec![jwt_authn(&doc, 4096)])),
+                at(opts(
+                    Some(plugin_with_slots("auto", 4096, false, 8192)),
+                    vec![],
+                )),
+            ]
+        }))
+        .collect();
     // GraphQL: the items rule by root field, and the same request judged by its path.
     // Envoy's buffer filter after bearer-guard holds the head until the body is judged
     // (with direct_response the router would answer from the head alone).
@@ -537,6 +624,7 @@ fn main() {
         expect_ok,
         script: None,
         verifications: None,
+        fresh: false,
         results: vec![],
     };
     let graphql_row = |name, envoy| Row {
@@ -545,7 +633,8 @@ fn main() {
     };
     let counted = |name, envoy, verifications| Row {
         verifications: Some(verifications),
-        ..row(name, envoy, &reused, true)
+        fresh: true,
+        ..row(name, envoy, &dir.join(format!("fresh-{envoy}.txt")), true)
     };
     let mut rows = vec![
         row("no auth (direct_response)", 0, &one, true),
@@ -582,14 +671,7 @@ fn main() {
         row(JA_ES, 3, &es256_path, true),
         row(BG_ES, 4, &es256_path, true),
         row(RUST_ES, 5, &es256_path, true),
-        row(C2_BASE, c2_base, &one, true),
-        counted(C2_JA, c2_base + 1, "http.ingress.jwt_authn.jwt_cache_miss"),
-        counted(
-            C2_BG,
-            c2_base + 2,
-            "wasmcustom.bearer_guard.bearer_guard.token_cache_misses",
-        ),
-        row(L2, c2_base + 3, &distinct, true),
+        row(L2, l2, &distinct, true),
         graphql_row(GQL, gql),
         graphql_row(GQL_PATH, gql + 1),
         row(REV_NONE, 4, &one_ids, true),
@@ -599,6 +681,20 @@ fn main() {
             ..row(DPOP, dpop_envoy, &dpop_lines, true)
         },
     ];
+    for (i, &w) in CURVE.iter().enumerate() {
+        let (base, ja, bg) = curve_rows(w);
+        rows.push(row(base, curve + 3 * i, &one, true));
+        rows.push(counted(
+            ja,
+            curve + 3 * i + 1,
+            "http.ingress.jwt_authn.jwt_cache_miss",
+        ));
+        rows.push(counted(
+            bg,
+            curve + 3 * i + 2,
+            "wasmcustom.bearer_guard.bearer_guard.token_cache_misses",
+        ));
+    }
     for (i, kind) in PROBES.iter().enumerate() {
         rows.push(row(probe_row(kind), probe + i, &one, true));
     }
@@ -619,6 +715,7 @@ fn main() {
                 expect_ok: r.expect_ok,
                 script: r.script.clone(),
                 verifications: None,
+                fresh: false,
                 results: vec![],
             });
             with_twins.push(r);
@@ -636,23 +733,39 @@ fn main() {
             i == 1 || words.iter().any(|w| !w.is_empty() && row.name.contains(w))
         });
     }
+    // Fresh tokens for a run of `seconds` of a row: enough for its last rate (or 40,000
+    // requests/s before its first run) with a third to spare.
+    let mut rates: Vec<f64> = vec![40_000.0; rows.len()];
+    let fresh_count = |rate: f64, seconds: u64| (rate * 1.3 * seconds as f64) as usize / USES + 200;
     // Warm up every configuration (JWKS fetched, V8 tiered up).
-    for row in &rows {
+    for (i, row) in rows.iter().enumerate() {
         if row.name == DPOP {
             mint_proofs(1);
         }
-        let _ = wrk(
+        let n = fresh_count(rates[i], 1);
+        if row.fresh {
+            pool.hand_out(row.envoy, n, &row.tokens);
+        }
+        let r = wrk(
             &envoys[row.envoy],
             &row.tokens,
             row.script.as_ref().unwrap_or(&script),
             1,
         );
+        if row.fresh {
+            pool.sent(row.envoy, r.requests, n);
+            rates[i] = r.requests as f64;
+        }
     }
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}");
-        for row in rows.iter_mut() {
+        for (i, row) in rows.iter_mut().enumerate() {
             if row.name == DPOP {
                 mint_proofs(seconds);
+            }
+            let n = fresh_count(rates[i], seconds);
+            if row.fresh {
+                pool.hand_out(row.envoy, n, &row.tokens);
             }
             let envoy = &envoys[row.envoy];
             let before = row.verifications.map(|name| envoy.stat(name));
@@ -667,6 +780,10 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(500));
                 r.verifications = envoy.stat(name).saturating_sub(before) as f64;
             }
+            if row.fresh {
+                r.tokens_sent = pool.sent(row.envoy, r.requests, n) as f64;
+                rates[i] = rates[i].max(r.requests as f64 / seconds as f64);
+            }
             if row.expect_ok && r.non2xx > 0 {
                 eprintln!("warning: {}: {} non-2xx responses", row.name, r.non2xx);
             }
@@ -679,20 +796,22 @@ fn main() {
     let mut table = String::from(
         "| configuration | req/s | p50 µs | p99 µs | added µs/request (throughput) | Envoy CPU µs/request | added CPU µs/request | non-2xx |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let c2_row = rows.iter().find(|r| r.name == C2_BASE);
-    let (c2_rps, c2_cpu) = c2_row.map_or((f64::NAN, f64::NAN), |r| {
-        (med(r, |x| x.rps), med(r, |x| x.cpu_us))
-    });
+    // Rows of `w` workers are compared with the no-auth row of `w` workers.
+    let baseline = |name: &str| {
+        let workers = name.split_once(" workers: ").map(|(w, _)| w);
+        let base = workers.and_then(|w| {
+            rows.iter()
+                .find(|r| r.name == format!("{w} workers: no auth"))
+        });
+        base.map_or((base_rps, base_cpu), |r| {
+            (med(r, |x| x.rps), med(r, |x| x.cpu_us))
+        })
+    };
     for row in &rows {
         let (rps, cpu) = (med(row, |r| r.rps), med(row, |r| r.cpu_us));
         let (p50, p99) = (med(row, |r| r.p50), med(row, |r| r.p99));
         let non2xx: u64 = row.results.iter().map(|r| r.non2xx).sum();
-        // Two-worker rows are compared with the two-worker baseline.
-        let (b_rps, b_cpu) = if row.name.starts_with("2 workers") {
-            (c2_rps, c2_cpu)
-        } else {
-            (base_rps, base_cpu)
-        };
+        let (b_rps, b_cpu) = baseline(row.name);
         let (add, add_cpu) = (1e6 / rps - 1e6 / b_rps, cpu - b_cpu);
         table.push_str(&format!(
             "| {} | {rps:.0} | {p50:.0} | {p99:.0} | {add:.1} | {cpu:.1} | {add_cpu:.1} | {non2xx} |\n",
@@ -801,25 +920,27 @@ fn main() {
         paired(rust, bg, &added_ratio_cpu),
         paired(rust, bg, &added_ratio_rps)
     ));
-    // Verifications per distinct token: each token is used USES times in a row, so a run of
-    // n requests meets n / USES tokens.
+    // Verifications per distinct token sent (every token of a run is new to its Envoy).
     let per_token = |name: &str| {
         by_name(name).map_or(f64::NAN, |r| {
             median(
                 r.results
                     .iter()
-                    .map(|x| x.verifications * USES as f64 / x.requests as f64)
+                    .map(|x| x.verifications / x.tokens_sent)
                     .collect(),
             )
         })
     };
-    summary.push_str(&format!(
-        "- 2 workers, each token {USES}× on rotating connections: bearer-guard / jwt_authn added cost: CPU {:.2}, throughput {:.2}; signature verifications per distinct token: bearer-guard {:.2}, jwt_authn {:.2}\n",
-        paired_with(C2_BG, C2_JA, by_name(C2_BASE), &added_ratio_cpu),
-        paired_with(C2_BG, C2_JA, by_name(C2_BASE), &added_ratio_rps),
-        per_token(C2_BG),
-        per_token(C2_JA),
-    ));
+    for w in CURVE {
+        let (base, ja, bg) = curve_rows(w);
+        summary.push_str(&format!(
+            "- {w} workers, each token {USES}× on rotating connections: bearer-guard / jwt_authn added cost: CPU {:.2}, throughput {:.2}; signature verifications per distinct token sent: bearer-guard {:.2}, jwt_authn {:.2}\n",
+            paired_with(bg, ja, by_name(base), &added_ratio_cpu),
+            paired_with(bg, ja, by_name(base), &added_ratio_rps),
+            per_token(bg),
+            per_token(ja),
+        ));
+    }
     summary.push_str(&format!(
         "- ES256, distinct tokens: bearer-guard / jwt_authn added cost: CPU {:.2}, throughput {:.2}; pure-Rust / Envoy backend: CPU {:.2}\n",
         paired(BG_ES, JA_ES, &added_ratio_cpu),
@@ -862,7 +983,7 @@ fn main() {
     summary.push_str(&prices.join(", "));
     summary.push('\n');
     let header = format!(
-        "bearer-guard bench: Envoy 1.40 --concurrency 1 (rows marked \"2 workers\": --concurrency 2), direct_response, wrk -t1 -c10 -d{seconds}s, {rounds} interleaved round(s), medians; {n_tokens} distinct RS256 (2048-bit) tokens\n\n"
+        "bearer-guard bench: Envoy 1.40 --concurrency 1 (rows marked \"N workers\": --concurrency N), direct_response, wrk -t1 -c10 -d{seconds}s, {rounds} interleaved round(s), medians; {n_tokens} distinct RS256 (2048-bit) tokens\n\n"
     );
     if n_tokens <= 4096 {
         summary.push_str(

@@ -20,6 +20,7 @@ enum Call {
     None,
     Time,
     Header,
+    HeaderMap,
     SetHeader,
     Property,
     Metric(u32),
@@ -48,6 +49,7 @@ impl RootContext for Root {
         let call = match field("call").as_deref() {
             Some("time") => Call::Time,
             Some("header") => Call::Header,
+            Some("header_map") => Call::HeaderMap,
             Some("set_header") => Call::SetHeader,
             Some("property") => Call::Property,
             Some("metric") => {
@@ -90,6 +92,9 @@ impl HttpContext for Floor {
                 }
                 Call::Header => {
                     std::hint::black_box(self.get_http_request_header("user-agent"));
+                }
+                Call::HeaderMap => {
+                    std::hint::black_box(self.get_http_request_headers_bytes());
                 }
                 Call::SetHeader => {
                     let value = if i % 2 == 0 { "a" } else { "b" };
