@@ -12,7 +12,6 @@ use crate::crypto::Algorithm;
 use crate::shared::{slot_of, Reader, Store};
 use hashbrown::Equivalent;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
@@ -113,14 +112,15 @@ impl TokenCache {
 }
 
 /// What the whole process knows of a verified token (the second level behind each VM's
-/// cache): no token and no claims, only the token's SHA-256, the fingerprint of the
-/// provider configuration that admitted it, the key that verified it and its `exp`. A VM
-/// that meets the token again parses it and skips only the signature, when the same
-/// provider configuration selects it and the key is still in that provider's key set.
+/// cache): no token and no claims, only the token's keyed digest ([`SharedTokens::digest`]),
+/// the fingerprint of the provider configuration that admitted it, the key that verified it
+/// and its `exp`. A VM that meets the token again parses it and skips only the signature,
+/// when the same provider configuration selects it and the key is still in that provider's
+/// key set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedVerdict {
-    /// SHA-256 of the whole token.
-    pub digest: [u8; 32],
+    /// The token's digest under the process's key.
+    pub digest: TokenDigest,
     /// [`crate::config::Provider::fingerprint`] of the provider that verified it.
     pub provider: u64,
     /// Fingerprint of the RSA key that verified it (0 for HS256).
@@ -130,7 +130,7 @@ pub struct SharedVerdict {
 }
 
 impl SharedVerdict {
-    /// Its encoding in the store (56 bytes).
+    /// Its encoding in the store (40 bytes).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = self.digest.to_vec();
         out.extend_from_slice(&self.provider.to_le_bytes());
@@ -143,7 +143,7 @@ impl SharedVerdict {
     pub fn decode(bytes: &[u8]) -> Option<SharedVerdict> {
         let mut r = Reader(bytes);
         let v = SharedVerdict {
-            digest: r.take(32)?.try_into().ok()?,
+            digest: r.take(16)?.try_into().ok()?,
             provider: r.u64()?,
             key: r.u64()?,
             exp: r.u64()? as i64,
@@ -152,41 +152,83 @@ impl SharedVerdict {
     }
 }
 
-/// The SHA-256 of a token.
-pub fn token_digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
+/// A token's 128-bit keyed digest: what the process-wide level knows a token by.
+pub type TokenDigest = [u8; 16];
+
+/// The shared-data key holding the process's digest key.
+const DIGEST_KEY: &str = "bearer_guard.tok.key";
 
 /// The verified-token slots of the shared store: a fixed number, direct-mapped by the
 /// token's digest and overwritten in place, so the memory they take is bounded.
+///
+/// Tokens are known by SipHash-2-4 with a 128-bit output, keyed with 128 random bits that
+/// the first VM of the process draws and every other VM adopts (the README's *One Envoy,
+/// one state* argues why a forger cannot aim a token at another token's slot). It costs a
+/// fraction of SHA-256 over the same token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedTokens {
     slots: usize,
+    key: [u8; 16],
 }
 
 impl SharedTokens {
-    /// `slots` slots (at least one).
-    pub fn new(slots: usize) -> SharedTokens {
+    /// `slots` slots (at least one), digests under `key`.
+    pub fn new(slots: usize, key: [u8; 16]) -> SharedTokens {
         SharedTokens {
             slots: slots.max(1),
+            key,
         }
     }
 
-    fn key(&self, digest: &[u8; 32]) -> String {
+    /// `slots` slots under the process's digest key: the one in `store`, or else
+    /// `entropy` (this VM's random bytes), published for the others with
+    /// compare-and-swap so that every VM ends up with the same key. `None` (the level off)
+    /// when there is no key to agree on: a VM never digests with a key it did not draw
+    /// from the host's random source or adopt from the process.
+    pub fn establish(
+        store: &dyn Store,
+        slots: usize,
+        entropy: Option<[u8; 16]>,
+    ) -> Option<SharedTokens> {
+        let decode = |b: &[u8]| Some(<[u8; 16]>::try_from(b).ok());
+        let encode = |k: &Option<[u8; 16]>| k.map(|k| k.to_vec()).unwrap_or_default();
+        let published =
+            crate::shared::update(store, DIGEST_KEY, decode, encode, |current| match current {
+                Some(_) => None,
+                None => entropy.map(Some),
+            });
+        let adopted = store
+            .get(DIGEST_KEY)
+            .and_then(|(b, _)| <[u8; 16]>::try_from(b.as_slice()).ok());
+        // A store that cannot hold the key shares nothing: this VM's own key will do.
+        let key = adopted.or(published.is_err().then_some(entropy).flatten())?;
+        Some(SharedTokens::new(slots, key))
+    }
+
+    /// The token's digest under the process's key.
+    pub fn digest(&self, token: &str) -> TokenDigest {
+        use siphasher::sip128::{Hasher128, SipHasher24};
+        use std::hash::Hasher as _;
+        let mut h = SipHasher24::new_with_key(&self.key);
+        h.write(token.as_bytes());
+        h.finish128().as_bytes()
+    }
+
+    fn slot_key(&self, digest: &TokenDigest) -> String {
         let first = digest.first_chunk::<8>().copied().unwrap_or_default();
         let slot = slot_of(u64::from_le_bytes(first), self.slots);
         format!("bearer_guard.tok.{slot}")
     }
 
     /// The verdict for the token with this digest, if its slot holds it.
-    pub fn lookup(&self, store: &dyn Store, digest: &[u8; 32]) -> Option<SharedVerdict> {
-        let (bytes, _) = store.get(&self.key(digest))?;
+    pub fn lookup(&self, store: &dyn Store, digest: &TokenDigest) -> Option<SharedVerdict> {
+        let (bytes, _) = store.get(&self.slot_key(digest))?;
         SharedVerdict::decode(&bytes).filter(|v| v.digest == *digest)
     }
 
     /// Publishes a verdict (overwriting whatever shared its slot).
     pub fn publish(&self, store: &dyn Store, verdict: &SharedVerdict) {
-        let _ = store.set(&self.key(&verdict.digest), &verdict.encode(), 0);
+        let _ = store.set(&self.slot_key(&verdict.digest), &verdict.encode(), 0);
     }
 }
 
@@ -242,9 +284,9 @@ mod tests {
     fn shared_verdicts_live_in_bounded_slots() {
         use crate::shared::MemoryStore;
         let store = MemoryStore::default();
-        let shared = SharedTokens::new(4);
+        let shared = SharedTokens::new(4, [3; 16]);
         let verdict = |token: &str| SharedVerdict {
-            digest: token_digest(token),
+            digest: shared.digest(token),
             provider: 9,
             key: 7,
             exp: 100,
@@ -255,7 +297,7 @@ mod tests {
         shared.publish(&store, &v);
         assert_eq!(shared.lookup(&store, &v.digest), Some(v));
         assert_eq!(
-            shared.lookup(&store, &token_digest("h.p.t")),
+            shared.lookup(&store, &shared.digest("h.p.t")),
             None,
             "digest decides"
         );
@@ -266,10 +308,39 @@ mod tests {
         let found = (0..100)
             .filter(|i| {
                 shared
-                    .lookup(&store, &token_digest(&format!("t{i}")))
+                    .lookup(&store, &shared.digest(&format!("t{i}")))
                     .is_some()
             })
             .count();
         assert!((1..=4).contains(&found), "{found}");
+    }
+
+    #[test]
+    fn digests_are_siphash_2_4_128_under_the_process_key() {
+        // The reference implementation's first 128-bit vector: key 00..0f, empty message.
+        let key: [u8; 16] = std::array::from_fn(|i| i as u8);
+        let want = [
+            0xa3, 0x81, 0x7f, 0x04, 0xba, 0x25, 0xa8, 0xe6, 0x6d, 0xf6, 0x72, 0x14, 0xc7, 0x55,
+            0x02, 0x93,
+        ];
+        assert_eq!(SharedTokens::new(1, key).digest(""), want);
+        let (a, b) = (SharedTokens::new(1, [1; 16]), SharedTokens::new(1, [2; 16]));
+        assert_eq!(a.digest("h.p.s"), a.digest("h.p.s"));
+        assert_ne!(a.digest("h.p.s"), b.digest("h.p.s"), "keyed");
+        assert_ne!(a.digest("h.p.s"), a.digest("h.p.t"));
+    }
+
+    #[test]
+    fn every_vm_of_the_process_adopts_the_first_key() {
+        use crate::shared::MemoryStore;
+        let store = MemoryStore::default();
+        // No random bytes and no key in the process: no level (never a guessable key).
+        assert_eq!(SharedTokens::establish(&store, 8, None), None);
+        let first = SharedTokens::establish(&store, 8, Some([1; 16])).expect("first VM");
+        let second = SharedTokens::establish(&store, 8, Some([2; 16])).expect("second VM");
+        let third = SharedTokens::establish(&store, 8, None).expect("third VM");
+        assert_eq!(first.key, [1; 16]);
+        assert_eq!((second.key, third.key), (first.key, first.key));
+        assert_eq!(first.digest("h.p.s"), second.digest("h.p.s"));
     }
 }

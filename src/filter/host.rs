@@ -205,6 +205,13 @@ pub(crate) fn now_ms() -> u64 {
     }
 }
 
+/// 16 bytes from the host's random source (WASI `random_get`, which Envoy serves from
+/// BoringSSL), or `None` when it has none.
+pub(crate) fn random16() -> Option<[u8; 16]> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok().map(|()| bytes)
+}
+
 /// Sets the root context's tick period.
 pub(crate) fn set_tick_period_ms(ms: u32) -> Result<(), HostError> {
     // SAFETY: no pointers.

@@ -74,7 +74,14 @@ impl RootContext for Root {
         );
         let now = host::now_ms();
         let store = Box::new(HostStore::probe());
-        let mut vm = Vm::new(cfg, backend, store, (now, self.context_id));
+        let entropy = host::random16();
+        if entropy.is_none() && cfg.shared.tokens > 0 {
+            log(
+                Level::Warn,
+                "bearer-guard: the host has no random source; the process-wide token level is off unless another worker has set its key",
+            );
+        }
+        let mut vm = Vm::new(cfg, backend, store, (now, self.context_id), entropy);
         vm.set_debug(host::logs(Level::Debug));
         let effects = vm.on_configure(now);
         let metric_ids = vm

@@ -267,7 +267,7 @@ fn verify_token<'a>(
 
     // 7. Keys and signature — unless another VM of the process verified this very token
     // (same digest) under the same provider configuration with a key still in its set.
-    let digest = inp.verdicts.map(|_| token_digest(token));
+    let digest = inp.verdicts.map(|v| v.digest(token));
     let shared_hit = match (inp.verdicts, &digest) {
         (Some(verdicts), Some(d)) => verdicts.verdict(d).filter(|v| {
             v.provider == provider.fingerprint

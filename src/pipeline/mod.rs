@@ -22,7 +22,7 @@ use crate::revocation::RevocationList;
 use crate::token::parse;
 use crate::token::Scheme;
 use crate::token_cache::{
-    token_digest, CachedToken, SharedVerdict, TokenCache, MAX_CACHED_TOKEN_BYTES,
+    CachedToken, SharedVerdict, TokenCache, TokenDigest, MAX_CACHED_TOKEN_BYTES,
 };
 use crate::trace::{check, Trace, Tracer};
 use crate::verifier::{check_claims, check_times, verify_hmac, verify_with_key, SignatureBackend};
@@ -331,8 +331,10 @@ pub struct Authenticated {
 
 /// What the pipeline may ask of the process-wide verified-token level.
 pub trait VerdictLookup {
-    /// The verdict published for the token with this SHA-256, if any.
-    fn verdict(&self, digest: &[u8; 32]) -> Option<SharedVerdict>;
+    /// The token's digest under the process's key.
+    fn digest(&self, token: &str) -> TokenDigest;
+    /// The verdict published for the token with this digest, if any.
+    fn verdict(&self, digest: &TokenDigest) -> Option<SharedVerdict>;
 }
 
 /// An authenticated token.

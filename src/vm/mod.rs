@@ -31,7 +31,7 @@ use crate::replay::{Claimed, ReplayStore};
 use crate::request::{Body, Request};
 use crate::revocation::RevocationList;
 use crate::shared::{update, Reader, Store};
-use crate::token_cache::{SharedTokens, SharedVerdict, TokenCache};
+use crate::token_cache::{SharedTokens, SharedVerdict, TokenCache, TokenDigest};
 use crate::verifier::SignatureBackend;
 use crate::waiters::{Wait, Waited, Waiter, Waiters};
 
@@ -87,12 +87,15 @@ pub struct Vm {
 
 impl Vm {
     /// A VM for `config`, on the process-wide `store`; `(now, root_context)` name the VM
-    /// when the store cannot number it (no shared data). Then [`Vm::on_configure`].
+    /// when the store cannot number it (no shared data); `entropy` is 16 bytes from the
+    /// host's random source (`None` when it has none), for the process's token digest key
+    /// ([`SharedTokens::establish`]). Then [`Vm::on_configure`].
     pub fn new(
         config: Config,
         backend: Box<dyn SignatureBackend>,
         store: Box<dyn Store>,
         (now, root_context): (u64, u32),
+        entropy: Option<[u8; 16]>,
     ) -> Vm {
         let keys = config
             .providers
@@ -136,7 +139,9 @@ impl Vm {
             replay_warned_ms: None,
             lists: revocations::lists(&config),
             tokens: TokenCache::new(config.token_cache_entries),
-            shared_tokens: (slots.tokens > 0).then(|| SharedTokens::new(slots.tokens)),
+            shared_tokens: (slots.tokens > 0)
+                .then(|| SharedTokens::establish(&*store, slots.tokens, entropy))
+                .flatten(),
             shared_accounts: (slots.accounts > 0).then(|| SharedAccounts::new(slots.accounts)),
             metrics: Metrics::new(&config),
             config,
@@ -593,7 +598,11 @@ impl RevocationLookup for View<'_> {
 }
 
 impl VerdictLookup for View<'_> {
-    fn verdict(&self, digest: &[u8; 32]) -> Option<SharedVerdict> {
+    fn digest(&self, token: &str) -> TokenDigest {
+        self.vm.shared_tokens.map_or([0; 16], |t| t.digest(token))
+    }
+
+    fn verdict(&self, digest: &TokenDigest) -> Option<SharedVerdict> {
         self.vm
             .shared_tokens
             .and_then(|t| t.lookup(&*self.vm.store, digest))

@@ -59,7 +59,13 @@ fn env(name: &str) -> Option<String> {
 /// A VM of `plugin` on store `s`, configured at [`T0`].
 fn worker(s: &Rc<dyn Store>, plugin: &Value) -> Vm {
     let cfg = config::parse(plugin.to_string().as_bytes(), &env).expect("config");
-    let mut vm = Vm::new(cfg, Box::new(RustBackend), Box::new(s.clone()), (T0, 1));
+    let mut vm = Vm::new(
+        cfg,
+        Box::new(RustBackend),
+        Box::new(s.clone()),
+        (T0, 1),
+        crate::vm::entropy(),
+    );
     vm.on_configure(T0);
     vm
 }

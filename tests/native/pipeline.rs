@@ -571,15 +571,18 @@ fn provider_selection_does_not_depend_on_history() {
 fn verdicts_shared_between_vms() {
     use bearer_guard::pipeline::{Authenticated, VerdictLookup};
     use bearer_guard::shared::MemoryStore;
-    use bearer_guard::token_cache::{SharedTokens, SharedVerdict};
+    use bearer_guard::token_cache::{SharedTokens, SharedVerdict, TokenDigest};
     struct Process<'a>(&'a MemoryStore, SharedTokens);
     impl VerdictLookup for Process<'_> {
-        fn verdict(&self, digest: &[u8; 32]) -> Option<SharedVerdict> {
+        fn digest(&self, token: &str) -> TokenDigest {
+            self.1.digest(token)
+        }
+        fn verdict(&self, digest: &TokenDigest) -> Option<SharedVerdict> {
             self.1.lookup(self.0, digest)
         }
     }
     let store = MemoryStore::default();
-    let process = Process(&store, SharedTokens::new(64));
+    let process = Process(&store, SharedTokens::new(64, [5; 16]));
     let cfg = config();
     let fake = ready();
     let good = rs("user-1", json!({"permissions": ["entities:read"]}));

@@ -80,6 +80,16 @@ impl Host for FakeHost {
     }
 }
 
+/// Random bytes as a host gives each VM: distinct per VM, so every test with several VMs
+/// on one store also checks that they agree on the process's token digest key.
+pub(crate) fn entropy() -> Option<[u8; 16]> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&n.to_le_bytes());
+    Some(bytes)
+}
+
 /// One worker: its VM and its host.
 pub(crate) struct Worker {
     pub(crate) vm: Vm,
@@ -91,14 +101,26 @@ impl Worker {
     pub(crate) fn from_config(cfg: config::Config) -> Worker {
         let store: Rc<dyn Store> = store();
         Worker {
-            vm: Vm::new(cfg, Box::new(RustBackend), Box::new(store), (T0, 1)),
+            vm: Vm::new(
+                cfg,
+                Box::new(RustBackend),
+                Box::new(store),
+                (T0, 1),
+                entropy(),
+            ),
             host: FakeHost::default(),
         }
     }
 
     pub(crate) fn new(store: Rc<dyn Store>, plugin: &Value, now: u64) -> Worker {
         let cfg = config::parse(plugin.to_string().as_bytes(), &|_| None).expect("config");
-        let mut vm = Vm::new(cfg, Box::new(RustBackend), Box::new(store), (now, 1));
+        let mut vm = Vm::new(
+            cfg,
+            Box::new(RustBackend),
+            Box::new(store),
+            (now, 1),
+            entropy(),
+        );
         vm.on_configure(now);
         Worker {
             vm,
@@ -297,6 +319,34 @@ fn a_new_configuration_starts_from_the_published_keys() {
         c.host.calls.is_empty(),
         "no refetch for a new configuration"
     );
+}
+
+/// Two VMs drawing different random bytes agree on the process's digest key: a token
+/// one verified is a second-level hit on the other (no signature check), and a token
+/// differing in one character of its signature is verified (and refused) there.
+#[test]
+fn a_token_verified_on_one_vm_is_a_second_level_hit_on_another() {
+    let (_s, mut a, mut b) = loaded(&plugin(false));
+    b.tick(T0 + 10);
+    let t = token("user_l2");
+    assert_eq!(
+        fate(&a.request(T0 + 20, 1, &t), 1).as_deref(),
+        Some("continue")
+    );
+    assert_eq!(
+        fate(&b.request(T0 + 30, 2, &t), 2).as_deref(),
+        Some("continue")
+    );
+    assert_eq!(b.vm.metrics().pending("token_cache_shared_hits"), 1);
+    let mut forged = t.into_bytes();
+    let i = forged.len() - 5;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("ascii");
+    assert_eq!(
+        fate(&b.request(T0 + 40, 3, &forged), 3).as_deref(),
+        Some("401")
+    );
+    assert_eq!(b.vm.metrics().pending("token_cache_shared_hits"), 1);
 }
 
 #[test]

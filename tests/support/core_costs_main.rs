@@ -134,6 +134,7 @@ impl Worker {
             Box::new(Stub(signatures.clone())),
             Box::new(store.clone()),
             (T0, 1),
+            Some([cache as u8; 16]),
         );
         vm.on_configure(T0);
         Worker {
