@@ -39,11 +39,10 @@ pub fn extract_authorization<'a>(values: &[&'a str], dpop: bool) -> Option<(Sche
     } else {
         return None;
     };
-    // This runs on every request over the whole token: byte searches (memchr), not a
-    // char-by-char Unicode scan. Other odd bytes fail base64url decoding later (401
-    // Invalid or expired token).
-    let bytes = token.as_bytes();
-    if token.is_empty() || [b',', b' ', b'\t'].iter().any(|c| bytes.contains(c)) {
+    // This runs on every request over the whole token: one byte search for the three
+    // bytes (memchr3), not a char-by-char Unicode scan. Other odd bytes fail base64url
+    // decoding later (401 Invalid or expired token).
+    if token.is_empty() || memchr::memchr3(b',', b' ', b'\t', token.as_bytes()).is_some() {
         return None;
     }
     Some((scheme, token))

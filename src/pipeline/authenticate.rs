@@ -197,7 +197,12 @@ fn verify_token<'a>(
                     config: p,
                     claims: Rc::clone(&c.claims),
                     // The cached token equals this one: its payload segment is ours.
-                    payload_b64: Cow::Borrowed(token.split('.').nth(1).unwrap_or("")),
+                    // Only `forward.payload_header` reads it: not searched for otherwise.
+                    payload_b64: Cow::Borrowed(if cfg.forward.payload_header.is_some() {
+                        token.split('.').nth(1).unwrap_or("")
+                    } else {
+                        ""
+                    }),
                     cache: CacheNote::Hit,
                     revocation: RevocationNote::None,
                     proof: None,

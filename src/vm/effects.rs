@@ -73,9 +73,10 @@ pub enum Effect {
 }
 
 /// Host calls the glue makes for every request before the core decides: the request's
-/// header map and the clock (the route-name property is a third, only when a rule
-/// matches on routes).
-pub const HOST_CALLS_PER_REQUEST: usize = 2;
+/// header map (requests are judged at the VM's clock, never read per request; the
+/// route-name property is a second call, only when a rule matches on routes; the client
+/// certificate's digest another, only when a provider binds tokens to it).
+pub const HOST_CALLS_PER_REQUEST: usize = 1;
 
 impl Effect {
     /// The host calls `filter::apply` makes for this effect when `own` is the context

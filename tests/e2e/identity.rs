@@ -107,9 +107,14 @@ fn account_resolution_and_forwarding() {
         "Authorization stripped before the upstream"
     );
 
-    // Cached: repeated requests for the same identity cost one call.
+    // Cached: repeated requests for the same identity cost one call; a cached token
+    // forwards the same identity headers and payload as a fresh one.
     for _ in 0..5 {
-        assert_eq!(s.envoy.get_with_token("/v1/entities/x", &t1).status, 200);
+        let again = s.envoy.get_with_token("/v1/entities/x", &t1);
+        assert_eq!(again.status, 200);
+        for h in ["x-auth-subject", "x-account-id", "x-auth-payload"] {
+            assert_eq!(again.upstream_header(h), up(h), "{h} on a cached token");
+        }
     }
     assert_eq!(
         s.calls.load(Ordering::SeqCst),
