@@ -47,7 +47,18 @@ fn token(sub: &str) -> String {
         b64(header.to_string().as_bytes()),
         b64(claims.to_string().as_bytes())
     );
-    format!("{input}.{}", b64(&[7u8; 256]))
+    // Signatures differ per token, as real ones do (the stub accepts any): the verified-token
+    // cache hashes a token's last bytes, which lie in its signature.
+    let mut x = sub.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let signature: Vec<u8> = (0..256)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 56) as u8
+        })
+        .collect();
+    format!("{input}.{}", b64(&signature))
 }
 
 fn plugin(cache: usize) -> Value {
