@@ -474,11 +474,13 @@ fn main() {
     let envoys_b: Vec<Envoy> = wasm_b
         .iter()
         .flat_map(|b| {
-            // Same order as 1, 4, 5 above (twins 7, 8, 9): hop, bearer-guard, pure Rust.
+            // Same order as 1, 4, 5 above (twins 7, 8, 9): hop, bearer-guard, pure Rust;
+            // then the second level alone (twin 10).
             [
                 with_wasm(plugin("auto", 4096, true), b),
                 with_wasm(plugin("auto", 4096, false), b),
                 with_wasm(plugin("rust", 4096, false), b),
+                with_wasm(plugin_with_slots("auto", 0, false, 1 << 20), b),
             ]
         })
         .collect();
@@ -699,13 +701,15 @@ fn main() {
         rows.push(row(probe_row(kind), probe + i, &one, true));
     }
     if wasm_b.is_some() {
-        // Each bearer-guard row gets its B twin right after it (envoys 7-9 mirror 1, 4, 5).
+        // Each bearer-guard row gets its B twin right after it (envoys 7-10 mirror 1, 4,
+        // 5 and the second level's).
         let mut with_twins = Vec::new();
         for r in rows {
             let twin = match r.envoy {
                 1 => Some(7),
                 4 => Some(8),
                 5 => Some(9),
+                e if e == l2 => Some(10),
                 _ => None,
             };
             let twin = twin.map(|envoy| Row {
