@@ -271,13 +271,18 @@ mod tests {
     #[test]
     fn bounded_and_oversized_tokens_are_not_cached() {
         let mut c = TokenCache::new(2);
+        assert!(c.is_empty());
         for i in 0..10 {
             c.insert(&i.to_string(), entry(100), 5);
         }
         assert_eq!(c.len(), 2);
+        assert!(!c.is_empty());
         let long = "x".repeat(MAX_CACHED_TOKEN_BYTES + 1);
         c.insert(&long, entry(100), 5);
         assert!(c.get(&long, 5).is_none(), "oversized tokens are not cached");
+        let longest = "y".repeat(MAX_CACHED_TOKEN_BYTES);
+        c.insert(&longest, entry(100), 5);
+        assert!(c.get(&longest, 5).is_some(), "the longest cacheable token");
     }
 
     #[test]
@@ -312,7 +317,10 @@ mod tests {
                     .is_some()
             })
             .count();
-        assert!((1..=4).contains(&found), "{found}");
+        assert_eq!(found, 4, "each of the 4 slots holds its newest token");
+        for slot in 0..4 {
+            assert!(store.get(&format!("bearer_guard.tok.{slot}")).is_some());
+        }
     }
 
     #[test]
