@@ -599,6 +599,8 @@ impl RevocationLookup for View<'_> {
 
 impl VerdictLookup for View<'_> {
     fn digest(&self, token: &str) -> TokenDigest {
+        // The view is the pipeline's verdict lookup only when the level is on (`decide`);
+        // without it `verdict` finds nothing, whatever the digest.
         self.vm.shared_tokens.map_or([0; 16], |t| t.digest(token))
     }
 

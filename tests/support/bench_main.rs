@@ -242,7 +242,7 @@ impl Pool<'_> {
             let (a, b) = std::thread::scope(|s| {
                 let a = s.spawn(|| mint(start..mid));
                 let b = mint(mid..want);
-                (a.join().unwrap_or_default(), b)
+                (a.join().expect("minting thread"), b)
             });
             self.tokens.extend(a);
             self.tokens.extend(b);
