@@ -50,7 +50,7 @@ impl AccountLookup for GivenAccount<'_> {
             None => AccountState::NotFound,
         }
     }
-    fn may_wait(&self) -> bool {
+    fn may_wait(&self, _provider: usize, _key: &str) -> bool {
         false
     }
 }
@@ -124,9 +124,7 @@ fn reply(e: &mut Explanation, outcome: &Outcome, req: &Request) {
                 .collect();
         }
         // Offline keys never load and accounts never wait: not reached.
-        Decision::AwaitKeys { .. }
-        | Decision::AwaitAccount { .. }
-        | Decision::AwaitRevocation { .. } => e.status = 500,
+        Decision::Await(_) => e.status = 500,
         // A GraphQL request without its body (`--body`): no answer yet.
         Decision::ReadBody { .. } => e.status = 0,
     }

@@ -50,7 +50,6 @@ mod filter;
 /// body chunk; `make build` removes these from the module's exports (`wasm-trim`), so the
 /// host skips them. A callback the filter starts implementing must leave this list.
 pub const UNIMPLEMENTED_CALLBACKS: &[&str] = &[
-    "proxy_on_request_trailers",
     "proxy_on_response_headers",
     "proxy_on_response_body",
     "proxy_on_response_trailers",

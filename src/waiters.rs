@@ -5,9 +5,12 @@
 
 use std::collections::HashMap;
 
-/// What a paused request waits for.
+pub use crate::pipeline::Waited;
+
+/// The event that wakes a paused request: a [`crate::pipeline::Wait`] without what only
+/// the call needs (several requests wait for one event).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Wait {
+pub enum Event {
     /// A provider's key set.
     Keys(usize),
     /// An account lookup: provider index and lookup key.
@@ -16,25 +19,13 @@ pub enum Wait {
     Revocation(usize),
 }
 
-/// What a request has already waited for: each kind at most once, so no request waits
-/// forever.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Waited {
-    /// It waited for keys.
-    pub keys: bool,
-    /// It waited for an account.
-    pub account: bool,
-    /// It waited for a revocation list.
-    pub revocation: bool,
-}
-
 /// A paused request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Waiter<R> {
     /// The HTTP context that holds it.
     pub context_id: u32,
-    /// What it waits for.
-    pub wait: Wait,
+    /// What wakes it.
+    pub wait: Event,
     /// What it has waited for, this wait included.
     pub waited: Waited,
     /// When it stops waiting whatever happens (ms).
@@ -130,8 +121,8 @@ impl<R> Waiters<R> {
     }
 
     /// The providers and account keys paused requests wait for.
-    pub fn waited_for(&self) -> Vec<Wait> {
-        let mut waits: Vec<Wait> = Vec::new();
+    pub fn waited_for(&self) -> Vec<Event> {
+        let mut waits: Vec<Event> = Vec::new();
         for w in &self.parked {
             if !waits.contains(&w.wait) {
                 waits.push(w.wait.clone());
@@ -141,7 +132,7 @@ impl<R> Waiters<R> {
     }
 
     /// Takes every paused request waiting for `wait`.
-    pub fn wake(&mut self, wait: &Wait) -> Vec<Waiter<R>> {
+    pub fn wake(&mut self, wait: &Event) -> Vec<Waiter<R>> {
         self.take(|w| w.wait == *wait)
     }
 
@@ -206,7 +197,7 @@ impl<R> Waiters<R> {
                 .retain(|_, c| !matches!(c, Call::Account { key: k, .. } if k == key));
         }
         self.take(|w| {
-            w.deadline_ms <= now || matches!(&w.wait, Wait::Account(_, k) if lost.contains(k))
+            w.deadline_ms <= now || matches!(&w.wait, Event::Account(_, k) if lost.contains(k))
         })
     }
 }
@@ -215,7 +206,7 @@ impl<R> Waiters<R> {
 mod tests {
     use super::*;
 
-    fn waiter(id: u32, wait: Wait, deadline: u64) -> Waiter<&'static str> {
+    fn waiter(id: u32, wait: Event, deadline: u64) -> Waiter<&'static str> {
         Waiter {
             context_id: id,
             wait,
@@ -229,16 +220,20 @@ mod tests {
     fn requests_wake_on_their_event_or_deadline() {
         let mut w = Waiters::default();
         assert!(!w.any());
-        w.park(waiter(1, Wait::Keys(0), 1000));
-        w.park(waiter(2, Wait::Keys(1), 1000));
-        w.park(waiter(3, Wait::Account(0, "k".into()), 500));
-        w.park(waiter(4, Wait::Keys(0), 2000));
+        w.park(waiter(1, Event::Keys(0), 1000));
+        w.park(waiter(2, Event::Keys(1), 1000));
+        w.park(waiter(3, Event::Account(0, "k".into()), 500));
+        w.park(waiter(4, Event::Keys(0), 2000));
         assert_eq!(
             w.waited_for(),
-            vec![Wait::Keys(0), Wait::Keys(1), Wait::Account(0, "k".into())]
+            vec![
+                Event::Keys(0),
+                Event::Keys(1),
+                Event::Account(0, "k".into())
+            ]
         );
         let woken: Vec<u32> = w
-            .wake(&Wait::Keys(0))
+            .wake(&Event::Keys(0))
             .iter()
             .map(|w| w.context_id)
             .collect();
@@ -294,7 +289,7 @@ mod tests {
             },
             0,
         );
-        w.park(waiter(1, Wait::Account(0, "k".into()), u64::MAX));
+        w.park(waiter(1, Event::Account(0, "k".into()), u64::MAX));
         assert!(w.tick(LOST_LOOKUP_MS - 1).is_empty());
         let woken = w.tick(LOST_LOOKUP_MS);
         assert_eq!(woken.len(), 1);

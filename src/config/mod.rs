@@ -452,7 +452,7 @@ fn sender_headers(providers: &[Provider]) -> Vec<&'static str> {
 
 /// `graphql`: bounds on GraphQL requests, each checked against its range.
 fn read_graphql(top: &Fields) -> Result<Limits, ConfigError> {
-    let keys = ["max_body_bytes", "max_depth", "max_tokens"];
+    let keys = ["max_body_bytes", "max_depth", "max_tokens", "hold_head"];
     let Some(g) = top.object("graphql", &keys)? else {
         return Ok(Limits::default());
     };
@@ -460,6 +460,7 @@ fn read_graphql(top: &Fields) -> Result<Limits, ConfigError> {
         max_body_bytes: g.usize_or("max_body_bytes", DEFAULT_MAX_BODY_BYTES)?,
         max_depth: g.usize_or("max_depth", DEFAULT_MAX_DEPTH)?,
         max_tokens: g.usize_or("max_tokens", DEFAULT_MAX_TOKENS)?,
+        hold_head: g.bool_or("hold_head", false)?,
     };
     let ranges = [
         ("max_body_bytes", limits.max_body_bytes, 256, 1 << 20),

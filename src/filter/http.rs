@@ -134,6 +134,10 @@ impl HttpContext for Http {
         apply(&state, effects, self.context_id, Some(self.context_id))
     }
 
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.trailers()
+    }
+
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(state) = self.state.clone() else {
             return Action::Pause;
@@ -154,6 +158,27 @@ impl HttpContext for Http {
                 &read,
                 &mut Caller(self),
             )
+        };
+        apply(&state, effects, self.context_id, Some(self.context_id))
+    }
+}
+
+impl Http {
+    /// The request's trailers: its body is complete.
+    fn trailers(&mut self) -> Action {
+        let Some(state) = self.state.clone() else {
+            return Action::Pause;
+        };
+        let read = |max: usize| {
+            host::buffer(host::buffer::HTTP_REQUEST_BODY, max)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        let effects = {
+            let vm = &mut state.borrow_mut().vm;
+            let now = vm.clock();
+            vm.on_request_trailers(now, self.context_id, &read, &mut Caller(self))
         };
         apply(&state, effects, self.context_id, Some(self.context_id))
     }

@@ -127,10 +127,10 @@ pub fn verify_signature(
                 (KeyAvailability::Ready, Some(k)) => k,
                 (KeyAvailability::Loading, _) => {
                     return Err((
-                        Decision::AwaitKeys {
+                        Decision::Await(Wait::Keys {
                             provider,
                             refetch: false,
-                        },
+                        }),
                         "keys loading",
                     ))
                 }
@@ -140,10 +140,10 @@ pub fn verify_signature(
                 if !keys.has_kid(k) {
                     if inp.keys.may_refetch(provider) {
                         return Err((
-                            Decision::AwaitKeys {
+                            Decision::Await(Wait::Keys {
                                 provider,
                                 refetch: true,
-                            },
+                            }),
                             "unknown kid",
                         ));
                     }
@@ -304,7 +304,7 @@ fn verify_token<'a>(
             );
             match &verified {
                 Ok(_) => t.token("signature", true, || "valid".into()),
-                Err((Decision::AwaitKeys { .. }, note)) => {
+                Err((Decision::Await(_), note)) => {
                     t.token("signature", false, || format!("waits: {note}"))
                 }
                 Err((_, note)) => t.token("signature", false, || (*note).into()),
@@ -553,9 +553,9 @@ fn revocation(
         },
         (KeyAvailability::Loading, None) => {
             t.token("revocation", false, || "waits: the list is loading".into());
-            let d = Decision::AwaitRevocation {
+            let d = Decision::Await(Wait::Revocation {
                 provider: v.provider,
-            };
+            });
             Err((d, "revocation list loading", RevocationNote::None))
         }
         _ => match source.on_unavailable {

@@ -61,7 +61,7 @@ pub(super) fn authorize(
             let (ok, detail) = match &state {
                 AccountState::Found(_) => (true, format!("found ({path})")),
                 AccountState::NotFound => (false, format!("not found ({path})")),
-                AccountState::Unknown if inp.accounts.may_wait() => {
+                AccountState::Unknown if inp.accounts.may_wait(pid, &key) => {
                     (false, format!("looked up ({path})"))
                 }
                 AccountState::Unknown => (false, format!("service failed ({path})")),
@@ -86,13 +86,13 @@ pub(super) fn authorize(
             AccountState::NotFound => {
                 return deny(Denial::UnknownAccount, rule, "account not found")
             }
-            AccountState::Unknown if inp.accounts.may_wait() => {
+            AccountState::Unknown if inp.accounts.may_wait(pid, &key) => {
                 return outcome(
-                    Decision::AwaitAccount {
+                    Decision::Await(Wait::Account {
                         provider: pid,
                         key,
                         path,
-                    },
+                    }),
                     rule,
                     "account lookup",
                 );

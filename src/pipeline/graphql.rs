@@ -1,6 +1,7 @@
 //! A GraphQL endpoint: what the head decides before the body, and each root field of the
 //! body judged by its own rule.
 
+use super::combine::answering;
 use super::*;
 use crate::graphql::{self as gql, RootField};
 
@@ -93,13 +94,14 @@ pub(super) fn graphql_decision(
             let verdict = outcome_of(at)
                 .and_then(|i| decided.get(i))
                 .map(|(_, o, _)| o);
-            let ok = matches!(verdict.map(|o| &o.decision), Some(Decision::Allow { .. }));
+            let ok = verdict.is_some_and(|o| o.decision.class() == Class::Allow);
             let detail = match verdict.map(|o| &o.decision) {
                 Some(Decision::Deny(d)) => {
                     format!("rule {rule_name}: {} {}", d.status(), d.detail())
                 }
                 Some(Decision::Allow { .. }) => format!("rule {rule_name}: allowed"),
-                _ => format!("rule {rule_name}: waits"),
+                Some(Decision::Await(w)) => format!("rule {rule_name}: waits for {}", w.describe()),
+                Some(Decision::ReadBody { .. }) | None => format!("rule {rule_name}: waits"),
             };
             tr.fields.push(check(
                 &format!("{} {}", f.operation.name(), f.name),
@@ -108,27 +110,10 @@ pub(super) fn graphql_decision(
             ));
         }
     });
-    // A wait first (decide again when it is over), then the first enforced denial, then
-    // the first audited one, else the request passes.
-    let order: Vec<usize> = judged.iter().filter_map(|(_, at)| outcome_of(at)).collect();
-    let pick = |want: &dyn Fn(&Outcome) -> bool| {
-        order
-            .iter()
-            .copied()
-            .find(|i| decided.get(*i).is_some_and(|(_, o, _)| want(o)))
-    };
-    let waits = |o: &Outcome| {
-        matches!(
-            o.decision,
-            Decision::AwaitKeys { .. } | Decision::AwaitAccount { .. }
-        )
-    };
-    let denied = |o: &Outcome| matches!(o.decision, Decision::Deny(_));
-    let chosen = pick(&waits)
-        .or_else(|| pick(&|o| denied(o) && o.mode == Mode::Enforce))
-        .or_else(|| pick(&denied))
-        .or_else(|| pick(&|o| !o.identity.is_empty()))
-        .or_else(|| order.first().copied());
+    // Every field's rule must allow; otherwise a wait, then the first enforced denial,
+    // then the first audited one answers (`combine`, the one rule for decisions by parts).
+    let parts: Vec<&Outcome> = decided.iter().map(|(_, o, _)| o).collect();
+    let chosen = answering(&parts);
     let all_public = decided.iter().all(|(_, o, _)| o.public);
     let all_anonymous = decided.iter().all(|(_, o, _)| o.public || o.anonymous);
     // One proof per request, whichever field's rule checked it.

@@ -33,6 +33,7 @@ use std::rc::Rc;
 
 mod authenticate;
 mod authorize;
+mod combine;
 mod graphql;
 
 use self::authenticate::{authenticate, Scope};
@@ -54,27 +55,36 @@ pub enum Decision {
     },
     /// Answer locally.
     Deny(Denial),
-    /// Pause until the provider's keys arrive, then decide again.
-    AwaitKeys {
+    /// Pause until what the decision needs has arrived (or is known not to come), then
+    /// decide again.
+    Await(Wait),
+    /// A GraphQL request whose root fields are in its body: the body is held until it is
+    /// complete, then the request is decided with it.
+    ReadBody {
+        /// The token's identity headers (empty without a credential).
+        headers: Vec<(String, String)>,
+    },
+}
+
+/// What a decision waits for: the one list of the kinds of waiting. Every site that acts
+/// on a wait matches this type exhaustively, so a new kind is a compile error wherever it
+/// is not handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// A provider's key set: its first load, or (`refetch`) a refetch for an unknown `kid`.
+    Keys {
         /// Provider index.
         provider: usize,
         /// `true` when an unknown `kid` asks for a refetch, `false` for the first load.
         refetch: bool,
     },
-    /// A GraphQL request whose root fields are in its body: the headers go on with these
-    /// identity headers, the body is held until it is complete, then decided with it.
-    ReadBody {
-        /// The token's identity headers (empty without a credential).
-        headers: Vec<(String, String)>,
-    },
-    /// Pause until the provider's revocation list has loaded for the first time, then
-    /// decide again.
-    AwaitRevocation {
+    /// The first load of a provider's revocation list.
+    Revocation {
         /// Provider index.
         provider: usize,
     },
-    /// Pause until the account service answers for this identity, then decide again.
-    AwaitAccount {
+    /// The account service's answer for an identity.
+    Account {
         /// Provider index.
         provider: usize,
         /// Lookup key (the account service's fingerprint and the path).
@@ -82,6 +92,83 @@ pub enum Decision {
         /// The path to call.
         path: String,
     },
+}
+
+impl Wait {
+    /// Whether `other` waits for the same thing: one provider's keys (a first load and a
+    /// refetch alike), one provider's list, one identity's account.
+    pub fn same_as(&self, other: &Wait) -> bool {
+        match self {
+            Wait::Keys { provider, .. } => {
+                matches!(other, Wait::Keys { provider: p, .. } if p == provider)
+            }
+            Wait::Revocation { provider } => {
+                matches!(other, Wait::Revocation { provider: p } if p == provider)
+            }
+            Wait::Account { provider, key, .. } => {
+                matches!(other, Wait::Account { provider: p, key: k, .. } if p == provider && k == key)
+            }
+        }
+    }
+
+    /// In a few words, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Wait::Keys { provider, .. } => format!("keys of provider #{provider}"),
+            Wait::Revocation { provider } => format!("the revocation list of provider #{provider}"),
+            Wait::Account { .. } => "an account lookup".to_string(),
+        }
+    }
+}
+
+/// What a request has waited for: each [`Wait`] at most once, so no request waits
+/// forever — and a request judged by parts (GraphQL fields of several providers) may wait
+/// for each part's keys, list or account in turn.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Waited(Vec<Wait>);
+
+impl Waited {
+    /// Whether the request has waited for what `wait` waits for.
+    pub fn has(&self, wait: &Wait) -> bool {
+        self.0.iter().any(|w| w.same_as(wait))
+    }
+
+    /// The request waits for `wait` now.
+    pub fn add(&mut self, wait: Wait) {
+        if !self.has(&wait) {
+            self.0.push(wait);
+        }
+    }
+
+    /// Whether it waited for provider `provider`'s keys.
+    pub fn keys(&self, provider: usize) -> bool {
+        self.has(&Wait::Keys {
+            provider,
+            refetch: false,
+        })
+    }
+}
+
+/// The three classes of decision a combination of parts knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The part lets the request through.
+    Allow,
+    /// The part cannot be decided yet (it waits for data, or for the body).
+    Pending,
+    /// The part refuses the request.
+    Deny,
+}
+
+impl Decision {
+    /// Which class the decision is in.
+    pub fn class(&self) -> Class {
+        match self {
+            Decision::Allow { .. } => Class::Allow,
+            Decision::Await(_) | Decision::ReadBody { .. } => Class::Pending,
+            Decision::Deny(_) => Class::Deny,
+        }
+    }
 }
 
 /// A decision with what the logs and metrics need to explain it.
@@ -115,6 +202,13 @@ pub struct Outcome {
     /// The DPoP proof's replay entry: the VM enters it in the process-wide store once the
     /// request is decided, and refuses the request if the proof was used before.
     pub proof: Option<crate::replay::ReplayClaim>,
+}
+
+impl Outcome {
+    /// A refusal decided outside the pipeline (no rule, enforced).
+    pub fn refused(denial: Denial, note: &'static str) -> Outcome {
+        outcome(Decision::Deny(denial), None, note)
+    }
 }
 
 /// What the revocation check found, beyond allowing or denying.
@@ -168,8 +262,8 @@ pub trait KeyLookup {
 pub trait AccountLookup {
     /// The cached result for `key` of `provider`.
     fn account(&self, provider: usize, key: &str) -> AccountState<'_>;
-    /// Whether this request may pause for a lookup.
-    fn may_wait(&self) -> bool;
+    /// Whether this request may pause for the lookup of `key` of `provider`.
+    fn may_wait(&self, provider: usize, key: &str) -> bool;
 }
 
 /// A fixed, always-ready key set with no refetching and no account service: for hosts
@@ -192,7 +286,7 @@ impl AccountLookup for FixedKeys {
     fn account(&self, _provider: usize, _key: &str) -> AccountState<'_> {
         AccountState::Unknown
     }
-    fn may_wait(&self) -> bool {
+    fn may_wait(&self, _provider: usize, _key: &str) -> bool {
         false
     }
 }
@@ -224,7 +318,7 @@ impl AccountLookup for NoAccounts {
     fn account(&self, _provider: usize, _key: &str) -> AccountState<'_> {
         AccountState::Unknown
     }
-    fn may_wait(&self) -> bool {
+    fn may_wait(&self, _provider: usize, _key: &str) -> bool {
         false
     }
 }
@@ -470,15 +564,10 @@ pub(super) fn decide_for(
             break;
         }
     }
+    // An audited precondition failure and the rest of the decision are two parts of one
+    // decision: `combine`'s rule says which answers; a denial keeps the token's identity.
     let first_denial = |o: Outcome| match precondition.clone() {
-        Some(mut p)
-            if !matches!(
-                o.decision,
-                Decision::AwaitKeys { .. }
-                    | Decision::AwaitAccount { .. }
-                    | Decision::AwaitRevocation { .. }
-            ) =>
-        {
+        Some(mut p) if combine::answering(&[&p, &o]) == Some(0) => {
             p.identity = o.identity;
             p.provider = o.provider;
             p.subject = o.subject;

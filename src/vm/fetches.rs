@@ -4,7 +4,7 @@
 
 use super::{CallResponse, Effect, Host, Level, Outgoing, Vm};
 use crate::jwks::{interpret_discovery, interpret_fetch, KeySet};
-use crate::waiters::{Call, Wait};
+use crate::waiters::{Call, Event};
 
 impl Vm {
     /// Reads a provider's process-wide key state, adopting a newer key set; whether
@@ -196,7 +196,7 @@ impl Vm {
             }
             Err(why) => self.record_fetch(provider, Err(why), now, (0, 0), out),
         }
-        self.wake(&Wait::Keys(provider), now, out);
+        self.wake(&Event::Keys(provider), now, out);
     }
 
     /// A JWKS answer: publish it for the process (or record the failure), then let the
@@ -218,7 +218,7 @@ impl Vm {
         );
         let parse_ms = host.clock_ms().saturating_sub(now);
         self.record_fetch(provider, result, now, (response.body_size, parse_ms), out);
-        self.wake(&Wait::Keys(provider), now, out);
+        self.wake(&Event::Keys(provider), now, out);
     }
 
     fn record_fetch(

@@ -5,7 +5,7 @@ use super::{
     CallResponse, Effect, Host, Level, Outgoing, Vm, ACCOUNT_CLAIM_GRACE_MS, UNCACHED_ANSWER_MS,
 };
 use crate::account::{interpret, SharedAccount};
-use crate::waiters::{Call, Deferred, Wait};
+use crate::waiters::{Call, Deferred, Event};
 
 impl Vm {
     /// Adopts a process-wide account answer into this VM's cache: `true` when there is
@@ -172,11 +172,11 @@ impl Vm {
     pub(super) fn tick_lookups(&mut self, now: u64, host: &mut dyn Host, out: &mut Vec<Effect>) {
         for lookup in self.waiters.take_deferred() {
             if !self.start_account(&lookup, now, host, out) {
-                self.wake(&Wait::Account(lookup.provider, lookup.key), now, out);
+                self.wake(&Event::Account(lookup.provider, lookup.key), now, out);
             }
         }
         for wait in self.waiters.waited_for() {
-            let Wait::Account(provider, key) = &wait else {
+            let Event::Account(provider, key) = &wait else {
                 continue;
             };
             let answered = !self.waiters.looking_up(key)

@@ -27,13 +27,15 @@ use crate::pipeline::{
     decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, RevocationLookup,
     VerdictLookup,
 };
+use crate::pipeline::{Wait, Waited};
 use crate::replay::{Claimed, ReplayStore};
+use crate::reply::Denial;
 use crate::request::{Body, Request};
 use crate::revocation::RevocationList;
 use crate::shared::{update, Reader, Store};
 use crate::token_cache::{SharedTokens, SharedVerdict, TokenCache, TokenDigest};
 use crate::verifier::SignatureBackend;
-use crate::waiters::{Wait, Waited, Waiter, Waiters};
+use crate::waiters::{Event, Waiter, Waiters};
 
 /// Tick period when no request waits: key refreshes, metric flushes.
 pub const IDLE_TICK_MS: u32 = 200;
@@ -51,6 +53,22 @@ pub const UNCACHED_ANSWER_MS: u64 = 1000;
 /// A VM logs a proof refused for want of replay space at most once per this many ms (each
 /// refusal is counted in `dpop_replay_store_full`).
 pub const REPLAY_WARN_EVERY_MS: u64 = 10_000;
+
+/// How long a request whose head is held for its body waits for a first body callback
+/// before the VM concludes that the host does not hold heads (see
+/// [`Vm::give_up_held_heads`]): only until one such callback has come to the VM.
+pub const HELD_BODY_WAIT_MS: u64 = 5_000;
+
+/// A request whose decision needs its body (a GraphQL POST), until the body is complete.
+struct Reading {
+    context: u32,
+    request: Request,
+    waited: Waited,
+    /// Its head is held too (`graphql.hold_head`), not gone on upstream.
+    head_held: bool,
+    /// When it started to wait for its body (ms).
+    since_ms: u64,
+}
 
 /// The state of one VM and its entry points.
 pub struct Vm {
@@ -75,7 +93,10 @@ pub struct Vm {
     shared_accounts: Option<SharedAccounts>,
     waiters: Waiters<Request>,
     /// Requests whose decision needs their body (GraphQL), until it has arrived.
-    bodies: Vec<(u32, Request, Waited)>,
+    reading: Vec<Reading>,
+    /// A body callback came for a request whose head was held: the host holds heads
+    /// (see [`Vm::give_up_held_heads`]).
+    host_holds_heads: bool,
     metrics: Metrics,
     /// Whether the host prints debug lines (debug lines are formatted only then).
     debug: bool,
@@ -151,7 +172,8 @@ impl Vm {
             keys,
             accounts,
             waiters: Waiters::default(),
-            bodies: Vec::new(),
+            reading: Vec::new(),
+            host_holds_heads: false,
             debug: false,
             tick_ms: IDLE_TICK_MS,
             clock: now,
@@ -278,7 +300,7 @@ impl Vm {
             }
             crate::waiters::Call::Account { provider, key } => {
                 self.account_response(provider, &key, response, now, &mut out);
-                self.wake(&Wait::Account(provider, key), now, &mut out);
+                self.wake(&Event::Account(provider, key), now, &mut out);
             }
         }
         self.set_tick(&mut out);
@@ -306,21 +328,74 @@ impl Vm {
                 Body::Read(read())
             }
         };
+        self.body_arrived(
+            now,
+            context,
+            (end || body_size > limit).then_some(body),
+            host,
+        )
+    }
+
+    /// The request's trailers have arrived: its body (what `read(max)` returns, at most
+    /// `max` bytes) is complete. A request with trailers ends with them, not with a body
+    /// callback marked as the end.
+    pub fn on_request_trailers(
+        &mut self,
+        now: u64,
+        context: u32,
+        read: &dyn Fn(usize) -> Vec<u8>,
+        host: &mut dyn Host,
+    ) -> Vec<Effect> {
+        let limit = self.config.graphql.max_body_bytes;
+        let body = || {
+            let bytes = read(limit.saturating_add(1));
+            if bytes.len() > limit {
+                Body::TooLarge(bytes.len())
+            } else {
+                Body::Read(bytes)
+            }
+        };
+        self.body_arrived(now, context, Some(body), host)
+    }
+
+    /// More of a request's body arrived; `complete` gives the whole body (or that it is
+    /// over the limit) once no more is to come.
+    fn body_arrived(
+        &mut self,
+        now: u64,
+        context: u32,
+        complete: Option<impl FnOnce() -> Body>,
+        host: &mut dyn Host,
+    ) -> Vec<Effect> {
         let mut out = Vec::new();
-        if let Some(at) = self.bodies.iter().position(|(c, _, _)| *c == context) {
-            if !end && body_size <= limit {
+        if let Some(at) = self.reading.iter().position(|r| r.context == context) {
+            if self.reading.get(at).is_some_and(|r| r.head_held) {
+                // A body callback while the head is held: the host holds heads.
+                self.host_holds_heads = true;
+            }
+            let Some(complete) = complete else {
                 out.push(Effect::Pause { context });
                 return out;
-            }
-            let (_, mut request, waited) = self.bodies.swap_remove(at);
-            request.body = body();
-            self.process(context, request, waited, now, Some(host), &mut out);
+            };
+            let mut reading = self.reading.swap_remove(at);
+            reading.request.body = complete();
+            self.process(
+                context,
+                reading.request,
+                reading.waited,
+                now,
+                Some(host),
+                &mut out,
+            );
             self.set_tick(&mut out);
             return out;
         }
+        let graphql = self.config.has_graphql;
         if let Some(request) = self.waiters.request_mut(context) {
-            if end && self.config.has_graphql {
-                request.body = body();
+            // Paused in its header phase, and still the body comes: the host holds heads.
+            self.host_holds_heads = true;
+            if let (Some(complete), true) = (complete, graphql) {
+                request.body = complete();
             }
             out.push(Effect::Pause { context });
         }
@@ -337,7 +412,7 @@ impl Vm {
         self.metrics.flush(&mut out);
         for provider in 0..self.keys.len() {
             if self.sync_keys(provider, now, &mut out) {
-                self.wake(&Wait::Keys(provider), now, &mut out);
+                self.wake(&Event::Keys(provider), now, &mut out);
             }
             if let Some(k) = self.provider_keys(provider) {
                 let health = (k.version(), k.age_ms(now), k.stale(now));
@@ -347,11 +422,12 @@ impl Vm {
         }
         for list in 0..self.lists.len() {
             if self.sync_revocation(list, now, &mut out) {
-                self.wake(&Wait::Revocation(list), now, &mut out);
+                self.wake(&Event::Revocation(list), now, &mut out);
             }
             self.start_revocation_fetch(list, now, host, &mut out);
         }
         self.tick_lookups(now, host, &mut out);
+        self.give_up_held_heads(now, &mut out);
         let late = self.waiters.tick(now);
         self.resume(late, now, &mut out);
         self.set_tick(&mut out);
@@ -361,7 +437,7 @@ impl Vm {
     /// HTTP context `context` is gone: forget its paused request.
     pub fn on_context_gone(&mut self, context: u32) {
         self.waiters.forget(context);
-        self.bodies.retain(|(c, _, _)| *c != context);
+        self.reading.retain(|r| r.context != context);
     }
 
     fn provider_keys(&self, provider: usize) -> Option<&ProviderKeys> {
@@ -390,7 +466,7 @@ impl Vm {
         }
     }
 
-    fn decide(&self, req: &Request, now: u64, waited: Waited) -> Outcome {
+    fn decide(&self, req: &Request, now: u64, waited: &Waited) -> Outcome {
         let view = View {
             vm: self,
             now_ms: now,
@@ -442,23 +518,49 @@ impl Vm {
         out: &mut Vec<Effect>,
     ) {
         loop {
-            let mut outcome = self.decide(&request, now, waited);
+            let mut outcome = self.decide(&request, now, &waited);
             self.note_cache(std::mem::take(&mut outcome.cache), now);
-            let (wait, timeout_ms, started) = match outcome.decision {
-                Decision::AwaitKeys { provider, refetch } => {
+            let wait = match outcome.decision {
+                Decision::Await(ref wait) => wait.clone(),
+                Decision::ReadBody { ref headers } => {
+                    let head_held = self.config.graphql.hold_head;
+                    if head_held {
+                        // The head waits with the body: a refused request never reaches
+                        // the upstream, not even its head.
+                        out.push(Effect::Pause { context });
+                    } else {
+                        // The head goes on with the token's identity; the body is held
+                        // (the body callbacks answer Pause) until it is complete.
+                        self.forward(context, &request, &outcome, headers, out);
+                        out.push(Effect::Continue { context });
+                    }
+                    self.reading.push(Reading {
+                        context,
+                        request,
+                        waited,
+                        head_held,
+                        since_ms: now,
+                    });
+                    return;
+                }
+                Decision::Allow { .. } | Decision::Deny(_) => {
+                    return self.finish(context, &request, outcome, out)
+                }
+            };
+            waited.add(wait.clone());
+            let (event, timeout_ms, started) = match wait {
+                Wait::Keys { provider, refetch } => {
                     let (timeout, started) =
                         self.await_keys(provider, refetch, now, host.as_deref_mut(), out);
-                    waited.keys = true;
-                    (Wait::Keys(provider), timeout, started)
+                    (Event::Keys(provider), timeout, started)
                 }
-                Decision::AwaitRevocation { provider } => {
+                Wait::Revocation { provider } => {
                     let list = self.config.revocation_of(provider).map_or(0, |(i, _)| i);
                     let (timeout, started) =
                         self.await_revocation(list, now, host.as_deref_mut(), out);
-                    waited.revocation = true;
-                    (Wait::Revocation(list), timeout, started)
+                    (Event::Revocation(list), timeout, started)
                 }
-                Decision::AwaitAccount {
+                Wait::Account {
                     provider,
                     key,
                     path,
@@ -476,29 +578,18 @@ impl Vm {
                         host.as_deref_mut(),
                         out,
                     );
-                    waited.account = true;
-                    (Wait::Account(provider, key), timeout, started)
+                    (Event::Account(provider, key), timeout, started)
                 }
-                Decision::ReadBody { ref headers } => {
-                    // The head goes on with the token's identity; the body is held (the
-                    // body callbacks answer Pause) until it is complete.
-                    self.forward(context, &request, &outcome, headers, out);
-                    out.push(Effect::Continue { context });
-                    self.bodies.push((context, request, waited));
-                    return;
-                }
-                _ => return self.finish(context, &request, outcome, out),
             };
             if !started {
                 // The call could not be made: decide again without waiting (500 or 401).
-                let outcome = self.decide(&request, now, waited);
+                let outcome = self.decide(&request, now, &waited);
                 return self.finish(context, &request, outcome, out);
             }
             self.debug(out, || {
-                let what = match &wait {
-                    Wait::Keys(p) => format!("keys of provider #{p}"),
-                    Wait::Account(..) => "an account lookup".to_string(),
-                    Wait::Revocation(l) => format!("revocation list #{l}"),
+                let what = match &outcome.decision {
+                    Decision::Await(w) => w.describe(),
+                    _ => String::new(),
                 };
                 format!(
                     "bearer-guard: request_id={} waits for {what}",
@@ -507,7 +598,7 @@ impl Vm {
             });
             self.waiters.park(Waiter {
                 context_id: context,
-                wait,
+                wait: event,
                 waited,
                 deadline_ms: now.saturating_add(timeout_ms).saturating_add(WAIT_GRACE_MS),
                 request,
@@ -518,8 +609,35 @@ impl Vm {
         }
     }
 
+    /// Requests whose head is held for their body (`graphql.hold_head`) while no body
+    /// callback has ever come to this VM for such a head: after [`HELD_BODY_WAIT_MS`] the
+    /// host is taken not to hold heads (Envoy's `allow_on_headers_stop_iteration` off) —
+    /// the request is answered 500, fail closed, and the log says what to set.
+    fn give_up_held_heads(&mut self, now: u64, out: &mut Vec<Effect>) {
+        if self.host_holds_heads {
+            return;
+        }
+        let (late, kept): (Vec<Reading>, Vec<Reading>) = std::mem::take(&mut self.reading)
+            .into_iter()
+            .partition(|r| r.head_held && now >= r.since_ms.saturating_add(HELD_BODY_WAIT_MS));
+        self.reading = kept;
+        for r in late {
+            out.push(Effect::Log(
+                Level::Error,
+                format!(
+                    "bearer-guard: request_id={} held its head for the body, and no body came in {} s: Envoy does not pass the body to a filter that holds the head. Set allow_on_headers_stop_iteration: true in the wasm filter's config, or graphql.hold_head: false with Envoy's buffer filter after bearer-guard (README, GraphQL rules)",
+                    r.request.request_id,
+                    HELD_BODY_WAIT_MS / 1000
+                ),
+            ));
+            let mut outcome = Outcome::refused(Denial::Unavailable, "no body came to a held head");
+            outcome.mode = self.config.mode;
+            self.finish(r.context, &r.request, outcome, out);
+        }
+    }
+
     /// Decides again every request paused for `wait`.
-    fn wake(&mut self, wait: &Wait, now: u64, out: &mut Vec<Effect>) {
+    fn wake(&mut self, wait: &Event, now: u64, out: &mut Vec<Effect>) {
         let woken = self.waiters.wake(wait);
         self.resume(woken, now, out);
     }
@@ -535,7 +653,7 @@ impl Vm {
 struct View<'a> {
     vm: &'a Vm,
     now_ms: u64,
-    waited: Waited,
+    waited: &'a Waited,
 }
 
 impl AccountLookup for View<'_> {
@@ -546,8 +664,12 @@ impl AccountLookup for View<'_> {
             .and_then(Option::as_ref)
             .map_or(AccountState::Unknown, |c| c.get(key, self.now_ms))
     }
-    fn may_wait(&self) -> bool {
-        !self.waited.account
+    fn may_wait(&self, provider: usize, key: &str) -> bool {
+        !self.waited.has(&Wait::Account {
+            provider,
+            key: key.to_string(),
+            path: String::new(),
+        })
     }
 }
 
@@ -561,7 +683,7 @@ impl KeyLookup for View<'_> {
             });
         match availability {
             // Each request waits for keys at most once.
-            KeyAvailability::Loading if self.waited.keys => KeyAvailability::Unavailable,
+            KeyAvailability::Loading if self.waited.keys(provider) => KeyAvailability::Unavailable,
             other => other,
         }
     }
@@ -569,7 +691,7 @@ impl KeyLookup for View<'_> {
         self.vm.provider_keys(provider).and_then(ProviderKeys::keys)
     }
     fn may_refetch(&self, provider: usize) -> bool {
-        !self.waited.keys
+        !self.waited.keys(provider)
             && self
                 .vm
                 .provider_keys(provider)
@@ -589,7 +711,7 @@ impl RevocationLookup for View<'_> {
         };
         match (list.availability(self.now_ms), list.doc()) {
             // Each request waits for a list at most once.
-            (KeyAvailability::Loading, None) if self.waited.revocation => {
+            (KeyAvailability::Loading, None) if self.waited.has(&Wait::Revocation { provider }) => {
                 (KeyAvailability::Unavailable, None)
             }
             other => other,

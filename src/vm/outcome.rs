@@ -27,10 +27,9 @@ impl Vm {
             Decision::Allow { .. } => ("allowed", None),
             Decision::Deny(d) if audit => ("would_deny", Some(d.reason())),
             Decision::Deny(d) => ("denied", Some(d.reason())),
-            Decision::AwaitKeys { .. }
-            | Decision::AwaitAccount { .. }
-            | Decision::AwaitRevocation { .. }
-            | Decision::ReadBody { .. } => ("denied", Some(Denial::Unavailable.reason())),
+            Decision::Await(_) | Decision::ReadBody { .. } => {
+                ("denied", Some(Denial::Unavailable.reason()))
+            }
         };
         if let Some(provider) = outcome.provider {
             self.revocation_noted(provider, outcome.revocation, out);
@@ -69,10 +68,7 @@ impl Vm {
             }
             // Not reachable: a request decides without waiting once it has waited; fail
             // closed all the same.
-            Decision::AwaitKeys { .. }
-            | Decision::AwaitAccount { .. }
-            | Decision::AwaitRevocation { .. }
-            | Decision::ReadBody { .. } => {
+            Decision::Await(_) | Decision::ReadBody { .. } => {
                 let reply = Denial::Unavailable.reply(&request.request_id);
                 out.push(Effect::Reply { context, reply });
             }

@@ -6,7 +6,7 @@ use super::{CallResponse, Effect, Host, Level, Vm};
 use crate::fetched::{fetched_body, Fetched};
 use crate::pipeline::RevocationNote;
 use crate::revocation::{Limits, RevocationList};
-use crate::waiters::{Call, Wait};
+use crate::waiters::{Call, Event};
 
 /// One revocation list as one VM sees it.
 pub type List = Fetched<RevocationList>;
@@ -148,7 +148,7 @@ impl Vm {
             let parsed = body.and_then(|b| Ok((RevocationList::parse(&b, &limits, now_s)?, b)));
             self.record_revocation(list, parsed, now, out);
         }
-        self.wake(&Wait::Revocation(list), now, out);
+        self.wake(&Event::Revocation(list), now, out);
     }
 
     fn record_revocation(

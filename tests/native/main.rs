@@ -14,3 +14,4 @@ mod pipeline;
 mod recipes;
 mod revocation;
 mod vm;
+mod waiting;

@@ -5,7 +5,7 @@ use crate::support::idp::{claims, jwks, mint_hs256, now, Signer};
 use bearer_guard::account::AccountState;
 use bearer_guard::config::{self, Config, DefaultPolicy};
 use bearer_guard::jwks::{KeyAvailability, KeySet, RsaKey};
-use bearer_guard::pipeline::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup};
+use bearer_guard::pipeline::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Wait};
 use bearer_guard::reply::Denial;
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::token_cache::TokenCache;
@@ -73,7 +73,7 @@ impl AccountLookup for Fake {
             None => AccountState::Unknown,
         }
     }
-    fn may_wait(&self) -> bool {
+    fn may_wait(&self, _provider: usize, _key: &str) -> bool {
         self.may_wait
     }
 }
@@ -271,10 +271,10 @@ fn reply_table_rows() {
                 "/v1/x",
                 bearer(&k2.mint(&claims(ISS, AUD, "user-1", 600, json!({})))),
             ),
-            Decision::AwaitKeys {
+            Decision::Await(Wait::Keys {
                 provider: 0,
                 refetch: true,
-            },
+            }),
         ),
         (
             "garbled",
@@ -298,11 +298,11 @@ fn reply_table_rows() {
         (
             "account not cached yet",
             request("GET", "/v1/x", bearer(&rs("user-2", json!({})))),
-            Decision::AwaitAccount {
+            Decision::Await(Wait::Account {
                 provider: 0,
                 key: account_key("/a?u=user-2"),
                 path: "/a?u=user-2".into(),
-            },
+            }),
         ),
         (
             "identity claim missing",
@@ -444,10 +444,10 @@ fn key_states_and_backend_failures() {
     fake.availability = KeyAvailability::Loading;
     assert_eq!(
         run(&fake, &RustBackend, &req),
-        Decision::AwaitKeys {
+        Decision::Await(Wait::Keys {
             provider: 0,
             refetch: false
-        }
+        })
     );
     fake.availability = KeyAvailability::Unavailable;
     assert_eq!(

@@ -477,7 +477,7 @@ fn graphql_plugin() -> Value {
 }
 
 impl Worker {
-    fn graphql(&mut self, now: u64, context: u32, token: &str) -> Vec<Effect> {
+    pub(crate) fn graphql(&mut self, now: u64, context: u32, token: &str) -> Vec<Effect> {
         let request = Request {
             method: "POST".into(),
             path: "/graphql".into(),
@@ -492,7 +492,7 @@ impl Worker {
         self.vm.on_request(now, context, request, &mut self.host)
     }
 
-    fn body(&mut self, now: u64, context: u32, body: &str, end: bool) -> Vec<Effect> {
+    pub(crate) fn body(&mut self, now: u64, context: u32, body: &str, end: bool) -> Vec<Effect> {
         let owned = body.as_bytes().to_vec();
         let read = move || owned.clone();
         self.vm

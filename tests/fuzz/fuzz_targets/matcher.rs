@@ -27,7 +27,7 @@ impl AccountLookup for NoKeys {
     fn account(&self, _: usize, _: &str) -> AccountState<'_> {
         AccountState::Unknown
     }
-    fn may_wait(&self) -> bool {
+    fn may_wait(&self, _provider: usize, _key: &str) -> bool {
         true
     }
 }
