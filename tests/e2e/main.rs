@@ -15,6 +15,7 @@ mod dpop;
 mod faults;
 mod foundation;
 mod graphql;
+mod graphql_heads;
 mod identity;
 mod observability;
 mod operations;

@@ -251,6 +251,7 @@ fn istio_manifests_match_istios_schema() {
         "wasmplugin.yaml",
         "serviceentry.yaml",
         "destinationrule.yaml",
+        "graphql-buffer.yaml",
     ]
     .iter()
     .map(|f| dir.join(f))
@@ -289,6 +290,12 @@ fn istio_manifests_match_istios_schema() {
             "trafficPolicy:",
             "trafficPolcy:",
             "trafficPolcy",
+        ),
+        (
+            "graphql-buffer.yaml",
+            "workloadSelector:",
+            "workloadSelectr:",
+            "workloadSelectr",
         ),
     ];
     for (file, from, to, named) in mistakes {
@@ -414,6 +421,7 @@ fn the_built_module_exports_only_implemented_callbacks() {
         "proxy_on_context_create",
         "proxy_on_request_headers",
         "proxy_on_request_body",
+        "proxy_on_request_trailers",
         "proxy_on_http_call_response",
         "proxy_on_delete",
         "proxy_on_memory_allocate",

@@ -518,17 +518,13 @@ fn main() {
         }))
         .collect();
     // GraphQL: the items rule by root field, and the same request judged by its path.
-    // Envoy's buffer filter after bearer-guard holds the head until the body is judged
-    // (with direct_response the router would answer from the head alone).
-    let buffer = json!({"name": "envoy.filters.http.buffer", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
-        "max_request_bytes": 65536}});
+    // bearer-guard holds the head with the body until it is judged (`hold_head`, as
+    // shipped; with direct_response the router would answer from the head alone).
     let gql_envoy = |rules: Value| {
         let mut cfg = plugin("auto", 4096, false);
         cfg["rules"] = rules;
-        let mut o = opts(Some(cfg), vec![]);
-        o.after_filters = vec![buffer.clone()];
-        Envoy::start(&o)
+        cfg["graphql"] = json!({"hold_head": true});
+        Envoy::start(&opts(Some(cfg), vec![]))
     };
     let gql = envoys.len();
     let envoys: Vec<Envoy> = envoys

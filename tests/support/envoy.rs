@@ -71,6 +71,9 @@ pub struct Options {
     pub transport_socket: Option<Value>,
     /// Fields set on the HTTP connection manager (e.g. `forward_client_cert_details`).
     pub hcm: Vec<(&'static str, Value)>,
+    /// The wasm filter's `allow_on_headers_stop_iteration` (on in every shipped
+    /// configuration): Envoy passes the body to a filter that holds the request's head.
+    pub hold_heads: bool,
 }
 
 /// The `stats_config` block of `envoy/envoy.yaml`, as shipped.
@@ -106,6 +109,7 @@ impl Options {
             stats_tags: false,
             transport_socket: None,
             hcm: vec![],
+            hold_heads: true,
         }
     }
 }
@@ -133,6 +137,7 @@ pub fn listener(o: &Options, port: u16) -> Value {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                 "config": {
                     "name": "bearer_guard", "root_id": "bearer_guard", "fail_open": false,
+                    "allow_on_headers_stop_iteration": o.hold_heads,
                     "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": o.plugin.to_string()},
                     "vm_config": {
                         "runtime": "envoy.wasm.runtime.v8",
@@ -535,6 +540,140 @@ pub fn http_body(
         stream.write_all(chunk)?;
     }
     send(&mut stream, b"", true)
+}
+
+/// How a request body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// HTTP/1.1 with `content-length`.
+    Length,
+    /// HTTP/1.1 `transfer-encoding: chunked`, one chunk per part.
+    Chunked,
+    /// Chunked, ending with a trailer (Envoy needs `enable_trailers` to pass it on).
+    Trailers,
+    /// HTTP/2 (prior knowledge) by `curl`: the parts as DATA frames.
+    Http2,
+}
+
+/// A request with its body in `parts`, `gap` apart, framed as `framing`, on a fresh
+/// connection.
+pub fn http_framed(
+    port: u16,
+    (method, path): (&str, &str),
+    headers: &[(&str, &str)],
+    parts: &[&[u8]],
+    gap: Duration,
+    framing: Framing,
+) -> std::io::Result<Reply> {
+    let trailers = match framing {
+        Framing::Length => return http_body(port, method, path, headers, parts, gap),
+        Framing::Http2 => return http2_body(port, (method, path), headers, parts, gap),
+        Framing::Chunked => false,
+        Framing::Trailers => true,
+    };
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    stream.set_nodelay(true)?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("transfer-encoding: chunked\r\n\r\n");
+    stream.write_all(head.as_bytes())?;
+    for part in parts {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
+        let mut chunk = format!("{:x}\r\n", part.len()).into_bytes();
+        chunk.extend_from_slice(part);
+        chunk.extend_from_slice(b"\r\n");
+        // A refused request may be answered (and its connection closed) mid-body.
+        if stream.write_all(&chunk).is_err() {
+            return send(&mut stream, b"", true);
+        }
+    }
+    let end: &[u8] = if trailers {
+        b"0\r\nx-body-digest: test\r\n\r\n"
+    } else {
+        b"0\r\n\r\n"
+    };
+    let _ = stream.write_all(end);
+    send(&mut stream, b"", true)
+}
+
+/// The request over HTTP/2 with prior knowledge, by `curl` streaming the body from its
+/// standard input (each part a write, so Envoy sees several DATA frames).
+fn http2_body(
+    port: u16,
+    (method, path): (&str, &str),
+    headers: &[(&str, &str)],
+    parts: &[&[u8]],
+    gap: Duration,
+) -> std::io::Result<Reply> {
+    use std::process::{Command, Stdio};
+    let dir = scratch_dir();
+    let (head_file, body_file) = (dir.join("head"), dir.join("body"));
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--http2-prior-knowledge",
+        "--max-time",
+        "15",
+        "-X",
+        method,
+        "-T",
+        "-",
+    ])
+    .arg("-D")
+    .arg(&head_file)
+    .arg("-o")
+    .arg(&body_file);
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    cmd.arg(format!("http://127.0.0.1:{port}{path}"));
+    let mut child = cmd.stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        for part in parts {
+            if !gap.is_zero() {
+                std::thread::sleep(gap);
+            }
+            if stdin.write_all(part).and_then(|()| stdin.flush()).is_err() {
+                break;
+            }
+        }
+    }
+    let out = child.wait_with_output()?;
+    let head = std::fs::read_to_string(&head_file).unwrap_or_default();
+    let body = std::fs::read(&body_file).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    // The last response head (curl writes every head it got, 100-continue included).
+    let last = head
+        .trim_end()
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let mut lines = last.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "curl: no response ({})",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        })?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    })
 }
 
 /// Writes one request and reads exactly one reply: the head, then the body its framing

@@ -14,15 +14,17 @@ import sys
 import yaml
 from cloudcoil.models.istio.extensions import v1alpha1 as extensions
 from cloudcoil.models.istio.networking import v1 as networking
+from cloudcoil.models.istio.networking import v1alpha3 as networking_v1alpha3
 
 MODELS = {
     ("extensions.istio.io/v1alpha1", "WasmPlugin"): extensions.WasmPlugin,
     ("networking.istio.io/v1", "ServiceEntry"): networking.ServiceEntry,
     ("networking.istio.io/v1", "DestinationRule"): networking.DestinationRule,
+    ("networking.istio.io/v1alpha3", "EnvoyFilter"): networking_v1alpha3.EnvoyFilter,
 }
 
 # Free-form by Istio's schema: compared as written, never walked.
-OPAQUE = {"pluginConfig", "labels", "annotations", "matchLabels"}
+OPAQUE = {"pluginConfig", "labels", "annotations", "matchLabels", "value"}
 
 
 def unknown_fields(written, dumped, path=""):

@@ -278,3 +278,84 @@ pub fn echo_on(ip: [u8; 4], port: u16) -> std::io::Result<HttpServer> {
         }),
     )
 }
+
+/// An upstream that answers `200 {"upstream":"head"}` as soon as it has read a request's
+/// head — before, and without, its body, as a health check, an echo of the head or a
+/// streaming proxy would — and counts the heads it received. A request whose head reaches
+/// it is answered by it, whatever bearer-guard decides about the body later.
+pub struct HeadCounter {
+    pub port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl HeadCounter {
+    /// Starts on a free port of 127.0.0.1.
+    pub fn start() -> std::io::Result<HeadCounter> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, st) = (heads.clone(), stop.clone());
+        let accept = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let h = h.clone();
+                std::thread::spawn(move || answer_from_head(stream, &h));
+            }
+        });
+        Ok(HeadCounter {
+            port,
+            heads,
+            stop,
+            accept: Some(accept),
+        })
+    }
+
+    /// The request lines of the heads received so far.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
+fn answer_from_head(mut stream: TcpStream, heads: &Mutex<Vec<String>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&raw);
+    if let Ok(mut h) = heads.lock() {
+        h.push(line.lines().next().unwrap_or_default().to_string());
+    }
+    let body = br#"{"upstream":"head"}"#;
+    let mut reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(body);
+    let _ = stream.write_all(&reply);
+    // Read what else comes for a moment, then close.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
+    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+impl Drop for HeadCounter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
