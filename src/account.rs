@@ -2,9 +2,9 @@
 //! and a bounded per-VM cache with separate positive and negative lifetimes.
 
 use crate::bounded_cache::BoundedCache;
-use crate::claim_path::ClaimPath;
 use crate::error::ConfigError;
 use crate::shared::{fingerprint, slot_of, update, Reader, Store, StoreError};
+use crate::token::claim_path::ClaimPath;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 

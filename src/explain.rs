@@ -10,15 +10,16 @@
 
 use crate::account::AccountState;
 use crate::config::{Config, Mode};
-use crate::jwks::{KeyAvailability, KeySet};
+use crate::keys::KeySet;
+pub use crate::pipeline::trace::Check;
+use crate::pipeline::trace::Trace;
 use crate::pipeline::{
     decide_traced, AccountLookup, Decision, FixedRevocations, Inputs, KeyLookup, Outcome,
 };
 use crate::request::Request;
 use crate::revocation::RevocationList;
-pub use crate::trace::Check;
-use crate::trace::Trace;
-use crate::verifier::SignatureBackend;
+use crate::shared::KeyAvailability;
+use crate::verify::SignatureBackend;
 use serde_json::{json, Map, Value};
 
 /// Everything `explain` says about one request.

@@ -11,36 +11,24 @@
 #![warn(missing_docs)]
 
 pub mod account;
-pub mod authorizer;
+pub mod authz;
 pub mod bounded_cache;
-pub mod claim_path;
 pub mod config;
-pub mod credential;
-pub mod crypto;
-pub mod dpop;
-pub mod envoy_ffi;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod explain;
-pub mod fetched;
 pub mod graphql;
-pub mod identity;
-pub mod jwks;
-pub mod matcher;
+pub mod keys;
 pub mod pipeline;
-pub mod replay;
 pub mod reply;
 pub mod request;
 pub mod revocation;
-pub mod rsa_public;
+pub mod sender;
 pub mod shared;
 pub mod strict_json;
 pub mod token;
-pub mod token_cache;
-pub mod trace;
-pub mod verifier;
+pub mod verify;
 pub mod vm;
-pub mod waiters;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

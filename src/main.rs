@@ -14,13 +14,13 @@
 //! VM's environment. Nothing printed contains the token or a secret.
 
 use bearer_guard::config::{self, Config, DEFAULT_MAX_JWKS_BYTES};
-use bearer_guard::credential::TokenSource;
 use bearer_guard::explain::explain;
-use bearer_guard::jwks::KeySet;
+use bearer_guard::keys::KeySet;
 use bearer_guard::pipeline::rule_sources;
 use bearer_guard::request::{Body, Headers, Request};
 use bearer_guard::revocation::{Limits, RevocationList};
-use bearer_guard::verifier::RustBackend;
+use bearer_guard::token::TokenSource;
+use bearer_guard::verify::RustBackend;
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 use std::io::{Read, Write};
@@ -104,7 +104,7 @@ struct ExplainArgs {
 fn certificate_sha256(path: &str) -> Result<String, String> {
     use sha2::Digest;
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let der = bearer_guard::dpop::pem_certificate_der(&text)
+    let der = bearer_guard::sender::pem_certificate_der(&text)
         .ok_or_else(|| format!("{path} holds no PEM certificate"))?;
     Ok(sha2::Sha256::digest(der)
         .iter()

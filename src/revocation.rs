@@ -16,7 +16,7 @@
 //! are kept as 64-bit SipHash digests of (kind, value): a collision can only refuse a
 //! token, never let one through.
 
-use crate::fetched::Document;
+use crate::shared::Document;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};

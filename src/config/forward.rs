@@ -1,8 +1,8 @@
 //! `forward`: the identity headers the upstream receives, set from verified claims.
 
 use super::reader::{claim_path, Fields};
-use crate::claim_path::ClaimPath;
 use crate::error::{err, ConfigError};
+use crate::token::claim_path::ClaimPath;
 use std::collections::BTreeMap;
 
 #[derive(Default)]

@@ -3,7 +3,7 @@
 
 use super::reader::Fields;
 use crate::error::{err, ConfigError};
-use crate::jwks::FetchPolicy;
+use crate::shared::FetchPolicy;
 
 /// `refresh_s` when not given: keys live 10 minutes, as in Envoy's `jwt_authn`.
 pub const DEFAULT_REFRESH_S: u64 = 600;

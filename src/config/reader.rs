@@ -3,8 +3,8 @@
 //! field path. Hand-written rather than `serde` derive: the derive code for these types
 //! was ~60 KB of the module, this is a few.
 
-use crate::claim_path::ClaimPath;
 use crate::error::{err, ConfigError};
+use crate::token::claim_path::ClaimPath;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 

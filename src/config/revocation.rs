@@ -5,7 +5,7 @@
 use super::jwks::{RETRY_MIN_MS, TIMEOUT_RANGE_MS};
 use super::reader::Fields;
 use crate::error::{err, ConfigError};
-use crate::jwks::FetchPolicy;
+use crate::shared::FetchPolicy;
 
 /// `refresh_s` when not given: a revoked token is refused within about this (plus a tick).
 pub const DEFAULT_REFRESH_S: u64 = 15;

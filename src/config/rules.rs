@@ -3,10 +3,10 @@
 use super::policy::{Authentication, Mode, MODES};
 use super::provider::Provider;
 use super::reader::{choose, claim_path, Fields};
-use crate::authorizer::{HeaderFormat, Membership, RequestValue, Requirement, Template};
+use crate::authz::matcher::{Matcher, RawMatch};
+use crate::authz::{HeaderFormat, Membership, RequestValue, Requirement, Template};
 use crate::error::{err, ConfigError};
 use crate::graphql::{FieldMatch, OperationKind};
-use crate::matcher::{Matcher, RawMatch};
 use serde_json::Value;
 
 /// A rule as written.

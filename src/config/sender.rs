@@ -4,10 +4,10 @@
 //! with `cnf` is then a bearer token, as before).
 
 use super::reader::{choose, Fields};
-use crate::credential::TokenSource;
-use crate::crypto::{Algorithm, ALGORITHMS};
-use crate::dpop::normalize_origin;
 use crate::error::{err, ConfigError};
+use crate::sender::normalize_origin;
+use crate::token::TokenSource;
+use crate::verify::{Algorithm, ALGORITHMS};
 
 /// `dpop.algorithms` when not given.
 pub const DEFAULT_PROOF_ALGORITHMS: [Algorithm; 4] = [
@@ -136,16 +136,17 @@ pub(super) fn read_dpop(
         },
     };
     let replay_entries = g.usize_or("replay_entries", DEFAULT_REPLAY_ENTRIES)?;
-    if !(crate::replay::SLOTS..=MAX_REPLAY_ENTRIES).contains(&replay_entries) {
+    if !(crate::sender::replay::SLOTS..=MAX_REPLAY_ENTRIES).contains(&replay_entries) {
         return err(
             g.path("replay_entries"),
             format!(
                 "must be between {} and {MAX_REPLAY_ENTRIES}",
-                crate::replay::SLOTS
+                crate::sender::replay::SLOTS
             ),
         );
     }
-    let replay_entries = replay_entries.div_ceil(crate::replay::SLOTS) * crate::replay::SLOTS;
+    let replay_entries =
+        replay_entries.div_ceil(crate::sender::replay::SLOTS) * crate::sender::replay::SLOTS;
     let algs = algorithms
         .iter()
         .map(|a| a.name())

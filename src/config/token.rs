@@ -3,8 +3,8 @@
 //! whether the credential is removed before the upstream.
 
 use super::reader::Fields;
-use crate::credential::TokenSource;
 use crate::error::{err, ConfigError};
+use crate::token::TokenSource;
 
 /// Reads `token` of a provider: the source, and whether to strip the credential.
 pub(super) fn read(provider: &Fields) -> Result<(TokenSource, bool), ConfigError> {

@@ -1,8 +1,8 @@
 //! Envoy's `verify_signature` foreign function (BoringSSL), the call behind the core's
-//! [`crate::envoy_ffi::EnvoyVerifier`] (RS256/384/512, ES256/384/512), detected once.
+//! [`crate::verify::host::EnvoyVerifier`] (RS256/384/512, ES256/384/512), detected once.
 
 use super::host::{self, NOT_FOUND};
-use crate::envoy_ffi::VERIFY_SIGNATURE;
+use crate::verify::host::VERIFY_SIGNATURE;
 
 /// Whether the host registers `verify_signature`. An empty argument message parses but
 /// carries no key, so a host that has the function answers `BadArgument`.

@@ -3,11 +3,11 @@
 
 use super::*;
 use crate::config::{BindingMode, OnUnavailable};
-use crate::credential::Credential;
-use crate::dpop::{
+use crate::sender::replay::ReplayClaim;
+use crate::sender::{
     check_proof, forwarded_cert_hash, request_htu, x5t_s256, ProofContext, ProofError,
 };
-use crate::replay::ReplayClaim;
+use crate::token::Credential;
 use crate::token::Scheme;
 
 /// Whether `rule` lets provider `i` authenticate (all, unless it names `providers`).

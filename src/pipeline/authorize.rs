@@ -2,7 +2,7 @@
 //! membership and the identity headers.
 
 use super::*;
-use crate::claim_path::ClaimPath;
+use crate::token::claim_path::ClaimPath;
 
 /// Steps 9-12 for an authenticated token: identity, account, permissions, membership,
 /// identity headers.

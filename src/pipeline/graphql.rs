@@ -64,7 +64,7 @@ pub(super) fn graphql_decision(
             (f, at)
         })
         .collect();
-    let mut decided: Vec<(Option<usize>, Outcome, crate::trace::Trace)> = Vec::new();
+    let mut decided: Vec<(Option<usize>, Outcome, crate::pipeline::trace::Trace)> = Vec::new();
     for (_, at) in &judged {
         if decided.iter().any(|(d, _, _)| d == at) {
             continue;
@@ -73,7 +73,7 @@ pub(super) fn graphql_decision(
             Some((r, c)) => (Some(*r), c.clone()),
             None => (None, Vec::new()),
         };
-        let mut sub = crate::trace::Trace::default();
+        let mut sub = crate::pipeline::trace::Trace::default();
         let mut st = Tracer(t.on().then_some(&mut sub));
         let o = decide_for(inp, req, rule, &captures, &mut st);
         decided.push((*at, o, sub));

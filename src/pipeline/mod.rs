@@ -10,23 +10,26 @@
 //! steps 9-12, [`graphql`] the per-root-field decision of a GraphQL endpoint.
 
 use crate::account::AccountState;
-use crate::authorizer::{check_header, GrantSource, Grants};
+use crate::authz::identity;
+use crate::authz::matcher::Captures;
+use crate::authz::{check_header, GrantSource, Grants};
 use crate::config::Provider;
 use crate::config::{Authentication, Config, DefaultPolicy, Mode, Rule};
-use crate::credential::{credential, TokenSource};
-use crate::crypto::Algorithm;
-use crate::jwks::{KeyAvailability, KeySet};
+use crate::keys::KeySet;
+use crate::pipeline::trace::{check, Trace, Tracer};
 use crate::reply::Denial;
 use crate::request::{is_normalized, Body, Request};
 use crate::revocation::RevocationList;
-use crate::token::parse;
-use crate::token::Scheme;
-use crate::token_cache::{
+use crate::shared::KeyAvailability;
+use crate::token::cache::{
     CachedToken, SharedVerdict, TokenCache, TokenDigest, MAX_CACHED_TOKEN_BYTES,
 };
-use crate::trace::{check, Trace, Tracer};
-use crate::verifier::{check_claims, check_times, verify_hmac, verify_with_key, SignatureBackend};
-use crate::{identity, matcher::Captures};
+use crate::token::parse;
+use crate::token::Scheme;
+use crate::token::{check_claims, check_times};
+use crate::token::{credential, TokenSource};
+use crate::verify::Algorithm;
+use crate::verify::{verify_hmac, verify_with_key, SignatureBackend};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -35,6 +38,7 @@ mod authenticate;
 mod authorize;
 mod combine;
 mod graphql;
+pub mod trace;
 
 use self::authenticate::{authenticate, Scope};
 pub use self::authenticate::{rule_sources, select_provider, verify_signature};
@@ -201,7 +205,7 @@ pub struct Outcome {
     pub revocation: RevocationNote,
     /// The DPoP proof's replay entry: the VM enters it in the process-wide store once the
     /// request is decided, and refuses the request if the proof was used before.
-    pub proof: Option<crate::replay::ReplayClaim>,
+    pub proof: Option<crate::sender::replay::ReplayClaim>,
 }
 
 impl Outcome {
@@ -439,7 +443,7 @@ pub(super) struct Verified<'a> {
     payload_b64: Cow<'a, str>,
     cache: CacheNote,
     revocation: RevocationNote,
-    proof: Option<crate::replay::ReplayClaim>,
+    proof: Option<crate::sender::replay::ReplayClaim>,
 }
 
 /// Decides what happens to `req`.

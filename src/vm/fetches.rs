@@ -3,8 +3,8 @@
 //! publishing what came back.
 
 use super::{CallResponse, Effect, Host, Level, Outgoing, Vm};
-use crate::jwks::{interpret_discovery, interpret_fetch, KeySet};
-use crate::waiters::{Call, Event};
+use crate::keys::{interpret_discovery, interpret_fetch, KeySet};
+use crate::vm::waiters::{Call, Event};
 
 impl Vm {
     /// Reads a provider's process-wide key state, adopting a newer key set; whether

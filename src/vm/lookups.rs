@@ -5,7 +5,7 @@ use super::{
     CallResponse, Effect, Host, Level, Outgoing, Vm, ACCOUNT_CLAIM_GRACE_MS, UNCACHED_ANSWER_MS,
 };
 use crate::account::{interpret, SharedAccount};
-use crate::waiters::{Call, Deferred, Event};
+use crate::vm::waiters::{Call, Deferred, Event};
 
 impl Vm {
     /// Adopts a process-wide account answer into this VM's cache: `true` when there is

@@ -347,8 +347,8 @@ impl Metrics {
     }
 
     /// What the replay store said of a DPoP proof of `provider`.
-    pub fn proof(&mut self, provider: usize, claimed: crate::replay::Claimed) {
-        use crate::replay::Claimed;
+    pub fn proof(&mut self, provider: usize, claimed: crate::sender::replay::Claimed) {
+        use crate::sender::replay::Claimed;
         if let Some(Some(m)) = self.proofs.get(provider).copied() {
             let [accepted, replayed, full] = m;
             self.bump(match claimed {

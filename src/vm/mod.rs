@@ -14,6 +14,7 @@ mod lookups;
 pub mod metrics;
 mod outcome;
 mod revocations;
+pub mod waiters;
 
 pub use self::effects::{
     CallResponse, Effect, Host, Level, MetricKind, Outgoing, HOST_CALLS_PER_REQUEST,
@@ -22,20 +23,21 @@ pub use self::effects::{
 use self::metrics::Metrics;
 use crate::account::{AccountCache, AccountState, SharedAccounts};
 use crate::config::Config;
-use crate::jwks::{KeyAvailability, KeySet, ProviderKeys};
+use crate::keys::{KeySet, ProviderKeys};
 use crate::pipeline::{
     decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Outcome, RevocationLookup,
     VerdictLookup,
 };
 use crate::pipeline::{Wait, Waited};
-use crate::replay::{Claimed, ReplayStore};
 use crate::reply::Denial;
 use crate::request::{Body, Request};
 use crate::revocation::RevocationList;
+use crate::sender::replay::{Claimed, ReplayStore};
+use crate::shared::KeyAvailability;
 use crate::shared::{update, Reader, Store};
-use crate::token_cache::{SharedTokens, SharedVerdict, TokenCache, TokenDigest};
-use crate::verifier::SignatureBackend;
-use crate::waiters::{Event, Waiter, Waiters};
+use crate::token::cache::{SharedTokens, SharedVerdict, TokenCache, TokenDigest};
+use crate::verify::SignatureBackend;
+use crate::vm::waiters::{Event, Waiter, Waiters};
 
 /// Tick period when no request waits: key refreshes, metric flushes.
 pub const IDLE_TICK_MS: u32 = 200;
@@ -289,16 +291,16 @@ impl Vm {
             return out;
         };
         match call {
-            crate::waiters::Call::Discovery(provider) => {
+            crate::vm::waiters::Call::Discovery(provider) => {
                 self.discovery_response(provider, response, now, host, &mut out)
             }
-            crate::waiters::Call::Jwks(provider) => {
+            crate::vm::waiters::Call::Jwks(provider) => {
                 self.jwks_response(provider, response, now, host, &mut out)
             }
-            crate::waiters::Call::Revocation(list) => {
+            crate::vm::waiters::Call::Revocation(list) => {
                 self.revocation_response(list, response, now, &mut out)
             }
-            crate::waiters::Call::Account { provider, key } => {
+            crate::vm::waiters::Call::Account { provider, key } => {
                 self.account_response(provider, &key, response, now, &mut out);
                 self.wake(&Event::Account(provider, key), now, &mut out);
             }

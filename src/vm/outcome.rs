@@ -5,10 +5,10 @@
 
 use super::{Claimed, Effect, Level, Vm};
 use crate::config::Mode;
-use crate::credential::{cookie_without, path_without_param, TokenSource};
 use crate::pipeline::{Decision, Outcome};
 use crate::reply::Denial;
 use crate::request::Request;
+use crate::token::{cookie_without, path_without_param, TokenSource};
 
 impl Vm {
     /// Applies `outcome` to the request of `context`.

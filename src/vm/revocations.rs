@@ -3,10 +3,10 @@
 //! and reporting a list that went stale. The same [`crate::fetched`] machine as key sets.
 
 use super::{CallResponse, Effect, Host, Level, Vm};
-use crate::fetched::{fetched_body, Fetched};
 use crate::pipeline::RevocationNote;
 use crate::revocation::{Limits, RevocationList};
-use crate::waiters::{Call, Event};
+use crate::shared::{fetched_body, Fetched};
+use crate::vm::waiters::{Call, Event};
 
 /// One revocation list as one VM sees it.
 pub type List = Fetched<RevocationList>;

@@ -3,21 +3,21 @@
 //! the RFC 7515 / RFC 7520 examples through the whole pipeline with a fixed clock.
 
 use bearer_guard::config;
-use bearer_guard::credential::TokenSource;
-use bearer_guard::crypto::{Algorithm, Curve, Hash};
-use bearer_guard::jwks::{Key, KeySet, RsaKey};
+use bearer_guard::keys::{Key, KeySet, RsaKey};
 use bearer_guard::pipeline::{
     decide, select_provider, verify_signature, Decision, FixedKeys, Inputs,
 };
 use bearer_guard::reply::Denial;
 use bearer_guard::request::{Headers, Request};
+use bearer_guard::token::TokenSource;
 use bearer_guard::token::{b64url, split};
+use bearer_guard::verify::{Algorithm, Curve, Hash};
 
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
-use bearer_guard::verifier::{verify_hmac, RustBackend, SignatureBackend};
+use bearer_guard::verify::{verify_hmac, RustBackend, SignatureBackend};
 use serde_json::{json, Value};
 
 use crate::support::vectors::{hex, vectors};
@@ -470,7 +470,7 @@ fn wycheproof_ed25519() {
             hex(group["publicKeyDer"].as_str().expect("der"))
         );
         for t in group["tests"].as_array().expect("tests") {
-            let ok = bearer_guard::verifier::verify_ed25519(
+            let ok = bearer_guard::verify::verify_ed25519(
                 key,
                 &hex(t["msg"].as_str().expect("msg")),
                 &hex(t["sig"].as_str().expect("sig")),
@@ -507,7 +507,7 @@ fn pss(file: &str, alg: Algorithm) -> (u32, u32) {
             panic!("an RSA key for {alg:?}")
         };
         for t in group["tests"].as_array().expect("tests") {
-            let ok = bearer_guard::verifier::rsassa_pss(
+            let ok = bearer_guard::verify::rsassa_pss(
                 &key.public,
                 alg.hash(),
                 &hex(t["msg"].as_str().expect("msg")),

@@ -12,7 +12,7 @@ use crate::vm::{fate, store, FakeHost, ISS, T0};
 use bearer_guard::config;
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::shared::Store;
-use bearer_guard::verifier::RustBackend;
+use bearer_guard::verify::RustBackend;
 use bearer_guard::vm::{Effect, Vm};
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -809,7 +809,7 @@ fn a_dpop_token_of_a_provider_without_dpop_is_refused_beside_one_with_it() {
 /// `check_proof` directly: each refusal names its own reason, in the documented order.
 #[test]
 fn each_proof_check_refuses_with_its_own_reason() {
-    use bearer_guard::dpop::{
+    use bearer_guard::sender::{
         check_proof, ProofContext, ProofError, MAX_JTI_BYTES, MAX_PROOF_BYTES,
     };
     let cfg = config::parse(plugin(required(), Value::Null).to_string().as_bytes(), &env)

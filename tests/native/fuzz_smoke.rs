@@ -5,11 +5,11 @@
 use crate::support::idp::{claims, jwks, now, Signer};
 use bearer_guard::config;
 use bearer_guard::config::DEFAULT_MAX_JWKS_BYTES;
-use bearer_guard::jwks::KeySet;
+use bearer_guard::keys::KeySet;
 use bearer_guard::pipeline::{decide, CacheNote, Decision, FixedKeys, Inputs};
 use bearer_guard::request::{Headers, Request};
-use bearer_guard::token_cache::TokenCache;
-use bearer_guard::verifier::RustBackend;
+use bearer_guard::token::cache::TokenCache;
+use bearer_guard::verify::RustBackend;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

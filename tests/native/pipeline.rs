@@ -4,12 +4,13 @@
 use crate::support::idp::{claims, jwks, mint_hs256, now, Signer};
 use bearer_guard::account::AccountState;
 use bearer_guard::config::{self, Config, DefaultPolicy};
-use bearer_guard::jwks::{KeyAvailability, KeySet, RsaKey};
+use bearer_guard::keys::{KeySet, RsaKey};
 use bearer_guard::pipeline::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Wait};
 use bearer_guard::reply::Denial;
 use bearer_guard::request::{Headers, Request};
-use bearer_guard::token_cache::TokenCache;
-use bearer_guard::verifier::{BackendError, RustBackend, SignatureBackend};
+use bearer_guard::shared::KeyAvailability;
+use bearer_guard::token::cache::TokenCache;
+use bearer_guard::verify::{BackendError, RustBackend, SignatureBackend};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -110,7 +111,7 @@ impl SignatureBackend for Failing {
     fn verify_rsa(
         &self,
         _: &RsaKey,
-        _: bearer_guard::crypto::Hash,
+        _: bearer_guard::verify::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {
@@ -118,8 +119,8 @@ impl SignatureBackend for Failing {
     }
     fn verify_ecdsa(
         &self,
-        _: &bearer_guard::jwks::EcKey,
-        _: bearer_guard::crypto::Hash,
+        _: &bearer_guard::keys::EcKey,
+        _: bearer_guard::verify::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {
@@ -571,7 +572,7 @@ fn provider_selection_does_not_depend_on_history() {
 fn verdicts_shared_between_vms() {
     use bearer_guard::pipeline::{Authenticated, VerdictLookup};
     use bearer_guard::shared::MemoryStore;
-    use bearer_guard::token_cache::{SharedTokens, SharedVerdict, TokenDigest};
+    use bearer_guard::token::cache::{SharedTokens, SharedVerdict, TokenDigest};
     struct Process<'a>(&'a MemoryStore, SharedTokens);
     impl VerdictLookup for Process<'_> {
         fn digest(&self, token: &str) -> TokenDigest {

@@ -5,11 +5,11 @@
 
 use crate::support::idp::{now, Signer};
 use bearer_guard::config;
-use bearer_guard::jwks::KeySet;
+use bearer_guard::keys::KeySet;
 use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs};
 use bearer_guard::reply::Denial;
 use bearer_guard::request::{Headers, Request};
-use bearer_guard::verifier::RustBackend;
+use bearer_guard::verify::RustBackend;
 use serde_json::{json, Value};
 
 /// A recipe: the provider as the README shows it, a token's header fields and claims, and

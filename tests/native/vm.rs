@@ -4,10 +4,10 @@
 
 use crate::support::idp::{claims, EdSigner};
 use bearer_guard::config;
-use bearer_guard::jwks::LEASE_GRACE_MS;
 use bearer_guard::request::{Headers, Request};
+use bearer_guard::shared::LEASE_GRACE_MS;
 use bearer_guard::shared::{MemoryStore, Store, StoreError};
-use bearer_guard::verifier::RustBackend;
+use bearer_guard::verify::RustBackend;
 use bearer_guard::vm::{CallResponse, Effect, Host, Outgoing, Vm, WAIT_GRACE_MS};
 use serde_json::{json, Value};
 use std::cell::RefCell;

@@ -7,12 +7,13 @@
 use crate::support::idp::claims;
 use crate::vm::{fate, jwks_body, signer, store, Worker, ISS, T0, TIMEOUT_MS};
 use bearer_guard::config;
-use bearer_guard::jwks::{KeyAvailability, KeySet};
+use bearer_guard::keys::KeySet;
 use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs, RevocationLookup, Wait};
 use bearer_guard::reply::Denial;
 use bearer_guard::request::{Body, Headers, Request};
 use bearer_guard::revocation::{Limits, RevocationList};
-use bearer_guard::verifier::RustBackend;
+use bearer_guard::shared::KeyAvailability;
+use bearer_guard::verify::RustBackend;
 use bearer_guard::vm::Effect;
 use serde_json::{json, Value};
 

@@ -9,10 +9,10 @@
 //! are stubbed (always valid, counted): the figures are the core's own work.
 
 use bearer_guard::config;
-use bearer_guard::jwks::{EcKey, RsaKey};
+use bearer_guard::keys::{EcKey, RsaKey};
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::shared::{MemoryStore, Store, StoreError};
-use bearer_guard::verifier::{BackendError, SignatureBackend};
+use bearer_guard::verify::{BackendError, SignatureBackend};
 use bearer_guard::vm::{CallResponse, Effect, Host, Outgoing, Vm, HOST_CALLS_PER_REQUEST};
 use serde_json::{json, Value};
 use std::cell::Cell;
@@ -79,7 +79,7 @@ impl SignatureBackend for Stub {
     fn verify_rsa(
         &self,
         _: &RsaKey,
-        _: bearer_guard::crypto::Hash,
+        _: bearer_guard::verify::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {
@@ -89,7 +89,7 @@ impl SignatureBackend for Stub {
     fn verify_ecdsa(
         &self,
         _: &EcKey,
-        _: bearer_guard::crypto::Hash,
+        _: bearer_guard::verify::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {

@@ -4,10 +4,11 @@
 
 use bearer_guard::account::AccountState;
 use bearer_guard::config::{self, Config};
-use bearer_guard::jwks::{KeyAvailability, KeySet};
+use bearer_guard::keys::{KeySet};
+use bearer_guard::shared::{KeyAvailability};
 use bearer_guard::pipeline::{decide, AccountLookup, Inputs, KeyLookup};
 use bearer_guard::request::{Headers, Request};
-use bearer_guard::verifier::RustBackend;
+use bearer_guard::verify::RustBackend;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

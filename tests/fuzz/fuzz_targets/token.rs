@@ -3,10 +3,10 @@
 #![no_main]
 
 use bearer_guard::config::{self, Config};
-use bearer_guard::jwks::KeySet;
+use bearer_guard::keys::KeySet;
 use bearer_guard::pipeline::{decide, FixedKeys, Inputs};
 use bearer_guard::request::{Headers, Request};
-use bearer_guard::verifier::RustBackend;
+use bearer_guard::verify::RustBackend;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

@@ -3,9 +3,9 @@
 //! `source/extensions/common/wasm/ext/verify_signature.proto`), encoded by hand: four
 //! length-delimited fields do not justify a protobuf runtime in the module.
 
-use crate::crypto::Hash;
-use crate::jwks::{EcKey, RsaKey};
-use crate::verifier::{ecdsa_signature_der, BackendError, SignatureBackend};
+use crate::keys::{EcKey, RsaKey};
+use crate::verify::Hash;
+use crate::verify::{ecdsa_signature_der, BackendError, SignatureBackend};
 
 /// Name of the foreign function.
 pub const VERIFY_SIGNATURE: &str = "verify_signature";
@@ -162,14 +162,14 @@ mod tests {
 
     #[test]
     fn the_host_verifier_calls_only_for_signatures_that_may_verify() {
-        use crate::jwks::{Key, KeySet};
+        use crate::keys::{Key, KeySet};
         use std::cell::RefCell;
         let doc = br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"e",
             "x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
             "y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
         let (set, _) = KeySet::parse(doc, 1 << 16).expect("jwks");
         let Some(Key::Ec(key)) = set
-            .candidates(Some("e"), crate::crypto::Algorithm::ES256)
+            .candidates(Some("e"), crate::verify::Algorithm::ES256)
             .next()
         else {
             panic!("an EC key");

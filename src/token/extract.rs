@@ -4,7 +4,48 @@
 //! is 401 `Requires authentication`.
 
 use crate::request::Request;
-use crate::token::{extract_authorization, Scheme};
+
+/// Extracts the token from the request's `Authorization` header values.
+///
+/// Exactly one header of the form `Bearer <token>` (scheme case-insensitive, one space,
+/// non-empty token without whitespace or commas); anything else is `None`, which the
+/// contract answers with 401 `Requires authentication`. Commas matter because HTTP/1
+/// proxies (Envoy among them) fold repeated `Authorization` headers into one
+/// comma-joined value: `Bearer a,Bearer b` is two credentials, not one.
+pub fn extract_bearer<'a>(values: &[&'a str]) -> Option<&'a str> {
+    extract_authorization(values, false).map(|(_, token)| token)
+}
+
+/// The scheme of an `Authorization` credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Bearer` (RFC 6750).
+    Bearer,
+    /// `DPoP` (RFC 9449): the token is bound to the key of the request's `DPoP` proof.
+    Dpop,
+}
+
+/// As [`extract_bearer`], also taking `DPoP <token>` when `dpop` (some provider accepts
+/// DPoP-bound tokens); the scheme says which it was.
+pub fn extract_authorization<'a>(values: &[&'a str], dpop: bool) -> Option<(Scheme, &'a str)> {
+    let [value] = values else {
+        return None;
+    };
+    let (scheme, token) = if value.get(..7)?.eq_ignore_ascii_case("bearer ") {
+        (Scheme::Bearer, value.get(7..)?)
+    } else if dpop && value.get(..5)?.eq_ignore_ascii_case("dpop ") {
+        (Scheme::Dpop, value.get(5..)?)
+    } else {
+        return None;
+    };
+    // This runs on every request over the whole token: one byte search for the three
+    // bytes (memchr3), not a char-by-char Unicode scan. Other odd bytes fail base64url
+    // decoding later (401 Invalid or expired token).
+    if token.is_empty() || memchr::memchr3(b',', b' ', b'\t', token.as_bytes()).is_some() {
+        return None;
+    }
+    Some((scheme, token))
+}
 
 /// Where a provider's tokens come from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -1,19 +1,17 @@
-//! Sender-constrained tokens, host-free: DPoP proofs (RFC 9449) — the proof JWT's
-//! header, key, signature and claims, the `htu` normalization, the RFC 7638 key
-//! thumbprint a token's `cnf.jkt` names — and the client-certificate hash a
-//! certificate-bound token's `cnf.x5t#S256` names (RFC 8705), from the TLS connection or
-//! a trusted `x-forwarded-client-cert`.
+//! DPoP proofs (RFC 9449), host-free: the proof JWT's header, key, signature and claims,
+//! the `htu` normalization, and the RFC 7638 key thumbprint a token's `cnf.jkt` names.
 //!
 //! Cheap checks come first: a proof is parsed, its claims, `ath` and thumbprint compared
 //! before its signature costs anything. Replay is not decided here: an accepted proof
-//! yields a [`ReplayClaim`] the VM enters in the process-wide store ([`crate::replay`]).
+//! yields a [`ReplayClaim`] the VM enters in the process-wide store ([`super::replay`]).
 
 use crate::config::Dpop;
-use crate::crypto::Algorithm;
-use crate::jwks::Key;
-use crate::replay::ReplayClaim;
+use crate::keys::Key;
+use crate::sender::replay::ReplayClaim;
 use crate::token::compact;
-use crate::verifier::{numeric_date, verify_with_key, SignatureBackend};
+use crate::token::numeric_date;
+use crate::verify::Algorithm;
+use crate::verify::{verify_with_key, SignatureBackend};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -321,67 +319,3 @@ fn normalize_path(path: &str) -> Option<String> {
     }
     Some(out)
 }
-
-/// The DER of the first certificate of a PEM text (`-----BEGIN CERTIFICATE-----`), for
-/// tools that take a certificate file (`explain --client-cert`, the dev IdP).
-pub fn pem_certificate_der(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .ok()
-        .filter(|d| !d.is_empty())
-}
-
-/// `cnf.x5t#S256` of a certificate whose SHA-256 is `hex` (hex digits, either case).
-pub fn x5t_s256(hex: &str) -> Option<String> {
-    let hex = hex.trim();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (i, d) in digest.iter_mut().enumerate() {
-        *d = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(URL_SAFE_NO_PAD.encode(digest))
-}
-
-/// The `Hash=` of the last element of an `x-forwarded-client-cert` value — the one the
-/// proxy in front of Envoy appended about its own client (earlier elements are what that
-/// client sent). Quoted values (`Subject="CN=a,O=b"`) may hold commas and semicolons.
-pub fn forwarded_cert_hash(xfcc: &str) -> Option<&str> {
-    let last = split_unquoted(xfcc, ',').last()?;
-    split_unquoted(last, ';').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        k.trim().eq_ignore_ascii_case("hash").then(|| v.trim())
-    })
-}
-
-/// `s` split at `sep` outside double quotes (a backslash escapes inside them).
-fn split_unquoted(s: &str, sep: char) -> impl Iterator<Item = &str> {
-    let mut quoted = false;
-    let mut escaped = false;
-    let mut start = 0;
-    let mut cuts = Vec::new();
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == sep && !quoted => {
-                cuts.push((start, i));
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    cuts.push((start, s.len()));
-    cuts.into_iter().filter_map(move |(a, b)| s.get(a..b))
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,10 +1,10 @@
 //! One provider's keys as one VM sees them: a [`Fetched`] key set (the process-wide fetch
 //! state and published JWKS in the shared store, and the version this VM parsed).
 
-use super::keys::KeySet;
-use crate::fetched::{Document, Fetched};
+use super::jwk::KeySet;
+use crate::shared::{Document, Fetched};
 
-pub use crate::fetched::Sync;
+pub use crate::shared::Sync;
 
 /// One provider's keys as one VM sees them.
 pub type ProviderKeys = Fetched<KeySet>;
@@ -22,7 +22,7 @@ impl Document for KeySet {
 impl ProviderKeys {
     /// A provider's keys from the JWKS source with this fingerprint (cluster, authority,
     /// path: VMs and configurations naming the same source share one key set).
-    pub fn for_source(source: u64, policy: crate::jwks::FetchPolicy, max_bytes: usize) -> Self {
+    pub fn for_source(source: u64, policy: crate::shared::FetchPolicy, max_bytes: usize) -> Self {
         Fetched::new(
             format!("bearer_guard.jwks.{source:016x}"),
             policy,

@@ -8,8 +8,8 @@
 //! comparing the whole token: equality, not a digest, decides.
 
 use crate::bounded_cache::BoundedCache;
-use crate::crypto::Algorithm;
 use crate::shared::{slot_of, Reader, Store};
+use crate::verify::Algorithm;
 use hashbrown::Equivalent;
 use serde_json::{Map, Value};
 use std::hash::{Hash, Hasher};

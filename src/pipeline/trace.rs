@@ -2,7 +2,7 @@
 //! for people and scripts). [`crate::pipeline::decide_traced`] fills a [`Trace`] as it
 //! goes; the filter calls `decide`, which records nothing and formats nothing.
 
-use crate::authorizer::RequirementCheck;
+use crate::authz::RequirementCheck;
 
 /// One step: what was checked, whether it passed, in a few words.
 #[derive(Debug, Clone, PartialEq, Eq)]

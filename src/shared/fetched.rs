@@ -4,8 +4,8 @@
 //! parses and adopts each new version on its next tick. The same machine serves every
 //! kind of document; what differs is only how a body is parsed ([`Document`]).
 
-use crate::jwks::{FetchPolicy, FetchState, KeyAvailability};
 use crate::shared::{fingerprint, update, Reader, Store};
+use crate::shared::{FetchPolicy, FetchState, KeyAvailability};
 
 /// A document is stale once this many refresh intervals passed without a successful
 /// fetch (reported in metrics and logs; what it says stays in force).

@@ -1,7 +1,7 @@
 //! Identity: required claims and the headers that carry a verified identity upstream.
 
-use crate::claim_path::ClaimPath;
 use crate::config::Forward;
+use crate::token::claim_path::ClaimPath;
 use serde_json::{Map, Value};
 
 /// The first required claim that is absent or null, if any.

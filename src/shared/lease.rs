@@ -1,8 +1,7 @@
-//! The fetch state machine of one JWKS source for the whole Envoy process: fed
+//! The fetch state machine of one fetched document (a JWKS, a revocation list) for the whole Envoy process: fed
 //! `(now, outcome)`, asked what is due; it owns no timers. It lives in the shared store
 //! ([`crate::shared`]): one VM holds the fetch lease, every VM sees the same schedule.
 
-use super::keys::KeySet;
 use crate::shared::Reader;
 
 /// Timing policy of one provider's fetches (all ms).
@@ -177,19 +176,4 @@ impl FetchState {
             KeyAvailability::Unavailable
         }
     }
-}
-
-/// Interprets a JWKS fetch: `status` is the response's `:status` (`None`: no response),
-/// `body_size` its announced size, and `read_body` reads it — called only when the size
-/// is within `max_bytes`, so an oversized body is never copied into the VM.
-pub fn interpret_fetch(
-    status: Option<&str>,
-    body_size: usize,
-    max_bytes: usize,
-    read_body: impl FnOnce() -> Vec<u8>,
-) -> Result<(KeySet, usize, Vec<u8>), String> {
-    let body =
-        crate::fetched::fetched_body(status, body_size, (max_bytes, "jwks.max_bytes"), read_body)?;
-    let (keys, skipped) = KeySet::parse(&body, max_bytes).map_err(|e| format!("{e:?}"))?;
-    Ok((keys, skipped, body))
 }

@@ -1,0 +1,16 @@
+//! Sender-constrained tokens: DPoP proofs ([`dpop`]), certificate-bound tokens
+//! ([`mtls`]) and the process-wide replay store of DPoP proofs ([`replay`]).
+
+pub mod dpop;
+pub mod mtls;
+pub mod replay;
+
+pub use self::dpop::{
+    access_token_hash, check_proof, jwk_thumbprint, normalize_origin, normalize_uri, request_htu,
+    ProofContext, ProofError, MAX_JTI_BYTES, MAX_PROOF_BYTES,
+};
+pub use self::mtls::{forwarded_cert_hash, pem_certificate_der, x5t_s256};
+pub use self::replay::{Claimed, ReplayClaim, ReplayStore};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! The token's standard claims: `exp` and `nbf` (with the clock skew), `iss` and `aud`.
+
+use serde_json::{Map, Value};
+
+/// Why standard claims were refused (debug logs only; all are 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    /// `exp` missing or not a number.
+    MissingExp,
+    /// `exp` has passed (beyond the skew).
+    Expired,
+    /// `nbf` is not a number.
+    BadNbf,
+    /// `nbf` is in the future (beyond the skew).
+    NotYetValid,
+    /// `iss` differs from the provider's issuer.
+    Issuer,
+    /// `aud` lists none of the provider's audiences.
+    Audience,
+}
+
+impl ClaimError {
+    /// Short description for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimError::MissingExp => "exp missing or not a number",
+            ClaimError::Expired => "expired",
+            ClaimError::BadNbf => "nbf not a number",
+            ClaimError::NotYetValid => "not yet valid",
+            ClaimError::Issuer => "issuer mismatch",
+            ClaimError::Audience => "audience mismatch",
+        }
+    }
+}
+
+/// A JSON NumericDate: an integer or a finite float (truncated); strings are refused.
+pub fn numeric_date(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_u64().map(|_| i64::MAX))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.clamp(i64::MIN as f64, i64::MAX as f64) as i64)
+            }),
+        _ => None,
+    }
+}
+
+/// Just the time checks (`exp` required, `nbf` optional), for cheap early rejection.
+pub fn check_times(
+    claims: &Map<String, Value>,
+    now_s: i64,
+    skew_s: i64,
+) -> Result<i64, ClaimError> {
+    let exp = claims
+        .get("exp")
+        .and_then(numeric_date)
+        .ok_or(ClaimError::MissingExp)?;
+    if now_s >= exp.saturating_add(skew_s) {
+        return Err(ClaimError::Expired);
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = numeric_date(nbf).ok_or(ClaimError::BadNbf)?;
+        if nbf > now_s.saturating_add(skew_s) {
+            return Err(ClaimError::NotYetValid);
+        }
+    }
+    Ok(exp)
+}
+
+/// All standard claims: times, then `iss` and `aud` when the provider configures them.
+/// Returns `exp`.
+pub fn check_claims(
+    claims: &Map<String, Value>,
+    issuer: Option<&str>,
+    audiences: &[String],
+    now_s: i64,
+    skew_s: i64,
+) -> Result<i64, ClaimError> {
+    let exp = check_times(claims, now_s, skew_s)?;
+    if let Some(issuer) = issuer {
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+            return Err(ClaimError::Issuer);
+        }
+    }
+    if !audiences.is_empty() {
+        let listed = |a: &str| audiences.iter().any(|want| want == a);
+        let ok = match claims.get("aud") {
+            Some(Value::String(a)) => listed(a),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(listed),
+            _ => false,
+        };
+        if !ok {
+            return Err(ClaimError::Audience);
+        }
+    }
+    Ok(exp)
+}

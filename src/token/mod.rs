@@ -1,0 +1,17 @@
+//! Tokens: where a request's credential comes from ([`extract`]), the compact JWS
+//! ([`jws`]), the standard claims ([`claims`]), claim references ([`claim_path`]) and the
+//! verified-token caches ([`cache`]).
+
+pub mod cache;
+pub mod claim_path;
+pub mod claims;
+pub mod extract;
+pub mod jws;
+
+pub use self::claim_path::ClaimPath;
+pub use self::claims::{check_claims, check_times, numeric_date, ClaimError};
+pub use self::extract::{
+    cookie_without, credential, extract_authorization, extract_bearer, path_without_param,
+    Credential, NotOneCredential, Scheme, TokenSource,
+};
+pub use self::jws::{b64url, compact, parse, split, Compact, Header, Jws, ParseError, RawJws};

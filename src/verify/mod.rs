@@ -1,0 +1,99 @@
+//! Signatures: one entry point ([`verify_with_key`]) dispatching per algorithm family —
+//! [`rsa`] (PKCS#1 v1.5 and PSS), [`ecdsa`], [`eddsa`], [`hmac`] — each with its own key
+//! type. RSA PKCS#1 v1.5 and ECDSA go through one [`SignatureBackend`] so a host can use
+//! its own (Envoy's BoringSSL through `verify_signature`: [`host`]) or pure Rust;
+//! RSASSA-PSS, Ed25519 and HMAC are pure Rust on every host.
+
+pub mod algorithm;
+pub mod ecdsa;
+pub mod eddsa;
+pub mod hmac;
+pub mod host;
+pub mod rsa;
+
+pub use self::algorithm::{Algorithm, Curve, Hash, ALGORITHMS};
+pub use self::ecdsa::ecdsa_signature_der;
+pub use self::eddsa::verify_ed25519;
+pub use self::hmac::verify_hmac;
+pub use self::rsa::{rsassa_pkcs1v15, rsassa_pss};
+use crate::keys::{EcKey, Key, RsaKey};
+
+/// The host could not perform a verification (never means "invalid signature").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendError(pub String);
+
+/// Verifies public-key signatures: RSASSA-PKCS1-v1_5 (RS256/384/512) and ECDSA
+/// (ES256, ES384, ES512).
+pub trait SignatureBackend {
+    /// `Ok(true)` valid, `Ok(false)` invalid, `Err` the backend itself failed.
+    fn verify_rsa(
+        &self,
+        key: &RsaKey,
+        hash: Hash,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError>;
+    /// ECDSA over `hash` with a JWS signature (`r || s`, RFC 7518 §3.4): `Ok(true)` valid.
+    fn verify_ecdsa(
+        &self,
+        key: &EcKey,
+        hash: Hash,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError>;
+    /// Name for logs and metrics.
+    fn name(&self) -> &'static str;
+}
+
+/// Pure Rust for every public-key family (`rsa_public` for RSA, RustCrypto for ECDSA).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RustBackend;
+
+impl SignatureBackend for RustBackend {
+    fn verify_rsa(
+        &self,
+        key: &RsaKey,
+        hash: Hash,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError> {
+        Ok(rsassa_pkcs1v15(&key.public, hash, message, signature))
+    }
+
+    fn verify_ecdsa(
+        &self,
+        key: &EcKey,
+        _hash: Hash,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError> {
+        Ok(ecdsa::verify(key, message, signature))
+    }
+
+    fn name(&self) -> &'static str {
+        "rust"
+    }
+}
+
+/// Verifies a JWS signature by `alg` with one key (chosen for `alg`: see [`Key::fits`]):
+/// PKCS#1 v1.5 and ECDSA through `backend` (Envoy's BoringSSL or pure Rust), RSASSA-PSS
+/// and Ed25519 in pure Rust on every host. Tokens and DPoP proofs both come here.
+pub fn verify_with_key(
+    backend: &dyn SignatureBackend,
+    key: &Key,
+    alg: Algorithm,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<bool, BackendError> {
+    match key {
+        // Envoy's verify_signature only does PKCS#1 v1.5: PSS is pure Rust.
+        Key::Rsa(k) if alg.is_pss() => Ok(rsassa_pss(&k.public, alg.hash(), message, signature)),
+        Key::Rsa(k) => backend.verify_rsa(k, alg.hash(), message, signature),
+        Key::Ec(k) => backend.verify_ecdsa(k, alg.hash(), message, signature),
+        // Envoy's verify_signature cannot do Ed25519: pure Rust on every host.
+        Key::Okp(k) => Ok(verify_ed25519(k, message, signature)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
