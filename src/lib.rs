@@ -11,9 +11,11 @@
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod algorithm;
 pub mod authz;
 pub mod bounded_cache;
 pub mod config;
+pub mod encoding;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod explain;

@@ -1,8 +1,18 @@
 //! Identity: required claims and the headers that carry a verified identity upstream.
 
-use crate::config::Forward;
 use crate::token::claim_path::ClaimPath;
 use serde_json::{Map, Value};
+
+/// Identity forwarding settings.
+#[derive(Debug, Default, Clone)]
+pub struct Forward {
+    /// Header name → claim (a name or a JSON Pointer).
+    pub headers: Vec<(String, ClaimPath)>,
+    /// Header that carries the verified payload, base64url.
+    pub payload_header: Option<String>,
+    /// Remove `Authorization` before the upstream.
+    pub strip_authorization: bool,
+}
 
 /// The first required claim that is absent or null, if any.
 pub fn missing_claim<'a>(

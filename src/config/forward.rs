@@ -2,7 +2,6 @@
 
 use super::reader::{claim_path, Fields};
 use crate::error::{err, ConfigError};
-use crate::token::claim_path::ClaimPath;
 use std::collections::BTreeMap;
 
 #[derive(Default)]
@@ -28,16 +27,7 @@ impl RawForward {
     }
 }
 
-/// Identity forwarding settings.
-#[derive(Debug, Default, Clone)]
-pub struct Forward {
-    /// Header name → claim (a name or a JSON Pointer).
-    pub headers: Vec<(String, ClaimPath)>,
-    /// Header that carries the verified payload, base64url.
-    pub payload_header: Option<String>,
-    /// Remove `Authorization` before the upstream.
-    pub strip_authorization: bool,
-}
+pub use crate::authz::identity::Forward;
 
 /// Compiles `forward`.
 pub(super) fn compile(f: RawForward) -> Result<Forward, ConfigError> {

@@ -236,7 +236,7 @@ impl Config {
     /// Envoy are separate series.
     pub fn name_metrics_after(&mut self, plugin_name: &str) {
         if self.stat_prefix.is_empty() && !plugin_name.is_empty() {
-            self.stat_prefix = crate::vm::metrics::segment(plugin_name);
+            self.stat_prefix = segment(plugin_name);
         }
     }
 
@@ -473,6 +473,20 @@ fn read_graphql(top: &Fields) -> Result<Limits, ConfigError> {
         }
     }
     Ok(limits)
+}
+
+/// A name as a metric segment: what is not `[A-Za-z0-9_-]` becomes `_` (a dot would
+/// split the name where stats tags do not expect it).
+pub fn segment(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

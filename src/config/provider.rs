@@ -8,11 +8,11 @@ use super::revocation::{self, RevocationSource};
 use super::secret::{self, RawSecret, Secret};
 use super::sender::{self, Dpop, MtlsBinding};
 use super::token;
+use crate::algorithm::{Algorithm, ALGORITHMS};
 use crate::authz::ClaimNames;
 use crate::error::{err, ConfigError};
 use crate::token::claim_path::ClaimPath;
 use crate::token::TokenSource;
-use crate::verify::{Algorithm, ALGORITHMS};
 use serde_json::Value;
 
 /// A provider as written.

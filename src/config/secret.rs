@@ -2,8 +2,8 @@
 //! or the configuration itself) and never printed.
 
 use super::reader::Fields;
+use crate::algorithm::{Algorithm, Hash};
 use crate::error::{err, ConfigError};
-use crate::verify::{Algorithm, Hash};
 use std::fmt;
 
 /// The shortest secret accepted for an HMAC hash (RFC 7518 §3.2: at least the hash's

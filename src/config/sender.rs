@@ -4,10 +4,10 @@
 //! with `cnf` is then a bearer token, as before).
 
 use super::reader::{choose, Fields};
+use crate::algorithm::{Algorithm, ALGORITHMS};
 use crate::error::{err, ConfigError};
 use crate::sender::normalize_origin;
 use crate::token::TokenSource;
-use crate::verify::{Algorithm, ALGORITHMS};
 
 /// `dpop.algorithms` when not given.
 pub const DEFAULT_PROOF_ALGORITHMS: [Algorithm; 4] = [
@@ -25,42 +25,7 @@ pub const DEFAULT_REPLAY_ENTRIES: usize = 65_536;
 /// The largest `dpop.replay_entries`.
 pub const MAX_REPLAY_ENTRIES: usize = 1 << 22;
 
-/// Whether a sender constraint is required or only accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindingMode {
-    /// Every token of the provider must be bound, and the binding proven.
-    Required,
-    /// Bound tokens must prove their binding; unbound tokens pass as bearer tokens.
-    Allowed,
-}
-
-/// `providers[i].dpop`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dpop {
-    /// `required` or `allowed`.
-    pub mode: BindingMode,
-    /// The algorithms a proof may be signed with (public-key only).
-    pub algorithms: Vec<Algorithm>,
-    /// How old a proof's `iat` may be, seconds (newer by at most `clock_skew_s`).
-    pub max_age_s: i64,
-    /// `scheme://authority` the proofs' `htu` is compared against (normalized), instead
-    /// of the request's `:scheme` and `:authority`.
-    pub public_base_url: Option<String>,
-    /// The replay store's size in entries (a multiple of its bucket size).
-    pub replay_entries: usize,
-    /// `WWW-Authenticate: DPoP` challenge parameter `algs`: the algorithm names.
-    pub algs: String,
-}
-
-/// `providers[i].mtls_binding`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MtlsBinding {
-    /// `required` or `allowed`.
-    pub mode: BindingMode,
-    /// Take the client certificate's hash from `x-forwarded-client-cert` (set by a
-    /// trusted front proxy) instead of the TLS connection Envoy terminated.
-    pub trust_forwarded_client_cert: bool,
-}
+pub use crate::sender::settings::{BindingMode, Dpop, MtlsBinding};
 
 fn mode(g: &Fields) -> Result<BindingMode, ConfigError> {
     let v = g.required("mode")?;

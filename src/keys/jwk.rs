@@ -1,9 +1,9 @@
 //! Verification keys and key sets: JWKS documents parsed into typed keys (RSA, EC,
 //! OKP), each checked once when its set loads and pinned to the algorithms it may verify.
 
+use crate::algorithm::{Algorithm, Curve};
+use crate::encoding::b64url;
 use crate::keys::rsa_public::{der, RsaPublicKey};
-use crate::token::b64url;
-use crate::verify::{Algorithm, Curve};
 use serde_json::Value;
 use sha2::Digest;
 

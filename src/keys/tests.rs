@@ -1,8 +1,8 @@
 //! Key sets, discovery and the fetch state machine.
 
 use super::*;
+use crate::algorithm::Algorithm;
 use crate::shared::{FetchPolicy, FetchState, KeyAvailability, LEASE_GRACE_MS};
-use crate::verify::Algorithm;
 use serde_json::Value;
 /// The configuration's default `jwks.max_bytes`.
 const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;

@@ -10,6 +10,7 @@
 //! steps 9-12, [`graphql`] the per-root-field decision of a GraphQL endpoint.
 
 use crate::account::AccountState;
+use crate::algorithm::Algorithm;
 use crate::authz::identity;
 use crate::authz::matcher::Captures;
 use crate::authz::{check_header, GrantSource, Grants};
@@ -28,7 +29,6 @@ use crate::token::parse;
 use crate::token::Scheme;
 use crate::token::{check_claims, check_times};
 use crate::token::{credential, TokenSource};
-use crate::verify::Algorithm;
 use crate::verify::{verify_hmac, verify_with_key, SignatureBackend};
 use serde_json::{Map, Value};
 use std::borrow::Cow;

@@ -5,12 +5,12 @@
 //! before its signature costs anything. Replay is not decided here: an accepted proof
 //! yields a [`ReplayClaim`] the VM enters in the process-wide store ([`super::replay`]).
 
-use crate::config::Dpop;
+use super::settings::Dpop;
+use crate::algorithm::Algorithm;
 use crate::keys::Key;
 use crate::sender::replay::ReplayClaim;
 use crate::token::compact;
 use crate::token::numeric_date;
-use crate::verify::Algorithm;
 use crate::verify::{verify_with_key, SignatureBackend};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

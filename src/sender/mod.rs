@@ -4,6 +4,7 @@
 pub mod dpop;
 pub mod mtls;
 pub mod replay;
+pub mod settings;
 
 pub use self::dpop::{
     access_token_hash, check_proof, jwk_thumbprint, normalize_origin, normalize_uri, request_htu,
@@ -11,6 +12,7 @@ pub use self::dpop::{
 };
 pub use self::mtls::{forwarded_cert_hash, pem_certificate_der, x5t_s256};
 pub use self::replay::{Claimed, ReplayClaim, ReplayStore};
+pub use self::settings::{BindingMode, Dpop, MtlsBinding};
 
 #[cfg(test)]
 mod tests;

@@ -7,9 +7,9 @@
 //! std's randomly keyed SipHash, so no one can aim at a bucket), and a hit is confirmed by
 //! comparing the whole token: equality, not a digest, decides.
 
+use crate::algorithm::Algorithm;
 use crate::bounded_cache::BoundedCache;
 use crate::shared::{slot_of, Reader, Store};
-use crate::verify::Algorithm;
 use hashbrown::Equivalent;
 use serde_json::{Map, Value};
 use std::hash::{Hash, Hasher};

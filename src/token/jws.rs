@@ -1,9 +1,8 @@
 //! How a compact JWS is parsed (tokens and DPoP proofs alike). Nothing here verifies
 //! anything: see [`crate::verify`].
 
+use crate::encoding::b64url;
 use crate::strict_json;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{Map, Value};
 
 /// The protected header fields bearer-guard reads. Others (`jwk`, `jku`, `x5u`, `x5c`…)
@@ -60,11 +59,6 @@ impl ParseError {
             ParseError::Payload => "payload is not a JSON object",
         }
     }
-}
-
-/// Decodes canonical unpadded base64url: no padding, whitespace or non-zero trailing bits.
-pub fn b64url(part: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(part).ok()
 }
 
 /// The JWS layer of a token: header parsed, payload still bytes.
@@ -172,6 +166,8 @@ pub fn parse(token: &str, max_len: usize) -> Result<Jws<'_>, ParseError> {
 mod tests {
     use super::*;
     use crate::token::{extract_authorization, extract_bearer, Scheme};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
 
     #[test]
     fn bearer_extraction() {

@@ -14,4 +14,4 @@ pub use self::extract::{
     cookie_without, credential, extract_authorization, extract_bearer, path_without_param,
     Credential, NotOneCredential, Scheme, TokenSource,
 };
-pub use self::jws::{b64url, compact, parse, split, Compact, Header, Jws, ParseError, RawJws};
+pub use self::jws::{compact, parse, split, Compact, Header, Jws, ParseError, RawJws};

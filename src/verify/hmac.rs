@@ -1,6 +1,6 @@
 //! HMAC signatures (HS256, HS384, HS512) with a provider's shared secret.
 
-use super::Hash;
+use crate::algorithm::Hash;
 use ::hmac::{Hmac, KeyInit, Mac};
 use sha2::{Sha256, Sha384, Sha512};
 

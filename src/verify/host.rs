@@ -3,8 +3,8 @@
 //! `source/extensions/common/wasm/ext/verify_signature.proto`), encoded by hand: four
 //! length-delimited fields do not justify a protobuf runtime in the module.
 
+use crate::algorithm::Hash;
 use crate::keys::{EcKey, RsaKey};
-use crate::verify::Hash;
 use crate::verify::{ecdsa_signature_der, BackendError, SignatureBackend};
 
 /// Name of the foreign function.
@@ -169,7 +169,7 @@ mod tests {
             "y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
         let (set, _) = KeySet::parse(doc, 1 << 16).expect("jwks");
         let Some(Key::Ec(key)) = set
-            .candidates(Some("e"), crate::verify::Algorithm::ES256)
+            .candidates(Some("e"), crate::algorithm::Algorithm::ES256)
             .next()
         else {
             panic!("an EC key");

@@ -4,18 +4,17 @@
 //! its own (Envoy's BoringSSL through `verify_signature`: [`host`]) or pure Rust;
 //! RSASSA-PSS, Ed25519 and HMAC are pure Rust on every host.
 
-pub mod algorithm;
 pub mod ecdsa;
 pub mod eddsa;
 pub mod hmac;
 pub mod host;
 pub mod rsa;
 
-pub use self::algorithm::{Algorithm, Curve, Hash, ALGORITHMS};
 pub use self::ecdsa::ecdsa_signature_der;
 pub use self::eddsa::verify_ed25519;
 pub use self::hmac::verify_hmac;
 pub use self::rsa::{rsassa_pkcs1v15, rsassa_pss};
+use crate::algorithm::{Algorithm, Hash};
 use crate::keys::{EcKey, Key, RsaKey};
 
 /// The host could not perform a verification (never means "invalid signature").

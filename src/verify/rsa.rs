@@ -1,7 +1,7 @@
 //! RSA signatures: RSASSA-PKCS1-v1_5 (RS256/384/512) and RSASSA-PSS (PS256/384/512),
 //! over the public-key operation of [`crate::keys::rsa_public`].
 
-use super::Hash;
+use crate::algorithm::Hash;
 use crate::keys::rsa_public::RsaPublicKey;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 

@@ -12,7 +12,7 @@
 //! requests gauge is the process's sum, each VM adding its change.
 
 use super::effects::{Effect, MetricKind};
-use crate::config::Config;
+use crate::config::{segment, Config};
 use crate::reply::Denial;
 
 /// Indices of one provider's metrics.
@@ -74,20 +74,6 @@ pub struct Metrics {
     sent: Vec<Option<u64>>,
     /// `bearer_guard.<stat_prefix>.`: what [`Metrics::pending`] strips.
     prefix: String,
-}
-
-/// A name as a metric segment: what is not `[A-Za-z0-9_-]` becomes `_` (a dot would
-/// split the name where stats tags do not expect it).
-pub fn segment(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 impl Metrics {

@@ -151,7 +151,7 @@ impl Vm {
             .map(|p| {
                 let d = p.dpop.as_ref()?;
                 Some(ReplayStore::new(
-                    &metrics::segment(&p.name),
+                    &crate::config::segment(&p.name),
                     d.replay_entries,
                 ))
             })

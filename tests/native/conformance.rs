@@ -2,16 +2,17 @@
 //! functions): Wycheproof RSA PKCS#1 v1.5 SHA-256, HMAC-SHA256 and JWS cases, and
 //! the RFC 7515 / RFC 7520 examples through the whole pipeline with a fixed clock.
 
+use bearer_guard::algorithm::{Algorithm, Curve, Hash};
 use bearer_guard::config;
+use bearer_guard::encoding::b64url;
 use bearer_guard::keys::{Key, KeySet, RsaKey};
 use bearer_guard::pipeline::{
     decide, select_provider, verify_signature, Decision, FixedKeys, Inputs,
 };
 use bearer_guard::reply::Denial;
 use bearer_guard::request::{Headers, Request};
+use bearer_guard::token::split;
 use bearer_guard::token::TokenSource;
-use bearer_guard::token::{b64url, split};
-use bearer_guard::verify::{Algorithm, Curve, Hash};
 
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine;

@@ -9,6 +9,7 @@ mod support;
 mod conformance;
 mod dpop;
 mod fuzz_smoke;
+mod layers;
 mod metrics;
 mod pipeline;
 mod recipes;

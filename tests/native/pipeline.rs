@@ -111,7 +111,7 @@ impl SignatureBackend for Failing {
     fn verify_rsa(
         &self,
         _: &RsaKey,
-        _: bearer_guard::verify::Hash,
+        _: bearer_guard::algorithm::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {
@@ -120,7 +120,7 @@ impl SignatureBackend for Failing {
     fn verify_ecdsa(
         &self,
         _: &bearer_guard::keys::EcKey,
-        _: bearer_guard::verify::Hash,
+        _: bearer_guard::algorithm::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {

@@ -79,7 +79,7 @@ impl SignatureBackend for Stub {
     fn verify_rsa(
         &self,
         _: &RsaKey,
-        _: bearer_guard::verify::Hash,
+        _: bearer_guard::algorithm::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {
@@ -89,7 +89,7 @@ impl SignatureBackend for Stub {
     fn verify_ecdsa(
         &self,
         _: &EcKey,
-        _: bearer_guard::verify::Hash,
+        _: bearer_guard::algorithm::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {

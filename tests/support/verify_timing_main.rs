@@ -3,11 +3,11 @@
 //! reader, verified `ROUNDS` times natively. The Envoy backend (BoringSSL through
 //! `verify_signature`) is measured inside Envoy by the bench's RS256 and ES256 rows.
 
+use bearer_guard::algorithm::{Algorithm, Hash};
 use bearer_guard::keys::{Key, KeySet};
 use bearer_guard::verify::{
     rsassa_pss, verify_ed25519, verify_hmac, RustBackend, SignatureBackend,
 };
-use bearer_guard::verify::{Algorithm, Hash};
 use serde_json::{json, Value};
 use std::time::Instant;
 
