@@ -104,15 +104,16 @@ soak: build ## Bounded load test: mixed tokens for SOAK_SECONDS (60), zero unexp
 FUZZ_SECONDS ?= 60
 fuzz: ## Run every cargo-fuzz target for FUZZ_SECONDS each (nightly; corpus in tests/fuzz/corpus)
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	for t in token jwks config matcher; do \
+	for t in token jwks config matcher graphql dpop revocation; do \
 	  mkdir -p tests/fuzz/corpus/$$t; \
 	  cargo +nightly fuzz run --fuzz-dir tests/fuzz $$t tests/fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; \
 	done
 
-lint: deps ## rustfmt and clippy (native and wasm32), warnings are errors
+lint: deps ## rustfmt, clippy (native and wasm32; warnings are errors) and the layers' import rule
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(TARGET) --lib -- -D warnings
+	cargo test --quiet --test native layers
 
 clean: ## Remove build outputs and the virtualenv
 	cargo clean

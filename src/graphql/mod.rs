@@ -350,7 +350,7 @@ impl<'a> Doc<'_, 'a> {
                     if self.peek().is_some_and(|(k, _)| k == TokenKind::LParen) {
                         self.variable_definitions()?;
                     }
-                    self.directives()?;
+                    self.directives(false)?;
                     let set = self.selection_set()?;
                     operations.push((name, op, set));
                 }
@@ -361,7 +361,7 @@ impl<'a> Doc<'_, 'a> {
                         return self.invalid("a fragment name");
                     }
                     self.type_condition()?;
-                    self.directives()?;
+                    self.directives(false)?;
                     let set = self.selection_set()?;
                     if fragments.insert(name, set).is_some() {
                         return Err(format!("fragment {name} is defined twice"));
@@ -421,15 +421,15 @@ impl<'a> Doc<'_, 'a> {
             match self.peek() {
                 Some((TokenKind::Name, "on")) => {
                     self.type_condition()?;
-                    self.directives()?;
+                    self.directives(false)?;
                     self.selection_set()?;
                 }
                 Some((TokenKind::Name, _)) => {
                     self.name()?;
-                    self.directives()?;
+                    self.directives(false)?;
                 }
                 _ => {
-                    self.directives()?;
+                    self.directives(false)?;
                     self.selection_set()?;
                 }
             }
@@ -440,9 +440,9 @@ impl<'a> Doc<'_, 'a> {
             self.name()?;
         }
         if self.peek().is_some_and(|(k, _)| k == TokenKind::LParen) {
-            self.arguments()?;
+            self.arguments(false)?;
         }
-        self.directives()?;
+        self.directives(false)?;
         if self.peek().is_some_and(|(k, _)| k == TokenKind::LCurly) {
             self.selection_set()?;
         }
@@ -456,23 +456,25 @@ impl<'a> Doc<'_, 'a> {
         }
     }
 
-    fn directives(&mut self) -> Result<(), Refusal> {
+    /// `(@Name Arguments?)*`; `constant`: no variable in the arguments (the directives
+    /// of a variable definition).
+    fn directives(&mut self, constant: bool) -> Result<(), Refusal> {
         while self.eat(TokenKind::At) {
             self.name()?;
             if self.peek().is_some_and(|(k, _)| k == TokenKind::LParen) {
-                self.arguments()?;
+                self.arguments(constant)?;
             }
         }
         Ok(())
     }
 
     /// `( (Name : Value)+ )`.
-    fn arguments(&mut self) -> Result<(), Refusal> {
+    fn arguments(&mut self, constant: bool) -> Result<(), Refusal> {
         self.expect(TokenKind::LParen, "'('")?;
         self.nested(|d| loop {
             d.name()?;
             d.expect(TokenKind::Colon, "':'")?;
-            d.value()?;
+            d.value(constant)?;
             if d.eat(TokenKind::RParen) {
                 return Ok(());
             }
@@ -487,10 +489,11 @@ impl<'a> Doc<'_, 'a> {
             d.name()?;
             d.expect(TokenKind::Colon, "':'")?;
             d.ty()?;
+            // A default value and these directives are constant (no variable).
             if d.eat(TokenKind::Eq) {
-                d.value()?;
+                d.value(true)?;
             }
-            d.directives()?;
+            d.directives(true)?;
             if d.eat(TokenKind::RParen) {
                 return Ok(());
             }
@@ -508,8 +511,10 @@ impl<'a> Doc<'_, 'a> {
         Ok(())
     }
 
-    fn value(&mut self) -> Result<(), Refusal> {
+    /// A value; `constant`: a variable is refused (`Value[Const]` of the specification).
+    fn value(&mut self, constant: bool) -> Result<(), Refusal> {
         match self.peek() {
+            Some((TokenKind::Dollar, _)) if constant => self.invalid("a constant value"),
             Some((TokenKind::Dollar, _)) => {
                 self.at += 1;
                 self.name().map(|_| ())
@@ -525,7 +530,7 @@ impl<'a> Doc<'_, 'a> {
                 self.at += 1;
                 self.nested(|d| {
                     while !d.eat(TokenKind::RBracket) {
-                        d.value()?;
+                        d.value(constant)?;
                     }
                     Ok(())
                 })
@@ -536,7 +541,7 @@ impl<'a> Doc<'_, 'a> {
                     while !d.eat(TokenKind::RCurly) {
                         d.name()?;
                         d.expect(TokenKind::Colon, "':'")?;
-                        d.value()?;
+                        d.value(constant)?;
                     }
                     Ok(())
                 })
@@ -567,7 +572,7 @@ impl<'a> Doc<'_, 'a> {
                 match self.peek() {
                     Some((TokenKind::Name, "on")) => {
                         self.type_condition()?;
-                        self.directives()?;
+                        self.directives(false)?;
                         let inner = self.selection_set()?;
                         let resume = self.at;
                         self.root(inner, fragments, path, out)?;
@@ -575,7 +580,7 @@ impl<'a> Doc<'_, 'a> {
                     }
                     Some((TokenKind::Name, _)) => {
                         let name = self.name()?;
-                        self.directives()?;
+                        self.directives(false)?;
                         if path.contains(&name) {
                             return Err(format!("fragment {name} spreads itself"));
                         }
@@ -589,7 +594,7 @@ impl<'a> Doc<'_, 'a> {
                         self.at = resume;
                     }
                     _ => {
-                        self.directives()?;
+                        self.directives(false)?;
                         let inner = self.selection_set()?;
                         let resume = self.at;
                         self.root(inner, fragments, path, out)?;
@@ -608,9 +613,9 @@ impl<'a> Doc<'_, 'a> {
                 out.push(name);
             }
             if self.peek().is_some_and(|(k, _)| k == TokenKind::LParen) {
-                self.arguments()?;
+                self.arguments(false)?;
             }
-            self.directives()?;
+            self.directives(false)?;
             if self.peek().is_some_and(|(k, _)| k == TokenKind::LCurly) {
                 self.selection_set()?;
             }

@@ -377,3 +377,26 @@ fn limits_are_exact_at_their_boundaries() {
     );
     assert!(root_fields(&req, &batch(MAX_BATCH + 1), &limits).is_err());
 }
+
+/// A default value and the directives of a variable definition are constant: a variable
+/// there is refused, as the reference parser refuses it (found by the `graphql` fuzz
+/// target: the fast reader was more lenient).
+#[test]
+fn variables_are_refused_where_values_are_constant() {
+    let limits = Limits::default();
+    let cases = [
+        ("query Q($a: Int = $b) { x }", false),
+        ("query Q($a: Int = [1 {y: $b}]) { x }", false),
+        ("query Q($a: Int @d(x: $b)) { x }", false),
+        (
+            "query Q($a: Int = [1 {y: 2}] @d(x: 3)) { x(a: $a) @e(f: $a) }",
+            true,
+        ),
+    ];
+    for (doc, valid) in cases {
+        let ours = document_fields(doc, None, &limits);
+        let theirs = reference::root_fields(doc, None, &limits);
+        assert_eq!(ours.is_ok(), valid, "{doc}: {ours:?}");
+        assert_eq!(theirs.is_ok(), valid, "{doc}: reference {theirs:?}");
+    }
+}
