@@ -1,5 +1,6 @@
 //! End to end in the real Envoy: permissions, roles, hierarchical scopes, membership,
-//! header preconditions, matching and bypass attempts (README decision steps 2, 10-11).
+//! header preconditions, matching and bypass attempts (the decision's header
+//! preconditions, permissions and membership steps).
 
 use crate::common::*;
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
 //! The compose demo for real: `envoy/docker-compose.yaml` run in containers with images
-//! built here without any registry, checked through the published ports — the README's
-//! Docker flow, the OAuth flow, and the IdP container stopped under load and back with a
+//! built here without any registry, checked through the published ports — the Docker
+//! flow of `docs/deploying.md`, the OAuth flow, and the IdP container stopped under load and back with a
 //! rotated key. `make test-compose` runs it (after building the images' binaries); a
 //! plain `cargo test` lists it as ignored (it needs a Docker engine). Always `down -v`,
 //! container logs printed on failure.
@@ -278,7 +278,7 @@ fn the_compose_demo_runs_in_containers() {
     project.wait_healthy(&["dev-idp", "envoy"]);
     eprintln!("compose: built and healthy in {:?}", started.elapsed());
 
-    // The README's Docker flow.
+    // The Docker flow of docs/deploying.md.
     let token = project.mint(&["--permissions", "entities:read", "--networks", DEMO_NETWORK]);
     assert!(token.starts_with("ey"), "mint printed {token:?}");
     let port = project.envoy_port;
@@ -476,7 +476,7 @@ fn the_compose_demo_runs_in_containers() {
     );
     // The dev IdP replaced its key (a real IdP publishes both for a while): tokens of the
     // key that left the set are refused by every worker once each has ticked (other VMs
-    // adopt a new key set on their next tick, 200 ms; README "One Envoy, one state").
+    // adopt a new key set on their next tick, 200 ms; docs/operations.md, "One Envoy, one state").
     std::thread::sleep(Duration::from_millis(600));
     for _ in 0..6 {
         let r = http(

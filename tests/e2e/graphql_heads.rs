@@ -17,7 +17,7 @@ const USER: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
 const FROM_HEAD: &str = r#"{"upstream":"head"}"#;
 const USER_REQUIRED: &str = r#"{"detail":"Solenya-User-UUID header is required"}"#;
 
-/// The README's items rule, and every other field of the endpoint for a valid token.
+/// The items rule of `docs/configuration.md` (GraphQL rules), and every other field of the endpoint for a valid token.
 fn items_plugin(hold_head: bool) -> Value {
     let mut p = plugin(vec![
         json!({"name": "items",

@@ -1,7 +1,7 @@
-//! The README's provider recipes, each with a token shaped like that provider's (issuer
-//! form, audience, `kid` format, `typ`, where grants live), decided by the pipeline:
-//! the rule's grant is found where the recipe says, and a token of the same shape from
-//! another tenant or for another audience is refused.
+//! The provider recipes of `docs/configuration.md`, each with a token shaped like that
+//! provider's (issuer form, audience, `kid` format, `typ`, where grants live), decided by
+//! the pipeline: the rule's grant is found where the recipe says, and a token of the same
+//! shape from another tenant or for another audience is refused.
 
 use crate::support::idp::{now, Signer};
 use bearer_guard::config;
@@ -12,7 +12,7 @@ use bearer_guard::request::{Headers, Request};
 use bearer_guard::verify::RustBackend;
 use serde_json::{json, Value};
 
-/// A recipe: the provider as the README shows it, a token's header fields and claims, and
+/// A recipe: the provider as `docs/configuration.md` shows it, a token's header fields and claims, and
 /// the permission the test rule requires.
 struct Recipe {
     name: &'static str,
