@@ -136,7 +136,7 @@ impl Explanation {
     pub fn to_json(&self) -> Value {
         let checks = |c: &[Check]| -> Vec<Value> {
             c.iter()
-                .map(|c| json!({"step": c.step, "ok": c.ok, "detail": c.detail}))
+                .map(|c| json!({"step": c.step.to_string(), "ok": c.ok, "detail": c.detail()}))
                 .collect()
         };
         json!({
@@ -150,11 +150,11 @@ impl Explanation {
             "preconditions": checks(&self.trace.preconditions),
             "token": checks(&self.trace.token),
             "identity": checks(&self.trace.identity),
-            "grants": self.trace.grants,
+            "grants": self.trace.grants.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "requirements": self.trace.requirements.iter().map(|r| json!({
                 "required": r.required, "any_of": r.any_of, "covered_by": r.covered_by,
                 "unrenderable": r.unrenderable})).collect::<Vec<_>>(),
-            "membership": self.trace.membership.as_ref().map(|m| json!({"ok": m.ok, "detail": m.detail})),
+            "membership": self.trace.membership.as_ref().map(|m| json!({"ok": m.ok, "detail": m.detail()})),
             "note": self.note,
         })
     }
@@ -165,7 +165,7 @@ impl Explanation {
         let mut out = String::new();
         out.push_str("Rules (first match wins):\n");
         for r in &self.trace.rules {
-            out.push_str(&format!("  {} {} — {}\n", mark(r.ok), r.step, r.detail));
+            out.push_str(&format!("  {} {} — {}\n", mark(r.ok), r.step, r.finding));
         }
         out.push_str(&format!(
             "Deciding rule: {}{}\n",
@@ -188,12 +188,13 @@ impl Explanation {
             if !checks.is_empty() {
                 out.push_str(&format!("{title}:\n"));
                 for c in checks {
-                    out.push_str(&format!("  {} {}: {}\n", mark(c.ok), c.step, c.detail));
+                    out.push_str(&format!("  {} {}: {}\n", mark(c.ok), c.step, c.finding));
                 }
             }
         }
         if !self.trace.grants.is_empty() {
-            out.push_str(&format!("Grants: {}\n", self.trace.grants.join(", ")));
+            let grants: Vec<String> = self.trace.grants.iter().map(ToString::to_string).collect();
+            out.push_str(&format!("Grants: {}\n", grants.join(", ")));
         }
         if !self.trace.requirements.is_empty() {
             out.push_str("Requirements:\n");
@@ -208,7 +209,7 @@ impl Explanation {
             }
         }
         if let Some(m) = &self.trace.membership {
-            out.push_str(&format!("Membership: {} {}\n", mark(m.ok), m.detail));
+            out.push_str(&format!("Membership: {} {}\n", mark(m.ok), m.finding));
         }
         if self.status == 0 {
             out.push_str("Result: the request goes on; its body is read to judge its GraphQL root fields (pass --body to see the answer)\n");

@@ -2,8 +2,16 @@
 //! body judged by its own rule.
 
 use super::combine::answering;
-use super::*;
+use super::steps::provider::Scope;
+use super::steps::{authenticate, authorize, credential};
+use super::trace::{check, FieldVerdict, Finding, Step, Tracer};
+use super::{decide_for, deny, outcome, subject, CacheNote, Class, Decision, Inputs, Outcome};
+use crate::authz::matcher::Captures;
+use crate::config::{Authentication, Mode, Rule};
 use crate::graphql::{self as gql, RootField};
+use crate::reply::Denial;
+use crate::request::{Body, Request};
+use crate::token::TokenSource;
 
 /// A request to a GraphQL endpoint: each root field of the operations it runs is judged
 /// by the first rule that matches the request and the field (a rule without a `graphql`
@@ -33,7 +41,13 @@ pub(super) fn graphql_decision(
     }
     let first = candidates.first().map(|(r, _)| *r);
     let refuse = |detail: String, t: &mut Tracer| {
-        t.record(|tr| tr.fields.push(check("request", false, detail.clone())));
+        t.record(|tr| {
+            tr.fields.push(check(
+                Step::Request,
+                false,
+                Finding::Unreadable(detail.clone()),
+            ))
+        });
         deny(
             Denial::BadRequest(detail),
             first,
@@ -90,23 +104,21 @@ pub(super) fn graphql_decision(
         for (f, at) in &judged {
             let rule_name = at
                 .and_then(|i| candidates.get(i))
-                .map_or("(default policy)", |(r, _)| r.name.as_str());
+                .map(|(r, _)| r.name.clone());
             let verdict = outcome_of(at)
                 .and_then(|i| decided.get(i))
                 .map(|(_, o, _)| o);
             let ok = verdict.is_some_and(|o| o.decision.class() == Class::Allow);
-            let detail = match verdict.map(|o| &o.decision) {
-                Some(Decision::Deny(d)) => {
-                    format!("rule {rule_name}: {} {}", d.status(), d.detail())
-                }
-                Some(Decision::Allow { .. }) => format!("rule {rule_name}: allowed"),
-                Some(Decision::Await(w)) => format!("rule {rule_name}: waits for {}", w.describe()),
-                Some(Decision::ReadBody { .. }) | None => format!("rule {rule_name}: waits"),
+            let verdict = match verdict.map(|o| &o.decision) {
+                Some(Decision::Deny(d)) => FieldVerdict::Denied(d.status(), d.detail().to_string()),
+                Some(Decision::Allow { .. }) => FieldVerdict::Allowed,
+                Some(Decision::Await(w)) => FieldVerdict::Waits(Some(w.describe())),
+                Some(Decision::ReadBody { .. }) | None => FieldVerdict::Waits(None),
             };
             tr.fields.push(check(
-                &format!("{} {}", f.operation.name(), f.name),
+                Step::Field(f.operation.name(), f.name.clone()),
                 ok,
-                detail,
+                Finding::FieldJudged(rule_name, verdict),
             ));
         }
     });
@@ -165,17 +177,17 @@ pub(super) fn before_body(
         }
     }
     let read_body = |headers| outcome(Decision::ReadBody { headers }, first, "GraphQL body");
-    let found = credential(req, &sources, cfg.dpop);
+    let found = crate::token::credential(req, &sources, cfg.dpop);
     let Ok(Some(cred)) = found else {
         // A field whose rule takes no credential may still pass: the body decides.
         let lenient = candidates.iter().any(|(r, _)| {
             r.public || r.authentication == Authentication::Optional || r.mode == Mode::Audit
         });
-        t.token("credential", found == Ok(None) && lenient, || {
+        t.token(Step::Credential, found == Ok(None) && lenient, || {
             if found.is_ok() {
-                "none sent".into()
+                Finding::NoneSent(Vec::new())
             } else {
-                "not exactly one credential".into()
+                Finding::NotOne(Vec::new())
             }
         });
         if found == Ok(None) && lenient {
@@ -183,18 +195,15 @@ pub(super) fn before_body(
         }
         return deny(Denial::MissingToken, first, "no bearer token");
     };
-    t.token("credential", true, || "one token".into());
-    let source = sources
-        .get(cred.index)
-        .copied()
-        .unwrap_or(&TokenSource::Authorization);
+    t.token(Step::Credential, true, || Finding::OneToken(String::new()));
+    let source = credential::source_of(&sources, &cred);
     let mut v = match authenticate(inp, req, scope, cred, source, t) {
         Ok(v) => v,
         Err(o) => return *o,
     };
     let cache = std::mem::take(&mut v.cache);
-    // The identity part of steps 9-12, as for a request no rule matched.
-    let mut o = authorize(inp, req, None, &Vec::new(), &v, t);
+    // The identity steps, as for a request no rule matched.
+    let mut o = authorize(inp, req, (None, &Vec::new()), &v, t);
     if let Decision::Allow { headers } = &o.decision {
         o = read_body(headers.clone());
     }

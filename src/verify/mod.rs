@@ -15,7 +15,7 @@ pub use self::eddsa::verify_ed25519;
 pub use self::hmac::verify_hmac;
 pub use self::rsa::{rsassa_pkcs1v15, rsassa_pss};
 use crate::algorithm::{Algorithm, Hash};
-use crate::keys::{EcKey, Key, RsaKey};
+use crate::keys::{EcKey, Key, KeySet, RsaKey};
 
 /// The host could not perform a verification (never means "invalid signature").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +92,25 @@ pub fn verify_with_key(
         // Envoy's verify_signature cannot do Ed25519: pure Rust on every host.
         Key::Okp(k) => Ok(verify_ed25519(k, message, signature)),
     }
+}
+
+/// Verifies a JWS signature with a key set: the key `kid` names or, for a token without
+/// `kid`, at most `max_tries` keys (only keys whose type, curve and JWK `alg` fit `alg`).
+/// `Ok(Some(fingerprint))` of the key that verified it; `Ok(None)`: none did.
+pub fn with_key_set(
+    backend: &dyn SignatureBackend,
+    keys: &KeySet,
+    (kid, alg): (Option<&str>, Algorithm),
+    message: &[u8],
+    signature: &[u8],
+    max_tries: usize,
+) -> Result<Option<u64>, BackendError> {
+    for key in keys.candidates(kid, alg).take(max_tries) {
+        if verify_with_key(backend, key, alg, message, signature)? {
+            return Ok(Some(key.fingerprint()));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -221,8 +221,7 @@ fn jws_accepts(token: &str, key: &Value) -> bool {
     verify_signature(
         &inputs,
         provider,
-        alg,
-        raw.header.kid.as_deref(),
+        (alg, raw.header.kid.as_deref()),
         raw.signing_input.as_bytes(),
         &raw.signature,
     )

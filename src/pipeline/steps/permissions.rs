@@ -1,0 +1,41 @@
+//! The permissions step: the rule's requirements against what the token grants — its
+//! permissions, its roles through the role table, its OAuth scopes.
+
+use super::Verified;
+use crate::authz::matcher::Captures;
+use crate::authz::{GrantSource, Grants};
+use crate::config::Rule;
+use crate::pipeline::trace::{GrantFound, GrantFrom, Tracer};
+use crate::pipeline::Inputs;
+use crate::request::Request;
+
+/// `Err` names the first requirement no grant covers.
+pub(super) fn check(
+    inp: &Inputs,
+    req: &Request,
+    (rule, captures): (&Rule, &Captures),
+    v: &Verified,
+    t: &mut Tracer,
+) -> Result<(), String> {
+    if rule.requirement.is_empty() && !t.on() {
+        return Ok(());
+    }
+    let grants = Grants::from_claims(&v.claims, &v.config.claims, &inp.config.roles);
+    t.record(|tr| {
+        tr.grants = grants.items().iter().map(grant_found).collect();
+        tr.requirements = rule.requirement.explain(&grants, req, captures);
+    });
+    rule.requirement.check(&grants, req, captures)
+}
+
+/// A grant and where it came from, for the trace.
+fn grant_found((g, source): &(&str, GrantSource)) -> GrantFound {
+    GrantFound {
+        grant: g.to_string(),
+        from: match source {
+            GrantSource::Permission => GrantFrom::Permission,
+            GrantSource::Scope => GrantFrom::Scope,
+            GrantSource::Role(r) => GrantFrom::Role(r.to_string()),
+        },
+    }
+}

@@ -1,0 +1,106 @@
+//! The provider step: which provider judges a token. The first provider, in configuration
+//! order, that the rule allows, that takes tokens from where this one came, whose
+//! `algorithms` include the token's `alg` and whose `issuer`, if set, equals its `iss`. It
+//! alone judges: a token it refuses is refused, whatever another provider would say.
+
+use crate::algorithm::Algorithm;
+use crate::authz::matcher::Captures;
+use crate::config::{Config, Rule};
+use crate::token::TokenSource;
+
+/// Whether `rule` lets provider `i` authenticate (all, unless it names `providers`).
+pub(in crate::pipeline) fn allowed(rule: Option<&Rule>, i: usize) -> bool {
+    rule.and_then(|r| r.providers.as_ref())
+        .is_none_or(|ids| ids.contains(&i))
+}
+
+/// The provider that judges a token on this rule. A function of the rule and the token
+/// only, used on cache hits and misses alike, so a token's fate never depends on the
+/// routes it was used on before.
+pub fn select_provider(
+    cfg: &Config,
+    rule: Option<&Rule>,
+    alg: Algorithm,
+    iss: Option<&str>,
+    source: &TokenSource,
+) -> Option<usize> {
+    select_in(cfg, Scope::Rule(rule), alg, iss, source)
+}
+
+/// Which providers may judge a token: those a rule allows, or — for a GraphQL endpoint
+/// before its body says which rules apply — those any rule that may judge a field allows.
+#[derive(Clone, Copy)]
+pub(in crate::pipeline) enum Scope<'r> {
+    /// The providers of one rule (`None`: no rule, every provider).
+    Rule(Option<&'r Rule>),
+    /// The providers of any of these rules (and every provider when the default policy
+    /// may judge a field).
+    AnyOf(&'r [(&'r Rule, Captures)], bool),
+}
+
+impl Scope<'_> {
+    /// Whether provider `i` may judge.
+    pub(in crate::pipeline) fn allows(&self, i: usize) -> bool {
+        match self {
+            Scope::Rule(rule) => allowed(*rule, i),
+            Scope::AnyOf(rules, default) => {
+                *default || rules.iter().any(|(r, _)| allowed(Some(r), i))
+            }
+        }
+    }
+
+    /// The rule outcomes name.
+    pub(in crate::pipeline) fn rule(&self) -> Option<&Rule> {
+        match self {
+            Scope::Rule(rule) => *rule,
+            Scope::AnyOf(rules, _) => rules.first().map(|(r, _)| *r),
+        }
+    }
+}
+
+/// The provider that judges a token in `scope`.
+pub(in crate::pipeline) fn select_in(
+    cfg: &Config,
+    scope: Scope,
+    alg: Algorithm,
+    iss: Option<&str>,
+    source: &TokenSource,
+) -> Option<usize> {
+    cfg.providers.iter().enumerate().find_map(|(i, p)| {
+        (scope.allows(i)
+            && p.token == *source
+            && p.algorithms.contains(&alg)
+            && p.issuer.as_deref().is_none_or(|want| iss == Some(want)))
+        .then_some(i)
+    })
+}
+
+/// Why no provider may judge a token, provider by provider (for the trace).
+pub(in crate::pipeline) fn ineligible(
+    cfg: &Config,
+    scope: Scope,
+    alg: Algorithm,
+    iss: Option<&str>,
+    source: &TokenSource,
+) -> Vec<String> {
+    cfg.providers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let reason = if !scope.allows(i) {
+                "not allowed on this rule".to_string()
+            } else if p.token != *source {
+                "takes tokens from elsewhere".to_string()
+            } else if !p.algorithms.contains(&alg) {
+                "does not accept this alg".to_string()
+            } else {
+                format!(
+                    "issuer differs (token iss {}, wanted {})",
+                    iss.unwrap_or("(none)"),
+                    p.issuer.as_deref().unwrap_or("(any)")
+                )
+            };
+            format!("{}: {reason}", p.name)
+        })
+        .collect()
+}

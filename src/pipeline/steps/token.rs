@@ -1,0 +1,223 @@
+//! The token steps, from the verified-token caches when they can answer: parse, provider,
+//! times (cheap, before any crypto), signature (skipped when another worker of the
+//! process verified this very token), issuer and audience.
+
+use super::provider::{ineligible, select_in, Scope};
+use super::signature::verify_signature;
+use super::Verified;
+use crate::algorithm::Algorithm;
+use crate::config::Provider;
+use crate::pipeline::trace::{Finding, Step, Tracer};
+use crate::pipeline::{
+    outcome, Authenticated, CacheNote, Decision, Inputs, Outcome, RevocationNote,
+};
+use crate::reply::Denial;
+use crate::shared::KeyAvailability;
+use crate::token::cache::{CachedToken, SharedVerdict, MAX_CACHED_TOKEN_BYTES};
+use crate::token::{check_claims, check_times, parse, TokenSource};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::rc::Rc;
+
+/// Parses and verifies `token` for a provider in `scope`. A cache hit skips all of that
+/// when the entry is unexpired, was verified by the provider [`select_in`] picks for this
+/// scope, and its key is still in that provider's set.
+pub(super) fn verify_token<'a>(
+    inp: &Inputs<'a>,
+    scope: Scope,
+    token: &'a str,
+    source: &TokenSource,
+    t: &mut Tracer,
+) -> Result<Verified<'a>, Box<Outcome>> {
+    let cfg = inp.config;
+    let rule = scope.rule();
+    let deny = |d: Denial, note: &'static str| Box::new(outcome(Decision::Deny(d), rule, note));
+    let cacheable = inp.cache.is_some() && token.len() <= MAX_CACHED_TOKEN_BYTES;
+    if let (true, Some(cache)) = (cacheable, inp.cache) {
+        let hit = cache.get(token, inp.now_s).map(|(_, c)| c).filter(|c| {
+            let iss = c.claims.get("iss").and_then(Value::as_str);
+            select_in(cfg, scope, c.alg, iss, source) == Some(c.provider)
+                && c.key.is_none_or(|fp| {
+                    inp.keys
+                        .keys(c.provider)
+                        .is_some_and(|k| k.has_fingerprint(fp))
+                })
+        });
+        if let Some(c) = hit {
+            if let Some(p) = cfg.providers.get(c.provider) {
+                t.token(Step::Cache, true, || Finding::Cached(p.name.clone()));
+                return Ok(Verified {
+                    provider: c.provider,
+                    config: p,
+                    claims: Rc::clone(&c.claims),
+                    // The cached token equals this one: its payload segment is ours.
+                    // Only `forward.payload_header` reads it: not searched for otherwise.
+                    payload_b64: Cow::Borrowed(if cfg.forward.payload_header.is_some() {
+                        token.split('.').nth(1).unwrap_or("")
+                    } else {
+                        ""
+                    }),
+                    cache: CacheNote::Hit,
+                    revocation: RevocationNote::None,
+                    proof: None,
+                });
+            }
+        }
+    }
+
+    // Parse: a compact JWS with JSON header and payload.
+    let jws = match parse(token, cfg.max_token_bytes) {
+        Ok(j) => j,
+        Err(e) => {
+            t.token(Step::Parse, false, || Finding::Says(e.as_str()));
+            return Err(deny(Denial::InvalidToken, e.as_str()));
+        }
+    };
+    t.token(Step::Parse, true, || {
+        Finding::Parsed(jws.header.alg.clone(), jws.header.kid.clone())
+    });
+
+    // Provider: the one that judges this token on this rule.
+    let Some(alg) = Algorithm::from_header(&jws.header.alg) else {
+        t.token(Step::Provider, false, || {
+            Finding::NoProviderForAlg(jws.header.alg.clone())
+        });
+        return Err(deny(Denial::InvalidToken, "algorithm not accepted"));
+    };
+    let iss = jws.claims.get("iss").and_then(|v| v.as_str());
+    let chosen = select_in(cfg, scope, alg, iss, source);
+    let Some((pid, provider)) = chosen.and_then(|i| cfg.providers.get(i).map(|p| (i, p))) else {
+        t.token(Step::Provider, false, || {
+            Finding::NoneEligible(ineligible(cfg, scope, alg, iss, source))
+        });
+        return Err(deny(
+            Denial::InvalidToken,
+            "no provider accepts this algorithm and issuer",
+        ));
+    };
+    t.token(Step::Provider, true, || {
+        Finding::ProviderChosen(provider.name.clone())
+    });
+    // From here on, a refusal is this provider's (metrics and access logs name it).
+    let judged = |mut o: Outcome| {
+        o.provider = Some(pid);
+        Box::new(o)
+    };
+    let deny = |d: Denial, note: &'static str| judged(outcome(Decision::Deny(d), rule, note));
+
+    // Times first: expired tokens cost no signature work.
+    let exp = match check_times(&jws.claims, inp.now_s, cfg.clock_skew_s) {
+        Ok(exp) => exp,
+        Err(e) => {
+            t.token(Step::Times, false, || Finding::Says(e.as_str()));
+            return Err(deny(Denial::InvalidToken, e.as_str()));
+        }
+    };
+    t.token(Step::Times, true, || {
+        Finding::ExpiresIn(exp - inp.now_s, cfg.clock_skew_s)
+    });
+
+    // Signature — unless another worker of the process verified this very token (same
+    // digest) under the same provider configuration with a key still in its set.
+    let digest = inp.verdicts.map(|v| v.digest(token));
+    let shared_hit = match (inp.verdicts, &digest) {
+        (Some(verdicts), Some(d)) => verdicts.verdict(d).filter(|v| {
+            v.provider == provider.fingerprint
+                && v.exp == exp
+                && if !alg.is_hmac() {
+                    inp.keys.availability(pid) == KeyAvailability::Ready
+                        && inp.keys.keys(pid).is_some_and(|k| k.has_fingerprint(v.key))
+                } else {
+                    v.key == 0
+                }
+        }),
+        _ => None,
+    };
+    let key_fingerprint = match shared_hit {
+        Some(v) => {
+            t.token(Step::Signature, true, || Finding::SharedVerdict);
+            (v.key != 0).then_some(v.key)
+        }
+        None => {
+            let verified = verify_signature(
+                inp,
+                pid,
+                (alg, jws.header.kid.as_deref()),
+                jws.signing_input.as_bytes(),
+                &jws.signature,
+            );
+            match &verified {
+                Ok(_) => t.token(Step::Signature, true, || Finding::Says("valid")),
+                Err((Decision::Await(_), note)) => {
+                    t.token(Step::Signature, false, || Finding::SignatureWaits(note))
+                }
+                Err((_, note)) => t.token(Step::Signature, false, || Finding::Says(note)),
+            }
+            verified.map_err(|(decision, note)| judged(outcome(decision, rule, note)))?
+        }
+    };
+
+    // Issuer and audience.
+    let claims_ok = check_claims(
+        &jws.claims,
+        provider.issuer.as_deref(),
+        &provider.audiences,
+        inp.now_s,
+        cfg.clock_skew_s,
+    );
+    t.token(Step::IssuerAudience, claims_ok.is_ok(), || {
+        issuer_audience(provider, &jws.claims)
+    });
+    if let Err(e) = claims_ok {
+        return Err(deny(Denial::InvalidToken, e.as_str()));
+    }
+    let claims = Rc::new(jws.claims);
+    let store = cacheable.then(|| {
+        (
+            token.to_string(),
+            CachedToken {
+                provider: pid,
+                alg,
+                claims: Rc::clone(&claims),
+                exp,
+                key: key_fingerprint,
+            },
+        )
+    });
+    let publish = match (shared_hit, digest) {
+        (None, Some(digest)) => Some(SharedVerdict {
+            digest,
+            provider: provider.fingerprint,
+            key: key_fingerprint.unwrap_or(0),
+            exp,
+        }),
+        _ => None,
+    };
+    let cache = CacheNote::Authenticated(Box::new(Authenticated {
+        store,
+        publish,
+        shared_hit: shared_hit.is_some(),
+    }));
+    Ok(Verified {
+        provider: pid,
+        config: provider,
+        claims,
+        payload_b64: Cow::Borrowed(jws.payload_b64),
+        cache,
+        revocation: RevocationNote::None,
+        proof: None,
+    })
+}
+
+/// What the issuer and audience step compared.
+fn issuer_audience(provider: &Provider, claims: &Map<String, Value>) -> Finding {
+    Finding::IssuerAudience {
+        iss: claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        wanted_iss: provider.issuer.clone(),
+        aud: claims.get("aud").map(Value::to_string),
+        wanted_aud: provider.audiences.clone(),
+    }
+}
