@@ -30,7 +30,7 @@ pub mod shared;
 pub mod strict_json;
 pub mod token;
 pub mod verify;
-pub mod vm;
+pub mod worker;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -2,7 +2,7 @@
 
 use super::host::{self, Level};
 use crate::reply::Reply;
-use crate::vm::{self, Effect, Outgoing, Vm};
+use crate::worker::{self, Effect, Outgoing, Worker};
 use proxy_wasm::traits::Context;
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
@@ -11,18 +11,18 @@ use std::time::Duration;
 
 /// One VM's core and the host's ids of its metrics, shared by its contexts (one thread).
 pub(crate) struct State {
-    pub vm: Vm,
+    pub worker: Worker,
     pub metric_ids: Vec<Option<u32>>,
 }
 
 /// The state handle every context of the VM holds.
 pub(crate) type StateRef = Rc<RefCell<State>>;
 
-/// The calling context as the core's [`vm::Host`]: the SDK routes a call's response to
+/// The calling context as the core's [`worker::Host`]: the SDK routes a call's response to
 /// the context that dispatched it.
 pub(crate) struct Caller<'a, C: Context>(pub &'a C);
 
-impl<C: Context> vm::Host for Caller<'_, C> {
+impl<C: Context> worker::Host for Caller<'_, C> {
     fn dispatch(&mut self, call: &Outgoing) -> Result<u32, String> {
         let timeout = Duration::from_millis(call.timeout_ms);
         self.0
@@ -116,11 +116,11 @@ pub(crate) fn send_reply(reply: &Reply) {
     let _ = host::send_response(reply.status, &headers, reply.body.as_bytes());
 }
 
-fn level_of(level: vm::Level) -> Level {
+fn level_of(level: worker::Level) -> Level {
     match level {
-        vm::Level::Debug => Level::Debug,
-        vm::Level::Info => Level::Info,
-        vm::Level::Warn => Level::Warn,
-        vm::Level::Error => Level::Error,
+        worker::Level::Debug => Level::Debug,
+        worker::Level::Info => Level::Info,
+        worker::Level::Warn => Level::Warn,
+        worker::Level::Error => Level::Error,
     }
 }

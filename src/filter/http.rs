@@ -4,7 +4,7 @@ use super::apply::{apply, send_reply, Caller, StateRef};
 use super::host;
 use crate::reply::Denial;
 use crate::request::{Body, Headers, Request};
-use crate::vm::CallResponse;
+use crate::worker::CallResponse;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
@@ -24,7 +24,7 @@ impl Drop for Http {
     fn drop(&mut self) {
         if let Some(state) = &self.state {
             if let Ok(mut s) = state.try_borrow_mut() {
-                s.vm.on_context_gone(self.context_id);
+                s.worker.on_context_gone(self.context_id);
             }
         }
     }
@@ -53,7 +53,7 @@ pub(crate) fn call_response(
         body_size,
         body: &body,
     };
-    let effects = state.borrow_mut().vm.on_call_response(
+    let effects = state.borrow_mut().worker.on_call_response(
         host::now_ms(),
         token,
         &response,
@@ -85,7 +85,7 @@ impl HttpContext for Http {
         // when a rule needs it: a property lookup is a host call.
         let (needs_route, needs_certificate) = {
             let s = state.borrow();
-            let c = s.vm.config();
+            let c = s.worker.config();
             (c.needs_route_name, c.needs_peer_certificate)
         };
         // The client certificate's SHA-256 (hex), only when a provider binds tokens to it.
@@ -127,7 +127,7 @@ impl HttpContext for Http {
             },
         };
         let effects = {
-            let vm = &mut state.borrow_mut().vm;
+            let vm = &mut state.borrow_mut().worker;
             let now = vm.clock();
             vm.on_request(now, self.context_id, request, &mut Caller(self))
         };
@@ -149,7 +149,7 @@ impl HttpContext for Http {
                 .unwrap_or_default()
         };
         let effects = {
-            let vm = &mut state.borrow_mut().vm;
+            let vm = &mut state.borrow_mut().worker;
             let now = vm.clock();
             vm.on_request_body(
                 now,
@@ -176,7 +176,7 @@ impl Http {
                 .unwrap_or_default()
         };
         let effects = {
-            let vm = &mut state.borrow_mut().vm;
+            let vm = &mut state.borrow_mut().worker;
             let now = vm.clock();
             vm.on_request_trailers(now, self.context_id, &read, &mut Caller(self))
         };

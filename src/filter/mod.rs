@@ -1,5 +1,5 @@
 //! The proxy-wasm glue: the only code that talks to the host. It turns host callbacks
-//! into calls of the VM core ([`crate::vm::Vm`]) and applies the effects it returns.
+//! into calls of the VM core ([`crate::worker::Worker`]) and applies the effects it returns.
 
 mod apply;
 mod backend;

@@ -8,7 +8,7 @@ use super::http::Http;
 use crate::config;
 use crate::verify::host::EnvoyVerifier;
 use crate::verify::{RustBackend, SignatureBackend};
-use crate::vm::{self, Vm, IDLE_TICK_MS};
+use crate::worker::{self, Worker, IDLE_TICK_MS};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
@@ -81,7 +81,7 @@ impl RootContext for Root {
                 "bearer-guard: the host has no random source; the process-wide token level is off unless another worker has set its key",
             );
         }
-        let mut vm = Vm::new(cfg, backend, store, (now, self.context_id), entropy);
+        let mut vm = Worker::new(cfg, backend, store, (now, self.context_id), entropy);
         vm.set_debug(host::logs(Level::Debug));
         let effects = vm.on_configure(now);
         let metric_ids = vm
@@ -89,13 +89,16 @@ impl RootContext for Root {
             .iter()
             .map(|(name, kind)| {
                 let kind = match kind {
-                    vm::MetricKind::Counter => MetricKind::Counter,
-                    vm::MetricKind::Gauge => MetricKind::Gauge,
+                    worker::MetricKind::Counter => MetricKind::Counter,
+                    worker::MetricKind::Gauge => MetricKind::Gauge,
                 };
                 host::define_metric(kind, name).ok()
             })
             .collect();
-        let state = Rc::new(RefCell::new(State { vm, metric_ids }));
+        let state = Rc::new(RefCell::new(State {
+            worker: vm,
+            metric_ids,
+        }));
         apply(&state, effects, self.context_id, None);
         self.state = Some(state);
         if let Err(e) = host::set_tick_period_ms(IDLE_TICK_MS) {
@@ -114,7 +117,7 @@ impl RootContext for Root {
             return;
         };
         let effects = {
-            let vm = &mut state.borrow_mut().vm;
+            let vm = &mut state.borrow_mut().worker;
             vm.set_debug(host::logs(Level::Debug));
             vm.on_tick(host::now_ms(), &mut Caller(self))
         };

@@ -13,7 +13,7 @@ use bearer_guard::config;
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::shared::Store;
 use bearer_guard::verify::RustBackend;
-use bearer_guard::vm::{Effect, Vm};
+use bearer_guard::worker::{Effect, Worker as Core};
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::rc::Rc;
@@ -57,9 +57,9 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// A VM of `plugin` on store `s`, configured at [`T0`].
-fn worker(s: &Rc<dyn Store>, plugin: &Value) -> Vm {
+fn worker(s: &Rc<dyn Store>, plugin: &Value) -> Core {
     let cfg = config::parse(plugin.to_string().as_bytes(), &env).expect("config");
-    let mut vm = Vm::new(
+    let mut vm = Core::new(
         cfg,
         Box::new(RustBackend),
         Box::new(s.clone()),
@@ -71,7 +71,7 @@ fn worker(s: &Rc<dyn Store>, plugin: &Value) -> Vm {
 }
 
 /// Two workers of one process.
-fn pair(plugin: &Value) -> (Vm, Vm) {
+fn pair(plugin: &Value) -> (Core, Core) {
     let s: Rc<dyn Store> = store();
     (worker(&s, plugin), worker(&s, plugin))
 }
@@ -117,7 +117,7 @@ fn dpop_request(tok: &str, proof: &str) -> Request {
 }
 
 /// What the VM did with the request, at `now` ms.
-fn send(vm: &mut Vm, now: u64, context: u32, req: Request) -> Vec<Effect> {
+fn send(vm: &mut Core, now: u64, context: u32, req: Request) -> Vec<Effect> {
     vm.on_request(now, context, req, &mut FakeHost::default())
 }
 

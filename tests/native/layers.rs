@@ -37,7 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("config", &["config"]),
     ("pipeline", &["pipeline"]),
-    ("core", &["worker", "vm"]),
+    ("core", &["worker"]),
     ("hosts", &["filter", "native", "explain"]),
 ];
 

@@ -5,7 +5,7 @@
 use crate::revocation::gauge_index;
 use crate::vm::{fate, jwks_body, store, token, Worker, ISS, T0, TIMEOUT_MS};
 use bearer_guard::config;
-use bearer_guard::vm::Effect;
+use bearer_guard::worker::Effect;
 use serde_json::{json, Value};
 
 const REFRESH_MS: u64 = 10_000;

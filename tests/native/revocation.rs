@@ -5,7 +5,7 @@
 
 use crate::support::idp::claims;
 use crate::vm::{fate, jwks_body, signer, store, Worker, ISS, T0, TIMEOUT_MS};
-use bearer_guard::vm::Effect;
+use bearer_guard::worker::Effect;
 use serde_json::{json, Value};
 
 const REFRESH_MS: u64 = 15_000;

@@ -8,7 +8,7 @@ use bearer_guard::request::{Headers, Request};
 use bearer_guard::shared::LEASE_GRACE_MS;
 use bearer_guard::shared::{MemoryStore, Store, StoreError};
 use bearer_guard::verify::RustBackend;
-use bearer_guard::vm::{CallResponse, Effect, Host, Outgoing, Vm, WAIT_GRACE_MS};
+use bearer_guard::worker::{CallResponse, Effect, Host, Outgoing, Worker as Core, WAIT_GRACE_MS};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -92,7 +92,7 @@ pub(crate) fn entropy() -> Option<[u8; 16]> {
 
 /// One worker: its VM and its host.
 pub(crate) struct Worker {
-    pub(crate) vm: Vm,
+    pub(crate) vm: Core,
     pub(crate) host: FakeHost,
 }
 
@@ -101,7 +101,7 @@ impl Worker {
     pub(crate) fn from_config(cfg: config::Config) -> Worker {
         let store: Rc<dyn Store> = store();
         Worker {
-            vm: Vm::new(
+            vm: Core::new(
                 cfg,
                 Box::new(RustBackend),
                 Box::new(store),
@@ -114,7 +114,7 @@ impl Worker {
 
     pub(crate) fn new(store: Rc<dyn Store>, plugin: &Value, now: u64) -> Worker {
         let cfg = config::parse(plugin.to_string().as_bytes(), &|_| None).expect("config");
-        let mut vm = Vm::new(
+        let mut vm = Core::new(
             cfg,
             Box::new(RustBackend),
             Box::new(store),
@@ -161,6 +161,11 @@ impl Worker {
 
     pub(crate) fn tick(&mut self, now: u64) -> Vec<Effect> {
         self.vm.on_tick(now, &mut self.host)
+    }
+
+    /// The stream of `context` is gone.
+    pub(crate) fn on_context_gone_for_test(&mut self, context: u32) {
+        self.vm.on_context_gone(context);
     }
 
     /// The calls made to `cluster`.
@@ -386,7 +391,7 @@ fn an_account_claim_whose_vm_goes_silent_lapses() {
     // Within the claim, B waits; after it, B asks itself.
     b.request(T0 + 30, 2, &t);
     assert!(b.calls_to("accounts").is_empty());
-    let lapse = T0 + 20 + TIMEOUT_MS + bearer_guard::vm::ACCOUNT_CLAIM_GRACE_MS;
+    let lapse = T0 + 20 + TIMEOUT_MS + bearer_guard::worker::ACCOUNT_CLAIM_GRACE_MS;
     b.tick(lapse + 1);
     b.request(lapse + 2, 3, &t);
     assert_eq!(b.calls_to("accounts").len(), 1, "the claim lapsed: B asks");
@@ -606,4 +611,53 @@ fn the_clock_requests_are_judged_at_is_the_last_tick() {
     let fetch = a.calls_to("jwks")[0];
     a.respond(T0 + 250, fetch, "200", &jwks_body());
     assert_eq!(a.vm.clock(), T0 + 250);
+}
+
+/// An account lookup whose answer never comes (the context that made the call went
+/// away): while it counts as in flight, later requests for the same identity wait for it
+/// rather than call again; after `LOST_LOOKUP_MS` it is given up, the next request calls
+/// anew, and a late answer to the lost call changes nothing.
+#[test]
+fn a_lookup_whose_answer_never_comes_is_given_up() {
+    use bearer_guard::worker::accounts::LOST_LOOKUP_MS;
+    let (_s, mut a, _) = loaded(&plugin(true));
+    let t = token("user_lost");
+    let lookups = |a: &Worker| -> Vec<u32> {
+        a.host
+            .calls
+            .iter()
+            .filter(|(_, c, p)| c == "accounts" && p.contains("user_lost"))
+            .map(|(t, _, _)| *t)
+            .collect()
+    };
+    assert_eq!(
+        fate(&a.request(T0 + 1, 10, &t), 10).as_deref(),
+        Some("pause")
+    );
+    let lost_call = lookups(&a)[0];
+    // The request gives up at its deadline: 500.
+    let deadline = T0 + 1 + TIMEOUT_MS + WAIT_GRACE_MS;
+    assert_eq!(fate(&a.tick(deadline), 10).as_deref(), Some("500"));
+    // Still in flight: the same identity waits for it, no second call.
+    assert_eq!(
+        fate(&a.request(deadline + 1, 11, &t), 11).as_deref(),
+        Some("pause")
+    );
+    assert_eq!(lookups(&a).len(), 1, "no second call");
+    a.on_context_gone_for_test(11);
+    // Given up: the next request calls again.
+    a.tick(T0 + 1 + LOST_LOOKUP_MS);
+    assert_eq!(
+        fate(&a.request(T0 + 2 + LOST_LOOKUP_MS, 12, &t), 12).as_deref(),
+        Some("pause")
+    );
+    assert_eq!(lookups(&a).len(), 2, "a new call");
+    // A late answer to the lost call is ignored.
+    let late = a.respond(
+        T0 + 3 + LOST_LOOKUP_MS,
+        lost_call,
+        "200",
+        br#"{"id":"acct"}"#,
+    );
+    assert!(late.is_empty(), "{late:?}");
 }

@@ -14,7 +14,7 @@ use bearer_guard::request::{Body, Headers, Request};
 use bearer_guard::revocation::{Limits, RevocationList};
 use bearer_guard::shared::KeyAvailability;
 use bearer_guard::verify::RustBackend;
-use bearer_guard::vm::Effect;
+use bearer_guard::worker::Effect;
 use serde_json::{json, Value};
 
 /// The configuration: providers `A` and `B` on one issuer, `B` with a revocation
@@ -277,7 +277,7 @@ fn a_list_that_never_answers_refuses_the_waiting_request_after_its_deadline() {
 /// callback has come to a held head, the VM knows the host holds heads.
 #[test]
 fn a_held_head_whose_body_never_comes_is_refused_and_explained() {
-    use bearer_guard::vm::HELD_BODY_WAIT_MS;
+    use bearer_guard::worker::HELD_BODY_WAIT_MS;
     let mut w = Worker::new(store(), &plugin(true), T0);
     w.tick(T0);
     let keys = w.calls_to("jwks");

@@ -13,7 +13,9 @@ use bearer_guard::keys::{EcKey, RsaKey};
 use bearer_guard::request::{Headers, Request};
 use bearer_guard::shared::{MemoryStore, Store, StoreError};
 use bearer_guard::verify::{BackendError, SignatureBackend};
-use bearer_guard::vm::{CallResponse, Effect, Host, Outgoing, Vm, HOST_CALLS_PER_REQUEST};
+use bearer_guard::worker::{
+    CallResponse, Effect, Host, Outgoing, Worker as Core, HOST_CALLS_PER_REQUEST,
+};
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -131,7 +133,7 @@ impl Host for NoCalls {
 }
 
 struct Worker {
-    vm: Vm,
+    vm: Core,
     store: Rc<Counting>,
     signatures: Rc<Cell<usize>>,
 }
@@ -140,7 +142,7 @@ impl Worker {
     fn new(store: Rc<Counting>, cache: usize) -> Worker {
         let cfg = config::parse(plugin(cache).to_string().as_bytes(), &|_| None).expect("config");
         let signatures = Rc::new(Cell::new(0));
-        let mut vm = Vm::new(
+        let mut vm = Core::new(
             cfg,
             Box::new(Stub(signatures.clone())),
             Box::new(store.clone()),

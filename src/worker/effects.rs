@@ -64,9 +64,9 @@ pub enum Effect {
     },
     /// A log line.
     Log(Level, String),
-    /// Add to a counter (index into [`super::Vm::metric_definitions`]).
+    /// Add to a counter (index into [`super::Worker::metric_definitions`]).
     Count(usize, i64),
-    /// Set a gauge (index into [`super::Vm::metric_definitions`]).
+    /// Set a gauge (index into [`super::Worker::metric_definitions`]).
     Gauge(usize, u64),
     /// Change the root context's tick period (ms).
     TickPeriod(u32),

@@ -3,14 +3,14 @@
 //! reply. In audit mode a denial is logged and counted and the request continues with
 //! the identity of a valid token.
 
-use super::{Claimed, Effect, Level, Vm};
+use super::{Effect, Level, Worker};
 use crate::config::Mode;
 use crate::pipeline::{Decision, Outcome};
 use crate::reply::Denial;
 use crate::request::Request;
 use crate::token::{cookie_without, path_without_param, TokenSource};
 
-impl Vm {
+impl Worker {
     /// Applies `outcome` to the request of `context`.
     pub(super) fn finish(
         &mut self,
@@ -19,7 +19,8 @@ impl Vm {
         mut outcome: Outcome,
         out: &mut Vec<Effect>,
     ) {
-        self.claim_proof(&mut outcome, out);
+        let clock = self.clock;
+        self.replay.claim(&mut outcome, clock, &mut cx!(self, out));
         let audit = outcome.mode == Mode::Audit;
         let (verdict, reason) = match &outcome.decision {
             Decision::Allow { .. } if outcome.public => ("public", None),
@@ -32,7 +33,8 @@ impl Vm {
             }
         };
         if let Some(provider) = outcome.provider {
-            self.revocation_noted(provider, outcome.revocation, out);
+            self.lists
+                .noted(provider, outcome.revocation, &mut cx!(self, out));
         }
         if self.config.access_log_fields {
             self.record(context, &outcome, verdict, reason, out);
@@ -62,7 +64,9 @@ impl Vm {
                     out.push(Effect::Continue { context });
                     return;
                 }
-                self.debug(out, line);
+                if self.debug {
+                    out.push(Effect::Log(Level::Debug, line()));
+                }
                 let reply = denial.reply(&request.request_id);
                 out.push(Effect::Reply { context, reply });
             }
@@ -73,52 +77,6 @@ impl Vm {
                 out.push(Effect::Reply { context, reply });
             }
         }
-    }
-
-    /// Enters the request's DPoP proof in its provider's process-wide replay store: a
-    /// proof seen before (on any worker), or one the store cannot take (full, refused),
-    /// turns the decision into a refusal — never a replay let through.
-    fn claim_proof(&mut self, outcome: &mut Outcome, out: &mut Vec<Effect>) {
-        let (Some(claim), Some(provider)) = (outcome.proof.take(), outcome.provider) else {
-            return;
-        };
-        let (Some(Some(store)), Some(d)) = (
-            self.replay.get(provider),
-            self.config
-                .providers
-                .get(provider)
-                .and_then(|p| p.dpop.as_ref()),
-        ) else {
-            return;
-        };
-        let now_s = i64::try_from(self.clock / 1000).unwrap_or(i64::MAX);
-        let claimed = store.claim(&*self.store, &claim, now_s);
-        self.metrics.proof(provider, claimed);
-        let why = match claimed {
-            Claimed::Fresh => return,
-            Claimed::Replayed => "DPoP proof replayed",
-            Claimed::Full | Claimed::Failed => {
-                let quiet = self
-                    .replay_warned_ms
-                    .is_some_and(|t| self.clock.saturating_sub(t) < super::REPLAY_WARN_EVERY_MS);
-                if !quiet {
-                    self.replay_warned_ms = Some(self.clock);
-                    out.push(Effect::Log(
-                        Level::Warn,
-                        format!(
-                            "bearer-guard: DPoP replay store of provider {} cannot take a proof ({}): refused (counted in dpop_replay_store_full; logged at most every {} s)",
-                            self.config.provider_name(provider),
-                            if claimed == Claimed::Full { "bucket full; raise dpop.replay_entries" } else { "shared data refused" },
-                            super::REPLAY_WARN_EVERY_MS / 1000
-                        ),
-                    ));
-                }
-                "DPoP replay store full"
-            }
-        };
-        outcome.decision = Decision::Deny(Denial::InvalidDpopProof(d.algs.clone()));
-        outcome.identity.clear();
-        outcome.note = why.into();
     }
 
     /// The identity headers, and the credential's removal (`forward.strip_authorization`,
