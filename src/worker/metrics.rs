@@ -1,194 +1,223 @@
-//! The filter's metrics as data: their names (defined by the glue once, at configure
-//! time; Envoy shares stats by name across VMs) and the counts not yet sent.
+//! The filter's metrics as data: every metric declared once in [`TABLE`] (name, kind,
+//! scope), from which their full names, indices and registration follow (the host defines
+//! them once, at configure time; Envoy shares stats by name across workers), and the
+//! counts not yet sent.
 //!
 //! Every name is `bearer_guard.<stat_prefix>.<metric>`, and a provider's metrics
 //! `bearer_guard.<stat_prefix>.provider.<provider>.<metric>`: the shape the stats tags
 //! shipped in `envoy/` turn into the labels `bearer_guard_config`, `provider` and
 //! `reason` (`denied.<reason>`, `would_deny.<reason>`).
 //!
-//! Counters accumulate in the VM and go to the host on the tick (every 200 ms) as
+//! Counters accumulate in the worker and go to the host on the tick (every 200 ms) as
 //! [`Effect::Count`]: a host call per request per counter would cost more than the rest
 //! of a cached-token decision. Gauges are set when their value changes; the waiting
-//! requests gauge is the process's sum, each VM adding its change.
+//! requests gauge is the process's sum, each worker adding its change.
 
 use super::effects::{Effect, MetricKind};
 use crate::config::{segment, Config};
 use crate::reply::Denial;
 
-/// Indices of one provider's metrics.
-#[derive(Debug, Clone, Copy)]
-struct ProviderMetrics {
-    fetch_ok: usize,
-    fetch_failed: usize,
-    takeovers: usize,
-    adopted: usize,
-    keys_loaded: usize,
-    age: usize,
-    version: usize,
-    stale: usize,
+/// Which instances a metric has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One for the configuration: `<name>`.
+    Global,
+    /// One per denial reason: `<name>.<reason>`.
+    PerDenial,
+    /// One per provider with a JWKS: `provider.<provider>.<name>`.
+    KeySet,
+    /// One per provider, per denial reason: `provider.<provider>.<name>.<reason>`.
+    ProviderDenial,
+    /// One per provider with a revocation list: `provider.<provider>.<name>`.
+    Revocation,
+    /// One per revocation list, named by its first provider: `provider.<provider>.<name>`.
+    List,
+    /// One per provider accepting DPoP: `provider.<provider>.<name>`.
+    Dpop,
 }
 
-/// Indices of one revocation list's metrics (named by the first provider naming it).
-#[derive(Debug, Clone, Copy)]
-struct ListMetrics {
-    fetch_ok: usize,
-    fetch_failed: usize,
-    version: usize,
-    entries: usize,
-    stale: usize,
-    age: usize,
+/// Declares every metric once: the [`Metric`] enum and [`TABLE`], in the same order.
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $metric:ident = $name:literal, $kind:ident, $scope:ident;)+) => {
+        /// A metric, as the core counts it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Metric {
+            $($(#[$doc])* $metric,)+
+        }
+
+        /// Every metric: its name, kind and scope, in [`Metric`]'s order.
+        pub const TABLE: &[(Metric, &str, MetricKind, Scope)] = &[
+            $((Metric::$metric, $name, MetricKind::$kind, Scope::$scope),)+
+        ];
+    };
 }
+
+metrics! {
+    /// Requests let through after authentication.
+    RequestsAllowed = "requests_allowed", Counter, Global;
+    /// Requests a public rule let through.
+    PublicPasses = "public_passes", Counter, Global;
+    /// Requests without a credential on an optional rule.
+    AnonymousPasses = "anonymous_passes", Counter, Global;
+    /// Denials answered, by reason.
+    Denied = "denied", Counter, PerDenial;
+    /// Denials only reported (audit mode), by reason.
+    WouldDeny = "would_deny", Counter, PerDenial;
+    /// Tokens from this worker's cache.
+    TokenCacheHits = "token_cache_hits", Counter, Global;
+    /// Tokens verified now.
+    TokenCacheMisses = "token_cache_misses", Counter, Global;
+    /// Tokens another worker of the process verified.
+    TokenCacheSharedHits = "token_cache_shared_hits", Counter, Global;
+    /// Account answers adopted from another worker.
+    AccountSharedHits = "account_shared_hits", Counter, Global;
+    /// Account service answers (200, 404).
+    AccountLookupsOk = "account_lookups_ok", Counter, Global;
+    /// Account service failures.
+    AccountLookupsFailed = "account_lookups_failed", Counter, Global;
+    /// Requests waiting now, process-wide.
+    WaitingRequests = "waiting_requests", Gauge, Global;
+    /// JWKS fetches that loaded keys.
+    JwksFetchOk = "jwks_fetch_ok", Counter, KeySet;
+    /// JWKS fetches that failed.
+    JwksFetchFailed = "jwks_fetch_failed", Counter, KeySet;
+    /// Fetches taken over from a worker that never finished them.
+    JwksLeaseTakeovers = "jwks_lease_takeovers", Counter, KeySet;
+    /// Key sets adopted from another worker.
+    KeySetsAdopted = "key_sets_adopted", Counter, KeySet;
+    /// Keys in the set in force.
+    KeysLoaded = "keys_loaded", Gauge, KeySet;
+    /// Seconds since the set in force was fetched.
+    KeySetAgeSeconds = "key_set_age_seconds", Gauge, KeySet;
+    /// The version of the set in force.
+    KeySetVersion = "key_set_version", Gauge, KeySet;
+    /// Whether the set in force is stale.
+    KeysStale = "keys_stale", Gauge, KeySet;
+    /// Denials of tokens this provider judged, by reason.
+    ProviderDenied = "denied", Counter, ProviderDenial;
+    /// Tokens refused as revoked.
+    TokensRevoked = "tokens_revoked", Counter, Revocation;
+    /// Tokens passed unchecked: the list never loaded (`on_unavailable: allow`).
+    RevocationUnchecked = "revocation_unchecked", Counter, Revocation;
+    /// DPoP proofs accepted.
+    DpopProofsAccepted = "dpop_proofs_accepted", Counter, Dpop;
+    /// DPoP proofs refused as replayed.
+    DpopProofsReplayed = "dpop_proofs_replayed", Counter, Dpop;
+    /// DPoP proofs refused for want of replay space.
+    DpopReplayStoreFull = "dpop_replay_store_full", Counter, Dpop;
+    /// List fetches that succeeded.
+    RevocationFetchOk = "revocation_fetch_ok", Counter, List;
+    /// List fetches that failed.
+    RevocationFetchFailed = "revocation_fetch_failed", Counter, List;
+    /// The version of the list in force.
+    RevocationVersion = "revocation_version", Gauge, List;
+    /// Entries in the list in force.
+    RevocationEntries = "revocation_entries", Gauge, List;
+    /// Whether the list in force is stale.
+    RevocationStale = "revocation_stale", Gauge, List;
+    /// Seconds since the list in force was fetched.
+    RevocationAgeSeconds = "revocation_age_seconds", Gauge, List;
+}
+
+/// Index of the first instance of each metric in one scope instance (`None`: not there).
+type Indices = Vec<Option<usize>>;
 
 /// Every metric of a configuration, with the counts not yet flushed.
 #[derive(Debug)]
 pub struct Metrics {
     definitions: Vec<(String, MetricKind)>,
     pending: Vec<i64>,
-    allowed: usize,
-    public: usize,
-    anonymous: usize,
-    /// `denied.<reason>` at `denied + i`, `would_deny.<reason>` at `would_deny + i`, in
-    /// the order of [`Denial::all`].
-    denied: usize,
-    would_deny: usize,
-    cache_hits: usize,
-    cache_misses: usize,
-    cache_shared_hits: usize,
-    account_shared_hits: usize,
-    account_ok: usize,
-    account_failed: usize,
-    providers: Vec<Option<ProviderMetrics>>,
-    lists: Vec<ListMetrics>,
-    /// Per provider with a list: `tokens_revoked`, `revocation_unchecked`.
-    revoked: Vec<Option<(usize, usize)>>,
-    /// Per provider accepting DPoP: `dpop_proofs_accepted`, `dpop_proofs_replayed`,
-    /// `dpop_replay_store_full`.
-    proofs: Vec<Option<[usize; 3]>>,
-    waiting: usize,
-    /// Per provider: `provider.<name>.denied.<reason>` from this index on, in the order
-    /// of [`Denial::all`].
-    provider_denied: Vec<usize>,
-    /// This VM's waiting requests as last added to the process-wide gauge.
+    /// The configuration's own metrics, by [`Metric`].
+    global: Indices,
+    /// Per provider, its metrics by [`Metric`].
+    providers: Vec<Indices>,
+    /// Per revocation list, its metrics by [`Metric`].
+    lists: Vec<Indices>,
+    /// This worker's waiting requests as last added to the process-wide gauge.
     waiting_reported: i64,
-    /// The value of each gauge as this VM last set it (`None`: not yet, or a counter).
+    /// The value of each gauge as this worker last set it (`None`: not yet, or a counter).
     sent: Vec<Option<u64>>,
     /// `bearer_guard.<stat_prefix>.`: what [`Metrics::pending`] strips.
     prefix: String,
 }
 
 impl Metrics {
-    /// The metrics of `config`.
+    /// The metrics of `config`: every entry of [`TABLE`] for each instance of its scope.
     pub fn new(config: &Config) -> Metrics {
         let prefix = format!("bearer_guard.{}.", segment(config.stat_prefix()));
-        let mut defs: Vec<(String, MetricKind)> = Vec::new();
-        let mut add = |name: String, kind| {
-            defs.push((format!("{prefix}{name}"), kind));
-            defs.len() - 1
+        let mut definitions: Vec<(String, MetricKind)> = Vec::new();
+        // Defines the instances of the metrics of `scopes` under `name_prefix`.
+        let mut define = |scopes: &[Scope], name_prefix: &str| -> Indices {
+            let mut at = vec![None; TABLE.len()];
+            for (metric, name, kind, scope) in TABLE {
+                if !scopes.contains(scope) {
+                    continue;
+                }
+                at[*metric as usize] = Some(definitions.len());
+                let full = format!("{prefix}{name_prefix}{name}");
+                if matches!(scope, Scope::PerDenial | Scope::ProviderDenial) {
+                    for d in Denial::all() {
+                        definitions.push((format!("{full}.{}", d.reason()), *kind));
+                    }
+                } else {
+                    definitions.push((full, *kind));
+                }
+            }
+            at
         };
-        let counter = MetricKind::Counter;
-        let allowed = add("requests_allowed".into(), counter);
-        let public = add("public_passes".into(), counter);
-        let anonymous = add("anonymous_passes".into(), counter);
-        let denied = defs_for(&mut add, "denied");
-        let would_deny = defs_for(&mut add, "would_deny");
-        let cache_hits = add("token_cache_hits".into(), counter);
-        let cache_misses = add("token_cache_misses".into(), counter);
-        let cache_shared_hits = add("token_cache_shared_hits".into(), counter);
-        let account_shared_hits = add("account_shared_hits".into(), counter);
-        let account_ok = add("account_lookups_ok".into(), counter);
-        let account_failed = add("account_lookups_failed".into(), counter);
-        let gauge = MetricKind::Gauge;
-        let waiting = add("waiting_requests".into(), gauge);
+        let global = define(&[Scope::Global, Scope::PerDenial], "");
         let providers = config
             .providers
             .iter()
             .map(|p| {
-                p.jwks.as_ref()?;
-                let name = segment(&p.name);
-                let mut add = |what: &str, kind| add(format!("provider.{name}.{what}"), kind);
-                Some(ProviderMetrics {
-                    fetch_ok: add("jwks_fetch_ok", counter),
-                    fetch_failed: add("jwks_fetch_failed", counter),
-                    takeovers: add("jwks_lease_takeovers", counter),
-                    adopted: add("key_sets_adopted", counter),
-                    keys_loaded: add("keys_loaded", gauge),
-                    age: add("key_set_age_seconds", gauge),
-                    version: add("key_set_version", gauge),
-                    stale: add("keys_stale", gauge),
-                })
+                let mut scopes = vec![Scope::ProviderDenial];
+                if p.jwks.is_some() {
+                    scopes.push(Scope::KeySet);
+                }
+                if p.revocation.is_some() {
+                    scopes.push(Scope::Revocation);
+                }
+                if p.dpop.is_some() {
+                    scopes.push(Scope::Dpop);
+                }
+                define(&scopes, &format!("provider.{}.", segment(&p.name)))
             })
             .collect();
         let lists = (0..config.revocations.len())
             .map(|list| {
                 let name = segment(config.revocation_name(list));
-                let mut add = |what: &str, kind| add(format!("provider.{name}.{what}"), kind);
-                ListMetrics {
-                    fetch_ok: add("revocation_fetch_ok", counter),
-                    fetch_failed: add("revocation_fetch_failed", counter),
-                    version: add("revocation_version", gauge),
-                    entries: add("revocation_entries", gauge),
-                    stale: add("revocation_stale", gauge),
-                    age: add("revocation_age_seconds", gauge),
-                }
-            })
-            .collect();
-        let provider_denied = config
-            .providers
-            .iter()
-            .map(|p| defs_for(&mut add, &format!("provider.{}.denied", segment(&p.name))))
-            .collect();
-        let revoked = config
-            .providers
-            .iter()
-            .map(|p| {
-                p.revocation?;
-                let name = segment(&p.name);
-                Some((
-                    add(format!("provider.{name}.tokens_revoked"), counter),
-                    add(format!("provider.{name}.revocation_unchecked"), counter),
-                ))
-            })
-            .collect();
-        let proofs = config
-            .providers
-            .iter()
-            .map(|p| {
-                p.dpop.as_ref()?;
-                let name = segment(&p.name);
-                Some(
-                    [
-                        "dpop_proofs_accepted",
-                        "dpop_proofs_replayed",
-                        "dpop_replay_store_full",
-                    ]
-                    .map(|what| add(format!("provider.{name}.{what}"), counter)),
-                )
+                define(&[Scope::List], &format!("provider.{name}."))
             })
             .collect();
         Metrics {
-            lists,
-            revoked,
-            proofs,
-            waiting,
-            provider_denied,
-            waiting_reported: 0,
-            sent: vec![None; defs.len()],
-            prefix,
-            pending: vec![0; defs.len()],
-            definitions: defs,
-            allowed,
-            public,
-            anonymous,
-            denied,
-            would_deny,
-            cache_hits,
-            cache_misses,
-            cache_shared_hits,
-            account_shared_hits,
-            account_ok,
-            account_failed,
+            pending: vec![0; definitions.len()],
+            sent: vec![None; definitions.len()],
+            definitions,
+            global,
             providers,
+            lists,
+            waiting_reported: 0,
+            prefix,
         }
+    }
+
+    /// The index of a configuration-wide metric.
+    fn global(&self, metric: Metric) -> Option<usize> {
+        self.global.get(metric as usize).copied().flatten()
+    }
+
+    /// The index of a provider's metric.
+    fn provider(&self, provider: usize, metric: Metric) -> Option<usize> {
+        self.providers
+            .get(provider)
+            .and_then(|m| m.get(metric as usize).copied().flatten())
+    }
+
+    /// The index of a list's metric.
+    fn list(&self, list: usize, metric: Metric) -> Option<usize> {
+        self.lists
+            .get(list)
+            .and_then(|m| m.get(metric as usize).copied().flatten())
     }
 
     /// Every metric's full name and kind, by index.
@@ -212,7 +241,10 @@ impl Metrics {
         let n = i64::try_from(n).unwrap_or(i64::MAX);
         let delta = n - self.waiting_reported;
         self.waiting_reported = n;
-        if let Some(p) = self.pending.get_mut(self.waiting) {
+        if let Some(p) = self
+            .global(Metric::WaitingRequests)
+            .and_then(|i| self.pending.get_mut(i))
+        {
             *p = p.saturating_add(delta);
         }
     }
@@ -225,131 +257,149 @@ impl Metrics {
         (version, age_ms, stale): (u64, Option<u64>, bool),
         out: &mut Vec<Effect>,
     ) {
-        if let Some(Some(p)) = self.providers.get(provider).copied() {
-            self.set_gauge(p.version, version, out);
-            if let Some(ms) = age_ms {
-                self.set_gauge(p.age, ms / 1000, out);
-            }
-            self.set_gauge(p.stale, u64::from(stale), out);
+        self.set(self.provider(provider, Metric::KeySetVersion), version, out);
+        if let Some(ms) = age_ms {
+            self.set(
+                self.provider(provider, Metric::KeySetAgeSeconds),
+                ms / 1000,
+                out,
+            );
+        }
+        self.set(
+            self.provider(provider, Metric::KeysStale),
+            u64::from(stale),
+            out,
+        );
+    }
+
+    fn bump(&mut self, index: Option<usize>) {
+        if let Some(n) = index.and_then(|i| self.pending.get_mut(i)) {
+            *n = n.saturating_add(1);
         }
     }
 
-    fn bump(&mut self, index: usize) {
-        if let Some(n) = self.pending.get_mut(index) {
-            *n = n.saturating_add(1);
+    /// Sets a gauge, if this configuration has it.
+    fn set(&mut self, index: Option<usize>, value: u64, out: &mut Vec<Effect>) {
+        if let Some(i) = index {
+            self.set_gauge(i, value, out);
         }
     }
 
     /// A request let through: after authentication, by a public rule, or without a
     /// credential on an optional rule.
     pub fn allowed(&mut self, public: bool, anonymous: bool) {
-        let index = match (public, anonymous) {
-            (true, _) => self.public,
-            (false, true) => self.anonymous,
-            (false, false) => self.allowed,
+        let metric = match (public, anonymous) {
+            (true, _) => Metric::PublicPasses,
+            (false, true) => Metric::AnonymousPasses,
+            (false, false) => Metric::RequestsAllowed,
         };
-        self.bump(index);
+        self.bump(self.global(metric));
     }
 
     /// A denial answered (enforce) or only reported (audit); an enforced one also under
     /// the provider that refused the token, if one judged it.
     pub fn denied(&mut self, denial: &Denial, audit: bool, provider: Option<usize>) {
-        let base = if audit { self.would_deny } else { self.denied };
+        let metric = if audit {
+            Metric::WouldDeny
+        } else {
+            Metric::Denied
+        };
         let reason = denial.reason();
         if let Some(i) = Denial::all().iter().position(|d| d.reason() == reason) {
-            self.bump(base + i);
-            let by_provider = provider.and_then(|p| self.provider_denied.get(p)).copied();
-            if let (false, Some(first)) = (audit, by_provider) {
-                self.bump(first + i);
+            self.bump(self.global(metric).map(|first| first + i));
+            if let (false, Some(p)) = (audit, provider) {
+                let first = self.provider(p, Metric::ProviderDenied);
+                self.bump(first.map(|first| first + i));
             }
         }
     }
 
     /// A token from this VM's cache.
     pub fn cache_hit(&mut self) {
-        self.bump(self.cache_hits);
+        self.bump(self.global(Metric::TokenCacheHits));
     }
 
     /// A token authenticated now: from another VM's verdict, or by its signature.
     pub fn authenticated(&mut self, shared_hit: bool) {
-        let index = if shared_hit {
-            self.cache_shared_hits
+        let metric = if shared_hit {
+            Metric::TokenCacheSharedHits
         } else {
-            self.cache_misses
+            Metric::TokenCacheMisses
         };
-        self.bump(index);
+        self.bump(self.global(metric));
     }
 
     /// An account answer adopted from another VM.
     pub fn account_shared_hit(&mut self) {
-        self.bump(self.account_shared_hits);
+        self.bump(self.global(Metric::AccountSharedHits));
     }
 
     /// The account service answered (200 or 404: `true`) or failed.
     pub fn account(&mut self, ok: bool) {
-        let index = if ok {
-            self.account_ok
+        let metric = if ok {
+            Metric::AccountLookupsOk
         } else {
-            self.account_failed
+            Metric::AccountLookupsFailed
         };
-        self.bump(index);
+        self.bump(self.global(metric));
     }
 
     /// This VM took over a fetch whose holder never finished it.
     pub fn takeover(&mut self, provider: usize) {
-        if let Some(Some(p)) = self.providers.get(provider).copied() {
-            self.bump(p.takeovers);
-        }
+        self.bump(self.provider(provider, Metric::JwksLeaseTakeovers));
     }
 
     /// This VM adopted a key set of `keys` keys another VM fetched.
     pub fn adopted(&mut self, provider: usize, keys: usize, out: &mut Vec<Effect>) {
-        if let Some(Some(p)) = self.providers.get(provider).copied() {
-            self.bump(p.adopted);
-            self.set_gauge(p.keys_loaded, keys as u64, out);
-        }
+        self.bump(self.provider(provider, Metric::KeySetsAdopted));
+        self.set(
+            self.provider(provider, Metric::KeysLoaded),
+            keys as u64,
+            out,
+        );
     }
 
     /// A JWKS fetch of this VM finished: `Some(keys)` loaded, or `None` failed.
     pub fn fetched(&mut self, provider: usize, keys: Option<usize>, out: &mut Vec<Effect>) {
-        let Some(Some(p)) = self.providers.get(provider).copied() else {
-            return;
-        };
         match keys {
             Some(n) => {
-                self.bump(p.fetch_ok);
-                self.set_gauge(p.keys_loaded, n as u64, out);
+                self.bump(self.provider(provider, Metric::JwksFetchOk));
+                self.set(self.provider(provider, Metric::KeysLoaded), n as u64, out);
             }
-            None => self.bump(p.fetch_failed),
+            None => self.bump(self.provider(provider, Metric::JwksFetchFailed)),
         }
     }
 
     /// A token of `provider` refused as revoked (`true`), or passed unchecked because
     /// its list never loaded (`false`).
     pub fn revocation(&mut self, provider: usize, revoked: bool) {
-        if let Some(Some((r, u))) = self.revoked.get(provider).copied() {
-            self.bump(if revoked { r } else { u });
-        }
+        let metric = if revoked {
+            Metric::TokensRevoked
+        } else {
+            Metric::RevocationUnchecked
+        };
+        self.bump(self.provider(provider, metric));
     }
 
     /// What the replay store said of a DPoP proof of `provider`.
     pub fn proof(&mut self, provider: usize, claimed: crate::sender::replay::Claimed) {
         use crate::sender::replay::Claimed;
-        if let Some(Some(m)) = self.proofs.get(provider).copied() {
-            let [accepted, replayed, full] = m;
-            self.bump(match claimed {
-                Claimed::Fresh => accepted,
-                Claimed::Replayed => replayed,
-                Claimed::Full | Claimed::Failed => full,
-            });
-        }
+        let metric = match claimed {
+            Claimed::Fresh => Metric::DpopProofsAccepted,
+            Claimed::Replayed => Metric::DpopProofsReplayed,
+            Claimed::Full | Claimed::Failed => Metric::DpopReplayStoreFull,
+        };
+        self.bump(self.provider(provider, metric));
     }
 
     /// A fetch of revocation list `list` by this VM succeeded (`true`) or failed.
     pub fn list_fetched(&mut self, list: usize, ok: bool) {
-        if let Some(m) = self.lists.get(list).copied() {
-            self.bump(if ok { m.fetch_ok } else { m.fetch_failed });
-        }
+        let metric = if ok {
+            Metric::RevocationFetchOk
+        } else {
+            Metric::RevocationFetchFailed
+        };
+        self.bump(self.list(list, metric));
     }
 
     /// The list in force in this VM: its version and entries.
@@ -359,10 +409,12 @@ impl Metrics {
         (version, entries): (u64, usize),
         out: &mut Vec<Effect>,
     ) {
-        if let Some(m) = self.lists.get(list).copied() {
-            self.set_gauge(m.version, version, out);
-            self.set_gauge(m.entries, entries as u64, out);
-        }
+        self.set(self.list(list, Metric::RevocationVersion), version, out);
+        self.set(
+            self.list(list, Metric::RevocationEntries),
+            entries as u64,
+            out,
+        );
     }
 
     /// A list's age (`None`: never fetched) and whether it is stale.
@@ -372,12 +424,18 @@ impl Metrics {
         (age_ms, stale): (Option<u64>, bool),
         out: &mut Vec<Effect>,
     ) {
-        if let Some(m) = self.lists.get(list).copied() {
-            if let Some(ms) = age_ms {
-                self.set_gauge(m.age, ms / 1000, out);
-            }
-            self.set_gauge(m.stale, u64::from(stale), out);
+        if let Some(ms) = age_ms {
+            self.set(
+                self.list(list, Metric::RevocationAgeSeconds),
+                ms / 1000,
+                out,
+            );
         }
+        self.set(
+            self.list(list, Metric::RevocationStale),
+            u64::from(stale),
+            out,
+        );
     }
 
     /// The counts accumulated since the last flush, as effects.
@@ -401,12 +459,37 @@ impl Metrics {
     }
 }
 
-/// Defines `<prefix>.<reason>` for every denial; the index of the first.
-fn defs_for(add: &mut impl FnMut(String, MetricKind) -> usize, prefix: &str) -> usize {
-    let mut first = None;
-    for d in Denial::all() {
-        let i = add(format!("{prefix}.{}", d.reason()), MetricKind::Counter);
-        first.get_or_insert(i);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_in_the_enums_order_and_names_are_unique() {
+        for (i, (metric, ..)) in TABLE.iter().enumerate() {
+            assert_eq!(*metric as usize, i, "{metric:?}");
+        }
+        let cfg = crate::config::parse(
+            br#"{"providers":[{"name":"idp","algorithms":["ES256"],"jwks":{"cluster":"c","authority":"a","path":"/"},
+                "dpop":{"mode":"allowed"},
+                "revocation":{"cluster":"c","authority":"a","path":"/r"}}]}"#,
+            &|_| None,
+        )
+        .expect("config");
+        let m = Metrics::new(&cfg);
+        let mut names: Vec<&str> = m.definitions().iter().map(|(n, _)| n.as_str()).collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "a name defined twice");
+        for want in [
+            "bearer_guard.default.requests_allowed",
+            "bearer_guard.default.denied.invalid_token",
+            "bearer_guard.default.provider.idp.denied.unavailable",
+            "bearer_guard.default.provider.idp.keys_stale",
+            "bearer_guard.default.provider.idp.revocation_age_seconds",
+            "bearer_guard.default.provider.idp.dpop_replay_store_full",
+        ] {
+            assert!(names.contains(&want), "{want} missing");
+        }
     }
-    first.unwrap_or(0)
 }
