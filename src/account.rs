@@ -3,7 +3,7 @@
 
 use crate::bounded_cache::BoundedCache;
 use crate::error::ConfigError;
-use crate::shared::{fingerprint, slot_of, update, Reader, Store, StoreError};
+use crate::shared::{fingerprint, slot_of, update, FetchError, Reader, Store, StoreError};
 use crate::token::claim_path::ClaimPath;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
@@ -40,7 +40,7 @@ impl PathTemplate {
             }
             let claim = match ClaimPath::parse(claim) {
                 Ok(c) => c,
-                Err(m) => return error(&m),
+                Err(m) => return error(&m.0),
             };
             parts.push((lit.to_string(), Some(claim)));
             rest = after.get(close + 1..).unwrap_or("");
@@ -91,15 +91,18 @@ pub enum AccountState<'a> {
 
 /// Interprets the service's reply: 200 with a JSON object is an account, 404 is "no such
 /// account"; anything else (5xx, timeout, garbage) is an error that must not be cached.
-pub fn interpret(status: Option<&str>, body: &[u8]) -> Result<Option<Map<String, Value>>, String> {
+pub fn interpret(
+    status: Option<&str>,
+    body: &[u8],
+) -> Result<Option<Map<String, Value>>, FetchError> {
     match status {
         Some("200") => match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => Ok(Some(map)),
-            _ => Err("200 without a JSON object".into()),
+            _ => Err(FetchError::Invalid("200 without a JSON object".into())),
         },
         Some("404") => Ok(None),
-        Some(other) => Err(format!("status {other}")),
-        None => Err("no response (connection failure or timeout)".into()),
+        Some(other) => Err(FetchError::Status(other.to_string())),
+        None => Err(FetchError::NoResponse),
     }
 }
 

@@ -31,3 +31,5 @@ pub(crate) fn err<T>(
         message: message.into(),
     })
 }
+
+impl std::error::Error for ConfigError {}

@@ -16,7 +16,7 @@
 //! are kept as 64-bit SipHash digests of (kind, value): a collision can only refuse a
 //! token, never let one through.
 
-use crate::shared::Document;
+use crate::shared::{Document, FetchError};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -122,9 +122,11 @@ impl RevocationList {
     /// `limits.max_entries` entries refuse the whole document: a half-read list would let
     /// revoked tokens through). `jti` entries whose `exp` is past (beyond the clock skew)
     /// are dropped; members of entries besides those named are ignored.
-    pub fn parse(body: &[u8], limits: &Limits, now_s: i64) -> Result<RevocationList, String> {
+    pub fn parse(body: &[u8], limits: &Limits, now_s: i64) -> Result<RevocationList, FetchError> {
         let Some(top) = crate::strict_json::parse_object(body) else {
-            return Err("not a JSON object (or a duplicate key)".to_string());
+            return Err(FetchError::Invalid(
+                "not a JSON object (or a duplicate key)".into(),
+            ));
         };
         let mut list = RevocationList::default();
         let mut entries = 0usize;
@@ -133,25 +135,29 @@ impl RevocationList {
                 "jti" => Kind::Jti,
                 "sub" => Kind::Sub,
                 "sid" => Kind::Sid,
-                other => return Err(format!("unknown member {other:?}")),
+                other => return Err(FetchError::Invalid(format!("unknown member {other:?}"))),
             };
             let Value::Array(items) = value else {
-                return Err(format!("{member}: expected an array"));
+                return Err(FetchError::Invalid(format!("{member}: expected an array")));
             };
             for (i, item) in items.iter().enumerate() {
                 let at = || format!("{member}[{i}]");
                 let Value::Object(entry) = item else {
-                    return Err(format!("{}: expected an object", at()));
+                    return Err(FetchError::Invalid(format!("{}: expected an object", at())));
                 };
                 let Some(id) = entry.get(kind.name()).and_then(Value::as_str) else {
-                    return Err(format!("{}.{member}: expected a string", at()));
+                    return Err(FetchError::Invalid(format!(
+                        "{}.{member}: expected a string",
+                        at()
+                    )));
                 };
                 let (map, time) = match kind {
                     Kind::Jti => {
                         let exp = match entry.get("exp") {
                             None => i64::MAX,
-                            Some(v) => numeric(v)
-                                .ok_or_else(|| format!("{}.exp: expected a number", at()))?,
+                            Some(v) => numeric(v).ok_or_else(|| {
+                                FetchError::Invalid(format!("{}.exp: expected a number", at()))
+                            })?,
                         };
                         if exp.saturating_add(limits.clock_skew_s) < now_s {
                             continue;
@@ -159,10 +165,9 @@ impl RevocationList {
                         (&mut list.jti, exp)
                     }
                     Kind::Sub | Kind::Sid => {
-                        let nb = entry
-                            .get("not_before")
-                            .and_then(numeric)
-                            .ok_or_else(|| format!("{}.not_before: expected a number", at()))?;
+                        let nb = entry.get("not_before").and_then(numeric).ok_or_else(|| {
+                            FetchError::Invalid(format!("{}.not_before: expected a number", at()))
+                        })?;
                         let map = if kind == Kind::Sub {
                             &mut list.sub
                         } else {
@@ -173,10 +178,10 @@ impl RevocationList {
                 };
                 entries += 1;
                 if entries > limits.max_entries {
-                    return Err(format!(
+                    return Err(FetchError::Invalid(format!(
                         "more than {} entries (revocation.max_entries)",
                         limits.max_entries
-                    ));
+                    )));
                 }
                 // Listed twice: the later cutoff (and the later exp) wins.
                 let slot = map.entry(digest(kind, id)).or_insert(time);
@@ -233,7 +238,7 @@ fn numeric(v: &Value) -> Option<i64> {
 
 impl Document for RevocationList {
     type Limits = Limits;
-    fn parse(body: &[u8], limits: &Limits, now: u64) -> Result<RevocationList, String> {
+    fn parse(body: &[u8], limits: &Limits, now: u64) -> Result<RevocationList, FetchError> {
         let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
         RevocationList::parse(body, limits, now_s)
     }

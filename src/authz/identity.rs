@@ -1,5 +1,6 @@
 //! Identity: required claims and the headers that carry a verified identity upstream.
 
+use super::Refused;
 use crate::token::claim_path::ClaimPath;
 use serde_json::{Map, Value};
 
@@ -58,12 +59,12 @@ pub fn forward_headers(
     forward: &Forward,
     claims: &Map<String, Value>,
     payload_b64: &str,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, Refused> {
     let mut out = Vec::with_capacity(forward.headers.len() + 1);
     for (header, claim) in &forward.headers {
         if let Some(value) = claim.get(claims).and_then(header_value) {
             if !header_safe(&value) {
-                return Err(header.clone());
+                return Err(Refused::UnsafeHeader(header.clone()));
             }
             out.push((header.clone(), value));
         }
@@ -131,7 +132,7 @@ mod tests {
             let claims = json!({"sub": bad}).as_object().cloned().unwrap_or_default();
             assert_eq!(
                 forward_headers(&forward, &claims, "P"),
-                Err("x-sub".to_string()),
+                Err(Refused::UnsafeHeader("x-sub".to_string())),
                 "{bad:?}"
             );
         }
@@ -141,7 +142,7 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(
             forward_headers(&forward, &claims, "P"),
-            Err("x-perms".to_string())
+            Err(Refused::UnsafeHeader("x-perms".to_string()))
         );
     }
 

@@ -11,6 +11,36 @@ pub mod preconditions;
 pub mod requirements;
 
 pub use self::grants::{scope_grants, ClaimNames, GrantSource, Grants};
+
+/// Why an authorization check refused, naming what failed: a header precondition's
+/// reply `detail`, or what the log's note names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// A header precondition failed: the 400's `detail`.
+    Header(String),
+    /// No grant covers this requirement.
+    Permission(String),
+    /// The request value is not in this claim.
+    Membership(String),
+    /// This required claim is missing.
+    MissingClaim(String),
+    /// The claim (or account field) for this header has control characters.
+    UnsafeHeader(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Header(detail) => f.write_str(detail),
+            Refused::Permission(p) => write!(f, "missing permission {p}"),
+            Refused::Membership(claim) => write!(f, "request value not in claim {claim}"),
+            Refused::MissingClaim(claim) => write!(f, "required claim {claim} missing"),
+            Refused::UnsafeHeader(h) => write!(f, "claim for {h} has control characters"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
 pub use self::membership::Membership;
 pub use self::preconditions::{check_header, HeaderFormat};
 pub use self::requirements::{RequestValue, Requirement, RequirementCheck, Template};

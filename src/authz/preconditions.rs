@@ -1,5 +1,6 @@
 //! Header preconditions of a rule: a header that must be present, a UUID, a UUIDv7.
 
+use super::Refused;
 use crate::request::Request;
 
 /// Required format of a request header checked by a rule.
@@ -13,32 +14,32 @@ pub enum HeaderFormat {
     Uuidv7,
 }
 
-/// Checks a header precondition; the error is the reply's `detail`.
+/// Checks a header precondition; the error carries the reply's `detail`.
 pub fn check_header(
     req: &Request,
     lower: &str,
     display: &str,
     format: HeaderFormat,
-) -> Result<(), String> {
+) -> Result<(), Refused> {
     let count = req.header_values(lower).count();
     let value = req.header(lower).map(str::trim).filter(|v| !v.is_empty());
     let Some(value) = value else {
-        return Err(if count > 1 {
+        return Err(Refused::Header(if count > 1 {
             format!("{display} header must be sent once")
         } else {
             format!("{display} header is required")
-        });
+        }));
     };
     match format {
         HeaderFormat::Present => Ok(()),
         HeaderFormat::Uuid if is_uuid(value) => Ok(()),
-        HeaderFormat::Uuid => Err(format!("{display} must be a valid UUID")),
+        HeaderFormat::Uuid => Err(Refused::Header(format!("{display} must be a valid UUID"))),
         HeaderFormat::Uuidv7
             if is_uuid(value) && uuid_version(value) == Some('7') && uuid_variant_ok(value) =>
         {
             Ok(())
         }
-        HeaderFormat::Uuidv7 => Err(format!("{display} must be a valid UUIDv7")),
+        HeaderFormat::Uuidv7 => Err(Refused::Header(format!("{display} must be a valid UUIDv7"))),
     }
 }
 

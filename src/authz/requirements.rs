@@ -2,6 +2,7 @@
 //! are checked against a token's grants.
 
 use super::grants::{GrantSource, Grants};
+use super::Refused;
 use crate::authz::matcher::Captures;
 use crate::error::ConfigError;
 use crate::request::Request;
@@ -142,12 +143,22 @@ impl Requirement {
 
     /// `Ok` when `grants` satisfy the requirement; otherwise the first unmet permission
     /// (for the debug log; it holds no token material).
-    pub fn check(&self, grants: &Grants, req: &Request, captures: &Captures) -> Result<(), String> {
+    pub fn check(
+        &self,
+        grants: &Grants,
+        req: &Request,
+        captures: &Captures,
+    ) -> Result<(), Refused> {
         for t in &self.all_of {
             match t.render(req, captures) {
                 Some(p) if grants.allows(&p) => {}
-                Some(p) => return Err(p),
-                None => return Err(format!("{} (request value missing or invalid)", t.shape())),
+                Some(p) => return Err(Refused::Permission(p)),
+                None => {
+                    return Err(Refused::Permission(format!(
+                        "{} (request value missing or invalid)",
+                        t.shape()
+                    )))
+                }
             }
         }
         if self.any_of.is_empty() {
@@ -161,14 +172,14 @@ impl Requirement {
         if rendered.iter().flatten().any(|p| grants.allows(p)) {
             return Ok(());
         }
-        Err(format!(
+        Err(Refused::Permission(format!(
             "any of {}",
             self.any_of
                 .iter()
                 .map(Template::shape)
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))
+        )))
     }
 }
 

@@ -203,7 +203,10 @@ fn requirements_all_of_and_any_of() {
         .check(&grants, &r, &Vec::new())
     };
     assert!(check(&["a", "b"], &[]).is_ok());
-    assert_eq!(check(&["a", "c"], &[]), Err("c".to_string()));
+    assert_eq!(
+        check(&["a", "c"], &[]),
+        Err(Refused::Permission("c".to_string()))
+    );
     assert!(check(&[], &["c", "b"]).is_ok());
     assert!(check(&[], &["c", "d"]).is_err());
     assert!(check(&["a"], &["c", "b"]).is_ok());
@@ -302,6 +305,10 @@ fn header_preconditions() {
     ];
     for (headers, format, want) in cases {
         let got = check_header(&req("/", &headers), "x-u", "X-U", format);
-        assert_eq!(got, want.map_err(String::from), "{headers:?} {format:?}");
+        assert_eq!(
+            got,
+            want.map_err(|d| Refused::Header(d.to_string())),
+            "{headers:?} {format:?}"
+        );
     }
 }

@@ -182,7 +182,7 @@ impl<'a> Fields<'a> {
 
 /// Compiles a claim reference (a name, or a JSON Pointer starting with `/`) found at `at`.
 pub(super) fn claim_path(text: &str, at: &str) -> Result<ClaimPath, ConfigError> {
-    ClaimPath::parse(text).or_else(|m| err(at, m))
+    ClaimPath::parse(text).or_else(|m| err(at, m.0))
 }
 
 pub(super) fn display_path(at: &str) -> String {

@@ -23,11 +23,11 @@ pub(crate) type StateRef = Rc<RefCell<State>>;
 pub(crate) struct Caller<'a, C: Context>(pub &'a C);
 
 impl<C: Context> worker::Host for Caller<'_, C> {
-    fn dispatch(&mut self, call: &Outgoing) -> Result<u32, String> {
+    fn dispatch(&mut self, call: &Outgoing) -> Result<u32, worker::DispatchError> {
         let timeout = Duration::from_millis(call.timeout_ms);
         self.0
             .dispatch_http_call(call.cluster, call.headers.clone(), None, vec![], timeout)
-            .map_err(|status| format!("{status:?}"))
+            .map_err(|status| worker::DispatchError(format!("{status:?}")))
     }
 
     fn clock_ms(&self) -> u64 {

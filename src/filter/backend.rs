@@ -3,6 +3,7 @@
 
 use super::host::{self, NOT_FOUND};
 use crate::verify::host::VERIFY_SIGNATURE;
+use crate::verify::BackendError;
 
 /// Whether the host registers `verify_signature`. An empty argument message parses but
 /// carries no key, so a host that has the function answers `BadArgument`.
@@ -11,6 +12,7 @@ pub(crate) fn available() -> bool {
 }
 
 /// Calls `verify_signature` with encoded arguments.
-pub(crate) fn call(args: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    host::call_foreign_function(VERIFY_SIGNATURE, args).map_err(|e| format!("host status {}", e.0))
+pub(crate) fn call(args: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+    host::call_foreign_function(VERIFY_SIGNATURE, args)
+        .map_err(|e| BackendError(format!("host status {}", e.0)))
 }

@@ -82,7 +82,35 @@ pub struct RootField {
 }
 
 /// Why a GraphQL request is refused: the `detail` of its 400.
-pub type Refusal = String;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl std::ops::Deref for Refusal {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(detail: String) -> Refusal {
+        Refusal(detail)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(detail: &str) -> Refusal {
+        Refusal(detail.to_string())
+    }
+}
 
 /// Whether a GraphQL request needs its body read: POST does, GET carries it in the URL.
 pub fn needs_body(req: &Request) -> bool {
@@ -95,11 +123,17 @@ pub fn check_headers(req: &Request, limits: &Limits) -> Result<(), Refusal> {
     match req.method.as_str() {
         "GET" => return Ok(()),
         "POST" => {}
-        other => return Err(format!("GraphQL requests are GET or POST, not {other}")),
+        other => {
+            return Err(Refusal::from(format!(
+                "GraphQL requests are GET or POST, not {other}"
+            )))
+        }
     }
     if let Some(enc) = req.header("content-encoding") {
         if !enc.trim().eq_ignore_ascii_case("identity") {
-            return Err("GraphQL request bodies must not be compressed".into());
+            return Err(Refusal::from(
+                "GraphQL request bodies must not be compressed",
+            ));
         }
     }
     content_type(req)?;
@@ -114,10 +148,10 @@ pub fn check_headers(req: &Request, limits: &Limits) -> Result<(), Refusal> {
 
 /// The body's size is over the limit.
 pub fn too_large(limits: &Limits) -> Refusal {
-    format!(
+    Refusal(format!(
         "GraphQL request body is over the {}-byte limit",
         limits.max_body_bytes
-    )
+    ))
 }
 
 /// A POST body's media type, lower case, without parameters.
@@ -137,9 +171,9 @@ fn content_type(req: &Request) -> Result<Media, Refusal> {
     match media.as_str() {
         "application/json" | "application/graphql-response+json" => Ok(Media::Json),
         "application/graphql" => Ok(Media::Graphql),
-        _ => {
-            Err("GraphQL requests need content-type application/json or application/graphql".into())
-        }
+        _ => Err(Refusal::from(
+            "GraphQL requests need content-type application/json or application/graphql",
+        )),
     }
 }
 
@@ -165,20 +199,20 @@ pub fn root_fields(req: &Request, body: &[u8], limits: &Limits) -> Result<Vec<Ro
             Some(Value::Object(map)) => json_request(&map, limits),
             Some(Value::Array(items)) => {
                 if items.is_empty() || items.len() > MAX_BATCH {
-                    return Err(format!(
+                    return Err(Refusal::from(format!(
                         "a GraphQL batch holds 1 to {MAX_BATCH} operations"
-                    ));
+                    )));
                 }
                 let mut all = Vec::new();
                 for item in &items {
                     let Value::Object(map) = item else {
-                        return Err("every element of a GraphQL batch is an object".into());
+                        return Err(Refusal::from("every element of a GraphQL batch is an object"));
                     };
                     all.extend(json_request(map, limits)?);
                 }
                 Ok(all)
             }
-            _ => Err("GraphQL request body is not a JSON object (or a batch of them), or has duplicate keys".into()),
+            _ => Err(Refusal::from("GraphQL request body is not a JSON object (or a batch of them), or has duplicate keys")),
         },
     }
 }
@@ -197,7 +231,7 @@ fn single_param(req: &Request, name: &str) -> Result<Option<String>, Refusal> {
             continue;
         }
         if found.is_some() {
-            return Err(format!("{name} is given more than once"));
+            return Err(Refusal::from(format!("{name} is given more than once")));
         }
         found = Some(decode_query_component(v).ok_or_else(|| format!("{name} is not decodable"))?);
     }
@@ -209,14 +243,14 @@ fn json_request(map: &Map<String, Value>, limits: &Limits) -> Result<Vec<RootFie
     let name = match map.get("operationName") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => return Err("operationName must be a string".into()),
+        Some(_) => return Err(Refusal::from("operationName must be a string")),
     };
     match map.get("query") {
         Some(Value::String(q)) => document_fields(q, name, limits),
         None | Some(Value::Null) if map.contains_key("extensions") => {
-            Err("persisted queries must carry their query".into())
+            Err(Refusal::from("persisted queries must carry their query"))
         }
-        _ => Err("GraphQL query is required".into()),
+        _ => Err(Refusal::from("GraphQL query is required")),
     }
 }
 
@@ -281,9 +315,9 @@ impl<'a> Doc<'_, 'a> {
         let near = self
             .peek()
             .map_or("the end".to_string(), |(_, d)| format!("{d:?}"));
-        Err(format!(
+        Err(Refusal::from(format!(
             "GraphQL document is not valid: expected {what} near {near}"
-        ))
+        )))
     }
 
     fn eat(&mut self, kind: TokenKind) -> bool {
@@ -316,10 +350,10 @@ impl<'a> Doc<'_, 'a> {
     fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Refusal>) -> Result<T, Refusal> {
         self.depth += 1;
         if self.depth > self.max_depth {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "GraphQL document is nested deeper than {}",
                 self.max_depth
-            ));
+            )));
         }
         let r = f(self);
         self.depth -= 1;
@@ -364,10 +398,14 @@ impl<'a> Doc<'_, 'a> {
                     self.directives(false)?;
                     let set = self.selection_set()?;
                     if fragments.insert(name, set).is_some() {
-                        return Err(format!("fragment {name} is defined twice"));
+                        return Err(Refusal::from(format!("fragment {name} is defined twice")));
                     }
                 }
-                _ => return Err("a GraphQL request holds operations and fragments only".into()),
+                _ => {
+                    return Err(Refusal::from(
+                        "a GraphQL request holds operations and fragments only",
+                    ))
+                }
             }
         }
         let selected = match operation_name {
@@ -375,7 +413,7 @@ impl<'a> Doc<'_, 'a> {
                 let mut named = operations.iter().filter(|(n, _, _)| *n == Some(want));
                 let first = named.next();
                 if named.next().is_some() {
-                    return Err(format!("operation {want} is defined twice"));
+                    return Err(Refusal::from(format!("operation {want} is defined twice")));
                 }
                 first.ok_or_else(|| {
                     format!("operationName {want} names no operation of the document")
@@ -383,11 +421,11 @@ impl<'a> Doc<'_, 'a> {
             }
             None => match operations.as_slice() {
                 [one] => one,
-                [] => return Err("the GraphQL document has no operation".into()),
+                [] => return Err(Refusal::from("the GraphQL document has no operation")),
                 _ => {
-                    return Err(
-                        "operationName is required for a document with several operations".into(),
-                    )
+                    return Err(Refusal::from(
+                        "operationName is required for a document with several operations",
+                    ))
                 }
             },
         };
@@ -561,10 +599,10 @@ impl<'a> Doc<'_, 'a> {
     ) -> Result<(), Refusal> {
         self.depth += 1;
         if self.depth > self.max_depth {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "GraphQL document is nested deeper than {}",
                 self.max_depth
-            ));
+            )));
         }
         self.at = start;
         while self.at < end {
@@ -582,7 +620,7 @@ impl<'a> Doc<'_, 'a> {
                         let name = self.name()?;
                         self.directives(false)?;
                         if path.contains(&name) {
-                            return Err(format!("fragment {name} spreads itself"));
+                            return Err(Refusal::from(format!("fragment {name} spreads itself")));
                         }
                         let inner = *fragments
                             .get(name)

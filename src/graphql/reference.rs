@@ -19,7 +19,7 @@ pub fn root_fields(
         .token_limit(limits.max_tokens)
         .parse();
     if let Some(e) = tree.errors().next() {
-        return Err(if e.is_limit() {
+        return Err(Refusal::from(if e.is_limit() {
             if tree.token_limit().high > limits.max_tokens {
                 format!(
                     "GraphQL document has more than {} tokens",
@@ -33,7 +33,7 @@ pub fn root_fields(
             }
         } else {
             format!("GraphQL document is not valid: {}", e.message())
-        });
+        }));
     }
     let mut operations = Vec::new();
     let mut fragments: HashMap<String, cst::SelectionSet> = HashMap::new();
@@ -48,11 +48,15 @@ pub fn root_fields(
                     .ok_or("a fragment has no name")?;
                 let set = f.selection_set().ok_or("a fragment has no selection set")?;
                 if fragments.insert(name.clone(), set).is_some() {
-                    return Err(format!("fragment {name} is defined twice"));
+                    return Err(Refusal::from(format!("fragment {name} is defined twice")));
                 }
             }
             // Type-system definitions are not requests.
-            _ => return Err("a GraphQL request holds operations and fragments only".into()),
+            _ => {
+                return Err(Refusal::from(
+                    "a GraphQL request holds operations and fragments only",
+                ))
+            }
         }
     }
     let op_name = |op: &cst::OperationDefinition| op.name().map(|n| n.text().to_string());
@@ -63,18 +67,18 @@ pub fn root_fields(
                 .filter(|op| op_name(op).as_deref() == Some(want));
             let first = named.next();
             if named.next().is_some() {
-                return Err(format!("operation {want} is defined twice"));
+                return Err(Refusal::from(format!("operation {want} is defined twice")));
             }
             first
                 .ok_or_else(|| format!("operationName {want} names no operation of the document"))?
         }
         None => match operations.as_slice() {
             [one] => one,
-            [] => return Err("the GraphQL document has no operation".into()),
+            [] => return Err(Refusal::from("the GraphQL document has no operation")),
             _ => {
-                return Err(
-                    "operationName is required for a document with several operations".into(),
-                )
+                return Err(Refusal::from(
+                    "operationName is required for a document with several operations",
+                ))
             }
         },
     };
@@ -127,7 +131,7 @@ fn collect(
                     .map(|n| n.text().to_string())
                     .ok_or("a fragment spread has no name")?;
                 if path.contains(&name) {
-                    return Err(format!("fragment {name} spreads itself"));
+                    return Err(Refusal::from(format!("fragment {name} spreads itself")));
                 }
                 let inner = fragments
                     .get(&name)

@@ -3,11 +3,13 @@
 use super::*;
 
 fn fields(doc: &str, name: Option<&str>) -> Result<Vec<(&'static str, String)>, String> {
-    document_fields(doc, name, &Limits::default()).map(|v| {
-        v.into_iter()
-            .map(|f| (f.operation.name(), f.name))
-            .collect()
-    })
+    document_fields(doc, name, &Limits::default())
+        .map(|v| {
+            v.into_iter()
+                .map(|f| (f.operation.name(), f.name))
+                .collect()
+        })
+        .map_err(|e| e.0)
 }
 
 fn q(names: &[&str]) -> Vec<(&'static str, String)> {
@@ -197,7 +199,7 @@ fn transports_and_batches() {
         let (r, b) = post("application/json", body);
         assert_eq!(
             root_fields(&r, &b, &limits),
-            Err(detail.to_string()),
+            Err(Refusal::from(detail)),
             "{body}"
         );
     }
@@ -345,7 +347,7 @@ fn limits_are_exact_at_their_boundaries() {
     };
     assert!(needs_body(&with_length(0)));
     let over = too_large(&limits);
-    assert_eq!(over, "GraphQL request body is over the 65536-byte limit");
+    assert_eq!(&*over, "GraphQL request body is over the 65536-byte limit");
     assert_eq!(check_headers(&with_length(65_535), &limits), Ok(()));
     assert_eq!(check_headers(&with_length(65_536), &limits), Ok(()));
     assert_eq!(

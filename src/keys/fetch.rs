@@ -1,6 +1,7 @@
 //! A JWKS fetch's answer, read into typed keys.
 
 use super::jwk::KeySet;
+use crate::shared::FetchError;
 
 /// Interprets a JWKS fetch: `status` is the response's `:status` (`None`: no response),
 /// `body_size` its announced size, and `read_body` reads it — called only when the size
@@ -10,9 +11,10 @@ pub fn interpret_fetch(
     body_size: usize,
     max_bytes: usize,
     read_body: impl FnOnce() -> Vec<u8>,
-) -> Result<(KeySet, usize, Vec<u8>), String> {
+) -> Result<(KeySet, usize, Vec<u8>), FetchError> {
     let body =
         crate::shared::fetched_body(status, body_size, (max_bytes, "jwks.max_bytes"), read_body)?;
-    let (keys, skipped) = KeySet::parse(&body, max_bytes).map_err(|e| format!("{e:?}"))?;
+    let (keys, skipped) =
+        KeySet::parse(&body, max_bytes).map_err(|e| FetchError::Invalid(e.to_string()))?;
     Ok((keys, skipped, body))
 }

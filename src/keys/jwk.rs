@@ -218,6 +218,15 @@ pub enum JwksError {
     NoUsableKeys,
 }
 
+impl std::fmt::Display for JwksError {
+    /// The variant's name, as the logs have always said it (`JWKS fetch failed: NotJwks`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::error::Error for JwksError {}
+
 impl KeySet {
     /// Builds a key set directly (tests and fixtures).
     pub fn from_keys(keys: Vec<Key>) -> KeySet {

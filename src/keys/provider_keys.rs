@@ -2,7 +2,7 @@
 //! state and published JWKS in the shared store, and the version this VM parsed).
 
 use super::jwk::KeySet;
-use crate::shared::{Document, Fetched};
+use crate::shared::{Document, FetchError, Fetched};
 
 pub use crate::shared::Sync;
 
@@ -12,10 +12,10 @@ pub type ProviderKeys = Fetched<KeySet>;
 impl Document for KeySet {
     /// The largest JWKS body accepted (`jwks.max_bytes`).
     type Limits = usize;
-    fn parse(body: &[u8], max_bytes: &usize, _now: u64) -> Result<KeySet, String> {
+    fn parse(body: &[u8], max_bytes: &usize, _now: u64) -> Result<KeySet, FetchError> {
         KeySet::parse(body, *max_bytes)
             .map(|(keys, _)| keys)
-            .map_err(|e| format!("{e:?}"))
+            .map_err(|e| FetchError::Invalid(e.to_string()))
     }
 }
 

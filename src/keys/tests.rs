@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::algorithm::Algorithm;
-use crate::shared::{FetchPolicy, FetchState, KeyAvailability, LEASE_GRACE_MS};
+use crate::shared::{FetchError, FetchPolicy, FetchState, KeyAvailability, LEASE_GRACE_MS};
 use serde_json::Value;
 /// The configuration's default `jwks.max_bytes`.
 const DEFAULT_MAX_JWKS_BYTES: usize = 64 * 1024;
@@ -119,7 +119,7 @@ fn the_key_cap_stops_parsing_and_the_size_limit_comes_first() {
         read.set(true);
         body.clone().into_bytes()
     });
-    assert!(got.is_err_and(|e| e.contains("over the 65536-byte limit")));
+    assert!(got.is_err_and(|e| e.to_string().contains("over the 65536-byte limit")));
     assert!(!read.get(), "an oversized body is never read");
     // Within the limit it is read and parsed; other statuses are failures.
     let small = doc(2);
@@ -176,7 +176,7 @@ fn discovery_documents() {
     ] {
         let got = read(body.clone());
         assert!(
-            got.as_ref().is_err_and(|e| e.contains(why)),
+            got.as_ref().is_err_and(|e| e.to_string().contains(why)),
             "{body}: {got:?}"
         );
     }
@@ -214,9 +214,10 @@ fn doc(kid: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-fn fetched(kid: &str) -> Result<(KeySet, Vec<u8>), String> {
+fn fetched(kid: &str) -> Result<(KeySet, Vec<u8>), FetchError> {
     let body = doc(kid);
-    let (keys, _) = KeySet::parse(&body, DEFAULT_MAX_JWKS_BYTES).map_err(|e| format!("{e:?}"))?;
+    let (keys, _) = KeySet::parse(&body, DEFAULT_MAX_JWKS_BYTES)
+        .map_err(|e| FetchError::Invalid(format!("{e:?}")))?;
     Ok((keys, body))
 }
 
@@ -297,7 +298,10 @@ fn one_fetch_per_process_and_every_vm_adopts_it() {
     // A refresh that fails keeps the keys on both.
     let due = 100 + policy().refresh_ms;
     assert_eq!(b.try_start(&store, 2, due), Some(false));
-    assert_eq!(b.finish(&store, due + 10, Err("status 500".into())), None);
+    assert_eq!(
+        b.finish(&store, due + 10, Err(FetchError::Status("500".into()))),
+        None
+    );
     a.sync(&store, due + 20);
     assert!(a.keys().is_some() && b.keys().is_some());
     assert_eq!(

@@ -174,6 +174,38 @@ impl Outcome {
     }
 }
 
+/// A step that stopped the decision — a denial or a wait — with a note for logs and
+/// what the revocation step noted for its metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    /// A denial or a wait.
+    pub decision: Decision,
+    /// Why, in a few words (never token material).
+    pub note: &'static str,
+    /// What the revocation step found.
+    pub revocation: RevocationNote,
+}
+
+impl Stop {
+    /// A step refused the request.
+    pub fn deny(denial: Denial, note: &'static str) -> Stop {
+        Stop {
+            decision: Decision::Deny(denial),
+            note,
+            revocation: RevocationNote::None,
+        }
+    }
+
+    /// A step waits.
+    pub fn wait(wait: Wait, note: &'static str) -> Stop {
+        Stop {
+            decision: Decision::Await(wait),
+            note,
+            revocation: RevocationNote::None,
+        }
+    }
+}
+
 /// What the revocation check found, beyond allowing or denying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RevocationNote {

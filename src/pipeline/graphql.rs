@@ -40,7 +40,7 @@ pub(super) fn graphql_decision(
         }
     }
     let first = candidates.first().map(|(r, _)| *r);
-    let refuse = |detail: String, t: &mut Tracer| {
+    let refuse = |gql::Refusal(detail): gql::Refusal, t: &mut Tracer| {
         t.record(|tr| {
             tr.fields.push(check(
                 Step::Request,

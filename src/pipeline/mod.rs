@@ -21,7 +21,7 @@ pub mod trace;
 
 pub(crate) use self::decision::{deny, outcome};
 pub use self::decision::{
-    Authenticated, CacheNote, Class, Decision, Outcome, RevocationNote, Wait, Waited,
+    Authenticated, CacheNote, Class, Decision, Outcome, RevocationNote, Stop, Wait, Waited,
 };
 pub use self::ports::{
     AccountLookup, FixedKeys, FixedRevocations, Inputs, KeyLookup, RevocationLookup, VerdictLookup,

@@ -83,6 +83,14 @@ impl ProofError {
     }
 }
 
+impl std::fmt::Display for ProofError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for ProofError {}
+
 /// What a proof is checked against.
 #[derive(Debug, Clone, Copy)]
 pub struct ProofContext<'a> {

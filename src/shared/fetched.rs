@@ -11,12 +11,56 @@ use crate::shared::{FetchPolicy, FetchState, KeyAvailability};
 /// fetch (reported in metrics and logs; what it says stays in force).
 pub const STALE_AFTER_REFRESHES: u64 = 3;
 
+/// Why a fetched document — a JWKS, a discovery document, a revocation list, an account
+/// answer — could not be used. Logged and counted; never sent to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// No response: a connection failure or a timeout.
+    NoResponse,
+    /// An answer with another status than 200 (the status).
+    Status(String),
+    /// A body over its limit, refused on its announced size: never read.
+    TooLarge {
+        /// The announced size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+        /// The setting that sets it, e.g. `jwks.max_bytes`.
+        setting: &'static str,
+    },
+    /// The call could not be made (the host's reason).
+    NotDispatched(String),
+    /// The document is not what it should be (what is wrong with it).
+    Invalid(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::NoResponse => f.write_str("no response (connection failure or timeout)"),
+            FetchError::Status(status) => write!(f, "status {status}"),
+            FetchError::TooLarge {
+                size,
+                limit,
+                setting,
+            } => write!(
+                f,
+                "body of {size} bytes over the {limit}-byte limit ({setting})"
+            ),
+            FetchError::NotDispatched(why) => write!(f, "not dispatched: {why}"),
+            FetchError::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
 /// A document kind: how a published body becomes what a VM uses.
 pub trait Document: Sized {
     /// What bounds parsing (sizes, counts).
     type Limits: Clone + std::fmt::Debug;
     /// Parses a published body at `now` (ms); `Err` says why it is unusable.
-    fn parse(body: &[u8], limits: &Self::Limits, now: u64) -> Result<Self, String>;
+    fn parse(body: &[u8], limits: &Self::Limits, now: u64) -> Result<Self, FetchError>;
 }
 
 /// One document as one VM sees it: the process-wide fetch state and the published body
@@ -153,7 +197,7 @@ impl<D: Document> Fetched<D> {
         &mut self,
         store: &dyn Store,
         now: u64,
-        result: Result<(D, Vec<u8>), String>,
+        result: Result<(D, Vec<u8>), FetchError>,
     ) -> Option<u64> {
         let policy = self.policy;
         match result {
@@ -291,15 +335,17 @@ impl<D: Document> Fetched<D> {
 pub fn fetched_body(
     status: Option<&str>,
     body_size: usize,
-    (max_bytes, limit): (usize, &str),
+    (max_bytes, setting): (usize, &'static str),
     read_body: impl FnOnce() -> Vec<u8>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, FetchError> {
     match status {
-        Some("200") if body_size > max_bytes => Err(format!(
-            "body of {body_size} bytes over the {max_bytes}-byte limit ({limit})"
-        )),
+        Some("200") if body_size > max_bytes => Err(FetchError::TooLarge {
+            size: body_size,
+            limit: max_bytes,
+            setting,
+        }),
         Some("200") => Ok(read_body()),
-        Some(other) => Err(format!("status {other}")),
-        None => Err("no response (connection failure or timeout)".to_string()),
+        Some(other) => Err(FetchError::Status(other.to_string())),
+        None => Err(FetchError::NoResponse),
     }
 }

@@ -20,6 +20,17 @@ pub enum StoreError {
     Host(u32),
 }
 
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::CasMismatch => f.write_str("written by another worker since it was read"),
+            StoreError::Host(status) => write!(f, "refused by the host (status {status})"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
 /// A process-wide key-value store with compare-and-swap.
 pub trait Store {
     /// The value of `key` and its CAS token; `None` when it was never set (or the host

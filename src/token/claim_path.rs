@@ -18,11 +18,23 @@ pub struct ClaimPath {
     rest: Option<String>,
 }
 
+/// Why a claim reference is not one (the configuration names the field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPathError(pub String);
+
+impl fmt::Display for ClaimPathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClaimPathError {}
+
 impl ClaimPath {
     /// Compiles a reference; the error says what is wrong (the caller names the field).
-    pub fn parse(text: &str) -> Result<ClaimPath, String> {
+    pub fn parse(text: &str) -> Result<ClaimPath, ClaimPathError> {
         if text.is_empty() {
-            return Err("claim name must not be empty".into());
+            return Err(ClaimPathError("claim name must not be empty".into()));
         }
         let Some(pointer) = text.strip_prefix('/') else {
             return Ok(ClaimPath::top(text));
@@ -32,9 +44,9 @@ impl ClaimPath {
             let mut chars = token.chars();
             while let Some(c) = chars.next() {
                 if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
-                    return Err(format!(
+                    return Err(ClaimPathError(format!(
                         "{text:?}: in a JSON Pointer '~' must be followed by 0 or 1"
-                    ));
+                    )));
                 }
             }
         }

@@ -33,6 +33,14 @@ impl ClaimError {
     }
 }
 
+impl std::fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for ClaimError {}
+
 /// A JSON NumericDate: an integer or a finite float (truncated); strings are refused.
 pub fn numeric_date(v: &Value) -> Option<i64> {
     match v {

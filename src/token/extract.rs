@@ -177,6 +177,14 @@ pub struct Credential<'a> {
     pub scheme: Scheme,
 }
 
+impl std::fmt::Display for NotOneCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not exactly one credential")
+    }
+}
+
+impl std::error::Error for NotOneCredential {}
+
 /// The request's one credential among `sources`: `Ok(None)` when no source holds
 /// anything, `Ok(Some(_))` when exactly one token was sent (in one source, or the same
 /// token in several), `Err` for a malformed credential or two different ones.

@@ -61,6 +61,14 @@ impl ParseError {
     }
 }
 
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
 /// The JWS layer of a token: header parsed, payload still bytes.
 #[derive(Debug, Clone)]
 pub struct RawJws<'a> {

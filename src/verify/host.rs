@@ -75,7 +75,7 @@ pub fn decode_result(buf: &[u8]) -> Option<bool> {
 /// host's answer (`Ok(None)`: an empty one).
 pub struct EnvoyVerifier<F>(pub F);
 
-impl<F: Fn(&[u8]) -> Result<Option<Vec<u8>>, String>> EnvoyVerifier<F> {
+impl<F: Fn(&[u8]) -> Result<Option<Vec<u8>>, BackendError>> EnvoyVerifier<F> {
     fn verify(
         &self,
         hash: Hash,
@@ -89,12 +89,12 @@ impl<F: Fn(&[u8]) -> Result<Option<Vec<u8>>, String>> EnvoyVerifier<F> {
                 decode_result(&out).ok_or_else(|| BackendError("undecodable result".into()))
             }
             Ok(None) => Err(BackendError("empty result".into())),
-            Err(e) => Err(BackendError(e)),
+            Err(e) => Err(e),
         }
     }
 }
 
-impl<F: Fn(&[u8]) -> Result<Option<Vec<u8>>, String>> SignatureBackend for EnvoyVerifier<F> {
+impl<F: Fn(&[u8]) -> Result<Option<Vec<u8>>, BackendError>> SignatureBackend for EnvoyVerifier<F> {
     fn verify_rsa(
         &self,
         key: &RsaKey,
@@ -194,7 +194,7 @@ mod tests {
         let der = ecdsa_signature_der(&[1; 64], 32).expect("der");
         assert!(args.windows(der.len()).any(|w| w == der.as_slice()));
         // Host failures are backend errors, never "invalid".
-        let failing = EnvoyVerifier(|_: &[u8]| Err("host status 10".to_string()));
+        let failing = EnvoyVerifier(|_: &[u8]| Err(BackendError("host status 10".to_string())));
         assert!(failing
             .verify_ecdsa(key, Hash::Sha256, b"m", &[1; 64])
             .is_err());

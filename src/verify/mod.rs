@@ -21,6 +21,14 @@ use crate::keys::{EcKey, Key, KeySet, RsaKey};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendError(pub String);
 
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BackendError {}
+
 /// Verifies public-key signatures: RSASSA-PKCS1-v1_5 (RS256/384/512) and ECDSA
 /// (ES256, ES384, ES512).
 pub trait SignatureBackend {

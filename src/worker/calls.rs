@@ -1,6 +1,6 @@
 //! The calls this worker dispatched, by the host's token, and what each one is for.
 
-use super::effects::{Host, Outgoing};
+use super::effects::{DispatchError, Host, Outgoing};
 use std::collections::HashMap;
 
 /// A call this worker dispatched.
@@ -52,7 +52,7 @@ impl Calls {
         (cluster, authority, path): (&str, &str, &str),
         timeout_ms: u64,
         call: Call,
-    ) -> Result<(), String> {
+    ) -> Result<(), DispatchError> {
         let outgoing = Outgoing {
             cluster,
             headers: vec![

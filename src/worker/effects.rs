@@ -117,11 +117,23 @@ pub struct Outgoing<'a> {
     pub timeout_ms: u64,
 }
 
+/// Why the host could not dispatch a call (its own words, for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchError(pub String);
+
+impl std::fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DispatchError {}
+
 /// The host as the core needs it during an entry point.
 pub trait Host {
     /// Dispatches `call`; the token its response will come back with, or why it could not
     /// be made.
-    fn dispatch(&mut self, call: &Outgoing) -> Result<u32, String>;
+    fn dispatch(&mut self, call: &Outgoing) -> Result<u32, DispatchError>;
     /// The clock now (ms): only to report how long a key set took to parse.
     fn clock_ms(&self) -> u64;
 }

@@ -8,6 +8,7 @@ use super::effects::{CallResponse, Host, Level};
 use super::Cx;
 use crate::config::Config;
 use crate::keys::{interpret_discovery, interpret_fetch, KeySet, ProviderKeys};
+use crate::shared::FetchError;
 
 /// Per provider with a JWKS: its keys as this worker sees them.
 pub struct KeySets {
@@ -152,6 +153,7 @@ impl KeySets {
         {
             Ok(()) => true,
             Err(why) => {
+                let why = why.to_string();
                 let line = format!(
                     "bearer-guard: provider {}: JWKS fetch from cluster {cluster} not dispatched: {why}",
                     cx.config.provider_name(provider),
@@ -159,7 +161,7 @@ impl KeySets {
                 cx.out.push(super::Effect::Log(Level::Warn, line));
                 cx.metrics.fetched(provider, None, cx.out);
                 if let Some(keys) = self.keys.get_mut(provider).and_then(Option::as_mut) {
-                    keys.finish(cx.store, now, Err("not dispatched".into()));
+                    keys.finish(cx.store, now, Err(FetchError::NotDispatched(why)));
                 }
                 false
             }
@@ -225,7 +227,7 @@ impl KeySets {
     fn record(
         &mut self,
         provider: usize,
-        parsed: Result<(KeySet, usize, Vec<u8>), String>,
+        parsed: Result<(KeySet, usize, Vec<u8>), FetchError>,
         now: u64,
         (body_size, parse_ms): (usize, u64),
         cx: &mut Cx,

@@ -9,7 +9,7 @@ use super::Cx;
 use crate::config::Config;
 use crate::pipeline::RevocationNote;
 use crate::revocation::{Limits, RevocationList};
-use crate::shared::{fetched_body, Fetched, KeyAvailability};
+use crate::shared::{fetched_body, FetchError, Fetched, KeyAvailability};
 
 /// One revocation list as one worker sees it.
 pub type List = Fetched<RevocationList>;
@@ -109,8 +109,8 @@ impl Lists {
         match cx.calls.get(host, target, timeout, Call::Revocation(list)) {
             Ok(()) => true,
             Err(why) => {
-                let why = format!("not dispatched to cluster {}: {why}", src.cluster);
-                self.record(list, Err(why), now, cx);
+                let why = format!("to cluster {}: {why}", src.cluster);
+                self.record(list, Err(FetchError::NotDispatched(why)), now, cx);
                 false
             }
         }
@@ -166,7 +166,7 @@ impl Lists {
     fn record(
         &mut self,
         list: usize,
-        parsed: Result<(RevocationList, Vec<u8>), String>,
+        parsed: Result<(RevocationList, Vec<u8>), FetchError>,
         now: u64,
         cx: &mut Cx,
     ) {

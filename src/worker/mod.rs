@@ -52,7 +52,7 @@ mod view;
 pub mod waiting;
 
 pub use self::effects::{
-    CallResponse, Effect, Host, Level, MetricKind, Outgoing, HOST_CALLS_PER_REQUEST,
+    CallResponse, DispatchError, Effect, Host, Level, MetricKind, Outgoing, HOST_CALLS_PER_REQUEST,
 };
 pub use self::replay::REPLAY_WARN_EVERY_MS;
 pub use self::waiting::HELD_BODY_WAIT_MS;

@@ -8,7 +8,9 @@ use bearer_guard::request::{Headers, Request};
 use bearer_guard::shared::LEASE_GRACE_MS;
 use bearer_guard::shared::{MemoryStore, Store, StoreError};
 use bearer_guard::verify::RustBackend;
-use bearer_guard::worker::{CallResponse, Effect, Host, Outgoing, Worker as Core, WAIT_GRACE_MS};
+use bearer_guard::worker::{
+    CallResponse, DispatchError, Effect, Host, Outgoing, Worker as Core, WAIT_GRACE_MS,
+};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -61,9 +63,9 @@ pub(crate) struct FakeHost {
 }
 
 impl Host for FakeHost {
-    fn dispatch(&mut self, call: &Outgoing) -> Result<u32, String> {
+    fn dispatch(&mut self, call: &Outgoing) -> Result<u32, DispatchError> {
         if self.refuse {
-            return Err("refused".into());
+            return Err(DispatchError("refused".into()));
         }
         let path = call
             .headers

@@ -14,7 +14,7 @@ use bearer_guard::request::{Headers, Request};
 use bearer_guard::shared::{MemoryStore, Store, StoreError};
 use bearer_guard::verify::{BackendError, SignatureBackend};
 use bearer_guard::worker::{
-    CallResponse, Effect, Host, Outgoing, Worker as Core, HOST_CALLS_PER_REQUEST,
+    CallResponse, DispatchError, Effect, Host, Outgoing, Worker as Core, HOST_CALLS_PER_REQUEST,
 };
 use serde_json::{json, Value};
 use std::cell::Cell;
@@ -124,7 +124,7 @@ impl Store for Counting {
 
 struct NoCalls;
 impl Host for NoCalls {
-    fn dispatch(&mut self, _: &Outgoing) -> Result<u32, String> {
+    fn dispatch(&mut self, _: &Outgoing) -> Result<u32, DispatchError> {
         Ok(1)
     }
     fn clock_ms(&self) -> u64 {

@@ -3,13 +3,13 @@
 //! when a later step would deny.
 
 use super::Verified;
-use crate::authz::identity;
+use crate::authz::{identity, Refused};
 use crate::pipeline::trace::{check, Finding, Step, Tracer};
 use crate::pipeline::Inputs;
 use crate::token::ClaimPath;
 
 /// `Err` names the first required claim that is missing.
-pub(super) fn required_claims(v: &Verified, t: &mut Tracer) -> Result<(), String> {
+pub(super) fn required_claims(v: &Verified, t: &mut Tracer) -> Result<(), Refused> {
     let provider = v.config;
     let missing = identity::missing_claim(&v.claims, &provider.required_claims);
     if !provider.required_claims.is_empty() {
@@ -29,14 +29,13 @@ pub(super) fn required_claims(v: &Verified, t: &mut Tracer) -> Result<(), String
         });
     }
     match missing {
-        Some(claim) => Err(claim.to_string()),
+        Some(claim) => Err(Refused::MissingClaim(claim.to_string())),
         None => Ok(()),
     }
 }
 
 /// The identity headers from the token's claims (`Err` names a header whose claim has
 /// control characters).
-pub(super) fn headers(inp: &Inputs, v: &Verified) -> Result<Vec<(String, String)>, String> {
+pub(super) fn headers(inp: &Inputs, v: &Verified) -> Result<Vec<(String, String)>, Refused> {
     identity::forward_headers(&inp.config.forward, &v.claims, &v.payload_b64)
-        .map_err(|header| header.to_string())
 }

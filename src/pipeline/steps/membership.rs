@@ -3,6 +3,7 @@
 
 use super::Verified;
 use crate::authz::matcher::Captures;
+use crate::authz::Refused;
 use crate::config::Rule;
 use crate::pipeline::trace::{check, Finding, Step, Tracer};
 use crate::request::Request;
@@ -13,7 +14,7 @@ pub(super) fn check_membership(
     (rule, captures): (&Rule, &Captures),
     v: &Verified,
     t: &mut Tracer,
-) -> Result<(), String> {
+) -> Result<(), Refused> {
     let Some(m) = &rule.member_of else {
         return Ok(());
     };
@@ -25,6 +26,6 @@ pub(super) fn check_membership(
     if holds {
         Ok(())
     } else {
-        Err(m.claim.to_string())
+        Err(Refused::Membership(m.claim.to_string()))
     }
 }

@@ -54,24 +54,24 @@ pub(super) fn authenticate<'a>(
     t: &mut Tracer,
 ) -> Result<Verified<'a>, Box<Outcome>> {
     let mut v = token::verify_token(inp, scope, cred.token, source, t)?;
-    let checked = match revocation::check(inp, &v, t) {
-        Ok(note) => {
-            v.revocation = note;
-            sender::check(inp, req, &v, cred, t).map_err(|(d, why)| (Decision::Deny(d), why, note))
-        }
-        Err(e) => Err(e),
-    };
+    let checked = revocation::check(inp, &v, t).and_then(|note| {
+        v.revocation = note;
+        sender::check(inp, req, &v, cred, t).map_err(|mut stop| {
+            stop.revocation = note;
+            stop
+        })
+    });
     match checked {
         Ok(proof) => {
             v.proof = proof;
             Ok(v)
         }
-        Err((decision, note, revocation)) => {
-            let mut o = outcome(decision, scope.rule(), note);
+        Err(stop) => {
+            let mut o = outcome(stop.decision, scope.rule(), stop.note);
             o.cache = std::mem::take(&mut v.cache);
             o.provider = Some(v.provider);
             o.subject = subject(&v.claims);
-            o.revocation = revocation;
+            o.revocation = stop.revocation;
             Err(Box::new(o))
         }
     }
@@ -86,12 +86,8 @@ pub(super) fn authorize(
     v: &Verified,
     t: &mut Tracer,
 ) -> Outcome {
-    if let Err(claim) = identity::required_claims(v, t) {
-        return deny(
-            Denial::UnknownAccount,
-            rule,
-            format!("required claim {claim} missing"),
-        );
+    if let Err(refused) = identity::required_claims(v, t) {
+        return deny(Denial::UnknownAccount, rule, refused.to_string());
     }
     let account_headers = match account::resolve(inp, rule, v, t) {
         Ok(headers) => headers,
@@ -103,13 +99,7 @@ pub(super) fn authorize(
             headers.extend(account_headers);
             headers
         }
-        Err(header) => {
-            return deny(
-                Denial::UnknownAccount,
-                rule,
-                format!("claim for {header} has control characters"),
-            )
-        }
+        Err(refused) => return deny(Denial::UnknownAccount, rule, refused.to_string()),
     };
     let denied = |d: Denial, note: String| {
         let mut o = deny(d, rule, note);
@@ -117,17 +107,11 @@ pub(super) fn authorize(
         o
     };
     if let Some(r) = rule {
-        if let Err(missing) = permissions::check(inp, req, (r, captures), v, t) {
-            return denied(
-                Denial::InsufficientPermissions,
-                format!("missing permission {missing}"),
-            );
+        if let Err(refused) = permissions::check(inp, req, (r, captures), v, t) {
+            return denied(Denial::InsufficientPermissions, refused.to_string());
         }
-        if let Err(claim) = membership::check_membership(req, (r, captures), v, t) {
-            return denied(
-                Denial::PermissionDenied,
-                format!("request value not in claim {claim}"),
-            );
+        if let Err(refused) = membership::check_membership(req, (r, captures), v, t) {
+            return denied(Denial::PermissionDenied, refused.to_string());
         }
     }
     // Forward.

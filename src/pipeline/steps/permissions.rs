@@ -3,7 +3,7 @@
 
 use super::Verified;
 use crate::authz::matcher::Captures;
-use crate::authz::{GrantSource, Grants};
+use crate::authz::{GrantSource, Grants, Refused};
 use crate::config::Rule;
 use crate::pipeline::trace::{GrantFound, GrantFrom, Tracer};
 use crate::pipeline::Inputs;
@@ -16,7 +16,7 @@ pub(super) fn check(
     (rule, captures): (&Rule, &Captures),
     v: &Verified,
     t: &mut Tracer,
-) -> Result<(), String> {
+) -> Result<(), Refused> {
     if rule.requirement.is_empty() && !t.on() {
         return Ok(());
     }

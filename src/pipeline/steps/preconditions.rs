@@ -22,7 +22,7 @@ pub(in crate::pipeline) fn check_all(
         t.record(|tr| {
             let finding = match &checked {
                 Ok(()) => Finding::HeaderAsRequired(*format),
-                Err(detail) => Finding::HeaderRefused(detail.clone()),
+                Err(refused) => Finding::HeaderRefused(refused.to_string()),
             };
             tr.preconditions.push(check(
                 Step::Precondition(display.clone()),
@@ -30,8 +30,12 @@ pub(in crate::pipeline) fn check_all(
                 finding,
             ))
         });
-        if let Err(detail) = checked {
-            let o = deny(Denial::BadRequest(detail), rule, "header precondition");
+        if let Err(refused) = checked {
+            let o = deny(
+                Denial::BadRequest(refused.to_string()),
+                rule,
+                "header precondition",
+            );
             return if audit { Ok(Some(o)) } else { Err(Box::new(o)) };
         }
     }

@@ -6,23 +6,19 @@
 use super::Verified;
 use crate::config::OnUnavailable;
 use crate::pipeline::trace::{Finding, Step, Tracer};
-use crate::pipeline::{Decision, Inputs, RevocationNote, Wait};
+use crate::pipeline::{Inputs, RevocationNote, Stop, Wait};
 use crate::reply::Denial;
 use crate::shared::KeyAvailability;
 use serde_json::Value;
 
-/// A refusal or a wait of the revocation step: the decision, a note, what to count.
-pub(super) type Refused = (Decision, &'static str, RevocationNote);
-
 /// Checks `require_jti` and the provider's list for a verified token.
-pub(super) fn check(inp: &Inputs, v: &Verified, t: &mut Tracer) -> Result<RevocationNote, Refused> {
+pub(super) fn check(inp: &Inputs, v: &Verified, t: &mut Tracer) -> Result<RevocationNote, Stop> {
     let p = v.config;
     if p.require_jti {
         let has = v.claims.get("jti").is_some_and(Value::is_string);
         t.token(Step::Jti, has, || Finding::Jti(has));
         if !has {
-            let d = Decision::Deny(Denial::InvalidToken);
-            return Err((d, "no jti", RevocationNote::None));
+            return Err(Stop::deny(Denial::InvalidToken, "no jti"));
         }
     }
     let Some((_, source)) = inp.config.revocation_of(v.provider) else {
@@ -32,8 +28,9 @@ pub(super) fn check(inp: &Inputs, v: &Verified, t: &mut Tracer) -> Result<Revoca
         (_, Some(list)) => match list.check(&v.claims) {
             Some(why) => {
                 t.token(Step::Revocation, false, || Finding::Revoked(why.describe()));
-                let d = Decision::Deny(Denial::InvalidToken);
-                Err((d, "revoked", RevocationNote::Revoked))
+                let mut stop = Stop::deny(Denial::InvalidToken, "revoked");
+                stop.revocation = RevocationNote::Revoked;
+                Err(stop)
             }
             None => {
                 t.token(Step::Revocation, true, || Finding::NotRevoked(list.len()));
@@ -42,18 +39,20 @@ pub(super) fn check(inp: &Inputs, v: &Verified, t: &mut Tracer) -> Result<Revoca
         },
         (KeyAvailability::Loading, None) => {
             t.token(Step::Revocation, false, || Finding::ListLoading);
-            let d = Decision::Await(Wait::Revocation {
+            let wait = Wait::Revocation {
                 provider: v.provider,
-            });
-            Err((d, "revocation list loading", RevocationNote::None))
+            };
+            Err(Stop::wait(wait, "revocation list loading"))
         }
         _ => match source.on_unavailable {
             OnUnavailable::Deny => {
                 t.token(Step::Revocation, false, || {
                     Finding::ListNeverObtained(false)
                 });
-                let d = Decision::Deny(Denial::Unavailable);
-                Err((d, "revocation list unavailable", RevocationNote::None))
+                Err(Stop::deny(
+                    Denial::Unavailable,
+                    "revocation list unavailable",
+                ))
             }
             OnUnavailable::Allow => {
                 t.token(Step::Revocation, true, || Finding::ListNeverObtained(true));

@@ -6,7 +6,7 @@
 
 use super::Verified;
 use crate::pipeline::trace::{Finding, Step, Tracer};
-use crate::pipeline::Inputs;
+use crate::pipeline::{Inputs, Stop};
 use crate::reply::Denial;
 use crate::request::Request;
 use crate::sender::{
@@ -23,7 +23,7 @@ pub(super) fn check(
     v: &Verified,
     cred: Credential,
     t: &mut Tracer,
-) -> Result<Option<ReplayClaim>, (Denial, &'static str)> {
+) -> Result<Option<ReplayClaim>, Stop> {
     let p = v.config;
     let cnf = v.claims.get("cnf").and_then(Value::as_object);
     let cnf_member = |name: &str| cnf.and_then(|c| c.get(name)).and_then(Value::as_str);
@@ -54,7 +54,7 @@ pub(super) fn check(
             },
         );
         if let Err(why) = verdict {
-            return Err((Denial::InvalidToken, why));
+            return Err(Stop::deny(Denial::InvalidToken, why));
         }
     }
     // The scheme the credential came with (only `Authorization` has one).
@@ -69,13 +69,16 @@ pub(super) fn check(
             t.token(Step::Dpop, false, || {
                 Finding::Says("the provider does not accept DPoP")
             });
-            return Err((Denial::InvalidToken, "DPoP not accepted by the provider"));
+            return Err(Stop::deny(
+                Denial::InvalidToken,
+                "DPoP not accepted by the provider",
+            ));
         }
         return Ok(None);
     };
     let refuse = |why: &'static str, t: &mut Tracer| {
         t.token(Step::Dpop, false, || Finding::Says(why));
-        Err((Denial::InvalidDpopProof(d.algs.clone()), why))
+        Err(Stop::deny(Denial::InvalidDpopProof(d.algs.clone()), why))
     };
     let jkt = match (scheme, jkt) {
         (Scheme::Bearer, Some(_)) => return refuse("DPoP-bound token sent as Bearer", t),
@@ -119,7 +122,10 @@ pub(super) fn check(
             t.token(Step::Dpop, false, || {
                 Finding::Says(ProofError::Backend.as_str())
             });
-            Err((Denial::Unavailable, ProofError::Backend.as_str()))
+            Err(Stop::deny(
+                Denial::Unavailable,
+                ProofError::Backend.as_str(),
+            ))
         }
         Err(e) => refuse(e.as_str(), t),
     }

@@ -5,7 +5,7 @@
 //! algorithm families themselves are `verify`'s.
 
 use crate::algorithm::Algorithm;
-use crate::pipeline::{Decision, Inputs, Wait};
+use crate::pipeline::{Inputs, Stop, Wait};
 use crate::reply::Denial;
 use crate::shared::KeyAvailability;
 use crate::verify::{verify_hmac, with_key_set};
@@ -15,15 +15,15 @@ use crate::verify::{verify_hmac, with_key_set};
 pub const MAX_KIDLESS_TRIES: usize = 4;
 
 /// `Ok` carries the fingerprint of the key that verified the token (`None` for HMAC);
-/// `Err` the decision and a note: a denial, or a wait for keys.
+/// `Err` a denial, or a wait for keys.
 pub fn verify_signature(
     inp: &Inputs,
     provider: usize,
     (alg, kid): (Algorithm, Option<&str>),
     message: &[u8],
     signature: &[u8],
-) -> Result<Option<u64>, (Decision, &'static str)> {
-    let deny = |d: Denial, note| Err((Decision::Deny(d), note));
+) -> Result<Option<u64>, Stop> {
+    let deny = |d: Denial, note| Err(Stop::deny(d, note));
     let Some(p) = inp.config.providers.get(provider) else {
         return deny(Denial::InvalidToken, "no such provider");
     };
@@ -41,7 +41,7 @@ pub fn verify_signature(
             deny(Denial::InvalidToken, "bad signature")
         };
     }
-    let wait = |refetch, note| Err((Decision::Await(Wait::Keys { provider, refetch }), note));
+    let wait = |refetch, note| Err(Stop::wait(Wait::Keys { provider, refetch }, note));
     let keys = match (inp.keys.availability(provider), inp.keys.keys(provider)) {
         (KeyAvailability::Ready, Some(k)) => k,
         (KeyAvailability::Loading, _) => return wait(false, "keys loading"),

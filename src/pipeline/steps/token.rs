@@ -148,12 +148,14 @@ pub(super) fn verify_token<'a>(
             );
             match &verified {
                 Ok(_) => t.token(Step::Signature, true, || Finding::Says("valid")),
-                Err((Decision::Await(_), note)) => {
-                    t.token(Step::Signature, false, || Finding::SignatureWaits(note))
+                Err(stop) if matches!(stop.decision, Decision::Await(_)) => {
+                    t.token(Step::Signature, false, || {
+                        Finding::SignatureWaits(stop.note)
+                    })
                 }
-                Err((_, note)) => t.token(Step::Signature, false, || Finding::Says(note)),
+                Err(stop) => t.token(Step::Signature, false, || Finding::Says(stop.note)),
             }
-            verified.map_err(|(decision, note)| judged(outcome(decision, rule, note)))?
+            verified.map_err(|stop| judged(outcome(stop.decision, rule, stop.note)))?
         }
     };
 
