@@ -131,11 +131,13 @@ impl AccountCache {
     }
 
     /// Number of entries (expired ones included until evicted).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     /// Whether the cache is empty.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

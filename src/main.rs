@@ -13,14 +13,14 @@
 //! the environment variables the configuration names, as the filter reads them from its
 //! VM's environment. Nothing printed contains the token or a secret.
 
-use bearer_guard::config::{self, Config, DEFAULT_MAX_JWKS_BYTES};
-use bearer_guard::explain::explain;
-use bearer_guard::keys::KeySet;
-use bearer_guard::pipeline::rule_sources;
-use bearer_guard::request::{Body, Headers, Request};
-use bearer_guard::revocation::{Limits, RevocationList};
-use bearer_guard::token::TokenSource;
-use bearer_guard::verify::RustBackend;
+use bearer_guard::explain;
+use bearer_guard::rule_sources;
+use bearer_guard::KeySet;
+use bearer_guard::RustBackend;
+use bearer_guard::TokenSource;
+use bearer_guard::{Body, Headers, Request};
+use bearer_guard::{Config, DEFAULT_MAX_JWKS_BYTES};
+use bearer_guard::{RevocationLimits, RevocationList};
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 use std::io::{Read, Write};
@@ -104,7 +104,7 @@ struct ExplainArgs {
 fn certificate_sha256(path: &str) -> Result<String, String> {
     use sha2::Digest;
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let der = bearer_guard::sender::pem_certificate_der(&text)
+    let der = bearer_guard::pem_certificate_der(&text)
         .ok_or_else(|| format!("{path} holds no PEM certificate"))?;
     Ok(sha2::Sha256::digest(der)
         .iter()
@@ -128,7 +128,7 @@ fn main() -> ExitCode {
 fn read_config(path: &str) -> Result<Config, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     // The same words as the filter's log line.
-    config::parse(&bytes, &|name| std::env::var(name).ok())
+    bearer_guard::parse_config(&bytes, &|name| std::env::var(name).ok())
         .map_err(|e| format!("bearer-guard: {e}"))
 }
 
@@ -295,8 +295,8 @@ fn explain_command(args: ExplainArgs) -> ExitCode {
     let revocation = match &args.revocation {
         None => None,
         Some(source) => {
-            let limits = Limits {
-                max_entries: config::revocation::MAX_ENTRIES,
+            let limits = RevocationLimits {
+                max_entries: bearer_guard::MAX_REVOCATION_ENTRIES,
                 clock_skew_s: cfg.clock_skew_s,
             };
             match read_document(source).and_then(|b| {

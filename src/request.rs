@@ -131,6 +131,7 @@ impl Headers {
     }
 }
 
+#[cfg(any(test, target_arch = "wasm32"))]
 /// Serializes `(name, value)` pairs the way the proxy-wasm ABI takes a header map (the
 /// inverse of [`Headers::from_serialized`]).
 pub fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {

@@ -10,7 +10,7 @@ pub mod membership;
 pub mod preconditions;
 pub mod requirements;
 
-pub use self::grants::{scope_grants, ClaimNames, GrantSource, Grants};
+pub use self::grants::{ClaimNames, GrantSource, Grants};
 
 /// Why an authorization check refused, naming what failed: a header precondition's
 /// reply `detail`, or what the log's note names.

@@ -1,5 +1,6 @@
 //! Unit tests of grants, requirements, membership and header preconditions.
 
+use super::grants::scope_grants;
 use super::matcher::Captures;
 use super::*;
 use crate::request::Request;

@@ -22,13 +22,11 @@ mod token;
 
 pub use self::account::AccountSource;
 pub use self::forward::Forward;
-pub use self::jwks::{Discovery, JwksSource, DEFAULT_MAX_JWKS_BYTES};
+pub use self::jwks::{JwksSource, DEFAULT_MAX_JWKS_BYTES};
 pub use self::policy::{Authentication, DefaultPolicy, Mode, SharedSlots, VerifierChoice};
 pub use self::provider::Provider;
 pub use self::revocation::{OnUnavailable, RevocationSource};
 pub use self::rules::Rule;
-pub use self::secret::{Secret, SecretEncoding};
-pub use self::sender::{BindingMode, Dpop, MtlsBinding};
 pub use crate::error::ConfigError;
 
 use self::forward::RawForward;

@@ -14,7 +14,7 @@ pub mod rsa_public;
 
 pub use self::discovery::interpret_discovery;
 pub use self::fetch::interpret_fetch;
-pub use self::jwk::{EcKey, EcPublic, JwksError, Key, KeySet, OkpKey, RsaKey, MAX_KEYS};
+pub use self::jwk::{EcKey, EcPublic, Key, KeySet, OkpKey, RsaKey};
 pub use self::provider_keys::ProviderKeys;
 
 #[cfg(test)]

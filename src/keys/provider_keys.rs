@@ -4,8 +4,6 @@
 use super::jwk::KeySet;
 use crate::shared::{Document, FetchError, Fetched};
 
-pub use crate::shared::Sync;
-
 /// One provider's keys as one VM sees them.
 pub type ProviderKeys = Fetched<KeySet>;
 

@@ -1,5 +1,6 @@
 //! Key sets, discovery and the fetch state machine.
 
+use super::jwk::{JwksError, MAX_KEYS};
 use super::*;
 use crate::algorithm::Algorithm;
 use crate::shared::{FetchError, FetchPolicy, FetchState, KeyAvailability, LEASE_GRACE_MS};

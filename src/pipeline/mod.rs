@@ -28,7 +28,7 @@ pub use self::ports::{
 };
 pub use self::steps::credential::rule_sources;
 pub use self::steps::provider::select_provider;
-pub use self::steps::signature::{verify_signature, MAX_KIDLESS_TRIES};
+pub use self::steps::signature::verify_signature;
 
 use self::steps::provider::Scope;
 use self::steps::{authenticate, authorize, credential, preconditions, rule};

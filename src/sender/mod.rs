@@ -7,12 +7,12 @@ pub mod replay;
 pub mod settings;
 
 pub use self::dpop::{
-    access_token_hash, check_proof, jwk_thumbprint, normalize_origin, normalize_uri, request_htu,
-    ProofContext, ProofError, MAX_JTI_BYTES, MAX_PROOF_BYTES,
+    check_proof, jwk_thumbprint, normalize_origin, request_htu, ProofContext, ProofError,
+    MAX_JTI_BYTES, MAX_PROOF_BYTES,
 };
 pub use self::mtls::{forwarded_cert_hash, pem_certificate_der, x5t_s256};
 pub use self::replay::{Claimed, ReplayClaim, ReplayStore};
-pub use self::settings::{BindingMode, Dpop, MtlsBinding};
+pub use self::settings::BindingMode;
 
 #[cfg(test)]
 mod tests;

@@ -1,3 +1,4 @@
+use super::dpop::{access_token_hash, normalize_uri};
 use super::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -130,7 +130,8 @@ impl<D: Document> Fetched<D> {
         &self.limits
     }
 
-    /// The fetch state as last read or written by this VM.
+    /// The fetch state as last read or written by this VM (for tests).
+    #[cfg(test)]
     pub fn state(&self) -> &FetchState {
         &self.state
     }

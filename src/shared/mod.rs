@@ -7,6 +7,6 @@ pub mod fetched;
 pub mod lease;
 pub mod store;
 
-pub use self::fetched::{fetched_body, Document, FetchError, Fetched, Sync, STALE_AFTER_REFRESHES};
+pub use self::fetched::{fetched_body, Document, FetchError, Fetched};
 pub use self::lease::{FetchPolicy, FetchState, KeyAvailability, LEASE_GRACE_MS};
 pub use self::store::*;

@@ -12,6 +12,7 @@ use crate::request::Request;
 /// contract answers with 401 `Requires authentication`. Commas matter because HTTP/1
 /// proxies (Envoy among them) fold repeated `Authorization` headers into one
 /// comma-joined value: `Bearer a,Bearer b` is two credentials, not one.
+#[cfg(test)]
 pub fn extract_bearer<'a>(values: &[&'a str]) -> Option<&'a str> {
     extract_authorization(values, false).map(|(_, token)| token)
 }

@@ -173,7 +173,7 @@ pub fn parse(token: &str, max_len: usize) -> Result<Jws<'_>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::{extract_authorization, extract_bearer, Scheme};
+    use crate::token::extract::{extract_authorization, extract_bearer, Scheme};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
 

@@ -9,9 +9,9 @@ pub mod extract;
 pub mod jws;
 
 pub use self::claim_path::ClaimPath;
-pub use self::claims::{check_claims, check_times, numeric_date, ClaimError};
+pub use self::claims::{check_claims, check_times, numeric_date};
 pub use self::extract::{
-    cookie_without, credential, extract_authorization, extract_bearer, path_without_param,
-    Credential, NotOneCredential, Scheme, TokenSource,
+    cookie_without, credential, path_without_param, Credential, NotOneCredential, Scheme,
+    TokenSource,
 };
-pub use self::jws::{compact, parse, split, Compact, Header, Jws, ParseError, RawJws};
+pub use self::jws::{compact, parse, split};

@@ -1,7 +1,8 @@
 //! Unit tests of signatures and standard claims.
 
 use super::*;
-use crate::token::{check_claims, ClaimError};
+use crate::token::check_claims;
+use crate::token::claims::ClaimError;
 use ::hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use serde_json::Value;

@@ -54,7 +54,6 @@ pub mod waiting;
 pub use self::effects::{
     CallResponse, DispatchError, Effect, Host, Level, MetricKind, Outgoing, HOST_CALLS_PER_REQUEST,
 };
-pub use self::replay::REPLAY_WARN_EVERY_MS;
 pub use self::waiting::HELD_BODY_WAIT_MS;
 
 use self::accounts::Accounts;

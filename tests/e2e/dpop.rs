@@ -342,7 +342,7 @@ fn certificates() -> std::path::PathBuf {
 /// The SHA-256 of a PEM certificate's DER.
 fn der_sha256(pem: &Path) -> Vec<u8> {
     let text = std::fs::read_to_string(pem).expect("pem");
-    let der = bearer_guard::sender::pem_certificate_der(&text).expect("a PEM certificate");
+    let der = bearer_guard::pem_certificate_der(&text).expect("a PEM certificate");
     sha2::Sha256::digest(der).to_vec()
 }
 

@@ -216,7 +216,7 @@ fn istio_manifests_parse_and_the_plugin_config_loads() {
     // pluginConfig is the filter's JSON configuration written as YAML: the filter's own
     // parser must accept it.
     let config: Value = serde_json::to_value(&plugin["spec"]["pluginConfig"]).expect("to JSON");
-    let parsed = bearer_guard::config::parse(config.to_string().as_bytes(), &|name| {
+    let parsed = bearer_guard::parse_config(config.to_string().as_bytes(), &|name| {
         (name == "SDK_TOKEN_SECRET").then(|| "istio-secret-istio-secret-0123456789".to_string())
     })
     .unwrap_or_else(|e| panic!("pluginConfig does not load: {e}"));

@@ -120,7 +120,7 @@ fn token_sources_are_checked_at_configuration() {
     ] {
         let mut c = config();
         c["providers"][1]["token"] = token.clone();
-        let err = bearer_guard::config::parse(c.to_string().as_bytes(), &|_| Some(SECRET.into()))
+        let err = bearer_guard::parse_config(c.to_string().as_bytes(), &|_| Some(SECRET.into()))
             .err()
             .unwrap_or_else(|| panic!("{token} accepted"));
         assert_eq!(err.field, field, "{token}: {err}");
@@ -238,7 +238,7 @@ fn rs384_rs512_hs384_hs512() {
     // One provider never mixes RSA and HMAC.
     let mut c = plugin(vec![]);
     c["providers"][0]["algorithms"] = json!(["RS384", "HS512"]);
-    let err = bearer_guard::config::parse(c.to_string().as_bytes(), &|_| Some(SECRET.into()))
+    let err = bearer_guard::parse_config(c.to_string().as_bytes(), &|_| Some(SECRET.into()))
         .expect_err("refused");
     assert_eq!(err.field, "providers[0].algorithms", "{err}");
 }

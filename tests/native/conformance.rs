@@ -2,23 +2,20 @@
 //! functions): Wycheproof RSA PKCS#1 v1.5 SHA-256, HMAC-SHA256 and JWS cases, and
 //! the RFC 7515 / RFC 7520 examples through the whole pipeline with a fixed clock.
 
-use bearer_guard::algorithm::{Algorithm, Curve, Hash};
-use bearer_guard::config;
-use bearer_guard::encoding::b64url;
-use bearer_guard::keys::{Key, KeySet, RsaKey};
-use bearer_guard::pipeline::{
-    decide, select_provider, verify_signature, Decision, FixedKeys, Inputs,
-};
-use bearer_guard::reply::Denial;
-use bearer_guard::request::{Headers, Request};
-use bearer_guard::token::split;
-use bearer_guard::token::TokenSource;
+use bearer_guard::b64url;
+use bearer_guard::split_jws;
+use bearer_guard::Denial;
+use bearer_guard::TokenSource;
+use bearer_guard::{decide, select_provider, verify_signature, Decision, FixedKeys, Inputs};
+use bearer_guard::{Algorithm, Curve, Hash};
+use bearer_guard::{Headers, Request};
+use bearer_guard::{Key, KeySet, RsaKey};
 
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
-use bearer_guard::verify::{verify_hmac, RustBackend, SignatureBackend};
+use bearer_guard::{verify_hmac, RustBackend, SignatureBackend};
 use serde_json::{json, Value};
 
 use crate::support::vectors::{hex, vectors};
@@ -184,7 +181,7 @@ fn jws_accepts(token: &str, key: &Value) -> bool {
         let cfg = json!({"providers": [{"name": "p", "algorithms": ["HS256"],
                         "secret": {"env": "K", "encoding": "base64url"}}]});
         (
-            config::parse(cfg.to_string().as_bytes(), &move |_| Some(secret.clone())),
+            bearer_guard::parse_config(cfg.to_string().as_bytes(), &move |_| Some(secret.clone())),
             KeySet::default(),
         )
     } else {
@@ -197,7 +194,7 @@ fn jws_accepts(token: &str, key: &Value) -> bool {
                         "jwks": {"cluster": "c", "authority": "a", "path": "/"}}]});
         let doc = json!({ "keys": [public] }).to_string();
         (
-            config::parse(cfg.to_string().as_bytes(), &|_| None),
+            bearer_guard::parse_config(cfg.to_string().as_bytes(), &|_| None),
             KeySet::parse(doc.as_bytes(), 1 << 16)
                 .map(|(k, _)| k)
                 .unwrap_or_default(),
@@ -208,7 +205,7 @@ fn jws_accepts(token: &str, key: &Value) -> bool {
         return false;
     };
     let keys = FixedKeys(keys);
-    let Ok(raw) = split(token, 65536) else {
+    let Ok(raw) = split_jws(token, 65536) else {
         return false;
     };
     let Some(alg) = Algorithm::from_header(&raw.header.alg) else {
@@ -246,7 +243,7 @@ fn wycheproof_jws() {
             // A token whose `alg` differs from its key's JWK `alg` is refused: the JWK's
             // `alg` pins the key (346 and 350: RFC 7520's PS384 example under a key the
             // vectors label PS256).
-            let header_alg = split(token, 65536)
+            let header_alg = split_jws(token, 65536)
                 .map(|j| j.header.alg)
                 .unwrap_or_default();
             let pinned_elsewhere = key["alg"].as_str().is_some_and(|a| a != header_alg);
@@ -311,8 +308,9 @@ fn rfc_examples_through_the_pipeline() {
             }
         ]});
         let secret = secret.clone();
-        let cfg = config::parse(cfg.to_string().as_bytes(), &move |_| Some(secret.clone()))
-            .expect("config");
+        let cfg =
+            bearer_guard::parse_config(cfg.to_string().as_bytes(), &move |_| Some(secret.clone()))
+                .expect("config");
         let jwk = &case["jwk_public"];
         let keys = FixedKeys(KeySet::from_keys(
             rsa_key(jwk).into_iter().map(Key::Rsa).collect(),
@@ -470,7 +468,7 @@ fn wycheproof_ed25519() {
             hex(group["publicKeyDer"].as_str().expect("der"))
         );
         for t in group["tests"].as_array().expect("tests") {
-            let ok = bearer_guard::verify::verify_ed25519(
+            let ok = bearer_guard::verify_ed25519(
                 key,
                 &hex(t["msg"].as_str().expect("msg")),
                 &hex(t["sig"].as_str().expect("sig")),
@@ -507,7 +505,7 @@ fn pss(file: &str, alg: Algorithm) -> (u32, u32) {
             panic!("an RSA key for {alg:?}")
         };
         for t in group["tests"].as_array().expect("tests") {
-            let ok = bearer_guard::verify::rsassa_pss(
+            let ok = bearer_guard::rsassa_pss(
                 &key.public,
                 alg.hash(),
                 &hex(t["msg"].as_str().expect("msg")),

@@ -21,7 +21,6 @@
 //! object is given an unknown key in an otherwise valid configuration, and the parser's
 //! "unknown field; expected one of …" names every key that object takes.
 
-use bearer_guard::config;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -189,7 +188,7 @@ fn the_readmes_minimal_configuration_loads() {
         .into_iter()
         .find(|(_, b)| b.trim_start().starts_with('{'))
         .expect("a JSON block in the minimal configuration section");
-    if let Err(e) = config::parse(json.as_bytes(), &|_| None) {
+    if let Err(e) = bearer_guard::parse_config(json.as_bytes(), &|_| None) {
         panic!("README.md, A minimal configuration: {e}");
     }
 }
@@ -823,7 +822,7 @@ fn probe(parents: &[Segment]) -> Result<Vec<String>, String> {
     at.push(PROBE.into());
     let expected = at.join(".");
     let bytes = serde_json::to_vec(&cfg).map_err(|e| e.to_string())?;
-    match config::parse(&bytes, &|_| None) {
+    match bearer_guard::parse_config(&bytes, &|_| None) {
         Err(e) if e.field == expected => e
             .message
             .strip_prefix("unknown field; expected one of ")

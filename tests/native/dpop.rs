@@ -9,11 +9,10 @@ use crate::support::idp::{
     b64, bare_jwk, claims, dpop_proof, jkt, mint_hs256, proof_jwk, EcSigner,
 };
 use crate::vm::{fate, store, FakeHost, ISS, T0};
-use bearer_guard::config;
-use bearer_guard::request::{Headers, Request};
-use bearer_guard::shared::Store;
-use bearer_guard::verify::RustBackend;
-use bearer_guard::worker::{Effect, Worker as Core};
+use bearer_guard::RustBackend;
+use bearer_guard::Store;
+use bearer_guard::{Effect, Worker as Core};
+use bearer_guard::{Headers, Request};
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::rc::Rc;
@@ -58,7 +57,7 @@ fn env(name: &str) -> Option<String> {
 
 /// A VM of `plugin` on store `s`, configured at [`T0`].
 fn worker(s: &Rc<dyn Store>, plugin: &Value) -> Core {
-    let cfg = config::parse(plugin.to_string().as_bytes(), &env).expect("config");
+    let cfg = bearer_guard::parse_config(plugin.to_string().as_bytes(), &env).expect("config");
     let mut vm = Core::new(
         cfg,
         Box::new(RustBackend),
@@ -759,12 +758,12 @@ fn configuration_errors_name_the_field() {
     ];
     for (dpop, field) in cases {
         let p = plugin(dpop.clone(), Value::Null);
-        let err = config::parse(p.to_string().as_bytes(), &env)
+        let err = bearer_guard::parse_config(p.to_string().as_bytes(), &env)
             .err()
             .unwrap_or_else(|| panic!("accepted {dpop}"));
         assert!(err.to_string().contains(field), "{dpop}: {err}");
     }
-    let err = config::parse(
+    let err = bearer_guard::parse_config(
         plugin(Value::Null, json!({"mode": "always"}))
             .to_string()
             .as_bytes(),
@@ -809,11 +808,10 @@ fn a_dpop_token_of_a_provider_without_dpop_is_refused_beside_one_with_it() {
 /// `check_proof` directly: each refusal names its own reason, in the documented order.
 #[test]
 fn each_proof_check_refuses_with_its_own_reason() {
-    use bearer_guard::sender::{
-        check_proof, ProofContext, ProofError, MAX_JTI_BYTES, MAX_PROOF_BYTES,
-    };
-    let cfg = config::parse(plugin(required(), Value::Null).to_string().as_bytes(), &env)
-        .unwrap_or_else(|e| panic!("{e}"));
+    use bearer_guard::{check_proof, ProofContext, ProofError, MAX_JTI_BYTES, MAX_PROOF_BYTES};
+    let cfg =
+        bearer_guard::parse_config(plugin(required(), Value::Null).to_string().as_bytes(), &env)
+            .unwrap_or_else(|e| panic!("{e}"));
     let settings = cfg.providers[0].dpop.clone().expect("dpop");
     let tok = bound();
     let jkt_client = jkt(&proof_jwk(client()));

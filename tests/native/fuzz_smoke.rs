@@ -3,13 +3,12 @@
 //! and no mutated token is ever allowed.
 
 use crate::support::idp::{claims, jwks, now, Signer};
-use bearer_guard::config;
-use bearer_guard::config::DEFAULT_MAX_JWKS_BYTES;
-use bearer_guard::keys::KeySet;
-use bearer_guard::pipeline::{decide, CacheNote, Decision, FixedKeys, Inputs};
-use bearer_guard::request::{Headers, Request};
-use bearer_guard::token::cache::TokenCache;
-use bearer_guard::verify::RustBackend;
+use bearer_guard::KeySet;
+use bearer_guard::RustBackend;
+use bearer_guard::TokenCache;
+use bearer_guard::DEFAULT_MAX_JWKS_BYTES;
+use bearer_guard::{decide, CacheNote, Decision, FixedKeys, Inputs};
+use bearer_guard::{Headers, Request};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -83,7 +82,7 @@ fn budget() -> Duration {
 
 #[test]
 fn tokens_and_requests_never_panic() {
-    let cfg = config::parse(CONFIG.as_bytes(), &|_| {
+    let cfg = bearer_guard::parse_config(CONFIG.as_bytes(), &|_| {
         Some("0123456789abcdef0123456789abcdef".into())
     })
     .expect("config");
@@ -184,7 +183,7 @@ fn jwks_config_and_header_maps_never_panic() {
     while start.elapsed() < budget() {
         let _ = KeySet::parse(&mutate(&mut rng, doc.as_bytes()), DEFAULT_MAX_JWKS_BYTES);
         let _ = Headers::from_serialized(&mutate(&mut rng, &map));
-        let _ = config::parse(&mutate(&mut rng, CONFIG.as_bytes()), &|_| {
+        let _ = bearer_guard::parse_config(&mutate(&mut rng, CONFIG.as_bytes()), &|_| {
             Some("0123456789abcdef0123456789abcdef".into())
         });
         runs += 1;

@@ -4,8 +4,7 @@
 
 use crate::revocation::gauge_index;
 use crate::vm::{fate, jwks_body, store, token, Worker, ISS, T0, TIMEOUT_MS};
-use bearer_guard::config;
-use bearer_guard::worker::Effect;
+use bearer_guard::Effect;
 use serde_json::{json, Value};
 
 const REFRESH_MS: u64 = 10_000;
@@ -23,7 +22,7 @@ fn plugin(extra: Value) -> Value {
 }
 
 fn names(cfg: &Value, plugin_name: &str) -> Vec<String> {
-    let mut c = config::parse(cfg.to_string().as_bytes(), &|_| None).expect("config");
+    let mut c = bearer_guard::parse_config(cfg.to_string().as_bytes(), &|_| None).expect("config");
     c.name_metrics_after(plugin_name);
     let w = Worker::from_config(c);
     w.vm.metric_definitions()
@@ -90,7 +89,7 @@ fn a_stat_prefix_that_would_break_metric_names_is_refused() {
         json!("x".repeat(65)),
         json!(7),
     ] {
-        let e = config::parse(
+        let e = bearer_guard::parse_config(
             plugin(json!({"stat_prefix": bad})).to_string().as_bytes(),
             &|_| None,
         )
@@ -99,7 +98,7 @@ fn a_stat_prefix_that_would_break_metric_names_is_refused() {
         .unwrap_or_default();
         assert!(e.contains("`stat_prefix`"), "{bad}: {e}");
     }
-    assert!(config::parse(
+    assert!(bearer_guard::parse_config(
         plugin(json!({"stat_prefix": "x".repeat(64)}))
             .to_string()
             .as_bytes(),

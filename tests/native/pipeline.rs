@@ -2,15 +2,15 @@
 //! cache, key states, backend failures, provider selection and the default policy.
 
 use crate::support::idp::{claims, jwks, mint_hs256, now, Signer};
-use bearer_guard::account::AccountState;
-use bearer_guard::config::{self, Config, DefaultPolicy};
-use bearer_guard::keys::{KeySet, RsaKey};
-use bearer_guard::pipeline::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Wait};
-use bearer_guard::reply::Denial;
-use bearer_guard::request::{Headers, Request};
-use bearer_guard::shared::KeyAvailability;
-use bearer_guard::token::cache::TokenCache;
-use bearer_guard::verify::{BackendError, RustBackend, SignatureBackend};
+use bearer_guard::AccountState;
+use bearer_guard::Denial;
+use bearer_guard::KeyAvailability;
+use bearer_guard::TokenCache;
+use bearer_guard::{decide, AccountLookup, CacheNote, Decision, Inputs, KeyLookup, Wait};
+use bearer_guard::{BackendError, RustBackend, SignatureBackend};
+use bearer_guard::{Config, DefaultPolicy};
+use bearer_guard::{Headers, Request};
+use bearer_guard::{KeySet, RsaKey};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -43,7 +43,8 @@ fn config() -> Config {
             {"match": {"prefix": "/v1/items"}, "headers": {"X-Index": "uuid"}}
         ]
     });
-    config::parse(json.to_string().as_bytes(), &|_| Some(SECRET.to_string())).expect("config")
+    bearer_guard::parse_config(json.to_string().as_bytes(), &|_| Some(SECRET.to_string()))
+        .expect("config")
 }
 
 struct Fake {
@@ -111,7 +112,7 @@ impl SignatureBackend for Failing {
     fn verify_rsa(
         &self,
         _: &RsaKey,
-        _: bearer_guard::algorithm::Hash,
+        _: bearer_guard::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {
@@ -119,8 +120,8 @@ impl SignatureBackend for Failing {
     }
     fn verify_ecdsa(
         &self,
-        _: &bearer_guard::keys::EcKey,
-        _: bearer_guard::algorithm::Hash,
+        _: &bearer_guard::EcKey,
+        _: bearer_guard::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {
@@ -506,7 +507,7 @@ fn default_deny() {
 /// `b` on a rule that names only `b`, in either order of requests.
 #[test]
 fn provider_selection_does_not_depend_on_history() {
-    let cfg = config::parse(
+    let cfg = bearer_guard::parse_config(
         json!({
             "providers": [
                 {"name": "a", "audiences": ["aud-a"], "algorithms": ["RS256"],
@@ -525,7 +526,7 @@ fn provider_selection_does_not_depend_on_history() {
     )
     .expect("config");
     let (set, _) = KeySet::parse(jwks(&[&signers().0]).as_bytes(), 1 << 16).expect("jwks");
-    let keys = bearer_guard::pipeline::FixedKeys(set);
+    let keys = bearer_guard::FixedKeys(set);
     let token = signers()
         .0
         .mint(&claims("https://any", "aud-b", "user-1", 600, json!({})));
@@ -570,9 +571,9 @@ fn provider_selection_does_not_depend_on_history() {
 /// with the key still in the set, and never past `exp`.
 #[test]
 fn verdicts_shared_between_vms() {
-    use bearer_guard::pipeline::{Authenticated, VerdictLookup};
-    use bearer_guard::shared::MemoryStore;
-    use bearer_guard::token::cache::{SharedTokens, SharedVerdict, TokenDigest};
+    use bearer_guard::MemoryStore;
+    use bearer_guard::{Authenticated, VerdictLookup};
+    use bearer_guard::{SharedTokens, SharedVerdict, TokenDigest};
     struct Process<'a>(&'a MemoryStore, SharedTokens);
     impl VerdictLookup for Process<'_> {
         fn digest(&self, token: &str) -> TokenDigest {
@@ -596,7 +597,7 @@ fn verdicts_shared_between_vms() {
             req,
         )
     };
-    let authenticated = |o: &bearer_guard::pipeline::Outcome| match &o.cache {
+    let authenticated = |o: &bearer_guard::Outcome| match &o.cache {
         CacheNote::Authenticated(a) => Some(a.as_ref().clone()),
         _ => None,
     };

@@ -4,12 +4,11 @@
 //! shape from another tenant or for another audience is refused.
 
 use crate::support::idp::{now, Signer};
-use bearer_guard::config;
-use bearer_guard::keys::KeySet;
-use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs};
-use bearer_guard::reply::Denial;
-use bearer_guard::request::{Headers, Request};
-use bearer_guard::verify::RustBackend;
+use bearer_guard::Denial;
+use bearer_guard::KeySet;
+use bearer_guard::RustBackend;
+use bearer_guard::{decide, Decision, FixedKeys, Inputs};
+use bearer_guard::{Headers, Request};
 use serde_json::{json, Value};
 
 /// A recipe: the provider as `docs/configuration.md` shows it, a token's header fields and claims, and
@@ -162,7 +161,7 @@ fn every_recipe_accepts_its_providers_tokens() {
         } else {
             json!([{"match": {"prefix": "/"}, "permissions": [r.requires]}])
         };
-        let cfg = config::parse(
+        let cfg = bearer_guard::parse_config(
             json!({"providers": [r.provider], "roles": {"api-reader": ["entities:read"]},
                 "forward": {"headers": {"x-sub": "sub"}}, "rules": rules})
             .to_string()

@@ -5,7 +5,7 @@
 
 use crate::support::idp::claims;
 use crate::vm::{fate, jwks_body, signer, store, Worker, ISS, T0, TIMEOUT_MS};
-use bearer_guard::worker::Effect;
+use bearer_guard::Effect;
 use serde_json::{json, Value};
 
 const REFRESH_MS: u64 = 15_000;
@@ -375,7 +375,7 @@ fn providers_naming_the_same_list_share_one_fetch() {
         assert_eq!(status(&a.request(T0 + 20, ctx, &t), ctx), "401", "{iss}");
     }
     p["providers"][1]["revocation"]["refresh_s"] = json!(30);
-    let e = bearer_guard::config::parse(p.to_string().as_bytes(), &|_| None)
+    let e = bearer_guard::parse_config(p.to_string().as_bytes(), &|_| None)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();

@@ -3,14 +3,13 @@
 //! and the calls made — the behaviour `e2e/process.rs` proves in Envoy, in milliseconds.
 
 use crate::support::idp::{claims, EdSigner};
-use bearer_guard::config;
-use bearer_guard::request::{Headers, Request};
-use bearer_guard::shared::LEASE_GRACE_MS;
-use bearer_guard::shared::{MemoryStore, Store, StoreError};
-use bearer_guard::verify::RustBackend;
-use bearer_guard::worker::{
+use bearer_guard::RustBackend;
+use bearer_guard::LEASE_GRACE_MS;
+use bearer_guard::{
     CallResponse, DispatchError, Effect, Host, Outgoing, Worker as Core, WAIT_GRACE_MS,
 };
+use bearer_guard::{Headers, Request};
+use bearer_guard::{MemoryStore, Store, StoreError};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -100,7 +99,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// A worker on its own store for a compiled configuration (metric names).
-    pub(crate) fn from_config(cfg: config::Config) -> Worker {
+    pub(crate) fn from_config(cfg: bearer_guard::Config) -> Worker {
         let store: Rc<dyn Store> = store();
         Worker {
             vm: Core::new(
@@ -115,7 +114,8 @@ impl Worker {
     }
 
     pub(crate) fn new(store: Rc<dyn Store>, plugin: &Value, now: u64) -> Worker {
-        let cfg = config::parse(plugin.to_string().as_bytes(), &|_| None).expect("config");
+        let cfg =
+            bearer_guard::parse_config(plugin.to_string().as_bytes(), &|_| None).expect("config");
         let mut vm = Core::new(
             cfg,
             Box::new(RustBackend),
@@ -393,7 +393,7 @@ fn an_account_claim_whose_vm_goes_silent_lapses() {
     // Within the claim, B waits; after it, B asks itself.
     b.request(T0 + 30, 2, &t);
     assert!(b.calls_to("accounts").is_empty());
-    let lapse = T0 + 20 + TIMEOUT_MS + bearer_guard::worker::ACCOUNT_CLAIM_GRACE_MS;
+    let lapse = T0 + 20 + TIMEOUT_MS + bearer_guard::ACCOUNT_CLAIM_GRACE_MS;
     b.tick(lapse + 1);
     b.request(lapse + 2, 3, &t);
     assert_eq!(b.calls_to("accounts").len(), 1, "the claim lapsed: B asks");
@@ -621,7 +621,7 @@ fn the_clock_requests_are_judged_at_is_the_last_tick() {
 /// anew, and a late answer to the lost call changes nothing.
 #[test]
 fn a_lookup_whose_answer_never_comes_is_given_up() {
-    use bearer_guard::worker::accounts::LOST_LOOKUP_MS;
+    use bearer_guard::LOST_LOOKUP_MS;
     let (_s, mut a, _) = loaded(&plugin(true));
     let t = token("user_lost");
     let lookups = |a: &Worker| -> Vec<u32> {

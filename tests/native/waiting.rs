@@ -6,15 +6,14 @@
 
 use crate::support::idp::claims;
 use crate::vm::{fate, jwks_body, signer, store, Worker, ISS, T0, TIMEOUT_MS};
-use bearer_guard::config;
-use bearer_guard::keys::KeySet;
-use bearer_guard::pipeline::{decide, Decision, FixedKeys, Inputs, RevocationLookup, Wait};
-use bearer_guard::reply::Denial;
-use bearer_guard::request::{Body, Headers, Request};
-use bearer_guard::revocation::{Limits, RevocationList};
-use bearer_guard::shared::KeyAvailability;
-use bearer_guard::verify::RustBackend;
-use bearer_guard::worker::Effect;
+use bearer_guard::Denial;
+use bearer_guard::Effect;
+use bearer_guard::KeyAvailability;
+use bearer_guard::KeySet;
+use bearer_guard::RustBackend;
+use bearer_guard::{decide, Decision, FixedKeys, Inputs, RevocationLookup, Wait};
+use bearer_guard::{Body, Headers, Request};
+use bearer_guard::{RevocationLimits, RevocationList};
 use serde_json::{json, Value};
 
 /// The configuration: providers `A` and `B` on one issuer, `B` with a revocation
@@ -79,12 +78,13 @@ impl RevocationLookup for List {
 
 #[test]
 fn a_field_that_waits_makes_the_whole_request_wait_in_the_pipeline() {
-    let cfg = config::parse(plugin(false).to_string().as_bytes(), &|_| None).expect("config");
+    let cfg = bearer_guard::parse_config(plugin(false).to_string().as_bytes(), &|_| None)
+        .expect("config");
     let (keys, _) = KeySet::parse(&jwks_body(), 1 << 16).expect("jwks");
     let keys = FixedKeys(keys);
     let empty = RevocationList::parse(
         b"{}",
-        &Limits {
+        &RevocationLimits {
             max_entries: 10,
             clock_skew_s: 60,
         },
@@ -277,7 +277,7 @@ fn a_list_that_never_answers_refuses_the_waiting_request_after_its_deadline() {
 /// callback has come to a held head, the VM knows the host holds heads.
 #[test]
 fn a_held_head_whose_body_never_comes_is_refused_and_explained() {
-    use bearer_guard::worker::HELD_BODY_WAIT_MS;
+    use bearer_guard::HELD_BODY_WAIT_MS;
     let mut w = Worker::new(store(), &plugin(true), T0);
     w.tick(T0);
     let keys = w.calls_to("jwks");

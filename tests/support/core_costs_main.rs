@@ -8,14 +8,13 @@
 //! included), so `make bench` divides the difference of the two runs by N. Signatures
 //! are stubbed (always valid, counted): the figures are the core's own work.
 
-use bearer_guard::config;
-use bearer_guard::keys::{EcKey, RsaKey};
-use bearer_guard::request::{Headers, Request};
-use bearer_guard::shared::{MemoryStore, Store, StoreError};
-use bearer_guard::verify::{BackendError, SignatureBackend};
-use bearer_guard::worker::{
+use bearer_guard::{BackendError, SignatureBackend};
+use bearer_guard::{
     CallResponse, DispatchError, Effect, Host, Outgoing, Worker as Core, HOST_CALLS_PER_REQUEST,
 };
+use bearer_guard::{EcKey, RsaKey};
+use bearer_guard::{Headers, Request};
+use bearer_guard::{MemoryStore, Store, StoreError};
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -81,7 +80,7 @@ impl SignatureBackend for Stub {
     fn verify_rsa(
         &self,
         _: &RsaKey,
-        _: bearer_guard::algorithm::Hash,
+        _: bearer_guard::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {
@@ -91,7 +90,7 @@ impl SignatureBackend for Stub {
     fn verify_ecdsa(
         &self,
         _: &EcKey,
-        _: bearer_guard::algorithm::Hash,
+        _: bearer_guard::Hash,
         _: &[u8],
         _: &[u8],
     ) -> Result<bool, BackendError> {
@@ -140,7 +139,8 @@ struct Worker {
 
 impl Worker {
     fn new(store: Rc<Counting>, cache: usize) -> Worker {
-        let cfg = config::parse(plugin(cache).to_string().as_bytes(), &|_| None).expect("config");
+        let cfg = bearer_guard::parse_config(plugin(cache).to_string().as_bytes(), &|_| None)
+            .expect("config");
         let signatures = Rc::new(Cell::new(0));
         let mut vm = Core::new(
             cfg,

@@ -315,7 +315,7 @@ fn certificate_thumbprint(arg: &str) -> String {
     let Ok(text) = std::fs::read_to_string(arg) else {
         return arg.to_string();
     };
-    let der = bearer_guard::sender::pem_certificate_der(&text).unwrap_or_else(|| {
+    let der = bearer_guard::pem_certificate_der(&text).unwrap_or_else(|| {
         eprintln!("dev-idp: {arg} holds no PEM certificate");
         std::process::exit(2)
     });

@@ -3,11 +3,9 @@
 //! reader, verified `ROUNDS` times natively. The Envoy backend (BoringSSL through
 //! `verify_signature`) is measured inside Envoy by the bench's RS256 and ES256 rows.
 
-use bearer_guard::algorithm::{Algorithm, Hash};
-use bearer_guard::keys::{Key, KeySet};
-use bearer_guard::verify::{
-    rsassa_pss, verify_ed25519, verify_hmac, RustBackend, SignatureBackend,
-};
+use bearer_guard::{rsassa_pss, verify_ed25519, verify_hmac, RustBackend, SignatureBackend};
+use bearer_guard::{Algorithm, Hash};
+use bearer_guard::{Key, KeySet};
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -170,7 +168,7 @@ fn main() {
 /// token pays per request (three lookups: jti, sub, sid), and what a VM pays per new
 /// version of a 10,000-entry list.
 fn revocation_timing() {
-    use bearer_guard::revocation::{Limits, RevocationList};
+    use bearer_guard::{RevocationLimits, RevocationList};
     let far = 4_000_000_000i64;
     let doc = serde_json::json!({
         "jti": (0..8000).map(|i| serde_json::json!({"jti": format!("revoked-{i:08}"), "exp": far})).collect::<Vec<_>>(),
@@ -178,7 +176,7 @@ fn revocation_timing() {
         "sid": (0..1000).map(|i| serde_json::json!({"sid": format!("sess-gone-{i}"), "not_before": 1})).collect::<Vec<_>>(),
     })
     .to_string();
-    let limits = Limits {
+    let limits = RevocationLimits {
         max_entries: 100_000,
         clock_skew_s: 60,
     };

@@ -5,9 +5,9 @@
 #![no_main]
 
 use base64::Engine;
-use bearer_guard::config::{self, Config};
-use bearer_guard::sender::{check_proof, jwk_thumbprint, ProofContext};
-use bearer_guard::verify::RustBackend;
+use bearer_guard::Config;
+use bearer_guard::{ProofContext, check_proof, jwk_thumbprint};
+use bearer_guard::RustBackend;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -17,7 +17,7 @@ fn cfg() -> &'static Config {
         let text = r#"{"providers":[{"name":"idp","algorithms":["RS256"],
             "jwks":{"cluster":"c","authority":"a","path":"/"},
             "dpop":{"mode":"allowed","max_age_s":600}}]}"#;
-        config::parse(text.as_bytes(), &|_| None).expect("config")
+        bearer_guard::parse_config(text.as_bytes(), &|_| None).expect("config")
     })
 }
 

@@ -5,8 +5,8 @@
 //! same root fields — never more lenient, never other fields.
 #![no_main]
 
-use bearer_guard::graphql::{document_fields, reference, root_fields, Limits};
-use bearer_guard::request::{Body, Headers, Request};
+use bearer_guard::{document_fields, reference_root_fields, root_fields, GraphqlLimits};
+use bearer_guard::{Body, Headers, Request};
 use libfuzzer_sys::fuzz_target;
 
 fn request(method: &str, path: String, content_type: &str, body: &[u8]) -> Request {
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&transport, rest)) = data.split_first() else {
         return;
     };
-    let limits = Limits::default();
+    let limits = GraphqlLimits::default();
     let req = match transport % 3 {
         0 => request("POST", "/graphql".into(), "application/json", rest),
         1 => request("POST", "/graphql".into(), "application/graphql", rest),
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     }
     for name in [None, Some("Q")] {
         if let Ok(ours) = document_fields(doc, name, &limits) {
-            match reference::root_fields(doc, name, &limits) {
+            match reference_root_fields(doc, name, &limits) {
                 Ok(theirs) => assert_eq!(ours, theirs, "other fields for {doc:?} {name:?}"),
                 Err(e) => panic!("more lenient than the reference for {doc:?} {name:?}: {e}"),
             }

@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = bearer_guard::keys::KeySet::parse(data, bearer_guard::config::DEFAULT_MAX_JWKS_BYTES);
+    let _ = bearer_guard::KeySet::parse(data, bearer_guard::DEFAULT_MAX_JWKS_BYTES);
 });

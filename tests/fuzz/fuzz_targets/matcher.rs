@@ -2,13 +2,13 @@
 //! from fuzz input, against a configuration with every match kind. Must never panic.
 #![no_main]
 
-use bearer_guard::account::AccountState;
-use bearer_guard::config::{self, Config};
-use bearer_guard::keys::{KeySet};
-use bearer_guard::shared::{KeyAvailability};
-use bearer_guard::pipeline::{decide, AccountLookup, Inputs, KeyLookup};
-use bearer_guard::request::{Headers, Request};
-use bearer_guard::verify::RustBackend;
+use bearer_guard::AccountState;
+use bearer_guard::Config;
+use bearer_guard::KeySet;
+use bearer_guard::KeyAvailability;
+use bearer_guard::{AccountLookup, Inputs, KeyLookup, decide};
+use bearer_guard::{Headers, Request};
+use bearer_guard::RustBackend;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -42,7 +42,7 @@ fn cfg() -> &'static Config {
             {"match":{"host":"*.example.com","prefix":"/v1/"},"permissions":["x"]},
             {"match":{"template":"/n/{id}/c/{c}"},"all_of":["n:{path.id}:{query.q}"],"member_of":{"path":"c","claim":"cs"}},
             {"match":{"route":"r"},"headers":{"X-U":"uuidv7","X-I":"uuid","X-P":"present"}}]}"#;
-        config::parse(text.as_bytes(), &|_| None).expect("config")
+        bearer_guard::parse_config(text.as_bytes(), &|_| None).expect("config")
     })
 }
 

@@ -2,12 +2,12 @@
 //! checked against it. Must never panic, and a list that parses must bound its size.
 #![no_main]
 
-use bearer_guard::revocation::{Limits, RevocationList};
+use bearer_guard::{RevocationLimits, RevocationList};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits {
+    let limits = RevocationLimits {
         max_entries: 64,
         clock_skew_s: 60,
     };

@@ -2,11 +2,11 @@
 //! fixed key set, claims, authorization). Must never panic.
 #![no_main]
 
-use bearer_guard::config::{self, Config};
-use bearer_guard::keys::KeySet;
-use bearer_guard::pipeline::{decide, FixedKeys, Inputs};
-use bearer_guard::request::{Headers, Request};
-use bearer_guard::verify::RustBackend;
+use bearer_guard::Config;
+use bearer_guard::KeySet;
+use bearer_guard::{FixedKeys, Inputs, decide};
+use bearer_guard::{Headers, Request};
+use bearer_guard::RustBackend;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -22,8 +22,8 @@ fn setup() -> &'static (Config, FixedKeys) {
             {"name":"sdk","algorithms":["HS256"],"secret":{"env":"S"}}],
             "forward":{"headers":{"x-sub":"sub"},"payload_header":"x-p"},
             "rules":[{"match":{"prefix":"/p"},"any_of":["a:b:{header.x}","c"]}]}"#;
-        let cfg = config::parse(cfg.as_bytes(), &|_| Some("0123456789abcdef0123456789abcdef".into())).expect("config");
-        let (set, _) = KeySet::parse(JWKS.as_bytes(), bearer_guard::config::DEFAULT_MAX_JWKS_BYTES).expect("jwks");
+        let cfg = bearer_guard::parse_config(cfg.as_bytes(), &|_| Some("0123456789abcdef0123456789abcdef".into())).expect("config");
+        let (set, _) = KeySet::parse(JWKS.as_bytes(), bearer_guard::DEFAULT_MAX_JWKS_BYTES).expect("jwks");
         (cfg, FixedKeys(set))
     })
 }
