@@ -6,15 +6,16 @@ use serde_json::json;
 /// Why a request is answered by the filter instead of reaching the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
-    /// No usable `Authorization: Bearer <token>` header (README decision step 3).
+    /// No usable credential (the *credential* step).
     MissingToken,
-    /// The token is malformed, unverifiable, expired or from an unknown key (steps 3-6).
+    /// The token is malformed, unverifiable, expired, from an unknown key, revoked or not
+    /// bound as it should be (the *parse* to *sender constraint* steps).
     InvalidToken,
-    /// The token verified but its identity does not resolve (step 7).
+    /// The token verified but its identity does not resolve (*identity*, *account*).
     UnknownAccount,
-    /// The token lacks a permission the rule requires (step 8).
+    /// The token lacks a permission the rule requires (*permissions*).
     InsufficientPermissions,
-    /// The rule's domain constraint does not hold (step 9).
+    /// The rule's domain constraint does not hold (*membership*).
     PermissionDenied,
     /// A header the rule requires is missing or malformed; the detail names it.
     BadRequest(String),

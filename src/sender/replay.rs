@@ -200,7 +200,7 @@ mod tests {
         refused
     }
 
-    /// The bound the README states: the default store (65,536 entries, 61 s) takes 700
+    /// The bound `docs/configuration.md` states: the default store (65,536 entries, 61 s) takes 700
     /// proofs per second, sustained, without refusing one; at 1,200 it refuses some.
     #[test]
     fn sustained_rates_below_the_bound_are_never_refused() {

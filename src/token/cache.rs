@@ -162,8 +162,8 @@ const DIGEST_KEY: &str = "bearer_guard.tok.key";
 /// token's digest and overwritten in place, so the memory they take is bounded.
 ///
 /// Tokens are known by SipHash-2-4 with a 128-bit output, keyed with 128 random bits that
-/// the first VM of the process draws and every other VM adopts (the README's *One Envoy,
-/// one state* argues why a forger cannot aim a token at another token's slot). It costs a
+/// the first worker of the process draws and every other worker adopts (`docs/security.md`
+/// argues why a forger cannot aim a token at another token's slot). It costs a
 /// fraction of SHA-256 over the same token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedTokens {
