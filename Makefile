@@ -40,10 +40,14 @@ deps: $(ENVOY) $(ISTIO_MODELS) ## Install the wasm target, the pinned Envoy and 
 finish = cargo run --quiet --example wasm-trim -- $(1) $(2).trimmed && \
 	$(WASM_OPT) $(WASM_OPT_ARGS) $(2).trimmed -o $(2).tmp && mv $(2).tmp $(2)
 
-build: deps ## Build the filter (.wasm, release)
+NATIVE        := target/release/libbearer_guard.so
+
+build: deps ## Build the filter: the wasm module and the native Envoy module (release)
 	cargo build --release --target $(TARGET) --lib
 	$(call finish,target/$(TARGET)/release/deps/bearer_guard.wasm,$(WASM))
 	@ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
+	cargo build --release --lib
+	@ls -l $(NATIVE) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
 
 demo: build ## Run the demo: Envoy + filter + dev IdP + upstream on localhost
 	cargo run --quiet --example dev-idp -- demo --envoy $(ENVOY) --wasm $(WASM)
@@ -52,9 +56,11 @@ demo: build ## Run the demo: Envoy + filter + dev IdP + upstream on localhost
 PROMETHEUS_PKG = @command -v promtool >/dev/null && command -v prometheus >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq prometheus; } \
 	  || { echo "promtool not found: install Prometheus (apt-get install prometheus)"; exit 1; }
 
-test: build ## Run every test: unit, conformance, end-to-end in the real Envoy, alert rules, and the compose demo in containers
+test: build ## Run every test: unit, conformance, end-to-end in the real Envoy (both hosts), alert rules, and the compose demo in containers
+	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 	cargo build --examples
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) cargo test --all-targets
+	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_HOST=native BEARER_GUARD_NATIVE_DIR=$(abspath $(dir $(NATIVE))) cargo test --test e2e
 	$(MAKE) --no-print-directory test-alerts
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory test-compose; \
 	elif [ -n "$$CI" ]; then echo "test-compose: CI needs a Docker engine (docker info failed)"; exit 1; \

@@ -262,7 +262,7 @@ impl SharedAccounts {
             // Lost the race too often: another VM is asking.
             Err(StoreError::CasMismatch) => false,
             // No shared store: every VM asks for itself.
-            Err(StoreError::Host(_)) => true,
+            Err(StoreError::Host(_) | StoreError::Full) => true,
         }
     }
 

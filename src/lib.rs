@@ -37,6 +37,8 @@ mod worker;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
 
 // The configuration and its compiled form.
 pub use config::revocation::MAX_ENTRIES as MAX_REVOCATION_ENTRIES;
@@ -62,9 +64,13 @@ pub use account::AccountState;
 pub use algorithm::{Algorithm, Curve, Hash};
 pub use encoding::b64url;
 pub use keys::{EcKey, Key, KeySet, RsaKey};
+#[cfg(not(target_arch = "wasm32"))]
+pub use shared::ProcessStore;
 pub use shared::{KeyAvailability, MemoryStore, Store, StoreError, LEASE_GRACE_MS};
 pub use token::cache::{SharedTokens, SharedVerdict, TokenCache, TokenDigest};
 pub use token::{split as split_jws, TokenSource};
+#[cfg(not(target_arch = "wasm32"))]
+pub use verify::NativeBackend;
 pub use verify::{
     rsassa_pss, verify_ed25519, verify_hmac, BackendError, RustBackend, SignatureBackend,
 };

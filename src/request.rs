@@ -56,6 +56,17 @@ impl Headers {
         h
     }
 
+    /// A list from `(name, value)` byte pairs, in order (a host that hands headers over
+    /// as bytes). Bytes that are not UTF-8 (obs-text) become U+FFFD, as in
+    /// [`Headers::from_serialized`].
+    pub fn from_bytes<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Headers {
+        let mut h = Headers::default();
+        for (k, v) in pairs {
+            h.push(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v));
+        }
+        h
+    }
+
     /// Decodes the proxy-wasm ABI's serialized header map: a little-endian `u32` count,
     /// then a `u32` name length and value length per header, then each name and value
     /// followed by a NUL. HTTP lets values carry bytes that are not UTF-8 (obs-text);

@@ -75,7 +75,7 @@ pub(super) fn load(
     let Some(value) = env(&s.env) else {
         return err(
             format!("{at}.env"),
-            format!("environment variable {} is not set in the VM", s.env),
+            format!("environment variable {} is not set (wasm: in the VM's environment_variables; native: in Envoy's environment)", s.env),
         );
     };
     let bytes = match s.encoding {

@@ -130,7 +130,7 @@ impl ReplayStore {
             match store.set(&key, &bytes, cas) {
                 Ok(()) => return Claimed::Fresh,
                 Err(StoreError::CasMismatch) => continue,
-                Err(StoreError::Host(_)) => return Claimed::Failed,
+                Err(StoreError::Host(_) | StoreError::Full) => return Claimed::Failed,
             }
         }
         Claimed::Failed

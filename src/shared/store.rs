@@ -18,6 +18,8 @@ pub enum StoreError {
     CasMismatch,
     /// The host refused (its status code).
     Host(u32),
+    /// The store holds as many keys as it may.
+    Full,
 }
 
 impl std::fmt::Display for StoreError {
@@ -25,6 +27,7 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::CasMismatch => f.write_str("written by another worker since it was read"),
             StoreError::Host(status) => write!(f, "refused by the host (status {status})"),
+            StoreError::Full => f.write_str("the store holds as many keys as it may"),
         }
     }
 }
@@ -72,6 +75,54 @@ impl Store for MemoryStore {
             (value.to_vec(), current.wrapping_add(1).max(1)),
         );
         Ok(())
+    }
+}
+
+/// The process-wide [`Store`] of a native host: one per process, shared by every worker
+/// thread, with the same compare-and-swap semantics as proxy-wasm shared data. Its keys
+/// never come from request data (key sets and lists per source, tokens and accounts in a
+/// fixed number of slots), so their number is bounded by the configuration; as a safety
+/// net a store refuses a new key past [`ProcessStore::MAX_KEYS`].
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Default)]
+pub struct ProcessStore {
+    map: std::sync::Mutex<HashMap<String, (Vec<u8>, u32)>>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ProcessStore {
+    /// The most keys one store holds.
+    pub const MAX_KEYS: usize = 1 << 21;
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Store for ProcessStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let current = map.get(key).map(|(_, c)| *c);
+        if cas != 0 && cas != current.unwrap_or(0) {
+            return Err(StoreError::CasMismatch);
+        }
+        if current.is_none() && map.len() >= ProcessStore::MAX_KEYS {
+            return Err(StoreError::Full);
+        }
+        let next = current.unwrap_or(0).wrapping_add(1).max(1);
+        map.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+}
+
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        (**self).get(key)
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        (**self).set(key, value, cas)
     }
 }
 
@@ -222,5 +273,54 @@ mod tests {
         assert_eq!(fingerprint(&[b"x"]), fingerprint(&[b"x"]));
         assert!((0..1000).all(|h| slot_of(h, 7) < 7));
         assert_eq!(slot_of(5, 0), 0);
+    }
+}
+
+#[cfg(test)]
+mod process_store_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Several threads incrementing one counter with compare-and-swap: no increment is
+    /// lost, whatever the interleaving.
+    #[test]
+    fn compare_and_swap_holds_across_threads() {
+        let store = Arc::new(ProcessStore::default());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        loop {
+                            let written = update(
+                                &*store,
+                                "n",
+                                |b| Reader(b).u64(),
+                                |n: &u64| n.to_le_bytes().to_vec(),
+                                |n| Some(n + 1),
+                            );
+                            if written.is_ok() {
+                                break;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let (bytes, _) = store.get("n").expect("written");
+        assert_eq!(Reader(&bytes).u64(), Some(8 * 500));
+    }
+
+    #[test]
+    fn a_stale_token_is_refused_and_a_new_key_past_the_bound_too() {
+        let store = ProcessStore::default();
+        store.set("k", b"a", 0).expect("first write");
+        let (_, cas) = store.get("k").expect("set");
+        store.set("k", b"b", cas).expect("current token");
+        assert_eq!(store.set("k", b"c", cas), Err(StoreError::CasMismatch));
+        assert_eq!(store.get("k").map(|(v, _)| v), Some(b"b".to_vec()));
     }
 }

@@ -12,14 +12,18 @@ pub mod hmac;
 // for its tests.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub mod host;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 pub mod rsa;
 
 pub use self::ecdsa::ecdsa_signature_der;
 pub use self::eddsa::verify_ed25519;
 pub use self::hmac::verify_hmac;
+#[cfg(not(target_arch = "wasm32"))]
+pub use self::native::NativeBackend;
 pub use self::rsa::{rsassa_pkcs1v15, rsassa_pss};
 use crate::algorithm::{Algorithm, Hash};
-use crate::keys::{EcKey, Key, KeySet, RsaKey};
+use crate::keys::{EcKey, Key, KeySet, OkpKey, RsaKey};
 
 /// The host could not perform a verification (never means "invalid signature").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +56,25 @@ pub trait SignatureBackend {
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, BackendError>;
+    /// RSASSA-PSS over `hash` (pure Rust unless the backend has its own).
+    fn verify_pss(
+        &self,
+        key: &RsaKey,
+        hash: Hash,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError> {
+        Ok(rsassa_pss(&key.public, hash, message, signature))
+    }
+    /// EdDSA on Ed25519 (pure Rust unless the backend has its own).
+    fn verify_eddsa(
+        &self,
+        key: &OkpKey,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, BackendError> {
+        Ok(verify_ed25519(key, message, signature))
+    }
     /// Name for logs and metrics.
     fn name(&self) -> &'static str;
 }
@@ -86,9 +109,10 @@ impl SignatureBackend for RustBackend {
     }
 }
 
-/// Verifies a JWS signature by `alg` with one key (chosen for `alg`: see [`Key::fits`]):
-/// PKCS#1 v1.5 and ECDSA through `backend` (Envoy's BoringSSL or pure Rust), RSASSA-PSS
-/// and Ed25519 in pure Rust on every host. Tokens and DPoP proofs both come here.
+/// Verifies a JWS signature by `alg` with one key (chosen for `alg`: see [`Key::fits`]),
+/// through `backend` for every family (Envoy's BoringSSL, AWS-LC natively, or pure
+/// Rust; a backend without PSS or Ed25519 of its own falls back to pure Rust). Tokens
+/// and DPoP proofs both come here.
 pub fn verify_with_key(
     backend: &dyn SignatureBackend,
     key: &Key,
@@ -97,12 +121,10 @@ pub fn verify_with_key(
     signature: &[u8],
 ) -> Result<bool, BackendError> {
     match key {
-        // Envoy's verify_signature only does PKCS#1 v1.5: PSS is pure Rust.
-        Key::Rsa(k) if alg.is_pss() => Ok(rsassa_pss(&k.public, alg.hash(), message, signature)),
+        Key::Rsa(k) if alg.is_pss() => backend.verify_pss(k, alg.hash(), message, signature),
         Key::Rsa(k) => backend.verify_rsa(k, alg.hash(), message, signature),
         Key::Ec(k) => backend.verify_ecdsa(k, alg.hash(), message, signature),
-        // Envoy's verify_signature cannot do Ed25519: pure Rust on every host.
-        Key::Okp(k) => Ok(verify_ed25519(k, message, signature)),
+        Key::Okp(k) => backend.verify_eddsa(k, message, signature),
     }
 }
 

@@ -438,6 +438,13 @@ impl Worker {
         out
     }
 
+    /// The counts accumulated since the last flush, as effects: for a host whose metric
+    /// updates are cheap enough to make at every request (the native one); the wasm host
+    /// leaves them to [`Worker::on_tick`].
+    pub fn flush_metrics(&mut self, out: &mut Vec<Effect>) {
+        self.metrics.flush(out);
+    }
+
     /// HTTP context `context` is gone: forget its waiting request.
     pub fn on_context_gone(&mut self, context: u32) {
         self.waiting.forget(context);

@@ -5,7 +5,7 @@ use crate::support;
 
 use serde_json::{json, Value};
 use std::sync::OnceLock;
-pub use support::envoy::{free_port, http, http_raw, Envoy, Options, Reply};
+pub use support::envoy::{free_port, http, http_raw, native, Envoy, Options, Reply};
 pub use support::idp::{
     b64, claims, jwks, mint_hs, mint_hs256, mint_hs256_with_header, now, EcSigner, EdSigner, Signer,
 };

@@ -160,8 +160,10 @@ fn jwks_faults_under_load(concurrency: usize) {
         !log.contains("panicked") && !log.contains("Uncaught"),
         "VM crash:\n{log}"
     );
-    assert!(vms_before > 0);
-    assert_eq!(active_vms(&stack.envoy), vms_before, "a wasm VM went away");
+    if !native() {
+        assert!(vms_before > 0);
+        assert_eq!(active_vms(&stack.envoy), vms_before, "a wasm VM went away");
+    }
     assert!(stack.envoy.log_contains("JWKS fetch failed: status 500"));
     assert!(
         stack.envoy.log_contains("JWKS fetch failed: NotJwks")

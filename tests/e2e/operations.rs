@@ -4,7 +4,7 @@
 //! demo command.
 
 use crate::common::*;
-use crate::support::envoy::{envoy_bin, wasm_path};
+use crate::support::envoy::{envoy_bin, native_dir, wasm_path};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,20 +14,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `bearer_guard.*` stats as name → value.
+/// `bearer_guard.*` stats as name → value (either host).
 fn stats(envoy: &Envoy) -> BTreeMap<String, u64> {
-    let r = http(envoy.admin, "GET", "/stats?filter=bearer_guard", &[]).expect("admin /stats");
-    r.body
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .filter_map(|(k, v)| {
-            Some((
-                k.strip_prefix("wasmcustom.bearer_guard.bearer_guard.")?
-                    .to_string(),
-                v.trim().parse().ok()?,
-            ))
-        })
-        .collect()
+    envoy.filter_stats()
 }
 
 #[test]
@@ -139,6 +128,7 @@ fn every_envoy_yaml_validates() {
             ])
             .arg(&copy)
             .env("SDK_TOKEN_SECRET", "validate-secret-validate-secret-0123")
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir())
             .output()
             .expect("run envoy");
         let _ = std::fs::remove_file(&copy);
@@ -151,9 +141,55 @@ fn every_envoy_yaml_validates() {
         checked += 1;
     }
     assert_eq!(
-        checked, 3,
-        "envoy.yaml, envoy-workos.yaml, envoy-compose.yaml"
+        checked, 4,
+        "envoy.yaml, envoy-native.yaml, envoy-workos.yaml, envoy-compose.yaml"
     );
+}
+
+/// Envoy 1.40 loads the native module with the ABI version it expects: no version
+/// warning, no dynamic-module warning or error, and the configuration is taken.
+#[test]
+fn the_native_module_loads_with_the_abi_version_envoy_expects() {
+    let out = Command::new(envoy_bin())
+        .args([
+            "--mode",
+            "validate",
+            "--use-dynamic-base-id",
+            "-l",
+            "info",
+            "-c",
+        ])
+        .arg(repo().join("envoy/envoy-native.yaml"))
+        .env("SDK_TOKEN_SECRET", "validate-secret-validate-secret-0123")
+        .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir())
+        .output()
+        .expect("run envoy");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("Dynamic module ABI version v0.2.0 matched"),
+        "{log}"
+    );
+    assert!(
+        log.contains("bearer-guard: configured 2 provider(s)"),
+        "{log}"
+    );
+    for line in log
+        .lines()
+        .filter(|l| l.contains("dynamic_modules") || l.contains("bearer-guard"))
+    {
+        let bad = ["[warning]", "[error]", "[critical]"]
+            .iter()
+            .any(|level| line.contains(level));
+        assert!(
+            !bad && !line.to_lowercase().contains("deprecated"),
+            "{line}"
+        );
+    }
 }
 
 /// The compose file users run: the official image by default (the compose test runs the

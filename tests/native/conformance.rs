@@ -15,10 +15,19 @@ fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
-use bearer_guard::{verify_hmac, RustBackend, SignatureBackend};
+use bearer_guard::{verify_hmac, NativeBackend, RustBackend, SignatureBackend};
 use serde_json::{json, Value};
 
 use crate::support::vectors::{hex, vectors};
+
+/// The signature backends every vector goes through: pure Rust (the wasm module's, where
+/// Envoy has no `verify_signature`) and AWS-LC (the native module's).
+fn backends() -> Vec<(&'static str, Box<dyn SignatureBackend>)> {
+    vec![
+        ("rust", Box::new(RustBackend)),
+        ("aws-lc", Box::new(NativeBackend::default())),
+    ]
+}
 
 /// One vector's outcome: only a `valid` vector may verify (`acceptable` and `invalid`
 /// ones must be rejected); counts (accepted, rejected).
@@ -45,7 +54,7 @@ fn rsa_key(jwk: &Value) -> Option<RsaKey> {
 
 /// Wycheproof RSASSA-PKCS1-v1_5 vectors of these files and hash through the Rust
 /// backend; returns (valid accepted, invalid rejected, acceptable rejected).
-fn rsa_pkcs1(files: &[&str], hash: Hash) -> (u32, u32, u32) {
+fn rsa_pkcs1(files: &[&str], hash: Hash, backend: &dyn SignatureBackend) -> (u32, u32, u32) {
     let mut counts = (0, 0, 0);
     for file in files {
         let doc = vectors(&format!("wycheproof/{file}"));
@@ -54,14 +63,14 @@ fn rsa_pkcs1(files: &[&str], hash: Hash) -> (u32, u32, u32) {
                 rsa_key(&group["keyJwk"]).unwrap_or_else(|| panic!("{file}: key not accepted"));
             for t in group["tests"].as_array().expect("tests") {
                 let id = &t["tcId"];
-                let ok = RustBackend
+                let ok = backend
                     .verify_rsa(
                         &key,
                         hash,
                         &hex(t["msg"].as_str().expect("msg")),
                         &hex(t["sig"].as_str().expect("sig")),
                     )
-                    .expect("the Rust backend never errors");
+                    .expect("the backend never errors");
                 match t["result"].as_str() {
                     Some("valid") => {
                         assert!(ok, "{file} tcId {id} ({}) must verify", t["comment"]);
@@ -89,27 +98,48 @@ fn rsa_pkcs1(files: &[&str], hash: Hash) -> (u32, u32, u32) {
 
 #[test]
 fn wycheproof_rsa_pkcs1_sha256() {
-    let counts = rsa_pkcs1(
-        &[
-            "rsa_signature_2048_sha256_test.json",
-            "rsa_signature_3072_sha256_test.json",
-            "rsa_signature_4096_sha256_test.json",
-        ],
-        Hash::Sha256,
-    );
-    assert_eq!(
-        counts,
-        (24, 749, 3),
-        "vector counts (valid, invalid, acceptable)"
-    );
+    for (name, backend) in backends() {
+        let counts = rsa_pkcs1(
+            &[
+                "rsa_signature_2048_sha256_test.json",
+                "rsa_signature_3072_sha256_test.json",
+                "rsa_signature_4096_sha256_test.json",
+            ],
+            Hash::Sha256,
+            &*backend,
+        );
+        assert_eq!(
+            counts,
+            (24, 749, 3),
+            "{name}: vector counts (valid, invalid, acceptable)"
+        );
+    }
 }
 
 #[test]
 fn wycheproof_rsa_pkcs1_sha384_and_sha512() {
-    let rs384 = rsa_pkcs1(&["rsa_signature_2048_sha384_test.json"], Hash::Sha384);
-    let rs512 = rsa_pkcs1(&["rsa_signature_2048_sha512_test.json"], Hash::Sha512);
-    assert_eq!(rs384, (7, 250, 1), "RS384 (valid, invalid, acceptable)");
-    assert_eq!(rs512, (8, 250, 1), "RS512 (valid, invalid, acceptable)");
+    for (name, backend) in backends() {
+        let rs384 = rsa_pkcs1(
+            &["rsa_signature_2048_sha384_test.json"],
+            Hash::Sha384,
+            &*backend,
+        );
+        let rs512 = rsa_pkcs1(
+            &["rsa_signature_2048_sha512_test.json"],
+            Hash::Sha512,
+            &*backend,
+        );
+        assert_eq!(
+            rs384,
+            (7, 250, 1),
+            "{name}: RS384 (valid, invalid, acceptable)"
+        );
+        assert_eq!(
+            rs512,
+            (8, 250, 1),
+            "{name}: RS512 (valid, invalid, acceptable)"
+        );
+    }
 }
 
 /// Wycheproof HMAC vectors with full-length tags (what JWS carries) through the verify
@@ -164,7 +194,7 @@ fn wycheproof_hmac_full_tags() {
 /// `token::split`, `select_provider` (algorithm pinning) and `verify_signature` (the key
 /// its `kid` names, the signature). The vectors' payloads are not claim sets, so the
 /// claim steps are left out; the RFC examples below run whole tokens through `decide`.
-fn jws_accepts(token: &str, key: &Value) -> bool {
+fn jws_accepts(token: &str, key: &Value, backend: &dyn SignatureBackend) -> bool {
     let public: Value = match key.as_object() {
         Some(k) => Value::Object(
             k.iter()
@@ -214,7 +244,7 @@ fn jws_accepts(token: &str, key: &Value) -> bool {
     let Some(provider) = select_provider(&cfg, None, alg, None, &TokenSource::Authorization) else {
         return false;
     };
-    let inputs = Inputs::new(&cfg, &keys, &RustBackend, 0).accounts(&keys);
+    let inputs = Inputs::new(&cfg, &keys, backend, 0).accounts(&keys);
     verify_signature(
         &inputs,
         provider,
@@ -227,6 +257,13 @@ fn jws_accepts(token: &str, key: &Value) -> bool {
 
 #[test]
 fn wycheproof_jws() {
+    for (name, backend) in backends() {
+        jws_vectors(name, &*backend);
+    }
+}
+
+/// The Wycheproof JWS vectors through `backend`.
+fn jws_vectors(name: &str, backend: &dyn SignatureBackend) {
     let doc = vectors("wycheproof/json_web_signature_test.json");
     let (mut valid, mut invalid) = (0, 0);
     for group in doc["testGroups"].as_array().expect("groups") {
@@ -235,7 +272,7 @@ fn wycheproof_jws() {
         for t in group["tests"].as_array().expect("tests") {
             let id = t["tcId"].as_u64().unwrap_or(0);
             let token = t["jws"].as_str().unwrap_or("");
-            let got = jws_accepts(token, key);
+            let got = jws_accepts(token, key, backend);
             // Known-bad labels (tests/vectors/wycheproof/README.md): 367 and 370 are
             // byte-identical to the valid 357; 372 and 373 carry a '?' inside a segment.
             // 349's key has `"key_ops": ["sign, verify"]` (one string naming no `verify`
@@ -261,13 +298,16 @@ fn wycheproof_jws() {
                 }
                 _ => false, // the rest (none, HS384 under a short key…): refused outright
             };
-            assert_eq!(got, want, "tcId {id} ({}, {alg})", t["comment"]);
+            assert_eq!(got, want, "{name}: tcId {id} ({}, {alg})", t["comment"]);
             // 347 and 351 (RFC 7520's ES512 example) name their key's algorithm "ES521",
             // no JOSE name: the reader skips that key. Under the JOSE name they verify.
             if alg == "ES521" && t["result"] == "valid" {
                 let mut named = key.clone();
                 named["alg"] = json!("ES512");
-                assert!(jws_accepts(token, &named), "tcId {id} under ES512");
+                assert!(
+                    jws_accepts(token, &named, backend),
+                    "{name}: tcId {id} under ES512"
+                );
             }
             if got {
                 valid += 1
@@ -276,7 +316,7 @@ fn wycheproof_jws() {
             }
         }
     }
-    assert_eq!((valid, invalid), (41, 360), "accepted, rejected");
+    assert_eq!((valid, invalid), (41, 360), "{name}: accepted, rejected");
 }
 
 #[test]
@@ -354,17 +394,14 @@ fn rfc_examples_through_the_pipeline() {
             );
         } else {
             // RFC 7520: valid signatures over plain text, which is not a claim set.
-            assert!(
-                jws_accepts(
-                    token,
-                    if alg == "RS256" {
-                        jwk
-                    } else {
-                        &hmac["keys"][0]
-                    }
-                ),
-                "{name} signature"
-            );
+            let key = if alg == "RS256" {
+                jwk
+            } else {
+                &hmac["keys"][0]
+            };
+            for (backend, b) in backends() {
+                assert!(jws_accepts(token, key, &*b), "{name} signature ({backend})");
+            }
             assert_eq!(
                 run(1_300_819_000),
                 Decision::Deny(Denial::InvalidToken),
@@ -377,7 +414,7 @@ fn rfc_examples_through_the_pipeline() {
 /// Wycheproof ECDSA (P1363: the `r || s` encoding JWS uses) for P-256/SHA-256,
 /// P-384/SHA-384 and P-521/SHA-512: each group's key through the key-set reader (its JWK), then every vector
 /// through the Rust backend; and the key's hand-built SPKI DER equals Wycheproof's.
-fn ecdsa(file: &str, alg: Algorithm) -> (u32, u32) {
+fn ecdsa(file: &str, alg: Algorithm, backend: &dyn SignatureBackend) -> (u32, u32) {
     let doc = vectors(&format!("wycheproof/{file}"));
     let mut counts = (0, 0);
     for group in doc["testGroups"].as_array().expect("groups") {
@@ -412,14 +449,14 @@ fn ecdsa(file: &str, alg: Algorithm) -> (u32, u32) {
             "{file}: SPKI DER"
         );
         for t in group["tests"].as_array().expect("tests") {
-            let ok = RustBackend
+            let ok = backend
                 .verify_ecdsa(
                     ec,
                     alg.hash(),
                     &hex(t["msg"].as_str().expect("msg")),
                     &hex(t["sig"].as_str().expect("sig")),
                 )
-                .expect("the Rust backend never errors");
+                .expect("the backend never errors");
             tally(&mut counts, file, t, ok);
         }
     }
@@ -428,18 +465,51 @@ fn ecdsa(file: &str, alg: Algorithm) -> (u32, u32) {
 
 #[test]
 fn wycheproof_ecdsa_p256_p384_and_p521() {
-    let es256 = ecdsa("ecdsa_secp256r1_sha256_p1363_test.json", Algorithm::ES256);
-    let es384 = ecdsa("ecdsa_secp384r1_sha384_p1363_test.json", Algorithm::ES384);
-    let es512 = ecdsa("ecdsa_secp521r1_sha512_p1363_test.json", Algorithm::ES512);
-    assert_eq!(es256, (173, 89), "ES256 (valid accepted, invalid rejected)");
-    assert_eq!(es384, (193, 87), "ES384 (valid accepted, invalid rejected)");
-    assert_eq!(es512, (231, 87), "ES512 (valid accepted, invalid rejected)");
+    for (name, b) in backends() {
+        let es256 = ecdsa(
+            "ecdsa_secp256r1_sha256_p1363_test.json",
+            Algorithm::ES256,
+            &*b,
+        );
+        let es384 = ecdsa(
+            "ecdsa_secp384r1_sha384_p1363_test.json",
+            Algorithm::ES384,
+            &*b,
+        );
+        let es512 = ecdsa(
+            "ecdsa_secp521r1_sha512_p1363_test.json",
+            Algorithm::ES512,
+            &*b,
+        );
+        assert_eq!(
+            es256,
+            (173, 89),
+            "{name}: ES256 (valid accepted, invalid rejected)"
+        );
+        assert_eq!(
+            es384,
+            (193, 87),
+            "{name}: ES384 (valid accepted, invalid rejected)"
+        );
+        assert_eq!(
+            es512,
+            (231, 87),
+            "{name}: ES512 (valid accepted, invalid rejected)"
+        );
+    }
 }
 
 /// Wycheproof Ed25519: each group's key through the key-set reader (its JWK; its SPKI DER
 /// equal to Wycheproof's), every vector through the verifier every host uses for EdDSA.
 #[test]
 fn wycheproof_ed25519() {
+    for (name, backend) in backends() {
+        ed25519(name, &*backend);
+    }
+}
+
+/// The Wycheproof Ed25519 vectors through `backend`.
+fn ed25519(name: &str, backend: &dyn SignatureBackend) {
     let doc = vectors("wycheproof/ed25519_test.json");
     let mut counts = (0, 0);
     for group in doc["testGroups"].as_array().expect("groups") {
@@ -468,21 +538,27 @@ fn wycheproof_ed25519() {
             hex(group["publicKeyDer"].as_str().expect("der"))
         );
         for t in group["tests"].as_array().expect("tests") {
-            let ok = bearer_guard::verify_ed25519(
-                key,
-                &hex(t["msg"].as_str().expect("msg")),
-                &hex(t["sig"].as_str().expect("sig")),
-            );
+            let ok = backend
+                .verify_eddsa(
+                    key,
+                    &hex(t["msg"].as_str().expect("msg")),
+                    &hex(t["sig"].as_str().expect("sig")),
+                )
+                .expect("the backend never errors");
             tally(&mut counts, "", t, ok);
         }
     }
-    assert_eq!(counts, (88, 63), "EdDSA (valid accepted, invalid rejected)");
+    assert_eq!(
+        counts,
+        (88, 63),
+        "{name}: EdDSA (valid accepted, invalid rejected)"
+    );
 }
 
 /// Wycheproof RSASSA-PSS with the salt as long as the hash and MGF1 on the same hash
 /// (PS256 on 2048 bits, PS384 on 2048, PS512 on 4096): the key through the key-set reader
 /// (its JWK pins the algorithm), every vector through the PSS verifier every host uses.
-fn pss(file: &str, alg: Algorithm) -> (u32, u32) {
+fn pss(file: &str, alg: Algorithm, backend: &dyn SignatureBackend) -> (u32, u32) {
     let doc = vectors(&format!("wycheproof/{file}"));
     let mut counts = (0, 0);
     for group in doc["testGroups"].as_array().expect("groups") {
@@ -505,12 +581,14 @@ fn pss(file: &str, alg: Algorithm) -> (u32, u32) {
             panic!("an RSA key for {alg:?}")
         };
         for t in group["tests"].as_array().expect("tests") {
-            let ok = bearer_guard::rsassa_pss(
-                &key.public,
-                alg.hash(),
-                &hex(t["msg"].as_str().expect("msg")),
-                &hex(t["sig"].as_str().expect("sig")),
-            );
+            let ok = backend
+                .verify_pss(
+                    key,
+                    alg.hash(),
+                    &hex(t["msg"].as_str().expect("msg")),
+                    &hex(t["sig"].as_str().expect("sig")),
+                )
+                .expect("the backend never errors");
             tally(&mut counts, "", t, ok);
         }
     }
@@ -519,10 +597,36 @@ fn pss(file: &str, alg: Algorithm) -> (u32, u32) {
 
 #[test]
 fn wycheproof_rsa_pss_sha256_sha384_sha512() {
-    let ps256 = pss("rsa_pss_2048_sha256_mgf1_32_test.json", Algorithm::PS256);
-    let ps384 = pss("rsa_pss_2048_sha384_mgf1_48_test.json", Algorithm::PS384);
-    let ps512 = pss("rsa_pss_4096_sha512_mgf1_64_test.json", Algorithm::PS512);
-    assert_eq!(ps256, (63, 45), "PS256 (valid accepted, invalid rejected)");
-    assert_eq!(ps384, (95, 46), "PS384 (valid accepted, invalid rejected)");
-    assert_eq!(ps512, (132, 47), "PS512 (valid accepted, invalid rejected)");
+    for (name, b) in backends() {
+        let ps256 = pss(
+            "rsa_pss_2048_sha256_mgf1_32_test.json",
+            Algorithm::PS256,
+            &*b,
+        );
+        let ps384 = pss(
+            "rsa_pss_2048_sha384_mgf1_48_test.json",
+            Algorithm::PS384,
+            &*b,
+        );
+        let ps512 = pss(
+            "rsa_pss_4096_sha512_mgf1_64_test.json",
+            Algorithm::PS512,
+            &*b,
+        );
+        assert_eq!(
+            ps256,
+            (63, 45),
+            "{name}: PS256 (valid accepted, invalid rejected)"
+        );
+        assert_eq!(
+            ps384,
+            (95, 46),
+            "{name}: PS384 (valid accepted, invalid rejected)"
+        );
+        assert_eq!(
+            ps512,
+            (132, 47),
+            "{name}: PS512 (valid accepted, invalid rejected)"
+        );
+    }
 }

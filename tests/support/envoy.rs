@@ -28,6 +28,29 @@ pub fn wasm_path() -> PathBuf {
         .unwrap_or_else(|| repo().join("target/wasm32-wasip1/release/bearer_guard.wasm"))
 }
 
+/// Whether the tests run the native module (`BEARER_GUARD_HOST=native`) instead of the
+/// wasm module.
+pub fn native() -> bool {
+    std::env::var("BEARER_GUARD_HOST").is_ok_and(|h| h == "native")
+}
+
+/// The folder holding the native module `libbearer_guard.so`: `$BEARER_GUARD_NATIVE_DIR`
+/// or the release build's.
+pub fn native_dir() -> PathBuf {
+    std::env::var_os("BEARER_GUARD_NATIVE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/release"))
+}
+
+/// The host's name, for messages.
+pub fn host_name() -> &'static str {
+    if native() {
+        "native"
+    } else {
+        "wasm"
+    }
+}
+
 /// How to start one Envoy.
 pub struct Options {
     /// The filter's plugin configuration.
@@ -74,6 +97,8 @@ pub struct Options {
     /// The wasm filter's `allow_on_headers_stop_iteration` (on in every shipped
     /// configuration): Envoy passes the body to a filter that holds the request's head.
     pub hold_heads: bool,
+    /// Load the native module instead of the wasm module (default: [`native`]).
+    pub native: bool,
 }
 
 /// The `stats_config` block of `envoy/envoy.yaml`, as shipped.
@@ -110,6 +135,7 @@ impl Options {
             transport_socket: None,
             hcm: vec![],
             hold_heads: true,
+            native: native(),
         }
     }
 }
@@ -125,7 +151,19 @@ fn cluster(name: &str, port: u16) -> Value {
 /// The listener with the filter chain `o` describes, on `port` (0: any).
 pub fn listener(o: &Options, port: u16) -> Value {
     let mut filters = o.extra_filters.clone();
-    if !o.no_wasm {
+    if !o.no_wasm && o.native {
+        // The same configuration JSON as the wasm plugin's; secrets from Envoy's own
+        // environment (the harness starts Envoy with `o.env`).
+        filters.push(json!({
+            "name": "bearer-guard",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": {"name": "bearer_guard", "do_not_close": true},
+                "filter_name": "bearer-guard",
+                "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": o.plugin.to_string()}
+            }
+        }));
+    } else if !o.no_wasm {
         let env: serde_json::Map<String, Value> = o
             .env
             .iter()
@@ -205,6 +243,10 @@ pub fn bootstrap(o: &Options, lds: Option<&Path>) -> Value {
         o.revocation_port
     };
     let mut b = json!({
+        // The native module's metrics under the names and labels the wasm module's have
+        // (docs/operations.md, Metrics).
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
+            "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": true}}]},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
             "clusters": [cluster("upstream", o.upstream_port), cluster("jwks", o.jwks_port),
@@ -262,10 +304,15 @@ impl Envoy {
 
     /// Starts Envoy; `Err` carries the log when it exits or never becomes ready.
     pub fn try_start(o: &Options) -> Result<Envoy, String> {
+        let module = if o.native {
+            native_dir().join("libbearer_guard.so")
+        } else {
+            wasm_path()
+        };
         assert!(
-            wasm_path().exists(),
-            "{} is missing: run `make test` (it builds the module first)",
-            wasm_path().display()
+            module.exists(),
+            "{} is missing: run `make test` (it builds the modules first)",
+            module.display()
         );
         assert!(
             envoy_bin().exists(),
@@ -288,7 +335,13 @@ impl Envoy {
         .expect("write config");
         let admin_file = dir.join("admin.txt");
         let log_file = dir.join("envoy.log");
-        let child = Command::new(envoy_bin())
+        let mut command = Command::new(envoy_bin());
+        if o.native {
+            command
+                .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir())
+                .envs(o.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        let child = command
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", &o.concurrency.to_string()])
@@ -301,7 +354,12 @@ impl Envoy {
             .args(if o.production_logging {
                 &["-l", "info"][..]
             } else {
-                &["-l", "warning", "--component-log-level", "wasm:debug"][..]
+                &[
+                    "-l",
+                    "warning",
+                    "--component-log-level",
+                    "wasm:debug,dynamic_modules:debug",
+                ][..]
             })
             .arg("--admin-address-path")
             .arg(&admin_file)
@@ -421,10 +479,23 @@ impl Envoy {
             .unwrap_or(0)
     }
 
-    /// The filter's metric `wasmcustom.bearer_guard.<plugin name>.<name>` (the harness names
-    /// the plugin `bearer_guard`; 0 when absent).
+    /// The filter's metric `<name>` as the core names it after `bearer_guard.<config>.`
+    /// (e.g. `denied.invalid_token`, `provider.idp.jwks_fetch_ok`), whichever host runs
+    /// (0 when absent).
     pub fn filter_stat(&self, name: &str) -> u64 {
-        self.stat(&format!("wasmcustom.bearer_guard.bearer_guard.{name}"))
+        self.filter_stats().get(name).copied().unwrap_or(0)
+    }
+
+    /// Every metric of the filter's configuration `bearer_guard` (the harness's name), by
+    /// its core name: the wasm module's `wasmcustom.bearer_guard.bearer_guard.<name>`, or
+    /// the native module's labeled metric.
+    pub fn filter_stats(&self) -> std::collections::BTreeMap<String, u64> {
+        let r = http(self.admin, "GET", "/stats?filter=bearer_guard", &[]);
+        let body = r.map(|r| r.body).unwrap_or_default();
+        body.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(k, v)| Some((core_metric_name(k)?, v.trim().parse().ok()?)))
+            .collect()
     }
 
     /// Resident memory of the Envoy process, in KiB (Linux).
@@ -471,6 +542,39 @@ impl Drop for Envoy {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The core's name of a stat of the configuration `bearer_guard`: the wasm module's
+/// `wasmcustom.bearer_guard.bearer_guard.<name>`, or the native module's
+/// `dynamicmodulescustom.bearer_guard[.provider].<metric>.bearer_guard_config.bearer_guard
+/// [.provider.<p>][.reason.<r>]`. `None` for another configuration's or Envoy's own.
+pub fn core_metric_name(stat: &str) -> Option<String> {
+    if let Some(name) = stat.strip_prefix("wasmcustom.bearer_guard.bearer_guard.") {
+        return Some(name.to_string());
+    }
+    let rest = stat.strip_prefix("dynamicmodulescustom.bearer_guard.")?;
+    let (metric, labels) = rest.split_once(".bearer_guard_config.")?;
+    let labels = labels.strip_prefix("bearer_guard")?;
+    let (provider, reason) = match labels.strip_prefix(".provider.") {
+        Some(p) => match p.split_once(".reason.") {
+            Some((p, r)) => (Some(p), Some(r)),
+            None => (Some(p), None),
+        },
+        None => (None, labels.strip_prefix(".reason.")),
+    };
+    if provider.is_none() && reason.is_none() && !labels.is_empty() {
+        return None;
+    }
+    let metric = metric.strip_prefix("provider.").unwrap_or(metric);
+    let mut name = match provider {
+        Some(p) => format!("provider.{p}.{metric}"),
+        None => metric.to_string(),
+    };
+    if let Some(r) = reason {
+        name.push('.');
+        name.push_str(r);
+    }
+    Some(name)
 }
 
 /// A response.
