@@ -26,15 +26,7 @@ fn attacks_get_the_contract_reply() {
         legit,
         |o| o.accounts_port = attacker_port,
     );
-    let body = || {
-        claims(
-            ISS,
-            AUD,
-            "user-1",
-            600,
-            json!({"permissions": ["entities:read"]}),
-        )
-    };
+    let body = || claims_with(json!({"permissions": ["entities:read"]}));
     let payload = b64s(&body().to_string());
     let good = a.mint(&body());
     let (good_head, good_sig) = good.rsplit_once('.').expect("jws");
@@ -57,13 +49,7 @@ fn attacks_get_the_contract_reply() {
         r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"u","exp":{},"x":{nested}}}"#,
         now() + 600
     );
-    let huge_claim = a.mint(&claims(
-        ISS,
-        AUD,
-        "user-1",
-        600,
-        json!({"permissions": ["entities:read"], "pad": "x".repeat(9000)}),
-    ));
+    let huge_claim = token_with(json!({"permissions": ["entities:read"], "pad": "x".repeat(9000)}));
 
     let rows: Vec<(&str, String, u16, &str)> = vec![
         ("valid (control)", good.clone(), 200, ""),
@@ -77,7 +63,7 @@ fn attacks_get_the_contract_reply() {
         ("empty signature", format!("{good_head}."), 401, INVALID),
         ("truncated signature", format!("{good_head}.{}", &good_sig[..good_sig.len() / 2]), 401, INVALID),
         ("signature from another key", format!("{good_head}.{other_sig}"), 401, INVALID),
-        ("signature of another payload", format!("{}.{}.{good_sig}", good_head.split('.').next().unwrap_or(""), b64s(&claims(ISS, AUD, "admin", 600, json!({"permissions": ["entities:read"]})).to_string())), 401, INVALID),
+        ("signature of another payload", format!("{}.{}.{good_sig}", good_head.split('.').next().unwrap_or(""), b64s(&claims_for("admin", json!({"permissions": ["entities:read"]})).to_string())), 401, INVALID),
         ("kid path traversal", with_header(json!({"alg": "RS256", "kid": "../../../../etc/passwd"})), 401, INVALID),
         ("kid with NUL", with_header(json!({"alg": "RS256", "kid": "key-a\u{0}"})), 401, INVALID),
         ("kid as a number", with_header(json!({"alg": "RS256", "kid": 1})), 401, INVALID),
@@ -95,8 +81,8 @@ fn attacks_get_the_contract_reply() {
         ("exp as a string", a.mint(&json!({"iss": ISS, "aud": AUD, "sub": "u", "exp": (now() + 600).to_string()})), 401, INVALID),
         ("exp negative", a.mint(&json!({"iss": ISS, "aud": AUD, "sub": "u", "exp": -1})), 401, INVALID),
         ("exp missing", a.mint(&json!({"iss": ISS, "aud": AUD, "sub": "u"})), 401, INVALID),
-        ("nbf in the future", a.mint(&claims(ISS, AUD, "u", 600, json!({"nbf": now() + 3600, "permissions": ["entities:read"]}))), 401, INVALID),
-        ("nbf as a string", a.mint(&claims(ISS, AUD, "u", 600, json!({"nbf": "0", "permissions": ["entities:read"]}))), 401, INVALID),
+        ("nbf in the future", not_yet_valid_token(), 401, INVALID),
+        ("nbf as a string", token_with(json!({"nbf": "0", "permissions": ["entities:read"]})), 401, INVALID),
         ("exp as a float is a NumericDate", a.mint(&json!({"iss": ISS, "aud": AUD, "sub": "u", "exp": (now() + 600) as f64 + 0.25, "permissions": ["entities:read"]})), 200, ""),
         ("aud as an array", a.mint(&json!({"iss": ISS, "aud": ["x", AUD], "sub": "u", "exp": now() + 600, "permissions": ["entities:read"]})), 200, ""),
         ("aud not ours", a.mint(&json!({"iss": ISS, "aud": ["x"], "sub": "u", "exp": now() + 600})), 401, INVALID),
@@ -142,7 +128,7 @@ fn unknown_kids_in_bulk_cost_at_most_one_fetch_per_interval() {
     for i in 0..200 {
         let t = other.mint_with_header(
             &json!({"alg": "RS256", "kid": format!("bulk-{i}")}),
-            &claims(ISS, AUD, "u", 600, json!({})),
+            &good_claims(),
         );
         assert_eq!(stack.envoy.get_with_token("/v1/x", &t).status, 401);
     }
@@ -164,13 +150,7 @@ fn header_values_that_are_not_utf8_get_the_contract_reply() {
         json!({"match": {"prefix": "/v1/"}, "permissions": ["entities:read"]}),
         json!({"match": {"prefix": "/health"}, "public": true}),
     ]));
-    let good = keys().0.mint(&claims(
-        ISS,
-        AUD,
-        "user-1",
-        600,
-        json!({"permissions": ["entities:read"]}),
-    ));
+    let good = token_with(json!({"permissions": ["entities:read"]}));
     let raw = |path: &str, auth: &[u8]| {
         let mut req = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nx-note: caf").into_bytes();
         req.extend_from_slice(b"\xe9 \xff\r\n");
@@ -241,13 +221,9 @@ fn a_body_sent_while_the_decision_waits_never_reaches_the_upstream() {
     o.env.push(("SDK_TOKEN_SECRET".into(), SECRET.into()));
     let envoy = Envoy::start(&o);
     // Signed by key B, which the JWKS does not hold: the request waits for a refetch.
-    let forged = keys().1.mint(&claims(
-        ISS,
-        AUD,
-        "user-1",
-        600,
-        json!({"permissions": ["orders:write"]}),
-    ));
+    let forged = keys()
+        .1
+        .mint(&claims_with(json!({"permissions": ["orders:write"]})));
     let auth = format!("Bearer {forged}");
     let headers = [
         ("authorization", auth.as_str()),
@@ -270,13 +246,7 @@ fn a_body_sent_while_the_decision_waits_never_reaches_the_upstream() {
         "the request never waited"
     );
     // A valid token's request, body and all, still reaches it.
-    let good = keys().0.mint(&claims(
-        ISS,
-        AUD,
-        "user-1",
-        600,
-        json!({"permissions": ["orders:write"]}),
-    ));
+    let good = token_with(json!({"permissions": ["orders:write"]}));
     let auth = format!("Bearer {good}");
     let r = envoy.request_with_body(
         "POST",

@@ -32,7 +32,7 @@ fn rules() -> Vec<Value> {
 #[test]
 fn authorization_rules_in_envoy() {
     let stack = Stack::start(plugin(rules()));
-    let t = |extra: Value| format!("Bearer {}", token(extra));
+    let t = |extra: Value| format!("Bearer {}", token_with(extra));
     let sdk = |extra: Value| {
         let mut c = json!({"sub": "svc-1", "exp": now() + 600});
         if let (Some(o), Value::Object(add)) = (c.as_object_mut(), extra) {
@@ -50,211 +50,212 @@ fn authorization_rules_in_envoy() {
         json!({"permissions": [format!("consumers:write:{NET}"), format!("consumers:write:{OTHER_NET}")], "networks": [NET]}),
     );
 
-    // (case, method, path, headers, status, exact body or None for "reached upstream")
-    type Row = (
-        &'static str,
-        &'static str,
-        String,
-        Vec<(&'static str, String)>,
-        u16,
-        Option<String>,
-    );
-    let rows: Vec<Row> = vec![
-        (
-            "permission granted",
-            "GET",
-            "/v1/entities/x".into(),
-            vec![(
+    /// A request and the reply it gets.
+    struct Row {
+        case: &'static str,
+        method: &'static str,
+        path: String,
+        headers: Vec<(&'static str, String)>,
+        status: u16,
+        /// The exact body of a local reply (`None`: the upstream answered).
+        body: Option<String>,
+    }
+    let rows = vec![
+        Row {
+            case: "permission granted",
+            method: "GET",
+            path: "/v1/entities/x".into(),
+            headers: vec![(
                 "authorization",
                 t(json!({"permissions": ["entities:read"]})),
             )],
-            200,
-            None,
-        ),
-        (
-            "permission missing",
-            "GET",
-            "/v1/entities/x".into(),
-            vec![(
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "permission missing",
+            method: "GET",
+            path: "/v1/entities/x".into(),
+            headers: vec![(
                 "authorization",
                 t(json!({"permissions": ["entities:write"]})),
             )],
-            403,
-            Some(NOT_ENOUGH.into()),
-        ),
-        (
-            "role grants",
-            "POST",
-            "/v1/furnish".into(),
-            vec![("authorization", t(json!({"role": "furnisher"})))],
-            200,
-            None,
-        ),
-        (
-            "admin role grants everything",
-            "GET",
-            "/v1/entities/x".into(),
-            vec![("authorization", t(json!({"role": "admin"})))],
-            200,
-            None,
-        ),
-        (
-            "unknown role grants nothing",
-            "POST",
-            "/v1/furnish".into(),
-            vec![("authorization", t(json!({"role": "viewer"})))],
-            403,
-            Some(NOT_ENOUGH.into()),
-        ),
-        (
-            "any_of second option",
-            "POST",
-            "/v1/furnish".into(),
-            vec![(
+            status: 403,
+            body: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "role grants",
+            method: "POST",
+            path: "/v1/furnish".into(),
+            headers: vec![("authorization", t(json!({"role": "furnisher"})))],
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "admin role grants everything",
+            method: "GET",
+            path: "/v1/entities/x".into(),
+            headers: vec![("authorization", t(json!({"role": "admin"})))],
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "unknown role grants nothing",
+            method: "POST",
+            path: "/v1/furnish".into(),
+            headers: vec![("authorization", t(json!({"role": "viewer"})))],
+            status: 403,
+            body: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "any_of second option",
+            method: "POST",
+            path: "/v1/furnish".into(),
+            headers: vec![(
                 "authorization",
                 t(json!({"permissions": ["furnish:admin"]})),
             )],
-            200,
-            None,
-        ),
-        (
-            "member of the network",
-            "POST",
-            format!("/v1/consent/consumer?network_id={NET}"),
-            vec![("authorization", consent_ok.clone())],
-            200,
-            None,
-        ),
-        (
-            "not a member",
-            "POST",
-            format!("/v1/consent/consumer?network_id={OTHER_NET}"),
-            vec![
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "member of the network",
+            method: "POST",
+            path: format!("/v1/consent/consumer?network_id={NET}"),
+            headers: vec![("authorization", consent_ok.clone())],
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "not a member",
+            method: "POST",
+            path: format!("/v1/consent/consumer?network_id={OTHER_NET}"),
+            headers: vec![
                 ("authorization", consent_ok.clone()),
                 ("x-request-id", "rid-1".into()),
             ],
-            403,
-            Some(denied("rid-1")),
-        ),
-        (
-            "membership value missing",
-            "POST",
-            "/v1/consent/consumer".into(),
-            vec![
+            status: 403,
+            body: Some(denied("rid-1")),
+        },
+        Row {
+            case: "membership value missing",
+            method: "POST",
+            path: "/v1/consent/consumer".into(),
+            headers: vec![
                 ("authorization", consent_ok.clone()),
                 ("x-request-id", "rid-2".into()),
             ],
-            403,
-            Some(denied("rid-2")),
-        ),
-        (
-            "network given twice",
-            "POST",
-            format!("/v1/consent/consumer?network_id={NET}&network_id={OTHER_NET}"),
-            vec![
+            status: 403,
+            body: Some(denied("rid-2")),
+        },
+        Row {
+            case: "network given twice",
+            method: "POST",
+            path: format!("/v1/consent/consumer?network_id={NET}&network_id={OTHER_NET}"),
+            headers: vec![
                 ("authorization", consent_ok.clone()),
                 ("x-request-id", "rid-3".into()),
             ],
-            403,
-            Some(denied("rid-3")),
-        ),
-        (
-            "permission checked before membership",
-            "POST",
-            format!("/v1/consent/consumer?network_id={OTHER_NET}"),
-            vec![("authorization", t(json!({"networks": [NET]})))],
-            403,
-            Some(NOT_ENOUGH.into()),
-        ),
-        (
-            "GET on a POST-only rule falls to the default",
-            "GET",
-            "/v1/consent/consumer".into(),
-            vec![("authorization", t(json!({})))],
-            200,
-            None,
-        ),
-        (
-            "template and path membership",
-            "POST",
-            format!("/v1/networks/{NET}/consumers"),
-            vec![("authorization", consumers.clone())],
-            200,
-            None,
-        ),
-        (
-            "template, other network",
-            "POST",
-            format!("/v1/networks/{OTHER_NET}/consumers"),
-            vec![
+            status: 403,
+            body: Some(denied("rid-3")),
+        },
+        Row {
+            case: "permission checked before membership",
+            method: "POST",
+            path: format!("/v1/consent/consumer?network_id={OTHER_NET}"),
+            headers: vec![("authorization", t(json!({"networks": [NET]})))],
+            status: 403,
+            body: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "GET on a POST-only rule falls to the default",
+            method: "GET",
+            path: "/v1/consent/consumer".into(),
+            headers: vec![("authorization", t(json!({})))],
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "template and path membership",
+            method: "POST",
+            path: format!("/v1/networks/{NET}/consumers"),
+            headers: vec![("authorization", consumers.clone())],
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "template, other network",
+            method: "POST",
+            path: format!("/v1/networks/{OTHER_NET}/consumers"),
+            headers: vec![
                 ("authorization", consumers.clone()),
                 ("x-request-id", "rid-4".into()),
             ],
-            403,
-            Some(denied("rid-4")),
-        ),
-        (
-            "items: index header missing",
-            "GET",
-            "/v1/items".into(),
-            vec![("solenya-user-uuid", USER_V7.into())],
-            400,
-            Some(r#"{"detail":"Solenya-Index-UUID header is required"}"#.into()),
-        ),
-        (
-            "items: user header missing",
-            "GET",
-            "/v1/items".into(),
-            vec![("solenya-index-uuid", INDEX.into())],
-            400,
-            Some(r#"{"detail":"Solenya-User-UUID header is required"}"#.into()),
-        ),
-        (
-            "items: user not UUIDv7",
-            "GET",
-            "/v1/items".into(),
-            vec![
+            status: 403,
+            body: Some(denied("rid-4")),
+        },
+        Row {
+            case: "items: index header missing",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![("solenya-user-uuid", USER_V7.into())],
+            status: 400,
+            body: Some(r#"{"detail":"Solenya-Index-UUID header is required"}"#.into()),
+        },
+        Row {
+            case: "items: user header missing",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![("solenya-index-uuid", INDEX.into())],
+            status: 400,
+            body: Some(r#"{"detail":"Solenya-User-UUID header is required"}"#.into()),
+        },
+        Row {
+            case: "items: user not UUIDv7",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![
                 ("solenya-index-uuid", INDEX.into()),
                 ("solenya-user-uuid", USER_V4.into()),
             ],
-            400,
-            Some(r#"{"detail":"Solenya-User-UUID must be a valid UUIDv7"}"#.into()),
-        ),
-        (
-            "items: index not a UUID",
-            "GET",
-            "/v1/items".into(),
-            vec![
+            status: 400,
+            body: Some(r#"{"detail":"Solenya-User-UUID must be a valid UUIDv7"}"#.into()),
+        },
+        Row {
+            case: "items: index not a UUID",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![
                 ("solenya-index-uuid", "idx-1".into()),
                 ("solenya-user-uuid", USER_V7.into()),
             ],
-            400,
-            Some(r#"{"detail":"Solenya-Index-UUID must be a valid UUID"}"#.into()),
-        ),
-        (
-            "items: headers checked before the token",
-            "GET",
-            "/v1/items".into(),
-            vec![],
-            400,
-            Some(r#"{"detail":"Solenya-Index-UUID header is required"}"#.into()),
-        ),
-        (
-            "items: headers fine, no token",
-            "GET",
-            "/v1/items".into(),
-            vec![
+            status: 400,
+            body: Some(r#"{"detail":"Solenya-Index-UUID must be a valid UUID"}"#.into()),
+        },
+        Row {
+            case: "items: headers checked before the token",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![],
+            status: 400,
+            body: Some(r#"{"detail":"Solenya-Index-UUID header is required"}"#.into()),
+        },
+        Row {
+            case: "items: headers fine, no token",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![
                 ("solenya-index-uuid", INDEX.into()),
                 ("solenya-user-uuid", USER_V7.into()),
             ],
-            401,
-            Some(REQUIRES_AUTH.into()),
-        ),
-        (
-            "scope index:read:* grants this index",
-            "GET",
-            "/v1/items?q=shoes".into(),
-            vec![
+            status: 401,
+            body: Some(REQUIRES_AUTH.into()),
+        },
+        Row {
+            case: "scope index:read:* grants this index",
+            method: "GET",
+            path: "/v1/items?q=shoes".into(),
+            headers: vec![
                 ("solenya-index-uuid", INDEX.into()),
                 ("solenya-user-uuid", USER_V7.into()),
                 (
@@ -262,14 +263,14 @@ fn authorization_rules_in_envoy() {
                     t(json!({"scope": "index:read:* events:write:*"})),
                 ),
             ],
-            200,
-            None,
-        ),
-        (
-            "scope for exactly this index",
-            "GET",
-            "/v1/items".into(),
-            vec![
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "scope for exactly this index",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![
                 ("solenya-index-uuid", INDEX.into()),
                 ("solenya-user-uuid", USER_V7.into()),
                 (
@@ -277,14 +278,14 @@ fn authorization_rules_in_envoy() {
                     t(json!({"scope": format!("index:read:{INDEX}")})),
                 ),
             ],
-            200,
-            None,
-        ),
-        (
-            "scope for another index",
-            "GET",
-            "/v1/items".into(),
-            vec![
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "scope for another index",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![
                 ("solenya-index-uuid", INDEX.into()),
                 ("solenya-user-uuid", USER_V7.into()),
                 (
@@ -292,82 +293,90 @@ fn authorization_rules_in_envoy() {
                     t(json!({"scope": format!("index:read:{OTHER_INDEX}")})),
                 ),
             ],
-            403,
-            Some(NOT_ENOUGH.into()),
-        ),
-        (
-            "write scope does not grant read",
-            "GET",
-            "/v1/items".into(),
-            vec![
+            status: 403,
+            body: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "write scope does not grant read",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![
                 ("solenya-index-uuid", INDEX.into()),
                 ("solenya-user-uuid", USER_V7.into()),
                 ("authorization", t(json!({"scope": "index:write:*"}))),
             ],
-            403,
-            Some(NOT_ENOUGH.into()),
-        ),
-        (
-            "index:*:* grants read",
-            "GET",
-            "/v1/items".into(),
-            vec![
+            status: 403,
+            body: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "index:*:* grants read",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![
                 ("solenya-index-uuid", INDEX.into()),
                 ("solenya-user-uuid", USER_V7.into()),
                 ("authorization", t(json!({"scope": ["index:*:*"]}))),
             ],
-            200,
-            None,
-        ),
-        (
-            "host rule",
-            "GET",
-            "/anything".into(),
-            vec![
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "host rule",
+            method: "GET",
+            path: "/anything".into(),
+            headers: vec![
                 ("host", "admin.example.com".into()),
                 (
                     "authorization",
                     t(json!({"permissions": ["entities:read"]})),
                 ),
             ],
-            403,
-            Some(NOT_ENOUGH.into()),
-        ),
-        (
-            "host rule granted",
-            "GET",
-            "/anything".into(),
-            vec![
+            status: 403,
+            body: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "host rule granted",
+            method: "GET",
+            path: "/anything".into(),
+            headers: vec![
                 ("host", "admin.example.com:8443".into()),
                 ("authorization", t(json!({"permissions": ["admin"]}))),
             ],
-            200,
-            None,
-        ),
-        (
-            "namespaced SDK permissions claim",
-            "POST",
-            "/api/templates/identity_prefill/query".into(),
-            vec![(
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "namespaced SDK permissions claim",
+            method: "POST",
+            path: "/api/templates/identity_prefill/query".into(),
+            headers: vec![(
                 "authorization",
                 sdk(json!({"https://api.solo.one/permissions": ["templates:query"]})),
             )],
-            200,
-            None,
-        ),
-        (
-            "rule limited to the SDK provider",
-            "POST",
-            "/api/templates/identity_prefill/query".into(),
-            vec![(
+            status: 200,
+            body: None,
+        },
+        Row {
+            case: "rule limited to the SDK provider",
+            method: "POST",
+            path: "/api/templates/identity_prefill/query".into(),
+            headers: vec![(
                 "authorization",
                 t(json!({"permissions": ["templates:query"]})),
             )],
-            401,
-            Some(INVALID.into()),
-        ),
+            status: 401,
+            body: Some(INVALID.into()),
+        },
     ];
-    for (case, method, path, headers, status, body) in rows {
+    for row in rows {
+        let Row {
+            case,
+            method,
+            path,
+            headers,
+            status,
+            body,
+        } = row;
         let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let r = stack.envoy.request(method, &path, &hs);
         assert_eq!(r.status, status, "{case}: {}", r.body);
@@ -398,46 +407,90 @@ fn authorization_rules_in_envoy() {
 fn bypass_attempts_never_reach_a_protected_route_unauthenticated() {
     let stack = Stack::start(plugin(rules()));
     let reached = |r: &Reply| r.status == 200 && r.json()["path"].is_string();
+    /// A request without a token.
+    struct Row {
+        case: &'static str,
+        method: &'static str,
+        path: &'static str,
+        /// The path the upstream gets when the request is public (`None`: it must not be).
+        public_as: Option<&'static str>,
+    }
     // Public only as exact GET /health (query allowed); everything else needs a token.
-    let rows: Vec<(&str, &str, &str, Option<&str>)> = vec![
-        (
-            "query string keeps it public",
-            "GET",
-            "/health?x=1",
-            Some("/health?x=1"),
-        ),
-        (
-            "merged slashes: still /health",
-            "GET",
-            "//health",
-            Some("/health"),
-        ),
-        (
-            "dot segments resolved to /health",
-            "GET",
-            "/v1/entities/../../health",
-            Some("/health"),
-        ),
-        (
-            "dot segments into a protected route",
-            "GET",
-            "/health/../v1/entities/x",
-            None,
-        ),
-        (
-            "encoded slashes",
-            "GET",
-            "/health%2F..%2Fv1/entities/x",
-            None,
-        ),
-        ("encoded dots", "GET", "/health/%2e%2e/v1/entities/x", None),
-        ("prefix lookalike", "GET", "/healthz", None),
-        ("case", "GET", "/HEALTH", None),
-        ("trailing slash", "GET", "/health/", None),
-        ("method", "POST", "/health", None),
-        ("path parameter", "GET", "/health;x=1", None),
+    let rows = vec![
+        Row {
+            case: "query string keeps it public",
+            method: "GET",
+            path: "/health?x=1",
+            public_as: Some("/health?x=1"),
+        },
+        Row {
+            case: "merged slashes: still /health",
+            method: "GET",
+            path: "//health",
+            public_as: Some("/health"),
+        },
+        Row {
+            case: "dot segments resolved to /health",
+            method: "GET",
+            path: "/v1/entities/../../health",
+            public_as: Some("/health"),
+        },
+        Row {
+            case: "dot segments into a protected route",
+            method: "GET",
+            path: "/health/../v1/entities/x",
+            public_as: None,
+        },
+        Row {
+            case: "encoded slashes",
+            method: "GET",
+            path: "/health%2F..%2Fv1/entities/x",
+            public_as: None,
+        },
+        Row {
+            case: "encoded dots",
+            method: "GET",
+            path: "/health/%2e%2e/v1/entities/x",
+            public_as: None,
+        },
+        Row {
+            case: "prefix lookalike",
+            method: "GET",
+            path: "/healthz",
+            public_as: None,
+        },
+        Row {
+            case: "case",
+            method: "GET",
+            path: "/HEALTH",
+            public_as: None,
+        },
+        Row {
+            case: "trailing slash",
+            method: "GET",
+            path: "/health/",
+            public_as: None,
+        },
+        Row {
+            case: "method",
+            method: "POST",
+            path: "/health",
+            public_as: None,
+        },
+        Row {
+            case: "path parameter",
+            method: "GET",
+            path: "/health;x=1",
+            public_as: None,
+        },
     ];
-    for (case, method, path, public_as) in rows {
+    for row in rows {
+        let Row {
+            case,
+            method,
+            path,
+            public_as,
+        } = row;
         let r = stack.envoy.request(method, path, &[]);
         match public_as {
             Some(upstream_path) => {

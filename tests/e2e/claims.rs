@@ -29,9 +29,7 @@ fn keycloak_plugin(extra: Value) -> Value {
 }
 
 fn keycloak_token(claims_extra: Value) -> String {
-    keys()
-        .0
-        .mint(&claims(ISS, AUD, "f1b4a3c2", 600, claims_extra))
+    token_for("f1b4a3c2", claims_extra)
 }
 
 #[test]

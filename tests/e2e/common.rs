@@ -1,47 +1,20 @@
-//! Fixtures shared by the end-to-end suites: named tokens and a running stack
-//! (JWKS server + echo upstream + Envoy with the filter).
+//! What the end-to-end suites share: the named fixtures of `support::fixtures` (tokens,
+//! keys, the test configuration), a running stack (JWKS server + echo upstream + Envoy
+//! with the filter) and the contract's replies.
 
 use crate::support;
 
-use serde_json::{json, Value};
-use std::sync::OnceLock;
+use serde_json::Value;
 pub use support::envoy::{free_port, http, http_raw, native, Envoy, Options, Reply};
+pub use support::fixtures::{
+    claims_for, claims_with, expired_token, good_claims, good_token, keys, not_yet_valid_token,
+    plugin, token_for, token_with, unknown_kid_token, wrong_audience_token, wrong_issuer_token,
+    AUD, ISS, SECRET,
+};
 pub use support::idp::{
     b64, claims, jwks, mint_hs, mint_hs256, mint_hs256_with_header, now, EcSigner, EdSigner, Signer,
 };
 pub use support::servers::{echo, HttpServer, JwksMode, JwksServer};
-
-pub const ISS: &str = "https://idp.test";
-pub const AUD: &str = "bearer-guard-tests";
-pub const SECRET: &str = "sdk-secret-for-tests-0123456789abcdef-long-enough-for-hs512-keys!";
-
-/// Two RSA keys, generated once per test binary.
-pub fn keys() -> &'static (Signer, Signer) {
-    static KEYS: OnceLock<(Signer, Signer)> = OnceLock::new();
-    KEYS.get_or_init(|| (Signer::generate("key-a"), Signer::generate("key-b")))
-}
-
-/// The plugin configuration most suites use; `rules` are appended after the public ones.
-pub fn plugin(rules: Vec<Value>) -> Value {
-    let mut all = vec![
-        json!({"match": {"methods": ["GET"], "path": "/health"}, "public": true}),
-        json!({"match": {"methods": ["GET"], "path": "/version"}, "public": true}),
-    ];
-    all.extend(rules);
-    json!({
-        "providers": [
-            {"name": "idp", "issuer": ISS, "audiences": [AUD], "algorithms": ["RS256"],
-             "jwks": {"cluster": "jwks", "authority": "idp.test", "path": "/jwks",
-                      "refetch_min_interval_s": 2, "retry_max_s": 1, "timeout_ms": 1500},
-             "identity": {"required_claims": ["sub"]}},
-            {"name": "sdk", "algorithms": ["HS256"], "secret": {"env": "SDK_TOKEN_SECRET"},
-             "claims": {"permissions": "https://api.solo.one/permissions"}}
-        ],
-        "roles": {"admin": ["*"], "furnisher": ["furnish:write"]},
-        "forward": {"headers": {"x-auth-subject": "sub", "x-auth-org": "org_id", "x-auth-permissions": "permissions"}},
-        "rules": all
-    })
-}
 
 /// A running stack, stopped on drop.
 pub struct Stack {
@@ -86,11 +59,6 @@ impl Stack {
             envoy,
         }
     }
-}
-
-/// A valid RS256 token from key A with `extra` claims.
-pub fn token(extra: Value) -> String {
-    keys().0.mint(&claims(ISS, AUD, "user-1", 600, extra))
 }
 
 /// Asserts status, exact JSON body and (when given) `www-authenticate`.

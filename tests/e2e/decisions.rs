@@ -56,7 +56,7 @@ fn path_segments_decode_exactly() {
         "match": {"template": "/v1/orgs/{org}/items"},
         "member_of": {"path": "org", "claim": "orgs"}
     })]));
-    let token = token(json!({"orgs": ["a b"]}));
+    let token = token_with(json!({"orgs": ["a b"]}));
     let denied = |rid: &str| {
         format!(
             r#"{{"detail":"Permission denied","error_code":"PERMISSION_DENIED","request_id":"{rid}"}}"#
@@ -84,10 +84,10 @@ fn case_varying_paths_are_refused_under_default_deny() {
     ]);
     config["default"] = json!("deny");
     let stack = Stack::start(config);
-    let without = format!("Bearer {}", token(json!({})));
+    let without = format!("Bearer {}", good_token());
     let with = format!(
         "Bearer {}",
-        token(json!({"permissions": ["entities:read"]}))
+        token_with(json!({"permissions": ["entities:read"]}))
     );
     for path in ["/v1/%45ntities/x", "/v1/Entities/x", "/V1/entities/x"] {
         let r = stack.envoy.get(path, &[("authorization", &without)]);
@@ -132,10 +132,10 @@ fn keys_under_2048_bits_are_refused() {
                 .envoy
                 .log_contains("loaded keys [key-a] (1 JWKS entries skipped")
         }));
-    let weak_token = weak.mint(&claims(ISS, AUD, "user-1", 600, json!({})));
+    let weak_token = weak.mint(&good_claims());
     let r = stack.envoy.get_with_token("/v1/x", &weak_token);
     expect("2041-bit key", &r, 401, Some(INVALID), WWW_INVALID);
-    let r = stack.envoy.get_with_token("/v1/x", &token(json!({})));
+    let r = stack.envoy.get_with_token("/v1/x", &good_token());
     assert_eq!(r.status, 200, "2048-bit key: {}", r.body);
 }
 
@@ -165,7 +165,7 @@ fn jwks_bodies_are_bounded() {
                 .envoy
                 .log_contains("over the 65536-byte limit (jwks.max_bytes)")
         }));
-    let auth = format!("Bearer {}", token(json!({})));
+    let auth = format!("Bearer {}", good_token());
     let r = stack.envoy.get(
         "/v1/x",
         &[("authorization", &auth), ("x-request-id", "big")],
@@ -189,7 +189,7 @@ fn jwks_bodies_are_bounded() {
         .wait_until(std::time::Duration::from_secs(10), || {
             stack.envoy.log_contains("(37 JWKS entries skipped")
         }));
-    let r = stack.envoy.get_with_token("/v1/x", &token(json!({})));
+    let r = stack.envoy.get_with_token("/v1/x", &good_token());
     assert_eq!(r.status, 200, "{}", r.body);
     drop(stack);
 
@@ -227,6 +227,6 @@ fn jwks_bodies_are_bounded() {
         worst.len()
     );
     assert!(ms < 500, "{line}");
-    let r = stack.envoy.get_with_token("/v1/x", &token(json!({})));
+    let r = stack.envoy.get_with_token("/v1/x", &good_token());
     assert_eq!(r.status, 200, "{}", r.body);
 }

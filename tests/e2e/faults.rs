@@ -52,13 +52,13 @@ fn jwks_faults_under_load(concurrency: usize) {
     let vms_before = active_vms(&stack.envoy);
     let (a, b) = (&keys().0, &keys().1);
     let valid: Vec<String> = (0..50)
-        .map(|i| a.mint(&claims(ISS, AUD, &format!("u{i}"), 600, json!({}))))
+        .map(|i| token_for(&format!("u{i}"), json!({})))
         .collect();
     let unknown: Vec<String> = (0..50)
         .map(|i| {
             a.mint_with_header(
                 &json!({"alg": "RS256", "kid": format!("gone-{i}")}),
-                &claims(ISS, AUD, "u", 600, json!({})),
+                &good_claims(),
             )
         })
         .collect();
@@ -151,7 +151,7 @@ fn jwks_faults_under_load(concurrency: usize) {
     assert_eq!(
         stack
             .envoy
-            .get_with_token("/v1/x", &b.mint(&claims(ISS, AUD, "u", 600, json!({}))))
+            .get_with_token("/v1/x", &b.mint(&good_claims()))
             .status,
         200
     );
@@ -201,11 +201,7 @@ fn account_service_down_under_load(concurrency: usize) {
     let envoy = Envoy::start(&o);
     let tokens: Arc<Vec<String>> = Arc::new(
         (0..20)
-            .map(|i| {
-                keys()
-                    .0
-                    .mint(&claims(ISS, AUD, &format!("u{i}"), 600, json!({})))
-            })
+            .map(|i| token_for(&format!("u{i}"), json!({})))
             .collect(),
     );
     let stop = Arc::new(AtomicBool::new(false));

@@ -4,25 +4,30 @@ use crate::common::*;
 use serde_json::json;
 use std::time::Duration;
 
+/// One row of the reply table: a request and the reply it gets.
+struct Row {
+    case: &'static str,
+    path: &'static str,
+    headers: Vec<(&'static str, String)>,
+    status: u16,
+    /// The exact JSON body of a local reply (`None`: the upstream answered).
+    body: Option<&'static str>,
+    www_authenticate: Option<&'static str>,
+}
+
 #[test]
 fn reply_table_rows_in_envoy() {
     let stack = Stack::start(plugin(vec![
         json!({"match": {"prefix": "/v1/entities/"}, "permissions": ["entities:read"]}),
     ]));
     let (a, other) = (&keys().0, &keys().1);
-    let good = token(json!({"permissions": ["entities:read"]}));
-    let expired = a.mint(&claims(ISS, AUD, "user-1", -3600, json!({})));
-    // Signed by a key this environment's JWKS does not have: unknown kid, and same kid.
-    let foreign_kid = other.mint(&claims(ISS, AUD, "user-1", 600, json!({})));
-    let foreign_same_kid = other.mint_with_header(
-        &json!({"alg": "RS256", "kid": "key-a"}),
-        &claims(ISS, AUD, "user-1", 600, json!({})),
-    );
+    let good = token_with(json!({"permissions": ["entities:read"]}));
+    // Signed by a key this environment's JWKS does not have, naming key A's kid.
+    let foreign_same_kid =
+        other.mint_with_header(&json!({"alg": "RS256", "kid": "key-a"}), &good_claims());
     let truncated = good[..good.len() - 10].to_string();
     let garbled = good.replacen('.', "#", 1);
     let no_sub = a.mint(&json!({"iss": ISS, "aud": AUD, "exp": now() + 600}));
-    let wrong_aud = a.mint(&claims(ISS, "another-client", "user-1", 600, json!({})));
-    let wrong_iss = a.mint(&claims("https://evil.test", AUD, "user-1", 600, json!({})));
     let hs_good = mint_hs256(
         SECRET.as_bytes(),
         &json!({"sub": "svc-1", "exp": now() + 600}),
@@ -32,218 +37,218 @@ fn reply_table_rows_in_envoy() {
         &json!({"sub": "svc-1", "exp": now() + 600}),
     );
     // Algorithm confusion: HS256 "signed" with the RSA provider's public key as the secret.
-    let confused = mint_hs256(&a.public_der(), &claims(ISS, AUD, "user-1", 600, json!({})));
+    let confused = mint_hs256(&a.public_der(), &good_claims());
     let alg_none = format!(
         "{}.{}.",
         b64(r#"{"alg":"none"}"#),
-        b64(claims(ISS, AUD, "u", 600, json!({})).to_string())
+        b64(good_claims().to_string())
     );
     let bearer = |t: &str| format!("Bearer {t}");
 
-    type Row<'a> = (
-        &'a str,
-        &'a str,
-        Vec<(&'a str, String)>,
-        u16,
-        Option<&'a str>,
-        Option<&'a str>,
-    );
-    let rows: Vec<Row> = vec![
-        (
-            "no Authorization header",
-            "/v1/entities/x",
-            vec![],
-            401,
-            Some(REQUIRES_AUTH),
-            WWW_BEARER,
-        ),
-        (
-            "wrong scheme",
-            "/v1/entities/x",
-            vec![("authorization", "Token abc".into())],
-            401,
-            Some(REQUIRES_AUTH),
-            WWW_BEARER,
-        ),
-        (
-            "bare token",
-            "/v1/entities/x",
-            vec![("authorization", good.clone())],
-            401,
-            Some(REQUIRES_AUTH),
-            WWW_BEARER,
-        ),
-        (
-            "Bearer with nothing after",
-            "/v1/entities/x",
-            vec![("authorization", "Bearer".into())],
-            401,
-            Some(REQUIRES_AUTH),
-            WWW_BEARER,
-        ),
-        (
-            "Bearer and a space",
-            "/v1/entities/x",
-            vec![("authorization", "Bearer ".into())],
-            401,
-            Some(REQUIRES_AUTH),
-            WWW_BEARER,
-        ),
-        (
-            "two Authorization headers",
-            "/v1/entities/x",
-            vec![
+    let rows = vec![
+        Row {
+            case: "no Authorization header",
+            path: "/v1/entities/x",
+            headers: vec![],
+            status: 401,
+            body: Some(REQUIRES_AUTH),
+            www_authenticate: WWW_BEARER,
+        },
+        Row {
+            case: "wrong scheme",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", "Token abc".into())],
+            status: 401,
+            body: Some(REQUIRES_AUTH),
+            www_authenticate: WWW_BEARER,
+        },
+        Row {
+            case: "bare token",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", good.clone())],
+            status: 401,
+            body: Some(REQUIRES_AUTH),
+            www_authenticate: WWW_BEARER,
+        },
+        Row {
+            case: "Bearer with nothing after",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", "Bearer".into())],
+            status: 401,
+            body: Some(REQUIRES_AUTH),
+            www_authenticate: WWW_BEARER,
+        },
+        Row {
+            case: "Bearer and a space",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", "Bearer ".into())],
+            status: 401,
+            body: Some(REQUIRES_AUTH),
+            www_authenticate: WWW_BEARER,
+        },
+        Row {
+            case: "two Authorization headers",
+            path: "/v1/entities/x",
+            headers: vec![
                 ("authorization", bearer(&good)),
                 ("authorization", bearer(&good)),
             ],
-            401,
-            Some(REQUIRES_AUTH),
-            WWW_BEARER,
-        ),
-        (
-            "expired",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&expired))],
-            401,
-            Some(INVALID),
-            WWW_INVALID,
-        ),
-        (
-            "key not in JWKS (unknown kid)",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&foreign_kid))],
-            401,
-            Some(INVALID),
-            WWW_INVALID,
-        ),
-        (
-            "key not in JWKS (same kid)",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&foreign_same_kid))],
-            401,
-            Some(INVALID),
-            WWW_INVALID,
-        ),
-        (
-            "garbled",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&garbled))],
-            401,
-            Some(INVALID),
-            WWW_INVALID,
-        ),
-        (
-            "truncated",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&truncated))],
-            401,
-            Some(INVALID),
-            WWW_INVALID,
-        ),
-        (
-            "wrong audience",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&wrong_aud))],
-            401,
-            Some(INVALID),
-            WWW_INVALID,
-        ),
-        (
-            "wrong issuer",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&wrong_iss))],
-            401,
-            Some(INVALID),
-            WWW_INVALID,
-        ),
-        (
-            "alg none",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&alg_none))],
-            401,
-            Some(INVALID),
-            WWW_INVALID,
-        ),
-        (
-            "HS256 with the RSA public key",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&confused))],
-            401,
-            Some(INVALID),
-            WWW_INVALID,
-        ),
-        (
-            "HS256 wrong secret",
-            "/v1/other",
-            vec![("authorization", bearer(&hs_wrong))],
-            401,
-            Some(INVALID),
-            WWW_INVALID,
-        ),
-        (
-            "valid token, identity claim missing",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&no_sub))],
-            401,
-            Some(NO_ACCOUNT),
-            WWW_INVALID,
-        ),
-        (
-            "valid token, missing permission",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&token(json!({}))))],
-            403,
-            Some(NOT_ENOUGH),
-            WWW_SCOPE,
-        ),
-        (
-            "valid",
-            "/v1/entities/x",
-            vec![("authorization", bearer(&good))],
-            200,
-            None,
-            None,
-        ),
-        (
-            "scheme is case-insensitive",
-            "/v1/entities/x",
-            vec![("authorization", format!("bearer {good}"))],
-            200,
-            None,
-            None,
-        ),
-        (
-            "HS256 valid",
-            "/v1/other",
-            vec![("authorization", bearer(&hs_good))],
-            200,
-            None,
-            None,
-        ),
-        ("GET /health is public", "/health", vec![], 200, None, None),
-        (
-            "GET /version is public",
-            "/version",
-            vec![],
-            200,
-            None,
-            None,
-        ),
-        (
-            "unmatched route needs a token",
-            "/v1/other",
-            vec![],
-            401,
-            Some(REQUIRES_AUTH),
-            WWW_BEARER,
-        ),
+            status: 401,
+            body: Some(REQUIRES_AUTH),
+            www_authenticate: WWW_BEARER,
+        },
+        Row {
+            case: "expired",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&expired_token()))],
+            status: 401,
+            body: Some(INVALID),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "key not in JWKS (unknown kid)",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&unknown_kid_token()))],
+            status: 401,
+            body: Some(INVALID),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "key not in JWKS (same kid)",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&foreign_same_kid))],
+            status: 401,
+            body: Some(INVALID),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "garbled",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&garbled))],
+            status: 401,
+            body: Some(INVALID),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "truncated",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&truncated))],
+            status: 401,
+            body: Some(INVALID),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "wrong audience",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&wrong_audience_token()))],
+            status: 401,
+            body: Some(INVALID),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "wrong issuer",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&wrong_issuer_token()))],
+            status: 401,
+            body: Some(INVALID),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "alg none",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&alg_none))],
+            status: 401,
+            body: Some(INVALID),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "HS256 with the RSA public key",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&confused))],
+            status: 401,
+            body: Some(INVALID),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "HS256 wrong secret",
+            path: "/v1/other",
+            headers: vec![("authorization", bearer(&hs_wrong))],
+            status: 401,
+            body: Some(INVALID),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "valid token, identity claim missing",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&no_sub))],
+            status: 401,
+            body: Some(NO_ACCOUNT),
+            www_authenticate: WWW_INVALID,
+        },
+        Row {
+            case: "valid token, missing permission",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&good_token()))],
+            status: 403,
+            body: Some(NOT_ENOUGH),
+            www_authenticate: WWW_SCOPE,
+        },
+        Row {
+            case: "valid",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", bearer(&good))],
+            status: 200,
+            body: None,
+            www_authenticate: None,
+        },
+        Row {
+            case: "scheme is case-insensitive",
+            path: "/v1/entities/x",
+            headers: vec![("authorization", format!("bearer {good}"))],
+            status: 200,
+            body: None,
+            www_authenticate: None,
+        },
+        Row {
+            case: "HS256 valid",
+            path: "/v1/other",
+            headers: vec![("authorization", bearer(&hs_good))],
+            status: 200,
+            body: None,
+            www_authenticate: None,
+        },
+        Row {
+            case: "GET /health is public",
+            path: "/health",
+            headers: vec![],
+            status: 200,
+            body: None,
+            www_authenticate: None,
+        },
+        Row {
+            case: "GET /version is public",
+            path: "/version",
+            headers: vec![],
+            status: 200,
+            body: None,
+            www_authenticate: None,
+        },
+        Row {
+            case: "unmatched route needs a token",
+            path: "/v1/other",
+            headers: vec![],
+            status: 401,
+            body: Some(REQUIRES_AUTH),
+            www_authenticate: WWW_BEARER,
+        },
     ];
-    for (case, path, headers, status, body, www) in rows {
-        let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let r = stack.envoy.get(path, &hs);
-        expect(case, &r, status, body, www);
-        if status == 200 {
-            assert_eq!(r.json()["path"], path, "{case}: reached the upstream");
+    for row in rows {
+        let case = row.case;
+        let hs: Vec<(&str, &str)> = row.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = stack.envoy.get(row.path, &hs);
+        expect(case, &r, row.status, row.body, row.www_authenticate);
+        if row.status == 200 {
+            assert_eq!(r.json()["path"], row.path, "{case}: reached the upstream");
         }
     }
     // The upstream sees the verified identity.
@@ -280,7 +285,7 @@ fn jwks_down_at_start_is_500_then_recovers() {
     let mut o = Options::new(plugin(vec![]), upstream.port, jwks.server.port);
     o.env.push(("SDK_TOKEN_SECRET".into(), SECRET.into()));
     let envoy = Envoy::start(&o);
-    let good = token(json!({}));
+    let good = good_token();
     let r = envoy.get(
         "/v1/x",
         &[
@@ -319,7 +324,7 @@ fn requests_wait_for_the_first_key_set() {
     .expect("jwks");
     let stack = Stack::with_jwks(plugin(vec![]), jwks);
     // The first fetch is in flight (it takes 1.2 s); this request waits instead of failing.
-    let r = stack.envoy.get_with_token("/v1/x", &token(json!({})));
+    let r = stack.envoy.get_with_token("/v1/x", &good_token());
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -327,8 +332,8 @@ fn requests_wait_for_the_first_key_set() {
 fn key_rotation_and_refetch_rate_limit() {
     let stack = Stack::start(plugin(vec![]));
     let (a, b) = (&keys().0, &keys().1);
-    let ta = a.mint(&claims(ISS, AUD, "user-1", 600, json!({})));
-    let tb = b.mint(&claims(ISS, AUD, "user-1", 600, json!({})));
+    let ta = a.mint(&good_claims());
+    let tb = b.mint(&good_claims());
     assert_eq!(stack.envoy.get_with_token("/v1/x", &ta).status, 200);
     // Rotate: the JWKS now has only key B. A token naming B triggers one refetch.
     stack.jwks.set(JwksMode::Serve(jwks(&[b])));
@@ -343,7 +348,7 @@ fn key_rotation_and_refetch_rate_limit() {
     for i in 0..30 {
         let t = b.mint_with_header(
             &json!({"alg": "RS256", "kid": format!("random-{i}")}),
-            &claims(ISS, AUD, "u", 600, json!({})),
+            &good_claims(),
         );
         expect(
             "random kid",
@@ -360,13 +365,13 @@ fn key_rotation_and_refetch_rate_limit() {
 #[test]
 fn a_failed_refresh_keeps_the_last_good_keys() {
     let stack = Stack::start(plugin(vec![]));
-    let t = token(json!({}));
+    let t = good_token();
     assert_eq!(stack.envoy.get_with_token("/v1/x", &t).status, 200);
     for mode in [JwksMode::Status(503), JwksMode::Garbage] {
         stack.jwks.set(mode);
         std::thread::sleep(Duration::from_millis(2100));
         // An unknown kid forces a refetch, which fails; the known key still works.
-        let unknown = keys().1.mint(&claims(ISS, AUD, "u", 600, json!({})));
+        let unknown = unknown_kid_token();
         expect(
             "unknown kid during outage",
             &stack.envoy.get_with_token("/v1/x", &unknown),
@@ -422,10 +427,10 @@ fn the_pure_rust_backend_end_to_end() {
         "{}",
         stack.envoy.log()
     );
-    let good = token(json!({}));
+    let good = good_token();
     assert_eq!(stack.envoy.get_with_token("/v1/x", &good).status, 200);
     let (head, _) = good.rsplit_once('.').expect("jws");
-    let forged = keys().1.mint(&claims(ISS, AUD, "user-1", 600, json!({})));
+    let forged = keys().1.mint(&good_claims());
     let forged = format!(
         "{head}.{}",
         forged.rsplit_once('.').map(|(_, s)| s).unwrap_or("")
@@ -437,7 +442,7 @@ fn the_pure_rust_backend_end_to_end() {
         Some(INVALID),
         WWW_INVALID,
     );
-    let expired = keys().0.mint(&claims(ISS, AUD, "user-1", -600, json!({})));
+    let expired = expired_token();
     expect(
         "expired, pure Rust",
         &stack.envoy.get_with_token("/v1/x", &expired),

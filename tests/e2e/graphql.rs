@@ -39,10 +39,9 @@ fn held(rules: Vec<Value>) -> Value {
     p
 }
 
+/// A valid token with this `scope`.
 fn token(scope: &str) -> String {
-    keys()
-        .0
-        .mint(&claims(ISS, AUD, "user-1", 600, json!({"scope": scope})))
+    token_with(json!({"scope": scope}))
 }
 
 fn items_headers(auth: &str) -> Vec<(&'static str, String)> {
@@ -67,16 +66,18 @@ fn query(doc: &str) -> String {
 
 const NOT_ENOUGH: &str = r#"{"detail":"Not enough permissions"}"#;
 
-/// Each row: case, token scope, whether the items headers are sent, body, status, body
-/// of a local reply (`None`: the upstream answered).
-type Row = (
-    &'static str,
-    &'static str,
-    bool,
-    String,
-    u16,
-    Option<String>,
-);
+/// A GraphQL request and the reply it gets.
+struct Row {
+    case: &'static str,
+    /// The token's `scope`.
+    scope: &'static str,
+    /// Whether the items query's two headers are sent.
+    items_headers: bool,
+    body: String,
+    status: u16,
+    /// The body of a local reply (`None`: the upstream answered).
+    reply: Option<String>,
+}
 
 fn bad(detail: &str) -> Option<String> {
     Some(json!({ "detail": detail }).to_string())
@@ -87,79 +88,178 @@ fn root_fields_are_judged_by_their_own_rules_whatever_the_disguise() {
     let stack = Stack::start(held(rules()));
     let reader = "index:read:*";
     let writer = "index:read:* index:write:*";
-    let rows: Vec<Row> = vec![
-        ("items query", reader, true, query("{ items(first: 20) { edges { node { id } } } }"), 200, None),
-        (
-            "items query without the index header",
-            reader,
-            false,
-            query("{ items { id } }"),
-            400,
-            bad("Solenya-Index-UUID header is required"),
-        ),
-        ("index mutation, read-only token", reader, false, query("mutation { createIndex(name: \"a\") { id } }"), 403, Some(NOT_ENOUGH.into())),
-        ("index mutation, writer", writer, false, query("mutation { createIndex(name: \"a\") { id } }"), 200, None),
-        ("aliased mutation", reader, false, query("mutation { harmless: createIndex(name: \"a\") { id } }"), 403, Some(NOT_ENOUGH.into())),
-        ("mutation in a named fragment", reader, false, query("mutation { ...F } fragment F on Mutation { createIndex(name: \"a\") { id } }"), 403, Some(NOT_ENOUGH.into())),
-        ("mutation in nested spreads", reader, false, query("mutation { ...A } fragment A on Mutation { ...B } fragment B on Mutation { updateIndex(id: 1) { id } }"), 403, Some(NOT_ENOUGH.into())),
-        ("mutation in an inline fragment", reader, false, query("mutation { ... on Mutation { createIndex(name: \"a\") { id } } }"), 403, Some(NOT_ENOUGH.into())),
-        ("event write beside an allowed field", writer, false, query("mutation { createIndex(name: \"a\") { id } trackEvents(e: []) { ok } }"), 403, Some(NOT_ENOUGH.into())),
-        ("items and another field", reader, true, query("{ items { id } search(q: \"items\") { id } }"), 200, None),
-        ("field names in strings and comments", reader, false, query("# createIndex\n{ search(q: \"mutation { createIndex }\") { id } }"), 200, None),
-        (
-            "batch hiding a mutation",
-            reader,
-            true,
-            json!([{"query": "{ items { id } }"}, {"query": "mutation { createIndex(name: \"a\") { id } }"}]).to_string(),
-            403,
-            Some(NOT_ENOUGH.into()),
-        ),
-        (
-            "several operations, none selected",
-            writer,
-            false,
-            query("query A { search { id } } mutation B { createIndex(name: \"a\") { id } }"),
-            400,
-            bad("operationName is required for a document with several operations"),
-        ),
-        (
-            "operationName selects the mutation",
-            reader,
-            false,
-            json!({"query": "query A { search { id } } mutation B { createIndex(name: \"a\") { id } }", "operationName": "B"}).to_string(),
-            403,
-            Some(NOT_ENOUGH.into()),
-        ),
-        (
-            "operationName naming no operation",
-            reader,
-            false,
-            json!({"query": "query A { search { id } }", "operationName": "Nope"}).to_string(),
-            400,
-            bad("operationName Nope names no operation of the document"),
-        ),
-        ("introspection", reader, false, query("{ __schema { types { name } } }"), 403, Some(NOT_ENOUGH.into())),
-        ("__typename alone", reader, false, query("{ __typename }"), 200, None),
-        (
-            "duplicate query keys",
-            writer,
-            false,
-            r#"{"query":"{ search { id } }","query":"mutation { createIndex }"}"#.into(),
-            400,
-            bad("GraphQL request body is not a JSON object (or a batch of them), or has duplicate keys"),
-        ),
-        (
-            "persisted query without the query",
-            writer,
-            false,
-            json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ecf4edb46db40b5132295c0291d62fb65d6759a9eedfa4d5d612dd5ec54a6b38"}}}).to_string(),
-            400,
-            bad("persisted queries must carry their query"),
-        ),
-        ("not GraphQL", writer, false, query("{ items "), 400, None),
+    let rows = vec![
+        Row {
+            case: "items query",
+            scope: reader,
+            items_headers: true,
+            body: query("{ items(first: 20) { edges { node { id } } } }"),
+            status: 200,
+            reply: None,
+        },
+        Row {
+            case: "items query without the index header",
+            scope: reader,
+            items_headers: false,
+            body: query("{ items { id } }"),
+            status: 400,
+            reply: bad("Solenya-Index-UUID header is required"),
+        },
+        Row {
+            case: "index mutation, read-only token",
+            scope: reader,
+            items_headers: false,
+            body: query("mutation { createIndex(name: \"a\") { id } }"),
+            status: 403,
+            reply: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "index mutation, writer",
+            scope: writer,
+            items_headers: false,
+            body: query("mutation { createIndex(name: \"a\") { id } }"),
+            status: 200,
+            reply: None,
+        },
+        Row {
+            case: "aliased mutation",
+            scope: reader,
+            items_headers: false,
+            body: query("mutation { harmless: createIndex(name: \"a\") { id } }"),
+            status: 403,
+            reply: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "mutation in a named fragment",
+            scope: reader,
+            items_headers: false,
+            body: query("mutation { ...F } fragment F on Mutation { createIndex(name: \"a\") { id } }"),
+            status: 403,
+            reply: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "mutation in nested spreads",
+            scope: reader,
+            items_headers: false,
+            body: query("mutation { ...A } fragment A on Mutation { ...B } fragment B on Mutation { updateIndex(id: 1) { id } }"),
+            status: 403,
+            reply: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "mutation in an inline fragment",
+            scope: reader,
+            items_headers: false,
+            body: query("mutation { ... on Mutation { createIndex(name: \"a\") { id } } }"),
+            status: 403,
+            reply: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "event write beside an allowed field",
+            scope: writer,
+            items_headers: false,
+            body: query("mutation { createIndex(name: \"a\") { id } trackEvents(e: []) { ok } }"),
+            status: 403,
+            reply: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "items and another field",
+            scope: reader,
+            items_headers: true,
+            body: query("{ items { id } search(q: \"items\") { id } }"),
+            status: 200,
+            reply: None,
+        },
+        Row {
+            case: "field names in strings and comments",
+            scope: reader,
+            items_headers: false,
+            body: query("# createIndex\n{ search(q: \"mutation { createIndex }\") { id } }"),
+            status: 200,
+            reply: None,
+        },
+        Row {
+            case: "batch hiding a mutation",
+            scope: reader,
+            items_headers: true,
+            body: json!([{"query": "{ items { id } }"}, {"query": "mutation { createIndex(name: \"a\") { id } }"}]).to_string(),
+            status: 403,
+            reply: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "several operations, none selected",
+            scope: writer,
+            items_headers: false,
+            body: query("query A { search { id } } mutation B { createIndex(name: \"a\") { id } }"),
+            status: 400,
+            reply: bad("operationName is required for a document with several operations"),
+        },
+        Row {
+            case: "operationName selects the mutation",
+            scope: reader,
+            items_headers: false,
+            body: json!({"query": "query A { search { id } } mutation B { createIndex(name: \"a\") { id } }", "operationName": "B"}).to_string(),
+            status: 403,
+            reply: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "operationName naming no operation",
+            scope: reader,
+            items_headers: false,
+            body: json!({"query": "query A { search { id } }", "operationName": "Nope"}).to_string(),
+            status: 400,
+            reply: bad("operationName Nope names no operation of the document"),
+        },
+        Row {
+            case: "introspection",
+            scope: reader,
+            items_headers: false,
+            body: query("{ __schema { types { name } } }"),
+            status: 403,
+            reply: Some(NOT_ENOUGH.into()),
+        },
+        Row {
+            case: "__typename alone",
+            scope: reader,
+            items_headers: false,
+            body: query("{ __typename }"),
+            status: 200,
+            reply: None,
+        },
+        Row {
+            case: "duplicate query keys",
+            scope: writer,
+            items_headers: false,
+            body: r#"{"query":"{ search { id } }","query":"mutation { createIndex }"}"#.into(),
+            status: 400,
+            reply: bad("GraphQL request body is not a JSON object (or a batch of them), or has duplicate keys"),
+        },
+        Row {
+            case: "persisted query without the query",
+            scope: writer,
+            items_headers: false,
+            body: json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ecf4edb46db40b5132295c0291d62fb65d6759a9eedfa4d5d612dd5ec54a6b38"}}}).to_string(),
+            status: 400,
+            reply: bad("persisted queries must carry their query"),
+        },
+        Row {
+            case: "not GraphQL",
+            scope: writer,
+            items_headers: false,
+            body: query("{ items "),
+            status: 400,
+            reply: None,
+        },
     ];
-    for (case, scope, headers, body, status, reply) in rows {
-        let mut hs = if headers {
+    for row in rows {
+        let Row {
+            case,
+            scope,
+            items_headers: with_items_headers,
+            body,
+            status,
+            reply,
+        } = row;
+        let mut hs = if with_items_headers {
             items_headers(&token(scope))
         } else {
             vec![

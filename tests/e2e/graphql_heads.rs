@@ -54,7 +54,7 @@ fn items_request(
     gap: Duration,
     framing: Framing,
 ) -> std::io::Result<Reply> {
-    let auth = format!("Bearer {}", token(json!({"scope": "index:read:*"})));
+    let auth = format!("Bearer {}", token_with(json!({"scope": "index:read:*"})));
     let mut hs = vec![
         ("authorization", auth.as_str()),
         ("content-type", "application/json"),
@@ -130,7 +130,10 @@ fn split_plugin() -> Value {
 /// Sends `query` with a token holding `permissions` from `n` threads at once (so several
 /// workers take them); each reply's status and body.
 fn burst(envoy: &Envoy, query: &str, permissions: &[&str], n: usize) -> Vec<(u16, String)> {
-    let auth = format!("Bearer {}", token(json!({ "permissions": permissions })));
+    let auth = format!(
+        "Bearer {}",
+        token_with(json!({ "permissions": permissions }))
+    );
     let body = json!({ "query": query }).to_string();
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..n)

@@ -79,7 +79,7 @@ fn tok(sub: &str, extra: Value) -> String {
     if let (Some(o), Value::Object(add)) = (c.as_object_mut(), extra) {
         o.extend(add);
     }
-    keys().0.mint(&claims(ISS, AUD, sub, 600, c))
+    token_for(sub, c)
 }
 
 #[test]
@@ -160,13 +160,7 @@ fn account_resolution_and_forwarding() {
     assert_eq!(s.calls.load(Ordering::SeqCst), 6, "failures are not cached");
 
     // Identity claim missing: 401 before any account call.
-    let no_org = keys().0.mint(&claims(
-        ISS,
-        AUD,
-        "user-1",
-        600,
-        json!({"permissions": ["entities:read"]}),
-    ));
+    let no_org = token_with(json!({"permissions": ["entities:read"]}));
     expect(
         "missing org_id",
         &s.envoy.get_with_token("/v1/entities/x", &no_org),
@@ -326,53 +320,79 @@ fn explain_gives_envoy_s_answer_for_accounts_and_cookies() {
     std::fs::write(&jwks_file, jwks(&[&keys().0])).expect("jwks");
     let known = tok("user-1", json!({}));
     let unknown = tok("user-nobody", json!({}));
-    let cookie_token = keys().0.mint(&claims(ISS, AUD, "user-web", 600, json!({})));
-    // (case, path, token for Envoy's Authorization header, cookie, --token, --account)
-    type Row<'a> = (
-        &'a str,
-        &'a str,
-        Option<&'a str>,
-        Option<&'a str>,
-        Option<&'a str>,
-        &'a str,
-    );
-    let rows: Vec<Row> = vec![
-        (
-            "account found",
-            "/v1/entities/x",
-            Some(&known),
-            None,
-            Some(&known),
-            r#"{"account_id":"acct-user-1"}"#,
-        ),
-        (
-            "account not found",
-            "/v1/entities/x",
-            Some(&unknown),
-            None,
-            Some(&unknown),
-            "none",
-        ),
-        ("no credential", "/v1/entities/x", None, None, None, "{}"),
-        (
-            "cookie token",
-            "/v1/web/x",
-            None,
-            Some(&cookie_token),
-            Some(&cookie_token),
-            "{}",
-        ),
-        (
-            "no cookie",
-            "/v1/web/x",
-            Some(&cookie_token),
-            None,
-            None,
-            "{}",
-        ),
-        ("public", "/health", None, None, None, "{}"),
+    let cookie_token = token_for("user-web", json!({}));
+    /// A request to Envoy, and what `explain` is told about it.
+    struct Row<'a> {
+        case: &'a str,
+        path: &'a str,
+        /// The token in Envoy's `Authorization: Bearer` header.
+        bearer: Option<&'a str>,
+        /// The token in Envoy's `session` cookie.
+        cookie: Option<&'a str>,
+        /// `explain --token`.
+        token_arg: Option<&'a str>,
+        /// `explain --account`: the account service's answer.
+        account: &'a str,
+    }
+    let rows = vec![
+        Row {
+            case: "account found",
+            path: "/v1/entities/x",
+            bearer: Some(&known),
+            cookie: None,
+            token_arg: Some(&known),
+            account: r#"{"account_id":"acct-user-1"}"#,
+        },
+        Row {
+            case: "account not found",
+            path: "/v1/entities/x",
+            bearer: Some(&unknown),
+            cookie: None,
+            token_arg: Some(&unknown),
+            account: "none",
+        },
+        Row {
+            case: "no credential",
+            path: "/v1/entities/x",
+            bearer: None,
+            cookie: None,
+            token_arg: None,
+            account: "{}",
+        },
+        Row {
+            case: "cookie token",
+            path: "/v1/web/x",
+            bearer: None,
+            cookie: Some(&cookie_token),
+            token_arg: Some(&cookie_token),
+            account: "{}",
+        },
+        Row {
+            case: "no cookie",
+            path: "/v1/web/x",
+            bearer: Some(&cookie_token),
+            cookie: None,
+            token_arg: None,
+            account: "{}",
+        },
+        Row {
+            case: "public",
+            path: "/health",
+            bearer: None,
+            cookie: None,
+            token_arg: None,
+            account: "{}",
+        },
     ];
-    for (case, path, bearer, cookie, token_arg, account) in rows {
+    for row in rows {
+        let Row {
+            case,
+            path,
+            bearer,
+            cookie,
+            token_arg,
+            account,
+        } = row;
         let mut headers: Vec<(&str, String)> = vec![("x-request-id", format!("rid-{case}"))];
         if let Some(t) = bearer {
             headers.push(("authorization", format!("Bearer {t}")));

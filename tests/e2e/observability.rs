@@ -76,7 +76,7 @@ fn prometheus_sees_labels_and_two_configurations_apart() {
         o.extra_filters = vec![edge_filter()];
     });
     let e = &stack.envoy;
-    let good = token(json!({}));
+    let good = good_token();
     for _ in 0..3 {
         assert_eq!(e.get_with_token("/v1/x", &good).status, 200);
     }
@@ -85,7 +85,7 @@ fn prometheus_sees_labels_and_two_configurations_apart() {
         assert_eq!(e.get_with_token("/v1/x", "not.a.token").status, 401);
     }
     // A token its provider refuses (expired) counts under that provider too.
-    let expired = keys().0.mint(&claims(ISS, AUD, "user-1", -600, json!({})));
+    let expired = expired_token();
     assert_eq!(e.get_with_token("/v1/x", &expired).status, 401);
     let main = ("bearer_guard_config", "bearer_guard");
     let edge = ("bearer_guard_config", "edge");

@@ -25,8 +25,8 @@ fn metrics_count_exactly_what_happened() {
         json!({"match": {"prefix": "/v1/entities/"}, "permissions": ["entities:read"]}),
     ]));
     let e = &stack.envoy;
-    let reader = token(json!({"permissions": ["entities:read"]}));
-    let nobody = token(json!({"sub": "user-2"}));
+    let reader = token_with(json!({"permissions": ["entities:read"]}));
+    let nobody = token_for("user-2", json!({}));
     for _ in 0..2 {
         assert_eq!(e.get("/health", &[]).status, 200);
     }

@@ -25,7 +25,7 @@ fn one_jwks_fetch_per_process_at_start_and_per_refresh() {
     let mut config = plugin(vec![]);
     config["providers"][0]["jwks"]["refresh_s"] = json!(2);
     let stack = Stack::start_with(config, WORKERS);
-    let token = token(json!({}));
+    let token = good_token();
     for i in 0..40 {
         let r = stack.envoy.get_with_token("/v1/x", &token);
         assert_eq!(r.status, 200, "request {i}: {}", r.body);
@@ -95,7 +95,7 @@ fn one_token_on_many_connections_is_verified_and_resolved_once() {
         o.concurrency = WORKERS;
         o.accounts_port = accounts.port;
     });
-    let token = token(json!({}));
+    let token = good_token();
     for i in 0..400 {
         let r = stack.envoy.get_with_token("/v1/x", &token);
         assert_eq!(r.status, 200, "request {i}: {}", r.body);
@@ -138,10 +138,7 @@ fn a_fetch_whose_vm_never_finishes_is_taken_over() {
     let stack = Stack::start_with(config, WORKERS);
     let (a, b) = (&keys().0, &keys().1);
     assert_eq!(
-        stack
-            .envoy
-            .get_with_token("/v1/x", &token(json!({})))
-            .status,
+        stack.envoy.get_with_token("/v1/x", &good_token()).status,
         200
     );
     // Every VM adopts the key set on its next tick: then a new kid asks for a refetch
@@ -152,7 +149,7 @@ fn a_fetch_whose_vm_never_finishes_is_taken_over() {
     stack
         .jwks
         .set(JwksMode::Slow(Duration::from_millis(5000), jwks(&[a, b])));
-    let new_token = b.mint(&claims(ISS, AUD, "user-1", 600, json!({})));
+    let new_token = b.mint(&good_claims());
     {
         let mut conn =
             std::net::TcpStream::connect(("127.0.0.1", stack.envoy.port)).expect("connect");
@@ -203,10 +200,7 @@ fn a_rotated_key_is_picked_up_within_the_interval_under_an_unknown_kid_flood() {
     let stack = Stack::start_with(config, WORKERS);
     let (a, b) = (&keys().0, &keys().1);
     assert_eq!(
-        stack
-            .envoy
-            .get_with_token("/v1/x", &token(json!({})))
-            .status,
+        stack.envoy.get_with_token("/v1/x", &good_token()).status,
         200
     );
     let before = stack.jwks.hits();
@@ -225,7 +219,7 @@ fn a_rotated_key_is_picked_up_within_the_interval_under_an_unknown_kid_flood() {
                     i += 1;
                     let t = signer.mint_with_header(
                         &json!({"alg": "RS256", "kid": format!("attacker-{w}-{i}")}),
-                        &claims(ISS, AUD, "u", 600, json!({})),
+                        &good_claims(),
                     );
                     let _ =
                         conn.request("GET", "/v1/x", &[("authorization", &format!("Bearer {t}"))]);
@@ -237,7 +231,7 @@ fn a_rotated_key_is_picked_up_within_the_interval_under_an_unknown_kid_flood() {
     pause(1000);
     stack.jwks.set(JwksMode::Serve(jwks(&[a, b])));
     let published = Instant::now();
-    let new_token = b.mint(&claims(ISS, AUD, "user-1", 600, json!({})));
+    let new_token = b.mint(&good_claims());
     let mut picked_up = None;
     while published.elapsed() < Duration::from_secs(9) {
         if stack.envoy.get_with_token("/v1/x", &new_token).status == 200 {
@@ -283,7 +277,7 @@ fn a_live_reconfiguration_keeps_the_keys() {
     o.concurrency = WORKERS;
     o.lds = true;
     let envoy = Envoy::start(&o);
-    let token = token(json!({}));
+    let token = good_token();
     assert_eq!(envoy.get_with_token("/v1/x", &token).status, 200);
     let fetches = jwks_server.hits();
     let stop = Arc::new(AtomicBool::new(false));
@@ -386,12 +380,12 @@ fn concurrent_requests_on_every_worker_share_one_account_call() {
         o.accounts_port = accounts.port;
     });
     // Keys loaded on every worker first, so only the account is awaited.
-    let warm = token(json!({"sub": "warm-up"}));
+    let warm = token_for("warm-up", json!({}));
     for _ in 0..20 {
         let _ = stack.envoy.get_with_token("/v1/x", &warm);
     }
     let before = calls.load(Ordering::SeqCst);
-    let token = token(json!({}));
+    let token = good_token();
     let port = stack.envoy.port;
     let clients: Vec<_> = (0..12)
         .map(|_| {

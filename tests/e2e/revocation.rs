@@ -62,11 +62,9 @@ fn tokens_revoked_after_every_worker_cached_them_are_refused_on_every_worker() {
     let list = JwksServer::start(0, serve(json!({}))).expect("list server");
     let stack = stack(plugin_with_list("deny"), &list, WORKERS);
     let now = now();
-    let by_jti = token(json!({"jti": "tok-a", "sid": "sess-1"}));
-    let by_sub = keys()
-        .0
-        .mint(&claims(ISS, AUD, "user-b", 600, json!({"jti": "tok-b"})));
-    let by_sid = token(json!({"jti": "tok-c", "sid": "sess-c"}));
+    let by_jti = token_with(json!({"jti": "tok-a", "sid": "sess-1"}));
+    let by_sub = token_for("user-b", json!({"jti": "tok-b"}));
+    let by_sid = token_with(json!({"jti": "tok-c", "sid": "sess-c"}));
     let sdk_same_jti = mint_hs256(
         SECRET.as_bytes(),
         &json!({"sub": "svc", "jti": "tok-a", "exp": now + 600}),
@@ -117,9 +115,7 @@ fn tokens_revoked_after_every_worker_cached_them_are_refused_on_every_worker() {
         .iter()
         .all(|s| *s == 200));
     std::thread::sleep(Duration::from_millis(1100));
-    let later = keys()
-        .0
-        .mint(&claims(ISS, AUD, "user-b", 600, json!({"jti": "tok-b2"})));
+    let later = token_for("user-b", json!({"jti": "tok-b2"}));
     assert!(statuses(&stack, &later, 12).iter().all(|s| *s == 200));
     assert!(stack.envoy.wait_until(Duration::from_secs(2), || {
         stack.envoy.filter_stat("provider.idp.tokens_revoked") >= 12
@@ -176,7 +172,7 @@ fn tokens_revoked_after_every_worker_cached_them_are_refused_on_every_worker() {
 #[test]
 fn a_list_that_never_loads_answers_500_or_lets_tokens_through_counted() {
     let list = JwksServer::start(0, JwksMode::Status(503)).expect("list server");
-    let t = token(json!({"jti": "tok-a"}));
+    let t = token_with(json!({"jti": "tok-a"}));
     for on_unavailable in ["deny", "allow"] {
         let stack = stack(plugin_with_list(on_unavailable), &list, 2);
         let r = stack.envoy.get(

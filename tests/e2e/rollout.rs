@@ -23,102 +23,113 @@ fn rules() -> Vec<Value> {
     ]
 }
 
-/// One request of the shared table: name, method, path, headers, the status enforce mode
-/// answers with.
-type Row = (
-    &'static str,
-    &'static str,
-    String,
-    Vec<(&'static str, String)>,
-    u16,
-);
+/// One request of the shared table and the status enforce mode answers it with.
+struct Row {
+    case: &'static str,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    enforced: u16,
+}
 
 fn table() -> Vec<Row> {
-    let t = |extra: Value| format!("Bearer {}", token(extra));
+    let t = |extra: Value| format!("Bearer {}", token_with(extra));
     let writer = t(json!({"permissions": ["consent:write"], "networks": [NET]}));
     vec![
-        ("no token", "GET", "/v1/entities/x".into(), vec![], 401),
-        (
-            "garbled token",
-            "GET",
-            "/v1/entities/x".into(),
-            vec![("authorization", "Bearer a.b.c".into())],
-            401,
-        ),
-        (
-            "missing permission",
-            "GET",
-            "/v1/entities/x".into(),
-            vec![("authorization", t(json!({})))],
-            403,
-        ),
-        (
-            "granted",
-            "GET",
-            "/v1/entities/x".into(),
-            vec![(
+        Row {
+            case: "no token",
+            method: "GET",
+            path: "/v1/entities/x".into(),
+            headers: vec![],
+            enforced: 401,
+        },
+        Row {
+            case: "garbled token",
+            method: "GET",
+            path: "/v1/entities/x".into(),
+            headers: vec![("authorization", "Bearer a.b.c".into())],
+            enforced: 401,
+        },
+        Row {
+            case: "missing permission",
+            method: "GET",
+            path: "/v1/entities/x".into(),
+            headers: vec![("authorization", t(json!({})))],
+            enforced: 403,
+        },
+        Row {
+            case: "granted",
+            method: "GET",
+            path: "/v1/entities/x".into(),
+            headers: vec![(
                 "authorization",
                 t(json!({"permissions": ["entities:read"]})),
             )],
-            200,
-        ),
-        (
-            "other network",
-            "POST",
-            format!("/v1/consent/c?network_id={OTHER_NET}"),
-            vec![("authorization", writer.clone())],
-            403,
-        ),
-        (
-            "own network",
-            "POST",
-            format!("/v1/consent/c?network_id={NET}"),
-            vec![("authorization", writer)],
-            200,
-        ),
-        (
-            "header precondition",
-            "GET",
-            "/v1/items".into(),
-            vec![("authorization", t(json!({})))],
-            400,
-        ),
-        (
-            "optional, no credential",
-            "GET",
-            "/v1/catalog/x".into(),
-            vec![],
-            200,
-        ),
-        (
-            "optional, invalid credential",
-            "GET",
-            "/v1/catalog/x".into(),
-            vec![("authorization", "Bearer a.b.c".into())],
-            401,
-        ),
-        (
-            "optional, not a bearer credential",
-            "GET",
-            "/v1/catalog/x".into(),
-            vec![("authorization", "Basic dTpw".into())],
-            401,
-        ),
-        (
-            "optional, missing permission",
-            "GET",
-            "/v1/catalog/x".into(),
-            vec![("authorization", t(json!({})))],
-            403,
-        ),
-        (
-            "optional, granted",
-            "GET",
-            "/v1/catalog/x".into(),
-            vec![("authorization", t(json!({"permissions": ["catalog:read"]})))],
-            200,
-        ),
-        ("public", "GET", "/health".into(), vec![], 200),
+            enforced: 200,
+        },
+        Row {
+            case: "other network",
+            method: "POST",
+            path: format!("/v1/consent/c?network_id={OTHER_NET}"),
+            headers: vec![("authorization", writer.clone())],
+            enforced: 403,
+        },
+        Row {
+            case: "own network",
+            method: "POST",
+            path: format!("/v1/consent/c?network_id={NET}"),
+            headers: vec![("authorization", writer)],
+            enforced: 200,
+        },
+        Row {
+            case: "header precondition",
+            method: "GET",
+            path: "/v1/items".into(),
+            headers: vec![("authorization", t(json!({})))],
+            enforced: 400,
+        },
+        Row {
+            case: "optional, no credential",
+            method: "GET",
+            path: "/v1/catalog/x".into(),
+            headers: vec![],
+            enforced: 200,
+        },
+        Row {
+            case: "optional, invalid credential",
+            method: "GET",
+            path: "/v1/catalog/x".into(),
+            headers: vec![("authorization", "Bearer a.b.c".into())],
+            enforced: 401,
+        },
+        Row {
+            case: "optional, not a bearer credential",
+            method: "GET",
+            path: "/v1/catalog/x".into(),
+            headers: vec![("authorization", "Basic dTpw".into())],
+            enforced: 401,
+        },
+        Row {
+            case: "optional, missing permission",
+            method: "GET",
+            path: "/v1/catalog/x".into(),
+            headers: vec![("authorization", t(json!({})))],
+            enforced: 403,
+        },
+        Row {
+            case: "optional, granted",
+            method: "GET",
+            path: "/v1/catalog/x".into(),
+            headers: vec![("authorization", t(json!({"permissions": ["catalog:read"]})))],
+            enforced: 200,
+        },
+        Row {
+            case: "public",
+            method: "GET",
+            path: "/health".into(),
+            headers: vec![],
+            enforced: 200,
+        },
     ]
 }
 
@@ -143,7 +154,14 @@ fn audit_mode_reports_what_enforce_mode_denies_and_lets_it_through() {
     audit_config["mode"] = json!("audit");
     let audit = Stack::start(audit_config);
     let mut would: std::collections::BTreeMap<u16, u64> = Default::default();
-    for (i, (case, method, path, headers, want)) in table().into_iter().enumerate() {
+    for (i, row) in table().into_iter().enumerate() {
+        let Row {
+            case,
+            method,
+            path,
+            headers,
+            enforced: want,
+        } = row;
         let rid = format!("audit-{i}");
         let r = send(&enforce.envoy, method, &path, &headers, &rid);
         assert_eq!(r.status, want, "{case} (enforce): {}", r.body);
@@ -204,7 +222,7 @@ fn audit_mode_per_rule() {
         &stack.envoy,
         "GET",
         "/v1/entities/x",
-        &[("authorization", format!("Bearer {}", token(json!({}))))],
+        &[("authorization", format!("Bearer {}", good_token()))],
         "r1",
     );
     assert_eq!(r.status, 200, "audited rule: {}", r.body);
@@ -212,7 +230,7 @@ fn audit_mode_per_rule() {
         &stack.envoy,
         "GET",
         "/v1/items",
-        &[("authorization", format!("Bearer {}", token(json!({}))))],
+        &[("authorization", format!("Bearer {}", good_token()))],
         "r2",
     );
     expect(
@@ -234,7 +252,10 @@ fn optional_authentication_serves_anonymous_requests_without_identity() {
         None,
         "no identity, and the forged copy stripped"
     );
-    let granted = format!("Bearer {}", token(json!({"permissions": ["catalog:read"]})));
+    let granted = format!(
+        "Bearer {}",
+        token_with(json!({"permissions": ["catalog:read"]}))
+    );
     let r = send(
         &stack.envoy,
         "GET",
@@ -282,7 +303,7 @@ fn decisions_reach_the_access_log() {
     let stack = Stack::with_options(config, jwks_server, |o| {
         o.access_log = Some(log_path.clone())
     });
-    let t = |extra: Value| format!("Bearer {}", token(extra));
+    let t = |extra: Value| format!("Bearer {}", token_with(extra));
     // (path, headers, the exact access-log line)
     type LogRow = (&'static str, Vec<(&'static str, String)>, &'static str);
     let rows: Vec<LogRow> = vec![
@@ -366,7 +387,14 @@ fn explain_gives_the_answer_envoy_gives() {
     let stack = Stack::start(config.clone());
     let config_file = scratch_file("config.json", &config.to_string());
     let jwks_file = scratch_file("jwks.json", &jwks(&[&keys().0]));
-    for (i, (case, method, path, headers, _)) in table().into_iter().enumerate() {
+    for (i, row) in table().into_iter().enumerate() {
+        let Row {
+            case,
+            method,
+            path,
+            headers,
+            ..
+        } = row;
         let rid = format!("explain-{i}");
         let r = send(&stack.envoy, method, &path, &headers, &rid);
         let mut cmd = cli();
@@ -415,7 +443,7 @@ fn explain_gives_the_answer_envoy_gives() {
         }
     }
     // The human form names the rule, the provider, the grants and the reply.
-    let granted = token(json!({"permissions": ["entities:read"], "role": "furnisher"}));
+    let granted = token_with(json!({"permissions": ["entities:read"], "role": "furnisher"}));
     let out = cli()
         .args(["explain", "--config"])
         .arg(&config_file)

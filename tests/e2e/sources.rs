@@ -28,8 +28,8 @@ fn config() -> Value {
 #[test]
 fn tokens_from_every_source() {
     let stack = Stack::start(config());
-    let token = token(json!({}));
-    let other = keys().0.mint(&claims(ISS, AUD, "user-2", 600, json!({})));
+    let token = good_token();
+    let other = token_for("user-2", json!({}));
     let get = |path: &str, headers: &[(&str, String)]| {
         let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         stack.envoy.get(path, &hs)
@@ -148,18 +148,17 @@ fn rs384_rs512_hs384_hs512() {
         config["providers"][1]["algorithms"] = json!(["HS384", "HS512"]);
         let server = JwksServer::start(0, JwksMode::Serve(doc.clone())).expect("jwks");
         let stack = Stack::with_jwks(config, server);
-        let body = || claims(ISS, AUD, "user-1", 600, json!({}));
         for alg in ["RS256", "RS384", "RS512"] {
             let r = stack
                 .envoy
-                .get_with_token("/v1/x", &a.mint_alg(alg, &body()));
+                .get_with_token("/v1/x", &a.mint_alg(alg, &good_claims()));
             assert_eq!(r.status, 200, "{verifier} {alg}: {}", r.body);
             assert_eq!(
                 r.upstream_header("x-auth-subject").as_deref(),
                 Some("user-1")
             );
             // The signature of another hash does not verify under this alg.
-            let forged = a.mint_alg(alg, &body());
+            let forged = a.mint_alg(alg, &good_claims());
             let other = match alg {
                 "RS512" => "RS384",
                 "PS256" => "RS256",
@@ -168,7 +167,7 @@ fn rs384_rs512_hs384_hs512() {
             };
             let (head, _) = forged.rsplit_once('.').expect("jws");
             let (_, sig) = a
-                .mint_alg(other, &body())
+                .mint_alg(other, &good_claims())
                 .rsplit_once('.')
                 .map(|(h, s)| (h.to_string(), s.to_string()))
                 .expect("jws");
@@ -186,7 +185,7 @@ fn rs384_rs512_hs384_hs512() {
         // Key B's JWK pins RS256: an RS512 token naming it is refused, RS256 passes.
         let r = stack
             .envoy
-            .get_with_token("/v1/x", &b.mint_alg("RS512", &body()));
+            .get_with_token("/v1/x", &b.mint_alg("RS512", &good_claims()));
         expect(
             "alg the JWK does not allow",
             &r,
@@ -197,7 +196,7 @@ fn rs384_rs512_hs384_hs512() {
         assert_eq!(
             stack
                 .envoy
-                .get_with_token("/v1/x", &b.mint_alg("RS256", &body()))
+                .get_with_token("/v1/x", &b.mint_alg("RS256", &good_claims()))
                 .status,
             200
         );
@@ -225,7 +224,7 @@ fn rs384_rs512_hs384_hs512() {
             WWW_INVALID,
         );
         for alg in ["HS384", "HS512"] {
-            let t = mint_hs(alg, &a.public_der(), &body());
+            let t = mint_hs(alg, &a.public_der(), &good_claims());
             expect(
                 "confusion",
                 &stack.envoy.get_with_token("/v1/x", &t),
@@ -257,7 +256,6 @@ fn es256_es384_es512_and_key_type_confusion() {
     let ed = EdSigner::generate("ed-1");
     let doc =
         json!({"keys": [rsa.jwk(), p256.jwk(), p384.jwk(), p521.jwk(), ed.jwk()]}).to_string();
-    let body = || claims(ISS, AUD, "user-1", 600, json!({}));
     for verifier in ["envoy", "rust"] {
         let mut config = plugin(vec![]);
         config["verifier"] = json!(verifier);
@@ -265,10 +263,10 @@ fn es256_es384_es512_and_key_type_confusion() {
         let server = JwksServer::start(0, JwksMode::Serve(doc.clone())).expect("jwks");
         let stack = Stack::with_jwks(config, server);
         for (name, token) in [
-            ("ES256", p256.mint(&body())),
-            ("ES384", p384.mint(&body())),
-            ("ES512", p521.mint(&body())),
-            ("EdDSA", ed.mint(&body())),
+            ("ES256", p256.mint(&good_claims())),
+            ("ES384", p384.mint(&good_claims())),
+            ("ES512", p521.mint(&good_claims())),
+            ("EdDSA", ed.mint(&good_claims())),
         ] {
             let r = stack.envoy.get_with_token("/v1/x", &token);
             assert_eq!(r.status, 200, "{verifier} {name}: {}", r.body);
@@ -294,7 +292,7 @@ fn es256_es384_es512_and_key_type_confusion() {
             let (_, rest) = token.split_once('.').expect("jws");
             format!("{}.{rest}", b64(header.to_string()))
         };
-        let es256 = p256.mint(&body());
+        let es256 = p256.mint(&good_claims());
         let cases = [
             (
                 "ES256 naming the RSA key",
@@ -307,24 +305,27 @@ fn es256_es384_es512_and_key_type_confusion() {
             (
                 "ES512 header on a P-384 signature",
                 rewrite(
-                    &p384.mint(&body()),
+                    &p384.mint(&good_claims()),
                     json!({"alg": "ES512", "kid": "ec-384"}),
                 ),
             ),
             (
                 "ES512 header naming the P-256 key",
                 rewrite(
-                    &p521.mint(&body()),
+                    &p521.mint(&good_claims()),
                     json!({"alg": "ES512", "kid": "ec-256"}),
                 ),
             ),
             (
                 "RS256 naming the EC key",
-                rewrite(&rsa.mint(&body()), json!({"alg": "RS256", "kid": "ec-256"})),
+                rewrite(
+                    &rsa.mint(&good_claims()),
+                    json!({"alg": "RS256", "kid": "ec-256"}),
+                ),
             ),
             (
                 "HS256 over the EC key's JWK",
-                mint_hs256(p256.jwk().to_string().as_bytes(), &body()),
+                mint_hs256(p256.jwk().to_string().as_bytes(), &good_claims()),
             ),
         ];
         for (case, token) in cases {

@@ -5,10 +5,9 @@
 //! another key, a private key, `none` and HMAC proofs, two proofs, the downgrade to
 //! `Bearer`, a full replay store; another certificate, none, a forged forwarded header.
 
-use crate::support::idp::{
-    b64, bare_jwk, claims, dpop_proof, jkt, mint_hs256, proof_jwk, EcSigner,
-};
-use crate::vm::{fate, store, FakeHost, ISS, T0};
+use crate::support::fixtures::{claims_at_t0, ISS, SECRET, T0, T0_S};
+use crate::support::idp::{b64, bare_jwk, dpop_proof, jkt, mint_hs256, proof_jwk, EcSigner};
+use crate::vm::{fate, store, FakeHost};
 use bearer_guard::RustBackend;
 use bearer_guard::Store;
 use bearer_guard::{Effect, Worker as Core};
@@ -18,9 +17,8 @@ use sha2::Digest;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
-const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
 const URL: &str = "https://api.test/v1/things";
-const NOW: i64 = (T0 / 1000) as i64;
+const NOW: i64 = T0_S;
 const INVALID: &str = r#"{"detail":"Invalid or expired token"}"#;
 const CHALLENGE: &str = r#"DPoP error="invalid_dpop_proof", algs="ES256 RS256 PS256 EdDSA""#;
 
@@ -77,9 +75,8 @@ fn pair(plugin: &Value) -> (Core, Core) {
 
 /// A token valid at [`T0`] with `cnf` as given (none when `Null`).
 fn token(cnf: Value) -> String {
-    let mut c = claims(ISS, "api", "user_ada", 3600, json!({}));
+    let mut c = claims_at_t0(ISS, "user_ada", json!({}));
     c["iat"] = json!(NOW - 10);
-    c["exp"] = json!(NOW + 3600);
     if !cnf.is_null() {
         c["cnf"] = cnf;
     }
@@ -267,9 +264,8 @@ fn proofs_for_another_request_token_time_or_key_are_refused() {
 
 /// A token for another subject bound to the same key (a proof made for it has another `ath`).
 fn bound_other_sub() -> String {
-    let mut c = claims(ISS, "api", "user_bob", 3600, json!({}));
+    let mut c = claims_at_t0(ISS, "user_bob", json!({}));
     c["iat"] = json!(NOW - 10);
-    c["exp"] = json!(NOW + 3600);
     c["cnf"] = json!({"jkt": jkt(&proof_jwk(client()))});
     mint_hs256(SECRET.as_bytes(), &c)
 }
@@ -789,8 +785,7 @@ fn a_dpop_token_of_a_provider_without_dpop_is_refused_beside_one_with_it() {
         .expect("providers")
         .push(other);
     let (mut a, _) = pair(&p);
-    let mut c = claims("https://plain.test", "api", "user_ada", 3600, json!({}));
-    c["iat"] = json!(NOW);
+    let mut c = claims_at_t0("https://plain.test", "user_ada", json!({}));
     c["exp"] = json!(NOW + 60);
     c["cnf"] = json!({"jkt": jkt(&proof_jwk(client()))});
     let tok = mint_hs256(SECRET.as_bytes(), &c);

@@ -3,18 +3,19 @@
 //! process-wide waiting-requests gauge two VMs add to, and key-set age and staleness.
 
 use crate::revocation::gauge_index;
-use crate::vm::{fate, jwks_body, store, token, Worker, ISS, T0, TIMEOUT_MS};
+use crate::support::fixtures::{vm_jwks_body, vm_provider, T0};
+use crate::vm::{fate, store, token, Worker};
 use bearer_guard::Effect;
 use serde_json::{json, Value};
 
 const REFRESH_MS: u64 = 10_000;
 
+/// The VM suites' provider refreshing its keys every ten seconds, with `extra` top-level
+/// members.
 fn plugin(extra: Value) -> Value {
-    let mut p = json!({"providers": [
-        {"name": "idp", "issuer": ISS, "algorithms": ["EdDSA"],
-         "jwks": {"cluster": "jwks", "authority": "idp.test", "path": "/jwks",
-                  "refresh_s": REFRESH_MS / 1000, "timeout_ms": TIMEOUT_MS, "retry_max_s": 1}}
-    ]});
+    let mut provider = vm_provider("idp");
+    provider["jwks"]["refresh_s"] = json!(REFRESH_MS / 1000);
+    let mut p = json!({ "providers": [provider] });
     if let (Some(p), Value::Object(extra)) = (p.as_object_mut(), extra) {
         p.extend(extra);
     }
@@ -33,28 +34,48 @@ fn names(cfg: &Value, plugin_name: &str) -> Vec<String> {
 
 #[test]
 fn every_name_carries_the_configuration_and_metric_safe_provider_names() {
-    let cases = vec![
-        (
-            "stat_prefix wins",
-            json!({"stat_prefix": "public-api"}),
-            "edge",
-            "public-api",
-        ),
-        (
-            "the plugin's name",
-            json!({}),
-            "bearer_guard",
-            "bearer_guard",
-        ),
-        (
-            "Istio's namespaced name",
-            json!({}),
-            "istio-system.bearer-guard",
-            "istio-system_bearer-guard",
-        ),
-        ("no name at all", json!({}), "", "default"),
+    /// A configuration, the name the host gives the plugin, and the metric segment.
+    struct Row {
+        case: &'static str,
+        /// Top-level members added to the configuration.
+        extra: Value,
+        plugin_name: &'static str,
+        /// What follows `bearer_guard.` in every metric name.
+        segment: &'static str,
+    }
+    let rows = vec![
+        Row {
+            case: "stat_prefix wins",
+            extra: json!({"stat_prefix": "public-api"}),
+            plugin_name: "edge",
+            segment: "public-api",
+        },
+        Row {
+            case: "the plugin's name",
+            extra: json!({}),
+            plugin_name: "bearer_guard",
+            segment: "bearer_guard",
+        },
+        Row {
+            case: "Istio's namespaced name",
+            extra: json!({}),
+            plugin_name: "istio-system.bearer-guard",
+            segment: "istio-system_bearer-guard",
+        },
+        Row {
+            case: "no name at all",
+            extra: json!({}),
+            plugin_name: "",
+            segment: "default",
+        },
     ];
-    for (case, extra, plugin_name, segment) in cases {
+    for row in rows {
+        let Row {
+            case,
+            extra,
+            plugin_name,
+            segment,
+        } = row;
         let all = names(&plugin(extra), plugin_name);
         let prefix = format!("bearer_guard.{segment}.");
         assert!(
@@ -137,7 +158,7 @@ fn waiting_requests_are_added_up_across_vms() {
     );
     assert_eq!((up_a, up_b), (2, 1), "three requests wait in the process");
     let fetch = a.calls_to("jwks")[0];
-    a.respond(T0 + 30, fetch, "200", &jwks_body());
+    a.respond(T0 + 30, fetch, "200", &vm_jwks_body());
     b.tick(T0 + 40);
     let (down_a, down_b) = (
         added(&a.tick(T0 + 60), waiting),
@@ -159,7 +180,7 @@ fn key_set_age_and_staleness_are_reported() {
     let mut a = Worker::new(s.clone(), &plugin(json!({})), T0);
     a.tick(T0);
     let fetch = a.calls_to("jwks")[0];
-    a.respond(T0, fetch, "200", &jwks_body());
+    a.respond(T0, fetch, "200", &vm_jwks_body());
     let (age, version, stale) = (
         gauge_index(&a, "provider.idp.key_set_age_seconds"),
         gauge_index(&a, "provider.idp.key_set_version"),
@@ -198,7 +219,7 @@ fn key_set_age_and_staleness_are_reported() {
         fresh |= a.tick(t).contains(&Effect::Gauge(stale, 0));
         let calls = a.calls_to("jwks");
         for call in calls.iter().skip(answered) {
-            a.respond(t, *call, "200", &jwks_body());
+            a.respond(t, *call, "200", &vm_jwks_body());
         }
         answered = calls.len();
         if fresh {

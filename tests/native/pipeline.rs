@@ -1,7 +1,11 @@
 //! The decision pipeline natively: every row of the reply table, the verified-token
 //! cache, key states, backend failures, provider selection and the default policy.
 
-use crate::support::idp::{claims, jwks, mint_hs256, now, Signer};
+use crate::support::fixtures::{
+    expired_token, good_claims, good_token, keys, plugin, token_for, token_with, unknown_kid_token,
+    wrong_audience_token, AUD, ISS, SECRET,
+};
+use crate::support::idp::{claims, jwks, mint_hs256, now};
 use bearer_guard::AccountState;
 use bearer_guard::Denial;
 use bearer_guard::KeyAvailability;
@@ -13,36 +17,19 @@ use bearer_guard::{Headers, Request};
 use bearer_guard::{KeySet, RsaKey};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
-const ISS: &str = "https://idp.test";
-const AUD: &str = "aud-1";
-const SECRET: &str = "0123456789abcdef0123456789abcdef-sdk";
-
-fn signers() -> &'static (Signer, Signer) {
-    static S: OnceLock<(Signer, Signer)> = OnceLock::new();
-    S.get_or_init(|| (Signer::generate("k1"), Signer::generate("k2")))
-}
-
+/// The shared test configuration with the reply table's rules, an account service on
+/// provider `idp`, and only the subject forwarded.
 fn config() -> Config {
-    let json = json!({
-        "providers": [
-            {"name": "idp", "issuer": ISS, "audiences": [AUD], "algorithms": ["RS256"],
-             "jwks": {"cluster": "c", "authority": "a", "path": "/jwks"},
-             "identity": {"required_claims": ["sub"]},
-             "account": {"cluster": "acct", "authority": "acct", "path": "/a?u={sub}", "headers": {"x-account": "id"}}},
-            {"name": "sdk", "algorithms": ["HS256"], "secret": {"env": "S"}}
-        ],
-        "roles": {"admin": ["*"]},
-        "forward": {"headers": {"x-sub": "sub"}},
-        "rules": [
-            {"match": {"methods": ["GET"], "path": "/health"}, "public": true},
-            {"match": {"prefix": "/v1/entities/"}, "permissions": ["entities:read"]},
-            {"match": {"methods": ["POST"], "prefix": "/v1/consent/"}, "permissions": ["consent:write"],
-             "member_of": {"query": "network_id", "claim": "networks"}},
-            {"match": {"prefix": "/v1/items"}, "headers": {"X-Index": "uuid"}}
-        ]
-    });
+    let mut json = plugin(vec![
+        json!({"match": {"prefix": "/v1/entities/"}, "permissions": ["entities:read"]}),
+        json!({"match": {"methods": ["POST"], "prefix": "/v1/consent/"}, "permissions": ["consent:write"],
+               "member_of": {"query": "network_id", "claim": "networks"}}),
+        json!({"match": {"prefix": "/v1/items"}, "headers": {"X-Index": "uuid"}}),
+    ]);
+    json["providers"][0]["account"] = json!({"cluster": "acct", "authority": "acct",
+        "path": "/a?u={sub}", "headers": {"x-account": "id"}});
+    json["forward"] = json!({"headers": {"x-sub": "sub"}});
     bearer_guard::parse_config(json.to_string().as_bytes(), &|_| Some(SECRET.to_string()))
         .expect("config")
 }
@@ -91,7 +78,7 @@ fn account_key(path: &str) -> String {
 }
 
 fn ready() -> Fake {
-    let (set, _) = KeySet::parse(jwks(&[&signers().0]).as_bytes(), 1 << 16).expect("jwks");
+    let (set, _) = KeySet::parse(jwks(&[&keys().0]).as_bytes(), 1 << 16).expect("jwks");
     let mut accounts = HashMap::new();
     accounts.insert(
         account_key("/a?u=user-1"),
@@ -157,7 +144,7 @@ fn verified_token_cache() {
     let cfg = config();
     let mut fake = ready();
     let mut cache = TokenCache::new(100);
-    let good = rs("user-1", json!({"permissions": ["entities:read"]}));
+    let good = token_with(json!({"permissions": ["entities:read"]}));
     let req = request("GET", "/v1/entities/x", Some(format!("Bearer {good}")));
     let run = |fake: &Fake, cache: &TokenCache, req: &Request, now_s: i64| {
         decide(
@@ -212,7 +199,7 @@ fn verified_token_cache() {
         Decision::Deny(Denial::InvalidToken)
     );
     // When the verifying key leaves the key set, the entry is ignored.
-    let (set, _) = KeySet::parse(jwks(&[&signers().1]).as_bytes(), 1 << 16).expect("jwks");
+    let (set, _) = KeySet::parse(jwks(&[&keys().1]).as_bytes(), 1 << 16).expect("jwks");
     fake.keys = Some(set);
     fake.refetch = false;
     let o = run(&fake, &cache, &req, now());
@@ -220,15 +207,11 @@ fn verified_token_cache() {
     assert_ne!(o.cache, CacheNote::Hit);
 }
 
-fn rs(sub: &str, extra: Value) -> String {
-    signers().0.mint(&claims(ISS, AUD, sub, 600, extra))
-}
-
 #[test]
 fn reply_table_rows() {
-    let (k1, k2) = signers();
+    let key_a = &keys().0;
     let bearer = |t: &str| Some(format!("Bearer {t}"));
-    let good = rs("user-1", json!({"permissions": ["entities:read"]}));
+    let good = token_with(json!({"permissions": ["entities:read"]}));
     let allow = |sub: &str| Decision::Allow {
         headers: vec![
             ("x-sub".into(), sub.into()),
@@ -259,20 +242,12 @@ fn reply_table_rows() {
         ),
         (
             "expired",
-            request(
-                "GET",
-                "/v1/entities/x",
-                bearer(&k1.mint(&claims(ISS, AUD, "user-1", -120, json!({})))),
-            ),
+            request("GET", "/v1/entities/x", bearer(&expired_token())),
             deny(Denial::InvalidToken),
         ),
         (
             "unknown kid asks for a refetch",
-            request(
-                "GET",
-                "/v1/x",
-                bearer(&k2.mint(&claims(ISS, AUD, "user-1", 600, json!({})))),
-            ),
+            request("GET", "/v1/x", bearer(&unknown_kid_token())),
             Decision::Await(Wait::Keys {
                 provider: 0,
                 refetch: true,
@@ -293,13 +268,16 @@ fn reply_table_rows() {
             request(
                 "GET",
                 "/v1/entities/x",
-                bearer(&rs("ghost", json!({"permissions": ["entities:read"]}))),
+                bearer(&token_for(
+                    "ghost",
+                    json!({"permissions": ["entities:read"]}),
+                )),
             ),
             deny(Denial::UnknownAccount),
         ),
         (
             "account not cached yet",
-            request("GET", "/v1/x", bearer(&rs("user-2", json!({})))),
+            request("GET", "/v1/x", bearer(&token_for("user-2", json!({})))),
             Decision::Await(Wait::Account {
                 provider: 0,
                 key: account_key("/a?u=user-2"),
@@ -311,13 +289,13 @@ fn reply_table_rows() {
             request(
                 "GET",
                 "/v1/x",
-                bearer(&k1.mint(&json!({"iss": ISS, "aud": AUD, "exp": now() + 60}))),
+                bearer(&key_a.mint(&json!({"iss": ISS, "aud": AUD, "exp": now() + 60}))),
             ),
             deny(Denial::UnknownAccount),
         ),
         (
             "missing permission",
-            request("GET", "/v1/entities/x", bearer(&rs("user-1", json!({})))),
+            request("GET", "/v1/entities/x", bearer(&good_token())),
             deny(Denial::InsufficientPermissions),
         ),
         (
@@ -325,7 +303,7 @@ fn reply_table_rows() {
             request(
                 "GET",
                 "/v1/entities/x",
-                bearer(&rs("user-1", json!({"role": "admin"}))),
+                bearer(&token_with(json!({"role": "admin"}))),
             ),
             allow("user-1"),
         ),
@@ -334,8 +312,7 @@ fn reply_table_rows() {
             request(
                 "POST",
                 "/v1/consent/c?network_id=n2",
-                bearer(&rs(
-                    "user-1",
+                bearer(&token_with(
                     json!({"permissions": ["consent:write"], "networks": ["n1"]}),
                 )),
             ),
@@ -346,8 +323,7 @@ fn reply_table_rows() {
             request(
                 "POST",
                 "/v1/consent/c?network_id=n1",
-                bearer(&rs(
-                    "user-1",
+                bearer(&token_with(
                     json!({"permissions": ["consent:write"], "networks": ["n1"]}),
                 )),
             ),
@@ -414,20 +390,13 @@ fn reply_table_rows() {
             request(
                 "GET",
                 "/v1/x",
-                bearer(&mint_hs256(
-                    &k1.public_der(),
-                    &claims(ISS, AUD, "user-1", 600, json!({})),
-                )),
+                bearer(&mint_hs256(&key_a.public_der(), &good_claims())),
             ),
             deny(Denial::InvalidToken),
         ),
         (
             "wrong audience",
-            request(
-                "GET",
-                "/v1/x",
-                bearer(&k1.mint(&claims(ISS, "other", "user-1", 600, json!({})))),
-            ),
+            request("GET", "/v1/x", bearer(&wrong_audience_token())),
             deny(Denial::InvalidToken),
         ),
     ];
@@ -439,7 +408,7 @@ fn reply_table_rows() {
 
 #[test]
 fn key_states_and_backend_failures() {
-    let good = rs("user-1", json!({}));
+    let good = good_token();
     let req = request("GET", "/v1/x", Some(format!("Bearer {good}")));
     let mut fake = ready();
     fake.keys = None;
@@ -464,9 +433,7 @@ fn key_states_and_backend_failures() {
     // Unknown kid when a refetch is not allowed (rate-limited, or already waited).
     let mut limited = ready();
     limited.refetch = false;
-    let other = signers()
-        .1
-        .mint(&claims(ISS, AUD, "user-1", 600, json!({})));
+    let other = unknown_kid_token();
     let req = request("GET", "/v1/x", Some(format!("Bearer {other}")));
     assert_eq!(
         run(&limited, &RustBackend, &req),
@@ -478,7 +445,7 @@ fn key_states_and_backend_failures() {
     let req = request(
         "GET",
         "/v1/x",
-        Some(format!("Bearer {}", rs("user-9", json!({})))),
+        Some(format!("Bearer {}", token_for("user-9", json!({})))),
     );
     assert_eq!(
         run(&no_wait, &RustBackend, &req),
@@ -525,11 +492,11 @@ fn provider_selection_does_not_depend_on_history() {
         &|_| None,
     )
     .expect("config");
-    let (set, _) = KeySet::parse(jwks(&[&signers().0]).as_bytes(), 1 << 16).expect("jwks");
-    let keys = bearer_guard::FixedKeys(set);
-    let token = signers()
+    let (set, _) = KeySet::parse(jwks(&[&keys().0]).as_bytes(), 1 << 16).expect("jwks");
+    let token = keys()
         .0
         .mint(&claims("https://any", "aud-b", "user-1", 600, json!({})));
+    let keys = bearer_guard::FixedKeys(set);
     let only_b = request("GET", "/only-b/x", Some(format!("Bearer {token}")));
     let any = request("GET", "/any/x", Some(format!("Bearer {token}")));
     // Decides with a cache the way the filter does: a verified token is stored.
@@ -587,7 +554,7 @@ fn verdicts_shared_between_vms() {
     let process = Process(&store, SharedTokens::new(64, [5; 16]));
     let cfg = config();
     let fake = ready();
-    let good = rs("user-1", json!({"permissions": ["entities:read"]}));
+    let good = token_with(json!({"permissions": ["entities:read"]}));
     let req = request("GET", "/v1/entities/x", Some(format!("Bearer {good}")));
     let run = |cfg: &Config, fake: &Fake, backend: &dyn SignatureBackend, req: &Request| {
         decide(
@@ -637,7 +604,7 @@ fn verdicts_shared_between_vms() {
     );
     // Nor once the key that verified it has left the key set.
     let mut rotated = ready();
-    let (set, _) = KeySet::parse(jwks(&[&signers().1]).as_bytes(), 1 << 16).expect("jwks");
+    let (set, _) = KeySet::parse(jwks(&[&keys().1]).as_bytes(), 1 << 16).expect("jwks");
     rotated.keys = Some(set);
     rotated.refetch = false;
     assert_eq!(

@@ -3,35 +3,35 @@
 //! that never loads (deny and allow), an outage keeping the last list, bounds, and lists
 //! that apply only to the providers naming them.
 
-use crate::support::idp::claims;
-use crate::vm::{fate, jwks_body, signer, store, Worker, ISS, T0, TIMEOUT_MS};
+use crate::support::fixtures::{
+    claims_at_t0, vm_jwks_body, vm_key, vm_provider, ISS, T0, T0_S, TIMEOUT_MS,
+};
+use crate::vm::{fate, store, Worker};
 use bearer_guard::Effect;
 use serde_json::{json, Value};
 
 const REFRESH_MS: u64 = 15_000;
+/// The issuer of provider `other`, which has no list.
 const OTHER_ISS: &str = "https://other.test";
 
 /// Providers `idp` (with a revocation list; `on_unavailable` as given) and `other` (the
 /// same keys, another issuer, no list).
 fn plugin(on_unavailable: &str) -> Value {
-    let jwks = json!({"cluster": "jwks", "authority": "idp.test", "path": "/jwks",
-                      "timeout_ms": TIMEOUT_MS, "retry_max_s": 1});
-    json!({"providers": [
-        {"name": "idp", "issuer": ISS, "algorithms": ["EdDSA"], "jwks": jwks,
-         "revocation": {"cluster": "revocation", "authority": "idp.test", "path": "/revoked",
-                        "refresh_s": REFRESH_MS / 1000, "timeout_ms": TIMEOUT_MS,
-                        "max_bytes": 2048, "max_entries": 5, "on_unavailable": on_unavailable}},
-        {"name": "other", "issuer": OTHER_ISS, "algorithms": ["EdDSA"], "jwks": jwks}
-    ]})
+    let mut idp = vm_provider("idp");
+    idp["revocation"] = json!({"cluster": "revocation", "authority": "idp.test", "path": "/revoked",
+                               "refresh_s": REFRESH_MS / 1000, "timeout_ms": TIMEOUT_MS,
+                               "max_bytes": 2048, "max_entries": 5, "on_unavailable": on_unavailable});
+    let mut other = vm_provider("other");
+    other["issuer"] = json!(OTHER_ISS);
+    json!({"providers": [idp, other]})
 }
 
-/// A token of `iss` valid at [`T0`], issued 100 s before it, with `extra` claims.
+/// A token of `iss` valid at [`T0`], issued 100 s before it (before the lists' cutoffs),
+/// with `extra` claims.
 fn token_of(iss: &str, extra: Value) -> String {
-    let now = (T0 / 1000) as i64;
-    let mut c = claims(iss, "api", "user_ada", 3600, extra);
-    c["iat"] = json!(now - 100);
-    c["exp"] = json!(now + 3600);
-    signer().mint(&c)
+    let mut c = claims_at_t0(iss, "user_ada", extra);
+    c["iat"] = json!(T0_S - 100);
+    vm_key().mint(&c)
 }
 
 fn list(doc: Value) -> Vec<u8> {
@@ -59,7 +59,7 @@ fn ready(plugin: &Value, first: &[u8]) -> (Worker, Worker) {
     a.tick(T0);
     let (keys, lists) = (a.calls_to("jwks"), a.calls_to("revocation"));
     assert_eq!((keys.len(), lists.len()), (1, 1), "A fetches keys and list");
-    a.respond(T0, keys[0], "200", &jwks_body());
+    a.respond(T0, keys[0], "200", &vm_jwks_body());
     a.respond(T0, lists[0], "200", first);
     // Provider `other` shares the key source: it adopts the keys on A's next tick.
     a.tick(T0 + 5);
@@ -174,7 +174,7 @@ fn keys_but_no_list(on_unavailable: &str) -> (Worker, String) {
     let mut a = Worker::new(store(), &plugin(on_unavailable), T0);
     a.tick(T0);
     let keys = a.calls_to("jwks");
-    a.respond(T0, keys[0], "200", &jwks_body());
+    a.respond(T0, keys[0], "200", &vm_jwks_body());
     (a, token_of(ISS, json!({"jti": "tok-1"})))
 }
 

@@ -2,7 +2,7 @@
 //! one process. Each test drives entry points with explicit times and checks the effects
 //! and the calls made — the behaviour `e2e/process.rs` proves in Envoy, in milliseconds.
 
-use crate::support::idp::{claims, EdSigner};
+use crate::support::fixtures::{vm_jwks_body, vm_provider, vm_token, T0, TIMEOUT_MS};
 use bearer_guard::RustBackend;
 use bearer_guard::LEASE_GRACE_MS;
 use bearer_guard::{
@@ -13,39 +13,19 @@ use bearer_guard::{MemoryStore, Store, StoreError};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::OnceLock;
 
-pub(crate) const ISS: &str = "https://idp.test";
-/// Start of every test's clock (ms): tokens are minted for it.
-pub(crate) const T0: u64 = 1_800_000_000_000;
-pub(crate) const TIMEOUT_MS: u64 = 1000;
 const REFRESH_MS: u64 = 60_000;
 
-pub(crate) fn signer() -> &'static EdSigner {
-    static KEY: OnceLock<EdSigner> = OnceLock::new();
-    KEY.get_or_init(|| EdSigner::from_secret("k1", &[7; 32]))
-}
-
-pub(crate) fn jwks_body() -> Vec<u8> {
-    json!({"keys": [signer().jwk()]}).to_string().into_bytes()
-}
-
-/// A token valid at [`T0`] for an hour.
+/// A token of `sub` (in organisation `org_1`) valid at [`T0`] for an hour.
 pub(crate) fn token(sub: &str) -> String {
-    let now = (T0 / 1000) as i64;
-    let mut c = claims(ISS, "api", sub, 3600, json!({"org_id": "org_1"}));
-    c["iat"] = json!(now);
-    c["exp"] = json!(now + 3600);
-    signer().mint(&c)
+    vm_token(sub, json!({"org_id": "org_1"}))
 }
 
-/// A configuration with one EdDSA provider; `account` adds an account service.
+/// The VM suites' provider refreshing its keys every minute; `account` adds an account
+/// service.
 fn plugin(account: bool) -> Value {
-    let mut provider = json!({
-        "name": "idp", "issuer": ISS, "algorithms": ["EdDSA"],
-        "jwks": {"cluster": "jwks", "authority": "idp.test", "path": "/jwks",
-                 "refresh_s": REFRESH_MS / 1000, "timeout_ms": TIMEOUT_MS, "retry_max_s": 1}
-    });
+    let mut provider = vm_provider("idp");
+    provider["jwks"]["refresh_s"] = json!(REFRESH_MS / 1000);
     if account {
         provider["account"] = json!({"cluster": "accounts", "authority": "accounts.test",
             "path": "/accounts?user={sub}", "timeout_ms": TIMEOUT_MS,
@@ -204,7 +184,7 @@ fn loaded(plugin: &Value) -> (Rc<MemoryStore>, Worker, Worker) {
     let first = a.request(T0, 1, &token("user_0"));
     let fetch = a.calls_to("jwks");
     assert_eq!(fate(&first, 1).as_deref(), Some("pause"));
-    let done = a.respond(T0, fetch[0], "200", &jwks_body());
+    let done = a.respond(T0, fetch[0], "200", &vm_jwks_body());
     assert!(
         fate(&done, 1).is_some(),
         "the first request decides: {done:?}"
@@ -227,7 +207,7 @@ fn one_jwks_fetch_per_process_and_waiting_requests_wake_on_another_vms_publish()
     assert_eq!(fate(&b.tick(T0 + 20), 2), None);
     let fetch = a.calls_to("jwks")[0];
     assert_eq!(
-        fate(&a.respond(T0 + 30, fetch, "200", &jwks_body()), 1).as_deref(),
+        fate(&a.respond(T0 + 30, fetch, "200", &vm_jwks_body()), 1).as_deref(),
         Some("continue")
     );
     // B adopts the published key set on its next tick, and its request goes on.
@@ -288,7 +268,7 @@ fn a_fetch_whose_vm_goes_silent_is_taken_over() {
         1
     );
     let call = b.calls_to("jwks")[0];
-    b.respond(lapse + 5, call, "200", &jwks_body());
+    b.respond(lapse + 5, call, "200", &vm_jwks_body());
     assert_eq!(
         fate(&b.request(lapse + 10, 2, &token("user_3")), 2).as_deref(),
         Some("continue")
@@ -432,7 +412,7 @@ fn interleaved_claims(on_cas: bool) -> (usize, usize) {
         seed.request(T0, 1, &token("user_0"));
         seed.calls_to("jwks")[0]
     };
-    seed.respond(T0, fetch, "200", &jwks_body());
+    seed.respond(T0, fetch, "200", &vm_jwks_body());
     let b = Rc::new(RefCell::new(Worker::new(s.clone(), &cfg, T0)));
     b.borrow_mut().tick(T0 + 1);
     let hook: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
@@ -515,7 +495,7 @@ fn a_graphql_request_is_authenticated_from_its_head_and_judged_from_its_body() {
     // The head waits for the keys; then it goes on with the identity, and the body is held.
     assert_eq!(fate(&a.graphql(T0, 1, &t), 1).as_deref(), Some("pause"));
     let fetch = a.calls_to("jwks")[0];
-    let resumed = a.respond(T0 + 5, fetch, "200", &jwks_body());
+    let resumed = a.respond(T0 + 5, fetch, "200", &vm_jwks_body());
     assert_eq!(
         fate(&resumed, 1).as_deref(),
         Some("continue"),
@@ -611,7 +591,7 @@ fn the_clock_requests_are_judged_at_is_the_last_tick() {
     a.tick(T0 + 100);
     assert_eq!(a.vm.clock(), T0 + 200);
     let fetch = a.calls_to("jwks")[0];
-    a.respond(T0 + 250, fetch, "200", &jwks_body());
+    a.respond(T0 + 250, fetch, "200", &vm_jwks_body());
     assert_eq!(a.vm.clock(), T0 + 250);
 }
 

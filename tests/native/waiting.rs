@@ -4,8 +4,8 @@
 //! the head forwarded or held — and the request is decided when the list arrives or is
 //! declared unavailable.
 
-use crate::support::idp::claims;
-use crate::vm::{fate, jwks_body, signer, store, Worker, ISS, T0, TIMEOUT_MS};
+use crate::support::fixtures::{vm_jwks_body, vm_provider, vm_token, T0, T0_S, TIMEOUT_MS};
+use crate::vm::{fate, store, Worker};
 use bearer_guard::Denial;
 use bearer_guard::Effect;
 use bearer_guard::KeyAvailability;
@@ -20,14 +20,11 @@ use serde_json::{json, Value};
 /// list that denies when unavailable; field `a` judged by `A`, field `b` by `B` with
 /// `b:write`.
 fn plugin(hold_head: bool) -> Value {
-    let jwks = json!({"cluster": "jwks", "authority": "idp.test", "path": "/jwks",
-                      "timeout_ms": TIMEOUT_MS, "retry_max_s": 1});
+    let mut b = vm_provider("B");
+    b["revocation"] = json!({"cluster": "revocation", "authority": "idp.test", "path": "/revoked",
+                             "timeout_ms": TIMEOUT_MS, "on_unavailable": "deny"});
     json!({
-        "providers": [
-            {"name": "A", "issuer": ISS, "algorithms": ["EdDSA"], "jwks": jwks},
-            {"name": "B", "issuer": ISS, "algorithms": ["EdDSA"], "jwks": jwks,
-             "revocation": {"cluster": "revocation", "authority": "idp.test", "path": "/revoked",
-                            "timeout_ms": TIMEOUT_MS, "on_unavailable": "deny"}}],
+        "providers": [vm_provider("A"), b],
         "graphql": {"hold_head": hold_head},
         "rules": [
             {"name": "a", "match": {"path": "/graphql", "graphql": {"fields": ["a"]}},
@@ -39,17 +36,7 @@ fn plugin(hold_head: bool) -> Value {
 
 /// A token valid at [`T0`] with these permissions.
 fn token(permissions: &[&str]) -> String {
-    let now = (T0 / 1000) as i64;
-    let mut c = claims(
-        ISS,
-        "api",
-        "user_ada",
-        3600,
-        json!({"permissions": permissions}),
-    );
-    c["iat"] = json!(now);
-    c["exp"] = json!(now + 3600);
-    signer().mint(&c)
+    vm_token("user_ada", json!({"permissions": permissions}))
 }
 
 fn graphql_request(token: &str, query: &str) -> Request {
@@ -80,7 +67,7 @@ impl RevocationLookup for List {
 fn a_field_that_waits_makes_the_whole_request_wait_in_the_pipeline() {
     let cfg = bearer_guard::parse_config(plugin(false).to_string().as_bytes(), &|_| None)
         .expect("config");
-    let (keys, _) = KeySet::parse(&jwks_body(), 1 << 16).expect("jwks");
+    let (keys, _) = KeySet::parse(&vm_jwks_body(), 1 << 16).expect("jwks");
     let keys = FixedKeys(keys);
     let empty = RevocationList::parse(
         b"{}",
@@ -88,84 +75,95 @@ fn a_field_that_waits_makes_the_whole_request_wait_in_the_pipeline() {
             max_entries: 10,
             clock_skew_s: 60,
         },
-        (T0 / 1000) as i64,
+        T0_S,
     )
     .expect("an empty list");
-    let now_s = (T0 / 1000) as i64;
+    let now_s = T0_S;
     let reader = token(&[]);
     let writer = token(&["b:write"]);
     let wait_for_b = Decision::Await(Wait::Revocation { provider: 1 });
-    let rows: Vec<(&str, &str, &str, KeyAvailability, bool, Decision)> = vec![
-        (
-            "{ b } while loading",
-            "{ b }",
-            &reader,
-            KeyAvailability::Loading,
-            false,
-            wait_for_b.clone(),
-        ),
-        (
-            "{ a b } while loading",
-            "{ a b }",
-            &reader,
-            KeyAvailability::Loading,
-            false,
-            wait_for_b.clone(),
-        ),
-        (
-            "{ b a } while loading",
-            "{ b a }",
-            &reader,
-            KeyAvailability::Loading,
-            false,
-            wait_for_b.clone(),
-        ),
-        (
-            "{ a b } by a writer while loading",
-            "{ a b }",
-            &writer,
-            KeyAvailability::Loading,
-            false,
-            wait_for_b.clone(),
-        ),
-        (
-            "{ a b } once unavailable",
-            "{ a b }",
-            &reader,
-            KeyAvailability::Unavailable,
-            false,
-            Decision::Deny(Denial::Unavailable),
-        ),
-        (
-            "{ a } while loading: B is not asked",
-            "{ a }",
-            &reader,
-            KeyAvailability::Loading,
-            false,
-            Decision::Allow { headers: vec![] },
-        ),
-        (
-            "{ a b } once loaded, without b:write",
-            "{ a b }",
-            &reader,
-            KeyAvailability::Ready,
-            true,
-            Decision::Deny(Denial::InsufficientPermissions),
-        ),
-        (
-            "{ a b } once loaded, with b:write",
-            "{ a b }",
-            &writer,
-            KeyAvailability::Ready,
-            true,
-            Decision::Allow { headers: vec![] },
-        ),
+    /// A query with a token, B's list in one state, and the decision.
+    struct Row<'a> {
+        case: &'a str,
+        query: &'a str,
+        token: &'a str,
+        /// The state of B's revocation list.
+        availability: KeyAvailability,
+        /// Whether the list (an empty one) has loaded.
+        loaded: bool,
+        want: Decision,
+    }
+    let rows = vec![
+        Row {
+            case: "{ b } while loading",
+            query: "{ b }",
+            token: &reader,
+            availability: KeyAvailability::Loading,
+            loaded: false,
+            want: wait_for_b.clone(),
+        },
+        Row {
+            case: "{ a b } while loading",
+            query: "{ a b }",
+            token: &reader,
+            availability: KeyAvailability::Loading,
+            loaded: false,
+            want: wait_for_b.clone(),
+        },
+        Row {
+            case: "{ b a } while loading",
+            query: "{ b a }",
+            token: &reader,
+            availability: KeyAvailability::Loading,
+            loaded: false,
+            want: wait_for_b.clone(),
+        },
+        Row {
+            case: "{ a b } by a writer while loading",
+            query: "{ a b }",
+            token: &writer,
+            availability: KeyAvailability::Loading,
+            loaded: false,
+            want: wait_for_b.clone(),
+        },
+        Row {
+            case: "{ a b } once unavailable",
+            query: "{ a b }",
+            token: &reader,
+            availability: KeyAvailability::Unavailable,
+            loaded: false,
+            want: Decision::Deny(Denial::Unavailable),
+        },
+        Row {
+            case: "{ a } while loading: B is not asked",
+            query: "{ a }",
+            token: &reader,
+            availability: KeyAvailability::Loading,
+            loaded: false,
+            want: Decision::Allow { headers: vec![] },
+        },
+        Row {
+            case: "{ a b } once loaded, without b:write",
+            query: "{ a b }",
+            token: &reader,
+            availability: KeyAvailability::Ready,
+            loaded: true,
+            want: Decision::Deny(Denial::InsufficientPermissions),
+        },
+        Row {
+            case: "{ a b } once loaded, with b:write",
+            query: "{ a b }",
+            token: &writer,
+            availability: KeyAvailability::Ready,
+            loaded: true,
+            want: Decision::Allow { headers: vec![] },
+        },
     ];
-    for (case, query, token, availability, loaded, want) in rows {
-        let list = List(availability, loaded.then(|| empty.clone()));
+    for row in rows {
+        let list = List(row.availability, row.loaded.then(|| empty.clone()));
         let inputs = Inputs::new(&cfg, &keys, &RustBackend, now_s).revocations(&list);
-        let got = decide(&inputs, &graphql_request(token, query));
-        assert_eq!(got.decision, want, "{case}: {}", got.note);
+        let got = decide(&inputs, &graphql_request(row.token, row.query));
+        assert_eq!(got.decision, row.want, "{}: {}", row.case, got.note);
     }
 }
 
@@ -175,7 +173,7 @@ fn waiting_worker(hold_head: bool) -> (Worker, u32) {
     w.tick(T0);
     let keys = w.calls_to("jwks");
     assert_eq!(keys.len(), 1, "one key source");
-    w.respond(T0, keys[0], "200", &jwks_body());
+    w.respond(T0, keys[0], "200", &vm_jwks_body());
     // Provider B shares A's key source: it adopts the keys at the next tick.
     w.tick(T0 + 5);
     let lists = w.calls_to("revocation");
@@ -281,7 +279,7 @@ fn a_held_head_whose_body_never_comes_is_refused_and_explained() {
     let mut w = Worker::new(store(), &plugin(true), T0);
     w.tick(T0);
     let keys = w.calls_to("jwks");
-    w.respond(T0, keys[0], "200", &jwks_body());
+    w.respond(T0, keys[0], "200", &vm_jwks_body());
     let lists = w.calls_to("revocation");
     w.respond(T0, lists[0], "200", b"{}");
     w.tick(T0 + 5);
@@ -323,7 +321,7 @@ fn trailers_end_the_body() {
     let mut w = Worker::new(store(), &plugin(true), T0);
     w.tick(T0);
     let keys = w.calls_to("jwks");
-    w.respond(T0, keys[0], "200", &jwks_body());
+    w.respond(T0, keys[0], "200", &vm_jwks_body());
     let lists = w.calls_to("revocation");
     w.respond(T0, lists[0], "200", b"{}");
     w.tick(T0 + 5);
