@@ -75,7 +75,7 @@ test-alerts: ## The alert rules' unit tests (promtool test rules)
 COMPOSE_TARGET := x86_64-unknown-linux-musl
 compose-build: build ## Build what envoy/docker-compose.yaml runs: the filter and the dev IdP binary (target/compose/)
 	@rustup target list --installed | grep -qx $(COMPOSE_TARGET) || rustup target add $(COMPOSE_TARGET)
-	cargo build --release --target $(COMPOSE_TARGET) --example dev-idp
+	cargo build --release --target $(COMPOSE_TARGET) --no-default-features --example dev-idp
 	mkdir -p target/compose
 	cp target/$(COMPOSE_TARGET)/release/examples/dev-idp target/compose/dev-idp
 

@@ -37,7 +37,7 @@ mod worker;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 mod native;
 
 // The configuration and its compiled form.
@@ -69,7 +69,7 @@ pub use shared::ProcessStore;
 pub use shared::{KeyAvailability, MemoryStore, Store, StoreError, LEASE_GRACE_MS};
 pub use token::cache::{SharedTokens, SharedVerdict, TokenCache, TokenDigest};
 pub use token::{split as split_jws, TokenSource};
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 pub use verify::NativeBackend;
 pub use verify::{
     rsassa_pss, verify_ed25519, verify_hmac, BackendError, RustBackend, SignatureBackend,

