@@ -13,7 +13,7 @@ PYTHON        ?= python3
 WASM_OPT      ?= wasm-opt
 WASM_OPT_ARGS := -O3 --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
 
-.PHONY: help deps build demo test test-alerts test-compose compose-build istio-image lint bench soak fuzz clean
+.PHONY: help deps build demo demo-native test test-alerts test-compose compose-build istio-image lint bench soak fuzz clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -51,6 +51,9 @@ build: deps ## Build the filter: the wasm module and the native Envoy module (re
 
 demo: build ## Run the demo: Envoy + filter + dev IdP + upstream on localhost
 	cargo run --quiet --example dev-idp -- demo --envoy $(ENVOY) --wasm $(WASM)
+
+demo-native: build ## The demo with the native module (envoy/envoy-native.yaml) instead of the wasm one
+	cargo run --quiet --example dev-idp -- demo --envoy $(ENVOY) --native $(abspath $(dir $(NATIVE)))
 
 # Prometheus's promtool (and, for the compose test's image, prometheus): Debian's package.
 PROMETHEUS_PKG = @command -v promtool >/dev/null && command -v prometheus >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq prometheus; } \

@@ -423,11 +423,16 @@ fn the_demo_runs() {
     );
     // Free ports, so the test runs beside anything else (a running `make demo` included).
     let ports = [free_port(), free_port(), free_port(), free_port()].map(|p| p.to_string());
+    // `make demo`, or `make demo-native` when the suite runs on the native host.
+    let module = if native() {
+        ["--native".into(), native_dir()]
+    } else {
+        ["--wasm".into(), wasm_path()]
+    };
     let out = Command::new(&dev_idp)
         .args(["demo", "--once", "--envoy"])
         .arg(envoy_bin())
-        .arg("--wasm")
-        .arg(wasm_path())
+        .args(module)
         .args(["--port", &ports[0], "--admin-port", &ports[1]])
         .args(["--idp-port", &ports[2], "--upstream-port", &ports[3]])
         .current_dir(repo())

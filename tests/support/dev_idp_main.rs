@@ -8,7 +8,8 @@
 //! - `proof`: another DPoP proof with the client key of the last `mint --dpop`.
 //! - `revoke`: adds a `jti`, subject or session to the revocation list `serve` publishes
 //!   at `/revocations`.
-//! - `demo`: `serve` plus the real Envoy with `envoy/envoy.yaml`, then shows 200/401/403.
+//! - `demo`: `serve` plus the real Envoy with `envoy/envoy.yaml` (`--wasm`) or
+//!   `envoy/envoy-native.yaml` (`--native`), then shows 200/401/403.
 
 #[path = "envoy.rs"]
 mod envoy;
@@ -76,7 +77,7 @@ fn usage() -> ! {
          \x20                   [--alg RS256|RS384|RS512|PS256|PS384|PS512|ES256|ES384|ES512|EdDSA]\n\
          \x20      dev-idp echo [--host 127.0.0.1] [--port 9091]   (the echo upstream alone)\n\
          \x20      dev-idp health [--port 9090]   (exit 0 when the JWKS is served: container healthchecks)\n\
-         \x20      dev-idp demo --envoy PATH --wasm PATH [--once] [--port 10000] [--admin-port 9901]\n\
+         \x20      dev-idp demo --envoy PATH (--wasm PATH | --native DIR) [--once] [--port 10000] [--admin-port 9901]\n\
          \x20                   [--idp-port 9090] [--upstream-port 9091]\n\
          \x20 DEV_IDP_KEY_FILE and DEV_IDP_KID choose the signing key's file and kid."
     );
@@ -568,10 +569,16 @@ fn serve(ip: [u8; 4], port: u16, upstream_port: u16) -> (HttpServer, HttpServer)
 #[allow(clippy::type_complexity)]
 fn demo(args: &Args) {
     let envoy_bin = args.value("--envoy").unwrap_or_else(|| usage());
-    let wasm = args.value("--wasm").unwrap_or_else(|| usage());
+    // The wasm module (envoy/envoy.yaml), or the native one found in a folder
+    // (envoy/envoy-native.yaml).
+    let (module, native_dir) = match (args.value("--wasm"), args.value("--native")) {
+        (Some(wasm), None) => (PathBuf::from(wasm), None),
+        (None, Some(dir)) => (Path::new(&dir).join("libbearer_guard.so"), Some(dir)),
+        _ => usage(),
+    };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if !Path::new(&wasm).exists() {
-        eprintln!("dev-idp: {wasm} is missing; run `make build`");
+    if !module.exists() {
+        eprintln!("dev-idp: {} is missing; run `make build`", module.display());
         std::process::exit(1);
     }
     // envoy/envoy.yaml as written uses the default ports; other ports (the tests pick free
@@ -585,7 +592,11 @@ fn demo(args: &Args) {
     .map(|(flag, default)| (default, args.port(flag, default)));
     let [(_, port), (_, admin), (_, idp_port), (_, upstream_port)] = ports;
     let _servers = serve([127, 0, 0, 1], idp_port, upstream_port);
-    let mut config = repo.join("envoy/envoy.yaml");
+    let mut config = repo.join(if native_dir.is_some() {
+        "envoy/envoy-native.yaml"
+    } else {
+        "envoy/envoy.yaml"
+    });
     if ports.iter().any(|(default, chosen)| default != chosen) {
         let mut text = std::fs::read_to_string(&config).unwrap_or_else(|e| {
             eprintln!("dev-idp: cannot read {}: {e}", config.display());
@@ -612,6 +623,11 @@ fn demo(args: &Args) {
         .args(["--file-flush-interval-msec", "100", "--log-path"])
         .arg(&log)
         .env("SDK_TOKEN_SECRET", secret())
+        .envs(
+            native_dir
+                .iter()
+                .map(|dir| ("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir)),
+        )
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| {
