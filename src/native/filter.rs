@@ -10,9 +10,10 @@ use super::plugin::{self, Plugin, Shared};
 use crate::reply::Denial;
 use crate::request::{Body, Headers, Request};
 use crate::worker::{self, CallResponse, DispatchError, Effect, Host, Outgoing, Worker};
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// Hook statuses: go on, or stop (headers: StopIteration; body: StopIterationAndBuffer;
 /// trailers: StopIteration — all `1`).
@@ -30,6 +31,8 @@ pub(super) struct Stream {
 /// A worker's core for one configuration, and the streams it knows.
 struct Local {
     core: Worker,
+    /// Its configuration, to tell when Envoy destroyed it.
+    shared: Weak<Shared>,
     next_context: u32,
     /// The live streams of this configuration on this thread.
     streams: HashMap<u32, FilterHandle>,
@@ -39,6 +42,37 @@ struct Local {
 
 thread_local! {
     static LOCALS: RefCell<HashMap<u64, Local>> = RefCell::new(HashMap::new());
+    /// The count of destroyed configurations this thread last swept for.
+    static SWEPT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Drops this thread's cores of configurations Envoy destroyed and that have no stream
+/// left (a reconfiguration must not leave a core per thread behind).
+fn sweep() {
+    let destroyed = plugin::destroyed();
+    if SWEPT.with(Cell::get) == destroyed {
+        return;
+    }
+    SWEPT.with(|s| s.set(destroyed));
+    LOCALS.with(|locals| {
+        if let Ok(mut locals) = locals.try_borrow_mut() {
+            locals.retain(|_, l| {
+                let keep =
+                    !l.streams.is_empty() || l.shared.upgrade().is_some_and(|s| !s.is_gone());
+                if !keep {
+                    dropped();
+                }
+                keep
+            });
+        }
+    });
+}
+
+fn dropped() {
+    abi::log(
+        LogLevel::Debug,
+        "bearer-guard: a worker dropped its core of a destroyed configuration",
+    );
 }
 
 fn now_ms() -> u64 {
@@ -80,7 +114,7 @@ fn with_local<T>(s: &Stream, f: impl FnOnce(&mut Local) -> T) -> Option<T> {
     })
 }
 
-fn new_local(shared: &Shared, handle: FilterHandle) -> Option<Local> {
+fn new_local(shared: &Arc<Shared>, handle: FilterHandle) -> Option<Local> {
     let cfg = plugin::compile(&shared.name, &shared.json).ok()?;
     let (backend, _) = plugin::backend(&cfg);
     let now = now_ms();
@@ -98,6 +132,7 @@ fn new_local(shared: &Shared, handle: FilterHandle) -> Option<Local> {
     let effects = core.on_configure(now);
     let local = Local {
         core,
+        shared: Arc::downgrade(shared),
         next_context: 1,
         streams: HashMap::new(),
         last_tick: now,
@@ -110,6 +145,7 @@ fn new_local(shared: &Shared, handle: FilterHandle) -> Option<Local> {
 
 /// A new stream: numbered on its worker.
 pub(super) fn new_stream(p: &Plugin, handle: FilterHandle) -> Stream {
+    sweep();
     let mut s = Stream {
         shared: Arc::clone(&p.shared),
         handle,
@@ -282,10 +318,20 @@ pub(super) fn scheduled(s: &Stream) {
 
 /// The stream is gone: the core forgets it, its scheduler is deleted.
 pub(super) fn destroy(s: Stream) {
-    let _ = with_local(&s, |local| {
+    let last_of_a_dead_configuration = with_local(&s, |local| {
         local.core.on_context_gone(s.context);
         local.streams.remove(&s.context);
+        local.streams.is_empty() && s.shared.is_gone()
     });
+    if last_of_a_dead_configuration == Some(true) {
+        LOCALS.with(|locals| {
+            if let Ok(mut locals) = locals.try_borrow_mut() {
+                if locals.remove(&s.shared.id).is_some() {
+                    dropped();
+                }
+            }
+        });
+    }
     if let Some(scheduler) = s.shared.unpause(s.worker, s.context) {
         scheduler.delete();
     }
@@ -384,8 +430,17 @@ fn apply(
             Effect::Pause { context } if Some(context) == own_context => {
                 status = STOP;
                 if !shared.is_paused(worker, context) {
-                    let scheduler = handle_of(context).and_then(FilterHandle::scheduler);
-                    shared.pause(worker, context, scheduler);
+                    match handle_of(context).and_then(FilterHandle::scheduler) {
+                        Some(scheduler) => shared.pause(worker, context, scheduler),
+                        // Nothing could wake it: answered now rather than left hanging.
+                        None => {
+                            abi::log(
+                                LogLevel::Error,
+                                "bearer-guard: Envoy gave no scheduler for a waiting request: answered 500",
+                            );
+                            status = fail_closed(current);
+                        }
+                    }
                 }
             }
             Effect::Pause { .. } => {}

@@ -21,7 +21,7 @@ use crate::worker::{
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -99,8 +99,8 @@ pub(super) struct Answer {
 #[derive(Default)]
 struct WorkerSlot {
     answers: Vec<Answer>,
-    /// Paused requests and their schedulers (`None`: Envoy gave none).
-    paused: BTreeMap<u32, Option<Scheduler>>,
+    /// Paused requests and their schedulers.
+    paused: BTreeMap<u32, Scheduler>,
 }
 
 /// What every thread shares of a configuration.
@@ -118,6 +118,9 @@ pub(super) struct Shared {
     callouts: Mutex<HashMap<u64, (Caller, u32)>>,
     workers: Mutex<HashMap<usize, WorkerSlot>>,
     next_token: AtomicU32,
+    /// Envoy destroyed the configuration: workers drop their cores of it once its last
+    /// stream ends.
+    gone: AtomicBool,
 }
 
 /// A configuration as Envoy holds it.
@@ -201,6 +204,7 @@ pub(super) fn new(envoy: ConfigHandle, filter_name: &[u8], json: &[u8]) -> Optio
         callouts: Mutex::new(HashMap::new()),
         workers: Mutex::new(HashMap::new()),
         next_token: AtomicU32::new(1),
+        gone: AtomicBool::new(false),
     });
     lock(live()).push(Arc::downgrade(&shared));
     let plugin = Plugin { shared, envoy };
@@ -314,8 +318,24 @@ pub(super) fn main_thread(p: &Plugin, event: u64) {
     }
 }
 
-/// A configuration is gone (main thread): its scheduler deleted, no more ticks.
+/// How many configurations Envoy destroyed so far: a worker that sees it change drops its
+/// cores of dead configurations.
+static DESTROYED: AtomicU64 = AtomicU64::new(0);
+
+/// See [`DESTROYED`].
+pub(super) fn destroyed() -> u64 {
+    DESTROYED.load(Ordering::Acquire)
+}
+
+/// A configuration is gone (main thread): its scheduler deleted, no more ticks, and every
+/// worker told to drop its core of it.
 pub(super) fn destroy(p: Plugin) {
+    p.shared.gone.store(true, Ordering::Release);
+    DESTROYED.fetch_add(1, Ordering::AcqRel);
+    abi::log(
+        LogLevel::Debug,
+        "bearer-guard: a configuration was destroyed; workers drop their cores of it",
+    );
     if let Some(s) = lock(&p.shared.main).take() {
         s.delete();
     }
@@ -374,6 +394,11 @@ fn define_metrics(envoy: ConfigHandle, cfg: &Config) -> Vec<Option<NativeMetric>
 }
 
 impl Shared {
+    /// Whether Envoy destroyed the configuration.
+    pub(super) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
     /// A worker asks for a call: queued for the main thread, which is woken. The token the
     /// worker's core will see its answer under.
     pub(super) fn dispatch(&self, worker: usize, call: &Outgoing) -> Result<u32, String> {
@@ -403,10 +428,10 @@ impl Shared {
     }
 
     /// A paused request of `worker` (its scheduler wakes the worker).
-    pub(super) fn pause(&self, worker: usize, context: u32, scheduler: Option<Scheduler>) {
+    pub(super) fn pause(&self, worker: usize, context: u32, scheduler: Scheduler) {
         let mut workers = lock(&self.workers);
         let slot = workers.entry(worker).or_default();
-        if let Some(Some(old)) = slot.paused.insert(context, scheduler) {
+        if let Some(old) = slot.paused.insert(context, scheduler) {
             old.delete();
         }
     }
@@ -416,7 +441,6 @@ impl Shared {
         lock(&self.workers)
             .get_mut(&worker)
             .and_then(|w| w.paused.remove(&context))
-            .flatten()
     }
 
     /// Whether `context` of `worker` is registered as paused.
@@ -432,7 +456,7 @@ impl Shared {
         let mut workers = lock(&self.workers);
         let slot = workers.entry(worker).or_default();
         slot.answers.push(answer);
-        if let Some(s) = slot.paused.values().flatten().next() {
+        if let Some(s) = slot.paused.values().next() {
             s.commit(EVENT_ANSWERS);
         }
     }
@@ -441,7 +465,7 @@ impl Shared {
     /// `driver`.
     fn tick(&self, driver: bool) {
         for slot in lock(&self.workers).values() {
-            if let Some(s) = slot.paused.values().flatten().next() {
+            if let Some(s) = slot.paused.values().next() {
                 s.commit(EVENT_TICK);
             }
         }

@@ -341,6 +341,26 @@ fn a_live_reconfiguration_keeps_the_keys() {
         .find("3 rule(s)")
         .expect("the new configuration's log line");
     assert!(log[since..].contains("adopted key set version 1"));
+    // The old configuration goes once its listener drained: natively, every worker that
+    // served it drops its core of it (nothing kept per reconfiguration).
+    if native() {
+        assert!(
+            envoy.wait_until(Duration::from_secs(10), || {
+                // New streams on every worker sweep their dead cores.
+                for _ in 0..WORKERS * 2 {
+                    let _ = envoy.get("/v2/open", &[]);
+                }
+                envoy
+                    .log()
+                    .matches("dropped its core of a destroyed configuration")
+                    .count()
+                    >= 1
+            }),
+            "no worker dropped its core of the old configuration:\n{}",
+            envoy.log()
+        );
+        assert!(envoy.log_contains("a configuration was destroyed"));
+    }
     assert!(
         !log[since..].contains("waits for keys"),
         "a request waited for keys after the reconfiguration"

@@ -345,6 +345,9 @@ impl Envoy {
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", &o.concurrency.to_string()])
+            // A replaced listener drains for 2 s (Envoy's default: 10 min), so that tests
+            // see the old configuration go.
+            .args(["--drain-time-s", "2"])
             .args([
                 "--use-dynamic-base-id",
                 "--disable-hot-restart",
