@@ -52,7 +52,9 @@ pub fn header_safe(v: &str) -> bool {
     !v.chars().any(|c| c.is_control())
 }
 
-/// The identity headers for a verified token. Claims that are absent produce no header.
+/// The identity headers for a verified token. Claims that are absent, `null` or render
+/// empty produce no header (the native host cannot set an empty value: both hosts
+/// forward the same headers).
 /// `Err(header)` names a header whose claim value holds control characters: the
 /// pipeline denies such a request rather than forward a header it had to alter.
 pub fn forward_headers(
@@ -62,7 +64,11 @@ pub fn forward_headers(
 ) -> Result<Vec<(String, String)>, Refused> {
     let mut out = Vec::with_capacity(forward.headers.len() + 1);
     for (header, claim) in &forward.headers {
-        if let Some(value) = claim.get(claims).and_then(header_value) {
+        if let Some(value) = claim
+            .get(claims)
+            .and_then(header_value)
+            .filter(|v| !v.is_empty())
+        {
             if !header_safe(&value) {
                 return Err(Refused::UnsafeHeader(header.clone()));
             }
@@ -126,6 +132,18 @@ mod tests {
                 ("x-perms".to_string(), "a,b".to_string()),
                 ("x-roles".to_string(), "admin,user".to_string()),
                 ("x-payload".to_string(), "PAYLOAD".to_string())
+            ]
+        );
+        // Empty values give no header (as absent ones).
+        let claims = json!({"sub": "", "org_id": [], "permissions": ["p"]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            forward_headers(&forward, &claims, "P").expect("safe"),
+            vec![
+                ("x-perms".to_string(), "p".to_string()),
+                ("x-payload".to_string(), "P".to_string())
             ]
         );
         for bad in ["u1\r\nx-admin: true", "a\nb", "nul\0", "tab\t"] {

@@ -536,25 +536,32 @@ impl ConfigHandle {
     }
 }
 
-/// The main thread's scheduler of a configuration.
+/// The main thread's scheduler of a configuration, deleted when dropped (by whichever
+/// thread holds it last).
 #[derive(Debug)]
 pub(super) struct ConfigScheduler(*mut c_void);
 
-// SAFETY: `commit` may be called from any thread; deletion happens once, on the main
-// thread, after it is taken out of its lock.
+// SAFETY: Envoy lets any thread commit to and delete a configuration's scheduler (it
+// posts to the main thread's dispatcher); this owner deletes it once, on drop, and
+// shared owners (`Arc`) never commit after that.
 unsafe impl Send for ConfigScheduler {}
+// SAFETY: `commit` takes `&self` and Envoy's commit may run on several threads at once.
+unsafe impl Sync for ConfigScheduler {}
 
 impl ConfigScheduler {
-    /// Runs `config_scheduled(event)` on the main thread.
+    /// Runs `config_scheduled(event)` on the main thread. Never called with a lock of the
+    /// module held: Envoy may run the configuration's destructor in this call (when the
+    /// main thread dropped its last reference meanwhile).
     pub(super) fn commit(&self, event: u64) {
         if let Some(a) = api() {
-            // SAFETY: a scheduler not yet deleted (callers hold its lock).
+            // SAFETY: a live scheduler (deleted only on drop).
             unsafe { (a.http_filter_config_scheduler_commit)(self.0, event) }
         }
     }
+}
 
-    /// Deletes it (main thread).
-    pub(super) fn delete(self) {
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
         if let Some(a) = api() {
             // SAFETY: a scheduler Envoy made, deleted once.
             unsafe { (a.http_filter_config_scheduler_delete)(self.0) }

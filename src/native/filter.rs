@@ -13,6 +13,7 @@ use crate::worker::{self, CallResponse, DispatchError, Effect, Host, Outgoing, W
 use std::cell::Cell;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 /// Hook statuses: go on, or stop (headers: StopIteration; body: StopIterationAndBuffer;
@@ -47,15 +48,16 @@ thread_local! {
 }
 
 /// Drops this thread's cores of configurations Envoy destroyed and that have no stream
-/// left (a reconfiguration must not leave a core per thread behind).
+/// left (a reconfiguration must not leave a core per thread behind). Envoy destroys a
+/// configuration only after its last stream, so the next stream on each worker sweeps.
 fn sweep() {
     let destroyed = plugin::destroyed();
     if SWEPT.with(Cell::get) == destroyed {
         return;
     }
-    SWEPT.with(|s| s.set(destroyed));
     LOCALS.with(|locals| {
         if let Ok(mut locals) = locals.try_borrow_mut() {
+            SWEPT.with(|s| s.set(destroyed));
             locals.retain(|_, l| {
                 let keep =
                     !l.streams.is_empty() || l.shared.upgrade().is_some_and(|s| !s.is_gone());
@@ -73,6 +75,16 @@ fn dropped() {
         LogLevel::Debug,
         "bearer-guard: a worker dropped its core of a destroyed configuration",
     );
+}
+
+/// This thread's number in the module's registries (paused requests, answers): assigned
+/// by the module, never Envoy's worker index, so two threads never share one.
+fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SLOT.with(|s| *s)
 }
 
 fn now_ms() -> u64 {
@@ -150,7 +162,7 @@ pub(super) fn new_stream(p: &Plugin, handle: FilterHandle) -> Stream {
         shared: Arc::clone(&p.shared),
         handle,
         context: 0,
-        worker: handle.worker_index(),
+        worker: thread_slot(),
     };
     s.context = with_local(&s, |local| {
         let context = local.next_context;
@@ -318,20 +330,10 @@ pub(super) fn scheduled(s: &Stream) {
 
 /// The stream is gone: the core forgets it, its scheduler is deleted.
 pub(super) fn destroy(s: Stream) {
-    let last_of_a_dead_configuration = with_local(&s, |local| {
+    let _ = with_local(&s, |local| {
         local.core.on_context_gone(s.context);
         local.streams.remove(&s.context);
-        local.streams.is_empty() && s.shared.is_gone()
     });
-    if last_of_a_dead_configuration == Some(true) {
-        LOCALS.with(|locals| {
-            if let Ok(mut locals) = locals.try_borrow_mut() {
-                if locals.remove(&s.shared.id).is_some() {
-                    dropped();
-                }
-            }
-        });
-    }
     if let Some(scheduler) = s.shared.unpause(s.worker, s.context) {
         scheduler.delete();
     }
@@ -384,8 +386,16 @@ fn apply(
 ) -> u32 {
     let mut status = CONTINUE;
     let own_context = own.map(|s| s.context);
-    let worker = own.map_or_else(|| current.worker_index(), |s| s.worker);
-    let handle_of = |context: u32| streams.iter().find(|(c, _)| *c == context).map(|(_, h)| *h);
+    let worker = own.map_or_else(thread_slot, |s| s.worker);
+    // The hook's own request through its own handle; others through the ones its core knows.
+    let handle_of = |context: u32| {
+        if Some(context) == own_context {
+            return Some(current);
+        }
+        streams.iter().find(|(c, _)| *c == context).map(|(_, h)| *h)
+    };
+    // Whether the core decided the hook's own request (went on, waits, or answered).
+    let mut decided = false;
     let settle = |context: u32| {
         if let Some(scheduler) = shared.unpause(worker, context) {
             scheduler.delete();
@@ -419,6 +429,7 @@ fn apply(
             }
             Effect::Continue { context } if Some(context) == own_context => {
                 status = CONTINUE;
+                decided = true;
                 settle(context);
             }
             Effect::Continue { context } => {
@@ -429,6 +440,7 @@ fn apply(
             }
             Effect::Pause { context } if Some(context) == own_context => {
                 status = STOP;
+                decided = true;
                 if !shared.is_paused(worker, context) {
                     match handle_of(context).and_then(FilterHandle::scheduler) {
                         Some(scheduler) => shared.pause(worker, context, scheduler),
@@ -451,6 +463,7 @@ fn apply(
                 }
                 if Some(context) == own_context {
                     status = STOP;
+                    decided = true;
                 }
             }
             Effect::Log(level, line) => abi::log(level_of(level), &line),
@@ -458,6 +471,10 @@ fn apply(
             Effect::Gauge(index, v) => metric(shared, current, index, MetricChange::Set(v)),
             Effect::TickPeriod(_) => {}
         }
+    }
+    // A request the core still holds never goes on without its word.
+    if !decided && own.is_some_and(|s| shared.is_paused(worker, s.context)) {
+        return STOP;
     }
     status
 }

@@ -113,7 +113,8 @@ pub(super) struct Shared {
     pub(super) json: Vec<u8>,
     /// Per core metric index.
     pub(super) metrics: Vec<Option<NativeMetric>>,
-    main: Mutex<Option<ConfigScheduler>>,
+    /// The configuration's main-thread scheduler (taken out when it is destroyed).
+    main: Mutex<Option<Arc<ConfigScheduler>>>,
     outbox: Mutex<Vec<Pending>>,
     callouts: Mutex<HashMap<u64, (Caller, u32)>>,
     workers: Mutex<HashMap<usize, WorkerSlot>>,
@@ -180,6 +181,22 @@ pub(super) fn new(envoy: ConfigHandle, filter_name: &[u8], json: &[u8]) -> Optio
             return None;
         }
     };
+    // Without the main thread's scheduler no call is made and nothing is refreshed;
+    // without the ticker, waiting requests depend on new traffic: refused, not degraded.
+    let Some(main) = envoy.scheduler() else {
+        abi::log(
+            LogLevel::Error,
+            "bearer-guard: Envoy gave the configuration no scheduler: refused",
+        );
+        return None;
+    };
+    if let Err(e) = start_ticker() {
+        abi::log(
+            LogLevel::Error,
+            &format!("bearer-guard: the module's ticker thread did not start ({e}): refused"),
+        );
+        return None;
+    }
     let metrics = define_metrics(envoy, &cfg);
     static IDS: AtomicU64 = AtomicU64::new(1);
     let providers: Vec<&str> = cfg.providers.iter().map(|p| p.name.as_str()).collect();
@@ -199,7 +216,7 @@ pub(super) fn new(envoy: ConfigHandle, filter_name: &[u8], json: &[u8]) -> Optio
         name,
         json: json.to_vec(),
         metrics,
-        main: Mutex::new(envoy.scheduler()),
+        main: Mutex::new(Some(Arc::new(main))),
         outbox: Mutex::new(Vec::new()),
         callouts: Mutex::new(HashMap::new()),
         workers: Mutex::new(HashMap::new()),
@@ -208,8 +225,8 @@ pub(super) fn new(envoy: ConfigHandle, filter_name: &[u8], json: &[u8]) -> Optio
     });
     lock(live()).push(Arc::downgrade(&shared));
     let plugin = Plugin { shared, envoy };
+    reap_drivers();
     start_driver(&plugin, cfg);
-    start_ticker();
     Some(plugin)
 }
 
@@ -225,7 +242,7 @@ fn start_driver(p: &Plugin, cfg: Config) {
     let effects = driver.on_configure(now);
     apply_main(p, effects);
     DRIVERS.with(|d| d.borrow_mut().insert(p.shared.id, driver));
-    if let Some(s) = lock(&p.shared.main).as_ref() {
+    if let Some(s) = p.shared.main_scheduler() {
         s.commit(EVENT_DRIVER_TICK);
     }
 }
@@ -308,6 +325,7 @@ fn callout_headers(call: &Outgoing) -> Vec<(String, String)> {
 /// Main-thread work of a configuration: the calls workers asked for, and the driver's
 /// tick.
 pub(super) fn main_thread(p: &Plugin, event: u64) {
+    reap_drivers();
     make_calls(p);
     if event == EVENT_DRIVER_TICK {
         let now = now_ms();
@@ -327,8 +345,32 @@ pub(super) fn destroyed() -> u64 {
     DESTROYED.load(Ordering::Acquire)
 }
 
-/// A configuration is gone (main thread): its scheduler deleted, no more ticks, and every
-/// worker told to drop its core of it.
+/// Drivers of destroyed configurations, for the main thread to drop (Envoy normally
+/// destroys a configuration on the main thread, but may do it on a thread that commits to
+/// its scheduler).
+fn dead_drivers() -> &'static Mutex<Vec<u64>> {
+    static DEAD: OnceLock<Mutex<Vec<u64>>> = OnceLock::new();
+    DEAD.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Drops the drivers of destroyed configurations (main thread only: the drivers live in
+/// its thread-local map).
+fn reap_drivers() {
+    let dead = std::mem::take(&mut *lock(dead_drivers()));
+    if !dead.is_empty() {
+        DRIVERS.with(|d| {
+            if let Ok(mut drivers) = d.try_borrow_mut() {
+                for id in dead {
+                    drivers.remove(&id);
+                }
+            }
+        });
+    }
+}
+
+/// A configuration is gone: its scheduler dropped (deleted by its last holder), no more
+/// ticks, its driver dropped on the main thread, and every worker told to drop its core
+/// of it. Takes no lock another thread may hold while calling into Envoy.
 pub(super) fn destroy(p: Plugin) {
     p.shared.gone.store(true, Ordering::Release);
     DESTROYED.fetch_add(1, Ordering::AcqRel);
@@ -336,10 +378,16 @@ pub(super) fn destroy(p: Plugin) {
         LogLevel::Debug,
         "bearer-guard: a configuration was destroyed; workers drop their cores of it",
     );
-    if let Some(s) = lock(&p.shared.main).take() {
-        s.delete();
+    let scheduler = lock(&p.shared.main).take();
+    drop(scheduler);
+    // On the main thread its driver is here; elsewhere the main thread drops it later.
+    let dropped = DRIVERS.with(|d| {
+        d.try_borrow_mut()
+            .is_ok_and(|mut drivers| drivers.remove(&p.shared.id).is_some())
+    });
+    if !dropped {
+        lock(dead_drivers()).push(p.shared.id);
     }
-    DRIVERS.with(|d| d.borrow_mut().remove(&p.shared.id));
     lock(live()).retain(|w| w.upgrade().is_some_and(|s| !Arc::ptr_eq(&s, &p.shared)));
 }
 
@@ -394,6 +442,12 @@ fn define_metrics(envoy: ConfigHandle, cfg: &Config) -> Vec<Option<NativeMetric>
 }
 
 impl Shared {
+    /// The main-thread scheduler, to commit to with no lock held (see
+    /// [`ConfigScheduler::commit`]).
+    fn main_scheduler(&self) -> Option<Arc<ConfigScheduler>> {
+        lock(&self.main).clone()
+    }
+
     /// Whether Envoy destroyed the configuration.
     pub(super) fn is_gone(&self) -> bool {
         self.gone.load(Ordering::Acquire)
@@ -410,7 +464,7 @@ impl Shared {
             headers: callout_headers(call),
             timeout_ms: call.timeout_ms,
         });
-        match lock(&self.main).as_ref() {
+        match self.main_scheduler() {
             Some(s) => {
                 s.commit(EVENT_CALLS);
                 Ok(token)
@@ -470,7 +524,7 @@ impl Shared {
             }
         }
         if driver {
-            if let Some(s) = lock(&self.main).as_ref() {
+            if let Some(s) = self.main_scheduler() {
                 s.commit(EVENT_DRIVER_TICK);
             }
         }
@@ -551,28 +605,27 @@ pub(super) fn call_done(p: &Plugin, callout: u64, answered: Option<Answered>) {
 /// Starts the ticker once per process: every [`TICK`] it wakes the workers that have
 /// paused requests, so that they see what another worker fetched and give up on what
 /// waited too long even when no new request arrives.
-fn start_ticker() {
-    static STARTED: OnceLock<()> = OnceLock::new();
-    STARTED.get_or_init(|| {
-        let spawned = std::thread::Builder::new()
-            .name("bearer-guard-ticker".into())
-            .spawn(|| {
-                let mut n: u32 = 0;
-                loop {
-                    std::thread::sleep(TICK);
-                    n = n.wrapping_add(1);
-                    let plugins: Vec<Arc<Shared>> =
-                        lock(live()).iter().filter_map(Weak::upgrade).collect();
-                    for p in plugins {
-                        p.tick(n.is_multiple_of(DRIVER_EVERY.max(1)));
-                    }
+fn start_ticker() -> Result<(), String> {
+    static STARTED: Mutex<bool> = Mutex::new(false);
+    let mut started = lock(&STARTED);
+    if *started {
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("bearer-guard-ticker".into())
+        .spawn(|| {
+            let mut n: u32 = 0;
+            loop {
+                std::thread::sleep(TICK);
+                n = n.wrapping_add(1);
+                let plugins: Vec<Arc<Shared>> =
+                    lock(live()).iter().filter_map(Weak::upgrade).collect();
+                for p in plugins {
+                    p.tick(n.is_multiple_of(DRIVER_EVERY.max(1)));
                 }
-            });
-        if let Err(e) = spawned {
-            abi::log(
-                LogLevel::Error,
-                &format!("bearer-guard: the ticker did not start ({e}): paused requests wait for new ones"),
-            );
-        }
-    });
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    *started = true;
+    Ok(())
 }

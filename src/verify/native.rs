@@ -17,8 +17,10 @@ use std::rc::Rc;
 /// providers, rotations): past it the cache starts afresh.
 const MAX_PARSED: usize = 256;
 
-/// Parsed keys by (key fingerprint, algorithm); `None`: AWS-LC refused the key.
-type Parsed = HashMap<(u64, usize), Option<Rc<ParsedPublicKey>>>;
+/// Parsed keys by (key fingerprint, algorithm), with the key's DER they were parsed from:
+/// a hit counts only when the DER is the same, so two keys whose 64-bit fingerprints
+/// collide never share a parsed key. `None`: AWS-LC refused the key.
+type Parsed = HashMap<(u64, usize), (Box<[u8]>, Option<Rc<ParsedPublicKey>>)>;
 
 /// AWS-LC with a cache of parsed keys. One per worker (not shared across threads).
 #[derive(Default)]
@@ -69,17 +71,19 @@ impl NativeBackend {
     ) -> bool {
         let key = {
             let mut parsed = self.parsed.borrow_mut();
-            if parsed.len() >= MAX_PARSED && !parsed.contains_key(&(fingerprint, alg)) {
-                parsed.clear();
-            }
-            parsed
-                .entry((fingerprint, alg))
-                .or_insert_with(|| {
-                    algorithm(alg)
+            match parsed.get(&(fingerprint, alg)) {
+                Some((from, key)) if **from == *der => key.clone(),
+                _ => {
+                    if parsed.len() >= MAX_PARSED {
+                        parsed.clear();
+                    }
+                    let key = algorithm(alg)
                         .and_then(|a| ParsedPublicKey::new(a, der).ok())
-                        .map(Rc::new)
-                })
-                .clone()
+                        .map(Rc::new);
+                    parsed.insert((fingerprint, alg), (der.into(), key.clone()));
+                    key
+                }
+            }
         };
         key.is_some_and(|k| k.verify_sig(message, sig).is_ok())
     }
@@ -135,5 +139,45 @@ impl SignatureBackend for NativeBackend {
 
     fn name(&self) -> &'static str {
         "aws-lc"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn key(secret: u8) -> (SigningKey, OkpKey) {
+        let signing = SigningKey::from_bytes(&[secret; 32]);
+        let public = OkpKey::from_bytes(None, signing.verifying_key().as_bytes()).expect("key");
+        (signing, public)
+    }
+
+    /// An attacker's key whose 64-bit fingerprint collides with the victim's must not be
+    /// verified with the victim's parsed key, nor the victim's with the attacker's.
+    #[test]
+    fn keys_with_colliding_fingerprints_never_share_a_parsed_key() {
+        let backend = NativeBackend::default();
+        let (victim_signing, victim) = key(1);
+        let (attacker_signing, mut attacker) = key(2);
+        attacker.fingerprint = victim.fingerprint;
+        let message = b"header.payload";
+        let by_victim = victim_signing.sign(message).to_bytes();
+        let by_attacker = attacker_signing.sign(message).to_bytes();
+        assert_eq!(backend.verify_eddsa(&victim, message, &by_victim), Ok(true));
+        assert_eq!(
+            backend.verify_eddsa(&attacker, message, &by_victim),
+            Ok(false),
+            "the attacker's key verified with the victim's parsed key"
+        );
+        assert_eq!(
+            backend.verify_eddsa(&attacker, message, &by_attacker),
+            Ok(true)
+        );
+        assert_eq!(
+            backend.verify_eddsa(&victim, message, &by_attacker),
+            Ok(false)
+        );
+        assert_eq!(backend.verify_eddsa(&victim, message, &by_victim), Ok(true));
     }
 }

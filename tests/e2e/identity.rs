@@ -282,6 +282,16 @@ fn spoofed_identity_headers_are_stripped_everywhere() {
         r.upstream_header("x-auth-permissions").as_deref(),
         Some("entities:read")
     );
+    // A claim that renders empty: the client's copy is removed and none is set (the same
+    // on both hosts).
+    let t = tok("user-1", json!({"name": ""}));
+    let auth = format!("Bearer {t}");
+    let mut headers = spoof.clone();
+    headers.push(("x-auth-name", "Mallory"));
+    headers.push(("authorization", &auth));
+    let r = s.envoy.get("/v1/entities/x", &headers);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.upstream_header("x-auth-name"), None, "empty name");
     // Even a denied request never carries them (it never reaches the upstream at all).
     let r = s.envoy.get("/v1/entities/x", &spoof);
     assert_eq!(r.status, 401);
