@@ -119,6 +119,7 @@ lint: deps ## rustfmt, clippy (native and wasm32; warnings are errors) and the l
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(TARGET) --lib -- -D warnings
+	cargo clippy --lib --features bench-floor -- -D warnings
 	cargo test --quiet --test native layers
 
 clean: ## Remove build outputs and the virtualenv
