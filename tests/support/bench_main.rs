@@ -758,7 +758,9 @@ fn main() {
         .collect();
     // GraphQL: the items rule by root field, and the same request judged by its path.
     // bearer-guard holds the head with the body until it is judged (`hold_head`, as
-    // shipped; with direct_response the router would answer from the head alone).
+    // shipped). Envoy's buffer filter after it, in both: the request judged by its path is
+    // allowed at its head, and direct_response would answer it before its body is read —
+    // Envoy then closes the connection, and every request would pay a new one.
     let gql_opts = |by_field: bool| {
         let mut cfg = plugin("auto", 4096, false);
         cfg["rules"] = if by_field {
@@ -776,7 +778,13 @@ fn main() {
             ])
         };
         cfg["graphql"] = json!({"hold_head": true});
-        opts(Some(cfg), vec![])
+        let mut o = opts(Some(cfg), vec![]);
+        o.after_filters = vec![
+            json!({"name": "envoy.filters.http.buffer", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": 65536}}),
+        ];
+        o
     };
     let gql = envoys.len();
     let envoys: Vec<Envoy> = envoys
