@@ -95,16 +95,24 @@ test-compose: compose-build ## The compose demo in containers, with images built
 	  cargo test --test e2e compose:: -- --ignored --nocapture --test-threads 1
 
 FLOOR := target/$(TARGET)/release/examples/hop_floor.wasm
-bench: build ## Benchmark against Envoy's jwt_authn with wrk (BENCH_SMOKE=1 for a quick run)
+# The native floor: the module built with its `floor` filter (feature bench-floor), in a
+# target folder of its own so that the shipped module is never built with it.
+NATIVE_FLOOR  := target/bench/native-floor/libbearer_guard.so
+bench: build ## Benchmark against Envoy's jwt_authn with wrk, wasm and native (BENCH_SMOKE=1 for a quick run)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@# The wasm floor (a filter that only reads the header), built and finished like the filter.
 	cargo build --release --target $(TARGET) --example hop-floor
 	mkdir -p target/bench
 	$(call finish,$(FLOOR),target/bench/hop_floor.wasm)
+	@# The native floor; copied beside, then moved over (a running Envoy may have it mapped).
+	cargo build --release --lib --features bench-floor --target-dir target/bench-floor
+	mkdir -p $(dir $(NATIVE_FLOOR))
+	cp target/bench-floor/release/libbearer_guard.so $(NATIVE_FLOOR).tmp && mv $(NATIVE_FLOOR).tmp $(NATIVE_FLOOR)
 	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; } || true
 	cargo build --release --example core-costs
 	cargo run --release --quiet --example verify-timing
 	ENVOY_BIN=$(abspath $(ENVOY)) BEARER_GUARD_WASM=$(abspath $(WASM)) BENCH_FLOOR_WASM=$(abspath target/bench/hop_floor.wasm) \
+	  BEARER_GUARD_NATIVE_DIR=$(abspath $(dir $(NATIVE))) BENCH_FLOOR_NATIVE_DIR=$(abspath $(dir $(NATIVE_FLOOR))) \
 	  cargo run --release --quiet --example bench
 
 soak: build ## Bounded load test: mixed tokens for SOAK_SECONDS (60), zero unexpected statuses, flat RSS
@@ -122,6 +130,7 @@ lint: deps ## rustfmt, clippy (native and wasm32; warnings are errors) and the l
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(TARGET) --lib -- -D warnings
+	cargo clippy --lib --features bench-floor -- -D warnings
 	cargo test --quiet --test native layers
 
 clean: ## Remove build outputs and the virtualenv

@@ -10,6 +10,8 @@
 //! configuration; nothing unwinds into Envoy and no request is left hanging.
 
 use super::filter::{self, Stream};
+#[cfg(feature = "bench-floor")]
+use super::floor;
 use super::plugin::{self, Plugin};
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -569,6 +571,37 @@ impl Drop for ConfigScheduler {
     }
 }
 
+/// The bench floor's configuration and streams (feature `bench-floor`): addresses in this
+/// static, never allocated, freed or read — the hooks below tell them from this module's
+/// own pointers before casting any.
+#[cfg(feature = "bench-floor")]
+static FLOOR: [u8; 2] = [0; 2];
+
+/// The pointer `config_new` returns for a floor configuration.
+#[cfg(feature = "bench-floor")]
+fn floor_config() -> *const c_void {
+    std::ptr::addr_of!(FLOOR[0]).cast()
+}
+
+/// The pointer `filter_new` returns for a stream of a floor configuration.
+#[cfg(feature = "bench-floor")]
+fn floor_stream() -> *const c_void {
+    std::ptr::addr_of!(FLOOR[1]).cast()
+}
+
+/// Whether `ptr` is the floor's configuration or one of its streams.
+#[cfg(feature = "bench-floor")]
+fn is_floor(ptr: *const c_void) -> bool {
+    ptr == floor_config() || ptr == floor_stream()
+}
+
+/// Never: the module has no floor without the feature.
+#[cfg(not(feature = "bench-floor"))]
+#[inline(always)]
+fn is_floor(_ptr: *const c_void) -> bool {
+    false
+}
+
 /// Runs a hook body, turning a panic into `fallback`.
 fn guarded<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
@@ -577,23 +610,35 @@ fn guarded<T>(fallback: T, body: impl FnOnce() -> T) -> T {
 /// The stream object of a filter pointer this module returned from `filter_new`.
 ///
 /// # Safety
-/// `ptr` is null or a `Box<Stream>` made by `filter_new`, not yet destroyed.
+/// `ptr` is null, a floor stream, or a `Box<Stream>` made by `filter_new`, not yet
+/// destroyed.
 unsafe fn stream<'a>(ptr: *const c_void) -> Option<&'a Stream> {
-    // SAFETY: as the caller guarantees.
+    if is_floor(ptr) {
+        return None;
+    }
+    // SAFETY: as the caller guarantees; not the floor's.
     unsafe { ptr.cast::<Stream>().as_ref() }
 }
 
 /// The plugin of a configuration pointer this module returned from `config_new`.
 ///
 /// # Safety
-/// `ptr` is null or a `Box<Plugin>` made by `config_new`, not yet destroyed.
+/// `ptr` is null, the floor's configuration, or a `Box<Plugin>` made by `config_new`, not
+/// yet destroyed.
 unsafe fn plugin_of<'a>(ptr: *const c_void) -> Option<&'a Plugin> {
-    // SAFETY: as the caller guarantees.
+    if is_floor(ptr) {
+        return None;
+    }
+    // SAFETY: as the caller guarantees; not the floor's.
     unsafe { ptr.cast::<Plugin>().as_ref() }
 }
 
-/// A request hook: on a panic the request is answered 500 and stopped.
+/// A request hook: on a panic the request is answered 500 and stopped. A floor stream goes
+/// on.
 fn request_hook(envoy: *mut c_void, ptr: *const c_void, body: impl FnOnce(&Stream) -> u32) -> u32 {
+    if is_floor(ptr) {
+        return 0;
+    }
     let handle = FilterHandle(envoy);
     let answered = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: Envoy passes back the pointer `filter_new` returned.
@@ -661,7 +706,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     config: EnvoyBuffer,
 ) -> *const c_void {
     guarded(std::ptr::null(), || {
-        match plugin::new(ConfigHandle(envoy), &copy(name), &copy(config)) {
+        let name = copy(name);
+        #[cfg(feature = "bench-floor")]
+        if name == floor::FILTER_NAME.as_bytes() {
+            floor::new();
+            return floor_config();
+        }
+        match plugin::new(ConfigHandle(envoy), &name, &copy(config)) {
             Some(p) => Box::into_raw(Box::new(p)).cast_const().cast(),
             None => std::ptr::null(),
         }
@@ -672,7 +723,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(ptr: *const c_void) {
     guarded((), || {
-        if !ptr.is_null() {
+        if !ptr.is_null() && !is_floor(ptr) {
             // SAFETY: the pointer `config_new` returned, destroyed once.
             let p = unsafe { Box::from_raw(ptr.cast::<Plugin>().cast_mut()) };
             plugin::destroy(*p);
@@ -728,6 +779,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     envoy: *mut c_void,
 ) -> *const c_void {
     guarded(std::ptr::null(), || {
+        #[cfg(feature = "bench-floor")]
+        if config == floor_config() {
+            return floor_stream();
+        }
         // SAFETY: the pointer `config_new` returned, alive while its streams are.
         let Some(p) = (unsafe { plugin_of(config) }) else {
             return std::ptr::null();
@@ -744,6 +799,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     ptr: *const c_void,
     end_of_stream: bool,
 ) -> u32 {
+    #[cfg(feature = "bench-floor")]
+    if ptr == floor_stream() {
+        return guarded(0, || floor::request_headers(FilterHandle(envoy)));
+    }
     request_hook(envoy, ptr, |s| filter::request_headers(s, end_of_stream))
 }
 
@@ -791,7 +850,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(ptr: *const c_void) {
     guarded((), || {
-        if !ptr.is_null() {
+        if !ptr.is_null() && !is_floor(ptr) {
             // SAFETY: the pointer `filter_new` returned, destroyed once.
             let s = unsafe { Box::from_raw(ptr.cast::<Stream>().cast_mut()) };
             filter::destroy(*s);

@@ -9,10 +9,14 @@
 //!   requests.
 //! - [`filter`]: a worker thread's core per configuration (thread-local) and each
 //!   stream's hooks turned into the core's entry points, its effects applied.
+//! - `floor` (feature `bench-floor` only): the bench's native floor, a second filter that
+//!   only reads the request's headers.
 //!
 //! The process-wide state is the native [`crate::shared::ProcessStore`]: one per process,
 //! the same leases and compare-and-swap as proxy-wasm shared data.
 
 mod abi;
 mod filter;
+#[cfg(feature = "bench-floor")]
+mod floor;
 mod plugin;

@@ -4,7 +4,11 @@
 //! reports medians. `BENCH_ROUNDS`, `BENCH_SECONDS` and `BENCH_TOKENS` tune it;
 //! `BENCH_SMOKE=1` is a seconds-long sanity run; `BENCH_WASM_B=<path>` adds a "B:" twin
 //! next to every bearer-guard row, run with another build of the module (A/B in one run:
-//! this machine's speed drifts too much between runs to compare two runs).
+//! this machine's speed drifts too much between runs to compare two runs). Every
+//! bearer-guard row also has a "native:" twin, the same configuration in the native
+//! module (`libbearer_guard.so` from `BEARER_GUARD_NATIVE_DIR`), next to it in every
+//! round, and the native floor (`BENCH_FLOOR_NATIVE_DIR`: the module built with the
+//! `bench-floor` feature) has a row of its own; the run ends with the native targets.
 
 #[path = "envoy.rs"]
 mod envoy;
@@ -45,6 +49,14 @@ fn curve_rows(w: usize) -> (&'static str, &'static str, &'static str) {
     )
 }
 const AUD: &str = "bench";
+/// The native floor's row (`src/native/floor.rs`).
+const NATIVE_FLOOR: &str = "native floor (a module that only reads the header)";
+
+/// The name of a bearer-guard row's native twin (the curve's rows keep their worker count
+/// after the prefix, so they find their baseline).
+fn native_row(name: &str) -> &'static str {
+    leak(format!("native: {}", name.replacen("wasm hop", "hop", 1)))
+}
 /// The kinds of host call the probe module prices (tests/support/hop_floor_main.rs).
 const PROBES: [&str; 7] = [
     "time",
@@ -112,6 +124,25 @@ fn jwt_authn(jwks_doc: &str, cache_size: usize) -> Value {
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}})
 }
 
+/// A stat counting signature verifications.
+#[derive(Debug, Clone, Copy)]
+enum Stat {
+    /// One of Envoy's own, by its full name.
+    Envoy(&'static str),
+    /// bearer-guard's, by its core name, whichever host runs it.
+    Filter(&'static str),
+}
+
+impl Stat {
+    fn read(self, envoy: &Envoy) -> u64 {
+        match self {
+            Stat::Envoy(name) => envoy.stat(name),
+            Stat::Filter(name) => envoy.filter_stat(name),
+        }
+    }
+}
+
+#[derive(Clone)]
 struct Row {
     name: &'static str,
     envoy: usize,
@@ -120,7 +151,9 @@ struct Row {
     /// Another wrk script than the token rotation (GET /bench).
     script: Option<PathBuf>,
     /// A stat counting signature verifications, read before and after each run.
-    verifications: Option<&'static str>,
+    verifications: Option<Stat>,
+    /// DPoP: `tokens` is written before each run with fresh proofs for this Envoy.
+    dpop: bool,
     /// Each run sends tokens this Envoy has never seen, each [`USES`] times in a row,
     /// from the curve's pool (written to `tokens` before the run).
     fresh: bool,
@@ -128,6 +161,7 @@ struct Row {
 }
 
 /// One wrk run against one Envoy.
+#[derive(Clone)]
 struct Run {
     rps: f64,
     p50: f64,
@@ -288,6 +322,201 @@ fn floor_wasm() -> PathBuf {
     )
 }
 
+/// The folder of the native floor module `make bench` builds (`BENCH_FLOOR_NATIVE_DIR`:
+/// `libbearer_guard.so` with the `bench-floor` feature), or its default path.
+fn floor_native_dir() -> PathBuf {
+    std::env::var_os("BENCH_FLOOR_NATIVE_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench/native-floor"),
+        PathBuf::from,
+    )
+}
+
+/// One aws-lc verification alone, µs, for RS256 (2048-bit) and ES256 (P-256): what
+/// `verify-timing --aws-lc` measures (the native module's backend with its parsed key
+/// kept). NaN when it did not run (`make bench` builds it).
+fn aws_lc_verify_us() -> (f64, f64) {
+    let exe =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/examples/verify-timing");
+    let text = Command::new(&exe)
+        .arg("--aws-lc")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let us = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (us("RS256 (2048-bit)"), us("ES256 (P-256)"))
+}
+
+/// A measure of one run of two rows, against their baseline's run of the same round.
+type Measure<'a> = &'a dyn Fn(&Run, &Run, &Run) -> f64;
+/// A paired measure of two rows against the no-auth row, median over rounds.
+type Paired<'a> = dyn Fn(&str, &str, Measure) -> f64 + 'a;
+/// A paired measure of two rows against a third (by name), median over rounds.
+type PairedWith<'a> = dyn Fn(&str, &str, &str, Measure) -> f64 + 'a;
+
+/// What the native part of the summary reads from the run.
+struct NativeInputs<'a> {
+    /// Two rows paired against the no-auth row.
+    paired: &'a Paired<'a>,
+    /// Two rows paired against a third (by name).
+    paired_with: &'a PairedWith<'a>,
+    /// Signature verifications per distinct token sent, by row.
+    per_token: &'a dyn Fn(&str) -> f64,
+    /// One aws-lc verification alone, µs: RS256, ES256.
+    verify_us: (f64, f64),
+    /// Native Envoy RSS growth per cached token, bytes.
+    per_cached_token: f64,
+    /// The native module's size, bytes.
+    so_size: u64,
+}
+
+/// "met" when `value` is within `limit`.
+fn verdict(value: f64, limit: f64) -> &'static str {
+    if value.is_nan() {
+        "not measured"
+    } else if value <= limit {
+        "met"
+    } else {
+        "not met"
+    }
+}
+
+/// The native module's lines: its rows against the wasm rows and the native floor, how
+/// close a distinct token comes to the signature alone, and the targets of issue 34 as
+/// same-run ratios of added CPU per request.
+fn native_summary(i: &NativeInputs) -> String {
+    let added_cpu = |x: &Run, y: &Run, z: &Run| (x.cpu_us - z.cpu_us) / (y.cpu_us - z.cpu_us);
+    let diff = |x: &Run, y: &Run, _: &Run| x.cpu_us - y.cpu_us;
+    let added = |x: &Run, _: &Run, z: &Run| x.cpu_us - z.cpu_us;
+    let (hop, cached) = (
+        "wasm hop (bearer-guard, public rule)",
+        "bearer-guard, cached token",
+    );
+    let floor = "wasm floor (a filter that only reads the header)";
+    let (bg, ja) = (
+        "bearer-guard, every token distinct",
+        "jwt_authn, every token distinct",
+    );
+    let (n_hop, n_cached, n_bg, n_es) = (
+        native_row(hop),
+        native_row(cached),
+        native_row(bg),
+        native_row(BG_ES),
+    );
+    let mut out = format!(
+        "\nNative module (the \"native:\" rows: the same configurations in libbearer_guard.so, {} KiB; CPU = Envoy's CPU time per request):\n",
+        i.so_size / 1024
+    );
+    out.push_str(&format!(
+        "- native / wasm added cost, same configuration: hop {:.2}, cached token {:.2}, distinct RS256 {:.2}, distinct ES256 {:.2}, GraphQL items query {:.2}\n",
+        (i.paired)(n_hop, hop, &added_cpu),
+        (i.paired)(n_cached, cached, &added_cpu),
+        (i.paired)(n_bg, bg, &added_cpu),
+        (i.paired)(n_es, BG_ES, &added_cpu),
+        (i.paired)(native_row(GQL), GQL, &added_cpu),
+    ));
+    out.push_str(&format!(
+        "- the native floor costs {:.1} µs of CPU over no auth (the wasm floor {:.1}); native hop minus the native floor: CPU {:+.1} µs; native cached path minus the native floor: CPU {:+.1} µs\n",
+        (i.paired)(NATIVE_FLOOR, NATIVE_FLOOR, &added),
+        (i.paired)(floor, floor, &added),
+        (i.paired)(n_hop, NATIVE_FLOOR, &diff),
+        (i.paired)(n_cached, NATIVE_FLOOR, &diff),
+    ));
+    let (rs, es) = i.verify_us;
+    let (n_rs, n_es_us) = (
+        (i.paired)(n_bg, n_bg, &added),
+        (i.paired)(n_es, n_es, &added),
+    );
+    out.push_str(&format!(
+        "- a distinct token natively against the crypto limit: RS256 {n_rs:.1} µs added CPU − {rs:.1} µs for one aws-lc RS256 verification alone (verify-timing --aws-lc, run before the Envoys) = {:.1} µs besides the signature; ES256 {n_es_us:.1} − {es:.1} = {:.1} µs\n",
+        n_rs - rs,
+        n_es_us - es,
+    ));
+    out.push_str(&format!(
+        "- a second-level hit natively costs {:.1} µs of CPU more than the native hop, against {:.1} µs for a verification; revocation: a 10,000-entry list costs {:+.1} µs; DPoP: a fresh ES256 proof costs {:+.1} µs over a cached bearer token\n",
+        (i.paired)(native_row(L2), n_hop, &diff),
+        (i.paired)(n_bg, n_hop, &diff),
+        (i.paired)(native_row(REV), native_row(REV_NONE), &diff),
+        (i.paired)(native_row(DPOP), n_cached, &diff),
+    ));
+    out.push_str(&format!(
+        "- GraphQL natively: an items query judged by root field costs {:+.1} µs of CPU over the same request judged by its path (ratio of added cost over the native hop {:.2})\n",
+        (i.paired)(native_row(GQL), native_row(GQL_PATH), &diff),
+        (i.paired_with)(native_row(GQL), native_row(GQL_PATH), n_hop, &added_cpu),
+    ));
+    for w in CURVE {
+        let (base, ja_w, bg_w) = curve_rows(w);
+        out.push_str(&format!(
+            "- {w} workers, each token {USES}× on rotating connections: native / jwt_authn added cost: CPU {:.2}; signature verifications per distinct token sent: native {:.2}, wasm {:.2}, jwt_authn {:.2}\n",
+            (i.paired_with)(native_row(bg_w), ja_w, base, &added_cpu),
+            (i.per_token)(native_row(bg_w)),
+            (i.per_token)(bg_w),
+            (i.per_token)(ja_w),
+        ));
+    }
+    let curve_ratio = |w: usize| {
+        let (base, ja_w, bg_w) = curve_rows(w);
+        (i.paired_with)(native_row(bg_w), ja_w, base, &added_cpu)
+    };
+    let targets: [(&str, f64, f64); 7] = [
+        (
+            "native cached token ≤ 1.0 × jwt_authn cached",
+            (i.paired)(n_cached, "jwt_authn, cache on, same token", &added_cpu),
+            1.0,
+        ),
+        (
+            "native distinct RS256 tokens ≤ 0.9 × jwt_authn",
+            (i.paired)(n_bg, ja, &added_cpu),
+            0.9,
+        ),
+        (
+            "native distinct ES256 tokens ≤ 1.0 × jwt_authn",
+            (i.paired)(n_es, JA_ES, &added_cpu),
+            1.0,
+        ),
+        (
+            "native reuse at 2 workers ≤ 0.6 × jwt_authn",
+            curve_ratio(2),
+            0.6,
+        ),
+        (
+            "native reuse at 8 workers ≤ 0.5 × jwt_authn",
+            curve_ratio(8),
+            0.5,
+        ),
+        (
+            "native GraphQL items query by root field ≤ 1.5 × by path",
+            (i.paired)(native_row(GQL), native_row(GQL_PATH), &added_cpu),
+            1.5,
+        ),
+        (
+            "native memory per cached token ≤ 1 KiB (bytes)",
+            i.per_cached_token,
+            1024.0,
+        ),
+    ];
+    out.push_str(
+        "\nNative targets (issue 34): same-run ratios of added CPU per request (over the no-auth row of the same worker count), rows paired within each round, median over rounds:\n\n| target | measured | |\n|---|---:|---|\n",
+    );
+    for (name, value, limit) in targets {
+        let shown = if limit > 100.0 {
+            format!("{value:.0}")
+        } else {
+            format!("{value:.2}")
+        };
+        out.push_str(&format!(
+            "| {name} | {shown} | {} |\n",
+            verdict(value, limit)
+        ));
+    }
+    out
+}
+
 /// The core's host calls per path, and its instructions per decision (valgrind's
 /// callgrind, when installed): figures that do not move with the machine's speed.
 fn core_costs() -> String {
@@ -331,6 +560,8 @@ fn core_costs() -> String {
 fn main() {
     let costs = core_costs();
     println!("{costs}");
+    // One signature verification alone, before any Envoy runs.
+    let (verify_rs, verify_es) = aws_lc_verify_us();
     let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1");
     let rounds = env_or("BENCH_ROUNDS", if smoke { 1 } else { 3 });
     let seconds = env_or("BENCH_SECONDS", if smoke { 1 } else { 5 });
@@ -451,7 +682,14 @@ fn main() {
         o.production_logging = true;
         o.no_wasm = plugin_cfg.is_none();
         o.extra_filters = extra;
+        // The wasm module unless a row says native (whatever BEARER_GUARD_HOST says).
+        o.native = false;
         o
+    };
+    // The same configuration in the native module (its twin row runs next to the wasm one).
+    let native = |mut o: Options| {
+        o.native = true;
+        Envoy::start(&o)
     };
     // An Envoy running another module (the floor, or a B build) with plugin config `cfg`.
     let with_wasm = |cfg: Value, wasm: &Path| {
@@ -485,98 +723,114 @@ fn main() {
         })
         .collect();
     // The second level alone (first level off, room for every token): its hit cost.
+    let l2_opts = || opts(Some(plugin_with_slots("auto", 0, false, 1 << 20)), vec![]);
     let envoys: Vec<Envoy> = envoys.into_iter().chain(envoys_b).collect();
     let l2 = envoys.len();
     let envoys: Vec<Envoy> = envoys
         .into_iter()
-        .chain([Envoy::start(&opts(
-            Some(plugin_with_slots("auto", 0, false, 1 << 20)),
-            vec![],
-        ))])
+        .chain([Envoy::start(&l2_opts())])
         .collect();
     // The curve: 2, 4 and 8 workers (more workers than cores is fine for CPU per
     // request), each token used on several connections, so it meets several workers.
     // Caches of the same size on both sides (4096 per worker; bearer-guard's process-wide
     // level has its default 8192 slots). Envoys `curve + 3 i ..`: no auth, jwt_authn,
     // bearer-guard at CURVE[i] workers.
+    let at = |w: usize, mut o: Options| {
+        o.concurrency = w;
+        o
+    };
+    let curve_opts = |w: usize| {
+        at(
+            w,
+            opts(Some(plugin_with_slots("auto", 4096, false, 8192)), vec![]),
+        )
+    };
     let curve = envoys.len();
     let envoys: Vec<Envoy> = envoys
         .into_iter()
         .chain(CURVE.iter().flat_map(|&w| {
-            let at = |mut o: Options| {
-                o.concurrency = w;
-                Envoy::start(&o)
-            };
             [
-                at(opts(None, vec![])),
-                at(opts(None, vec![jwt_authn(&doc, 4096)])),
-                at(opts(
-                    Some(plugin_with_slots("auto", 4096, false, 8192)),
-                    vec![],
-                )),
+                Envoy::start(&at(w, opts(None, vec![]))),
+                Envoy::start(&at(w, opts(None, vec![jwt_authn(&doc, 4096)]))),
+                Envoy::start(&curve_opts(w)),
             ]
         }))
         .collect();
     // GraphQL: the items rule by root field, and the same request judged by its path.
     // bearer-guard holds the head with the body until it is judged (`hold_head`, as
-    // shipped; with direct_response the router would answer from the head alone).
-    let gql_envoy = |rules: Value| {
+    // shipped). Envoy's buffer filter after it, in both: the request judged by its path is
+    // allowed at its head, and direct_response would answer it before its body is read —
+    // Envoy then closes the connection, and every request would pay a new one.
+    let gql_opts = |by_field: bool| {
         let mut cfg = plugin("auto", 4096, false);
-        cfg["rules"] = rules;
+        cfg["rules"] = if by_field {
+            json!([
+                {"name": "items", "match": {"path": "/graphql", "graphql": {"operation": "query", "fields": ["items"]}},
+                 "headers": {"Solenya-Index-UUID": "uuid", "Solenya-User-UUID": "uuidv7"},
+                 "permissions": ["read"]},
+                {"name": "graphql", "match": {"path": "/graphql"}}
+            ])
+        } else {
+            json!([
+                {"name": "items", "match": {"path": "/graphql"},
+                 "headers": {"Solenya-Index-UUID": "uuid", "Solenya-User-UUID": "uuidv7"},
+                 "permissions": ["read"]}
+            ])
+        };
         cfg["graphql"] = json!({"hold_head": true});
-        Envoy::start(&opts(Some(cfg), vec![]))
+        let mut o = opts(Some(cfg), vec![]);
+        o.after_filters = vec![
+            json!({"name": "envoy.filters.http.buffer", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": 65536}}),
+        ];
+        o
     };
     let gql = envoys.len();
     let envoys: Vec<Envoy> = envoys
         .into_iter()
         .chain([
-            gql_envoy(json!([
-                {"name": "items", "match": {"path": "/graphql", "graphql": {"operation": "query", "fields": ["items"]}},
-                 "headers": {"Solenya-Index-UUID": "uuid", "Solenya-User-UUID": "uuidv7"},
-                 "permissions": ["read"]},
-                {"name": "graphql", "match": {"path": "/graphql"}}
-            ])),
-            gql_envoy(json!([
-                {"name": "items", "match": {"path": "/graphql"},
-                 "headers": {"Solenya-Index-UUID": "uuid", "Solenya-User-UUID": "uuidv7"},
-                 "permissions": ["read"]}
-            ])),
+            Envoy::start(&gql_opts(true)),
+            Envoy::start(&gql_opts(false)),
         ])
         .collect();
     // The cached path with `clear_route_cache`: Envoy chooses the route again.
+    let reroute_opts = || {
+        let mut cfg = plugin("auto", 4096, false);
+        cfg["clear_route_cache"] = json!(true);
+        opts(Some(cfg), vec![])
+    };
     let reroute = envoys.len();
     let envoys: Vec<Envoy> = envoys
         .into_iter()
-        .chain([{
-            let mut cfg = plugin("auto", 4096, false);
-            cfg["clear_route_cache"] = json!(true);
-            Envoy::start(&opts(Some(cfg), vec![]))
-        }])
+        .chain([Envoy::start(&reroute_opts())])
         .collect();
     // The cached path with a 10,000-entry revocation list (the same token without a list
     // runs on envoy 4).
+    let revoking_opts = || {
+        let mut cfg = plugin("auto", 4096, false);
+        cfg["providers"][0]["revocation"] =
+            json!({"cluster": "revocation", "authority": "bench.idp", "path": "/revoked"});
+        let mut o = opts(Some(cfg), vec![]);
+        o.revocation_port = list_server.server.port;
+        o
+    };
     let revoking = envoys.len();
     let envoys: Vec<Envoy> = envoys
         .into_iter()
-        .chain([{
-            let mut cfg = plugin("auto", 4096, false);
-            cfg["providers"][0]["revocation"] =
-                json!({"cluster": "revocation", "authority": "bench.idp", "path": "/revoked"});
-            let mut o = opts(Some(cfg), vec![]);
-            o.revocation_port = list_server.server.port;
-            Envoy::start(&o)
-        }])
+        .chain([Envoy::start(&revoking_opts())])
         .collect();
     // DPoP: the bench provider requiring proofs (a replay store with room for every proof
     // of the run), and a client key the token is bound to.
+    let dpop_opts = || {
+        let mut cfg = plugin("auto", 4096, false);
+        cfg["providers"][0]["dpop"] = json!({"mode": "required", "replay_entries": 1 << 20});
+        opts(Some(cfg), vec![])
+    };
     let dpop_envoy = envoys.len();
     let envoys: Vec<Envoy> = envoys
         .into_iter()
-        .chain([{
-            let mut cfg = plugin("auto", 4096, false);
-            cfg["providers"][0]["dpop"] = json!({"mode": "required", "replay_entries": 1 << 20});
-            Envoy::start(&opts(Some(cfg), vec![]))
-        }])
+        .chain([Envoy::start(&dpop_opts())])
         .collect();
     let client = idp::EcSigner::generate("bench-client", "ES256");
     let bound = signer.mint(&claims(
@@ -586,20 +840,6 @@ fn main() {
         3600,
         json!({"permissions": ["read"], "cnf": {"jkt": idp::jkt(&idp::proof_jwk(&client))}}),
     ));
-    let dpop_url = format!("http://127.0.0.1:{}/bench", envoys[dpop_envoy].port);
-    let dpop_lines = dir.join("dpop.txt");
-    // Fresh proofs (now, new jti) for a run of `seconds`.
-    let mint_proofs = |seconds: u64| {
-        let n = PROOFS_PER_S * seconds;
-        let lines: Vec<String> = (0..n)
-            .map(|i| {
-                let jti = format!("{}-{i}", idp::now());
-                let proof = idp::dpop_proof(&client, "GET", &dpop_url, &bound, idp::now(), &jti);
-                format!("{bound} {proof}")
-            })
-            .collect();
-        std::fs::write(&dpop_lines, lines.join("\n") + "\n").expect("dpop.txt");
-    };
     // Probes: the floor with 10 more host calls of one kind per request.
     let probe = envoys.len();
     let envoys: Vec<Envoy> = envoys
@@ -610,9 +850,69 @@ fn main() {
                 .map(|kind| with_wasm(json!({"call": kind, "n": PROBE_CALLS}), &floor_wasm())),
         )
         .collect();
+    // The native twins: (the wasm Envoy, the same configuration natively). The native
+    // floor comes last.
+    let natives: Vec<(usize, Options)> = [
+        (1, opts(Some(plugin("auto", 4096, true)), vec![])),
+        (4, opts(Some(plugin("auto", 4096, false)), vec![])),
+        (5, opts(Some(plugin("rust", 4096, false)), vec![])),
+        (l2, l2_opts()),
+        (gql, gql_opts(true)),
+        (gql + 1, gql_opts(false)),
+        (reroute, reroute_opts()),
+        (revoking, revoking_opts()),
+        (dpop_envoy, dpop_opts()),
+    ]
+    .into_iter()
+    .chain(
+        CURVE
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (curve + 3 * i + 2, curve_opts(w))),
+    )
+    .collect();
+    let first_native = envoys.len();
+    let twin_of: std::collections::HashMap<usize, usize> = natives
+        .iter()
+        .enumerate()
+        .map(|(i, (wasm, _))| (*wasm, first_native + i))
+        .collect();
+    let native_floor = first_native + natives.len();
+    let envoys: Vec<Envoy> = envoys
+        .into_iter()
+        .chain(natives.into_iter().map(|(_, o)| native(o)))
+        .chain([{
+            let mut o = opts(Some(json!({})), vec![]);
+            o.native = true;
+            o.native_module_dir = Some(floor_native_dir());
+            o.native_filter = "floor";
+            Envoy::start(&o)
+        }])
+        .collect();
+    // Fresh proofs (now, new jti) for a run of `seconds` at `rate` requests/s, for the
+    // Envoy of a DPoP row (the proof names its URL), written to `path`.
+    let mint_proofs = |envoy: usize, path: &Path, rate: f64, seconds: u64| {
+        let url = format!("http://127.0.0.1:{}/bench", envoys[envoy].port);
+        let n = ((rate * 1.3) as u64).max(PROOFS_PER_S) * seconds;
+        let lines: Vec<String> = (0..n)
+            .map(|i| {
+                let jti = format!("{}-{i}", idp::now());
+                let proof = idp::dpop_proof(&client, "GET", &url, &bound, idp::now(), &jti);
+                format!("{bound} {proof}")
+            })
+            .collect();
+        std::fs::write(path, lines.join("\n") + "\n").expect("dpop proofs");
+    };
     let backend_line = envoys[4].log();
     if !backend_line.contains("RSA backend envoy") {
         eprintln!("warning: bearer-guard did not pick Envoy's verify_signature backend");
+    }
+    let native_line = twin_of
+        .get(&4)
+        .map(|&e| envoys[e].log())
+        .unwrap_or_default();
+    if !native_line.contains("RSA backend aws-lc") {
+        eprintln!("warning: the native module did not pick the aws-lc backend");
     }
     // Rows that the ratios compare run next to each other in every round.
     let row = |name, envoy, tokens: &PathBuf, expect_ok| Row {
@@ -622,6 +922,7 @@ fn main() {
         expect_ok,
         script: None,
         verifications: None,
+        dpop: false,
         fresh: false,
         results: vec![],
     };
@@ -629,7 +930,7 @@ fn main() {
         script: Some(graphql_script.clone()),
         ..row(name, envoy, &one, true)
     };
-    let counted = |name, envoy, verifications| Row {
+    let counted = |name, envoy, verifications: Stat| Row {
         verifications: Some(verifications),
         fresh: true,
         ..row(name, envoy, &dir.join(format!("fresh-{envoy}.txt")), true)
@@ -676,7 +977,13 @@ fn main() {
         row(REV, revoking, &one_ids, true),
         Row {
             script: Some(dpop_script.clone()),
-            ..row(DPOP, dpop_envoy, &dpop_lines, true)
+            dpop: true,
+            ..row(
+                DPOP,
+                dpop_envoy,
+                &dir.join(format!("dpop-{dpop_envoy}.txt")),
+                true,
+            )
         },
     ];
     for (i, &w) in CURVE.iter().enumerate() {
@@ -685,17 +992,40 @@ fn main() {
         rows.push(counted(
             ja,
             curve + 3 * i + 1,
-            "http.ingress.jwt_authn.jwt_cache_miss",
+            Stat::Envoy("http.ingress.jwt_authn.jwt_cache_miss"),
         ));
         rows.push(counted(
             bg,
             curve + 3 * i + 2,
-            "wasmcustom.bearer_guard.bearer_guard.token_cache_misses",
+            Stat::Filter("token_cache_misses"),
         ));
     }
     for (i, kind) in PROBES.iter().enumerate() {
         rows.push(row(probe_row(kind), probe + i, &one, true));
     }
+    // Each bearer-guard row gets its native twin right after it: the same tokens, script
+    // and counts, against the native Envoy of the same configuration (its own fresh
+    // tokens and proofs); the native floor right after the wasm floor.
+    let mut with_native = Vec::new();
+    for r in rows {
+        let twin = twin_of.get(&r.envoy).map(|&envoy| Row {
+            name: native_row(r.name),
+            envoy,
+            tokens: if r.fresh {
+                dir.join(format!("fresh-{envoy}.txt"))
+            } else if r.dpop {
+                dir.join(format!("dpop-{envoy}.txt"))
+            } else {
+                r.tokens.clone()
+            },
+            ..r.clone()
+        });
+        let floor = (r.envoy == 6).then(|| row(NATIVE_FLOOR, native_floor, &one, true));
+        with_native.push(r);
+        with_native.extend(twin);
+        with_native.extend(floor);
+    }
+    let mut rows = with_native;
     if wasm_b.is_some() {
         // Each bearer-guard row gets its B twin right after it (envoys 7-10 mirror 1, 4,
         // 5 and the second level's).
@@ -715,6 +1045,7 @@ fn main() {
                 expect_ok: r.expect_ok,
                 script: r.script.clone(),
                 verifications: None,
+                dpop: false,
                 fresh: false,
                 results: vec![],
             });
@@ -734,13 +1065,14 @@ fn main() {
         });
     }
     // Fresh tokens for a run of `seconds` of a row: enough for its last rate (or 40,000
-    // requests/s before its first run) with a third to spare.
+    // requests/s before its first run) with a third to spare. DPoP rows: proofs for their
+    // last rate with a third to spare, at least `PROOFS_PER_S`.
     let mut rates: Vec<f64> = vec![40_000.0; rows.len()];
     let fresh_count = |rate: f64, seconds: u64| (rate * 1.3 * seconds as f64) as usize / USES + 200;
     // Warm up every configuration (JWKS fetched, V8 tiered up).
     for (i, row) in rows.iter().enumerate() {
-        if row.name == DPOP {
-            mint_proofs(1);
+        if row.dpop {
+            mint_proofs(row.envoy, &row.tokens, 0.0, 1);
         }
         let n = fresh_count(rates[i], 1);
         if row.fresh {
@@ -754,34 +1086,38 @@ fn main() {
         );
         if row.fresh {
             pool.sent(row.envoy, r.requests, n);
+        }
+        if row.fresh || row.dpop {
             rates[i] = r.requests as f64;
         }
     }
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}");
         for (i, row) in rows.iter_mut().enumerate() {
-            if row.name == DPOP {
-                mint_proofs(seconds);
+            if row.dpop {
+                mint_proofs(row.envoy, &row.tokens, rates[i], seconds);
             }
             let n = fresh_count(rates[i], seconds);
             if row.fresh {
                 pool.hand_out(row.envoy, n, &row.tokens);
             }
             let envoy = &envoys[row.envoy];
-            let before = row.verifications.map(|name| envoy.stat(name));
+            let before = row.verifications.map(|stat| stat.read(envoy));
             let mut r = wrk(
                 envoy,
                 &row.tokens,
                 row.script.as_ref().unwrap_or(&script),
                 seconds,
             );
-            if let (Some(name), Some(before)) = (row.verifications, before) {
+            if let (Some(stat), Some(before)) = (row.verifications, before) {
                 // Counters reach the stats on the VMs' next ticks.
                 std::thread::sleep(Duration::from_millis(500));
-                r.verifications = envoy.stat(name).saturating_sub(before) as f64;
+                r.verifications = stat.read(envoy).saturating_sub(before) as f64;
             }
             if row.fresh {
                 r.tokens_sent = pool.sent(row.envoy, r.requests, n) as f64;
+            }
+            if row.fresh || row.dpop {
                 rates[i] = rates[i].max(r.requests as f64 / seconds as f64);
             }
             if row.expect_ok && r.non2xx > 0 {
@@ -798,7 +1134,10 @@ fn main() {
     );
     // Rows of `w` workers are compared with the no-auth row of `w` workers.
     let baseline = |name: &str| {
-        let workers = name.split_once(" workers: ").map(|(w, _)| w);
+        // The word before " workers: " (after a twin's prefix, if any).
+        let workers = name
+            .split_once(" workers: ")
+            .and_then(|(w, _)| w.rsplit(' ').next());
         let base = workers.and_then(|w| {
             rows.iter()
                 .find(|r| r.name == format!("{w} workers: no auth"))
@@ -819,13 +1158,13 @@ fn main() {
         ));
     }
 
-    // Memory: RSS growth over 10,000 distinct valid tokens with room to cache them all.
-    // `BENCH_MEMORY=0` skips it (and only it).
-    let memory_line = if std::env::var("BENCH_MEMORY").is_ok_and(|v| v == "0") {
-        "Envoy RSS: not measured (BENCH_MEMORY=0).".to_string()
-    } else {
-        let mem_tokens = n_tokens.min(10_000);
-        let mem = Envoy::start(&opts(Some(plugin("auto", 10_000, false)), vec![]));
+    // Memory: RSS growth over 10,000 distinct valid tokens with room to cache them all,
+    // on a wasm Envoy and on a native one. `BENCH_MEMORY=0` skips it (and only it).
+    let mem_tokens = n_tokens.min(10_000);
+    let memory = |native: bool| -> (u64, u64, f64) {
+        let mut o = opts(Some(plugin("auto", 10_000, false)), vec![]);
+        o.native = native;
+        let mem = Envoy::start(&o);
         let warm = |e: &Envoy, t: &[String]| {
             for tok in t {
                 let _ = envoy::http(
@@ -843,7 +1182,21 @@ fn main() {
         std::thread::sleep(Duration::from_millis(500));
         let after = mem.rss_kib();
         let per_token = (after.saturating_sub(before) as f64) * 1024.0 / mem_tokens as f64;
-        format!("Envoy RSS: {before} KiB before, {after} KiB after {mem_tokens} distinct valid tokens cached: {per_token:.0} bytes per cached token.")
+        (before, after, per_token)
+    };
+    let (memory_line, native_per_token) = if std::env::var("BENCH_MEMORY").is_ok_and(|v| v == "0") {
+        (
+            "Envoy RSS: not measured (BENCH_MEMORY=0).".to_string(),
+            f64::NAN,
+        )
+    } else {
+        let (before, after, per_token) = memory(false);
+        let (n_before, n_after, n_per_token) = memory(true);
+        (
+            format!("Envoy RSS: {before} KiB before, {after} KiB after {mem_tokens} distinct valid tokens cached: {per_token:.0} bytes per cached token.\n\
+                     Native Envoy RSS: {n_before} KiB before, {n_after} KiB after {mem_tokens} distinct valid tokens cached: {n_per_token:.0} bytes per cached token."),
+            n_per_token,
+        )
     };
     let wasm_size = std::fs::metadata(envoy::wasm_path())
         .map(|m| m.len())
@@ -982,6 +1335,15 @@ fn main() {
         .collect();
     summary.push_str(&prices.join(", "));
     summary.push('\n');
+    summary.push_str(&native_summary(&NativeInputs {
+        paired: &paired,
+        paired_with: &|a, b, base, f| paired_with(a, b, by_name(base), f),
+        per_token: &per_token,
+        verify_us: (verify_rs, verify_es),
+        per_cached_token: native_per_token,
+        so_size: std::fs::metadata(envoy::native_dir().join("libbearer_guard.so"))
+            .map_or(0, |m| m.len()),
+    }));
     let header = format!(
         "bearer-guard bench: Envoy 1.40 --concurrency 1 (rows marked \"N workers\": --concurrency N), direct_response, wrk -t1 -c10 -d{seconds}s, {rounds} interleaved round(s), medians; {n_tokens} distinct RS256 (2048-bit) tokens\n\n"
     );

@@ -99,6 +99,12 @@ pub struct Options {
     pub hold_heads: bool,
     /// Load the native module instead of the wasm module (default: [`native`]).
     pub native: bool,
+    /// The folder of the native module to load instead of [`native_dir`] (the bench's
+    /// native floor is another build of it).
+    pub native_module_dir: Option<PathBuf>,
+    /// The native module's `filter_name` (default `bearer-guard`; the floor build also has
+    /// `floor`).
+    pub native_filter: &'static str,
 }
 
 /// The `stats_config` block of `envoy/envoy.yaml`, as shipped.
@@ -136,6 +142,8 @@ impl Options {
             hcm: vec![],
             hold_heads: true,
             native: native(),
+            native_module_dir: None,
+            native_filter: "bearer-guard",
         }
     }
 }
@@ -159,7 +167,7 @@ pub fn listener(o: &Options, port: u16) -> Value {
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
                 "dynamic_module_config": {"name": "bearer_guard", "do_not_close": true},
-                "filter_name": "bearer-guard",
+                "filter_name": o.native_filter,
                 "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": o.plugin.to_string()}
             }
         }));
@@ -304,8 +312,9 @@ impl Envoy {
 
     /// Starts Envoy; `Err` carries the log when it exits or never becomes ready.
     pub fn try_start(o: &Options) -> Result<Envoy, String> {
+        let module_dir = o.native_module_dir.clone().unwrap_or_else(native_dir);
         let module = if o.native {
-            native_dir().join("libbearer_guard.so")
+            module_dir.join("libbearer_guard.so")
         } else {
             wasm_path()
         };
@@ -338,7 +347,7 @@ impl Envoy {
         let mut command = Command::new(envoy_bin());
         if o.native {
             command
-                .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir())
+                .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", &module_dir)
                 .envs(o.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         let child = command

@@ -2,8 +2,14 @@
 //! Envoy rows): one valid Wycheproof vector per algorithm, its key through the key-set
 //! reader, verified `ROUNDS` times natively. The Envoy backend (BoringSSL through
 //! `verify_signature`) is measured inside Envoy by the bench's RS256 and ES256 rows.
+//!
+//! Then the native module's backend (aws-lc, `NativeBackend`, its parsed key kept as the
+//! module keeps it) for RS256 and ES256: one verification alone, which the bench
+//! subtracts from the native distinct-token rows. `--aws-lc` prints only that part.
 
-use bearer_guard::{rsassa_pss, verify_ed25519, verify_hmac, RustBackend, SignatureBackend};
+use bearer_guard::{
+    rsassa_pss, verify_ed25519, verify_hmac, NativeBackend, RustBackend, SignatureBackend,
+};
 use bearer_guard::{Algorithm, Hash};
 use bearer_guard::{Key, KeySet};
 use serde_json::{json, Value};
@@ -57,7 +63,68 @@ fn time(name: &str, mut verify: impl FnMut() -> bool) {
     println!("  {name:<28} {us:>8.1} µs/verify");
 }
 
+/// Batches of [`ROUNDS`] verifications timed for the aws-lc figures (their median).
+const BATCHES: usize = 5;
+
+/// µs per verification: the median of [`BATCHES`] batches of [`ROUNDS`].
+fn median_us(verify: &mut impl FnMut() -> bool) -> f64 {
+    let mut batches: Vec<f64> = (0..BATCHES)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..ROUNDS {
+                std::hint::black_box(verify());
+            }
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
+        })
+        .collect();
+    batches.sort_by(f64::total_cmp);
+    batches[BATCHES / 2]
+}
+
+/// One RS256 and one ES256 verification with the native module's backend, its parsed key
+/// kept (the first call parses it, as the module's first verification with a key does).
+fn aws_lc_timing() {
+    println!(
+        "Per-verify time, aws-lc backend (NativeBackend, parsed key kept; median of {BATCHES}×{ROUNDS}):"
+    );
+    let backend = NativeBackend::default();
+    let (key, msg, sig) = first_valid("rsa_signature_2048_sha256_test.json", Algorithm::RS256);
+    let Key::Rsa(key) = key else {
+        panic!("RS256: RSA key")
+    };
+    let mut verify = || {
+        backend
+            .verify_rsa(&key, Hash::Sha256, &msg, &sig)
+            .unwrap_or(false)
+    };
+    assert!(verify(), "RS256: the valid vector must verify");
+    println!(
+        "  {:<28} {:>8.1} µs/verify",
+        "RS256 (2048-bit)",
+        median_us(&mut verify)
+    );
+    let (key, msg, sig) = first_valid("ecdsa_secp256r1_sha256_p1363_test.json", Algorithm::ES256);
+    let Key::Ec(key) = key else {
+        panic!("ES256: EC key")
+    };
+    let mut verify = || {
+        backend
+            .verify_ecdsa(&key, Hash::Sha256, &msg, &sig)
+            .unwrap_or(false)
+    };
+    assert!(verify(), "ES256: the valid vector must verify");
+    println!(
+        "  {:<28} {:>8.1} µs/verify",
+        "ES256 (P-256)",
+        median_us(&mut verify)
+    );
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "--aws-lc") {
+        aws_lc_timing();
+        return;
+    }
     println!("Per-verify time, pure-Rust backend (native, {ROUNDS} rounds each):");
     let rsa = [
         (
@@ -161,6 +228,7 @@ fn main() {
     let field = |n: &str| hex(t[n].as_str().expect("hex field"));
     let (secret, msg, tag) = (field("key"), field("msg"), field("tag"));
     time("HS256", || verify_hmac(&secret, Hash::Sha256, &msg, &tag));
+    aws_lc_timing();
     revocation_timing();
 }
 
