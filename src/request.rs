@@ -60,9 +60,14 @@ impl Headers {
     /// as bytes). Bytes that are not UTF-8 (obs-text) become U+FFFD, as in
     /// [`Headers::from_serialized`].
     pub fn from_bytes<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Headers {
+        // Valid UTF-8 (nearly every header) is checked with `from_utf8`, whose ASCII fast
+        // path is several times quicker than `from_utf8_lossy` (a token is ~1 KB).
+        let text = |b: &'a [u8]| {
+            std::str::from_utf8(b).map_or_else(|_| String::from_utf8_lossy(b), Into::into)
+        };
         let mut h = Headers::default();
         for (k, v) in pairs {
-            h.push(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v));
+            h.push(&text(k), &text(v));
         }
         h
     }
@@ -299,6 +304,22 @@ mod tests {
 
     fn req(path: &str, headers: &[(&str, &str)]) -> Request {
         Request::for_test(path, headers)
+    }
+
+    #[test]
+    fn headers_from_bytes_keep_order_and_make_non_utf8_unmatchable() {
+        let h = Headers::from_bytes([
+            (&b"authorization"[..], &b"Bearer abc"[..]),
+            (&b"x-a"[..], &b"caf\xc3\xa9"[..]),
+            (&b"x-a"[..], &b"bad\xff"[..]),
+        ]);
+        assert_eq!(h.first("authorization"), Some("Bearer abc"));
+        let values: Vec<&str> = h
+            .iter()
+            .filter(|(k, _)| *k == "x-a")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(values, ["caf\u{e9}", "bad\u{fffd}"]);
     }
 
     #[test]

@@ -81,6 +81,17 @@ fn copy(b: EnvoyBuffer) -> Vec<u8> {
     unsafe { std::slice::from_raw_parts(b.ptr, b.len) }.to_vec()
 }
 
+/// Borrows `len` bytes Envoy handed at `ptr` (empty for a null pointer): only within the
+/// callback that handed them, never kept.
+fn borrow<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: Envoy hands a pointer to `len` readable bytes, valid during this call; the
+    // callers use the slice before they return.
+    unsafe { std::slice::from_raw_parts(ptr, len) }
+}
+
 /// Copies an Envoy header's key and value.
 fn copy_header(h: &EnvoyHeader) -> (Vec<u8>, Vec<u8>) {
     (
@@ -231,6 +242,36 @@ pub(super) const ATTRIBUTE_PEER_CERTIFICATE_SHA256: u32 = 38;
 pub(super) struct FilterHandle(*mut c_void);
 
 impl FilterHandle {
+    /// `f` over the request's headers, in order, borrowed from Envoy for the call (no copy
+    /// of each name and value: the hot path builds its own header map from them).
+    pub(super) fn with_request_headers<T>(
+        self,
+        f: impl for<'a> FnOnce(&mut dyn Iterator<Item = (&'a [u8], &'a [u8])>) -> T,
+    ) -> T {
+        let Some(a) = api() else {
+            return f(&mut std::iter::empty());
+        };
+        // SAFETY: a live filter on its own thread.
+        let n = unsafe { (a.http_get_headers_size)(self.0, REQUEST_HEADERS) };
+        let mut raw = vec![
+            EnvoyHeader {
+                key: std::ptr::null(),
+                key_len: 0,
+                value: std::ptr::null(),
+                value_len: 0,
+            };
+            n
+        ];
+        // SAFETY: `raw` holds exactly `n` entries for Envoy to fill.
+        if n == 0 || !unsafe { (a.http_get_headers)(self.0, REQUEST_HEADERS, raw.as_mut_ptr()) } {
+            return f(&mut std::iter::empty());
+        }
+        let mut pairs = raw
+            .iter()
+            .map(|h| (borrow(h.key, h.key_len), borrow(h.value, h.value_len)));
+        f(&mut pairs)
+    }
+
     /// The request's headers, as byte pairs, in order.
     pub(super) fn request_headers(self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let Some(a) = api() else {

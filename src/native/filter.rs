@@ -215,8 +215,8 @@ fn run(s: &Stream, entry: impl FnOnce(&mut Local, &mut Relay, u64) -> Vec<Effect
             worker: s.worker,
         };
         out.extend(entry(local, &mut host, now));
-        // A native metric update costs little: counts are visible at once, not at the
-        // next tick.
+        // Counts go to the process-wide counters the main thread passes to Envoy: they
+        // need no tick of this worker.
         local.core.flush_metrics(&mut out);
         for e in &out {
             if let Effect::TickPeriod(ms) = e {
@@ -234,8 +234,9 @@ fn run(s: &Stream, entry: impl FnOnce(&mut Local, &mut Relay, u64) -> Vec<Effect
 
 /// The request of a stream, from its headers.
 fn request(s: &Stream, end_of_stream: bool) -> Request {
-    let pairs = s.handle.request_headers();
-    let headers = Headers::from_bytes(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+    let headers = s
+        .handle
+        .with_request_headers(|pairs| Headers::from_bytes(pairs));
     let get = |name: &str| headers.first(name).unwrap_or_default().to_string();
     let (needs_route, needs_certificate) = LOCALS.with(|l| {
         l.borrow().get(&s.shared.id).map_or((false, false), |l| {
@@ -467,7 +468,7 @@ fn apply(
                 }
             }
             Effect::Log(level, line) => abi::log(level_of(level), &line),
-            Effect::Count(index, n) => metric(shared, current, index, MetricChange::Add(n)),
+            Effect::Count(index, n) => shared.count(index, n),
             Effect::Gauge(index, v) => metric(shared, current, index, MetricChange::Set(v)),
             Effect::TickPeriod(_) => {}
         }

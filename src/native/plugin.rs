@@ -21,7 +21,7 @@ use crate::worker::{
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -113,6 +113,11 @@ pub(super) struct Shared {
     pub(super) json: Vec<u8>,
     /// Per core metric index.
     pub(super) metrics: Vec<Option<NativeMetric>>,
+    /// Counts the workers added since the main thread last passed them to Envoy, per core
+    /// metric: a labeled metric update costs Envoy a name lookup (measured: more than the
+    /// rest of a cached-token decision), so workers only add to these and the main thread
+    /// updates Envoy's metrics at each of its events (every 200 ms at least).
+    counts: Vec<AtomicI64>,
     /// The configuration's main-thread scheduler (taken out when it is destroyed).
     main: Mutex<Option<Arc<ConfigScheduler>>>,
     outbox: Mutex<Vec<Pending>>,
@@ -215,6 +220,7 @@ pub(super) fn new(envoy: ConfigHandle, filter_name: &[u8], json: &[u8]) -> Optio
         id: IDS.fetch_add(1, Ordering::Relaxed),
         name,
         json: json.to_vec(),
+        counts: metrics.iter().map(|_| AtomicI64::new(0)).collect(),
         metrics,
         main: Mutex::new(Some(Arc::new(main))),
         outbox: Mutex::new(Vec::new()),
@@ -289,6 +295,20 @@ fn apply_main(p: &Plugin, effects: Vec<Effect>) {
     }
 }
 
+/// Passes the counts workers added to Envoy's metrics (main thread).
+fn pass_counts(p: &Plugin) {
+    for (index, count) in p.shared.counts.iter().enumerate() {
+        let n = count.swap(0, Ordering::Relaxed);
+        if n != 0 {
+            if let Some(Some(m)) = p.shared.metrics.get(index) {
+                let labels: Vec<&str> = m.labels.iter().map(String::as_str).collect();
+                p.envoy
+                    .metric((m.id, m.gauge), &labels, MetricChange::Add(n));
+            }
+        }
+    }
+}
+
 /// The driver's host: its calls are made at once, on the main thread.
 struct MainHost<'a>(&'a Plugin);
 
@@ -327,6 +347,7 @@ fn callout_headers(call: &Outgoing) -> Vec<(String, String)> {
 pub(super) fn main_thread(p: &Plugin, event: u64) {
     reap_drivers();
     make_calls(p);
+    pass_counts(p);
     if event == EVENT_DRIVER_TICK {
         let now = now_ms();
         with_driver(p, |driver| {
@@ -446,6 +467,13 @@ impl Shared {
     /// [`ConfigScheduler::commit`]).
     fn main_scheduler(&self) -> Option<Arc<ConfigScheduler>> {
         lock(&self.main).clone()
+    }
+
+    /// A worker's count for a metric, passed to Envoy by the main thread.
+    pub(super) fn count(&self, index: usize, n: i64) {
+        if let Some(c) = self.counts.get(index) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Whether Envoy destroyed the configuration.

@@ -438,9 +438,9 @@ impl Worker {
         out
     }
 
-    /// The counts accumulated since the last flush, as effects: for a host whose metric
-    /// updates are cheap enough to make at every request (the native one); the wasm host
-    /// leaves them to [`Worker::on_tick`].
+    /// The counts accumulated since the last flush, as effects: for a host that gathers
+    /// them at every request (the native one: into atomic counters its main thread passes
+    /// to Envoy); the wasm host leaves them to [`Worker::on_tick`].
     pub fn flush_metrics(&mut self, out: &mut Vec<Effect>) {
         self.metrics.flush(out);
     }
