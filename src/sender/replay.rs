@@ -86,15 +86,17 @@ impl ReplayStore {
     }
 
     /// Makes every bucket no VM has made yet (at configuration, before this VM decides
-    /// anything). The host cannot create a key atomically, so buckets are never made
-    /// while requests are claimed in them: a VM serves only once every bucket exists.
-    /// Returns how many it made.
+    /// anything): a VM serves only once every bucket exists, and buckets are never made
+    /// while requests are claimed in them. Natively a bucket is created atomically; on
+    /// proxy-wasm shared data, which cannot, a VM still configuring can replace a bucket
+    /// made by another in the same instant (see [`Store::create`]). Returns how many it
+    /// made.
     pub fn prepare(&self, store: &dyn Store) -> usize {
         let empty = vec![0u8; SLOTS * ENTRY];
         (0..self.buckets)
             .filter(|b| {
                 let key = self.key(*b);
-                store.get(&key).is_none() && store.set(&key, &empty, 0).is_ok()
+                store.get(&key).is_none() && store.create(&key, &empty).is_ok()
             })
             .count()
     }

@@ -138,12 +138,19 @@ impl<D: Document> Fetched<D> {
 
     /// Reads the process-wide state and adopts a newer published version (parsing it
     /// here: each VM keeps its own parsed copy, no VM fetches what another already has).
+    /// A state no VM has written yet is created here, at configuration, before this VM
+    /// serves: on proxy-wasm, whose store cannot create a key atomically
+    /// ([`Store::create`]), the first fetch's lease is then taken on a key that exists.
     pub fn sync(&mut self, store: &dyn Store, now: u64) -> Sync {
-        if let Some(state) = store
-            .get(&self.state_key())
-            .and_then(|(b, _)| FetchState::decode(&b))
-        {
-            self.state = state;
+        match store.get(&self.state_key()) {
+            Some((bytes, _)) => {
+                if let Some(state) = FetchState::decode(&bytes) {
+                    self.state = state;
+                }
+            }
+            None => {
+                let _ = store.create(&self.state_key(), &FetchState::default().encode());
+            }
         }
         let mut result = Sync::default();
         if self.state.version > self.version {

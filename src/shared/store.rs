@@ -41,6 +41,17 @@ pub trait Store {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
     /// Sets `key` if its CAS token is still `cas` (0: unconditionally).
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError>;
+    /// Creates `key` with `value` unless it exists (then [`StoreError::CasMismatch`]).
+    /// The native process store and the in-memory store create atomically. Proxy-wasm
+    /// shared data cannot (a write to a key never set ignores the CAS token), so there
+    /// this is a read, then an unconditional write: two VMs creating the same key in the
+    /// same instant can both succeed, the later write replacing the earlier.
+    fn create(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        match self.get(key) {
+            Some(_) => Err(StoreError::CasMismatch),
+            None => self.set(key, value, 0),
+        }
+    }
 }
 
 /// A store shared by several owners (tests: several VMs on one in-memory store).
@@ -50,6 +61,9 @@ impl<S: Store + ?Sized> Store for std::rc::Rc<S> {
     }
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
         (**self).set(key, value, cas)
+    }
+    fn create(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        (**self).create(key, value)
     }
 }
 
@@ -74,6 +88,15 @@ impl Store for MemoryStore {
             key.to_string(),
             (value.to_vec(), current.wrapping_add(1).max(1)),
         );
+        Ok(())
+    }
+
+    fn create(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut map = self.map.borrow_mut();
+        if map.contains_key(key) {
+            return Err(StoreError::CasMismatch);
+        }
+        map.insert(key.to_string(), (value.to_vec(), 1));
         Ok(())
     }
 }
@@ -115,6 +138,18 @@ impl Store for ProcessStore {
         map.insert(key.to_string(), (value.to_vec(), next));
         Ok(())
     }
+
+    fn create(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.contains_key(key) {
+            return Err(StoreError::CasMismatch);
+        }
+        if map.len() >= ProcessStore::MAX_KEYS {
+            return Err(StoreError::Full);
+        }
+        map.insert(key.to_string(), (value.to_vec(), 1));
+        Ok(())
+    }
 }
 
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
@@ -123,6 +158,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
         (**self).set(key, value, cas)
+    }
+    fn create(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        (**self).create(key, value)
     }
 }
 
@@ -134,10 +172,10 @@ const CAS_ATTEMPTS: usize = 16;
 /// one (`None`: leave it as is). Returns what was written (or `None` when `change`
 /// declined); `Err` when the store refused or the race was lost [`CAS_ATTEMPTS`] times.
 ///
-/// The store cannot create a key atomically (a write to a key never set ignores the CAS
-/// token), so a missing key is first written with the default value, then changed with
-/// compare-and-swap like any other: only two VMs creating the very same key within the
-/// same instant can both win, once.
+/// A missing key is first created with the default value ([`Store::create`]), then
+/// changed with compare-and-swap like any other. Where the store creates atomically (the
+/// native host) no write is ever lost; on proxy-wasm shared data two VMs creating the very
+/// same key within the same instant can both win, once.
 pub fn update<T: Default>(
     store: &dyn Store,
     key: &str,
@@ -147,8 +185,10 @@ pub fn update<T: Default>(
 ) -> Result<Option<T>, StoreError> {
     for _ in 0..CAS_ATTEMPTS {
         let Some((bytes, cas)) = store.get(key) else {
-            store.set(key, &encode(&T::default()), 0)?;
-            continue;
+            match store.create(key, &encode(&T::default())) {
+                Ok(()) | Err(StoreError::CasMismatch) => continue,
+                Err(e) => return Err(e),
+            }
         };
         let Some(next) = change(decode(&bytes).unwrap_or_default()) else {
             return Ok(None);
@@ -312,6 +352,50 @@ mod process_store_tests {
         }
         let (bytes, _) = store.get("n").expect("written");
         assert_eq!(Reader(&bytes).u64(), Some(8 * 500));
+    }
+
+    /// Threads that all find a key missing at once: its creation is atomic, so no
+    /// thread's first write is replaced by another's creation (each round counts every
+    /// increment; with creation as a read then a write, rounds lose some).
+    #[test]
+    fn a_key_created_by_threads_at_once_loses_no_write() {
+        const THREADS: usize = 8;
+        for round in 0..300 {
+            let store = Arc::new(ProcessStore::default());
+            let go = Arc::new(std::sync::Barrier::new(THREADS));
+            let threads: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let (store, go) = (Arc::clone(&store), Arc::clone(&go));
+                    std::thread::spawn(move || {
+                        go.wait();
+                        update(
+                            &*store,
+                            "n",
+                            |b| Reader(b).u64(),
+                            |n: &u64| n.to_le_bytes().to_vec(),
+                            |n| Some(n + 1),
+                        )
+                    })
+                })
+                .collect();
+            for t in threads {
+                assert!(t.join().expect("thread").is_ok(), "round {round}");
+            }
+            let (bytes, _) = store.get("n").expect("written");
+            assert_eq!(Reader(&bytes).u64(), Some(THREADS as u64), "round {round}");
+        }
+    }
+
+    #[test]
+    fn create_makes_a_key_once() {
+        let store = ProcessStore::default();
+        assert_eq!(store.create("k", b"a"), Ok(()));
+        assert_eq!(store.create("k", b"b"), Err(StoreError::CasMismatch));
+        assert_eq!(store.get("k").map(|(v, _)| v), Some(b"a".to_vec()));
+        let memory = MemoryStore::default();
+        assert_eq!(memory.create("k", b"a"), Ok(()));
+        assert_eq!(memory.create("k", b"b"), Err(StoreError::CasMismatch));
+        assert_eq!(memory.get("k").map(|(v, _)| v), Some(b"a".to_vec()));
     }
 
     #[test]
