@@ -180,10 +180,16 @@ fn a_fetch_whose_vm_never_finishes_is_taken_over() {
         "took {took:?}"
     );
     flushed();
-    assert_eq!(
-        stack.envoy.filter_stat("provider.idp.jwks_lease_takeovers"),
-        1
-    );
+    let takeovers = stack.envoy.filter_stat("provider.idp.jwks_lease_takeovers");
+    if native() {
+        // Natively every call is made on the main thread with its timeout, and the failed
+        // answer waits for its worker: when a request reaches that worker first, the lease
+        // is released there (a retry, no takeover); else another worker takes it over.
+        assert!(takeovers <= 1, "{takeovers} takeovers");
+    } else {
+        // In wasm the call died with its request's context: only a takeover ends it.
+        assert_eq!(takeovers, 1);
+    }
 }
 
 /// An unknown-`kid` flood (tokens naming kids no key set has) while the IdP rotates in a
