@@ -12,6 +12,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
 )]
 #![warn(missing_docs)]
+// `unsafe` lives in the two hosts' binding modules only (`filter::host`, `native::abi`).
+#![deny(unsafe_code)]
 
 mod account;
 mod algorithm;

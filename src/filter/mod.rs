@@ -3,6 +3,7 @@
 
 mod apply;
 mod backend;
+#[allow(unsafe_code)]
 mod host;
 mod http;
 mod root;

@@ -15,6 +15,7 @@
 //! The process-wide state is the native [`crate::shared::ProcessStore`]: one per process,
 //! the same leases and compare-and-swap as proxy-wasm shared data.
 
+#[allow(unsafe_code)]
 mod abi;
 mod filter;
 #[cfg(feature = "bench-floor")]
