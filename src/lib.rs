@@ -29,6 +29,7 @@ mod keys;
 mod pipeline;
 mod reply;
 mod request;
+mod resource;
 mod revocation;
 mod sender;
 mod shared;
@@ -47,7 +48,7 @@ pub use config::revocation::MAX_ENTRIES as MAX_REVOCATION_ENTRIES;
 pub use config::{parse as parse_config, Config, DefaultPolicy, DEFAULT_MAX_JWKS_BYTES};
 pub use error::ConfigError;
 // A request and its answers.
-pub use reply::{Denial, Reply};
+pub use reply::{Challenge, Denial, Reply, StepUp};
 pub use request::{Body, Headers, Request};
 // The decision and what it may ask.
 pub use pipeline::{

@@ -24,6 +24,31 @@ pub enum Denial {
     /// A DPoP-bound token without a valid, fresh proof, or sent as a bearer token (RFC
     /// 9449 §7.1); carries the proof algorithms the provider accepts, for the challenge.
     InvalidDpopProof(String),
+    /// The token's sign-in is not the one the rule asks for (RFC 9470, the *step-up*
+    /// step): its `acr` is not one of the rule's `acr_values`, or its `auth_time` is older
+    /// than the rule's `max_age_s`.
+    StepUp(StepUp),
+}
+
+/// What a step-up challenge asks for (RFC 9470 §3).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StepUp {
+    /// The rule's `acr_values`, space-separated (`None`: the rule names none).
+    pub acr_values: Option<String>,
+    /// The rule's `max_age_s` (`None`: it has none).
+    pub max_age: Option<u64>,
+    /// Which check failed: `true` the sign-in's age, `false` its level.
+    pub too_old: bool,
+}
+
+/// Parameters a challenge adds for the request's protected resource (RFC 9728 §5.1, RFC
+/// 6750 §3): empty when the configuration declares none.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Challenge {
+    /// The URL of the resource's metadata document (`resource_metadata`).
+    pub resource_metadata: Option<String>,
+    /// The scopes the rule requires, space-separated (`scope`, on `insufficient_scope`).
+    pub scope: Option<String>,
 }
 
 /// A fully formed local reply, ready for `send_http_response`.
@@ -44,7 +69,8 @@ impl Denial {
             Denial::MissingToken
             | Denial::InvalidToken
             | Denial::UnknownAccount
-            | Denial::InvalidDpopProof(_) => 401,
+            | Denial::InvalidDpopProof(_)
+            | Denial::StepUp(_) => 401,
             Denial::InsufficientPermissions | Denial::PermissionDenied => 403,
             Denial::BadRequest(_) => 400,
             Denial::Unavailable => 500,
@@ -61,23 +87,66 @@ impl Denial {
             Denial::PermissionDenied => "Permission denied",
             Denial::BadRequest(detail) => detail,
             Denial::Unavailable => "Authentication service is unavailable",
+            Denial::StepUp(_) => "Stronger authentication required",
         }
     }
 
-    /// The `WWW-Authenticate` header value (RFC 6750 §3, RFC 9449 §7.1), if this reply
-    /// carries one.
+    /// The `WWW-Authenticate` header value (RFC 6750 §3, RFC 9449 §7.1, RFC 9470 §3), if
+    /// this reply carries one.
     pub fn www_authenticate(&self) -> Option<std::borrow::Cow<'static, str>> {
-        if let Denial::InvalidDpopProof(algs) = self {
-            return Some(format!("DPoP error=\"invalid_dpop_proof\", algs=\"{algs}\"").into());
-        }
-        let value = match self {
+        self.www_authenticate_with(&Challenge::default())
+    }
+
+    /// The `WWW-Authenticate` value with the protected resource's parameters: every 401
+    /// challenge names `resource_metadata`, and `insufficient_scope` the rule's `scope`.
+    pub fn www_authenticate_with(
+        &self,
+        challenge: &Challenge,
+    ) -> Option<std::borrow::Cow<'static, str>> {
+        let (base, unauthorized): (std::borrow::Cow<'static, str>, bool) = match self {
+            Denial::InvalidDpopProof(algs) => (
+                format!("DPoP error=\"invalid_dpop_proof\", algs=\"{algs}\"").into(),
+                true,
+            ),
             // RFC 6750 §3.1: no error code when the request carried no credentials.
-            Denial::MissingToken => Some("Bearer"),
-            Denial::InvalidToken | Denial::UnknownAccount => Some("Bearer error=\"invalid_token\""),
-            Denial::InsufficientPermissions => Some("Bearer error=\"insufficient_scope\""),
-            _ => None,
+            Denial::MissingToken => ("Bearer".into(), true),
+            Denial::InvalidToken | Denial::UnknownAccount => {
+                ("Bearer error=\"invalid_token\"".into(), true)
+            }
+            Denial::InsufficientPermissions => {
+                let mut v = String::from("Bearer error=\"insufficient_scope\"");
+                if let Some(scope) = &challenge.scope {
+                    v.push_str(&format!(", scope=\"{}\"", quoted(scope)));
+                }
+                (v.into(), false)
+            }
+            Denial::StepUp(s) => {
+                let why = if s.too_old {
+                    "More recent authentication is required"
+                } else {
+                    "A different authentication level is required"
+                };
+                let mut v = format!(
+                    "Bearer error=\"insufficient_user_authentication\", error_description=\"{why}\""
+                );
+                if let Some(acr) = &s.acr_values {
+                    v.push_str(&format!(", acr_values=\"{}\"", quoted(acr)));
+                }
+                if let Some(age) = s.max_age {
+                    v.push_str(&format!(", max_age={age}"));
+                }
+                (v.into(), true)
+            }
+            _ => return None,
         };
-        value.map(std::borrow::Cow::Borrowed)
+        match &challenge.resource_metadata {
+            // A 403 names the document too: the client may need another token.
+            Some(url) if unauthorized || matches!(self, Denial::InsufficientPermissions) => {
+                let sep = if base.contains(' ') { ", " } else { " " };
+                Some(format!("{base}{sep}resource_metadata=\"{}\"", quoted(url)).into())
+            }
+            _ => Some(base),
+        }
     }
 
     /// Stable snake_case name used in metrics and logs.
@@ -91,11 +160,12 @@ impl Denial {
             Denial::BadRequest(_) => "bad_request",
             Denial::Unavailable => "unavailable",
             Denial::InvalidDpopProof(_) => "invalid_dpop_proof",
+            Denial::StepUp(_) => "insufficient_user_authentication",
         }
     }
 
     /// Every denial, for metric registration (the `BadRequest` detail is a placeholder).
-    pub fn all() -> [Denial; 8] {
+    pub fn all() -> [Denial; 9] {
         [
             Denial::MissingToken,
             Denial::InvalidToken,
@@ -105,11 +175,17 @@ impl Denial {
             Denial::BadRequest(String::new()),
             Denial::Unavailable,
             Denial::InvalidDpopProof(String::new()),
+            Denial::StepUp(StepUp::default()),
         ]
     }
 
     /// Builds the reply; `request_id` is the request's `x-request-id` (empty if absent).
     pub fn reply(&self, request_id: &str) -> Reply {
+        self.reply_with(request_id, &Challenge::default())
+    }
+
+    /// [`Denial::reply`] with the protected resource's challenge parameters.
+    pub fn reply_with(&self, request_id: &str, challenge: &Challenge) -> Reply {
         // The common bodies are constants (a flood of bad tokens should cost no JSON work);
         // those carrying a request id or a header name are serialized (escaping included).
         let body = match self {
@@ -131,9 +207,10 @@ impl Denial {
                 json!({ "detail": self.detail(), "request_id": request_id }).to_string()
             }
             Denial::BadRequest(_) => json!({ "detail": self.detail() }).to_string(),
+            Denial::StepUp(_) => r#"{"detail":"Stronger authentication required"}"#.to_string(),
         };
         let mut headers = vec![("content-type", "application/json".to_string())];
-        if let Some(value) = self.www_authenticate() {
+        if let Some(value) = self.www_authenticate_with(challenge) {
             headers.push(("www-authenticate", value.into_owned()));
         }
         Reply {
@@ -142,6 +219,19 @@ impl Denial {
             body: body.to_string(),
         }
     }
+}
+
+/// A value made safe inside a quoted-string (RFC 9110 §5.6.4): `"` and `\\` escaped,
+/// control characters dropped (a scope may be rendered from request values).
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -210,6 +300,71 @@ mod tests {
                 .headers
                 .contains(&("content-type", "application/json".into())));
         }
+    }
+
+    #[test]
+    fn challenges_name_the_resource_the_scope_and_the_step_up() {
+        let c = Challenge {
+            resource_metadata: Some(
+                "https://api.example.com/.well-known/oauth-protected-resource/mcp".into(),
+            ),
+            scope: Some("tools:call index:write:*".into()),
+        };
+        let meta = r#"resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/mcp""#;
+        let www = |d: &Denial| d.www_authenticate_with(&c).map(|v| v.into_owned());
+        assert_eq!(www(&Denial::MissingToken), Some(format!("Bearer {meta}")));
+        assert_eq!(
+            www(&Denial::InvalidToken),
+            Some(format!("Bearer error=\"invalid_token\", {meta}"))
+        );
+        assert_eq!(
+            www(&Denial::InsufficientPermissions),
+            Some(format!(
+                "Bearer error=\"insufficient_scope\", scope=\"tools:call index:write:*\", {meta}"
+            ))
+        );
+        assert_eq!(
+            www(&Denial::InvalidDpopProof("ES256".into())),
+            Some(format!(
+                "DPoP error=\"invalid_dpop_proof\", algs=\"ES256\", {meta}"
+            ))
+        );
+        let step_up = Denial::StepUp(StepUp {
+            acr_values: Some("phr phrh".into()),
+            max_age: Some(300),
+            too_old: true,
+        });
+        assert_eq!(
+            www(&step_up),
+            Some(format!("Bearer error=\"insufficient_user_authentication\", error_description=\"More recent authentication is required\", acr_values=\"phr phrh\", max_age=300, {meta}"))
+        );
+        let reply = step_up.reply_with("r", &c);
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (401, r#"{"detail":"Stronger authentication required"}"#)
+        );
+        // No resource: the replies of a configuration without protected_resources.
+        let plain = Denial::StepUp(StepUp::default());
+        assert_eq!(
+            plain.www_authenticate().as_deref(),
+            Some("Bearer error=\"insufficient_user_authentication\", error_description=\"A different authentication level is required\"")
+        );
+        assert_eq!(www(&Denial::PermissionDenied), None);
+        assert_eq!(www(&Denial::Unavailable), None);
+    }
+
+    #[test]
+    fn challenge_values_cannot_break_out_of_their_quotes() {
+        let c = Challenge {
+            resource_metadata: None,
+            scope: Some("a\"b\\c\r\nx".into()),
+        };
+        assert_eq!(
+            Denial::InsufficientPermissions
+                .www_authenticate_with(&c)
+                .as_deref(),
+            Some(r#"Bearer error="insufficient_scope", scope="a\"b\\cx""#)
+        );
     }
 
     #[test]

@@ -80,6 +80,32 @@ impl Mismatch {
 pub type Captures = Vec<(String, String)>;
 
 impl Matcher {
+    /// Whether the paths this matcher accepts can fall under `covers(prefix)`: a matcher
+    /// without a path constraint can; an exact path, or a template's literal start, must
+    /// be under it; a prefix must be under it or above it.
+    pub fn may_cover(&self, covers: impl Fn(&str) -> bool, prefix: &str) -> bool {
+        match &self.path {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => covers(p),
+            PathMatch::Prefix(p) => covers(p) || prefix.starts_with(p.as_str()),
+            PathMatch::Template(segments) => {
+                let literal: String = segments
+                    .iter()
+                    .map_while(|s| match s {
+                        Segment::Literal(l) => Some(format!("/{l}")),
+                        Segment::Param(_) => None,
+                    })
+                    .collect();
+                let literal = if literal.is_empty() {
+                    "/".to_string()
+                } else {
+                    literal
+                };
+                covers(&literal) || prefix.starts_with(literal.as_str())
+            }
+        }
+    }
+
     /// Compiles a `match` block; `at` names it in errors.
     pub fn compile(raw: &RawMatch, at: &str) -> Result<Matcher, ConfigError> {
         let error = |field: String, message: String| Err(ConfigError { field, message });

@@ -9,6 +9,7 @@ pub mod matcher;
 pub mod membership;
 pub mod preconditions;
 pub mod requirements;
+pub mod step_up;
 
 pub use self::grants::{ClaimNames, GrantSource, Grants};
 
@@ -44,6 +45,7 @@ impl std::error::Error for Refused {}
 pub use self::membership::Membership;
 pub use self::preconditions::{check_header, HeaderFormat};
 pub use self::requirements::{RequestValue, Requirement, RequirementCheck, Template};
+pub use self::step_up::StepUp;
 
 #[cfg(test)]
 mod tests;

@@ -91,6 +91,14 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The permission when it has no placeholder.
+    pub fn literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Literal(l)] => Some(l),
+            _ => None,
+        }
+    }
+
     /// The permission with placeholders replaced by a sample value (for validation).
     pub fn shape(&self) -> String {
         self.parts

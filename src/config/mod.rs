@@ -14,6 +14,7 @@ pub mod jwks;
 pub mod policy;
 pub mod provider;
 mod reader;
+mod resource;
 pub mod revocation;
 pub mod rules;
 pub mod secret;
@@ -33,6 +34,7 @@ use self::forward::RawForward;
 use self::policy::MODES;
 use self::provider::RawProvider;
 use self::reader::{strings, Fields};
+use self::resource::RawResource;
 use self::rules::{check_permission, RawRule};
 use crate::error::err;
 use crate::graphql::{Limits, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_TOKENS};
@@ -72,6 +74,7 @@ struct RawConfig {
     clear_route_cache: bool,
     graphql: Limits,
     stat_prefix: Option<String>,
+    protected_resources: Vec<RawResource>,
 }
 
 impl RawConfig {
@@ -95,6 +98,7 @@ impl RawConfig {
                 "clear_route_cache",
                 "graphql",
                 "stat_prefix",
+                "protected_resources",
             ],
         )?;
         let providers = f
@@ -160,6 +164,11 @@ impl RawConfig {
             clear_route_cache: f.bool_or("clear_route_cache", false)?,
             graphql: read_graphql(&f)?,
             stat_prefix: f.opt_string("stat_prefix")?,
+            protected_resources: f
+                .items("protected_resources")?
+                .into_iter()
+                .map(|(at, v)| RawResource::read(v, &at))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -216,6 +225,9 @@ pub struct Config {
     /// `dpop` when a provider accepts DPoP, `x-forwarded-client-cert` when a provider
     /// binds certificates and none trusts that header (computed).
     pub sender_headers: Vec<&'static str>,
+    /// `protected_resources`, completed from the rules and providers under each (RFC
+    /// 9728; empty: none declared).
+    pub resources: crate::resource::Resources,
 }
 
 impl Config {
@@ -409,6 +421,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             .is_some_and(|m| !m.trust_forwarded_client_cert)
     });
     let sender_headers = sender_headers(&providers);
+    let resources = resource::compile(raw.protected_resources, &providers, &rules)?;
     Ok(Config {
         providers,
         clock_skew_s: i64::try_from(raw.clock_skew_s).unwrap_or(3600),
@@ -431,6 +444,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         dpop,
         needs_peer_certificate,
         sender_headers,
+        resources,
         rules,
     })
 }

@@ -4,7 +4,7 @@ use super::policy::{Authentication, Mode, MODES};
 use super::provider::Provider;
 use super::reader::{choose, claim_path, Fields};
 use crate::authz::matcher::{Matcher, RawMatch};
-use crate::authz::{HeaderFormat, Membership, RequestValue, Requirement, Template};
+use crate::authz::{HeaderFormat, Membership, RequestValue, Requirement, StepUp, Template};
 use crate::error::{err, ConfigError};
 use crate::graphql::{FieldMatch, OperationKind};
 use serde_json::Value;
@@ -23,6 +23,8 @@ pub(super) struct RawRule {
     headers: Vec<(String, String, HeaderFormat)>,
     mode: Option<Mode>,
     authentication: Authentication,
+    acr_values: Option<Vec<String>>,
+    max_age_s: Option<u64>,
 }
 
 impl RawRule {
@@ -43,6 +45,8 @@ impl RawRule {
                 "headers",
                 "mode",
                 "authentication",
+                "acr_values",
+                "max_age_s",
             ],
         )?;
         let name = f.opt_string("name")?;
@@ -101,7 +105,13 @@ impl RawRule {
             ],
             Authentication::Required,
         )?;
+        let max_age_s = match f.get("max_age_s") {
+            Some(_) => Some(f.u64_or("max_age_s", 0)?),
+            None => None,
+        };
         Ok(RawRule {
+            acr_values: f.opt_strings("acr_values")?,
+            max_age_s,
             graphql,
             name,
             matcher,
@@ -178,6 +188,8 @@ pub struct Rule {
     /// The GraphQL operations and root fields it applies to (`match.graphql`); `None`: a
     /// rule for whole requests.
     pub graphql: Option<FieldMatch>,
+    /// Step-up authentication (`acr_values`, `max_age_s`); `None`: any sign-in will do.
+    pub step_up: Option<StepUp>,
 }
 
 /// A permission is non-empty, without whitespace; `*` is allowed only as a whole segment.
@@ -210,13 +222,16 @@ pub(super) fn compile(
         || !r.all_of.is_empty()
         || !r.any_of.is_empty()
         || r.member_of.is_some()
-        || r.providers.is_some();
+        || r.providers.is_some()
+        || r.acr_values.is_some()
+        || r.max_age_s.is_some();
     if r.public && has_checks {
         return err(
             format!("{at}.public"),
-            "a public rule cannot also require permissions, membership or providers",
+            "a public rule cannot also require permissions, membership, providers or a step-up",
         );
     }
+    let step_up = step_up(r.acr_values, r.max_age_s, &at)?;
     if r.public && r.authentication == Authentication::Optional {
         return err(
             format!("{at}.authentication"),
@@ -324,5 +339,46 @@ pub(super) fn compile(
         mode: r.mode.unwrap_or(mode),
         authentication: r.authentication,
         graphql,
+        step_up,
     })
+}
+
+/// The longest `max_age_s`: a year.
+const MAX_STEP_UP_AGE_S: u64 = 365 * 24 * 3600;
+
+/// `acr_values` and `max_age_s`, checked.
+fn step_up(
+    acr_values: Option<Vec<String>>,
+    max_age_s: Option<u64>,
+    at: &str,
+) -> Result<Option<StepUp>, ConfigError> {
+    if let Some(values) = &acr_values {
+        if values.is_empty() {
+            return err(format!("{at}.acr_values"), "must not be empty");
+        }
+        for (j, v) in values.iter().enumerate() {
+            if v.is_empty()
+                || v.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
+            {
+                return err(
+                    format!("{at}.acr_values[{j}]"),
+                    format!("{v:?} is not an authentication context class reference"),
+                );
+            }
+        }
+    }
+    if max_age_s.is_some_and(|s| s > MAX_STEP_UP_AGE_S) {
+        return err(
+            format!("{at}.max_age_s"),
+            format!("at most {MAX_STEP_UP_AGE_S}"),
+        );
+    }
+    if acr_values.is_none() && max_age_s.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(StepUp {
+        acr_values: acr_values.unwrap_or_default(),
+        max_age_s,
+    }))
 }

@@ -319,3 +319,142 @@ fn hmac_secrets_are_sized_per_algorithm() {
         Err("invalid configuration at `providers[0].secret.env`: S must hold at least 64 bytes for HS512".into())
     );
 }
+
+#[test]
+fn protected_resources_and_step_up_are_checked() {
+    let with = |resources: &str| {
+        GOOD.replacen(
+            r#""roles":"#,
+            &format!(r#""protected_resources": {resources}, "roles":"#),
+            1,
+        )
+    };
+    let entities_step_up = |fields: &str| {
+        GOOD.replacen(
+            r#""permissions": ["entities:read"]"#,
+            &format!(r#""permissions": ["entities:read"], {fields}"#),
+            1,
+        )
+    };
+    let ok = r#"{"authorization_servers": ["https://as.example.com"], "allowed_authorities": ["api.example.com"]"#;
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with(r#"[{"allowed_authorities": ["a"]}]"#),
+            "protected_resources[0].authorization_servers",
+        ),
+        (
+            with(
+                r#"[{"authorization_servers": ["http://as.example.com"], "allowed_authorities": ["a"]}]"#,
+            ),
+            "protected_resources[0].authorization_servers[0]",
+        ),
+        (
+            with(
+                r#"[{"authorization_servers": ["as.example.com"], "allowed_authorities": ["a"]}]"#,
+            ),
+            "protected_resources[0].authorization_servers[0]",
+        ),
+        (
+            with(r#"[{"authorization_servers": ["https://as.example.com"]}]"#),
+            "protected_resources[0].resource",
+        ),
+        (
+            with(
+                r#"[{"resource": "https://api.example.com/mcp/", "authorization_servers": ["https://as.example.com"]}]"#,
+            ),
+            "protected_resources[0].resource",
+        ),
+        (
+            with(
+                r#"[{"resource": "https://api.example.com/x#f", "authorization_servers": ["https://as.example.com"]}]"#,
+            ),
+            "protected_resources[0].resource",
+        ),
+        (
+            with(
+                r#"[{"resource": "https://u@api.example.com", "authorization_servers": ["https://as.example.com"]}]"#,
+            ),
+            "protected_resources[0].resource",
+        ),
+        (
+            with(&format!(r#"[{ok}, "match": {{"path_prefix": "mcp"}}}}]"#)),
+            "protected_resources[0].match.path_prefix",
+        ),
+        (
+            with(&format!(r#"[{ok}, "match": {{"path_prefix": "/mcp/"}}}}]"#)),
+            "protected_resources[0].match.path_prefix",
+        ),
+        (
+            with(&format!(r#"[{ok}, "match": {{"prefix": "/mcp"}}}}]"#)),
+            "protected_resources[0].match.prefix",
+        ),
+        (
+            with(
+                r#"[{"authorization_servers": ["https://as.example.com"], "allowed_authorities": ["a/b"]}]"#,
+            ),
+            "protected_resources[0].allowed_authorities[0]",
+        ),
+        (
+            with(&format!(r#"[{ok}, "scopes_supported": ["a b"]}}]"#)),
+            "protected_resources[0].scopes_supported[0]",
+        ),
+        (
+            with(&format!(r#"[{ok}, "resource_documentation": "ftp://x"}}]"#)),
+            "protected_resources[0].resource_documentation",
+        ),
+        (
+            with(&format!(r#"[{ok}, "color": "blue"}}]"#)),
+            "protected_resources[0].color",
+        ),
+        (
+            entities_step_up(r#""acr_values": []"#),
+            "rules[1].acr_values",
+        ),
+        (
+            entities_step_up(r#""acr_values": ["a b"]"#),
+            "rules[1].acr_values[0]",
+        ),
+        (entities_step_up(r#""max_age_s": -1"#), "rules[1].max_age_s"),
+        (
+            entities_step_up(r#""max_age_s": 99999999999"#),
+            "rules[1].max_age_s",
+        ),
+        (
+            GOOD.replacen(r#""public": true"#, r#""public": true, "max_age_s": 60"#, 1),
+            "rules[0].public",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (input, field) in cases {
+        match parse(input.as_bytes(), &env) {
+            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
+            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // What passes: loopback over http, a derived resource, defaults from the rules.
+    let cfg = parse(
+        with(r#"[{"match": {"path_prefix": "/v1/entities"}, "allowed_authorities": ["API.example.com"],
+                  "authorization_servers": ["http://127.0.0.1:9000", "https://as.example.com"]}]"#)
+        .as_bytes(),
+        &env,
+    )
+    .expect("config");
+    let r = &cfg.resources.entries[0];
+    assert_eq!(r.allowed_authorities, vec!["api.example.com".to_string()]);
+    assert_eq!(r.scopes_supported, vec!["entities:read".to_string()]);
+    assert_eq!(r.bearer_methods, vec!["header"]);
+    let cfg = parse(
+        entities_step_up(r#""acr_values": ["phr"], "max_age_s": 60"#).as_bytes(),
+        &env,
+    )
+    .expect("config");
+    assert_eq!(
+        cfg.rules[1].step_up,
+        Some(crate::authz::StepUp {
+            acr_values: vec!["phr".into()],
+            max_age_s: Some(60)
+        })
+    );
+}

@@ -165,6 +165,9 @@ pub struct Outcome {
     /// The DPoP proof's replay entry: the VM enters it in the process-wide store once the
     /// request is decided, and refuses the request if the proof was used before.
     pub proof: Option<crate::sender::replay::ReplayClaim>,
+    /// The scopes the rule requires, space-separated, for an `insufficient_scope`
+    /// challenge (rendered from the request where a permission has placeholders).
+    pub scope: Option<String>,
 }
 
 impl Outcome {
@@ -242,6 +245,7 @@ pub(crate) fn outcome(
         cache: CacheNote::None,
         revocation: RevocationNote::None,
         proof: None,
+        scope: None,
     }
 }
 

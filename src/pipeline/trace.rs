@@ -47,6 +47,8 @@ pub enum Step {
     Account,
     /// The rule's membership constraint.
     Membership,
+    /// The rule's step-up requirement (`acr_values`, `max_age_s`).
+    SignIn,
 }
 
 impl fmt::Display for Step {
@@ -70,6 +72,7 @@ impl fmt::Display for Step {
             Step::RequiredClaims => "required claims",
             Step::Account => "account",
             Step::Membership => "membership",
+            Step::SignIn => "step-up",
         };
         f.write_str(name)
     }
@@ -173,6 +176,9 @@ pub enum Finding {
     Account(AccountFinding, String),
     /// The request value (if readable) is or is not in the claim.
     Member(Option<String>, bool, String),
+    /// The token's sign-in: its `acr` and how long ago `auth_time` was (seconds), as the
+    /// rule's step-up requirement sees them.
+    SignIn(Option<String>, Option<i64>),
 }
 
 /// What the account service said.
@@ -302,6 +308,16 @@ impl fmt::Display for Finding {
                 if *holds { "is in" } else { "is not in" }
             ),
             Finding::Member(None, _, _) => f.write_str("the request value is missing or ambiguous"),
+            Finding::SignIn(acr, age) => {
+                match acr {
+                    Some(acr) => write!(f, "acr {acr:?}")?,
+                    None => f.write_str("no acr")?,
+                }
+                match age {
+                    Some(age) => write!(f, ", signed in {age} s ago"),
+                    None => f.write_str(", no auth_time"),
+                }
+            }
         }
     }
 }

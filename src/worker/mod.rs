@@ -242,6 +242,11 @@ impl Worker {
         host: &mut dyn Host,
     ) -> Vec<Effect> {
         let mut out = Vec::new();
+        // A protected resource's metadata document is the filter's own answer (RFC 9728).
+        if let Some(reply) = self.config.resources.answer(&request) {
+            out.push(Effect::Reply { context, reply });
+            return out;
+        }
         // Client-sent copies of every header the filter may set go first, on every route.
         for name in self.config.owned_headers() {
             if request.headers.first(name).is_some() {

@@ -67,7 +67,11 @@ impl Worker {
                 if self.debug {
                     out.push(Effect::Log(Level::Debug, line()));
                 }
-                let reply = denial.reply(&request.request_id);
+                let challenge = self
+                    .config
+                    .resources
+                    .challenge(request, outcome.scope.as_deref());
+                let reply = denial.reply_with(&request.request_id, &challenge);
                 out.push(Effect::Reply { context, reply });
             }
             // Not reachable: a request decides without waiting once it has waited; fail

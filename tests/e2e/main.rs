@@ -20,6 +20,7 @@ mod identity;
 mod observability;
 mod operations;
 mod process;
+mod resource;
 mod revocation;
 mod rollout;
 mod sources;

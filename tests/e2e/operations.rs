@@ -457,6 +457,18 @@ fn the_demo_runs() {
         "{text}"
     );
     assert!(text.contains("export TOKEN=ey"), "{text}");
+    // The 401 names the resource's metadata document, and the demo fetches it.
+    let resource = format!("http://127.0.0.1:{}", ports[0]);
+    assert!(
+        text.contains(&format!(
+            "www-authenticate: Bearer resource_metadata=\"{resource}/.well-known/oauth-protected-resource\""
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(r#""resource":"{resource}""#)),
+        "{text}"
+    );
     // Revocation: the token passes, is revoked at the IdP, and is refused afterwards.
     let revocation = text
         .split("# a token about to be revoked")

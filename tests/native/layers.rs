@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "graphql",
             "account",
             "revocation",
+            "resource",
         ],
     ),
     ("config", &["config"]),

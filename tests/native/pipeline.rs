@@ -612,3 +612,76 @@ fn verdicts_shared_between_vms() {
         Decision::Deny(Denial::InvalidToken)
     );
 }
+
+/// Step-up and scope through the pipeline: the step-up step runs after identity and
+/// before permissions, a failed one names what the rule asks, a missing scope is named
+/// as the request renders it; `explain` shows the challenge the filter sends.
+#[test]
+fn step_up_and_scope_challenges() {
+    let mut json = plugin(vec![
+        json!({"name": "admin", "match": {"template": "/orgs/{org}/admin"},
+        "all_of": ["admin:{path.org}"], "acr_values": ["phrh", "hwk"], "max_age_s": 300}),
+    ]);
+    json["protected_resources"] = json!([{"resource": "https://api.example.com",
+        "authorization_servers": ["https://as.example.com"]}]);
+    let cfg =
+        bearer_guard::parse_config(json.to_string().as_bytes(), &|_| Some(SECRET.to_string()))
+            .expect("config");
+    let fake = ready();
+    let decide_on = |claims: Value| {
+        let req = request(
+            "GET",
+            "/orgs/acme/admin",
+            Some(format!("Bearer {}", token_with(claims))),
+        );
+        let inputs = Inputs::new(&cfg, &fake, &RustBackend, now()).accounts(&fake);
+        (decide(&inputs, &req), req)
+    };
+    let now = now();
+    let (o, _) = decide_on(json!({"admin": 1, "acr": "pwd", "auth_time": now}));
+    assert_eq!(
+        o.decision,
+        Decision::Deny(Denial::StepUp(bearer_guard::StepUp {
+            acr_values: Some("phrh hwk".into()),
+            max_age: Some(300),
+            too_old: false
+        }))
+    );
+    let (o, _) = decide_on(json!({"acr": "hwk", "auth_time": now - 301 - 60}));
+    assert!(matches!(&o.decision, Decision::Deny(Denial::StepUp(s)) if s.too_old));
+    // The step-up passes; the permission does not: its scope is named as rendered.
+    let (o, req) = decide_on(json!({"acr": "hwk", "auth_time": now}));
+    assert_eq!(o.decision, Decision::Deny(Denial::InsufficientPermissions));
+    assert_eq!(o.scope.as_deref(), Some("admin:acme"));
+    let e = bearer_guard::explain(
+        &cfg,
+        fake.keys.as_ref(),
+        None,
+        &RustBackend,
+        None,
+        &req,
+        now,
+    );
+    let www = e
+        .headers
+        .iter()
+        .find(|(k, _)| k == "www-authenticate")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(
+        www,
+        Some("Bearer error=\"insufficient_scope\", scope=\"admin:acme\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\"")
+    );
+    let steps: Vec<String> = e
+        .trace
+        .identity
+        .iter()
+        .map(|c| c.step.to_string())
+        .collect();
+    assert!(steps.contains(&"step-up".to_string()), "{steps:?}");
+    let (o, _) = decide_on(json!({"acr": "hwk", "auth_time": now, "permissions": ["admin:acme"]}));
+    assert!(
+        matches!(o.decision, Decision::Allow { .. }),
+        "{:?}",
+        o.decision
+    );
+}

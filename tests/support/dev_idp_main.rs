@@ -607,6 +607,11 @@ fn demo(args: &Args) {
                 &format!("port_value: {default} "),
                 &format!("port_value: {chosen} "),
             );
+            // Addresses the filter's configuration names (its protected resource).
+            text = text.replace(
+                &format!("127.0.0.1:{default}"),
+                &format!("127.0.0.1:{chosen}"),
+            );
         }
         config = repo.join(format!("target/dev-idp/envoy-{}.yaml", std::process::id()));
         if let Err(e) = std::fs::write(&config, text) {
@@ -675,9 +680,18 @@ fn demo(args: &Args) {
             vec![("authorization", format!("Bearer {reader}"))],
         ),
         ("a public route", "GET", "/health".into(), vec![]),
+        (
+            "the metadata document the 401 names (RFC 9728: where to get a token)",
+            "GET",
+            "/.well-known/oauth-protected-resource".into(),
+            vec![],
+        ),
     ];
     for (what, method, path, headers) in shows {
-        let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        // The authority curl sends: the one the filter's protected resource allows.
+        let authority = format!("127.0.0.1:{port}");
+        let mut hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        hs.push(("host", &authority));
         let curl_auth = if headers.is_empty() {
             String::new()
         } else {
@@ -691,7 +705,9 @@ fn demo(args: &Args) {
         println!("# {what}\ncurl -i{curl_method} '{base}{path}'{curl_auth}");
         match envoy::http(port, method, &path, &hs) {
             Ok(r) => {
-                let body = if r.status == 200 {
+                let body = if path.starts_with("/.well-known/") {
+                    r.body.clone()
+                } else if r.status == 200 {
                     let seen =
                         |h: &str| r.json()["headers"][h].as_str().map(|v| format!("{h}: {v}"));
                     let shown: Vec<String> = ["x-auth-subject", "x-account-id"]
@@ -704,7 +720,10 @@ fn demo(args: &Args) {
                         format!("(upstream saw {})", shown.join(", "))
                     }
                 } else {
-                    r.body.clone()
+                    match r.header("www-authenticate") {
+                        Some(www) => format!("{}\n     www-authenticate: {www}", r.body),
+                        None => r.body.clone(),
+                    }
                 };
                 println!("  -> {} {body}\n", r.status)
             }

@@ -105,6 +105,8 @@ pub struct Options {
     /// The native module's `filter_name` (default `bearer-guard`; the floor build also has
     /// `floor`).
     pub native_filter: &'static str,
+    /// The listener's port (0: any free one, read back once Envoy is up).
+    pub port: u16,
 }
 
 /// The `stats_config` block of `envoy/envoy.yaml`, as shipped.
@@ -144,6 +146,7 @@ impl Options {
             native: native(),
             native_module_dir: None,
             native_filter: "bearer-guard",
+            port: 0,
         }
     }
 }
@@ -271,7 +274,7 @@ pub fn bootstrap(o: &Options, lds: Option<&Path>) -> Value {
                 "path_config_source": {"path": file.to_string_lossy(),
                     "watched_directory": {"path": file.parent().unwrap_or(file).to_string_lossy()}}}});
         }
-        None => b["static_resources"]["listeners"] = json!([listener(o, 0)]),
+        None => b["static_resources"]["listeners"] = json!([listener(o, o.port)]),
     }
     b
 }

@@ -2,7 +2,7 @@
 //! the pipeline's ([`super`]): rule, header preconditions, credential, then — from a
 //! cache when one can answer — parse, provider, times, signature, issuer and audience;
 //! then on every use of the token revocation and sender constraint; then identity,
-//! account, permissions, membership and forward.
+//! account, step-up, permissions, membership and forward.
 
 pub(super) mod account;
 pub(super) mod credential;
@@ -15,6 +15,7 @@ pub(super) mod revocation;
 pub(super) mod rule;
 pub(super) mod sender;
 pub(super) mod signature;
+pub(super) mod step_up;
 pub(super) mod token;
 
 use self::provider::Scope;
@@ -107,8 +108,13 @@ pub(super) fn authorize(
         o
     };
     if let Some(r) = rule {
+        if let Err((denial, note)) = step_up::check_step_up(inp, r, v, t) {
+            return denied(denial, note);
+        }
         if let Err(refused) = permissions::check(inp, req, (r, captures), v, t) {
-            return denied(Denial::InsufficientPermissions, refused.to_string());
+            let mut o = denied(Denial::InsufficientPermissions, refused.to_string());
+            o.scope = permissions::scope(req, (r, captures));
+            return o;
         }
         if let Err(refused) = membership::check_membership(req, (r, captures), v, t) {
             return denied(Denial::PermissionDenied, refused.to_string());

@@ -28,6 +28,25 @@ pub(super) fn check(
     rule.requirement.check(&grants, req, captures)
 }
 
+/// The scopes the rule requires, space-separated, for the `insufficient_scope`
+/// challenge: each permission rendered from the request (one that cannot be is left
+/// out); `None` when none can be named.
+pub(super) fn scope(req: &Request, (rule, captures): (&Rule, &Captures)) -> Option<String> {
+    let r = &rule.requirement;
+    let mut scopes: Vec<String> = Vec::new();
+    for s in r
+        .all_of
+        .iter()
+        .chain(&r.any_of)
+        .filter_map(|t| t.render(req, captures))
+    {
+        if !scopes.contains(&s) {
+            scopes.push(s);
+        }
+    }
+    (!scopes.is_empty()).then(|| scopes.join(" "))
+}
+
 /// A grant and where it came from, for the trace.
 fn grant_found((g, source): &(&str, GrantSource)) -> GrantFound {
     GrantFound {
