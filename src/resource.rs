@@ -73,6 +73,15 @@ pub fn metadata_url(identifier: &str) -> String {
 }
 
 impl Resource {
+    /// Whether this entry names `authority` (lower case): its explicit resource's, or one
+    /// it allows.
+    fn names(&self, authority: &str) -> bool {
+        match &self.resource {
+            Some(r) => authority_of(r) == authority,
+            None => self.allowed_authorities.iter().any(|a| a == authority),
+        }
+    }
+
     /// The well-known suffix of this entry's documents: its identifier's path.
     fn suffix(&self) -> &str {
         match &self.resource {
@@ -147,9 +156,38 @@ pub struct Resources {
     pub entries: Vec<Resource>,
 }
 
-/// The request's `:scheme` (`http` when absent).
-fn scheme(req: &Request) -> &str {
-    req.headers.first(":scheme").unwrap_or("http")
+/// Whether an authority (host, with any port) is a loopback host.
+fn loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+/// The scheme of a derived identifier: `https`, unless the request came over plain `http`
+/// to a loopback host (as the configuration allows `http` only there). A client cannot
+/// choose it: behind a proxy that terminates TLS, `:scheme` says `http` for an API its
+/// clients reach over `https`.
+fn scheme(req: &Request) -> &'static str {
+    let plain = req
+        .headers
+        .first(":scheme")
+        .is_some_and(|s| s.eq_ignore_ascii_case("http"));
+    if plain && loopback(&req.authority) {
+        "http"
+    } else {
+        "https"
+    }
+}
+
+/// The authority of an absolute URL (lower case).
+fn authority_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 impl Resources {
@@ -158,15 +196,32 @@ impl Resources {
         self.entries.is_empty()
     }
 
-    /// The entry a request path falls under.
-    pub fn entry(&self, path: &str) -> Option<&Resource> {
-        self.entries.iter().find(|e| under(path, &e.prefix))
+    /// The first of `candidates` that names the request's authority, else the first.
+    fn preferred<'a>(
+        candidates: impl Iterator<Item = &'a Resource> + Clone,
+        authority: &str,
+    ) -> Option<&'a Resource> {
+        let authority = authority.to_ascii_lowercase();
+        candidates
+            .clone()
+            .find(|e| e.names(&authority))
+            .or_else(|| candidates.into_iter().next())
+    }
+
+    /// The entry a request falls under: of those whose prefix covers its path, the first
+    /// that names its authority, else the first.
+    pub fn entry(&self, req: &Request) -> Option<&Resource> {
+        let path = req.path_only();
+        Self::preferred(
+            self.entries.iter().filter(|e| under(path, &e.prefix)),
+            &req.authority,
+        )
     }
 
     /// The metadata URL a challenge for `req` names (`None`: no resource, or a derived one
     /// for an authority its entry does not allow).
     pub fn metadata_url_for(&self, req: &Request) -> Option<String> {
-        let entry = self.entry(req.path_only())?;
+        let entry = self.entry(req)?;
         entry
             .identifier(scheme(req), &req.authority)
             .map(|id| metadata_url(&id))
@@ -176,7 +231,7 @@ impl Resources {
     /// identifier, and `scope` (the rule's, given) for any request under a resource. Empty
     /// without `protected_resources`: replies stay as they were.
     pub fn challenge(&self, req: &Request, scope: Option<&str>) -> Challenge {
-        if self.entry(req.path_only()).is_none() {
+        if self.entry(req).is_none() {
             return Challenge::default();
         }
         Challenge {
@@ -211,14 +266,14 @@ impl Resources {
             let body = r#"{"detail":"Method not allowed"}"#.to_string();
             return Some(json(405, body, Some(("allow", "GET, HEAD"))));
         }
-        let found = self
-            .entries
-            .iter()
-            .filter(|e| e.suffix() == suffix)
-            .find_map(|e| {
-                let id = e.identifier(scheme(req), &req.authority)?;
-                Some(e.document(&id))
-            });
+        let found = Self::preferred(
+            self.entries.iter().filter(|e| e.suffix() == suffix),
+            &req.authority,
+        )
+        .and_then(|e| {
+            let id = e.identifier(scheme(req), &req.authority)?;
+            Some(e.document(&id))
+        });
         Some(match found {
             Some(doc) => json(200, doc.to_string(), Some(("cache-control", CACHE_CONTROL))),
             None => json(404, r#"{"detail":"Unknown resource"}"#.to_string(), None),
@@ -286,6 +341,24 @@ mod tests {
         assert_eq!(
             r.metadata_url_for(&req("GET", "API.example.com", "/mcp/x?y=1")),
             Some("https://api.example.com/.well-known/oauth-protected-resource/mcp".into())
+        );
+        // Plain http to a public host still names https; to a loopback host, http.
+        let mut plain = req("GET", "api.example.com", "/mcp");
+        plain.headers = Headers::from_pairs(vec![(":scheme", "http")]);
+        assert_eq!(
+            r.metadata_url_for(&plain),
+            Some("https://api.example.com/.well-known/oauth-protected-resource/mcp".into())
+        );
+        let mut local = derived();
+        local.allowed_authorities = vec!["127.0.0.1:8080".into()];
+        let mut at_home = req("GET", "127.0.0.1:8080", "/mcp");
+        at_home.headers = Headers::from_pairs(vec![(":scheme", "HTTP")]);
+        assert_eq!(
+            Resources {
+                entries: vec![local]
+            }
+            .metadata_url_for(&at_home),
+            Some("http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp".into())
         );
         assert_eq!(r.metadata_url_for(&req("GET", "evil.test", "/mcp")), None);
         assert_eq!(
@@ -362,6 +435,36 @@ mod tests {
         assert!(Resources::default()
             .answer(&req("GET", "any.test", at))
             .is_none());
+    }
+
+    #[test]
+    fn two_hosts_with_one_path_each_get_their_own_resource() {
+        let on = |host: &str| Resource {
+            resource: Some(format!("https://{host}/mcp")),
+            prefix: "/mcp".into(),
+            authorization_servers: vec![format!("https://as.{host}")],
+            ..Default::default()
+        };
+        let r = Resources {
+            entries: vec![on("a.example"), on("b.example")],
+        };
+        for host in ["a.example", "b.example"] {
+            assert_eq!(
+                r.metadata_url_for(&req("GET", host, "/mcp")),
+                Some(format!(
+                    "https://{host}/.well-known/oauth-protected-resource/mcp"
+                ))
+            );
+            let doc = r
+                .answer(&req(
+                    "GET",
+                    host,
+                    "/.well-known/oauth-protected-resource/mcp",
+                ))
+                .expect("answered");
+            let doc: Value = serde_json::from_str(&doc.body).expect("json");
+            assert_eq!(doc["resource"], json!(format!("https://{host}/mcp")));
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ const KEYS: &[&str] = &[
     "max_bytes",
     "discovery",
     "allowed_hosts",
+    "inline",
 ];
 
 /// `jwks` as written.
@@ -46,7 +47,9 @@ pub(super) struct RawJwks {
     timeout_ms: u64,
     refetch_min_interval_s: u64,
     retry_max_s: u64,
-    max_bytes: usize,
+    pub(super) max_bytes: usize,
+    /// `inline`: the JWKS itself (then nothing is fetched), with its path.
+    pub(super) inline: Option<(serde_json::Value, String)>,
 }
 
 impl RawJwks {
@@ -55,6 +58,28 @@ impl RawJwks {
         let Some(g) = provider.object("jwks", KEYS)? else {
             return Ok(None);
         };
+        if let Some(set) = g.get("inline") {
+            // Keys given in the configuration: nothing to fetch, refresh or discover.
+            if let Some(other) = KEYS
+                .iter()
+                .find(|k| !matches!(**k, "inline" | "max_bytes") && g.get(k).is_some())
+            {
+                return err(g.path(other), "not with inline keys: nothing is fetched");
+            }
+            return Ok(Some(RawJwks {
+                discovery: false,
+                allowed_hosts: None,
+                cluster: String::new(),
+                authority: String::new(),
+                path: String::new(),
+                refresh_s: DEFAULT_REFRESH_S,
+                timeout_ms: DEFAULT_TIMEOUT_MS,
+                refetch_min_interval_s: DEFAULT_REFETCH_MIN_INTERVAL_S,
+                retry_max_s: DEFAULT_RETRY_MAX_S,
+                max_bytes: g.usize_or("max_bytes", DEFAULT_MAX_JWKS_BYTES)?,
+                inline: Some((set.clone(), g.path("inline"))),
+            }));
+        }
         let discovery = g.bool_or("discovery", false)?;
         Ok(Some(RawJwks {
             discovery,
@@ -72,7 +97,53 @@ impl RawJwks {
                 .u64_or("refetch_min_interval_s", DEFAULT_REFETCH_MIN_INTERVAL_S)?,
             retry_max_s: g.u64_or("retry_max_s", DEFAULT_RETRY_MAX_S)?,
             max_bytes: g.usize_or("max_bytes", DEFAULT_MAX_JWKS_BYTES)?,
+            inline: None,
         }))
+    }
+}
+
+/// JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037).
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Compiles `jwks.inline`: every entry must be a usable public signing key (the rules of a
+/// fetched set), and none may carry private members — unlike a fetched set, whose bad
+/// entries are skipped, a problem here is the operator's and refuses the configuration.
+pub(super) fn compile_inline(
+    set: &serde_json::Value,
+    at: &str,
+    max_bytes: usize,
+) -> Result<crate::keys::KeySet, ConfigError> {
+    let Some(entries) = set.get("keys").and_then(serde_json::Value::as_array) else {
+        return err(
+            format!("{at}.keys"),
+            "a JWKS: an object with a \"keys\" array",
+        );
+    };
+    if entries.is_empty() {
+        return err(format!("{at}.keys"), "must not be empty");
+    }
+    for (j, entry) in entries.iter().enumerate() {
+        if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| entry.get(**m).is_some()) {
+            return err(
+                format!("{at}.keys[{j}].{m}"),
+                "a private key member: give public keys only",
+            );
+        }
+        let one = serde_json::json!({ "keys": [entry] }).to_string();
+        if !matches!(
+            crate::keys::KeySet::parse(one.as_bytes(), usize::MAX),
+            Ok((_, 0))
+        ) {
+            return err(
+                format!("{at}.keys[{j}]"),
+                "not a usable public signing key (malformed, off its curve, or of a type bearer-guard does not verify)",
+            );
+        }
+    }
+    let body = set.to_string();
+    match crate::keys::KeySet::parse(body.as_bytes(), max_bytes) {
+        Ok((keys, _)) => Ok(keys),
+        Err(e) => err(at, format!("{e} (max_bytes {max_bytes})")),
     }
 }
 
@@ -121,15 +192,24 @@ pub(super) fn compile(
         return err(format!("{at}.authority"), "must not be empty");
     }
     let discovery = if j.discovery {
-        if !j.path.is_empty() {
+        let Some(issuer) = issuer else {
+            return err(format!("{at}.discovery"), "needs the provider's issuer");
+        };
+        // An issuer template has no one configuration document: its path is given (Entra:
+        // `/common/v2.0/.well-known/openid-configuration`); otherwise it follows the issuer.
+        let templated = issuer.contains('{');
+        if templated && !j.path.starts_with('/') {
+            return err(
+                format!("{at}.path"),
+                "discovery for an issuer template needs the document's path (e.g. /common/v2.0/.well-known/openid-configuration)",
+            );
+        }
+        if !templated && !j.path.is_empty() {
             return err(
                 format!("{at}.path"),
                 "not with discovery: the keys' path comes from jwks_uri",
             );
         }
-        let Some(issuer) = issuer else {
-            return err(format!("{at}.discovery"), "needs the provider's issuer");
-        };
         let Some((_, after_scheme)) = issuer.split_once("://") else {
             return err(format!("{at}.discovery"), "the issuer is not a URL");
         };
@@ -143,10 +223,14 @@ pub(super) fn compile(
             .map_or(j.authority.as_str(), |(h, _)| h);
         Some(Discovery {
             issuer: issuer.to_string(),
-            path: format!(
-                "{}/.well-known/openid-configuration",
-                issuer_path.trim_end_matches('/')
-            ),
+            path: if templated {
+                j.path.clone()
+            } else {
+                format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer_path.trim_end_matches('/')
+                )
+            },
             allowed_hosts: j
                 .allowed_hosts
                 .clone()

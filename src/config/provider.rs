@@ -12,8 +12,35 @@ use crate::algorithm::{Algorithm, ALGORITHMS};
 use crate::authz::ClaimNames;
 use crate::error::{err, ConfigError};
 use crate::token::claim_path::ClaimPath;
-use crate::token::TokenSource;
+use crate::token::policy::{normal_typ, valid_issuer_value};
+use crate::token::{ClaimCondition, IssuerTemplate, TokenSource};
 use serde_json::Value;
+
+/// The longest `max_lifetime_s`: ten years.
+const MAX_LIFETIME_S: u64 = 10 * 365 * 24 * 3600;
+
+/// `claim_values` of a provider or a rule: claim reference → a scalar or a non-empty
+/// array of scalars.
+pub(super) fn read_claim_values(f: &Fields) -> Result<Vec<ClaimCondition>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, at, v) in f.members("claim_values")? {
+        let claim = claim_path(&name, &at)?;
+        let scalar = |v: &Value| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
+        let values = match v {
+            Value::Array(items) if !items.is_empty() => {
+                if let Some(j) = items.iter().position(|i| !scalar(i)) {
+                    return err(format!("{at}[{j}]"), "a string, number or boolean");
+                }
+                items.clone()
+            }
+            Value::Array(_) => return err(at, "must not be empty"),
+            v if scalar(v) => vec![v.clone()],
+            _ => return err(at, "a string, number or boolean, or an array of them"),
+        };
+        out.push(ClaimCondition { claim, values });
+    }
+    Ok(out)
+}
 
 /// A provider as written.
 pub(super) struct RawProvider {
@@ -33,6 +60,10 @@ pub(super) struct RawProvider {
     require_jti: bool,
     dpop: Option<Dpop>,
     mtls_binding: Option<MtlsBinding>,
+    token_types: Vec<String>,
+    max_lifetime_s: Option<u64>,
+    claim_values: Vec<ClaimCondition>,
+    issuer_values: Option<Vec<String>>,
 }
 
 impl RawProvider {
@@ -56,6 +87,10 @@ impl RawProvider {
                 "require_jti",
                 "dpop",
                 "mtls_binding",
+                "token_types",
+                "max_lifetime_s",
+                "claim_values",
+                "issuer_values",
             ],
         )?;
         let name = f.string("name")?;
@@ -96,7 +131,35 @@ impl RawProvider {
         let require_jti = f.bool_or("require_jti", false)?;
         let dpop = sender::read_dpop(&f, &token)?;
         let mtls_binding = sender::read_mtls(&f)?;
+        let mut token_types = Vec::new();
+        for (j, t) in f.strings("token_types")?.iter().enumerate() {
+            if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return err(
+                    format!("{}[{j}]", f.path("token_types")),
+                    "not a media type",
+                );
+            }
+            token_types.push(normal_typ(t));
+        }
+        if f.get("token_types").is_some() && token_types.is_empty() {
+            return err(f.path("token_types"), "must not be empty");
+        }
+        let max_lifetime_s = match f.get("max_lifetime_s") {
+            Some(_) => {
+                let s = f.u64_or("max_lifetime_s", 0)?;
+                if !(1..=MAX_LIFETIME_S).contains(&s) {
+                    return err(f.path("max_lifetime_s"), format!("1 to {MAX_LIFETIME_S}"));
+                }
+                Some(s)
+            }
+            None => None,
+        };
+        let claim_values = read_claim_values(&f)?;
         Ok(RawProvider {
+            issuer_values: f.opt_strings("issuer_values")?,
+            token_types,
+            max_lifetime_s,
+            claim_values,
             dpop,
             mtls_binding,
             revocation,
@@ -150,10 +213,34 @@ pub struct Provider {
     pub dpop: Option<Dpop>,
     /// Certificate-bound tokens (RFC 8705), when accepted.
     pub mtls_binding: Option<MtlsBinding>,
+    /// `token_types`: the JOSE `typ` values accepted (normalized; empty: not checked).
+    pub token_types: Vec<String>,
+    /// `max_lifetime_s`: the longest `exp − iat` accepted (`None`: not checked).
+    pub max_lifetime_s: Option<u64>,
+    /// `claim_values`: conditions every token of this provider meets.
+    pub claim_values: Vec<ClaimCondition>,
+    /// The `issuer` as a template with one `{claim}` placeholder (multi-tenant issuers).
+    pub issuer_template: Option<IssuerTemplate>,
+    /// `issuer_values`: the values the placeholder may take (empty: any valid one).
+    pub issuer_values: Vec<String>,
+    /// `jwks.inline`: keys given in the configuration (never fetched).
+    pub inline_keys: Option<crate::keys::KeySet>,
     /// Fingerprint of everything that decides whether this provider accepts a token
     /// (algorithms, issuer, audiences, key source or secret, clock skew, size limit): a
     /// verdict shared between VMs counts only for a provider with the same fingerprint.
     pub fingerprint: u64,
+}
+
+impl Provider {
+    /// Whether a token with this `iss` is this provider's to judge: its `issuer` equal
+    /// (or, for a template, of its shape with a valid value), or no `issuer` set.
+    pub fn accepts_issuer(&self, iss: Option<&str>) -> bool {
+        match (&self.issuer_template, self.issuer.as_deref()) {
+            (Some(t), _) => iss.and_then(|i| t.capture(i)).is_some(),
+            (None, Some(want)) => iss == Some(want),
+            (None, None) => true,
+        }
+    }
 }
 
 /// Compiles one provider (`at` is its path).
@@ -177,7 +264,15 @@ pub(super) fn compile(
             "public-key (RS*, PS*, ES*, EdDSA) and HMAC (HS*) algorithms need separate providers",
         );
     }
+    let (mut inline_keys, mut inline_text) = (None, String::new());
     let jwks = match (wants_rs, p.jwks) {
+        (true, Some(j)) if j.inline.is_some() => {
+            if let Some((set, path)) = &j.inline {
+                inline_keys = Some(jwks::compile_inline(set, path, j.max_bytes)?);
+                inline_text = set.to_string();
+            }
+            None
+        }
         (true, Some(j)) => Some(jwks::compile(
             j,
             &format!("{at}.jwks"),
@@ -213,19 +308,61 @@ pub(super) fn compile(
             return err(format!("{at}.issuer"), "must not be empty");
         }
     }
+    let issuer_template = match p.issuer.as_deref().map(IssuerTemplate::parse) {
+        Some(Err(m)) => return err(format!("{at}.issuer"), m),
+        Some(Ok(t)) => t,
+        None => None,
+    };
+    let issuer_values = match (&issuer_template, p.issuer_values) {
+        (_, None) => Vec::new(),
+        (None, Some(_)) => {
+            return err(
+                format!("{at}.issuer_values"),
+                "only with an issuer template (an issuer with one {claim} placeholder)",
+            )
+        }
+        (Some(_), Some(values)) => {
+            if values.is_empty() {
+                return err(format!("{at}.issuer_values"), "must not be empty");
+            }
+            if let Some(j) = values.iter().position(|v| !valid_issuer_value(v)) {
+                return err(
+                    format!("{at}.issuer_values[{j}]"),
+                    "1-128 of A-Z a-z 0-9 - _",
+                );
+            }
+            values
+        }
+    };
     let account = match p.account {
         Some(a) => Some(account::compile(a, &format!("{at}.account"))?),
         None => None,
     };
     let algorithms: Vec<&str> = p.algorithms.iter().map(|a| a.name()).collect();
+    let conditions: Vec<String> = p
+        .claim_values
+        .iter()
+        .map(|c| format!("{}={}", c.claim.as_str(), Value::from(c.values.clone())))
+        .collect();
     let fingerprint = crate::shared::fingerprint(&[
         algorithms.join(",").as_bytes(),
         p.issuer.as_deref().unwrap_or("").as_bytes(),
         p.audiences.join("\n").as_bytes(),
         &jwks.as_ref().map_or(0, |j| j.fingerprint).to_le_bytes(),
+        inline_text.as_bytes(),
         secret.as_ref().map_or(&[][..], |s| &s.0[..]),
+        p.token_types.join(",").as_bytes(),
+        issuer_values.join(",").as_bytes(),
+        &p.max_lifetime_s.unwrap_or(0).to_le_bytes(),
+        conditions.join("\n").as_bytes(),
     ]);
     Ok(Provider {
+        inline_keys,
+        issuer_template,
+        issuer_values,
+        token_types: p.token_types,
+        max_lifetime_s: p.max_lifetime_s,
+        claim_values: p.claim_values,
         revocation: None,
         require_jti: p.require_jti,
         dpop: p.dpop,

@@ -69,7 +69,10 @@ fn check_url(url: &str) -> Result<(), &'static str> {
         return Err("must name a host (and no user information)");
     }
     let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
+        Some(v6) => v6
+            .split_once(']')
+            .map(|(h, _)| h)
+            .ok_or("an IPv6 host needs its closing ']'")?,
         None => authority.split(':').next().unwrap_or(""),
     };
     match scheme {
@@ -105,10 +108,11 @@ pub(super) fn compile(
             || prefix.contains(['?', '#'])
             || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
             || (prefix.len() > 1 && prefix.ends_with('/'))
+            || !crate::request::is_normalized(&prefix)
         {
             return err(
                 format!("{at}.match.path_prefix"),
-                "must start with '/' and have no query, fragment, whitespace or trailing '/'",
+                "a normalized path starting with '/', without query, fragment, whitespace or trailing '/'",
             );
         }
         if r.authorization_servers.is_empty() {
@@ -135,6 +139,12 @@ pub(super) fn compile(
                 );
             }
             allowed.push(a.to_ascii_lowercase());
+        }
+        if r.resource.is_some() && !allowed.is_empty() {
+            return err(
+                format!("{at}.allowed_authorities"),
+                "only for an identifier derived from the request (without `resource`)",
+            );
         }
         if r.resource.is_none() && allowed.is_empty() {
             return err(

@@ -1,12 +1,13 @@
 //! `rules[i]`: which requests a rule applies to, and what it requires of them.
 
 use super::policy::{Authentication, Mode, MODES};
-use super::provider::Provider;
+use super::provider::{read_claim_values, Provider};
 use super::reader::{choose, claim_path, Fields};
 use crate::authz::matcher::{Matcher, RawMatch};
 use crate::authz::{HeaderFormat, Membership, RequestValue, Requirement, StepUp, Template};
 use crate::error::{err, ConfigError};
 use crate::graphql::{FieldMatch, OperationKind};
+use crate::token::ClaimCondition;
 use serde_json::Value;
 
 /// A rule as written.
@@ -25,6 +26,7 @@ pub(super) struct RawRule {
     authentication: Authentication,
     acr_values: Option<Vec<String>>,
     max_age_s: Option<u64>,
+    claim_values: Vec<ClaimCondition>,
 }
 
 impl RawRule {
@@ -47,6 +49,7 @@ impl RawRule {
                 "authentication",
                 "acr_values",
                 "max_age_s",
+                "claim_values",
             ],
         )?;
         let name = f.opt_string("name")?;
@@ -110,6 +113,7 @@ impl RawRule {
             None => None,
         };
         Ok(RawRule {
+            claim_values: read_claim_values(&f)?,
             acr_values: f.opt_strings("acr_values")?,
             max_age_s,
             graphql,
@@ -190,6 +194,8 @@ pub struct Rule {
     pub graphql: Option<FieldMatch>,
     /// Step-up authentication (`acr_values`, `max_age_s`); `None`: any sign-in will do.
     pub step_up: Option<StepUp>,
+    /// `claim_values`: conditions on the token's claims (403 when one fails).
+    pub claim_values: Vec<ClaimCondition>,
 }
 
 /// A permission is non-empty, without whitespace; `*` is allowed only as a whole segment.
@@ -224,14 +230,22 @@ pub(super) fn compile(
         || r.member_of.is_some()
         || r.providers.is_some()
         || r.acr_values.is_some()
-        || r.max_age_s.is_some();
+        || r.max_age_s.is_some()
+        || !r.claim_values.is_empty();
     if r.public && has_checks {
         return err(
             format!("{at}.public"),
-            "a public rule cannot also require permissions, membership, providers or a step-up",
+            "a public rule cannot also require permissions, membership, providers, claim values or a step-up",
         );
     }
     let step_up = step_up(r.acr_values, r.max_age_s, &at)?;
+    if step_up.is_some() && r.authentication == Authentication::Optional {
+        // A request without a credential would pass where a weak sign-in is refused.
+        return err(
+            format!("{at}.authentication"),
+            "a step-up (acr_values, max_age_s) needs authentication \"required\"",
+        );
+    }
     if r.public && r.authentication == Authentication::Optional {
         return err(
             format!("{at}.authentication"),
@@ -340,6 +354,7 @@ pub(super) fn compile(
         authentication: r.authentication,
         graphql,
         step_up,
+        claim_values: r.claim_values,
     })
 }
 

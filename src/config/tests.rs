@@ -458,3 +458,257 @@ fn protected_resources_and_step_up_are_checked() {
         })
     );
 }
+
+#[test]
+fn token_policy_fields_are_checked() {
+    let workos = |fields: &str| {
+        GOOD.replacen(
+            r#""algorithms": ["RS256"]"#,
+            &format!(r#""algorithms": ["RS256"], {fields}"#),
+            1,
+        )
+    };
+    let entities = |fields: &str| {
+        GOOD.replacen(
+            r#""permissions": ["entities:read"]"#,
+            &format!(r#""permissions": ["entities:read"], {fields}"#),
+            1,
+        )
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (workos(r#""token_types": []"#), "providers[0].token_types"),
+        (
+            workos(r#""token_types": ["at jwt"]"#),
+            "providers[0].token_types[0]",
+        ),
+        (
+            workos(r#""token_types": [5]"#),
+            "providers[0].token_types[0]",
+        ),
+        (
+            workos(r#""max_lifetime_s": 0"#),
+            "providers[0].max_lifetime_s",
+        ),
+        (
+            workos(r#""max_lifetime_s": -5"#),
+            "providers[0].max_lifetime_s",
+        ),
+        (
+            workos(r#""max_lifetime_s": 999999999999"#),
+            "providers[0].max_lifetime_s",
+        ),
+        (
+            workos(r#""claim_values": {"azp": []}"#),
+            "providers[0].claim_values.azp",
+        ),
+        (
+            workos(r#""claim_values": {"azp": null}"#),
+            "providers[0].claim_values.azp",
+        ),
+        (
+            workos(r#""claim_values": {"azp": {"a": 1}}"#),
+            "providers[0].claim_values.azp",
+        ),
+        (
+            workos(r#""claim_values": {"azp": ["a", ["b"]]}"#),
+            "providers[0].claim_values.azp[1]",
+        ),
+        (
+            workos(r#""claim_values": {"/bad~2": "x"}"#),
+            "providers[0].claim_values./bad~2",
+        ),
+        (
+            workos(r#""claim_values": ["azp"]"#),
+            "providers[0].claim_values",
+        ),
+        (
+            entities(r#""claim_values": {"hd": {}}"#),
+            "rules[1].claim_values.hd",
+        ),
+        (
+            GOOD.replacen(
+                r#""public": true"#,
+                r#""public": true, "claim_values": {"a": 1}"#,
+                1,
+            ),
+            "rules[0].public",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (input, field) in cases {
+        match parse(input.as_bytes(), &env) {
+            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
+            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    let cfg = parse(
+        workos(r#""token_types": ["Application/AT+JWT"], "max_lifetime_s": 3600, "claim_values": {"tid": ["t1", "t2"], "/ext/level": 2}"#)
+            .as_bytes(),
+        &env,
+    )
+    .expect("config");
+    let p = &cfg.providers[0];
+    assert_eq!(p.token_types, vec!["at+jwt".to_string()]);
+    assert_eq!(p.max_lifetime_s, Some(3600));
+    assert_eq!(p.claim_values.len(), 2);
+    let plain = parse(GOOD.as_bytes(), &env).expect("config");
+    assert_ne!(
+        p.fingerprint, plain.providers[0].fingerprint,
+        "the policy is part of the fingerprint"
+    );
+}
+
+#[test]
+fn issuer_templates_and_review_findings_are_checked() {
+    let workos = |from: &str, to: &str| GOOD.replacen(from, to, 1);
+    let entra = r#""issuer": "https://login.microsoftonline.com/{tid}/v2.0""#;
+    let with = |resources: &str| {
+        GOOD.replacen(
+            r#""roles":"#,
+            &format!(r#""protected_resources": {resources}, "roles":"#),
+            1,
+        )
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (workos(r#""issuer": "https://api.workos.com""#, r#""issuer": "https://a/{tid}/{x}""#), "providers[0].issuer"),
+        (workos(r#""issuer": "https://api.workos.com""#, r#""issuer": "https://a/{t.id}""#), "providers[0].issuer"),
+        (workos(r#""issuer": "https://api.workos.com""#, r#""issuer": "https://api.workos.com", "issuer_values": ["a"]"#),
+         "providers[0].issuer_values"),
+        (workos(r#""issuer": "https://api.workos.com""#, &format!(r#"{entra}, "issuer_values": []"#)), "providers[0].issuer_values"),
+        (workos(r#""issuer": "https://api.workos.com""#, &format!(r#"{entra}, "issuer_values": ["a/b"]"#)), "providers[0].issuer_values[0]"),
+        (workos(r#""issuer": "https://api.workos.com""#, &format!(r#"{entra}, "issuer_values": ["a.b"]"#)), "providers[0].issuer_values[0]"),
+        // Review findings: an identifier is explicit or derived, not both; IPv6 closes;
+        // prefixes are normal paths; a step-up cannot be optional.
+        (with(r#"[{"resource": "https://a.example", "allowed_authorities": ["a.example"], "authorization_servers": ["https://as.example"]}]"#),
+         "protected_resources[0].allowed_authorities"),
+        (with(r#"[{"resource": "https://a.example", "authorization_servers": ["http://[::1/x"]}]"#),
+         "protected_resources[0].authorization_servers[0]"),
+        (with(r#"[{"resource": "https://a.example", "match": {"path_prefix": "/a/../b"}, "authorization_servers": ["https://as.example"]}]"#),
+         "protected_resources[0].match.path_prefix"),
+        (GOOD.replacen(r#""permissions": ["entities:read"]"#, r#""permissions": ["entities:read"], "acr_values": ["x"], "authentication": "optional""#, 1),
+         "rules[1].authentication"),
+    ];
+    let mut wrong = Vec::new();
+    for (input, field) in cases {
+        match parse(input.as_bytes(), &env) {
+            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
+            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    let cfg = parse(
+        workos(
+            r#""issuer": "https://api.workos.com""#,
+            &format!(r#"{entra}, "issuer_values": ["t1"]"#),
+        )
+        .as_bytes(),
+        &env,
+    )
+    .expect("config");
+    let p = &cfg.providers[0];
+    assert!(
+        p.accepts_issuer(Some("https://login.microsoftonline.com/t2/v2.0")),
+        "selection takes the shape"
+    );
+    assert!(!p.accepts_issuer(Some("https://login.microsoftonline.com/a/b/v2.0")));
+    assert!(!p.accepts_issuer(None));
+    assert_eq!(p.issuer_values, vec!["t1".to_string()]);
+    // Discovery for a template needs the document's path, and takes it.
+    let discovery = |path: &str| {
+        workos(r#""issuer": "https://api.workos.com""#, entra).replacen(
+            r#""path": "/sso/jwks/client_123""#,
+            &format!(r#""discovery": true{path}"#),
+            1,
+        )
+    };
+    assert_eq!(
+        parse(discovery("").as_bytes(), &env).err().map(|e| e.field),
+        Some("providers[0].jwks.path".to_string())
+    );
+    let cfg = parse(
+        discovery(r#", "path": "/common/v2.0/.well-known/openid-configuration""#).as_bytes(),
+        &env,
+    )
+    .expect("config");
+    let d = cfg.providers[0]
+        .jwks
+        .as_ref()
+        .and_then(|j| j.discovery.as_ref())
+        .expect("discovery");
+    assert_eq!(d.path, "/common/v2.0/.well-known/openid-configuration");
+}
+
+#[test]
+fn inline_keys_are_public_usable_and_alone() {
+    // RFC 7515 A.3's P-256 key: public members, then its private one.
+    let (x, y) = (
+        "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+    );
+    let es = |jwks: &str| {
+        GOOD.replacen(r#""algorithms": ["RS256"]"#, r#""algorithms": ["ES256"]"#, 1)
+            .replacen(
+                r#"{ "cluster": "workos_jwks", "authority": "api.workos.com", "path": "/sso/jwks/client_123" }"#,
+                jwks,
+                1,
+            )
+    };
+    let key = |extra: &str| {
+        format!(r#"{{"kty": "EC", "crv": "P-256", "kid": "a3", "x": "{x}", "y": "{y}"{extra}}}"#)
+    };
+    let inline = |keys: &str| format!(r#"{{"inline": {{"keys": [{keys}]}}}}"#);
+    let off_curve = format!(
+        r#"{{"kty": "EC", "crv": "P-256", "x": "{x}", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a1"}}"#
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (
+            es(&inline(&key(
+                r#", "d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI""#,
+            ))),
+            "providers[0].jwks.inline.keys[0].d",
+        ),
+        (es(&inline(&off_curve)), "providers[0].jwks.inline.keys[0]"),
+        (
+            es(&inline(&format!(
+                r#"{}, {{"kty": "oct", "k": "c2VjcmV0"}}"#,
+                key("")
+            ))),
+            "providers[0].jwks.inline.keys[1].k",
+        ),
+        (
+            es(&inline(r#"{"kty": "EC", "crv": "P-256"}"#)),
+            "providers[0].jwks.inline.keys[0]",
+        ),
+        (
+            es(r#"{"inline": {"keys": []}}"#),
+            "providers[0].jwks.inline.keys",
+        ),
+        (
+            es(r#"{"inline": {"kty": "EC"}}"#),
+            "providers[0].jwks.inline.keys",
+        ),
+        (
+            es(&format!(
+                r#"{{"cluster": "c", "inline": {{"keys": [{}]}}}}"#,
+                key("")
+            )),
+            "providers[0].jwks.cluster",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (input, field) in cases {
+        match parse(input.as_bytes(), &env) {
+            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
+            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    let cfg = parse(es(&inline(&key(""))).as_bytes(), &env).expect("config");
+    let p = &cfg.providers[0];
+    assert!(p.jwks.is_none(), "nothing to fetch");
+    assert_eq!(p.inline_keys.as_ref().map(|k| k.kids()), Some(vec!["a3"]));
+}

@@ -1,10 +1,11 @@
 //! OpenID Connect discovery: where the issuer's configuration document says its keys are.
 
 use crate::shared::FetchError;
+use crate::token::IssuerTemplate;
 use serde_json::Value;
 
 /// Reads an OpenID Provider configuration document (OIDC Discovery 1.0 §4): its `issuer`
-/// must be `issuer` exactly, its `jwks_uri` an `https://` (or `http://`) URL on one of
+/// must be `issuer` exactly (or, for an issuer template, the same template), its `jwks_uri` an `https://` (or `http://`) URL on one of
 /// `allowed_hosts`. Returns the keys' `:authority` and `:path`.
 pub fn interpret_discovery(
     status: Option<&str>,
@@ -23,7 +24,10 @@ pub fn interpret_discovery(
     }
     let doc: Value = serde_json::from_slice(body).map_err(|_| invalid("discovery: not JSON"))?;
     let said = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
-    if said != issuer {
+    // A multi-tenant issuer's document names its template with a placeholder of its own
+    // (Entra: `{tenantid}`): the same shape counts as the same issuer.
+    let same_template = matches!(IssuerTemplate::parse(issuer), Ok(Some(t)) if t.same_shape(said));
+    if said != issuer && !same_template {
         return Err(invalid(format!(
             "discovery: the document's issuer {said:?} is not {issuer:?}"
         )));

@@ -183,6 +183,18 @@ fn discovery_documents() {
     }
     assert!(interpret_discovery(Some("404"), b"", iss, &allowed).is_err());
     assert!(interpret_discovery(None, b"", iss, &allowed).is_err());
+    // A multi-tenant issuer: Entra's document names the template its own way; a concrete
+    // tenant or another shape is not the template.
+    let entra = "https://login.microsoftonline.com/{tid}/v2.0";
+    let hosts = vec!["login.microsoftonline.com".to_string()];
+    let uri = "https://login.microsoftonline.com/common/discovery/v2.0/keys";
+    let read = |issuer: &str| {
+        let body = json!({"issuer": issuer, "jwks_uri": uri}).to_string();
+        interpret_discovery(Some("200"), body.as_bytes(), entra, &hosts)
+    };
+    assert!(read("https://login.microsoftonline.com/{tenantid}/v2.0").is_ok());
+    assert!(read("https://login.microsoftonline.com/9188040d/v2.0").is_err());
+    assert!(read("https://login.microsoftonline.com/{tenantid}/v1.0").is_err());
 }
 
 #[test]

@@ -49,6 +49,12 @@ pub enum Step {
     Membership,
     /// The rule's step-up requirement (`acr_values`, `max_age_s`).
     SignIn,
+    /// The provider's `token_types` against the JOSE `typ`.
+    TokenType,
+    /// The provider's `max_lifetime_s` against `exp − iat`.
+    Lifetime,
+    /// One `claim_values` condition (the provider's or the rule's), by its claim.
+    ClaimValue(String),
 }
 
 impl fmt::Display for Step {
@@ -73,6 +79,9 @@ impl fmt::Display for Step {
             Step::Account => "account",
             Step::Membership => "membership",
             Step::SignIn => "step-up",
+            Step::TokenType => "token type",
+            Step::Lifetime => "lifetime",
+            Step::ClaimValue(claim) => return write!(f, "claim {claim}"),
         };
         f.write_str(name)
     }
@@ -179,6 +188,14 @@ pub enum Finding {
     /// The token's sign-in: its `acr` and how long ago `auth_time` was (seconds), as the
     /// rule's step-up requirement sees them.
     SignIn(Option<String>, Option<i64>),
+    /// The JOSE header's `typ` (`None`: absent or not a string) and the accepted ones.
+    Typ(Option<String>, Vec<String>),
+    /// The token lives `exp − iat` seconds, at most this many allowed.
+    Lifetime(i64, u64),
+    /// Why the lifetime check failed.
+    LifetimeRefused(&'static str),
+    /// A claim's value (JSON, `None`: missing) compared with the values a condition allows.
+    ClaimCompared(Option<String>, String),
 }
 
 /// What the account service said.
@@ -308,6 +325,16 @@ impl fmt::Display for Finding {
                 if *holds { "is in" } else { "is not in" }
             ),
             Finding::Member(None, _, _) => f.write_str("the request value is missing or ambiguous"),
+            Finding::Typ(typ, wanted) => match typ {
+                Some(t) => write!(f, "typ {t:?}, accepted: {}", wanted.join(", ")),
+                None => write!(f, "no typ, accepted: {}", wanted.join(", ")),
+            },
+            Finding::Lifetime(lives, max) => write!(f, "lives {lives} s, at most {max} s"),
+            Finding::LifetimeRefused(why) => f.write_str(why),
+            Finding::ClaimCompared(seen, wanted) => match seen {
+                Some(v) => write!(f, "{v}, wanted one of {wanted}"),
+                None => write!(f, "missing, wanted one of {wanted}"),
+            },
             Finding::SignIn(acr, age) => {
                 match acr {
                     Some(acr) => write!(f, "acr {acr:?}")?,

@@ -13,6 +13,8 @@ pub struct Header {
     pub alg: String,
     /// `kid`, if any.
     pub kid: Option<String>,
+    /// `typ`, if present as a string (RFC 9068: `at+jwt` for access tokens).
+    pub typ: Option<String>,
 }
 
 /// A parsed, not yet verified, compact JWS carrying a JSON claim set.
@@ -148,8 +150,13 @@ pub fn split(token: &str, max_len: usize) -> Result<RawJws<'_>, ParseError> {
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err(ParseError::Header),
     };
+    let typ = c
+        .header
+        .get("typ")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     Ok(RawJws {
-        header: Header { alg, kid },
+        header: Header { alg, kid, typ },
         payload: c.payload,
         signing_input: c.signing_input,
         payload_b64: c.payload_b64,
@@ -228,7 +235,8 @@ mod tests {
             jws.header,
             Header {
                 alg: "RS256".into(),
-                kid: Some("k1".into())
+                kid: Some("k1".into()),
+                typ: None
             }
         );
         assert_eq!(jws.signing_input, format!("{good_h}.{good_p}"));

@@ -171,7 +171,7 @@ impl Metrics {
             .iter()
             .map(|p| {
                 let mut scopes = vec![Scope::ProviderDenial];
-                if p.jwks.is_some() {
+                if p.jwks.is_some() || p.inline_keys.is_some() {
                     scopes.push(Scope::KeySet);
                 }
                 if p.revocation.is_some() {

@@ -178,6 +178,33 @@ impl Worker {
     pub fn on_configure(&mut self, now: u64) -> Vec<Effect> {
         self.clock = self.clock.max(now);
         let mut out = Vec::new();
+        for p in &self.config.providers {
+            if p.issuer_template.is_some() && p.issuer_values.is_empty() {
+                out.push(Effect::Log(
+                    Level::Warn,
+                    format!(
+                        "bearer-guard: provider {}: issuer template {} accepts any value: list the allowed ones in issuer_values",
+                        p.name,
+                        p.issuer.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        for (i, p) in self.config.providers.iter().enumerate() {
+            if let Some(keys) = &p.inline_keys {
+                // Keys from the configuration: in force at once, never fetched.
+                self.metrics.adopted(i, keys.len(), &mut out);
+                out.push(Effect::Log(
+                    Level::Info,
+                    format!(
+                        "bearer-guard: provider {}: {} inline keys [{}] (jwks.inline: never fetched or refreshed)",
+                        p.name,
+                        keys.len(),
+                        keys.kids().join(",")
+                    ),
+                ));
+            }
+        }
         self.replay.prepare(&*self.store);
         for provider in 0..self.keys.providers() {
             self.keys.sync(provider, now, &mut cx!(self, &mut out));

@@ -24,3 +24,4 @@ mod resource;
 mod revocation;
 mod rollout;
 mod sources;
+mod token_policy;

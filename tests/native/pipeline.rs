@@ -685,3 +685,56 @@ fn step_up_and_scope_challenges() {
         o.decision
     );
 }
+
+/// `explain` shows each claim comparison, the token type and the lifetime.
+#[test]
+fn explain_shows_the_token_policy() {
+    let mut json = plugin(vec![
+        json!({"match": {"prefix": "/v1/"}, "claim_values": {"hd": "example.com"}}),
+    ]);
+    json["providers"][0]["token_types"] = json!(["at+jwt"]);
+    json["providers"][0]["max_lifetime_s"] = json!(3600);
+    json["providers"][0]["claim_values"] = json!({"azp": ["client-a"]});
+    let cfg =
+        bearer_guard::parse_config(json.to_string().as_bytes(), &|_| Some(SECRET.to_string()))
+            .expect("config");
+    let fake = ready();
+    let now = now();
+    let header = json!({"alg": "RS256", "typ": "at+jwt", "kid": keys().0.kid});
+    let tok = keys().0.mint_with_header(
+        &header,
+        &claims(
+            ISS,
+            AUD,
+            "user-1",
+            600,
+            json!({"iat": now, "azp": "client-a", "hd": "example.org"}),
+        ),
+    );
+    let req = request("GET", "/v1/x", Some(format!("Bearer {tok}")));
+    let e = bearer_guard::explain(
+        &cfg,
+        fake.keys.as_ref(),
+        None,
+        &RustBackend,
+        None,
+        &req,
+        now,
+    );
+    let shown: Vec<String> = e
+        .trace
+        .token
+        .iter()
+        .chain(&e.trace.identity)
+        .map(|c| format!("{}: {} {}", c.step, c.ok, c.detail()))
+        .collect();
+    for want in [
+        "token type: true typ \"at+jwt\", accepted: at+jwt",
+        "lifetime: true lives 600 s, at most 3600 s",
+        "claim azp: true \"client-a\", wanted one of [\"client-a\"]",
+        "claim hd: false \"example.org\", wanted one of [\"example.com\"]",
+    ] {
+        assert!(shown.iter().any(|s| s == want), "{want} not in {shown:#?}");
+    }
+    assert_eq!(e.status, 403);
+}

@@ -111,6 +111,18 @@ pub(super) fn authorize(
         if let Err((denial, note)) = step_up::check_step_up(inp, r, v, t) {
             return denied(denial, note);
         }
+        let record = |t: &mut Tracer, step, ok, finding| {
+            t.record(|tr| {
+                tr.identity
+                    .push(crate::pipeline::trace::check(step, ok, finding))
+            })
+        };
+        if !token::conditions_hold(&r.claim_values, &v.claims, t, record) {
+            return denied(
+                Denial::InsufficientPermissions,
+                "a rule's claim_values condition failed".to_string(),
+            );
+        }
         if let Err(refused) = permissions::check(inp, req, (r, captures), v, t) {
             let mut o = denied(Denial::InsufficientPermissions, refused.to_string());
             o.scope = permissions::scope(req, (r, captures));

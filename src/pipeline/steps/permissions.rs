@@ -29,17 +29,20 @@ pub(super) fn check(
 }
 
 /// The scopes the rule requires, space-separated, for the `insufficient_scope`
-/// challenge: each permission rendered from the request (one that cannot be is left
-/// out); `None` when none can be named.
+/// challenge: every `all_of` and the first `any_of`, rendered from the request. `None`
+/// when one cannot be rendered or is not an RFC 6750 scope token (`%x21 / %x23-5B /
+/// %x5D-7E`): no scope is better than one that would still not do.
 pub(super) fn scope(req: &Request, (rule, captures): (&Rule, &Captures)) -> Option<String> {
     let r = &rule.requirement;
     let mut scopes: Vec<String> = Vec::new();
-    for s in r
-        .all_of
-        .iter()
-        .chain(&r.any_of)
-        .filter_map(|t| t.render(req, captures))
-    {
+    for t in r.all_of.iter().chain(r.any_of.first()) {
+        let s = t.render(req, captures)?;
+        let token = !s.is_empty()
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        if !token {
+            return None;
+        }
         if !scopes.contains(&s) {
             scopes.push(s);
         }

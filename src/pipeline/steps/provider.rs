@@ -1,6 +1,7 @@
 //! The provider step: which provider judges a token. The first provider, in configuration
 //! order, that the rule allows, that takes tokens from where this one came, whose
-//! `algorithms` include the token's `alg` and whose `issuer`, if set, equals its `iss`. It
+//! `algorithms` include the token's `alg` and whose `issuer`, if set, equals its `iss` (or,
+//! for an issuer template, has its shape with a valid value). It
 //! alone judges: a token it refuses is refused, whatever another provider would say.
 
 use crate::algorithm::Algorithm;
@@ -70,7 +71,7 @@ pub(in crate::pipeline) fn select_in(
         (scope.allows(i)
             && p.token == *source
             && p.algorithms.contains(&alg)
-            && p.issuer.as_deref().is_none_or(|want| iss == Some(want)))
+            && p.accepts_issuer(iss))
         .then_some(i)
     })
 }

@@ -14,7 +14,8 @@ use crate::pipeline::{
 use crate::reply::Denial;
 use crate::shared::KeyAvailability;
 use crate::token::cache::{CachedToken, SharedVerdict, MAX_CACHED_TOKEN_BYTES};
-use crate::token::{check_claims, check_times, parse, TokenSource};
+use crate::token::policy::{check_lifetime, typ_allowed};
+use crate::token::{check_claims, check_times, parse, ClaimCondition, IssuerTemplate, TokenSource};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -105,6 +106,17 @@ pub(super) fn verify_token<'a>(
     };
     let deny = |d: Denial, note: &'static str| judged(outcome(Decision::Deny(d), rule, note));
 
+    // The access-token type (RFC 9068), when the provider names the accepted ones.
+    if !provider.token_types.is_empty() {
+        let ok = typ_allowed(jws.header.typ.as_deref(), &provider.token_types);
+        t.token(Step::TokenType, ok, || {
+            Finding::Typ(jws.header.typ.clone(), provider.token_types.clone())
+        });
+        if !ok {
+            return Err(deny(Denial::InvalidToken, "typ not accepted"));
+        }
+    }
+
     // Times first: expired tokens cost no signature work.
     let exp = match check_times(&jws.claims, inp.now_s, cfg.clock_skew_s) {
         Ok(exp) => exp,
@@ -116,6 +128,17 @@ pub(super) fn verify_token<'a>(
     t.token(Step::Times, true, || {
         Finding::ExpiresIn(exp - inp.now_s, cfg.clock_skew_s)
     });
+    if let Some(max) = provider.max_lifetime_s {
+        match check_lifetime(&jws.claims, exp, max, inp.now_s, cfg.clock_skew_s) {
+            Ok(lives) => t.token(Step::Lifetime, true, || Finding::Lifetime(lives, max)),
+            Err(e) => {
+                t.token(Step::Lifetime, false, || {
+                    Finding::LifetimeRefused(e.as_str())
+                });
+                return Err(deny(Denial::InvalidToken, e.as_str()));
+            }
+        }
+    }
 
     // Signature — unless another worker of the process verified this very token (same
     // digest) under the same provider configuration with a key still in its set.
@@ -159,19 +182,38 @@ pub(super) fn verify_token<'a>(
         }
     };
 
-    // Issuer and audience.
+    // Issuer and audience; an issuer template's value must be the token's own claim's,
+    // and one the provider allows.
+    let plain_issuer = provider
+        .issuer
+        .as_deref()
+        .filter(|_| provider.issuer_template.is_none());
     let claims_ok = check_claims(
         &jws.claims,
-        provider.issuer.as_deref(),
+        plain_issuer,
         &provider.audiences,
         inp.now_s,
         cfg.clock_skew_s,
-    );
+    )
+    .map_err(|e| e.as_str())
+    .and_then(|_| match &provider.issuer_template {
+        Some(tpl) => issuer_template_holds(tpl, &provider.issuer_values, &jws.claims),
+        None => Ok(()),
+    });
     t.token(Step::IssuerAudience, claims_ok.is_ok(), || {
         issuer_audience(provider, &jws.claims)
     });
     if let Err(e) = claims_ok {
-        return Err(deny(Denial::InvalidToken, e.as_str()));
+        return Err(deny(Denial::InvalidToken, e));
+    }
+    // The provider's claim_values: a token that fails one is not for this API.
+    if !conditions_hold(&provider.claim_values, &jws.claims, t, |t, step, ok, f| {
+        t.token(step, ok, || f)
+    }) {
+        return Err(deny(
+            Denial::InvalidToken,
+            "a claim_values condition failed",
+        ));
     }
     let claims = Rc::new(jws.claims);
     let store = cacheable.then(|| {
@@ -209,6 +251,54 @@ pub(super) fn verify_token<'a>(
         revocation: RevocationNote::None,
         proof: None,
     })
+}
+
+/// Checks `conditions` on `claims` in order, recording each comparison with `record`
+/// (a token step, or an identity step for a rule's); `false` at the first that fails.
+pub(super) fn conditions_hold(
+    conditions: &[ClaimCondition],
+    claims: &Map<String, Value>,
+    t: &mut Tracer,
+    record: impl Fn(&mut Tracer, Step, bool, Finding),
+) -> bool {
+    for c in conditions {
+        let ok = c.holds(claims);
+        if t.on() {
+            let wanted = Value::from(c.values.clone()).to_string();
+            let finding = Finding::ClaimCompared(c.seen(claims), wanted);
+            record(
+                t,
+                Step::ClaimValue(c.claim.as_str().to_string()),
+                ok,
+                finding,
+            );
+        }
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// An issuer template's check: the `iss` has the template's shape with a valid value,
+/// that value is the token's own placeholder claim (a token of one tenant cannot carry
+/// another's `iss`), and one of `allowed` when the provider lists them.
+fn issuer_template_holds(
+    tpl: &IssuerTemplate,
+    allowed: &[String],
+    claims: &Map<String, Value>,
+) -> Result<(), &'static str> {
+    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
+    let value = tpl
+        .capture(iss)
+        .ok_or("iss does not fit the issuer template")?;
+    if claims.get(&tpl.claim).and_then(Value::as_str) != Some(value) {
+        return Err("the issuer template's claim differs from the value in iss");
+    }
+    if !allowed.is_empty() && !allowed.iter().any(|a| a == value) {
+        return Err("iss names a value issuer_values does not list");
+    }
+    Ok(())
 }
 
 /// What the issuer and audience step compared.
