@@ -58,30 +58,18 @@ impl AccountLookup for GivenAccount<'_> {
 }
 
 /// The key set given for every provider, if any (none: keys cannot be obtained).
-/// The keys `explain` was given, for every provider; a provider's inline keys
-/// (`jwks.inline`) are its own.
-struct Keys<'a>(Option<&'a KeySet>, &'a Config);
-
-impl<'a> Keys<'a> {
-    fn of(&self, provider: usize) -> Option<&'a KeySet> {
-        let inline = self
-            .1
-            .providers
-            .get(provider)
-            .and_then(|p| p.inline_keys.as_ref());
-        inline.or(self.0)
-    }
-}
+/// The keys `explain` was given, for every provider (inline keys are the pipeline's).
+struct Keys<'a>(Option<&'a KeySet>);
 
 impl KeyLookup for Keys<'_> {
-    fn availability(&self, provider: usize) -> KeyAvailability {
-        match self.of(provider) {
+    fn availability(&self, _provider: usize) -> KeyAvailability {
+        match self.0 {
             Some(_) => KeyAvailability::Ready,
             None => KeyAvailability::Unavailable,
         }
     }
-    fn keys(&self, provider: usize) -> Option<&KeySet> {
-        self.of(provider)
+    fn keys(&self, _provider: usize) -> Option<&KeySet> {
+        self.0
     }
     fn may_refetch(&self, _provider: usize) -> bool {
         false
@@ -117,7 +105,7 @@ pub fn explain(
             note: "the protected resource's metadata document (RFC 9728)".to_string(),
         };
     }
-    let keys = Keys(keys, config);
+    let keys = Keys(keys);
     let accounts = GivenAccount(account);
     let mut inputs = Inputs::new(config, &keys, backend, now_s).accounts(&accounts);
     let given = revocation.map(FixedRevocations);

@@ -140,9 +140,23 @@ pub(super) fn compile_inline(
             );
         }
     }
+    if !(1024..=1 << 20).contains(&max_bytes) {
+        return err(
+            at.replace(".inline", ".max_bytes"),
+            "must be between 1024 and 1048576",
+        );
+    }
     let body = set.to_string();
     match crate::keys::KeySet::parse(body.as_bytes(), max_bytes) {
-        Ok((keys, _)) => Ok(keys),
+        Ok((keys, 0)) => Ok(keys),
+        Ok((keys, skipped)) => err(
+            format!("{at}.keys"),
+            format!(
+                "{} keys: at most {} are used, and inline every key must be",
+                keys.len() + skipped,
+                keys.len()
+            ),
+        ),
         Err(e) => err(at, format!("{e} (max_bytes {max_bytes})")),
     }
 }
@@ -272,6 +286,8 @@ pub(super) fn compile(
             .as_ref()
             .map_or(String::new(), |d| d.allowed_hosts.join(","))
             .as_bytes(),
+        // Two providers reading one document for different issuers must not share keys.
+        discovery.as_ref().map_or(&b""[..], |d| d.issuer.as_bytes()),
     ]);
     Ok(JwksSource {
         discovery,

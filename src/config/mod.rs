@@ -410,6 +410,30 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             }
         }
     }
+    // A plain issuer that an earlier template would take (same token source, a shared
+    // algorithm): its tokens would never reach it, nor its own checks.
+    for (i, later) in providers.iter().enumerate() {
+        let Some(iss) = later
+            .issuer
+            .as_deref()
+            .filter(|_| later.issuer_template.is_none())
+        else {
+            continue;
+        };
+        let shadowed = providers.iter().take(i).find(|p| {
+            p.issuer_template
+                .as_ref()
+                .is_some_and(|t| t.capture(iss).is_some())
+                && p.token == later.token
+                && p.algorithms.iter().any(|a| later.algorithms.contains(a))
+        });
+        if let Some(p) = shadowed {
+            return err(
+                format!("providers[{i}].issuer"),
+                format!("provider {:?}'s issuer template takes these tokens first: list this provider before it", p.name),
+            );
+        }
+    }
     let mut rules = Vec::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
         rules.push(rules::compile(r, i, &providers, raw.mode)?);

@@ -139,7 +139,14 @@ impl RawProvider {
                     "not a media type",
                 );
             }
-            token_types.push(normal_typ(t));
+            let normal = normal_typ(t);
+            if normal.is_empty() {
+                return err(
+                    format!("{}[{j}]", f.path("token_types")),
+                    "not a media type",
+                );
+            }
+            token_types.push(normal);
         }
         if f.get("token_types").is_some() && token_types.is_empty() {
             return err(f.path("token_types"), "must not be empty");
@@ -236,7 +243,9 @@ impl Provider {
     /// (or, for a template, of its shape with a valid value), or no `issuer` set.
     pub fn accepts_issuer(&self, iss: Option<&str>) -> bool {
         match (&self.issuer_template, self.issuer.as_deref()) {
-            (Some(t), _) => iss.and_then(|i| t.capture(i)).is_some(),
+            (Some(t), _) => iss.and_then(|i| t.capture(i)).is_some_and(|v| {
+                self.issuer_values.is_empty() || self.issuer_values.iter().any(|a| a == v)
+            }),
             (None, Some(want)) => iss == Some(want),
             (None, None) => true,
         }
@@ -310,6 +319,12 @@ pub(super) fn compile(
     }
     let issuer_template = match p.issuer.as_deref().map(IssuerTemplate::parse) {
         Some(Err(m)) => return err(format!("{at}.issuer"), m),
+        Some(Ok(Some(t))) if t.claim == "iss" => {
+            return err(
+                format!("{at}.issuer"),
+                "the placeholder names the claim holding the value (e.g. {tid}), not iss",
+            )
+        }
         Some(Ok(t)) => t,
         None => None,
     };

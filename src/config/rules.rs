@@ -239,11 +239,13 @@ pub(super) fn compile(
         );
     }
     let step_up = step_up(r.acr_values, r.max_age_s, &at)?;
-    if step_up.is_some() && r.authentication == Authentication::Optional {
-        // A request without a credential would pass where a weak sign-in is refused.
+    if (step_up.is_some() || !r.claim_values.is_empty())
+        && r.authentication == Authentication::Optional
+    {
+        // A request without a credential would pass where a weaker token is refused.
         return err(
             format!("{at}.authentication"),
-            "a step-up (acr_values, max_age_s) needs authentication \"required\"",
+            "a step-up (acr_values, max_age_s) or claim_values needs authentication \"required\"",
         );
     }
     if r.public && r.authentication == Authentication::Optional {

@@ -10,6 +10,19 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
+/// Each configuration is refused, naming its field.
+fn assert_errors_name(cases: Vec<(String, &str)>) {
+    let mut wrong = Vec::new();
+    for (input, field) in cases {
+        match parse(input.as_bytes(), &env) {
+            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
+            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 const GOOD: &str = r#"{
   "providers": [
     { "name": "workos", "issuer": "https://api.workos.com", "audiences": ["client_123"],
@@ -251,15 +264,7 @@ fn errors_name_the_field() {
         (r#"{"providers": []}"#.to_string(), "providers"),
         ("not json".to_string(), "(root)"),
     ];
-    let mut wrong = Vec::new();
-    for (input, field) in cases {
-        match parse(input.as_bytes(), &env) {
-            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
-            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
-            Err(_) => {}
-        }
-    }
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_errors_name(cases);
 }
 
 #[test]
@@ -424,15 +429,7 @@ fn protected_resources_and_step_up_are_checked() {
             "rules[0].public",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (input, field) in cases {
-        match parse(input.as_bytes(), &env) {
-            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
-            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
-            Err(_) => {}
-        }
-    }
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_errors_name(cases);
     // What passes: loopback over http, a derived resource, defaults from the rules.
     let cfg = parse(
         with(r#"[{"match": {"path_prefix": "/v1/entities"}, "allowed_authorities": ["API.example.com"],
@@ -534,15 +531,7 @@ fn token_policy_fields_are_checked() {
             "rules[0].public",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (input, field) in cases {
-        match parse(input.as_bytes(), &env) {
-            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
-            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
-            Err(_) => {}
-        }
-    }
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_errors_name(cases);
     let cfg = parse(
         workos(r#""token_types": ["Application/AT+JWT"], "max_lifetime_s": 3600, "claim_values": {"tid": ["t1", "t2"], "/ext/level": 2}"#)
             .as_bytes(),
@@ -590,15 +579,7 @@ fn issuer_templates_and_review_findings_are_checked() {
         (GOOD.replacen(r#""permissions": ["entities:read"]"#, r#""permissions": ["entities:read"], "acr_values": ["x"], "authentication": "optional""#, 1),
          "rules[1].authentication"),
     ];
-    let mut wrong = Vec::new();
-    for (input, field) in cases {
-        match parse(input.as_bytes(), &env) {
-            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
-            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
-            Err(_) => {}
-        }
-    }
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_errors_name(cases);
     let cfg = parse(
         workos(
             r#""issuer": "https://api.workos.com""#,
@@ -609,9 +590,10 @@ fn issuer_templates_and_review_findings_are_checked() {
     )
     .expect("config");
     let p = &cfg.providers[0];
+    assert!(p.accepts_issuer(Some("https://login.microsoftonline.com/t1/v2.0")));
     assert!(
-        p.accepts_issuer(Some("https://login.microsoftonline.com/t2/v2.0")),
-        "selection takes the shape"
+        !p.accepts_issuer(Some("https://login.microsoftonline.com/t2/v2.0")),
+        "an unlisted tenant is no provider's"
     );
     assert!(!p.accepts_issuer(Some("https://login.microsoftonline.com/a/b/v2.0")));
     assert!(!p.accepts_issuer(None));
@@ -698,17 +680,29 @@ fn inline_keys_are_public_usable_and_alone() {
             "providers[0].jwks.cluster",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (input, field) in cases {
-        match parse(input.as_bytes(), &env) {
-            Ok(_) => wrong.push(format!("accepted; expected an error at {field}")),
-            Err(e) if e.field != field => wrong.push(format!("expected {field}, got {e}")),
-            Err(_) => {}
-        }
-    }
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_errors_name(cases);
     let cfg = parse(es(&inline(&key(""))).as_bytes(), &env).expect("config");
     let p = &cfg.providers[0];
     assert!(p.jwks.is_none(), "nothing to fetch");
     assert_eq!(p.inline_keys.as_ref().map(|k| k.kids()), Some(vec!["a3"]));
+}
+
+#[test]
+fn second_review_findings_are_refused() {
+    let entra = r#""issuer": "https://login.microsoftonline.com/{tid}/v2.0""#;
+    let first_template = GOOD.replacen(r#""issuer": "https://api.workos.com""#, entra, 1).replacen(
+        r#"{ "name": "sdk", "algorithms": ["HS256"], "secret": { "env": "SDK_SECRET" } }"#,
+        r#"{ "name": "one-tenant", "issuer": "https://login.microsoftonline.com/t1/v2.0", "algorithms": ["RS256"],
+            "jwks": { "cluster": "c", "authority": "a", "path": "/k" } }"#,
+        1,
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (first_template, "providers[1].issuer"),
+        (GOOD.replacen(r#""issuer": "https://api.workos.com""#, r#""issuer": "https://a.example/{iss}""#, 1), "providers[0].issuer"),
+        (GOOD.replacen(r#""algorithms": ["RS256"]"#, r#""algorithms": ["RS256"], "token_types": ["application/"]"#, 1),
+         "providers[0].token_types[0]"),
+        (GOOD.replacen(r#""permissions": ["entities:read"]"#, r#""permissions": ["entities:read"], "claim_values": {"hd": "x"}, "authentication": "optional""#, 1),
+         "rules[1].authentication"),
+    ];
+    assert_errors_name(cases);
 }

@@ -111,6 +111,30 @@ impl AccountLookup for NoAccounts {
 }
 
 impl<'a> Inputs<'a> {
+    /// A provider's keys: its inline ones (`jwks.inline`, always in force), else what the
+    /// key lookup has.
+    pub(crate) fn keys_of(&self, provider: usize) -> (KeyAvailability, Option<&'a KeySet>) {
+        let inline = self
+            .config
+            .providers
+            .get(provider)
+            .and_then(|p| p.inline_keys.as_ref());
+        match inline {
+            Some(k) => (KeyAvailability::Ready, Some(k)),
+            None => (self.keys.availability(provider), self.keys.keys(provider)),
+        }
+    }
+
+    /// Whether an unknown `kid` may have the provider's keys refetched (never inline keys).
+    pub(crate) fn may_refetch(&self, provider: usize) -> bool {
+        let inline = self
+            .config
+            .providers
+            .get(provider)
+            .is_some_and(|p| p.inline_keys.is_some());
+        !inline && self.keys.may_refetch(provider)
+    }
+
     /// Inputs with these keys, no account service, no caches.
     pub fn new(
         config: &'a Config,

@@ -80,18 +80,31 @@ pub struct ClaimCondition {
 }
 
 /// Whether two scalars are equal: strings exactly, booleans as booleans, numbers as
-/// numbers (`1` equals `1.0`); values of different types never.
+/// numbers (`1` equals `1.0`, exactly: an integer equals a float only when the float is
+/// that whole number, never by rounding); values of different types never.
 fn same_scalar(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::String(x), Value::String(y)) => x == y,
         (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(i), Some(j)) => i == j,
-            _ => match (x.as_u64(), y.as_u64()) {
+        (Value::Number(x), Value::Number(y)) => {
+            let int = |n: &serde_json::Number| {
+                n.as_i64()
+                    .map(i128::from)
+                    .or_else(|| n.as_u64().map(i128::from))
+            };
+            // A float that is a whole number within ±2^63, as an integer.
+            let whole = |n: &serde_json::Number| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.223_372_036_854_776e18)
+                    .map(|f| f as i128)
+            };
+            match (int(x), int(y)) {
                 (Some(i), Some(j)) => i == j,
-                _ => x.as_f64().zip(y.as_f64()).is_some_and(|(i, j)| i == j),
-            },
-        },
+                (Some(i), None) => whole(y) == Some(i),
+                (None, Some(j)) => whole(x) == Some(j),
+                (None, None) => x.as_f64() == y.as_f64(),
+            }
+        }
         _ => false,
     }
 }
@@ -339,6 +352,12 @@ mod tests {
         assert!(level.holds(&claims(json!({"ext": {"level": 2}}))));
         assert!(level.holds(&claims(json!({"ext": {"level": 2.0}}))));
         assert!(!level.holds(&claims(json!({"ext": {"level": "2"}}))));
+        // No rounding: 2^53 + 1 is not the float 2^53.
+        let big = cond("n", json!(9_007_199_254_740_993_i64));
+        assert!(!big.holds(&claims(json!({"n": 9_007_199_254_740_992.0}))));
+        assert!(big.holds(&claims(json!({"n": 9_007_199_254_740_993_i64}))));
+        assert!(cond("f", json!(0.5)).holds(&claims(json!({"f": 0.5}))));
+        assert!(!cond("f", json!(0.5)).holds(&claims(json!({"f": 1}))));
         assert_eq!(
             level.seen(&claims(json!({"ext": {"level": "2"}}))),
             Some("\"2\"".into())

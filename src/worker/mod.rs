@@ -179,7 +179,13 @@ impl Worker {
         self.clock = self.clock.max(now);
         let mut out = Vec::new();
         for p in &self.config.providers {
-            if p.issuer_template.is_some() && p.issuer_values.is_empty() {
+            // Once per process and provider configuration: the first worker to create
+            // the key says it.
+            let first = || {
+                let key = format!("bearer_guard.warned.issuer.{:016x}", p.fingerprint);
+                self.store.create(&key, b"1").is_ok()
+            };
+            if p.issuer_template.is_some() && p.issuer_values.is_empty() && first() {
                 out.push(Effect::Log(
                     Level::Warn,
                     format!(

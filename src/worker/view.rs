@@ -30,22 +30,8 @@ impl AccountLookup for View<'_> {
     }
 }
 
-impl View<'_> {
-    /// A provider's keys given in the configuration (`jwks.inline`).
-    fn inline(&self, provider: usize) -> Option<&KeySet> {
-        self.worker
-            .config
-            .providers
-            .get(provider)
-            .and_then(|p| p.inline_keys.as_ref())
-    }
-}
-
 impl KeyLookup for View<'_> {
     fn availability(&self, provider: usize) -> KeyAvailability {
-        if self.inline(provider).is_some() {
-            return KeyAvailability::Ready;
-        }
         let availability = self
             .worker
             .keys
@@ -60,12 +46,10 @@ impl KeyLookup for View<'_> {
         }
     }
     fn keys(&self, provider: usize) -> Option<&KeySet> {
-        self.inline(provider)
-            .or_else(|| self.worker.keys.get(provider).and_then(ProviderKeys::keys))
+        self.worker.keys.get(provider).and_then(ProviderKeys::keys)
     }
     fn may_refetch(&self, provider: usize) -> bool {
-        self.inline(provider).is_none()
-            && !self.waited.keys(provider)
+        !self.waited.keys(provider)
             && self
                 .worker
                 .keys

@@ -94,6 +94,12 @@ pub(in crate::pipeline) fn ineligible(
                 "takes tokens from elsewhere".to_string()
             } else if !p.algorithms.contains(&alg) {
                 "does not accept this alg".to_string()
+            } else if p.issuer_template.is_some() {
+                format!(
+                    "iss {} does not fit the issuer template {} (or names a value issuer_values does not list)",
+                    iss.unwrap_or("(none)"),
+                    p.issuer.as_deref().unwrap_or("")
+                )
             } else {
                 format!(
                     "issuer differs (token iss {}, wanted {})",

@@ -42,13 +42,13 @@ pub fn verify_signature(
         };
     }
     let wait = |refetch, note| Err(Stop::wait(Wait::Keys { provider, refetch }, note));
-    let keys = match (inp.keys.availability(provider), inp.keys.keys(provider)) {
+    let keys = match inp.keys_of(provider) {
         (KeyAvailability::Ready, Some(k)) => k,
         (KeyAvailability::Loading, _) => return wait(false, "keys loading"),
         _ => return deny(Denial::Unavailable, "no keys obtainable"),
     };
     if kid.is_some_and(|k| !keys.has_kid(k)) {
-        if inp.keys.may_refetch(provider) {
+        if inp.may_refetch(provider) {
             return wait(true, "unknown kid");
         }
         return deny(Denial::InvalidToken, "unknown kid");

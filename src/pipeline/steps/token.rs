@@ -39,8 +39,8 @@ pub(super) fn verify_token<'a>(
             let iss = c.claims.get("iss").and_then(Value::as_str);
             select_in(cfg, scope, c.alg, iss, source) == Some(c.provider)
                 && c.key.is_none_or(|fp| {
-                    inp.keys
-                        .keys(c.provider)
+                    inp.keys_of(c.provider)
+                        .1
                         .is_some_and(|k| k.has_fingerprint(fp))
                 })
         });
@@ -148,8 +148,7 @@ pub(super) fn verify_token<'a>(
             v.provider == provider.fingerprint
                 && v.exp == exp
                 && if !alg.is_hmac() {
-                    inp.keys.availability(pid) == KeyAvailability::Ready
-                        && inp.keys.keys(pid).is_some_and(|k| k.has_fingerprint(v.key))
+                    matches!(inp.keys_of(pid), (KeyAvailability::Ready, Some(k)) if k.has_fingerprint(v.key))
                 } else {
                     v.key == 0
                 }
