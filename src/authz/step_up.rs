@@ -141,6 +141,18 @@ mod tests {
     }
 
     #[test]
+    fn the_log_says_which_check_failed() {
+        assert_eq!(
+            Weak::Level.to_string(),
+            "acr missing or not one of the rule's acr_values"
+        );
+        assert_eq!(
+            Weak::Age.to_string(),
+            "auth_time missing or older than the rule's max_age_s"
+        );
+    }
+
+    #[test]
     fn challenges_name_what_the_rule_asks() {
         let rule = StepUp {
             acr_values: vec!["phr".into(), "phrh".into()],

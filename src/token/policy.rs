@@ -80,8 +80,9 @@ pub struct ClaimCondition {
 }
 
 /// Whether two scalars are equal: strings exactly, booleans as booleans, numbers as
-/// numbers (`1` equals `1.0`, exactly: an integer equals a float only when the float is
-/// that whole number, never by rounding); values of different types never.
+/// numbers (`1` equals `1.0`; an integer equals a float only when the float is that whole
+/// number below 2^53, where no rounding can have made it); values of different types
+/// never.
 fn same_scalar(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::String(x), Value::String(y)) => x == y,
@@ -92,10 +93,11 @@ fn same_scalar(a: &Value, b: &Value) -> bool {
                     .map(i128::from)
                     .or_else(|| n.as_u64().map(i128::from))
             };
-            // A float that is a whole number within ±2^63, as an integer.
+            // A float that is a whole number below 2^53 in magnitude, as an integer (at
+            // 2^53 and beyond a float may be a rounded neighbour: it equals no integer).
             let whole = |n: &serde_json::Number| {
                 n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.223_372_036_854_776e18)
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0)
                     .map(|f| f as i128)
             };
             match (int(x), int(y)) {
@@ -287,6 +289,22 @@ mod tests {
     }
 
     #[test]
+    fn lifetime_errors_say_why() {
+        assert_eq!(
+            LifetimeError::NoIat.as_str(),
+            "no numeric iat (max_lifetime_s needs one)"
+        );
+        assert_eq!(
+            LifetimeError::IssuedInTheFuture.as_str(),
+            "iat is in the future"
+        );
+        assert_eq!(
+            LifetimeError::TooLong.as_str(),
+            "exp - iat is longer than max_lifetime_s"
+        );
+    }
+
+    #[test]
     fn lifetimes() {
         let now = 1_000_000;
         let c = |iat: Value| claims(json!({"iat": iat}));
@@ -357,6 +375,11 @@ mod tests {
         assert!(!big.holds(&claims(json!({"n": 9_007_199_254_740_992.0}))));
         assert!(big.holds(&claims(json!({"n": 9_007_199_254_740_993_i64}))));
         assert!(cond("f", json!(0.5)).holds(&claims(json!({"f": 0.5}))));
+        assert!(!cond("n", json!(1)).holds(&claims(json!({"n": 1.5}))));
+        assert!(cond("n", json!(1)).holds(&claims(json!({"n": 1.0}))));
+        let two_53 = cond("n", json!(9_007_199_254_740_992_i64));
+        assert!(!two_53.holds(&claims(json!({"n": 9_007_199_254_740_992.0}))));
+        assert!(two_53.holds(&claims(json!({"n": 9_007_199_254_740_992_i64}))));
         assert!(!cond("f", json!(0.5)).holds(&claims(json!({"f": 1}))));
         assert_eq!(
             level.seen(&claims(json!({"ext": {"level": "2"}}))),
