@@ -191,11 +191,6 @@ fn authority_of(url: &str) -> String {
 }
 
 impl Resources {
-    /// Whether any resource is declared.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The first of `candidates` that names the request's authority, else the first.
     fn preferred<'a>(
         candidates: impl Iterator<Item = &'a Resource> + Clone,
@@ -465,6 +460,74 @@ mod tests {
             let doc: Value = serde_json::from_str(&doc.body).expect("json");
             assert_eq!(doc["resource"], json!(format!("https://{host}/mcp")));
         }
+    }
+
+    #[test]
+    fn derived_entries_for_two_hosts_on_one_path_each_answer_their_own() {
+        let on = |host: &str| Resource {
+            prefix: "/mcp".into(),
+            allowed_authorities: vec![host.to_string()],
+            authorization_servers: vec![format!("https://as.{host}")],
+            ..Default::default()
+        };
+        let r = Resources {
+            entries: vec![on("a.example"), on("b.example")],
+        };
+        for host in ["a.example", "b.example"] {
+            assert_eq!(
+                r.metadata_url_for(&req("GET", host, "/mcp")),
+                Some(format!(
+                    "https://{host}/.well-known/oauth-protected-resource/mcp"
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn challenges_add_the_document_and_the_scope_only_under_a_resource() {
+        let r = Resources {
+            entries: vec![derived()],
+        };
+        let c = r.challenge(&req("GET", "api.example.com", "/mcp/x"), Some("tools:call"));
+        assert_eq!(
+            c,
+            Challenge {
+                resource_metadata: Some(
+                    "https://api.example.com/.well-known/oauth-protected-resource/mcp".into()
+                ),
+                scope: Some("tools:call".into()),
+            }
+        );
+        // Under the resource on another authority: the scope, no document.
+        let c = r.challenge(&req("GET", "evil.test", "/mcp"), Some("tools:call"));
+        assert_eq!(
+            (c.resource_metadata, c.scope.as_deref()),
+            (None, Some("tools:call"))
+        );
+        // Outside every resource: today's challenge.
+        let c = r.challenge(&req("GET", "api.example.com", "/v1"), Some("tools:call"));
+        assert_eq!(c, Challenge::default());
+    }
+
+    #[test]
+    fn a_derived_resource_for_every_path_has_no_trailing_slash() {
+        let mut e = derived();
+        e.prefix = "/".into();
+        let r = Resources { entries: vec![e] };
+        assert_eq!(
+            r.metadata_url_for(&req("GET", "api.example.com", "/anything")),
+            Some("https://api.example.com/.well-known/oauth-protected-resource".into())
+        );
+        let doc = r
+            .answer(&req(
+                "GET",
+                "api.example.com",
+                "/.well-known/oauth-protected-resource",
+            ))
+            .expect("answered");
+        assert_eq!(doc.status, 200);
+        let doc: Value = serde_json::from_str(&doc.body).expect("json");
+        assert_eq!(doc["resource"], json!("https://api.example.com"));
     }
 
     #[test]
