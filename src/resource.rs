@@ -156,8 +156,9 @@ pub struct Resources {
     pub entries: Vec<Resource>,
 }
 
-/// Whether an authority (host, with any port) is a loopback host.
-fn loopback(authority: &str) -> bool {
+/// Whether an authority (host, with any port) is a loopback host: the only one a resource
+/// or an authorization server may name over plain `http`.
+pub fn loopback(authority: &str) -> bool {
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
@@ -434,52 +435,41 @@ mod tests {
 
     #[test]
     fn two_hosts_with_one_path_each_get_their_own_resource() {
-        let on = |host: &str| Resource {
+        // An explicit identifier per host, then a derived one per host.
+        let explicit = |host: &str| Resource {
             resource: Some(format!("https://{host}/mcp")),
-            prefix: "/mcp".into(),
-            authorization_servers: vec![format!("https://as.{host}")],
             ..Default::default()
         };
-        let r = Resources {
-            entries: vec![on("a.example"), on("b.example")],
-        };
-        for host in ["a.example", "b.example"] {
-            assert_eq!(
-                r.metadata_url_for(&req("GET", host, "/mcp")),
-                Some(format!(
-                    "https://{host}/.well-known/oauth-protected-resource/mcp"
-                ))
-            );
-            let doc = r
-                .answer(&req(
-                    "GET",
-                    host,
-                    "/.well-known/oauth-protected-resource/mcp",
-                ))
-                .expect("answered");
-            let doc: Value = serde_json::from_str(&doc.body).expect("json");
-            assert_eq!(doc["resource"], json!(format!("https://{host}/mcp")));
-        }
-    }
-
-    #[test]
-    fn derived_entries_for_two_hosts_on_one_path_each_answer_their_own() {
-        let on = |host: &str| Resource {
-            prefix: "/mcp".into(),
+        let derived = |host: &str| Resource {
             allowed_authorities: vec![host.to_string()],
-            authorization_servers: vec![format!("https://as.{host}")],
             ..Default::default()
         };
-        let r = Resources {
-            entries: vec![on("a.example"), on("b.example")],
-        };
-        for host in ["a.example", "b.example"] {
-            assert_eq!(
-                r.metadata_url_for(&req("GET", host, "/mcp")),
-                Some(format!(
-                    "https://{host}/.well-known/oauth-protected-resource/mcp"
-                ))
-            );
+        for entry in [explicit, derived] {
+            let on = |host: &str| Resource {
+                prefix: "/mcp".into(),
+                authorization_servers: vec![format!("https://as.{host}")],
+                ..entry(host)
+            };
+            let r = Resources {
+                entries: vec![on("a.example"), on("b.example")],
+            };
+            for host in ["a.example", "b.example"] {
+                assert_eq!(
+                    r.metadata_url_for(&req("GET", host, "/mcp")),
+                    Some(format!(
+                        "https://{host}/.well-known/oauth-protected-resource/mcp"
+                    ))
+                );
+                let doc = r
+                    .answer(&req(
+                        "GET",
+                        host,
+                        "/.well-known/oauth-protected-resource/mcp",
+                    ))
+                    .expect("answered");
+                let doc: Value = serde_json::from_str(&doc.body).expect("json");
+                assert_eq!(doc["resource"], json!(format!("https://{host}/mcp")));
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use super::provider::Provider;
 use super::reader::Fields;
 use super::rules::Rule;
 use crate::error::{err, ConfigError};
-use crate::resource::{under, Resource, Resources};
+use crate::resource::{loopback, under, Resource, Resources};
 use crate::sender::BindingMode;
 use crate::token::TokenSource;
 use serde_json::Value;
@@ -68,16 +68,12 @@ fn check_url(url: &str) -> Result<(), &'static str> {
     if authority.is_empty() || authority.contains('@') {
         return Err("must name a host (and no user information)");
     }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6
-            .split_once(']')
-            .map(|(h, _)| h)
-            .ok_or("an IPv6 host needs its closing ']'")?,
-        None => authority.split(':').next().unwrap_or(""),
-    };
+    if authority.starts_with('[') && !authority.contains(']') {
+        return Err("an IPv6 host needs its closing ']'");
+    }
     match scheme {
         "https" => Ok(()),
-        "http" if matches!(host, "localhost" | "127.0.0.1" | "::1") => Ok(()),
+        "http" if loopback(authority) => Ok(()),
         "http" => Err("must use https (http only for localhost, 127.0.0.1 or [::1])"),
         _ => Err("must be an https URL"),
     }

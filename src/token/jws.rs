@@ -140,21 +140,21 @@ pub fn compact(jws: &str, max_len: usize) -> Result<Compact<'_>, ParseError> {
 /// Splits and decodes a compact JWS (RFC 7515 §7.1) and reads its protected header's
 /// `alg` and `kid`. Size is checked before any decoding.
 pub fn split(token: &str, max_len: usize) -> Result<RawJws<'_>, ParseError> {
-    let c = compact(token, max_len)?;
-    let alg = match c.header.get("alg") {
-        Some(Value::String(a)) => a.clone(),
+    let mut c = compact(token, max_len)?;
+    // The header's strings are moved out of the parsed map, not copied.
+    let alg = match c.header.remove("alg") {
+        Some(Value::String(a)) => a,
         _ => return Err(ParseError::Header),
     };
-    let kid = match c.header.get("kid") {
+    let kid = match c.header.remove("kid") {
         None => None,
-        Some(Value::String(k)) => Some(k.clone()),
+        Some(Value::String(k)) => Some(k),
         Some(_) => return Err(ParseError::Header),
     };
-    let typ = c
-        .header
-        .get("typ")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let typ = match c.header.remove("typ") {
+        Some(Value::String(t)) => Some(t),
+        _ => None,
+    };
     Ok(RawJws {
         header: Header { alg, kid, typ },
         payload: c.payload,

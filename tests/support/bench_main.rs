@@ -386,6 +386,13 @@ fn verdict(value: f64, limit: f64) -> &'static str {
     }
 }
 
+/// Row names the summaries look rows up by, as the rows are defined.
+const ROW_HOP: &str = "wasm hop (bearer-guard, public rule)";
+const ROW_CACHED: &str = "bearer-guard, cached token";
+const ROW_FLOOR: &str = "wasm floor (a filter that only reads the header)";
+const ROW_DISTINCT: &str = "bearer-guard, every token distinct";
+const ROW_JA_DISTINCT: &str = "jwt_authn, every token distinct";
+
 /// The native module's lines: its rows against the wasm rows and the native floor, how
 /// close a distinct token comes to the signature alone, and the targets of issue 34 as
 /// same-run ratios of added CPU per request.
@@ -393,15 +400,8 @@ fn native_summary(i: &NativeInputs) -> String {
     let added_cpu = |x: &Run, y: &Run, z: &Run| (x.cpu_us - z.cpu_us) / (y.cpu_us - z.cpu_us);
     let diff = |x: &Run, y: &Run, _: &Run| x.cpu_us - y.cpu_us;
     let added = |x: &Run, _: &Run, z: &Run| x.cpu_us - z.cpu_us;
-    let (hop, cached) = (
-        "wasm hop (bearer-guard, public rule)",
-        "bearer-guard, cached token",
-    );
-    let floor = "wasm floor (a filter that only reads the header)";
-    let (bg, ja) = (
-        "bearer-guard, every token distinct",
-        "jwt_authn, every token distinct",
-    );
+    let (hop, cached, floor) = (ROW_HOP, ROW_CACHED, ROW_FLOOR);
+    let (bg, ja) = (ROW_DISTINCT, ROW_JA_DISTINCT);
     let (n_hop, n_cached, n_bg, n_es) = (
         native_row(hop),
         native_row(cached),
@@ -940,14 +940,9 @@ fn main() {
     };
     let mut rows = vec![
         row("no auth (direct_response)", 0, &one, true),
-        row(
-            "wasm floor (a filter that only reads the header)",
-            6,
-            &one,
-            true,
-        ),
-        row("wasm hop (bearer-guard, public rule)", 1, &one, true),
-        row("bearer-guard, cached token", 4, &one, true),
+        row(ROW_FLOOR, 6, &one, true),
+        row(ROW_HOP, 1, &one, true),
+        row(ROW_CACHED, 4, &one, true),
         row(
             "bearer-guard, cached token, clear_route_cache",
             reroute,
@@ -955,8 +950,8 @@ fn main() {
             true,
         ),
         row("jwt_authn, cache on, same token", 2, &one, true),
-        row("jwt_authn, every token distinct", 3, &distinct, true),
-        row("bearer-guard, every token distinct", 4, &distinct, true),
+        row(ROW_JA_DISTINCT, 3, &distinct, true),
+        row(ROW_DISTINCT, 4, &distinct, true),
         row(
             "bearer-guard, forged-signature flood",
             4,
@@ -1229,15 +1224,8 @@ fn main() {
     let added_ratio_cpu = |x: &Run, y: &Run, z: &Run| (x.cpu_us - z.cpu_us) / (y.cpu_us - z.cpu_us);
     let added_ratio_rps =
         |x: &Run, y: &Run, z: &Run| (1e6 / x.rps - 1e6 / z.rps) / (1e6 / y.rps - 1e6 / z.rps);
-    let (hop, cached) = (
-        "wasm hop (bearer-guard, public rule)",
-        "bearer-guard, cached token",
-    );
-    let floor = "wasm floor (a filter that only reads the header)";
-    let (bg, ja) = (
-        "bearer-guard, every token distinct",
-        "jwt_authn, every token distinct",
-    );
+    let (hop, cached, floor) = (ROW_HOP, ROW_CACHED, ROW_FLOOR);
+    let (bg, ja) = (ROW_DISTINCT, ROW_JA_DISTINCT);
     let (bg_forged, ja_forged) = (
         "bearer-guard, forged-signature flood",
         "jwt_authn, forged-signature flood",

@@ -276,25 +276,7 @@ impl FilterHandle {
 
     /// The request's headers, as byte pairs, in order.
     pub(super) fn request_headers(self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let Some(a) = api() else {
-            return Vec::new();
-        };
-        // SAFETY: a live filter on its own thread.
-        let n = unsafe { (a.http_get_headers_size)(self.0, REQUEST_HEADERS) };
-        let mut raw = vec![
-            EnvoyHeader {
-                key: std::ptr::null(),
-                key_len: 0,
-                value: std::ptr::null(),
-                value_len: 0,
-            };
-            n
-        ];
-        // SAFETY: `raw` holds exactly `n` entries for Envoy to fill.
-        if n == 0 || !unsafe { (a.http_get_headers)(self.0, REQUEST_HEADERS, raw.as_mut_ptr()) } {
-            return Vec::new();
-        }
-        raw.iter().map(copy_header).collect()
+        self.with_request_headers(|pairs| pairs.map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
     }
 
     /// Sets a request header (`None` or an empty value: removes it).
