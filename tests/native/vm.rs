@@ -643,3 +643,33 @@ fn a_lookup_whose_answer_never_comes_is_given_up() {
     );
     assert!(late.is_empty(), "{late:?}");
 }
+
+/// An issuer template without `issuer_values` is said once per process: of two workers
+/// configured on one store, only the first logs the warning (and a worker configured
+/// again, as on a reconfiguration with the same provider, does not repeat it).
+#[test]
+fn an_open_issuer_template_is_warned_about_once_per_process() {
+    let mut provider = vm_provider("entra");
+    provider["issuer"] = json!("https://login.example.com/{tid}/v2.0");
+    let plugin = json!({"providers": [provider]});
+    let s = store();
+    let warnings = || {
+        let cfg =
+            bearer_guard::parse_config(plugin.to_string().as_bytes(), &|_| None).expect("config");
+        let store: Rc<dyn Store> = s.clone();
+        let mut vm = Core::new(
+            cfg,
+            Box::new(RustBackend),
+            Box::new(store),
+            (T0, 1),
+            entropy(),
+        );
+        vm.on_configure(T0)
+            .iter()
+            .filter(|e| matches!(e, Effect::Log(_, l) if l.contains("accepts any value")))
+            .count()
+    };
+    assert_eq!(warnings(), 1, "the first worker warns");
+    assert_eq!(warnings(), 0, "the second does not");
+    assert_eq!(warnings(), 0, "nor a third");
+}
