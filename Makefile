@@ -7,6 +7,9 @@ VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
 TARGET        := wasm32-wasip1
 WASM          := target/$(TARGET)/release/bearer_guard.wasm
+# The module that also sees responses, to filter MCP lists (`filter_lists`): built with the
+# `lists` feature in its own target directory, its response callbacks kept.
+WASM_LISTS    := target/$(TARGET)/release/bearer_guard_lists.wasm
 PYTHON        ?= python3
 # binaryen's optimizer: dead-code elimination after wasm-trim plus size/speed passes.
 # Features: what rustc's wasm32-wasip1 output uses (the validator names any other).
@@ -43,7 +46,7 @@ deps: $(ENVOY) $(ISTIO_MODELS) $(MCP_SDK) ## Install the wasm target, the pinned
 # $(call finish,IN,OUT): cargo's module IN → OUT with the unimplemented callbacks trimmed
 # from its exports, then wasm-opt. OUT is written by rename, never in place: the filter's
 # OUT is a hard link to cargo's own artifact, which must stay intact.
-finish = cargo run --quiet --example wasm-trim -- $(1) $(2).trimmed && \
+finish = cargo run --quiet --example wasm-trim -- $(1) $(2).trimmed $(3) && \
 	$(WASM_OPT) $(WASM_OPT_ARGS) $(2).trimmed -o $(2).tmp && mv $(2).tmp $(2)
 
 NATIVE        := target/release/libbearer_guard.so
@@ -52,6 +55,9 @@ build: deps ## Build the filter: the wasm module and the native Envoy module (re
 	cargo build --release --target $(TARGET) --lib
 	$(call finish,target/$(TARGET)/release/deps/bearer_guard.wasm,$(WASM))
 	@ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
+	cargo build --release --target $(TARGET) --lib --features lists --target-dir target/lists
+	$(call finish,target/lists/$(TARGET)/release/deps/bearer_guard.wasm,$(WASM_LISTS),--keep-responses)
+	@ls -l $(WASM_LISTS) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
 	cargo build --release --lib
 	@ls -l $(NATIVE) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
 

@@ -145,7 +145,7 @@ fn reply(e: &mut Explanation, outcome: &Outcome, req: &Request, resources: &Reso
         }
         // Offline keys never load and accounts never wait: not reached.
         Decision::Await(_) => e.status = 500,
-        // A GraphQL request without its body (`--body`): no answer yet.
+        // A GraphQL or MCP request without its body (`--body`): no answer yet.
         Decision::ReadBody { .. } => e.status = 0,
     }
 }
@@ -197,7 +197,7 @@ impl Explanation {
         ));
         for (title, checks) in [
             (
-                "GraphQL root fields (each judged by its rule)",
+                "GraphQL root fields or MCP messages (each judged by its rule)",
                 &self.trace.fields,
             ),
             ("Header preconditions", &self.trace.preconditions),
@@ -231,7 +231,7 @@ impl Explanation {
             out.push_str(&format!("Membership: {} {}\n", mark(m.ok), m.finding));
         }
         if self.status == 0 {
-            out.push_str("Result: the request goes on; its body is read to judge its GraphQL root fields (pass --body to see the answer)\n");
+            out.push_str("Result: the request goes on; its body is read to judge its GraphQL root fields or MCP messages (pass --body to see the answer)\n");
         } else if self.status == 200 {
             let headers: Vec<String> = self
                 .headers

@@ -26,6 +26,7 @@ mod error;
 mod explain;
 mod graphql;
 mod keys;
+mod mcp;
 mod pipeline;
 mod reply;
 mod request;
@@ -59,7 +60,7 @@ pub use pipeline::{
 // The per-worker core and its host.
 pub use worker::accounts::LOST_LOOKUP_MS;
 pub use worker::{
-    CallResponse, DispatchError, Effect, Host, Level, MetricKind, Outgoing, Worker,
+    CallResponse, DispatchError, Effect, Host, Level, MetricKind, Outgoing, ResponsePlan, Worker,
     ACCOUNT_CLAIM_GRACE_MS, HELD_BODY_WAIT_MS, HOST_CALLS_PER_REQUEST, IDLE_TICK_MS, WAIT_GRACE_MS,
 };
 // Keys, signatures and the process-wide store.
@@ -90,10 +91,21 @@ pub use sender::{
 #[cfg(not(target_arch = "wasm32"))]
 pub use explain::{explain, Explanation};
 
+/// The response callbacks of [`UNIMPLEMENTED_CALLBACKS`] that `bearer_guard_lists.wasm`
+/// keeps (built with the `lists` feature): the module that filters MCP list answers
+/// (`filter_lists`) sees responses; the other one never pays for them.
+pub const RESPONSE_CALLBACKS: &[&str] = &[
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+];
+
 /// proxy-wasm callbacks the filter does not implement. The SDK exports every callback of
 /// the ABI, and a host enters the VM for each exported one on every request, response and
 /// body chunk; `make build` removes these from the module's exports (`wasm-trim`), so the
 /// host skips them. A callback the filter starts implementing must leave this list.
+/// (The response callbacks are implemented for `bearer_guard_lists.wasm` only; the main
+/// module has them removed.)
 pub const UNIMPLEMENTED_CALLBACKS: &[&str] = &[
     "proxy_on_response_headers",
     "proxy_on_response_body",

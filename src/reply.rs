@@ -221,6 +221,24 @@ impl Denial {
     }
 }
 
+impl Reply {
+    /// A 502 in the contract's JSON shape: the upstream's answer cannot go to the client
+    /// (an MCP list too large or unreadable to filter).
+    pub fn bad_gateway(detail: &str, request_id: &str) -> Reply {
+        Reply {
+            status: 502,
+            headers: vec![("content-type", "application/json".to_string())],
+            body: json!({ "detail": detail, "request_id": request_id }).to_string(),
+        }
+    }
+
+    /// The 502 a host answers when it cannot write a filtered list into the response
+    /// (the unfiltered one never goes on).
+    pub fn list_unwritable() -> Reply {
+        Reply::bad_gateway("The MCP server's list answer could not be filtered", "")
+    }
+}
+
 /// A value made safe inside a quoted-string (RFC 9110 §5.6.4): `"` and `\\` escaped,
 /// control characters dropped (a scope may be rendered from request values).
 fn quoted(value: &str) -> String {

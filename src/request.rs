@@ -22,6 +22,22 @@ pub struct Request {
     pub peer_certificate_sha256: Option<String>,
 }
 
+impl Request {
+    /// The request without its body (what a response needs of it).
+    pub fn head(&self) -> Request {
+        Request {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            authority: self.authority.clone(),
+            route_name: self.route_name.clone(),
+            request_id: self.request_id.clone(),
+            headers: self.headers.clone(),
+            body: Body::Unread,
+            peer_certificate_sha256: self.peer_certificate_sha256.clone(),
+        }
+    }
+}
+
 /// A request's body as the core knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Body {

@@ -214,13 +214,17 @@ impl Resources {
         )
     }
 
+    /// The identifier of the resource `req` falls under (`None`: no resource, or a
+    /// derived one for an authority its entry does not allow): what `{resource}` in
+    /// `audiences` stands for.
+    pub fn identifier_for(&self, req: &Request) -> Option<String> {
+        self.entry(req)?.identifier(scheme(req), &req.authority)
+    }
+
     /// The metadata URL a challenge for `req` names (`None`: no resource, or a derived one
     /// for an authority its entry does not allow).
     pub fn metadata_url_for(&self, req: &Request) -> Option<String> {
-        let entry = self.entry(req)?;
-        entry
-            .identifier(scheme(req), &req.authority)
-            .map(|id| metadata_url(&id))
+        self.identifier_for(req).map(|id| metadata_url(&id))
     }
 
     /// What a challenge for `req` adds: `resource_metadata` where its resource has an

@@ -11,6 +11,7 @@
 pub mod account;
 pub mod forward;
 pub mod jwks;
+pub mod mcp;
 pub mod policy;
 pub mod provider;
 mod reader;
@@ -73,6 +74,7 @@ struct RawConfig {
     access_log_fields: bool,
     clear_route_cache: bool,
     graphql: Limits,
+    mcp: crate::mcp::Limits,
     stat_prefix: Option<String>,
     protected_resources: Vec<RawResource>,
 }
@@ -97,6 +99,7 @@ impl RawConfig {
                 "access_log_fields",
                 "clear_route_cache",
                 "graphql",
+                "mcp",
                 "stat_prefix",
                 "protected_resources",
             ],
@@ -163,6 +166,7 @@ impl RawConfig {
             access_log_fields: f.bool_or("access_log_fields", false)?,
             clear_route_cache: f.bool_or("clear_route_cache", false)?,
             graphql: read_graphql(&f)?,
+            mcp: mcp::read_limits(&f)?,
             stat_prefix: f.opt_string("stat_prefix")?,
             protected_resources: f
                 .items("protected_resources")?
@@ -205,6 +209,8 @@ pub struct Config {
     pub clear_route_cache: bool,
     /// Bounds on GraphQL requests (`graphql`).
     pub graphql: Limits,
+    /// Bounds on MCP requests and filtered lists (`mcp`).
+    pub mcp: crate::mcp::Limits,
     /// The revocation lists providers name, each once.
     pub revocations: Vec<RevocationSource>,
     /// The configuration's name in metric names (`stat_prefix`; empty: not given, see
@@ -212,6 +218,11 @@ pub struct Config {
     pub stat_prefix: String,
     /// Some rule has a `match.graphql` condition (computed).
     pub has_graphql: bool,
+    /// Some rule has a `match.mcp` condition (computed).
+    pub has_mcp: bool,
+    /// The methods, tools and prompts rules name: MCP messages must not spell them in
+    /// another case (computed).
+    pub mcp_spellings: crate::mcp::Spellings,
     /// Some rule matches on the host (computed).
     pub needs_host: bool,
     /// Some rule matches on Envoy's route name (computed).
@@ -287,6 +298,22 @@ impl Config {
             .map_or("(default)", |r| r.name.as_str())
     }
 
+    /// The largest request body the filter reads (GraphQL's or MCP's limit, whichever is
+    /// larger: the pipeline checks each against its own).
+    pub fn max_body_bytes(&self) -> usize {
+        let mcp = if self.has_mcp {
+            self.mcp.max_body_bytes
+        } else {
+            0
+        };
+        self.graphql.max_body_bytes.max(mcp)
+    }
+
+    /// Whether a rule filters MCP lists (`filter_lists`): the host must pass responses.
+    pub fn filters_lists(&self) -> bool {
+        self.rules.iter().any(|r| r.filter_lists)
+    }
+
     /// Every header the filter may set: client-sent copies are always removed.
     pub fn owned_headers(&self) -> impl Iterator<Item = &str> {
         let accounts = self
@@ -339,6 +366,13 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
         let list = p.revocation.take();
         let mut compiled = provider::compile(p, &at, env)?;
+        let audiences = mcp::audiences(
+            std::mem::take(&mut compiled.audiences),
+            &format!("{at}.audiences"),
+            !raw.protected_resources.is_empty(),
+        )?;
+        compiled.audiences = audiences.exact;
+        compiled.audience_resource = audiences.resource;
         if let Some(source) = list {
             // Providers naming one list share it: it must be configured alike.
             let same = revocations
@@ -436,7 +470,12 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     }
     let mut rules = Vec::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
-        rules.push(rules::compile(r, i, &providers, raw.mode)?);
+        rules.push(rules::compile(
+            r,
+            i,
+            &providers,
+            (raw.mode, !raw.protected_resources.is_empty()),
+        )?);
     }
     let dpop = providers.iter().any(|p| p.dpop.is_some());
     let needs_peer_certificate = providers.iter().any(|p| {
@@ -460,9 +499,12 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         access_log_fields: raw.access_log_fields,
         clear_route_cache: raw.clear_route_cache,
         graphql: raw.graphql,
+        mcp: raw.mcp,
         revocations,
         stat_prefix,
         has_graphql: rules.iter().any(|r| r.graphql.is_some()),
+        has_mcp: rules.iter().any(|r| r.mcp.is_some()),
+        mcp_spellings: mcp_spellings(&rules),
         needs_host: rules.iter().any(|r| r.matcher.uses_host()),
         needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),
         dpop,
@@ -471,6 +513,20 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         resources,
         rules,
     })
+}
+
+/// The methods, tools and prompts the rules' `match.mcp` conditions name.
+fn mcp_spellings(rules: &[Rule]) -> crate::mcp::Spellings {
+    let mut out = crate::mcp::Spellings::default();
+    for m in rules.iter().filter_map(|r| r.mcp.as_ref()) {
+        out.methods.extend(m.methods.iter().cloned());
+        out.names.extend(m.tools.iter().chain(&m.prompts).cloned());
+    }
+    out.methods.sort();
+    out.methods.dedup();
+    out.names.sort();
+    out.names.dedup();
+    out
 }
 
 /// The headers removed before the upstream for the providers' sender constraints.

@@ -193,8 +193,12 @@ pub struct Provider {
     pub name: String,
     /// Required `iss`, also used to select the provider for a token.
     pub issuer: Option<String>,
-    /// Accepted `aud` values; empty means `aud` is not checked.
+    /// Accepted `aud` values; empty (and no `audience_resource`) means `aud` is not
+    /// checked.
     pub audiences: Vec<String>,
+    /// `audiences` holds `{resource}`: `aud` may also name the request's protected
+    /// resource, so the audience is checked per request, after the caches.
+    pub audience_resource: bool,
     /// Algorithms this provider accepts.
     pub algorithms: Vec<Algorithm>,
     /// Where public keys come from.
@@ -389,6 +393,7 @@ pub(super) fn compile(
         name: p.name,
         issuer: p.issuer,
         audiences: p.audiences,
+        audience_resource: false,
         algorithms: p.algorithms,
         jwks,
         secret,

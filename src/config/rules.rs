@@ -7,12 +7,16 @@ use crate::authz::matcher::{Matcher, RawMatch};
 use crate::authz::{HeaderFormat, Membership, RequestValue, Requirement, StepUp, Template};
 use crate::error::{err, ConfigError};
 use crate::graphql::{FieldMatch, OperationKind};
-use crate::token::ClaimCondition;
+use crate::mcp::McpMatch;
+use crate::token::{Audiences, ClaimCondition};
 use serde_json::Value;
 
 /// A rule as written.
 pub(super) struct RawRule {
     graphql: Option<RawGraphql>,
+    mcp: Option<McpMatch>,
+    filter_lists: bool,
+    audiences: Vec<String>,
     name: Option<String>,
     matcher: RawMatch,
     public: bool,
@@ -50,6 +54,8 @@ impl RawRule {
                 "acr_values",
                 "max_age_s",
                 "claim_values",
+                "filter_lists",
+                "audiences",
             ],
         )?;
         let name = f.opt_string("name")?;
@@ -72,6 +78,7 @@ impl RawRule {
             }),
             None => None,
         };
+        let mcp = super::mcp::read_match(&m)?;
         let public = f.bool_or("public", false)?;
         let providers = f.opt_strings("providers")?;
         let permissions = f.strings("permissions")?;
@@ -113,6 +120,9 @@ impl RawRule {
             None => None,
         };
         Ok(RawRule {
+            mcp,
+            filter_lists: f.bool_or("filter_lists", false)?,
+            audiences: f.strings("audiences")?,
             claim_values: read_claim_values(&f)?,
             acr_values: f.opt_strings("acr_values")?,
             max_age_s,
@@ -133,7 +143,7 @@ impl RawRule {
 }
 
 const MATCH_KEYS: &[&str] = &[
-    "methods", "path", "prefix", "template", "host", "route", "graphql",
+    "methods", "path", "prefix", "template", "host", "route", "graphql", "mcp",
 ];
 
 /// The JSON names of GraphQL operation kinds.
@@ -192,6 +202,14 @@ pub struct Rule {
     /// The GraphQL operations and root fields it applies to (`match.graphql`); `None`: a
     /// rule for whole requests.
     pub graphql: Option<FieldMatch>,
+    /// The MCP messages it applies to (`match.mcp`); `None`: a rule for whole requests.
+    pub mcp: Option<McpMatch>,
+    /// Filter the answers to the list messages it judges to what the caller may use
+    /// (`filter_lists`).
+    pub filter_lists: bool,
+    /// `audiences`: the token's `aud` must also name one of these (`{resource}`: the
+    /// request's protected resource); empty: no check beyond the provider's.
+    pub audiences: Audiences,
     /// Step-up authentication (`acr_values`, `max_age_s`); `None`: any sign-in will do.
     pub step_up: Option<StepUp>,
     /// `claim_values`: conditions on the token's claims (403 when one fails).
@@ -220,9 +238,17 @@ pub(super) fn compile(
     r: RawRule,
     i: usize,
     providers: &[Provider],
-    mode: Mode,
+    (mode, has_resources): (Mode, bool),
 ) -> Result<Rule, ConfigError> {
     let at = format!("rules[{i}]");
+    if r.graphql.is_some() && r.mcp.is_some() {
+        return err(
+            format!("{at}.match"),
+            "a rule judges GraphQL fields or MCP messages, not both",
+        );
+    }
+    super::mcp::check_filter_lists(r.filter_lists, r.mcp.as_ref(), &at)?;
+    let audiences = super::mcp::audiences(r.audiences, &format!("{at}.audiences"), has_resources)?;
     let matcher = Matcher::compile(&r.matcher, &format!("{at}.match"))?;
     let has_checks = !r.permissions.is_empty()
         || !r.all_of.is_empty()
@@ -231,21 +257,22 @@ pub(super) fn compile(
         || r.providers.is_some()
         || r.acr_values.is_some()
         || r.max_age_s.is_some()
-        || !r.claim_values.is_empty();
+        || !r.claim_values.is_empty()
+        || !audiences.is_empty();
     if r.public && has_checks {
         return err(
             format!("{at}.public"),
-            "a public rule cannot also require permissions, membership, providers, claim values or a step-up",
+            "a public rule cannot also require permissions, membership, providers, claim values, audiences or a step-up",
         );
     }
     let step_up = step_up(r.acr_values, r.max_age_s, &at)?;
-    if (step_up.is_some() || !r.claim_values.is_empty())
+    if (step_up.is_some() || !r.claim_values.is_empty() || !audiences.is_empty())
         && r.authentication == Authentication::Optional
     {
         // A request without a credential would pass where a weaker token is refused.
         return err(
             format!("{at}.authentication"),
-            "a step-up (acr_values, max_age_s) or claim_values needs authentication \"required\"",
+            "a step-up (acr_values, max_age_s), claim_values or audiences needs authentication \"required\"",
         );
     }
     if r.public && r.authentication == Authentication::Optional {
@@ -355,6 +382,9 @@ pub(super) fn compile(
         mode: r.mode.unwrap_or(mode),
         authentication: r.authentication,
         graphql,
+        mcp: r.mcp,
+        filter_lists: r.filter_lists,
+        audiences,
         step_up,
         claim_values: r.claim_values,
     })

@@ -706,3 +706,109 @@ fn second_review_findings_are_refused() {
     ];
     assert_errors_name(cases);
 }
+
+#[test]
+fn mcp_errors_name_their_field() {
+    let with = |top: &str, rule: &str| {
+        format!(
+            r#"{{"providers": [{{"name": "p", "algorithms": ["HS256"], "secret": {{"env": "SDK_SECRET"}}}}],
+                {top} "rules": [{rule}]}}"#
+        )
+    };
+    let resources = r#""protected_resources": [{"resource": "https://mcp.example.com/mcp", "authorization_servers": ["https://as.example.com"]}],"#;
+    assert_errors_name(vec![
+        (
+            with(
+                r#""mcp": {"max_body_bytes": 100},"#,
+                r#"{"match": {"prefix": "/mcp", "mcp": {}}}"#,
+            ),
+            "mcp.max_body_bytes",
+        ),
+        (
+            with(
+                r#""mcp": {"max_list_bytes": 99999999},"#,
+                r#"{"match": {"prefix": "/mcp", "mcp": {}}}"#,
+            ),
+            "mcp.max_list_bytes",
+        ),
+        (
+            with(
+                r#""mcp": {"bogus": 1},"#,
+                r#"{"match": {"prefix": "/mcp", "mcp": {}}}"#,
+            ),
+            "mcp.bogus",
+        ),
+        (
+            with(
+                "",
+                r#"{"match": {"prefix": "/mcp", "mcp": {"tools": ["a b"]}}}"#,
+            ),
+            "rules[0].match.mcp.tools[0]",
+        ),
+        (
+            with(
+                "",
+                r#"{"match": {"prefix": "/mcp", "mcp": {"methods": [""]}}}"#,
+            ),
+            "rules[0].match.mcp.methods[0]",
+        ),
+        (
+            with(
+                "",
+                r#"{"match": {"prefix": "/mcp", "mcp": {"tool": ["a"]}}}"#,
+            ),
+            "rules[0].match.mcp.tool",
+        ),
+        (
+            with("", r#"{"match": {"prefix": "/mcp"}, "filter_lists": true}"#),
+            "rules[0].filter_lists",
+        ),
+        (
+            with(
+                "",
+                r#"{"match": {"prefix": "/mcp", "mcp": {"tools": ["a"]}}, "filter_lists": true}"#,
+            ),
+            "rules[0].filter_lists",
+        ),
+        (
+            with(
+                "",
+                r#"{"match": {"prefix": "/mcp", "mcp": {}}, "audiences": ["{resource}"]}"#,
+            ),
+            "rules[0].audiences[0]",
+        ),
+        (
+            with(
+                resources,
+                r#"{"match": {"prefix": "/mcp", "mcp": {}}, "audiences": ["{resurce}"]}"#,
+            ),
+            "rules[0].audiences[0]",
+        ),
+        (
+            with(
+                resources,
+                r#"{"match": {"prefix": "/mcp", "mcp": {}, "graphql": {}}}"#,
+            ),
+            "rules[0].match",
+        ),
+        (
+            with(
+                resources,
+                r#"{"match": {"prefix": "/mcp", "mcp": {}}, "public": true, "audiences": ["{resource}"]}"#,
+            ),
+            "rules[0].public",
+        ),
+    ]);
+    // What is accepted: limits, list filtering by a rule that can match a list, and the
+    // resource audience with protected_resources.
+    let ok = with(
+        &format!(r#""mcp": {{"max_body_bytes": 4096, "max_list_bytes": 65536}}, {resources}"#),
+        r#"{"match": {"prefix": "/mcp", "mcp": {"methods": ["tools/list"]}}, "filter_lists": true, "audiences": ["{resource}", "api"]}"#,
+    );
+    let cfg = parse(ok.as_bytes(), &env).expect("valid");
+    assert_eq!(cfg.mcp.max_body_bytes, 4096);
+    assert_eq!(cfg.mcp.max_list_bytes, 65536);
+    assert!(cfg.rules[0].filter_lists);
+    assert!(cfg.rules[0].audiences.resource);
+    assert_eq!(cfg.rules[0].audiences.exact, ["api"]);
+}

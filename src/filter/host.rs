@@ -26,6 +26,8 @@ pub(crate) const CAS_MISMATCH: HostError = HostError(8);
 pub(crate) mod map {
     /// The request's headers.
     pub(crate) const REQUEST_HEADERS: u32 = 0;
+    /// The response's headers.
+    pub(crate) const RESPONSE_HEADERS: u32 = 2;
     /// A dispatched call's response headers.
     pub(crate) const CALL_RESPONSE_HEADERS: u32 = 6;
 }
@@ -34,6 +36,8 @@ pub(crate) mod map {
 pub(crate) mod buffer {
     /// The request's body (what Envoy has buffered of it).
     pub(crate) const HTTP_REQUEST_BODY: u32 = 0;
+    /// The response's body (what Envoy has buffered of it).
+    pub(crate) const HTTP_RESPONSE_BODY: u32 = 1;
     /// A dispatched call's response body.
     pub(crate) const CALL_RESPONSE_BODY: u32 = 4;
     /// The plugin configuration.
@@ -63,6 +67,13 @@ extern "C" {
         max_size: usize,
         return_buffer_data: *mut *mut u8,
         return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
     ) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: u32,
@@ -222,6 +233,20 @@ pub(crate) fn set_tick_period_ms(ms: u32) -> Result<(), HostError> {
 pub(crate) fn buffer(kind: u32, max: usize) -> Result<Option<Vec<u8>>, HostError> {
     // SAFETY: out-pointers valid for the call.
     with_buffer(|d, s| unsafe { proxy_get_buffer_bytes(kind, 0, max, d, s) })
+}
+
+/// Replaces the first `size` bytes of a host buffer (all of it, for Envoy) with `data`.
+pub(crate) fn set_buffer(kind: u32, size: usize, data: &[u8]) -> Result<(), HostError> {
+    // SAFETY: a valid slice for the call's duration.
+    check(unsafe { proxy_set_buffer_bytes(kind, 0, size, data.as_ptr(), data.len()) })
+}
+
+/// Removes a response header.
+pub(crate) fn remove_response_header(name: &str) -> Result<(), HostError> {
+    // SAFETY: a valid slice for the call's duration.
+    check(unsafe {
+        proxy_remove_header_map_value(map::RESPONSE_HEADERS, name.as_ptr(), name.len())
+    })
 }
 
 /// A header map, serialized (decode with `request::Headers::from_serialized`).

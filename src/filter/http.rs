@@ -4,7 +4,7 @@ use super::apply::{apply, send_reply, Caller, StateRef};
 use super::host;
 use crate::reply::Denial;
 use crate::request::{Body, Headers, Request};
-use crate::worker::CallResponse;
+use crate::worker::{CallResponse, ResponsePlan};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
@@ -161,9 +161,98 @@ impl HttpContext for Http {
         };
         apply(&state, effects, self.context_id, Some(self.context_id))
     }
+
+    // Responses reach the module only in bearer_guard_lists.wasm (the other module's
+    // exports have no response callbacks): an MCP list answer to filter.
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(state) = self.state.clone() else {
+            return Action::Continue;
+        };
+        if !state.borrow().worker.filters_responses() {
+            return Action::Continue;
+        }
+        let text = |name: &str| {
+            host::header(host::map::RESPONSE_HEADERS, name)
+                .ok()
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
+        };
+        let status = text(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let (content_type, encoding) = (text("content-type"), text("content-encoding"));
+        let length = text("content-length").and_then(|s| s.trim().parse().ok());
+        let plan = state.borrow_mut().worker.on_response_headers(
+            self.context_id,
+            (status, content_type.as_deref(), encoding.as_deref(), length),
+        );
+        match plan {
+            ResponsePlan::Pass | ResponsePlan::Replace(_) => Action::Continue,
+            ResponsePlan::Hold => {
+                // The filtered body has another length.
+                let _ = host::remove_response_header("content-length");
+                if end_of_stream {
+                    return self.response_body(0, true);
+                }
+                Action::Pause
+            }
+            ResponsePlan::Reply(reply) => {
+                send_reply(&reply);
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.response_body(body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // The body is complete with the trailers.
+        let size = host::buffer(host::buffer::HTTP_RESPONSE_BODY, usize::MAX)
+            .ok()
+            .flatten()
+            .map_or(0, |b| b.len());
+        self.response_body(size, true)
+    }
 }
 
 impl Http {
+    /// `body_size` bytes of the response body so far (`end`: all of it).
+    fn response_body(&mut self, body_size: usize, end: bool) -> Action {
+        let Some(state) = self.state.clone() else {
+            return Action::Continue;
+        };
+        if !state.borrow().worker.filters_responses() {
+            return Action::Continue;
+        }
+        let read = || {
+            host::buffer(host::buffer::HTTP_RESPONSE_BODY, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        let plan = {
+            let vm = &mut state.borrow_mut().worker;
+            let now = vm.clock();
+            vm.on_response_body(now, self.context_id, (body_size, end), &read)
+        };
+        match plan {
+            ResponsePlan::Pass => Action::Continue,
+            ResponsePlan::Hold => Action::Pause,
+            ResponsePlan::Replace(body) => {
+                if host::set_buffer(host::buffer::HTTP_RESPONSE_BODY, body_size, &body).is_err() {
+                    // The unfiltered body must not go on.
+                    send_reply(&crate::reply::Reply::list_unwritable());
+                    return Action::Pause;
+                }
+                Action::Continue
+            }
+            ResponsePlan::Reply(reply) => {
+                send_reply(&reply);
+                Action::Pause
+            }
+        }
+    }
+
     /// The request's trailers: its body is complete.
     fn trailers(&mut self) -> Action {
         let Some(state) = self.state.clone() else {

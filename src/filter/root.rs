@@ -50,6 +50,19 @@ impl RootContext for Root {
                 return false;
             }
         };
+        // This module's responses never reach it unless it was built to filter them.
+        if let Some(rule) = cfg.rules.iter().find(|r| r.filter_lists) {
+            if !cfg!(feature = "lists") {
+                log(
+                    Level::Error,
+                    &format!(
+                        "bearer-guard: rules[{}].filter_lists: this module does not see responses; load bearer_guard_lists.wasm (make build), which does",
+                        rule.index
+                    ),
+                );
+                return false;
+            }
+        }
         let backend: Box<dyn SignatureBackend> = match cfg.verifier.use_host(backend::available()) {
             Ok(true) => Box::new(EnvoyVerifier(backend::call)),
             Ok(false) => Box::new(RustBackend),

@@ -9,7 +9,9 @@ use super::abi::{self, FilterHandle, LogLevel, MetricChange};
 use super::plugin::{self, Plugin, Shared};
 use crate::reply::Denial;
 use crate::request::{Body, Headers, Request};
-use crate::worker::{self, CallResponse, DispatchError, Effect, Host, Outgoing, Worker};
+use crate::worker::{
+    self, CallResponse, DispatchError, Effect, Host, Outgoing, ResponsePlan, Worker,
+};
 use std::cell::Cell;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -309,6 +311,102 @@ pub(super) fn request_trailers(s: &Stream) -> u32 {
     })
 }
 
+/// Response headers: a filtered MCP list answer is held for its body (or refused); every
+/// other response goes on untouched.
+pub(super) fn response_headers(s: &Stream, end_of_stream: bool) -> u32 {
+    let h = s.handle;
+    let planned = with_local(s, |local| {
+        if !local.core.filters_responses() {
+            return None;
+        }
+        let text = |name: &[u8]| {
+            h.response_header(name)
+                .and_then(|v| String::from_utf8(v).ok())
+        };
+        let status = text(b":status").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let (content_type, encoding) = (text(b"content-type"), text(b"content-encoding"));
+        let length = text(b"content-length").and_then(|v| v.trim().parse().ok());
+        let plan = local.core.on_response_headers(
+            s.context,
+            (status, content_type.as_deref(), encoding.as_deref(), length),
+        );
+        Some((plan, flushed(local)))
+    })
+    .flatten();
+    let Some((plan, effects)) = planned else {
+        return CONTINUE;
+    };
+    apply(&s.shared, h, effects, &[], None);
+    match plan {
+        ResponsePlan::Pass | ResponsePlan::Replace(_) => CONTINUE,
+        ResponsePlan::Hold => {
+            // The filtered body has another length.
+            h.remove_response_header("content-length");
+            if end_of_stream {
+                return response_body(s, true);
+            }
+            STOP
+        }
+        ResponsePlan::Reply(reply) => {
+            send(h, &reply);
+            STOP
+        }
+    }
+}
+
+/// More of a response body (`end_of_stream`: all of it); `received`: this hook brought
+/// data (false for the trailers, when the body is all buffered).
+pub(super) fn response_body(s: &Stream, end_of_stream: bool) -> u32 {
+    response_data(s, end_of_stream, true)
+}
+
+/// A response's trailers: its body is complete.
+pub(super) fn response_trailers(s: &Stream) -> u32 {
+    response_data(s, true, false)
+}
+
+fn response_data(s: &Stream, end: bool, received: bool) -> u32 {
+    let h = s.handle;
+    let planned = with_local(s, |local| {
+        if !local.core.filters_responses() {
+            return None;
+        }
+        let size = h.response_body_size(received);
+        let read = || h.response_body(received);
+        let plan = local
+            .core
+            .on_response_body(now_ms(), s.context, (size, end), &read);
+        Some((plan, flushed(local)))
+    })
+    .flatten();
+    let Some((plan, effects)) = planned else {
+        return CONTINUE;
+    };
+    apply(&s.shared, h, effects, &[], None);
+    match plan {
+        ResponsePlan::Pass => CONTINUE,
+        ResponsePlan::Hold => STOP,
+        ResponsePlan::Replace(body) => {
+            if h.replace_response_body(received, &body) {
+                return CONTINUE;
+            }
+            // The unfiltered body must not go on.
+            refuse_response(h)
+        }
+        ResponsePlan::Reply(reply) => {
+            send(h, &reply);
+            STOP
+        }
+    }
+}
+
+/// The counts a response hook made, as effects to apply.
+fn flushed(local: &mut Local) -> Vec<Effect> {
+    let mut out = Vec::new();
+    local.core.flush_metrics(&mut out);
+    out
+}
+
 /// A scheduled event on this stream's worker: answers, and a tick.
 pub(super) fn scheduled(s: &Stream) {
     let now = now_ms();
@@ -349,6 +447,12 @@ pub(super) fn fail_closed(handle: FilterHandle) -> u32 {
         .map(|(_, v)| String::from_utf8_lossy(&v).to_string())
         .unwrap_or_default();
     send(handle, &Denial::Unavailable.reply(&request_id));
+    STOP
+}
+
+/// Answers a response the filter could not handle 502 (never passed on unfiltered).
+pub(super) fn refuse_response(handle: FilterHandle) -> u32 {
+    send(handle, &crate::reply::Reply::list_unwritable());
     STOP
 }
 

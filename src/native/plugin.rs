@@ -151,6 +151,7 @@ fn live() -> &'static Mutex<Vec<Weak<Shared>>> {
 pub(super) fn compile(name: &str, json: &[u8]) -> Result<Config, crate::error::ConfigError> {
     let mut cfg = crate::config::parse(json, &|var| std::env::var(var).ok())?;
     cfg.graphql.hold_head = true;
+    cfg.mcp.hold_head = true;
     cfg.name_metrics_after(name);
     Ok(cfg)
 }
@@ -430,6 +431,10 @@ fn native_name(full: &str) -> Option<(String, Vec<(&'static str, String)>)> {
     let metric = match metric.split_once('.') {
         Some((family @ ("denied" | "would_deny"), reason)) => {
             labels.push(("reason", reason.to_string()));
+            family
+        }
+        Some((family @ ("mcp_messages_allowed" | "mcp_messages_denied"), method)) => {
+            labels.push(("mcp_method", method.to_string()));
             family
         }
         _ => metric,

@@ -76,6 +76,7 @@ mod tests {
         parts.push(outcome(
             Decision::ReadBody {
                 headers: Vec::new(),
+                hold_head: false,
             },
             None,
             "body",

@@ -21,11 +21,14 @@ pub enum Decision {
     /// Pause until what the decision needs has arrived (or is known not to come), then
     /// decide again.
     Await(Wait),
-    /// A GraphQL request whose root fields are in its body: the body is held until it is
-    /// complete, then the request is decided with it.
+    /// A request judged by its body's parts (GraphQL root fields, MCP messages): the body
+    /// is held until it is complete, then the request is decided with it.
     ReadBody {
         /// The token's identity headers (empty without a credential).
         headers: Vec<(String, String)>,
+        /// The head waits with the body (`graphql.hold_head`, `mcp.hold_head`): a refused
+        /// request never reaches the upstream, not even its head.
+        hold_head: bool,
     },
 }
 
@@ -168,6 +171,8 @@ pub struct Outcome {
     /// The scopes the rule requires, space-separated, for an `insufficient_scope`
     /// challenge (rendered from the request where a permission has placeholders).
     pub scope: Option<String>,
+    /// An MCP request's messages (for metrics) and the lists whose answers are filtered.
+    pub mcp: Option<Box<super::mcp::McpNote>>,
 }
 
 impl Outcome {
@@ -246,6 +251,7 @@ pub(crate) fn outcome(
         revocation: RevocationNote::None,
         proof: None,
         scope: None,
+        mcp: None,
     }
 }
 

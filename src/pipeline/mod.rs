@@ -7,14 +7,16 @@
 //! account → permissions → membership → forward.
 //!
 //! A GraphQL endpoint judges each root field by its own rule from the header
-//! preconditions on ([`graphql`]); a decision made of parts follows one rule
-//! ([`combine`]). What a decision is lives in [`decision`], what the pipeline may ask of
+//! preconditions on ([`graphql`]), an MCP endpoint each JSON-RPC message ([`mcp`]), both
+//! through [`parts`]; a decision made of parts follows one rule ([`combine`]). What a decision is lives in [`decision`], what the pipeline may ask of
 //! its worker in [`ports`], its record of the steps in [`trace`]. Each later capability
 //! adds a step, not a branch.
 
 mod combine;
 pub mod decision;
 mod graphql;
+mod mcp;
+mod parts;
 pub mod ports;
 mod steps;
 pub mod trace;
@@ -23,6 +25,7 @@ pub(crate) use self::decision::{deny, outcome};
 pub use self::decision::{
     Authenticated, CacheNote, Class, Decision, Outcome, RevocationNote, Stop, Wait, Waited,
 };
+pub use self::mcp::mcp_list_allowed;
 pub use self::ports::{
     AccountLookup, FixedKeys, FixedRevocations, Inputs, KeyLookup, RevocationLookup, VerdictLookup,
 };
@@ -83,6 +86,10 @@ fn decide_rule(inp: &Inputs, req: &Request, t: &mut Tracer) -> Outcome {
     // A GraphQL endpoint: the first rule matching the request judges root fields.
     if matched.as_ref().is_some_and(|(r, _)| r.graphql.is_some()) {
         return graphql::graphql_decision(inp, req, path, &host, t);
+    }
+    // An MCP endpoint: the first rule matching the request judges messages.
+    if matched.as_ref().is_some_and(|(r, _)| r.mcp.is_some()) {
+        return mcp::mcp_decision(inp, req, path, &host, t);
     }
     let (rule, captures): (Option<&Rule>, Captures) = match matched {
         Some((r, c)) => (Some(r), c),

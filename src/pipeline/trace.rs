@@ -15,7 +15,8 @@ pub enum Step {
     Rule(String),
     /// A GraphQL request as a whole (whether it could be read).
     Request,
-    /// A GraphQL root field: the operation kind and the field's name.
+    /// A part of a body: a GraphQL root field (the operation kind and the field's name),
+    /// or an MCP message (`mcp` and the message, as `tools/call search_items`).
     Field(&'static str, String),
     /// A header precondition, by the header's name as configured.
     Precondition(String),
@@ -55,6 +56,9 @@ pub enum Step {
     Lifetime,
     /// One `claim_values` condition (the provider's or the rule's), by its claim.
     ClaimValue(String),
+    /// `aud` against audiences that name the request's protected resource
+    /// (`{resource}`), or a rule's `audiences`.
+    ResourceAudience,
 }
 
 impl fmt::Display for Step {
@@ -81,6 +85,7 @@ impl fmt::Display for Step {
             Step::SignIn => "step-up",
             Step::TokenType => "token type",
             Step::Lifetime => "lifetime",
+            Step::ResourceAudience => "resource audience",
             Step::ClaimValue(claim) => return write!(f, "claim {claim}"),
         };
         f.write_str(name)
@@ -404,8 +409,8 @@ impl fmt::Display for GrantFound {
 pub struct Trace {
     /// The rule step: each rule, in order, and whether the request matched it.
     pub rules: Vec<Check>,
-    /// GraphQL: each root field with the rule that judged it (or why the request could
-    /// not be read).
+    /// GraphQL: each root field; MCP: each JSON-RPC message — with the rule that judged
+    /// it (or why the body could not be read).
     pub fields: Vec<Check>,
     /// The rule's header preconditions.
     pub preconditions: Vec<Check>,

@@ -93,16 +93,43 @@ pub fn check_claims(
             return Err(ClaimError::Issuer);
         }
     }
-    if !audiences.is_empty() {
-        let listed = |a: &str| audiences.iter().any(|want| want == a);
-        let ok = match claims.get("aud") {
-            Some(Value::String(a)) => listed(a),
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(listed),
-            _ => false,
-        };
-        if !ok {
-            return Err(ClaimError::Audience);
-        }
+    if !audiences.is_empty() && !aud_names(claims, |a| audiences.iter().any(|want| want == a)) {
+        return Err(ClaimError::Audience);
     }
     Ok(exp)
+}
+
+/// Whether the token's `aud` (a string, or an array of them) names a value `wanted`
+/// accepts.
+pub fn aud_names(claims: &Map<String, Value>, wanted: impl Fn(&str) -> bool) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(a)) => wanted(a),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(wanted),
+        _ => false,
+    }
+}
+
+/// An `audiences` list that may name the request's protected resource (`{resource}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Audiences {
+    /// Values `aud` may name as they are.
+    pub exact: Vec<String>,
+    /// `aud` may name the identifier of the `protected_resources` entry the request falls
+    /// under.
+    pub resource: bool,
+}
+
+impl Audiences {
+    /// Whether the list is empty (no check).
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && !self.resource
+    }
+
+    /// Whether `aud` names one of the values — `resource` standing for `{resource}`
+    /// (`None`: the request has no resource identifier, and only exact values count).
+    pub fn named_by(&self, claims: &Map<String, Value>, resource: Option<&str>) -> bool {
+        aud_names(claims, |a| {
+            self.exact.iter().any(|want| want == a) || (self.resource && resource == Some(a))
+        })
+    }
 }

@@ -34,6 +34,10 @@ pub enum Scope {
     List,
     /// One per provider accepting DPoP: `provider.<provider>.<name>`.
     Dpop,
+    /// One per MCP method label, when a rule has `match.mcp`: `<name>.<method>`.
+    PerMcpMethod,
+    /// One for the configuration, when a rule filters MCP lists: `<name>`.
+    McpLists,
 }
 
 /// Declares every metric once: the [`Metric`] enum and [`TABLE`], in the same order.
@@ -117,6 +121,25 @@ metrics! {
     RevocationStale = "revocation_stale", Gauge, List;
     /// Seconds since the list in force was fetched.
     RevocationAgeSeconds = "revocation_age_seconds", Gauge, List;
+    /// MCP messages in requests that went on, by method.
+    McpMessagesAllowed = "mcp_messages_allowed", Counter, PerMcpMethod;
+    /// MCP messages in requests refused, by method.
+    McpMessagesDenied = "mcp_messages_denied", Counter, PerMcpMethod;
+    /// MCP list answers filtered.
+    McpListsFiltered = "mcp_lists_filtered", Counter, McpLists;
+    /// Items MCP list filtering hid.
+    McpListItemsHidden = "mcp_list_items_hidden", Counter, McpLists;
+    /// MCP list answers replaced by a 502 (too large, compressed or unreadable).
+    McpListsRefused = "mcp_lists_refused", Counter, McpLists;
+}
+
+/// The method labels of MCP metrics: the methods MCP names (`/` as `_`), `other` and
+/// `response` (the client's answers).
+pub fn mcp_method_labels() -> impl Iterator<Item = &'static str> {
+    crate::mcp::KNOWN_METHODS
+        .iter()
+        .copied()
+        .chain(["other", "response"])
 }
 
 /// Index of the first instance of each metric in one scope instance (`None`: not there).
@@ -159,13 +182,24 @@ impl Metrics {
                     for d in Denial::all() {
                         definitions.push((format!("{full}.{}", d.reason()), *kind));
                     }
+                } else if *scope == Scope::PerMcpMethod {
+                    for m in mcp_method_labels() {
+                        definitions.push((format!("{full}.{}", segment(m)), *kind));
+                    }
                 } else {
                     definitions.push((full, *kind));
                 }
             }
             at
         };
-        let global = define(&[Scope::Global, Scope::PerDenial], "");
+        let mut scopes = vec![Scope::Global, Scope::PerDenial];
+        if config.has_mcp {
+            scopes.push(Scope::PerMcpMethod);
+        }
+        if config.filters_lists() {
+            scopes.push(Scope::McpLists);
+        }
+        let global = define(&scopes, "");
         let providers = config
             .providers
             .iter()
@@ -312,6 +346,40 @@ impl Metrics {
                 self.bump(first.map(|first| first + i));
             }
         }
+    }
+
+    /// An MCP request's messages (their method labels), in a request that went on
+    /// (`passes`) or was refused.
+    pub fn mcp(&mut self, methods: &[&str], passes: bool) {
+        let metric = if passes {
+            Metric::McpMessagesAllowed
+        } else {
+            Metric::McpMessagesDenied
+        };
+        let Some(first) = self.global(metric) else {
+            return;
+        };
+        for m in methods {
+            if let Some(i) = mcp_method_labels().position(|l| l == *m) {
+                self.bump(Some(first + i));
+            }
+        }
+    }
+
+    /// An MCP list answer filtered, `hidden` items removed.
+    pub fn mcp_list_filtered(&mut self, hidden: usize) {
+        self.bump(self.global(Metric::McpListsFiltered));
+        if let Some(n) = self
+            .global(Metric::McpListItemsHidden)
+            .and_then(|i| self.pending.get_mut(i))
+        {
+            *n = n.saturating_add(i64::try_from(hidden).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// An MCP list answer replaced by a 502.
+    pub fn mcp_list_refused(&mut self) {
+        self.bump(self.global(Metric::McpListsRefused));
     }
 
     /// A token from this VM's cache.

@@ -47,6 +47,7 @@ pub mod lists;
 pub mod metrics;
 mod outcome;
 pub mod replay;
+pub mod responses;
 pub mod tokens;
 mod view;
 pub mod waiting;
@@ -62,6 +63,8 @@ use self::keys::KeySets;
 use self::lists::Lists;
 use self::metrics::Metrics;
 use self::replay::ReplayGuard;
+pub use self::responses::ResponsePlan;
+use self::responses::Responses;
 use self::tokens::Tokens;
 use self::view::View;
 use self::waiting::{Event, Reading, Waiter, Waiting};
@@ -120,6 +123,7 @@ pub struct Worker {
     accounts: Accounts,
     tokens: Tokens,
     replay: ReplayGuard,
+    responses: Responses,
     calls: Calls,
     waiting: Waiting,
     metrics: Metrics,
@@ -160,6 +164,7 @@ impl Worker {
             accounts: Accounts::new(&config),
             tokens: Tokens::new(&config, &*store, entropy),
             replay: ReplayGuard::new(&config),
+            responses: Responses::default(),
             calls: Calls::default(),
             waiting: Waiting::default(),
             metrics: Metrics::new(&config),
@@ -357,7 +362,7 @@ impl Worker {
         read: &dyn Fn() -> Vec<u8>,
         host: &mut dyn Host,
     ) -> Vec<Effect> {
-        let limit = self.config.graphql.max_body_bytes;
+        let limit = self.config.max_body_bytes();
         let body = || {
             if body_size > limit {
                 Body::TooLarge(body_size)
@@ -383,7 +388,7 @@ impl Worker {
         read: &dyn Fn(usize) -> Vec<u8>,
         host: &mut dyn Host,
     ) -> Vec<Effect> {
-        let limit = self.config.graphql.max_body_bytes;
+        let limit = self.config.max_body_bytes();
         let body = || {
             let bytes = read(limit.saturating_add(1));
             if bytes.len() > limit {
@@ -426,7 +431,9 @@ impl Worker {
                 self.set_tick(&mut out);
             }
             Some(false) => {
-                if let (Some(complete), true) = (complete, self.config.has_graphql) {
+                if let (Some(complete), true) =
+                    (complete, self.config.has_graphql || self.config.has_mcp)
+                {
                     if let Some(request) = self.waiting.paused_request(context) {
                         request.body = complete();
                     }
@@ -486,6 +493,85 @@ impl Worker {
     /// HTTP context `context` is gone: forget its waiting request.
     pub fn on_context_gone(&mut self, context: u32) {
         self.waiting.forget(context);
+        self.responses.forget(context);
+    }
+
+    /// Whether a response of this worker's requests is to be filtered (an MCP list
+    /// answer): without one, the host passes responses untouched and asks nothing more.
+    pub fn filters_responses(&self) -> bool {
+        self.responses.any()
+    }
+
+    /// The response of `context` has its head: `(status, content-type,
+    /// content-encoding, content-length)`. `Pass` for every response but a filtered
+    /// MCP list answer, which is held (`Hold`) or refused (`Reply`, a 502).
+    pub fn on_response_headers(
+        &mut self,
+        context: u32,
+        head: (u32, Option<&str>, Option<&str>, Option<usize>),
+    ) -> ResponsePlan {
+        if !self.responses.any() {
+            return ResponsePlan::Pass;
+        }
+        match self.responses.head(context, head, &self.config.mcp) {
+            Ok(plan) => plan,
+            Err(refused) => {
+                self.metrics.mcp_list_refused();
+                refused.reply()
+            }
+        }
+    }
+
+    /// `size` bytes of the response body of `context` so far (`end`: all of it, which
+    /// `read` reads): `Hold` until it is complete, then `Replace` with the filtered
+    /// list (each item judged as the message that would use it, under the current rules,
+    /// at `now`), or `Reply` with a 502 when it cannot be filtered; `Pass` for a response
+    /// that is not filtered.
+    pub fn on_response_body(
+        &mut self,
+        now: u64,
+        context: u32,
+        (size, end): (usize, bool),
+        read: &dyn Fn() -> Vec<u8>,
+    ) -> ResponsePlan {
+        if !self.responses.any() {
+            return ResponsePlan::Pass;
+        }
+        let mut responses = std::mem::take(&mut self.responses);
+        let limits = self.config.mcp;
+        let judged = responses.body(
+            context,
+            (size, end),
+            read,
+            &limits,
+            &mut |req, kind, items| self.list_allowed(req, now, kind, items),
+        );
+        self.responses = responses;
+        match judged {
+            Ok(j) => {
+                if matches!(j.plan, ResponsePlan::Replace(_)) {
+                    self.metrics.mcp_list_filtered(j.hidden);
+                }
+                j.plan
+            }
+            Err(refused) => {
+                self.metrics.mcp_list_refused();
+                refused.reply()
+            }
+        }
+    }
+
+    /// Which of a list's items the caller of `req` may use, at `now`.
+    fn list_allowed(
+        &self,
+        req: &Request,
+        now: u64,
+        kind: crate::mcp::ListKind,
+        items: &[&str],
+    ) -> Vec<bool> {
+        self.with_inputs(now, &Waited::default(), |inputs| {
+            crate::pipeline::mcp_list_allowed(inputs, req, kind, items)
+        })
     }
 
     /// A request whose head was held for a body that never came (the host does not hold
@@ -520,6 +606,12 @@ impl Worker {
     }
 
     fn decide(&self, req: &Request, now: u64, waited: &Waited) -> Outcome {
+        self.with_inputs(now, waited, |inputs| decide(inputs, req))
+    }
+
+    /// `f` with the pipeline's inputs at `now`: this worker's keys, lists, accounts and
+    /// caches.
+    fn with_inputs<T>(&self, now: u64, waited: &Waited, f: impl FnOnce(&Inputs) -> T) -> T {
         let view = View {
             worker: self,
             now_ms: now,
@@ -536,7 +628,7 @@ impl Worker {
         if !self.lists.is_empty() {
             inputs = inputs.revocations(&view);
         }
-        decide(&inputs, req)
+        f(&inputs)
     }
 
     /// Decides a request and applies the decision, or parks it until what it waits for
@@ -558,8 +650,11 @@ impl Worker {
             self.tokens.note(note, now, &*self.store, &mut self.metrics);
             let wait = match outcome.decision {
                 Decision::Await(ref wait) => wait.clone(),
-                Decision::ReadBody { ref headers } => {
-                    let head_held = self.config.graphql.hold_head;
+                Decision::ReadBody {
+                    ref headers,
+                    hold_head,
+                } => {
+                    let head_held = hold_head;
                     if head_held {
                         // The head waits with the body: a refused request never reaches
                         // the upstream, not even its head.

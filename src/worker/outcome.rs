@@ -39,10 +39,26 @@ impl Worker {
         if self.config.access_log_fields {
             self.record(context, &outcome, verdict, reason, out);
         }
+        if let Some(note) = &outcome.mcp {
+            let passes = matches!(outcome.decision, Decision::Allow { .. }) || audit;
+            self.metrics.mcp(&note.methods, passes);
+        }
         match &outcome.decision {
             Decision::Allow { headers } => {
                 self.metrics.allowed(outcome.public, outcome.anonymous);
                 self.forward(context, request, &outcome, headers, out);
+                if let Some(note) = outcome.mcp.as_ref().filter(|n| !n.lists.is_empty()) {
+                    // The answer is filtered: it must come uncompressed.
+                    self.responses
+                        .expect(context, request.head(), note.lists.clone());
+                    if request.headers.first("accept-encoding").is_some() {
+                        out.push(Effect::Header {
+                            context,
+                            name: "accept-encoding".to_string(),
+                            value: None,
+                        });
+                    }
+                }
                 out.push(Effect::Continue { context });
             }
             Decision::Deny(denial) => {

@@ -513,17 +513,23 @@ fn the_demo_runs() {
     );
 }
 
+/// The names a wasm module exports.
+fn exports_of(bytes: &[u8]) -> Vec<&str> {
+    let mut exports = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let Ok(wasmparser::Payload::ExportSection(reader)) = payload {
+            exports.extend(reader.into_iter().filter_map(Result::ok).map(|e| e.name));
+        }
+    }
+    exports
+}
+
 /// The module Envoy loads exports the callbacks the filter implements and none of the
 /// ones `make build` trims (a host enters the VM for every exported callback).
 #[test]
 fn the_built_module_exports_only_implemented_callbacks() {
     let bytes = std::fs::read(wasm_path()).expect("the built module");
-    let mut exports = Vec::new();
-    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
-        if let Ok(wasmparser::Payload::ExportSection(reader)) = payload {
-            exports.extend(reader.into_iter().filter_map(Result::ok).map(|e| e.name));
-        }
-    }
+    let exports = exports_of(&bytes);
     for needed in [
         "proxy_on_vm_start",
         "proxy_on_configure",
@@ -542,6 +548,18 @@ fn the_built_module_exports_only_implemented_callbacks() {
         assert!(
             !exports.contains(trimmed),
             "{trimmed} is exported: build with `make build`"
+        );
+    }
+    // The module that filters MCP lists keeps the response callbacks, and only those.
+    let lists = std::fs::read(wasm_path().with_file_name("bearer_guard_lists.wasm"))
+        .expect("bearer_guard_lists.wasm (make build)");
+    let exports = exports_of(&lists);
+    for callback in bearer_guard::UNIMPLEMENTED_CALLBACKS {
+        let kept = bearer_guard::RESPONSE_CALLBACKS.contains(callback);
+        assert_eq!(
+            exports.contains(callback),
+            kept,
+            "{callback} in the lists module"
         );
     }
 }

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "authz",
             "sender",
             "graphql",
+            "mcp",
             "account",
             "revocation",
             "resource",

@@ -13,6 +13,7 @@ mod docs;
 mod dpop;
 mod fuzz_smoke;
 mod layers;
+mod mcp;
 mod metrics;
 mod pipeline;
 mod recipes;

@@ -562,7 +562,7 @@ impl Drop for Envoy {
 /// The core's name of a stat of the configuration `bearer_guard`: the wasm module's
 /// `wasmcustom.bearer_guard.bearer_guard.<name>`, or the native module's
 /// `dynamicmodulescustom.bearer_guard[.provider].<metric>.bearer_guard_config.bearer_guard
-/// [.provider.<p>][.reason.<r>]`. `None` for another configuration's or Envoy's own.
+/// [.provider.<p>][.reason.<r>|.mcp_method.<m>]`. `None` for another configuration's or Envoy's own.
 pub fn core_metric_name(stat: &str) -> Option<String> {
     if let Some(name) = stat.strip_prefix("wasmcustom.bearer_guard.bearer_guard.") {
         return Some(name.to_string());
@@ -570,6 +570,9 @@ pub fn core_metric_name(stat: &str) -> Option<String> {
     let rest = stat.strip_prefix("dynamicmodulescustom.bearer_guard.")?;
     let (metric, labels) = rest.split_once(".bearer_guard_config.")?;
     let labels = labels.strip_prefix("bearer_guard")?;
+    if let Some(method) = labels.strip_prefix(".mcp_method.") {
+        return Some(format!("{metric}.{method}"));
+    }
     let (provider, reason) = match labels.strip_prefix(".provider.") {
         Some(p) => match p.split_once(".reason.") {
             Some((p, r)) => (Some(p), Some(r)),

@@ -1,9 +1,10 @@
-//! `wasm-trim IN OUT`: writes IN (cargo's artifact) to OUT with the callbacks of
-//! [`bearer_guard::UNIMPLEMENTED_CALLBACKS`] removed from its exports, every other section
-//! copied byte for byte. Run by `make build`; refuses a module that lacks one of them (a
+//! `wasm-trim IN OUT [--keep-responses]`: writes IN (cargo's artifact) to OUT with the
+//! callbacks of [`bearer_guard::UNIMPLEMENTED_CALLBACKS`] removed from its exports (but
+//! [`bearer_guard::RESPONSE_CALLBACKS`] with `--keep-responses`: the module that filters
+//! MCP lists), every other section copied byte for byte. Run by `make build`; refuses a module that lacks one of them (a
 //! renamed callback would otherwise be silently kept) or that is not a bearer-guard module.
 
-use bearer_guard::UNIMPLEMENTED_CALLBACKS;
+use bearer_guard::{RESPONSE_CALLBACKS, UNIMPLEMENTED_CALLBACKS};
 use std::process::ExitCode;
 use wasm_encoder::{ExportKind, ExportSection, Module, RawSection};
 use wasmparser::{ExternalKind, Parser, Payload};
@@ -18,7 +19,11 @@ fn kind(k: ExternalKind) -> ExportKind {
     }
 }
 
-fn trim(bytes: &[u8]) -> Result<(Vec<u8>, usize), String> {
+fn trim(bytes: &[u8], keep_responses: bool) -> Result<(Vec<u8>, usize), String> {
+    let removable = |name: &str| {
+        UNIMPLEMENTED_CALLBACKS.contains(&name)
+            && !(keep_responses && RESPONSE_CALLBACKS.contains(&name))
+    };
     let mut module = Module::new();
     let mut removed = Vec::new();
     let mut kept_request_headers = false;
@@ -28,7 +33,7 @@ fn trim(bytes: &[u8]) -> Result<(Vec<u8>, usize), String> {
                 let mut exports = ExportSection::new();
                 for export in reader {
                     let e = export.map_err(|e| e.to_string())?;
-                    if UNIMPLEMENTED_CALLBACKS.contains(&e.name) {
+                    if removable(e.name) {
                         removed.push(e.name.to_string());
                     } else {
                         kept_request_headers |= e.name == "proxy_on_request_headers";
@@ -52,6 +57,7 @@ fn trim(bytes: &[u8]) -> Result<(Vec<u8>, usize), String> {
     }
     if let Some(missing) = UNIMPLEMENTED_CALLBACKS
         .iter()
+        .filter(|c| removable(c))
         .find(|c| !removed.iter().any(|r| r == *c))
     {
         return Err(format!(
@@ -63,13 +69,17 @@ fn trim(bytes: &[u8]) -> Result<(Vec<u8>, usize), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [input, output] = args.as_slice() else {
-        eprintln!("usage: wasm-trim IN.wasm OUT.wasm");
-        return ExitCode::from(2);
+    let (input, output, keep_responses) = match args.as_slice() {
+        [input, output] => (input, output, false),
+        [input, output, flag] if flag == "--keep-responses" => (input, output, true),
+        _ => {
+            eprintln!("usage: wasm-trim IN.wasm OUT.wasm [--keep-responses]");
+            return ExitCode::from(2);
+        }
     };
     let result = std::fs::read(input)
         .map_err(|e| format!("{input}: {e}"))
-        .and_then(|bytes| trim(&bytes))
+        .and_then(|bytes| trim(&bytes, keep_responses))
         .and_then(|(out, n)| {
             // Written beside OUT and renamed over it: OUT may be a hard link to IN (cargo
             // links its artifacts), which must stay untouched.

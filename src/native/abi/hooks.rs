@@ -209,33 +209,33 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(ptr: *const c_void
     })
 }
 
-/// Response headers: not this filter's concern.
+/// Response headers: held only for an MCP list answer the filter rewrites.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    _envoy: *mut c_void,
-    _ptr: *const c_void,
-    _end_of_stream: bool,
+    envoy: *mut c_void,
+    ptr: *const c_void,
+    end_of_stream: bool,
 ) -> u32 {
-    0
+    response_hook(envoy, ptr, |s| filter::response_headers(s, end_of_stream))
 }
 
-/// Response body: not this filter's concern.
+/// More of a response body.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
-    _envoy: *mut c_void,
-    _ptr: *const c_void,
-    _end_of_stream: bool,
+    envoy: *mut c_void,
+    ptr: *const c_void,
+    end_of_stream: bool,
 ) -> u32 {
-    0
+    response_hook(envoy, ptr, |s| filter::response_body(s, end_of_stream))
 }
 
-/// Response trailers: not this filter's concern.
+/// A response's trailers: its body is complete.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
-    _envoy: *mut c_void,
-    _ptr: *const c_void,
+    envoy: *mut c_void,
+    ptr: *const c_void,
 ) -> u32 {
-    0
+    response_hook(envoy, ptr, filter::response_trailers)
 }
 
 /// Per-stream calls: this module makes its calls on the main thread.

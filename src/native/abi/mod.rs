@@ -58,6 +58,12 @@ struct ModuleHeader {
     value_len: usize,
 }
 
+/// No bytes: a null pointer (for `http_set_header`, removes the header).
+const NULL_BUFFER: ModuleBuffer = ModuleBuffer {
+    ptr: std::ptr::null(),
+    len: 0,
+};
+
 fn buf(bytes: &[u8]) -> ModuleBuffer {
     ModuleBuffer {
         ptr: bytes.as_ptr(),
@@ -176,6 +182,9 @@ callbacks! {
     http_get_body_chunks_size: fn(*mut c_void, u32) -> usize;
     http_get_body_chunks: fn(*mut c_void, u32, *mut EnvoyBuffer) -> bool;
     http_received_buffered_request_body: fn(*mut c_void) -> bool;
+    http_received_buffered_response_body: fn(*mut c_void) -> bool;
+    http_drain_body: fn(*mut c_void, u32, usize) -> bool;
+    http_append_body: fn(*mut c_void, u32, ModuleBuffer) -> bool;
     http_filter_continue_decoding: fn(*mut c_void);
     http_filter_scheduler_new: fn(*mut c_void) -> *mut c_void;
     http_filter_scheduler_commit: fn(*mut c_void, u64);
@@ -229,14 +238,34 @@ pub(super) fn log_enabled(level: LogLevel) -> bool {
     api().is_some_and(|a| unsafe { (a.log_enabled)(level as u32) })
 }
 
-/// Request headers (`RequestHeader` map type).
+/// Request and response headers (`RequestHeader`, `ResponseHeader` map types).
 const REQUEST_HEADERS: u32 = 0;
+const RESPONSE_HEADERS: u32 = 2;
 /// Body types: what this hook received, and what Envoy buffered before.
 const RECEIVED_REQUEST_BODY: u32 = 0;
 const BUFFERED_REQUEST_BODY: u32 = 1;
+const RECEIVED_RESPONSE_BODY: u32 = 2;
+const BUFFERED_RESPONSE_BODY: u32 = 3;
 /// `XdsRouteName` and `ConnectionSha256PeerCertificateDigest` attribute ids.
 pub(super) const ATTRIBUTE_ROUTE_NAME: u32 = 61;
 pub(super) const ATTRIBUTE_PEER_CERTIFICATE_SHA256: u32 = 38;
+
+/// A body's direction.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Request,
+    Response,
+}
+
+impl Direction {
+    /// Its buffered and received body types.
+    fn kinds(self) -> (u32, u32) {
+        match self {
+            Direction::Request => (BUFFERED_REQUEST_BODY, RECEIVED_REQUEST_BODY),
+            Direction::Response => (BUFFERED_RESPONSE_BODY, RECEIVED_RESPONSE_BODY),
+        }
+    }
+}
 
 /// One stream's filter as Envoy knows it: valid from `filter_new` to `filter_destroy`, on
 /// its worker thread only.
@@ -282,25 +311,49 @@ impl FilterHandle {
     /// Sets a request header (`None` or an empty value: removes it).
     pub(super) fn set_request_header(self, name: &str, value: Option<&str>) {
         if let Some(a) = api() {
-            let v = value.unwrap_or("");
-            // SAFETY: a live filter; valid buffers Envoy copies.
-            unsafe {
-                (a.http_set_header)(
-                    self.0,
-                    REQUEST_HEADERS,
-                    buf(name.as_bytes()),
-                    buf(v.as_bytes()),
-                )
-            };
+            let v = value
+                .filter(|v| !v.is_empty())
+                .map_or(NULL_BUFFER, |v| buf(v.as_bytes()));
+            // SAFETY: a live filter; valid buffers Envoy copies (a null value removes).
+            unsafe { (a.http_set_header)(self.0, REQUEST_HEADERS, buf(name.as_bytes()), v) };
         }
     }
 
     /// The request body Envoy holds: what it buffered and what this hook received.
     pub(super) fn request_body(self, received: bool) -> Vec<u8> {
+        self.body(Direction::Request, received, |body, chunk| {
+            body.extend_from_slice(chunk)
+        })
+        .0
+    }
+
+    /// The response body Envoy holds: what it buffered and what this hook received.
+    pub(super) fn response_body(self, received: bool) -> Vec<u8> {
+        self.body(Direction::Response, received, |body, chunk| {
+            body.extend_from_slice(chunk)
+        })
+        .0
+    }
+
+    /// The size of the response body Envoy holds (nothing copied).
+    pub(super) fn response_body_size(self, received: bool) -> usize {
+        self.body(Direction::Response, received, |_, _| ()).1
+    }
+
+    /// Folds the body chunks of one direction (buffered, then received unless the same):
+    /// what `add` gathered and the byte count.
+    fn body(
+        self,
+        direction: Direction,
+        received: bool,
+        mut add: impl FnMut(&mut Vec<u8>, &[u8]),
+    ) -> (Vec<u8>, usize) {
+        let mut out = (Vec::new(), 0usize);
         let Some(a) = api() else {
-            return Vec::new();
+            return out;
         };
-        let chunks = |kind: u32| -> Vec<u8> {
+        let (buffered_kind, received_kind) = direction.kinds();
+        let mut chunks = |kind: u32| {
             // SAFETY: a live filter on its own thread.
             let n = unsafe { (a.http_get_body_chunks_size)(self.0, kind) };
             let mut raw = vec![
@@ -312,17 +365,74 @@ impl FilterHandle {
             ];
             // SAFETY: `raw` holds exactly `n` buffers for Envoy to fill.
             if n == 0 || !unsafe { (a.http_get_body_chunks)(self.0, kind, raw.as_mut_ptr()) } {
-                return Vec::new();
+                return;
             }
-            copy_chunks(raw.as_ptr(), n)
+            for c in &raw {
+                add(&mut out.0, borrow(c.ptr, c.len));
+                out.1 += c.len;
+            }
         };
-        let mut body = chunks(BUFFERED_REQUEST_BODY);
+        chunks(buffered_kind);
         // SAFETY: a live filter.
-        let same = unsafe { (a.http_received_buffered_request_body)(self.0) };
+        let same = unsafe {
+            match direction {
+                Direction::Request => (a.http_received_buffered_request_body)(self.0),
+                Direction::Response => (a.http_received_buffered_response_body)(self.0),
+            }
+        };
         if received && !same {
-            body.extend_from_slice(&chunks(RECEIVED_REQUEST_BODY));
+            chunks(received_kind);
         }
-        body
+        out
+    }
+
+    /// Replaces the response body Envoy holds with `body` (`received`: this body hook's
+    /// data is part of it). False when Envoy had no body to change.
+    pub(super) fn replace_response_body(self, received: bool, body: &[u8]) -> bool {
+        let Some(a) = api() else { return false };
+        // SAFETY: a live filter on its own thread; `body` is copied by Envoy.
+        unsafe {
+            let _ = (a.http_drain_body)(self.0, BUFFERED_RESPONSE_BODY, usize::MAX);
+            if received {
+                let _ = (a.http_drain_body)(self.0, RECEIVED_RESPONSE_BODY, usize::MAX);
+                (a.http_append_body)(self.0, RECEIVED_RESPONSE_BODY, buf(body))
+            } else {
+                (a.http_append_body)(self.0, BUFFERED_RESPONSE_BODY, buf(body))
+            }
+        }
+    }
+
+    /// The first value of a response header.
+    pub(super) fn response_header(self, name: &[u8]) -> Option<Vec<u8>> {
+        let a = api()?;
+        // SAFETY: a live filter on its own thread.
+        let n = unsafe { (a.http_get_headers_size)(self.0, RESPONSE_HEADERS) };
+        let mut raw = vec![
+            EnvoyHeader {
+                key: std::ptr::null(),
+                key_len: 0,
+                value: std::ptr::null(),
+                value_len: 0,
+            };
+            n
+        ];
+        // SAFETY: `raw` holds exactly `n` entries for Envoy to fill.
+        if n == 0 || !unsafe { (a.http_get_headers)(self.0, RESPONSE_HEADERS, raw.as_mut_ptr()) } {
+            return None;
+        }
+        raw.iter()
+            .find(|h| borrow(h.key, h.key_len).eq_ignore_ascii_case(name))
+            .map(|h| borrow(h.value, h.value_len).to_vec())
+    }
+
+    /// Removes a response header.
+    pub(super) fn remove_response_header(self, name: &str) {
+        if let Some(a) = api() {
+            // SAFETY: a live filter; valid buffers Envoy copies (a null value removes).
+            unsafe {
+                (a.http_set_header)(self.0, RESPONSE_HEADERS, buf(name.as_bytes()), NULL_BUFFER)
+            };
+        }
     }
 
     /// Answers the request locally.
@@ -673,4 +783,18 @@ fn request_hook(envoy: *mut c_void, ptr: *const c_void, body: impl FnOnce(&Strea
         }
     }));
     answered.unwrap_or_else(|_| guarded(1, || filter::fail_closed(handle)))
+}
+
+/// A response hook: a panic answers 502 (a list that cannot be filtered is never passed
+/// on unfiltered). A floor stream, or a stream this module does not know, goes on.
+fn response_hook(envoy: *mut c_void, ptr: *const c_void, body: impl FnOnce(&Stream) -> u32) -> u32 {
+    if is_floor(ptr) {
+        return 0;
+    }
+    let handle = FilterHandle(envoy);
+    let answered = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: Envoy passes back the pointer `filter_new` returned.
+        unsafe { stream(ptr) }.map_or(0, body)
+    }));
+    answered.unwrap_or_else(|_| guarded(1, || filter::refuse_response(handle)))
 }

@@ -5,6 +5,7 @@
 //! account, step-up, permissions, membership and forward.
 
 pub(super) mod account;
+pub(super) mod audience;
 pub(super) mod credential;
 pub(super) mod identity;
 pub(super) mod membership;
@@ -55,13 +56,15 @@ pub(super) fn authenticate<'a>(
     t: &mut Tracer,
 ) -> Result<Verified<'a>, Box<Outcome>> {
     let mut v = token::verify_token(inp, scope, cred.token, source, t)?;
-    let checked = revocation::check(inp, &v, t).and_then(|note| {
-        v.revocation = note;
-        sender::check(inp, req, &v, cred, t).map_err(|mut stop| {
-            stop.revocation = note;
-            stop
-        })
-    });
+    let checked = audience::check(inp, req, scope.rule_only(), &v, t)
+        .and_then(|()| revocation::check(inp, &v, t))
+        .and_then(|note| {
+            v.revocation = note;
+            sender::check(inp, req, &v, cred, t).map_err(|mut stop| {
+                stop.revocation = note;
+                stop
+            })
+        });
     match checked {
         Ok(proof) => {
             v.proof = proof;

@@ -50,6 +50,15 @@ impl Scope<'_> {
         }
     }
 
+    /// The one rule judging the request (`None` for no rule, or for several rules that
+    /// may judge parts of a body: each is applied with its part).
+    pub(in crate::pipeline) fn rule_only(&self) -> Option<&Rule> {
+        match self {
+            Scope::Rule(rule) => *rule,
+            Scope::AnyOf(..) => None,
+        }
+    }
+
     /// The rule outcomes name.
     pub(in crate::pipeline) fn rule(&self) -> Option<&Rule> {
         match self {

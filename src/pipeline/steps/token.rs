@@ -187,10 +187,17 @@ pub(super) fn verify_token<'a>(
         .issuer
         .as_deref()
         .filter(|_| provider.issuer_template.is_none());
+    // Audiences that name the request's resource are checked per request, after the
+    // caches (`audience`).
+    let audiences: &[String] = if provider.audience_resource {
+        &[]
+    } else {
+        &provider.audiences
+    };
     let claims_ok = check_claims(
         &jws.claims,
         plain_issuer,
-        &provider.audiences,
+        audiences,
         inp.now_s,
         cfg.clock_skew_s,
     )
