@@ -62,7 +62,7 @@ build: deps ## Build the filter: the wasm module and the native Envoy module (re
 	@ls -l $(NATIVE) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
 
 demo: build ## Run the demo: Envoy + filter + dev IdP + upstream on localhost
-	cargo run --quiet --example dev-idp -- demo --envoy $(ENVOY) --wasm $(WASM)
+	cargo run --quiet --example dev-idp -- demo --envoy $(ENVOY) --wasm $(WASM_LISTS)
 
 demo-native: build ## The demo with the native module (envoy/envoy-native.yaml) instead of the wasm one
 	cargo run --quiet --example dev-idp -- demo --envoy $(ENVOY) --native $(abspath $(dir $(NATIVE)))

@@ -427,7 +427,11 @@ fn the_demo_runs() {
     let module = if native() {
         ["--native".into(), native_dir()]
     } else {
-        ["--wasm".into(), wasm_path()]
+        // envoy/envoy.yaml loads the module that filters MCP lists.
+        [
+            "--wasm".into(),
+            wasm_path().with_file_name("bearer_guard_lists.wasm"),
+        ]
     };
     let out = Command::new(&dev_idp)
         .args(["demo", "--once", "--envoy"])
@@ -457,6 +461,18 @@ fn the_demo_runs() {
         "{text}"
     );
     assert!(text.contains("export TOKEN=ey"), "{text}");
+    // The MCP endpoint: the read-only token sees only the tool it may call, and the other
+    // one's call is refused naming the scope.
+    assert!(
+        text.contains(
+            "-> 200 tools: search_items (the server lists search_items and delete_index)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"-> 403 {"detail":"Not enough permissions"} WWW-Authenticate: Bearer error="insufficient_scope", scope="index:write:*""#),
+        "{text}"
+    );
     // The 401 names the resource's metadata document, and the demo fetches it.
     let resource = format!("http://127.0.0.1:{}", ports[0]);
     assert!(

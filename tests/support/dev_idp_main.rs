@@ -553,16 +553,68 @@ fn token_endpoint(
     )
 }
 
+/// The demo's upstream: a small MCP server at `/mcp` (Streamable HTTP, JSON answers:
+/// `initialize`, `tools/list` with `search_items` and `delete_index`, `tools/call`), and
+/// the echo of every other request.
+fn upstream_handler() -> servers::Handler {
+    let echo = servers::echo_handler();
+    Arc::new(move |seen: &servers::Seen| {
+        if seen.url.split('?').next() == Some("/mcp") && seen.method == "POST" {
+            return mcp_answer(&seen.body);
+        }
+        echo(seen)
+    })
+}
+
+/// The demo MCP server's answer to one JSON-RPC message (a notification: 202).
+fn mcp_answer(body: &[u8]) -> servers::Response {
+    let json_reply = |v: Value| {
+        (
+            200,
+            vec![("content-type".to_string(), "application/json".to_string())],
+            v.to_string().into_bytes(),
+        )
+    };
+    let Ok(msg) = serde_json::from_slice::<Value>(body) else {
+        return json_reply(json!({"jsonrpc": "2.0", "id": null,
+            "error": {"code": -32700, "message": "parse error"}}));
+    };
+    let Some(id) = msg.get("id").cloned() else {
+        return (202, vec![], Vec::new());
+    };
+    let tool = |name: &str, about: &str| {
+        json!({"name": name, "description": about,
+               "inputSchema": {"type": "object", "properties": {}}})
+    };
+    let result = match msg["method"].as_str().unwrap_or("") {
+        "initialize" => json!({"protocolVersion": "2025-11-25",
+            "capabilities": {"tools": {}}, "serverInfo": {"name": "demo-items", "version": "1"}}),
+        "tools/list" => json!({"tools": [tool("search_items", "Searches the catalogue"),
+                                         tool("delete_index", "Deletes a search index")]}),
+        "tools/call" => {
+            let name = msg["params"]["name"].as_str().unwrap_or("");
+            json!({"content": [{"type": "text", "text": format!("{name} ran")}]})
+        }
+        "ping" => json!({}),
+        _ => {
+            return json_reply(json!({"jsonrpc": "2.0", "id": id,
+                "error": {"code": -32601, "message": "method not found"}}))
+        }
+    };
+    json_reply(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
 fn serve(ip: [u8; 4], port: u16, upstream_port: u16) -> (HttpServer, HttpServer) {
     let signer = Signer::load_or_create(&key_file(), &kid());
     let idp = HttpServer::start_on(ip, port, idp_handler(signer)).unwrap_or_else(|e| {
         eprintln!("dev-idp: cannot listen on 127.0.0.1:{port}: {e}");
         std::process::exit(1)
     });
-    let upstream = servers::echo_on(ip, upstream_port).unwrap_or_else(|e| {
-        eprintln!("dev-idp: cannot listen on 127.0.0.1:{upstream_port}: {e}");
-        std::process::exit(1)
-    });
+    let upstream =
+        HttpServer::start_on(ip, upstream_port, upstream_handler()).unwrap_or_else(|e| {
+            eprintln!("dev-idp: cannot listen on 127.0.0.1:{upstream_port}: {e}");
+            std::process::exit(1)
+        });
     (idp, upstream)
 }
 
@@ -839,6 +891,53 @@ fn demo(args: &Args) {
         ) {
             Ok(r) if r.status == 200 => println!("  -> 200 (upstream reached)\n"),
             Ok(r) => println!("  -> {} {}\n", r.status, r.body),
+            Err(e) => println!("  -> request failed: {e}\n"),
+        }
+    }
+    // The MCP endpoint: the tools the same read-only token sees, and a call it may not make.
+    let auth = format!("Bearer {scoped}");
+    let hs = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_index","arguments":{}}}"#;
+    for (what, body) in [
+        (
+            "the MCP server's tools a read-only token sees (tools/list)",
+            list,
+        ),
+        ("an MCP call of delete_index with it", call),
+    ] {
+        println!("# {what}\ncurl -i -X POST '{base}/mcp' -H \"Authorization: Bearer $GQL_TOKEN\" -H 'content-type: application/json' -d '{body}'");
+        match envoy::http_body(
+            port,
+            "POST",
+            "/mcp",
+            &hs,
+            &[body.as_bytes()],
+            Duration::ZERO,
+        ) {
+            Ok(r) if r.status == 200 => {
+                let tools: Vec<String> = r.json()["result"]["tools"]
+                    .as_array()
+                    .map(|t| {
+                        t.iter()
+                            .filter_map(|t| t["name"].as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "  -> 200 tools: {} (the server lists search_items and delete_index)\n",
+                    tools.join(", ")
+                );
+            }
+            Ok(r) => println!(
+                "  -> {} {} WWW-Authenticate: {}\n",
+                r.status,
+                r.body,
+                r.header("www-authenticate").unwrap_or("-")
+            ),
             Err(e) => println!("  -> request failed: {e}\n"),
         }
     }

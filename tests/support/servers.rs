@@ -22,7 +22,7 @@ pub struct Seen {
 }
 
 /// Answers a request; status 0 means "close the connection without replying".
-type Handler = Arc<dyn Fn(&Seen) -> Response + Send + Sync>;
+pub type Handler = Arc<dyn Fn(&Seen) -> Response + Send + Sync>;
 
 /// A small HTTP/1.1 server on 127.0.0.1: one thread per connection, keep-alive,
 /// `content-length` framing. Stopped (listener closed, connections shut down) on drop.
@@ -256,27 +256,28 @@ pub fn echo(port: u16) -> std::io::Result<HttpServer> {
 
 /// The echo upstream on a given IPv4 address.
 pub fn echo_on(ip: [u8; 4], port: u16) -> std::io::Result<HttpServer> {
-    HttpServer::start_on(
-        ip,
-        port,
-        Arc::new(|seen: &Seen| {
-            let mut headers = Map::new();
-            for (k, v) in &seen.headers {
-                let joined = match headers.get(k).and_then(Value::as_str) {
-                    Some(prev) => format!("{prev},{v}"),
-                    None => v.clone(),
-                };
-                headers.insert(k.clone(), Value::String(joined));
-            }
-            let body = json!({"method": seen.method, "path": seen.url, "headers": headers,
+    HttpServer::start_on(ip, port, echo_handler())
+}
+
+/// The echo upstream's answer: the request as JSON.
+pub fn echo_handler() -> Handler {
+    Arc::new(|seen: &Seen| {
+        let mut headers = Map::new();
+        for (k, v) in &seen.headers {
+            let joined = match headers.get(k).and_then(Value::as_str) {
+                Some(prev) => format!("{prev},{v}"),
+                None => v.clone(),
+            };
+            headers.insert(k.clone(), Value::String(joined));
+        }
+        let body = json!({"method": seen.method, "path": seen.url, "headers": headers,
                               "body": String::from_utf8_lossy(&seen.body)});
-            (
-                200,
-                vec![("content-type".into(), "application/json".into())],
-                body.to_string().into_bytes(),
-            )
-        }),
-    )
+        (
+            200,
+            vec![("content-type".into(), "application/json".into())],
+            body.to_string().into_bytes(),
+        )
+    })
 }
 
 /// An upstream that answers `200 {"upstream":"head"}` as soon as it has read a request's
