@@ -221,6 +221,30 @@ impl Resources {
         self.entry(req)?.identifier(scheme(req), &req.authority)
     }
 
+    /// What `{resource}` in `audiences` stands for: the identifier of the resource `req`
+    /// is for, chosen strictly — of the entries whose prefix covers its path, the one
+    /// naming its authority (a default port, `:443` over https or `:80` over http, is no
+    /// part of it), or the only one. Several entries and none naming the authority: no
+    /// resource (a token for one server must never pass at another behind one prefix).
+    pub fn audience_identifier_for(&self, req: &Request) -> Option<String> {
+        let path = req.path_only();
+        let scheme = scheme(req);
+        let lower = req.authority.to_ascii_lowercase();
+        let default_port = if scheme == "https" { ":443" } else { ":80" };
+        let authority = lower.strip_suffix(default_port).unwrap_or(&lower);
+        let covering: Vec<&Resource> = self
+            .entries
+            .iter()
+            .filter(|e| under(path, &e.prefix))
+            .collect();
+        let entry = match covering.iter().find(|e| e.names(authority)) {
+            Some(e) => e,
+            None if covering.len() == 1 => covering.first()?,
+            None => return None,
+        };
+        entry.identifier(scheme, authority)
+    }
+
     /// The metadata URL a challenge for `req` names (`None`: no resource, or a derived one
     /// for an authority its entry does not allow).
     pub fn metadata_url_for(&self, req: &Request) -> Option<String> {
@@ -322,6 +346,52 @@ mod tests {
             metadata_url("http://127.0.0.1:8080/a/b"),
             "http://127.0.0.1:8080/.well-known/oauth-protected-resource/a/b"
         );
+    }
+
+    #[test]
+    fn the_audience_resource_is_chosen_strictly() {
+        let explicit = |id: &str| Resource {
+            resource: Some(id.into()),
+            ..derived()
+        };
+        let two = Resources {
+            entries: vec![
+                explicit("https://a.example/mcp"),
+                explicit("https://b.example/mcp"),
+            ],
+        };
+        let id = |r: &Resources, authority: &str| {
+            r.audience_identifier_for(&req("POST", authority, "/mcp"))
+        };
+        assert_eq!(
+            id(&two, "b.example").as_deref(),
+            Some("https://b.example/mcp")
+        );
+        // A default port is no part of the authority: still B's, never A's.
+        assert_eq!(
+            id(&two, "B.example:443").as_deref(),
+            Some("https://b.example/mcp")
+        );
+        // Two servers behind one prefix, and neither named: no resource at all.
+        assert_eq!(id(&two, "c.example"), None);
+        assert_eq!(id(&two, "b.example:8443"), None);
+        // One entry: its identifier whatever the authority (an internal host name).
+        let one = Resources {
+            entries: vec![explicit("https://a.example/mcp")],
+        };
+        assert_eq!(
+            id(&one, "mcp.internal").as_deref(),
+            Some("https://a.example/mcp")
+        );
+        // A derived entry: only for an authority it allows.
+        let derived_only = Resources {
+            entries: vec![derived()],
+        };
+        assert_eq!(
+            id(&derived_only, "api.example.com:443").as_deref(),
+            Some("https://api.example.com/mcp")
+        );
+        assert_eq!(id(&derived_only, "evil.example"), None);
     }
 
     #[test]

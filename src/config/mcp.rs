@@ -52,10 +52,19 @@ pub(super) fn read_match(m: &Fields) -> Result<Option<McpMatch>, ConfigError> {
         }
         Ok(list)
     };
+    let resources = read("resources")?;
+    for (j, prefix) in resources.iter().enumerate() {
+        if !crate::mcp::canonical_prefix(prefix) {
+            return err(
+                format!("{}[{j}]", g.path("resources")),
+                format!("{prefix:?} is not written as a URL parser writes it (lower-case scheme and host, file:/// for files): no normalized URI starts with it"),
+            );
+        }
+    }
     Ok(Some(McpMatch {
         methods: read("methods")?,
         tools: read("tools")?,
-        resources: read("resources")?,
+        resources,
         prompts: read("prompts")?,
     }))
 }

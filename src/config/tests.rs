@@ -779,6 +779,20 @@ fn mcp_errors_name_their_field() {
         ),
         (
             with(
+                "",
+                r#"{"match": {"prefix": "/mcp", "mcp": {"resources": ["FILE:///private/"]}}}"#,
+            ),
+            "rules[0].match.mcp.resources[0]",
+        ),
+        (
+            with(
+                "",
+                r#"{"match": {"prefix": "/mcp", "mcp": {"resources": ["https://Docs.example.com/"]}}}"#,
+            ),
+            "rules[0].match.mcp.resources[0]",
+        ),
+        (
+            with(
                 resources,
                 r#"{"match": {"prefix": "/mcp", "mcp": {}}, "audiences": ["{resurce}"]}"#,
             ),
@@ -803,7 +817,7 @@ fn mcp_errors_name_their_field() {
     // resource audience with protected_resources.
     let ok = with(
         &format!(r#""mcp": {{"max_body_bytes": 4096, "max_list_bytes": 65536}}, {resources}"#),
-        r#"{"match": {"prefix": "/mcp", "mcp": {"methods": ["tools/list"]}}, "filter_lists": true, "audiences": ["{resource}", "api"]}"#,
+        r#"{"match": {"prefix": "/mcp", "mcp": {"methods": ["tools/list"], "resources": ["file:///public/", "file:", "https://docs.example.com/a"]}}, "filter_lists": true, "audiences": ["{resource}", "api"]}"#,
     );
     let cfg = parse(ok.as_bytes(), &env).expect("valid");
     assert_eq!(cfg.mcp.max_body_bytes, 4096);

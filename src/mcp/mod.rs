@@ -192,13 +192,19 @@ pub struct Spellings {
 /// Checks what a POST's headers alone can tell: the content type and encoding, and a
 /// declared length within the limit.
 pub fn check_headers(req: &Request, limits: &Limits) -> Result<(), Refusal> {
-    if let Some(enc) = req.header("content-encoding") {
-        if !enc.trim().eq_ignore_ascii_case("identity") {
-            return Err(Refusal::from("MCP request bodies must not be compressed"));
-        }
+    // Every content-encoding given (a repeated header too): only identity.
+    if req
+        .header_values("content-encoding")
+        .flat_map(|v| v.split(','))
+        .any(|enc| !enc.trim().eq_ignore_ascii_case("identity"))
+    {
+        return Err(Refusal::from("MCP request bodies must not be compressed"));
     }
-    let media = req
-        .header("content-type")
+    // One content type (a repeated one is ambiguous: refused).
+    let mut types = req.header_values("content-type");
+    let (first, second) = (types.next(), types.next());
+    let media = first
+        .filter(|_| second.is_none())
         .unwrap_or("")
         .split(';')
         .next()
@@ -352,10 +358,12 @@ fn check_spelling<'a>(
 ) -> Result<(), Refusal> {
     if s.is_empty()
         || s.len() > MAX_NAME_BYTES
-        || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        || s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || invisible(c))
+        || (what == "method" && !s.is_ascii())
     {
         return Err(Refusal(format!(
-            "{what} must be 1 to {MAX_NAME_BYTES} bytes without spaces or control characters"
+            "{what} must be 1 to {MAX_NAME_BYTES} bytes without spaces, control or invisible characters"
         )));
     }
     for k in known {
@@ -366,25 +374,54 @@ fn check_spelling<'a>(
     Ok(())
 }
 
-/// A resource URI: bounded, no whitespace or control character, and no dot segment or
-/// encoded dot or slash (a URI prefix rule must see the path the server reads).
+/// A resource URI: bounded, no whitespace or control character, no dot segment or encoded
+/// dot or slash, and already in the form a URL parser gives it (the WHATWG parser the
+/// Python SDK's `AnyUrl` uses). `FILE:///private/x`, `file:/private/x` and
+/// `file://localhost/private/x` all read as `file:///private/x` to such a server: a URI
+/// prefix rule must see that spelling, so the others are refused.
 fn check_uri(uri: &str) -> Result<(), Refusal> {
     let lower = uri.to_ascii_lowercase();
     let dot_segment = uri.split(['/', '\\']).any(|seg| seg == "." || seg == "..");
+    let canonical = url::Url::parse(uri).is_ok_and(|u| u.as_str() == uri);
     if uri.is_empty()
         || uri.len() > MAX_URI_BYTES
-        || uri.chars().any(|c| c.is_whitespace() || c.is_control())
+        || uri
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || invisible(c))
         || uri.contains('\\')
         || dot_segment
         || lower.contains("%2e")
         || lower.contains("%2f")
         || lower.contains("%5c")
+        || !canonical
     {
         return Err(Refusal::from(
-            "params.uri must be a URI without spaces, dot segments or encoded dots and slashes",
+            "params.uri must be a URI in its normalized form, without spaces, dot segments or encoded dots and slashes",
         ));
     }
     Ok(())
+}
+
+/// A URI prefix of a rule in the form [`check_uri`] requires of URIs (`None`: it is not,
+/// and could never match one).
+pub fn canonical_prefix(prefix: &str) -> bool {
+    match url::Url::parse(prefix) {
+        // The parser may only add to it (`file:` reads as `file:///`).
+        Ok(u) => u.as_str().starts_with(prefix),
+        // A scheme alone (`file:`) or a prefix that ends mid-URL: its scheme must be
+        // lower-case, as the parser writes it.
+        Err(_) => prefix
+            .split_once(':')
+            .is_none_or(|(scheme, _)| !scheme.chars().any(|c| c.is_ascii_uppercase())),
+    }
+}
+
+/// Characters that show as nothing: zero-width and format characters a name could hide.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{E0000}'..='\u{E007F}')
 }
 
 /// Whether a listed item could be used at all: a message using it would be read (its
@@ -554,6 +591,12 @@ pub fn filter_lists(
     Ok(Filtered { body, hidden })
 }
 
+/// Whether an event-stream line is the field `name` (`name` alone, or `name:` and a value).
+fn is_field(line: &str, name: &str) -> bool {
+    line.strip_prefix(name)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+}
+
 /// One JSON-RPC response, or a batch of them.
 fn filter_value(
     value: &mut Value,
@@ -606,6 +649,9 @@ fn filter_events(
     hidden: &mut usize,
 ) -> Result<Vec<u8>, Refusal> {
     let text = std::str::from_utf8(body).map_err(|_| "the event stream is not UTF-8")?;
+    // A client's decoder drops a leading byte-order mark: so does the filter, else the
+    // first line would be no field to it and a `data` line to the client.
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     // Lines end with CRLF, LF or CR (the event-stream grammar); events end at a blank line.
     let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
     let mut events = Vec::new();
@@ -627,7 +673,11 @@ fn filter_events(
                         }
                     }
                 }
-                _ => lines.push(line.to_string()),
+                // An event id of a filtered answer is dropped: with it, a client could
+                // have the server replay the unfiltered answer (`Last-Event-ID` on GET).
+                Some(_) => lines.push(line.to_string()),
+                None if is_field(line, "id") => {}
+                None => lines.push(line.to_string()),
             }
         }
         if let Some((at, parts)) =

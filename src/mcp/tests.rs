@@ -108,6 +108,40 @@ fn bypass_attempts_are_refused() {
         let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":uri}});
         refused(&body.to_string());
     }
+    // Another spelling of a URI a server's URL parser reads as a protected one
+    // (`FILE:`, no authority, `localhost`, an upper-case host, a default port).
+    for uri in [
+        "FILE:///private/keys.md",
+        "file:/private/keys.md",
+        "file:private/keys.md",
+        "file://localhost/private/keys.md",
+        "https://Docs.Example.com/private",
+        "https://docs.example.com:443/private",
+        "file:///private/keys.md\u{200B}",
+        "not a uri",
+    ] {
+        let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":uri}});
+        assert!(
+            refused(&body.to_string()).contains("normalized form"),
+            "{uri}"
+        );
+    }
+    for uri in [
+        "file:///private/keys.md",
+        "https://docs.example.com/private",
+        "mcp:items/1",
+    ] {
+        let body = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":uri}});
+        assert_eq!(one(&body.to_string()).target.as_deref(), Some(uri));
+    }
+    // Invisible characters in a name, a method that is not ASCII.
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete\u200b_index"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\ufeffdelete_index"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/cal\u0142"}"#,
+    ] {
+        assert!(refused(body).contains("invisible"), "{body}");
+    }
     // A batch past the bound.
     let many = format!(
         "[{}]",
@@ -153,6 +187,23 @@ fn bodies_are_bounded_and_headers_checked() {
         ]),
         Ok(())
     );
+    // A repeated content-encoding: every value counts.
+    assert!(post(&[
+        ("content-type", "application/json"),
+        ("content-encoding", "identity"),
+        ("content-encoding", "gzip")
+    ])
+    .is_err());
+    assert!(post(&[
+        ("content-type", "application/json"),
+        ("content-encoding", "identity, gzip")
+    ])
+    .is_err());
+    assert!(post(&[
+        ("content-type", "application/json"),
+        ("content-type", "text/plain")
+    ])
+    .is_err());
     assert!(post(&[
         ("content-type", "application/json"),
         ("content-length", "65")
@@ -260,8 +311,26 @@ fn lists_keep_only_allowed_items() {
     assert_eq!(out.hidden, 1);
     assert_eq!(
         String::from_utf8(out.body).expect("utf-8"),
-        "id: 1\nevent: message\ndata: {\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"tools\":[{\"name\":\"search_items\"}]}}\n\n: keepalive\ndata: \n\n"
+        "event: message\ndata: {\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"tools\":[{\"name\":\"search_items\"}]}}\n\n: keepalive\ndata: \n\n"
     );
+    // A leading byte-order mark is no hiding place (a client's decoder drops it), and a
+    // filtered answer's event ids are dropped (with one, a client could have the server
+    // replay the answer unfiltered).
+    let bom = format!("\u{FEFF}id: stream-1_0\ndata: {body}\n\n");
+    let out = filter_lists(
+        bom.as_bytes(),
+        Media::EventStream,
+        &[ListKind::Tools],
+        &mut allow,
+    )
+    .expect("bom");
+    let text = String::from_utf8(out.body).expect("utf-8");
+    assert_eq!(out.hidden, 2, "{text}");
+    assert!(
+        !text.contains("delete_index") && !text.contains("stream-1_0"),
+        "{text}"
+    );
+    assert!(text.starts_with("data: {"), "{text}");
     // Unreadable answers are refused, never passed unfiltered.
     for (body, media) in [
         ("not json", Media::Json),

@@ -118,7 +118,14 @@ pub(super) fn mcp_decision(
         methods: messages.iter().map(label).collect(),
         lists: Vec::new(),
     };
-    if matches!(o.decision, Decision::Allow { .. }) {
+    // Lists are filtered whenever the request goes on: allowed, or denied in audit mode
+    // (an audited message of a batch must not let its list go out unfiltered).
+    let forwarded = match o.decision {
+        Decision::Allow { .. } => true,
+        Decision::Deny(_) => o.mode == crate::config::Mode::Audit,
+        _ => false,
+    };
+    if forwarded {
         for m in &messages {
             let filters = rule_of(m)
                 .and_then(|i| candidates.get(i))

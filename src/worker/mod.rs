@@ -499,7 +499,7 @@ impl Worker {
     /// Whether a response of this worker's requests is to be filtered (an MCP list
     /// answer): without one, the host passes responses untouched and asks nothing more.
     pub fn filters_responses(&self) -> bool {
-        self.responses.any()
+        self.responses.any() || (self.config.filters_lists() && self.waiting.any_undecided())
     }
 
     /// The response of `context` has its head: `(status, content-type,
@@ -510,8 +510,20 @@ impl Worker {
         context: u32,
         head: (u32, Option<&str>, Option<&str>, Option<usize>),
     ) -> ResponsePlan {
-        if !self.responses.any() {
+        if !self.filters_responses() {
             return ResponsePlan::Pass;
+        }
+        // An answer to a request not judged yet (its head went on before its body): it may
+        // be a list no one filtered.
+        if let Some(request_id) = self.waiting.undecided(context) {
+            if self.config.filters_lists() {
+                self.metrics.mcp_list_refused();
+                return responses::Refused {
+                    why: responses::ANSWERED_EARLY,
+                    request_id: request_id.to_string(),
+                }
+                .reply();
+            }
         }
         match self.responses.head(context, head, &self.config.mcp) {
             Ok(plan) => plan,
@@ -537,16 +549,20 @@ impl Worker {
         if !self.responses.any() {
             return ResponsePlan::Pass;
         }
-        let mut responses = std::mem::take(&mut self.responses);
+        let Some(pending) = self.responses.take(context) else {
+            return ResponsePlan::Pass;
+        };
         let limits = self.config.mcp;
-        let judged = responses.body(
-            context,
+        let (judged, held) = responses::body(
+            pending,
             (size, end),
             read,
             &limits,
             &mut |req, kind, items| self.list_allowed(req, now, kind, items),
         );
-        self.responses = responses;
+        if let Some(p) = held {
+            self.responses.hold(context, p);
+        }
         match judged {
             Ok(j) => {
                 if matches!(j.plan, ResponsePlan::Replace(_)) {
@@ -663,6 +679,11 @@ impl Worker {
                         // The head goes on with the token's identity; the body is held
                         // (the body callbacks answer Pause) until it is complete.
                         self.forward(context, &request, &outcome, headers, out);
+                        // The head goes before its body is judged: a list it may ask for
+                        // must come uncompressed.
+                        if self.config.filters_lists() {
+                            outcome::remove_accept_encoding(context, &request, out);
+                        }
                         out.push(Effect::Continue { context });
                     }
                     self.waiting.read_body(Reading {

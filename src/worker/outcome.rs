@@ -47,18 +47,7 @@ impl Worker {
             Decision::Allow { headers } => {
                 self.metrics.allowed(outcome.public, outcome.anonymous);
                 self.forward(context, request, &outcome, headers, out);
-                if let Some(note) = outcome.mcp.as_ref().filter(|n| !n.lists.is_empty()) {
-                    // The answer is filtered: it must come uncompressed.
-                    self.responses
-                        .expect(context, request.head(), note.lists.clone());
-                    if request.headers.first("accept-encoding").is_some() {
-                        out.push(Effect::Header {
-                            context,
-                            name: "accept-encoding".to_string(),
-                            value: None,
-                        });
-                    }
-                }
+                self.expect_lists(context, request, &outcome, out);
                 out.push(Effect::Continue { context });
             }
             Decision::Deny(denial) => {
@@ -77,6 +66,7 @@ impl Worker {
                 if audit {
                     out.push(Effect::Log(Level::Info, line()));
                     self.forward(context, request, &outcome, &outcome.identity, out);
+                    self.expect_lists(context, request, &outcome, out);
                     out.push(Effect::Continue { context });
                     return;
                 }
@@ -139,6 +129,23 @@ impl Worker {
         }
     }
 
+    /// A forwarded request with lists to filter: its answer is expected (and held when it
+    /// comes), and asked for uncompressed.
+    fn expect_lists(
+        &mut self,
+        context: u32,
+        request: &Request,
+        outcome: &Outcome,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(note) = outcome.mcp.as_ref().filter(|n| !n.lists.is_empty()) else {
+            return;
+        };
+        self.responses
+            .expect(context, request.head(), note.lists.clone());
+        remove_accept_encoding(context, request, out);
+    }
+
     /// Records the decision where Envoy's access log can print it (filter state
     /// `wasm.bearer_guard.*`): outcome, reason, rule, provider and subject — never a token
     /// or a claim set.
@@ -168,5 +175,16 @@ impl Worker {
         if let Some(sub) = &outcome.subject {
             put("bearer_guard.subject", sub);
         }
+    }
+}
+
+/// Asks the upstream for an uncompressed answer (a list is filtered only uncompressed).
+pub(super) fn remove_accept_encoding(context: u32, request: &Request, out: &mut Vec<Effect>) {
+    if request.headers.first("accept-encoding").is_some() {
+        out.push(Effect::Header {
+            context,
+            name: "accept-encoding".to_string(),
+            value: None,
+        });
     }
 }

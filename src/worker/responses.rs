@@ -30,7 +30,7 @@ pub enum ResponsePlan {
 
 /// A request whose answer is filtered.
 #[derive(Debug)]
-struct Pending {
+pub(super) struct Pending {
     request: Request,
     lists: Vec<ListKind>,
     media: Option<Media>,
@@ -107,8 +107,10 @@ impl Responses {
             why,
             request_id: p.request.request_id.clone(),
         };
-        // No list in an error, or in an accepted notification (202 without a body).
-        if !(200..300).contains(&status) || status == 202 || status == 204 {
+        // No list in an error, a 204, or an accepted notification (202 without a body): a
+        // 202 with a body is read like any other answer.
+        let empty = status == 204 || (status == 202 && content_length == Some(0));
+        if !(200..300).contains(&status) || empty {
             self.pending.remove(&context);
             return Ok(ResponsePlan::Pass);
         }
@@ -129,83 +131,102 @@ impl Responses {
         Err(refused)
     }
 
-    /// More of the response's body (`size` bytes so far; `end`: all of it, which `read`
-    /// reads). `allowed` judges the items of a list.
-    pub(super) fn body(
-        &mut self,
-        context: u32,
-        (size, end): (usize, bool),
-        read: &dyn Fn() -> Vec<u8>,
-        limits: &mcp::Limits,
-        allowed: &mut ItemJudge<'_>,
-    ) -> Result<Judged, Refused> {
+    /// Takes the answer of `context` out while its body is judged (put back with
+    /// [`Responses::hold`] while it is incomplete): if judging panics, only this answer —
+    /// whose stream the host then answers 502 — is forgotten, never another one.
+    pub(super) fn take(&mut self, context: u32) -> Option<Pending> {
+        self.pending.remove(&context)
+    }
+
+    /// Puts back an answer whose body is not complete yet.
+    pub(super) fn hold(&mut self, context: u32, p: Pending) {
+        self.pending.insert(context, p);
+    }
+}
+
+/// More of the body of a filtered answer (`size` bytes so far; `end`: all of it, which
+/// `read` reads): the plan, and the answer back when it is still held. `allowed` judges
+/// the items of a list.
+pub(super) fn body(
+    p: Pending,
+    (size, end): (usize, bool),
+    read: &dyn Fn() -> Vec<u8>,
+    limits: &mcp::Limits,
+    allowed: &mut ItemJudge<'_>,
+) -> (Result<Judged, Refused>, Option<Pending>) {
+    let Some(media) = p.media else {
+        // The head was not held: not a filtered answer.
         let pass = Judged {
             plan: ResponsePlan::Pass,
             hidden: 0,
         };
-        let Some(p) = self.pending.get(&context) else {
-            return Ok(pass);
-        };
-        let Some(media) = p.media else {
-            return Ok(pass);
-        };
-        if size > limits.max_list_bytes {
-            let request_id = p.request.request_id.clone();
-            self.pending.remove(&context);
-            return Err(Refused {
-                why: TOO_LARGE,
-                request_id,
-            });
-        }
-        if !end {
-            return Ok(Judged {
-                plan: ResponsePlan::Hold,
-                hidden: 0,
-            });
-        }
-        let Some(p) = self.pending.remove(&context) else {
-            return Ok(pass);
-        };
-        let refuse = |why| Refused {
-            why,
-            request_id: p.request.request_id.clone(),
-        };
-        let body = read();
-        if body.len() > limits.max_list_bytes {
-            return Err(refuse(TOO_LARGE));
-        }
-        // Each list's items judged at once (one decision per rule), then kept or dropped.
-        let mut verdicts: HashMap<(ListKind, String), bool> = HashMap::new();
-        let mut names: Vec<(ListKind, String)> = Vec::new();
-        let _ = mcp::filter_lists(&body, media, &p.lists, &mut |kind, name| {
-            names.push((kind, name.to_string()));
-            true
-        })
-        .map_err(|_| refuse(UNREADABLE))?;
-        for kind in &p.lists {
-            let items: Vec<&str> = names
-                .iter()
-                .filter(|(k, _)| k == kind)
-                .map(|(_, n)| n.as_str())
-                .collect();
-            let ok = allowed(&p.request, *kind, &items);
-            for (item, ok) in items.iter().zip(ok) {
-                verdicts.insert((*kind, item.to_string()), ok);
-            }
-        }
-        let filtered = mcp::filter_lists(&body, media, &p.lists, &mut |kind, name| {
-            verdicts
-                .get(&(kind, name.to_string()))
-                .copied()
-                .unwrap_or(false)
-        })
-        .map_err(|_| refuse(UNREADABLE))?;
-        Ok(Judged {
-            plan: ResponsePlan::Replace(filtered.body),
-            hidden: filtered.hidden,
-        })
+        return (Ok(pass), None);
+    };
+    let refuse = |why, p: &Pending| Refused {
+        why,
+        request_id: p.request.request_id.clone(),
+    };
+    if size > limits.max_list_bytes {
+        return (Err(refuse(TOO_LARGE, &p)), None);
     }
+    if !end {
+        let hold = Judged {
+            plan: ResponsePlan::Hold,
+            hidden: 0,
+        };
+        return (Ok(hold), Some(p));
+    }
+    (filter(&p, media, read(), limits, allowed), None)
+}
+
+/// The complete body of a filtered answer, filtered.
+fn filter(
+    p: &Pending,
+    media: Media,
+    body: Vec<u8>,
+    limits: &mcp::Limits,
+    allowed: &mut ItemJudge<'_>,
+) -> Result<Judged, Refused> {
+    let refuse = |why| Refused {
+        why,
+        request_id: p.request.request_id.clone(),
+    };
+    if body.len() > limits.max_list_bytes {
+        return Err(refuse(TOO_LARGE));
+    }
+    // Each list's items judged at once (one decision per rule), then kept or dropped.
+    let mut verdicts: HashMap<(ListKind, String), bool> = HashMap::new();
+    let mut names: Vec<(ListKind, String)> = Vec::new();
+    let _ = mcp::filter_lists(&body, media, &p.lists, &mut |kind, name| {
+        names.push((kind, name.to_string()));
+        true
+    })
+    .map_err(|_| refuse(UNREADABLE))?;
+    for kind in &p.lists {
+        let items: Vec<&str> = names
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        let ok = allowed(&p.request, *kind, &items);
+        for (item, ok) in items.iter().zip(ok) {
+            verdicts.insert((*kind, item.to_string()), ok);
+        }
+    }
+    let filtered = mcp::filter_lists(&body, media, &p.lists, &mut |kind, name| {
+        verdicts
+            .get(&(kind, name.to_string()))
+            .copied()
+            .unwrap_or(false)
+    })
+    .map_err(|_| refuse(UNREADABLE))?;
+    Ok(Judged {
+        plan: ResponsePlan::Replace(filtered.body),
+        hidden: filtered.hidden,
+    })
 }
 
 const TOO_LARGE: &str = "The MCP server's list answer is over the size limit";
 const UNREADABLE: &str = "The MCP server's list answer could not be read";
+/// The upstream answered a request whose body was not judged yet.
+pub(super) const ANSWERED_EARLY: &str = "The MCP server answered before its request was judged";

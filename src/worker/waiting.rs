@@ -111,6 +111,21 @@ impl Waiting {
             .map(|w| &mut w.request)
     }
 
+    /// The request id of the request of `context` when it is not decided yet (reading its
+    /// body, or paused).
+    pub fn undecided(&self, context: u32) -> Option<&str> {
+        let reading = self.reading.iter().find(|r| r.context == context);
+        let parked = self.parked.iter().find(|w| w.context_id == context);
+        reading
+            .map(|r| r.request.request_id.as_str())
+            .or(parked.map(|w| w.request.request_id.as_str()))
+    }
+
+    /// Whether any request is undecided (see [`Waiting::undecided`]).
+    pub fn any_undecided(&self) -> bool {
+        !self.reading.is_empty() || !self.parked.is_empty()
+    }
+
     /// How many requests are paused.
     pub fn count(&self) -> usize {
         self.parked.len()

@@ -261,7 +261,7 @@ fn bypass_attempts_never_reach_the_server() {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call ","params":{"name":"delete_index"}}"#
                 .into(),
             400,
-            bad("method must be 1 to 256 bytes without spaces or control characters"),
+            bad("method must be 1 to 256 bytes without spaces, control or invisible characters"),
         ),
         (
             "a tool name in another case",
@@ -285,6 +285,14 @@ fn bypass_attempts_never_reach_the_server() {
             bad("MCP request body is not a JSON-RPC message (or a batch of them), or has duplicate keys"),
         ),
         (
+            "a protected resource spelled another way (the server's URL parser reads it as file:///private/keys.md)",
+            json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read",
+                   "params": {"uri": "FILE:///private/keys.md"}})
+                .to_string(),
+            400,
+            bad("params.uri must be a URI in its normalized form, without spaces, dot segments or encoded dots and slashes"),
+        ),
+        (
             "a body over the limit",
             big,
             400,
@@ -296,6 +304,22 @@ fn bypass_attempts_never_reach_the_server() {
         let www = (*status == 403).then_some(forbidden_www.as_str());
         expect(case, &r, *status, Some(reply), www);
     }
+    let r = post(
+        &stack,
+        &[("authorization", &auth)],
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read",
+                "params": {"uri": "file:///private/keys.md"}})
+        .to_string(),
+    );
+    expect(
+        "the protected resource itself",
+        &r,
+        403,
+        Some(NOT_ENOUGH),
+        Some(&format!(
+            "Bearer error=\"insufficient_scope\", scope=\"keys:read\", resource_metadata=\"{META}\""
+        )),
+    );
     let r = post(
         &stack,
         &[("authorization", &auth), ("content-encoding", "gzip")],

@@ -271,3 +271,80 @@ fn a_token_for_another_server_is_refused() {
         Some("Bearer error=\"invalid_token\", resource_metadata=\"https://mcp.test/.well-known/oauth-protected-resource/mcp\"")
     );
 }
+
+/// A worker of its own store with the keys loaded (by a first request, answered).
+fn loaded(plugin: &Value) -> Worker {
+    let mut w = Worker::new(store(), plugin, T0);
+    let first = w.mcp(T0, 100, &token("u0", &["tools:call"], RESOURCE), LIST);
+    assert_eq!(fate(&first, 100).as_deref(), Some("pause"));
+    let fetch = w.calls_to("jwks")[0];
+    w.respond(T0 + 1, fetch, "200", &vm_jwks_body());
+    w
+}
+
+#[test]
+fn an_audited_message_in_a_batch_does_not_turn_filtering_off() {
+    let mut p = plugin();
+    p["rules"][0]["mode"] = json!("audit");
+    let mut w = loaded(&p);
+    let caller = token("u1", &["tools:call"], RESOURCE);
+    let batch = format!(
+        "[{LIST},{}]",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_index"}}"#
+    );
+    let out = w.mcp(T0 + 2, 1, &caller, &batch);
+    assert_eq!(
+        fate(&out, 1).as_deref(),
+        Some("continue"),
+        "audited: {out:?}"
+    );
+    let (head, body) = w.answer(1, "application/json", None, TOOLS);
+    // Held and filtered (an audited tool stays listed: its call would go on too).
+    assert_eq!(head, ResponsePlan::Hold);
+    assert_eq!(names(&body), ["search_items", "delete_index"]);
+}
+
+#[test]
+fn an_answer_before_the_request_is_judged_is_refused() {
+    // The head goes on before the body (hold_head off): the server could answer first.
+    let mut w = loaded(&plugin());
+    let caller = token("u1", &["tools:call"], RESOURCE);
+    let request = Request {
+        method: "POST".into(),
+        path: "/mcp".into(),
+        authority: "mcp.test".into(),
+        request_id: "early".into(),
+        headers: Headers::from_pairs([
+            ("authorization", format!("Bearer {caller}")),
+            ("content-type", "application/json".into()),
+            ("accept-encoding", "gzip".into()),
+        ]),
+        ..Default::default()
+    };
+    let head = w.vm.on_request(T0 + 2, 1, request, &mut w.host);
+    assert_eq!(fate(&head, 1).as_deref(), Some("continue"), "{head:?}");
+    assert!(
+        head.iter().any(|e| matches!(e,
+            Effect::Header { context: 1, name, value: None } if name == "accept-encoding")),
+        "asked uncompressed before the body: {head:?}"
+    );
+    assert!(w.vm.filters_responses());
+    let plan =
+        w.vm.on_response_headers(1, (200, Some("application/json"), None, None));
+    let ResponsePlan::Reply(reply) = plan else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(reply.status, 502);
+    assert_eq!(
+        reply.body,
+        r#"{"detail":"The MCP server answered before its request was judged","request_id":"early"}"#
+    );
+    // A 202 with a body is a list answer like any other.
+    assert_eq!(
+        fate(&w.mcp(T0 + 3, 2, &caller, LIST), 2).as_deref(),
+        Some("continue")
+    );
+    let head =
+        w.vm.on_response_headers(2, (202, Some("application/json"), None, Some(TOOLS.len())));
+    assert_eq!(head, ResponsePlan::Hold);
+}

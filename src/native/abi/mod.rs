@@ -391,10 +391,20 @@ impl FilterHandle {
     pub(super) fn replace_response_body(self, received: bool, body: &[u8]) -> bool {
         let Some(a) = api() else { return false };
         // SAFETY: a live filter on its own thread; `body` is copied by Envoy.
+        // (A body Envoy does not have is empty: nothing to drain. A drain that fails on
+        // a body it has would leave the unfiltered bytes: checked by the size after.)
         unsafe {
             let _ = (a.http_drain_body)(self.0, BUFFERED_RESPONSE_BODY, usize::MAX);
             if received {
                 let _ = (a.http_drain_body)(self.0, RECEIVED_RESPONSE_BODY, usize::MAX);
+            }
+        }
+        if self.response_body_size(received) != 0 {
+            return false;
+        }
+        // SAFETY: as above.
+        unsafe {
+            if received {
                 (a.http_append_body)(self.0, RECEIVED_RESPONSE_BODY, buf(body))
             } else {
                 (a.http_append_body)(self.0, BUFFERED_RESPONSE_BODY, buf(body))

@@ -24,7 +24,7 @@ pub(in crate::pipeline) fn check(
     if !v.config.audience_resource && rule_audiences.is_none() {
         return Ok(());
     }
-    let resource = inp.config.resources.identifier_for(req);
+    let resource = inp.config.resources.audience_identifier_for(req);
     let resource = resource.as_deref();
     if v.config.audience_resource {
         let ok = aud_names(&v.claims, |a| {
