@@ -265,6 +265,27 @@ fn conditions_match_methods_and_what_they_act_on() {
     assert!(prompts.matches(&Message::call("prompts/get", "summary")));
     assert!(!prompts.matches(&Message::call("prompts/get", "other")));
     assert!(!prompts.matches(&Message::call("tools/call", "summary")));
+    // Methods alone: every tool, prompt or resource of them.
+    let calls = cond(
+        &["tools/call", "prompts/get", "resources/read"],
+        &[],
+        &[],
+        &[],
+    );
+    assert!(calls.matches(&delete));
+    assert!(calls.matches(&Message::call("prompts/get", "summary")));
+    assert!(calls.matches(&Message::call("resources/read", "file:///a")));
+    assert!(!calls.matches(&list));
+    // A resource prefix binds the resource methods only.
+    let mixed = cond(
+        &["tools/call", "resources/read"],
+        &[],
+        &["file:///pub/"],
+        &[],
+    );
+    assert!(mixed.matches(&delete));
+    assert!(mixed.matches(&Message::call("resources/read", "file:///pub/a")));
+    assert!(!mixed.matches(&Message::call("resources/read", "file:///a")));
     assert_eq!(
         lists.describe(),
         "mcp tools/list, tools/call; tools search_items"
@@ -380,4 +401,60 @@ fn media_types_and_callable_items() {
     assert_eq!(ListKind::Resources.call_method(), "resources/read");
     assert_eq!(ListKind::Prompts.member(), "prompts");
     assert_eq!(ListKind::of("tools/call"), None);
+}
+
+#[test]
+fn bounds_are_inclusive_and_every_message_shape_is_read() {
+    assert_eq!(DEFAULT_MAX_BODY_BYTES, 1 << 20);
+    assert_eq!(DEFAULT_MAX_LIST_BYTES, 1_048_576);
+    assert_eq!(ListKind::of("resources/list"), Some(ListKind::Resources));
+    assert_eq!(ListKind::of("tools/list"), Some(ListKind::Tools));
+    // A body of exactly the limit is read; one byte more is not.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let exact = Limits {
+        max_body_bytes: body.len(),
+        ..Limits::default()
+    };
+    assert!(messages(body.as_bytes(), &exact, &spellings()).is_ok());
+    let under = Limits {
+        max_body_bytes: body.len() - 1,
+        ..Limits::default()
+    };
+    assert!(messages(body.as_bytes(), &under, &spellings()).is_err());
+    // A batch of exactly MAX_BATCH messages is read.
+    let batch = format!(
+        "[{}]",
+        vec![r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#; MAX_BATCH].join(",")
+    );
+    assert_eq!(read(&batch).map(|m| m.len()), Ok(MAX_BATCH));
+    // Ids: any integer (beyond i64 too, or negative) or string.
+    for id in ["18446744073709551615", "-3", "\"x\""] {
+        let m = one(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#));
+        assert_eq!(m.kind, Kind::Request, "{id}");
+    }
+    // The client's answers: a result or an error, one of them.
+    let err = one(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"no"}}"#);
+    assert_eq!(err.kind, Kind::Response);
+    // Names: 1 to MAX_NAME_BYTES bytes.
+    let name = |n: usize| {
+        serde_json::json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a".repeat(n)}})
+            .to_string()
+    };
+    assert_eq!(
+        one(&name(MAX_NAME_BYTES)).target.map(|t| t.len()),
+        Some(MAX_NAME_BYTES)
+    );
+    refused(&name(MAX_NAME_BYTES + 1));
+    refused(&name(0));
+    // URIs: up to MAX_URI_BYTES bytes.
+    let uri = |n: usize| {
+        let u = format!("file:///{}", "a".repeat(n - 8));
+        serde_json::json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":u}})
+            .to_string()
+    };
+    assert_eq!(
+        one(&uri(MAX_URI_BYTES)).target.map(|t| t.len()),
+        Some(MAX_URI_BYTES)
+    );
+    refused(&uri(MAX_URI_BYTES + 1));
 }

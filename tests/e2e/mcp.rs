@@ -216,6 +216,19 @@ fn a_real_client_sees_and_runs_only_what_its_token_allows() {
                 && n("mcp_list_items_hidden") == 5
         });
         assert!(counted, "{mode}: {:?}", stack.envoy.filter_stats());
+        // Prometheus sees the method as a label (the stats tags envoy/ ships).
+        let prometheus = http(stack.envoy.admin, "GET", "/stats/prometheus", &[])
+            .expect("/stats/prometheus")
+            .body;
+        let series = prometheus.lines().find(|l| {
+            l.starts_with("bearer_guard_mcp_messages_denied{")
+                && l.contains(r#"mcp_method="tools_call""#)
+                && l.contains(r#"bearer_guard_config="bearer_guard""#)
+        });
+        assert!(
+            series.is_some_and(|l| l.ends_with(" 1")),
+            "{mode}: {series:?}"
+        );
     }
 }
 

@@ -177,7 +177,7 @@ fn every_shipped_envoy_configuration_has_the_same_stats_tags() {
     let shipped = shipped_stats_config();
     assert!(shipped["stats_tags"]
         .as_array()
-        .is_some_and(|t| t.len() == 3));
+        .is_some_and(|t| t.len() == 4));
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy");
     for name in ["envoy-compose.yaml", "envoy-workos.yaml"] {
         let text = std::fs::read_to_string(dir.join(name)).expect("config");
