@@ -222,6 +222,13 @@ impl Request {
         found
     }
 
+    /// The body length `content-length` declares (`None`: absent, repeated or not a
+    /// number).
+    pub fn declared_length(&self) -> Option<usize> {
+        self.header("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    }
+
     /// Every value of header `name`.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers

@@ -137,10 +137,10 @@ pub fn check_headers(req: &Request, limits: &Limits) -> Result<(), Refusal> {
         }
     }
     content_type(req)?;
-    let declared = req
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+    if req
+        .declared_length()
+        .is_some_and(|n| n > limits.max_body_bytes)
+    {
         return Err(too_large(limits));
     }
     Ok(())

@@ -216,10 +216,10 @@ pub fn check_headers(req: &Request, limits: &Limits) -> Result<(), Refusal> {
             "MCP requests need content-type application/json",
         ));
     }
-    let declared = req
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+    if req
+        .declared_length()
+        .is_some_and(|n| n > limits.max_body_bytes)
+    {
         return Err(too_large(limits));
     }
     Ok(())

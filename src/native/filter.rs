@@ -315,10 +315,7 @@ pub(super) fn request_trailers(s: &Stream) -> u32 {
 /// other response goes on untouched.
 pub(super) fn response_headers(s: &Stream, end_of_stream: bool) -> u32 {
     let h = s.handle;
-    let planned = with_local(s, |local| {
-        if !local.core.filters_responses() {
-            return None;
-        }
+    let plan = respond(s, |core| {
         let text = |name: &[u8]| {
             h.response_header(name)
                 .and_then(|v| String::from_utf8(v).ok())
@@ -326,17 +323,11 @@ pub(super) fn response_headers(s: &Stream, end_of_stream: bool) -> u32 {
         let status = text(b":status").and_then(|v| v.parse().ok()).unwrap_or(0);
         let (content_type, encoding) = (text(b"content-type"), text(b"content-encoding"));
         let length = text(b"content-length").and_then(|v| v.trim().parse().ok());
-        let plan = local.core.on_response_headers(
+        core.on_response_headers(
             s.context,
             (status, content_type.as_deref(), encoding.as_deref(), length),
-        );
-        Some((plan, flushed(local)))
-    })
-    .flatten();
-    let Some((plan, effects)) = planned else {
-        return CONTINUE;
-    };
-    apply(&s.shared, h, effects, &[], None);
+        )
+    });
     match plan {
         ResponsePlan::Pass | ResponsePlan::Replace(_) => CONTINUE,
         ResponsePlan::Hold => {
@@ -354,8 +345,7 @@ pub(super) fn response_headers(s: &Stream, end_of_stream: bool) -> u32 {
     }
 }
 
-/// More of a response body (`end_of_stream`: all of it); `received`: this hook brought
-/// data (false for the trailers, when the body is all buffered).
+/// More of a response body (`end_of_stream`: all of it).
 pub(super) fn response_body(s: &Stream, end_of_stream: bool) -> u32 {
     response_data(s, end_of_stream, true)
 }
@@ -365,24 +355,15 @@ pub(super) fn response_trailers(s: &Stream) -> u32 {
     response_data(s, true, false)
 }
 
+/// The response body so far (`received`: this hook brought data; false for the trailers,
+/// when the body is all buffered).
 fn response_data(s: &Stream, end: bool, received: bool) -> u32 {
     let h = s.handle;
-    let planned = with_local(s, |local| {
-        if !local.core.filters_responses() {
-            return None;
-        }
+    let plan = respond(s, |core| {
         let size = h.response_body_size(received);
         let read = || h.response_body(received);
-        let plan = local
-            .core
-            .on_response_body(now_ms(), s.context, (size, end), &read);
-        Some((plan, flushed(local)))
-    })
-    .flatten();
-    let Some((plan, effects)) = planned else {
-        return CONTINUE;
-    };
-    apply(&s.shared, h, effects, &[], None);
+        core.on_response_body(now_ms(), s.context, (size, end), &read)
+    });
     match plan {
         ResponsePlan::Pass => CONTINUE,
         ResponsePlan::Hold => STOP,
@@ -398,6 +379,24 @@ fn response_data(s: &Stream, end: bool, received: bool) -> u32 {
             STOP
         }
     }
+}
+
+/// Runs a response entry point on this worker's core when it filters responses (`Pass`
+/// otherwise, at the cost of one check), and applies the counts it made.
+fn respond(s: &Stream, entry: impl FnOnce(&mut Worker) -> ResponsePlan) -> ResponsePlan {
+    let planned = with_local(s, |local| {
+        if !local.core.filters_responses() {
+            return None;
+        }
+        let plan = entry(&mut local.core);
+        Some((plan, flushed(local)))
+    })
+    .flatten();
+    let Some((plan, effects)) = planned else {
+        return ResponsePlan::Pass;
+    };
+    apply(&s.shared, s.handle, effects, &[], None);
+    plan
 }
 
 /// The counts a response hook made, as effects to apply.

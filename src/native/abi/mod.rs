@@ -279,11 +279,20 @@ impl FilterHandle {
         self,
         f: impl for<'a> FnOnce(&mut dyn Iterator<Item = (&'a [u8], &'a [u8])>) -> T,
     ) -> T {
+        self.with_headers(REQUEST_HEADERS, f)
+    }
+
+    /// `f` over the headers of map `kind`, in order, borrowed from Envoy for the call.
+    fn with_headers<T>(
+        self,
+        kind: u32,
+        f: impl for<'a> FnOnce(&mut dyn Iterator<Item = (&'a [u8], &'a [u8])>) -> T,
+    ) -> T {
         let Some(a) = api() else {
             return f(&mut std::iter::empty());
         };
         // SAFETY: a live filter on its own thread.
-        let n = unsafe { (a.http_get_headers_size)(self.0, REQUEST_HEADERS) };
+        let n = unsafe { (a.http_get_headers_size)(self.0, kind) };
         let mut raw = vec![
             EnvoyHeader {
                 key: std::ptr::null(),
@@ -294,7 +303,7 @@ impl FilterHandle {
             n
         ];
         // SAFETY: `raw` holds exactly `n` entries for Envoy to fill.
-        if n == 0 || !unsafe { (a.http_get_headers)(self.0, REQUEST_HEADERS, raw.as_mut_ptr()) } {
+        if n == 0 || !unsafe { (a.http_get_headers)(self.0, kind, raw.as_mut_ptr()) } {
             return f(&mut std::iter::empty());
         }
         let mut pairs = raw
@@ -414,25 +423,14 @@ impl FilterHandle {
 
     /// The first value of a response header.
     pub(super) fn response_header(self, name: &[u8]) -> Option<Vec<u8>> {
-        let a = api()?;
-        // SAFETY: a live filter on its own thread.
-        let n = unsafe { (a.http_get_headers_size)(self.0, RESPONSE_HEADERS) };
-        let mut raw = vec![
-            EnvoyHeader {
-                key: std::ptr::null(),
-                key_len: 0,
-                value: std::ptr::null(),
-                value_len: 0,
-            };
-            n
-        ];
-        // SAFETY: `raw` holds exactly `n` entries for Envoy to fill.
-        if n == 0 || !unsafe { (a.http_get_headers)(self.0, RESPONSE_HEADERS, raw.as_mut_ptr()) } {
-            return None;
-        }
-        raw.iter()
-            .find(|h| borrow(h.key, h.key_len).eq_ignore_ascii_case(name))
-            .map(|h| borrow(h.value, h.value_len).to_vec())
+        self.with_headers(RESPONSE_HEADERS, |pairs| {
+            for (k, v) in pairs {
+                if k.eq_ignore_ascii_case(name) {
+                    return Some(v.to_vec());
+                }
+            }
+            None
+        })
     }
 
     /// Removes a response header.
