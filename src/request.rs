@@ -229,6 +229,14 @@ impl Request {
             .and_then(|v| v.trim().parse::<usize>().ok())
     }
 
+    /// Whether the body is encoded: any `content-encoding` value (of every such header,
+    /// each comma-separated item) other than `identity`.
+    pub fn body_encoded(&self) -> bool {
+        self.header_values("content-encoding")
+            .flat_map(|v| v.split(','))
+            .any(|enc| !enc.trim().eq_ignore_ascii_case("identity"))
+    }
+
     /// Every value of header `name`.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers

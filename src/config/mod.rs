@@ -220,6 +220,8 @@ pub struct Config {
     pub has_graphql: bool,
     /// Some rule has a `match.mcp` condition (computed).
     pub has_mcp: bool,
+    /// Some rule filters MCP lists (computed: asked at every response).
+    pub has_filter_lists: bool,
     /// The methods, tools and prompts rules name: MCP messages must not spell them in
     /// another case (computed).
     pub mcp_spellings: crate::mcp::Spellings,
@@ -311,7 +313,7 @@ impl Config {
 
     /// Whether a rule filters MCP lists (`filter_lists`): the host must pass responses.
     pub fn filters_lists(&self) -> bool {
-        self.rules.iter().any(|r| r.filter_lists)
+        self.has_filter_lists
     }
 
     /// Every header the filter may set: client-sent copies are always removed.
@@ -504,6 +506,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         stat_prefix,
         has_graphql: rules.iter().any(|r| r.graphql.is_some()),
         has_mcp: rules.iter().any(|r| r.mcp.is_some()),
+        has_filter_lists: rules.iter().any(|r| r.filter_lists),
         mcp_spellings: mcp_spellings(&rules),
         needs_host: rules.iter().any(|r| r.matcher.uses_host()),
         needs_route_name: rules.iter().any(|r| r.matcher.uses_route()),

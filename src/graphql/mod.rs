@@ -129,12 +129,10 @@ pub fn check_headers(req: &Request, limits: &Limits) -> Result<(), Refusal> {
             )))
         }
     }
-    if let Some(enc) = req.header("content-encoding") {
-        if !enc.trim().eq_ignore_ascii_case("identity") {
-            return Err(Refusal::from(
-                "GraphQL request bodies must not be compressed",
-            ));
-        }
+    if req.body_encoded() {
+        return Err(Refusal::from(
+            "GraphQL request bodies must not be compressed",
+        ));
     }
     content_type(req)?;
     if req

@@ -218,6 +218,14 @@ fn transports_and_batches() {
         r
     };
     assert!(check_headers(&gz, &limits).is_err());
+    // A second content-encoding header, or a list of encodings, hides nothing.
+    for encodings in [&["identity", "gzip"][..], &["identity, br"][..]] {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(encodings.iter().map(|e| ("content-encoding", *e)));
+        let mut r = Request::for_test("/graphql", &headers);
+        r.method = "POST".into();
+        assert!(check_headers(&r, &limits).is_err(), "{encodings:?}");
+    }
     let (r, _) = post("application/json", "");
     let big = vec![b' '; limits.max_body_bytes + 1];
     assert!(root_fields(&r, &big, &limits).is_err());

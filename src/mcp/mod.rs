@@ -192,12 +192,7 @@ pub struct Spellings {
 /// Checks what a POST's headers alone can tell: the content type and encoding, and a
 /// declared length within the limit.
 pub fn check_headers(req: &Request, limits: &Limits) -> Result<(), Refusal> {
-    // Every content-encoding given (a repeated header too): only identity.
-    if req
-        .header_values("content-encoding")
-        .flat_map(|v| v.split(','))
-        .any(|enc| !enc.trim().eq_ignore_ascii_case("identity"))
-    {
+    if req.body_encoded() {
         return Err(Refusal::from("MCP request bodies must not be compressed"));
     }
     // One content type (a repeated one is ambiguous: refused).

@@ -382,8 +382,12 @@ fn response_data(s: &Stream, end: bool, received: bool) -> u32 {
 }
 
 /// Runs a response entry point on this worker's core when it filters responses (`Pass`
-/// otherwise, at the cost of one check), and applies the counts it made.
+/// otherwise: without a `filter_lists` rule, at the cost of one flag), and applies the
+/// counts it made.
 fn respond(s: &Stream, entry: impl FnOnce(&mut Worker) -> ResponsePlan) -> ResponsePlan {
+    if !s.shared.filters_lists {
+        return ResponsePlan::Pass;
+    }
     let planned = with_local(s, |local| {
         if !local.core.filters_responses() {
             return None;

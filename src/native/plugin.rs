@@ -127,6 +127,8 @@ pub(super) struct Shared {
     /// Envoy destroyed the configuration: workers drop their cores of it once its last
     /// stream ends.
     gone: AtomicBool,
+    /// Some rule filters MCP lists: without one, response hooks return at once.
+    pub(super) filters_lists: bool,
 }
 
 /// A configuration as Envoy holds it.
@@ -229,6 +231,7 @@ pub(super) fn new(envoy: ConfigHandle, filter_name: &[u8], json: &[u8]) -> Optio
         workers: Mutex::new(HashMap::new()),
         next_token: AtomicU32::new(1),
         gone: AtomicBool::new(false),
+        filters_lists: cfg.filters_lists(),
     });
     lock(live()).push(Arc::downgrade(&shared));
     let plugin = Plugin { shared, envoy };

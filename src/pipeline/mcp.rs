@@ -64,7 +64,7 @@ pub(super) fn mcp_decision(
         if !WITHOUT_MESSAGE.contains(&req.method.as_str()) {
             return refuse(
                 Refusal(format!(
-                    "MCP requests are POST, GET or DELETE, not {}",
+                    "MCP requests are POST, GET, DELETE, HEAD or OPTIONS, not {}",
                     req.method
                 )),
                 t,

@@ -171,13 +171,19 @@ pub(crate) fn decide_for(
     };
 
     let source = credential::source_of(&sources, &cred);
-    let mut v = match authenticate(inp, req, Scope::Rule(rule), cred, source, t) {
+    let v = match authenticate(inp, req, Scope::Rule(rule), cred, source, t) {
         Ok(v) => v,
         Err(o) => return first_denial(*o),
     };
-    let cache = std::mem::replace(&mut v.cache, CacheNote::None);
     let mut o = authorize(inp, req, (rule, captures), &v, t);
-    o.cache = cache;
+    stamp(&mut o, v, source);
+    first_denial(o)
+}
+
+/// What an outcome records of the token it was decided on: the cache note, the provider,
+/// the subject, the revocation note, the proof, and the credential to strip.
+fn stamp(o: &mut Outcome, v: steps::Verified, source: &crate::token::TokenSource) {
+    o.cache = v.cache;
     o.provider = Some(v.provider);
     o.subject = subject(&v.claims);
     o.revocation = v.revocation;
@@ -185,5 +191,4 @@ pub(crate) fn decide_for(
     if v.config.strip_token {
         o.strip = Some(source.clone());
     }
-    first_denial(o)
 }

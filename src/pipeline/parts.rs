@@ -6,7 +6,7 @@ use super::combine::answering;
 use super::steps::provider::Scope;
 use super::steps::{authenticate, authorize, credential};
 use super::trace::{check, FieldVerdict, Finding, Step, Trace, Tracer};
-use super::{decide_for, deny, outcome, subject, CacheNote, Class, Decision, Inputs, Outcome};
+use super::{decide_for, deny, outcome, stamp, CacheNote, Class, Decision, Inputs, Outcome};
 use crate::authz::matcher::Captures;
 use crate::config::{Authentication, Config, Mode, Rule};
 use crate::reply::Denial;
@@ -190,24 +190,16 @@ pub(super) fn before_body(
     };
     t.token(Step::Credential, true, || Finding::OneToken(String::new()));
     let source = credential::source_of(&sources, &cred);
-    let mut v = match authenticate(inp, req, scope, cred, source, t) {
+    let v = match authenticate(inp, req, scope, cred, source, t) {
         Ok(v) => v,
         Err(o) => return *o,
     };
-    let cache = std::mem::take(&mut v.cache);
     // The identity steps, as for a request no rule matched.
     let mut o = authorize(inp, req, (None, &Vec::new()), &v, t);
     if let Decision::Allow { headers } = &o.decision {
         o = read_body(headers.clone());
     }
-    o.cache = cache;
-    o.provider = Some(v.provider);
-    o.subject = subject(&v.claims);
-    o.revocation = v.revocation;
-    o.proof = v.proof;
-    if v.config.strip_token {
-        o.strip = Some(source.clone());
-    }
+    stamp(&mut o, v, source);
     o
 }
 

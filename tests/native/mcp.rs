@@ -348,3 +348,70 @@ fn an_answer_before_the_request_is_judged_is_refused() {
         w.vm.on_response_headers(2, (202, Some("application/json"), None, Some(TOOLS.len())));
     assert_eq!(head, ResponsePlan::Hold);
 }
+
+#[test]
+fn other_methods_are_refused_and_transport_methods_take_the_path_rule() {
+    let mut w = loaded(&plugin());
+    let caller = token("u1", &["tools:call"], RESOURCE);
+    let reader = token("u2", &["items:read"], RESOURCE);
+    let send = |w: &mut Worker, context: u32, method: &str, token: &str| {
+        let request = Request {
+            method: method.into(),
+            path: "/mcp".into(),
+            authority: "mcp.test".into(),
+            headers: Headers::from_pairs([("authorization", format!("Bearer {token}"))]),
+            ..Default::default()
+        };
+        let out = w.vm.on_request(T0 + 2, context, request, &mut w.host);
+        out.iter().find_map(|e| match e {
+            Effect::Reply { context: c, reply } if *c == context => {
+                Some(format!("{} {}", reply.status, reply.body))
+            }
+            Effect::Continue { context: c } if *c == context => Some("continue".into()),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        send(&mut w, 1, "PUT", &caller).as_deref(),
+        Some(r#"400 {"detail":"MCP requests are POST, GET, DELETE, HEAD or OPTIONS, not PUT"}"#)
+    );
+    for (i, method) in ["GET", "DELETE", "HEAD", "OPTIONS"].into_iter().enumerate() {
+        let c = 10 + 2 * i as u32;
+        assert_eq!(
+            send(&mut w, c, method, &caller).as_deref(),
+            Some("continue"),
+            "{method}"
+        );
+        let refused = send(&mut w, c + 1, method, &reader);
+        assert!(
+            refused.as_deref().is_some_and(|r| r.starts_with("403 ")),
+            "{method}: {refused:?}"
+        );
+    }
+}
+
+#[test]
+fn an_answer_in_several_parts_is_held_until_complete_then_filtered() {
+    let mut w = loaded(&plugin());
+    let caller = token("u1", &["tools:call"], RESOURCE);
+    assert_eq!(
+        fate(&w.mcp(T0 + 2, 1, &caller, LIST), 1).as_deref(),
+        Some("continue")
+    );
+    assert_eq!(
+        w.vm.on_response_headers(1, (200, Some("application/json"), None, None)),
+        ResponsePlan::Hold
+    );
+    let half = TOOLS.len() / 2;
+    let first = TOOLS.as_bytes()[..half].to_vec();
+    let read = move || first.clone();
+    assert_eq!(
+        w.vm.on_response_body(T0 + 3, 1, (half, false), &read),
+        ResponsePlan::Hold,
+        "the first part is held"
+    );
+    let whole = TOOLS.as_bytes().to_vec();
+    let read = move || whole.clone();
+    let plan = w.vm.on_response_body(T0 + 4, 1, (TOOLS.len(), true), &read);
+    assert_eq!(names(&plan), ["search_items"], "the whole answer filtered");
+}

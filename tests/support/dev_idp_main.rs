@@ -556,6 +556,19 @@ fn token_endpoint(
 /// The demo's upstream: a small MCP server at `/mcp` (Streamable HTTP, JSON answers:
 /// `initialize`, `tools/list` with `search_items` and `delete_index`, `tools/call`), and
 /// the echo of every other request.
+/// A demo line for a refused request (or one that failed): status, body, challenge.
+fn print_refusal(r: std::io::Result<envoy::Reply>) {
+    match r {
+        Ok(r) => println!(
+            "  -> {} {} WWW-Authenticate: {}\n",
+            r.status,
+            r.body,
+            r.header("www-authenticate").unwrap_or("-")
+        ),
+        Err(e) => println!("  -> request failed: {e}\n"),
+    }
+}
+
 fn upstream_handler() -> servers::Handler {
     let echo = servers::echo_handler();
     Arc::new(move |seen: &servers::Seen| {
@@ -837,13 +850,7 @@ fn demo(args: &Args) {
         println!("# {what}\ncurl -i '{base}{path}' -H \"Authorization: DPoP $DPOP_TOKEN\" -H \"DPoP: $PROOF\"");
         match envoy::http(port, "GET", path, &headers) {
             Ok(r) if r.status == 200 => println!("  -> 200 (upstream reached)\n"),
-            Ok(r) => println!(
-                "  -> {} {} WWW-Authenticate: {}\n",
-                r.status,
-                r.body,
-                r.header("www-authenticate").unwrap_or("-")
-            ),
-            Err(e) => println!("  -> request failed: {e}\n"),
+            other => print_refusal(other),
         }
     }
     // The GraphQL endpoint: an items query with its two headers, without one, and an
@@ -932,13 +939,7 @@ fn demo(args: &Args) {
                     tools.join(", ")
                 );
             }
-            Ok(r) => println!(
-                "  -> {} {} WWW-Authenticate: {}\n",
-                r.status,
-                r.body,
-                r.header("www-authenticate").unwrap_or("-")
-            ),
-            Err(e) => println!("  -> request failed: {e}\n"),
+            other => print_refusal(other),
         }
     }
     println!("More tokens: cargo run --example dev-idp -- mint --sub user_ada --permissions entities:read,consent:write --networks {DEMO_NETWORK}");
