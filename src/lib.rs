@@ -25,6 +25,7 @@ mod error;
 #[cfg(not(target_arch = "wasm32"))]
 mod explain;
 mod graphql;
+mod introspection;
 mod keys;
 mod mcp;
 mod pipeline;

@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod forward;
+pub mod introspection;
 pub mod jwks;
 pub mod mcp;
 pub mod policy;
@@ -24,6 +25,7 @@ mod token;
 
 pub use self::account::AccountSource;
 pub use self::forward::Forward;
+pub use self::introspection::IntrospectionSource;
 pub use self::jwks::{JwksSource, DEFAULT_MAX_JWKS_BYTES};
 pub use self::policy::{Authentication, DefaultPolicy, Mode, SharedSlots, VerifierChoice};
 pub use self::provider::Provider;
@@ -278,6 +280,13 @@ impl Config {
         self.providers
             .get(provider)
             .and_then(|p| p.account.as_ref())
+    }
+
+    /// A provider's introspection endpoint, if it has one.
+    pub fn introspection_of(&self, provider: usize) -> Option<&IntrospectionSource> {
+        self.providers
+            .get(provider)
+            .and_then(|p| p.introspection.as_ref())
     }
 
     /// A provider's revocation list: its index in [`Config::revocations`] and the source.

@@ -2,6 +2,7 @@
 //! or secret come from, the claims it reads and where its tokens are taken from.
 
 use super::account::{self, AccountSource, RawAccount};
+use super::introspection::{self, IntrospectionSource, RawIntrospection};
 use super::jwks::{self, JwksSource, RawJwks};
 use super::reader::{choose, claim_path, Fields};
 use super::revocation::{self, RevocationSource};
@@ -50,6 +51,7 @@ pub(super) struct RawProvider {
     algorithms: Vec<Algorithm>,
     jwks: Option<RawJwks>,
     secret: Option<RawSecret>,
+    introspection: Option<RawIntrospection>,
     required_claims: Vec<ClaimPath>,
     claims: ClaimNames,
     account: Option<RawAccount>,
@@ -79,6 +81,7 @@ impl RawProvider {
                 "algorithms",
                 "jwks",
                 "secret",
+                "introspection",
                 "identity",
                 "claims",
                 "account",
@@ -96,11 +99,21 @@ impl RawProvider {
         let name = f.string("name")?;
         let issuer = f.opt_string("issuer")?;
         let audiences = f.strings("audiences")?;
-        let algorithms = f
-            .required_items("algorithms")?
-            .into_iter()
-            .map(|(at, v)| choose(v, &ALGORITHMS, &at))
-            .collect::<Result<_, _>>()?;
+        let introspection = RawIntrospection::read(&f)?;
+        // An introspected token is judged by its authorization server: no algorithms.
+        let algorithms = match (&introspection, f.get("algorithms")) {
+            (Some(_), Some(_)) => {
+                return err(
+                    f.path("algorithms"),
+                    "not used with introspection (the authorization server checks the token)",
+                )
+            }
+            (Some(_), None) => Vec::new(),
+            (None, _) => f.required_items("algorithms")?,
+        }
+        .into_iter()
+        .map(|(at, v)| choose(v, &ALGORITHMS, &at))
+        .collect::<Result<_, _>>()?;
         let jwks = RawJwks::read(&f)?;
         let secret = RawSecret::read(&f)?;
         let required_claims = match f.object("identity", &["required_claims"])? {
@@ -179,6 +192,7 @@ impl RawProvider {
             algorithms,
             jwks,
             secret,
+            introspection,
             required_claims,
             claims,
             account,
@@ -205,6 +219,9 @@ pub struct Provider {
     pub jwks: Option<JwksSource>,
     /// HMAC shared secret (never logged).
     pub secret: Option<Secret>,
+    /// The token introspection endpoint (RFC 7662) that judges this provider's tokens:
+    /// then it has no algorithms, keys or secret.
+    pub introspection: Option<IntrospectionSource>,
     /// Claims a verified token must carry.
     pub required_claims: Vec<ClaimPath>,
     /// Which claims carry permissions, role and scopes.
@@ -262,7 +279,32 @@ pub(super) fn compile(
     at: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Provider, ConfigError> {
-    if p.algorithms.is_empty() {
+    let introspection = match p.introspection {
+        Some(i) => {
+            let checks = [
+                ("jwks", p.jwks.is_some()),
+                ("secret", p.secret.is_some()),
+                ("token_types", !p.token_types.is_empty()),
+                ("max_lifetime_s", p.max_lifetime_s.is_some()),
+                ("issuer_values", p.issuer_values.is_some()),
+            ];
+            if let Some((field, _)) = checks.iter().find(|(_, set)| *set) {
+                return err(
+                    format!("{at}.{field}"),
+                    "not used with introspection (the authorization server checks the token)",
+                );
+            }
+            if p.issuer.as_deref().is_some_and(|i| i.contains('{')) {
+                return err(
+                    format!("{at}.issuer"),
+                    "an issuer template is for signed tokens: with introspection give the issuer itself",
+                );
+            }
+            Some(introspection::compile(i, env)?)
+        }
+        None => None,
+    };
+    if p.algorithms.is_empty() && introspection.is_none() {
         return err(
             format!("{at}.algorithms"),
             "at least one algorithm is required",
@@ -374,6 +416,10 @@ pub(super) fn compile(
         issuer_values.join(",").as_bytes(),
         &p.max_lifetime_s.unwrap_or(0).to_le_bytes(),
         conditions.join("\n").as_bytes(),
+        &introspection
+            .as_ref()
+            .map_or(0, |i| i.fingerprint)
+            .to_le_bytes(),
     ]);
     Ok(Provider {
         inline_keys,
@@ -397,6 +443,7 @@ pub(super) fn compile(
         algorithms: p.algorithms,
         jwks,
         secret,
+        introspection,
         required_claims: p.required_claims,
         claims: p.claims,
     })

@@ -25,8 +25,9 @@ pub(crate) struct Caller<'a, C: Context>(pub &'a C);
 impl<C: Context> worker::Host for Caller<'_, C> {
     fn dispatch(&mut self, call: &Outgoing) -> Result<u32, worker::DispatchError> {
         let timeout = Duration::from_millis(call.timeout_ms);
+        let body = (!call.body.is_empty()).then_some(call.body);
         self.0
-            .dispatch_http_call(call.cluster, call.headers.clone(), None, vec![], timeout)
+            .dispatch_http_call(call.cluster, call.headers.clone(), body, vec![], timeout)
             .map_err(|status| worker::DispatchError(format!("{status:?}")))
     }
 

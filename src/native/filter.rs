@@ -188,7 +188,7 @@ fn catch_up(s: &Stream, local: &mut Local, now: u64, force_tick: bool, out: &mut
         let read = || body.clone();
         let response = CallResponse {
             status: answer.status,
-            body_size: body.len(),
+            body_size: answer.body_size,
             body: &read,
         };
         out.extend(

@@ -84,6 +84,8 @@ struct Pending {
     token: u32,
     cluster: String,
     headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    max_response_bytes: usize,
     timeout_ms: u64,
 }
 
@@ -91,6 +93,9 @@ struct Pending {
 pub(super) struct Answer {
     pub(super) token: u32,
     pub(super) status: Option<String>,
+    /// The body's size as Envoy received it.
+    pub(super) body_size: usize,
+    /// The body; empty when over the call's limit (never copied).
     pub(super) body: Vec<u8>,
 }
 
@@ -121,7 +126,8 @@ pub(super) struct Shared {
     /// The configuration's main-thread scheduler (taken out when it is destroyed).
     main: Mutex<Option<Arc<ConfigScheduler>>>,
     outbox: Mutex<Vec<Pending>>,
-    callouts: Mutex<HashMap<u64, (Caller, u32)>>,
+    /// Calls made: who asked, their token, the largest answer body they read.
+    callouts: Mutex<HashMap<u64, (Caller, u32, usize)>>,
     workers: Mutex<HashMap<usize, WorkerSlot>>,
     next_token: AtomicU32,
     /// Envoy destroyed the configuration: workers drop their cores of it once its last
@@ -321,9 +327,13 @@ impl Host for MainHost<'_> {
         let p = self.0;
         let token = p.shared.next_token.fetch_add(1, Ordering::Relaxed).max(1);
         let headers = callout_headers(call);
-        match p.envoy.callout(call.cluster, &headers, call.timeout_ms) {
+        match p
+            .envoy
+            .callout(call.cluster, (&headers, call.body), call.timeout_ms)
+        {
             Ok(id) => {
-                lock(&p.shared.callouts).insert(id, (Caller::Driver, token));
+                let limit = call.max_response_bytes;
+                lock(&p.shared.callouts).insert(id, (Caller::Driver, token, limit));
                 Ok(token)
             }
             Err(code) => Err(DispatchError(format!("callout result {code}"))),
@@ -498,6 +508,8 @@ impl Shared {
             token,
             cluster: call.cluster.to_string(),
             headers: callout_headers(call),
+            body: call.body.to_vec(),
+            max_response_bytes: call.max_response_bytes,
             timeout_ms: call.timeout_ms,
         });
         match self.main_scheduler() {
@@ -573,10 +585,15 @@ pub(super) fn make_calls(p: &Plugin) {
     for call in pending {
         match p
             .envoy
-            .callout(&call.cluster, &call.headers, call.timeout_ms)
+            .callout(&call.cluster, (&call.headers, &call.body), call.timeout_ms)
         {
             Ok(id) => {
-                lock(&p.shared.callouts).insert(id, (Caller::Worker(call.worker), call.token));
+                let caller = (
+                    Caller::Worker(call.worker),
+                    call.token,
+                    call.max_response_bytes,
+                );
+                lock(&p.shared.callouts).insert(id, caller);
             }
             Err(code) => {
                 abi::log(
@@ -589,6 +606,7 @@ pub(super) fn make_calls(p: &Plugin) {
                 let answer = Answer {
                     token: call.token,
                     status: None,
+                    body_size: 0,
                     body: Vec::new(),
                 };
                 p.shared.deliver(call.worker, answer);
@@ -597,23 +615,26 @@ pub(super) fn make_calls(p: &Plugin) {
     }
 }
 
-/// A call's answer as the main thread got it: its headers and its body.
-pub(super) type Answered = (Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>);
+/// A call's answer as the main thread got it: its headers, its body's size, and how to
+/// copy the body (valid during the callback only).
+pub(super) type Answered<'a> = (Vec<(Vec<u8>, Vec<u8>)>, usize, &'a dyn Fn() -> Vec<u8>);
 
-/// A call's answer (main thread): `None` when it failed or timed out.
+/// A call's answer (main thread): `None` when it failed or timed out. Its body is copied
+/// only when within the call's limit (`Outgoing::max_response_bytes`).
 pub(super) fn call_done(p: &Plugin, callout: u64, answered: Option<Answered>) {
-    let Some((caller, token)) = lock(&p.shared.callouts).remove(&callout) else {
+    let Some((caller, token, limit)) = lock(&p.shared.callouts).remove(&callout) else {
         return;
     };
-    let (status, body) = match answered {
-        Some((headers, body)) => {
+    let (status, body_size, body) = match answered {
+        Some((headers, size, read)) => {
             let status = headers
                 .iter()
                 .find(|(k, _)| k == b":status")
                 .map(|(_, v)| String::from_utf8_lossy(v).to_string());
-            (status, body)
+            let body = if size <= limit { read() } else { Vec::new() };
+            (status, size, body)
         }
-        None => (None, Vec::new()),
+        None => (None, 0, Vec::new()),
     };
     match caller {
         Caller::Worker(worker) => p.shared.deliver(
@@ -621,13 +642,14 @@ pub(super) fn call_done(p: &Plugin, callout: u64, answered: Option<Answered>) {
             Answer {
                 token,
                 status,
+                body_size,
                 body,
             },
         ),
         Caller::Driver => {
             let response = CallResponse {
                 status,
-                body_size: body.len(),
+                body_size,
                 body: &|| body.clone(),
             };
             let now = now_ms();

@@ -58,6 +58,25 @@ pub enum Wait {
         /// The path to call.
         path: String,
     },
+    /// The authorization server's introspection answer for an opaque token.
+    Introspection {
+        /// Provider index.
+        provider: usize,
+        /// Lookup key (the endpoint's fingerprint and the token's keyed digest).
+        key: String,
+        /// The token to send.
+        token: OpaqueToken,
+    },
+}
+
+/// A token carried to the call that introspects it: never printed (`Debug` hides it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OpaqueToken(pub String);
+
+impl std::fmt::Debug for OpaqueToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpaqueToken(<redacted>)")
+    }
 }
 
 impl Wait {
@@ -74,6 +93,9 @@ impl Wait {
             Wait::Account { provider, key, .. } => {
                 matches!(other, Wait::Account { provider: p, key: k, .. } if p == provider && k == key)
             }
+            Wait::Introspection { provider, key, .. } => {
+                matches!(other, Wait::Introspection { provider: p, key: k, .. } if p == provider && k == key)
+            }
         }
     }
 
@@ -83,6 +105,9 @@ impl Wait {
             Wait::Keys { provider, .. } => format!("keys of provider #{provider}"),
             Wait::Revocation { provider } => format!("the revocation list of provider #{provider}"),
             Wait::Account { .. } => "an account lookup".to_string(),
+            Wait::Introspection { provider, .. } => {
+                format!("the introspection of a token of provider #{provider}")
+            }
         }
     }
 }

@@ -23,11 +23,13 @@ pub mod trace;
 
 pub(crate) use self::decision::{deny, outcome};
 pub use self::decision::{
-    Authenticated, CacheNote, Class, Decision, Outcome, RevocationNote, Stop, Wait, Waited,
+    Authenticated, CacheNote, Class, Decision, OpaqueToken, Outcome, RevocationNote, Stop, Wait,
+    Waited,
 };
 pub use self::mcp::mcp_list_allowed;
 pub use self::ports::{
-    AccountLookup, FixedKeys, FixedRevocations, Inputs, KeyLookup, RevocationLookup, VerdictLookup,
+    sha256_digest, AccountLookup, FixedKeys, FixedRevocations, Inputs, KeyLookup, RevocationLookup,
+    VerdictLookup,
 };
 pub use self::steps::credential::rule_sources;
 pub use self::steps::provider::select_provider;

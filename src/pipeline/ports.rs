@@ -45,12 +45,38 @@ pub trait KeyLookup {
     fn may_refetch(&self, provider: usize) -> bool;
 }
 
-/// What the pipeline may ask about account lookups.
+/// What the pipeline may ask about account lookups and token introspections.
 pub trait AccountLookup {
     /// The cached result for `key` of `provider`.
     fn account(&self, provider: usize, key: &str) -> AccountState<'_>;
     /// Whether this request may pause for the lookup of `key` of `provider`.
     fn may_wait(&self, provider: usize, key: &str) -> bool;
+    /// The cached introspection answer for `key` of `provider` (`Found`: the token is
+    /// active, with these claims; `NotFound`: it is not).
+    fn introspected(&self, _provider: usize, _key: &str) -> AccountState<'_> {
+        AccountState::Unknown
+    }
+    /// Whether this request may pause for the introspection of `key` of `provider`.
+    fn may_wait_introspection(&self, _provider: usize, _key: &str) -> bool {
+        false
+    }
+    /// A token's digest under the process's key: what introspection answers are known by
+    /// (never the token itself). Without a key: SHA-256, truncated.
+    fn token_digest(&self, token: &str) -> TokenDigest {
+        sha256_digest(token)
+    }
+}
+
+/// A token's SHA-256, truncated to a [`TokenDigest`]: what a token is known by where no
+/// process key is established.
+pub fn sha256_digest(token: &str) -> TokenDigest {
+    use sha2::Digest;
+    let full = sha2::Sha256::digest(token.as_bytes());
+    let mut out = [0u8; 16];
+    for (o, b) in out.iter_mut().zip(full.iter()) {
+        *o = *b;
+    }
+    out
 }
 
 /// A fixed, always-ready key set with no refetching and no account service: for hosts

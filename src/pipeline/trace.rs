@@ -59,6 +59,8 @@ pub enum Step {
     /// `aud` against audiences that name the request's protected resource
     /// (`{resource}`), or a rule's `audiences`.
     ResourceAudience,
+    /// The authorization server's introspection answer for an opaque token.
+    Introspection,
 }
 
 impl fmt::Display for Step {
@@ -86,6 +88,7 @@ impl fmt::Display for Step {
             Step::TokenType => "token type",
             Step::Lifetime => "lifetime",
             Step::ResourceAudience => "resource audience",
+            Step::Introspection => "introspection",
             Step::ClaimValue(claim) => return write!(f, "claim {claim}"),
         };
         f.write_str(name)

@@ -88,6 +88,17 @@ pub fn check_claims(
     skew_s: i64,
 ) -> Result<i64, ClaimError> {
     let exp = check_times(claims, now_s, skew_s)?;
+    check_issuer_audience(claims, issuer, audiences)?;
+    Ok(exp)
+}
+
+/// `iss` equal to `issuer` when given, and `aud` naming one of `audiences` when there are
+/// some.
+pub fn check_issuer_audience(
+    claims: &Map<String, Value>,
+    issuer: Option<&str>,
+    audiences: &[String],
+) -> Result<(), ClaimError> {
     if let Some(issuer) = issuer {
         if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
             return Err(ClaimError::Issuer);
@@ -96,7 +107,7 @@ pub fn check_claims(
     if !audiences.is_empty() && !aud_names(claims, |a| audiences.iter().any(|want| want == a)) {
         return Err(ClaimError::Audience);
     }
-    Ok(exp)
+    Ok(())
 }
 
 /// Whether the token's `aud` (a string, or an array of them) names a value `wanted`

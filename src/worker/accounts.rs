@@ -1,7 +1,8 @@
-//! The account lookups of one worker, a component: its cache of answers per provider, the
-//! process-wide answers it shares with the other workers, and its lookups in flight or
-//! deferred to the next tick. One call per identity for the whole process (a claim in the
-//! shared store), answers kept for the lifetime they deserve.
+//! The account lookups and token introspections of one worker, a component: its cache of
+//! answers per provider, the process-wide answers it shares with the other workers, and
+//! its lookups in flight or deferred to the next tick. One call per identity (or per
+//! opaque token) for the whole process — a claim in the shared store — and answers kept
+//! for the lifetime they deserve.
 
 use super::calls::Call;
 use super::effects::{CallResponse, Effect, Host, Level, Outgoing};
@@ -9,7 +10,37 @@ use super::waiting::Event;
 use super::{Cx, ACCOUNT_CLAIM_GRACE_MS, UNCACHED_ANSWER_MS};
 use crate::account::{interpret, AccountCache, AccountState, SharedAccount, SharedAccounts};
 use crate::config::Config;
+use crate::introspection;
+use crate::pipeline::OpaqueToken;
+use crate::shared::FetchError;
 use std::collections::HashMap;
+
+/// Which service a lookup asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The provider's account service (`account`).
+    Account,
+    /// The provider's token introspection endpoint (`introspection`).
+    Introspection,
+}
+
+/// What a lookup sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    /// An account lookup: the path to GET.
+    Account(String),
+    /// A token introspection: the token to POST.
+    Introspection(OpaqueToken),
+}
+
+impl Ask {
+    fn kind(&self) -> Lookup {
+        match self {
+            Ask::Account(_) => Lookup::Account,
+            Ask::Introspection(_) => Lookup::Introspection,
+        }
+    }
+}
 
 /// How long this worker's own account lookup counts as in flight when its answer never
 /// came (the context that made the call went away): then it is given up.
@@ -21,14 +52,16 @@ pub const LOST_LOOKUP_MS: u64 = 61_000;
 struct Deferred {
     provider: usize,
     key: String,
-    path: String,
+    ask: Ask,
     request_id: String,
 }
 
-/// Account lookups and their answers.
+/// Account lookups, token introspections and their answers.
 pub struct Accounts {
     /// Per provider with an account service: this worker's cache of its answers.
     caches: Vec<Option<AccountCache>>,
+    /// Per provider with an introspection endpoint: this worker's cache of its answers.
+    introspections: Vec<Option<AccountCache>>,
     /// The process-wide answers (`None`: that level is off).
     shared: Option<SharedAccounts>,
     /// This worker's lookups in flight or deferred: key → since (ms).
@@ -44,18 +77,35 @@ impl Accounts {
             .iter()
             .map(|p| p.account.as_ref().map(|a| AccountCache::new(a.max_entries)))
             .collect();
+        let introspections = config
+            .providers
+            .iter()
+            .map(|p| {
+                p.introspection
+                    .as_ref()
+                    .map(|i| AccountCache::new(i.max_entries))
+            })
+            .collect();
         let slots = config.shared.accounts;
         Accounts {
             caches,
+            introspections,
             shared: (slots > 0).then(|| SharedAccounts::new(slots)),
             in_flight: HashMap::new(),
             deferred: Vec::new(),
         }
     }
 
+    fn caches(&self, kind: Lookup) -> &Vec<Option<AccountCache>> {
+        match kind {
+            Lookup::Account => &self.caches,
+            Lookup::Introspection => &self.introspections,
+        }
+    }
+
     /// This worker's cached answer for `key` of `provider` at `now`.
-    pub fn get(&self, provider: usize, key: &str, now: u64) -> AccountState<'_> {
-        self.caches
+    pub fn get(&self, kind: Lookup, provider: usize, key: &str, now: u64) -> AccountState<'_> {
+        self.caches(kind)
             .get(provider)
             .and_then(Option::as_ref)
             .map_or(AccountState::Unknown, |c| c.get(key, now))
@@ -63,7 +113,13 @@ impl Accounts {
 
     /// Adopts a process-wide answer into this worker's cache: `true` when there is one to
     /// decide with.
-    pub fn adopt(&mut self, provider: usize, key: &str, now: u64, cx: &mut Cx) -> bool {
+    pub fn adopt(
+        &mut self,
+        (kind, provider): (Lookup, usize),
+        key: &str,
+        now: u64,
+        cx: &mut Cx,
+    ) -> bool {
         let answer = self.shared.and_then(|s| s.read(cx.store, key));
         let Some(SharedAccount::Resolved(account, until)) = answer else {
             return false;
@@ -71,26 +127,37 @@ impl Accounts {
         if until <= now {
             return false;
         }
-        let Some(Some(cache)) = self.caches.get_mut(provider) else {
+        let caches = match kind {
+            Lookup::Account => &mut self.caches,
+            Lookup::Introspection => &mut self.introspections,
+        };
+        let Some(Some(cache)) = caches.get_mut(provider) else {
             return false;
         };
         cache.insert(key.to_string(), account, now, until - now);
-        cx.metrics.account_shared_hit();
+        cx.metrics.shared_answer(kind);
         true
     }
 
-    /// A request needs the account of `key`: unless this worker or another already asks,
-    /// claim the lookup and call (now with `host`, else from the next tick). Returns how
-    /// long the request may wait, and `false` when the call could not be made.
-    pub fn await_account(
+    /// A request needs the answer for `key` (an account, or a token's introspection):
+    /// unless this worker or another already asks, claim the lookup and call (now with
+    /// `host`, else from the next tick). Returns how long the request may wait, and
+    /// `false` when the call could not be made.
+    pub fn await_lookup(
         &mut self,
-        (provider, key, path): (usize, &str, String),
+        (provider, key, ask): (usize, &str, Ask),
         request_id: &str,
         now: u64,
         host: Option<&mut (dyn Host + '_)>,
         cx: &mut Cx,
     ) -> (u64, bool) {
-        let timeout = cx.config.account_of(provider).map_or(0, |a| a.timeout_ms);
+        let timeout = match ask.kind() {
+            Lookup::Account => cx.config.account_of(provider).map_or(0, |a| a.timeout_ms),
+            Lookup::Introspection => cx
+                .config
+                .introspection_of(provider)
+                .map_or(0, |i| i.timeout_ms),
+        };
         let lease = timeout.saturating_add(ACCOUNT_CLAIM_GRACE_MS);
         let asked = self.in_flight.contains_key(key)
             || self
@@ -99,7 +166,7 @@ impl Accounts {
         let lookup = Deferred {
             provider,
             key: key.to_string(),
-            path,
+            ask,
             request_id: request_id.to_string(),
         };
         let started = match (asked, host) {
@@ -115,33 +182,80 @@ impl Accounts {
         (timeout, started)
     }
 
-    /// Dispatches an account lookup.
+    /// Dispatches a lookup: a GET of the account service's path, or an introspection
+    /// POST with the token and the client's credentials.
     fn start(&mut self, lookup: &Deferred, now: u64, host: &mut dyn Host, cx: &mut Cx) -> bool {
-        let Some(src) = cx.config.account_of(lookup.provider) else {
-            return false;
+        let (cluster, what, dispatched) = match &lookup.ask {
+            Ask::Account(path) => {
+                let Some(src) = cx.config.account_of(lookup.provider) else {
+                    return false;
+                };
+                let outgoing = Outgoing {
+                    cluster: &src.cluster,
+                    headers: vec![
+                        (":method", "GET"),
+                        (":path", path.as_str()),
+                        (":authority", src.authority.as_str()),
+                        ("accept", "application/json"),
+                        ("x-request-id", lookup.request_id.as_str()),
+                    ],
+                    body: &[],
+                    max_response_bytes: usize::MAX,
+                    timeout_ms: src.timeout_ms,
+                };
+                (&src.cluster, "account lookup", host.dispatch(&outgoing))
+            }
+            Ask::Introspection(token) => {
+                let Some(src) = cx.config.introspection_of(lookup.provider) else {
+                    return false;
+                };
+                let secret = &src.client_secret.0;
+                let post = src.auth == crate::config::introspection::ClientAuth::ClientSecretPost;
+                let body = introspection::form_body(
+                    &token.0,
+                    post.then_some((src.client_id.as_str(), secret.as_slice())),
+                );
+                let length = body.len().to_string();
+                let basic =
+                    (!post).then(|| introspection::basic_authorization(&src.client_id, secret));
+                let mut headers = vec![
+                    (":method", "POST"),
+                    (":path", src.path.as_str()),
+                    (":authority", src.authority.as_str()),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("content-length", length.as_str()),
+                    ("accept", "application/json"),
+                    ("x-request-id", lookup.request_id.as_str()),
+                ];
+                if let Some(b) = &basic {
+                    headers.push(("authorization", b.as_str()));
+                }
+                let outgoing = Outgoing {
+                    cluster: &src.cluster,
+                    headers,
+                    body: &body,
+                    max_response_bytes: src.max_bytes,
+                    timeout_ms: src.timeout_ms,
+                };
+                (
+                    &src.cluster,
+                    "token introspection",
+                    host.dispatch(&outgoing),
+                )
+            }
         };
-        let outgoing = Outgoing {
-            cluster: &src.cluster,
-            headers: vec![
-                (":method", "GET"),
-                (":path", lookup.path.as_str()),
-                (":authority", src.authority.as_str()),
-                ("accept", "application/json"),
-                ("x-request-id", lookup.request_id.as_str()),
-            ],
-            timeout_ms: src.timeout_ms,
-        };
-        match host.dispatch(&outgoing) {
+        match dispatched {
             Ok(token) => {
-                cx.debug(|| {
-                    format!(
-                        "bearer-guard: account lookup dispatched on cluster {}",
-                        src.cluster
-                    )
-                });
-                let call = Call::Account {
-                    provider: lookup.provider,
-                    key: lookup.key.clone(),
+                cx.debug(|| format!("bearer-guard: {what} dispatched on cluster {cluster}"));
+                let call = match lookup.ask.kind() {
+                    Lookup::Account => Call::Account {
+                        provider: lookup.provider,
+                        key: lookup.key.clone(),
+                    },
+                    Lookup::Introspection => Call::Introspection {
+                        provider: lookup.provider,
+                        key: lookup.key.clone(),
+                    },
                 };
                 cx.calls.started(token, call);
                 self.in_flight.insert(lookup.key.clone(), now);
@@ -150,10 +264,7 @@ impl Accounts {
             Err(why) => {
                 cx.out.push(Effect::Log(
                     Level::Warn,
-                    format!(
-                        "bearer-guard: account lookup on cluster {} not dispatched: {why}",
-                        src.cluster
-                    ),
+                    format!("bearer-guard: {what} on cluster {cluster} not dispatched: {why}"),
                 ));
                 self.in_flight.remove(&lookup.key);
                 if let Some(accounts) = self.shared {
@@ -164,29 +275,73 @@ impl Accounts {
         }
     }
 
-    /// The account service's answer: kept for this worker and the process with the
-    /// lifetime it deserves (found: `ttl_s`, not found: `negative_ttl_s`, failed: not
-    /// kept). The requests waiting for it may decide afterwards.
+    /// The answer to a lookup, kept for this worker and the process with the lifetime it
+    /// deserves — an account: found `ttl_s`, not found `negative_ttl_s`; an introspection:
+    /// active `ttl_s` but never past its `exp`, not active `negative_ttl_s`; a failure is
+    /// not kept. The requests waiting for it may decide afterwards.
     pub fn response(
         &mut self,
-        (provider, key): (usize, &str),
+        (kind, provider, key): (Lookup, usize, &str),
         response: &CallResponse,
         now: u64,
         cx: &mut Cx,
     ) {
         self.in_flight.remove(key);
-        let Some(src) = cx.config.account_of(provider) else {
-            return;
+        let status = response.status.as_deref();
+        let (cluster, what, result, until) = match kind {
+            Lookup::Account => {
+                let Some(src) = cx.config.account_of(provider) else {
+                    return;
+                };
+                let result = interpret(status, &(response.body)());
+                let ttl = match &result {
+                    Ok(Some(_)) => src.ttl_ms,
+                    _ => src.negative_ttl_ms,
+                };
+                (
+                    &src.cluster,
+                    "account lookup",
+                    result,
+                    now.saturating_add(ttl),
+                )
+            }
+            Lookup::Introspection => {
+                let Some(src) = cx.config.introspection_of(provider) else {
+                    return;
+                };
+                // Refused on its announced size: a larger answer is never read.
+                let result = if response.body_size > src.max_bytes {
+                    Err(FetchError::TooLarge {
+                        size: response.body_size,
+                        limit: src.max_bytes,
+                        setting: "introspection.max_bytes",
+                    })
+                } else {
+                    let now_s = i64::try_from(now / 1000).unwrap_or(i64::MAX);
+                    introspection::interpret(status, &(response.body)(), now_s)
+                };
+                if matches!(status, Some("401" | "403")) {
+                    cx.out.push(Effect::Log(
+                        Level::Warn,
+                        format!("bearer-guard: token introspection on cluster {}: the authorization server refused the client (status {}): check client_id and client_secret", src.cluster, status.unwrap_or("")),
+                    ));
+                }
+                let until = match &result {
+                    Ok(claims) => introspection::kept_until(
+                        claims.as_ref(),
+                        now,
+                        src.ttl_ms,
+                        src.negative_ttl_ms,
+                    ),
+                    Err(_) => now,
+                };
+                (&src.cluster, "token introspection", result, until)
+            }
         };
-        let result = interpret(response.status.as_deref(), &(response.body)());
-        cx.metrics.account(result.is_ok());
+        cx.metrics.lookup(kind, &result);
         match result {
             Ok(found) => {
-                let ttl = if found.is_some() {
-                    src.ttl_ms
-                } else {
-                    src.negative_ttl_ms
-                };
+                let ttl = until.saturating_sub(now);
                 // A ttl of 0 caches nothing, but the requests that waited for this answer
                 // get it: here in the same instant, in other workers within a second.
                 if let Some(shared) = self.shared {
@@ -194,7 +349,11 @@ impl Accounts {
                     let until = now.saturating_add(kept);
                     shared.resolve(cx.store, key, Ok(found.clone()), until, now);
                 }
-                if let Some(Some(cache)) = self.caches.get_mut(provider) {
+                let caches = match kind {
+                    Lookup::Account => &mut self.caches,
+                    Lookup::Introspection => &mut self.introspections,
+                };
+                if let Some(Some(cache)) = caches.get_mut(provider) {
                     cache.insert(key.to_string(), found, now, ttl.max(1));
                 }
             }
@@ -202,10 +361,7 @@ impl Accounts {
             Err(why) => {
                 cx.out.push(Effect::Log(
                     Level::Warn,
-                    format!(
-                        "bearer-guard: account lookup on cluster {} failed: {why}",
-                        src.cluster
-                    ),
+                    format!("bearer-guard: {what} on cluster {cluster} failed: {why}"),
                 ));
                 if let Some(shared) = self.shared {
                     shared.resolve(cx.store, key, Err(()), 0, now);
@@ -227,12 +383,17 @@ impl Accounts {
         let mut ready = Vec::new();
         for lookup in std::mem::take(&mut self.deferred) {
             if !self.start(&lookup, now, host, cx) {
-                ready.push(Event::Account(lookup.provider, lookup.key));
+                ready.push(match lookup.ask.kind() {
+                    Lookup::Account => Event::Account(lookup.provider, lookup.key),
+                    Lookup::Introspection => Event::Introspection(lookup.provider, lookup.key),
+                });
             }
         }
         for wait in waited_for {
-            let Event::Account(provider, key) = wait else {
-                continue;
+            let (kind, provider, key) = match wait {
+                Event::Account(p, k) => (Lookup::Account, p, k),
+                Event::Introspection(p, k) => (Lookup::Introspection, p, k),
+                _ => continue,
             };
             let answered = !self.in_flight.contains_key(key)
                 && self
@@ -240,7 +401,7 @@ impl Accounts {
                     .and_then(|a| a.read(cx.store, key))
                     .is_none_or(|state| !matches!(state, SharedAccount::Pending(_)));
             if answered {
-                self.adopt(*provider, key, now, cx);
+                self.adopt((kind, *provider), key, now, cx);
                 ready.push(wait.clone());
             }
         }
@@ -258,7 +419,7 @@ impl Accounts {
             .collect();
         for key in &lost {
             self.in_flight.remove(key);
-            cx.calls.give_up_account(key);
+            cx.calls.give_up_lookup(key);
         }
         lost
     }

@@ -19,6 +19,13 @@ pub enum Call {
         /// Lookup key.
         key: String,
     },
+    /// A token introspection.
+    Introspection {
+        /// Provider index.
+        provider: usize,
+        /// Lookup key.
+        key: String,
+    },
 }
 
 /// The calls in flight.
@@ -38,10 +45,12 @@ impl Calls {
         self.pending.remove(&token)
     }
 
-    /// Gives up the account lookup of `key`: a late answer is ignored.
-    pub fn give_up_account(&mut self, key: &str) {
-        self.pending
-            .retain(|_, c| !matches!(c, Call::Account { key: k, .. } if k == key));
+    /// Gives up the lookup of `key` (an account or an introspection): a late answer is
+    /// ignored.
+    pub fn give_up_lookup(&mut self, key: &str) {
+        self.pending.retain(|_, c| {
+            !matches!(c, Call::Account { key: k, .. } | Call::Introspection { key: k, .. } if k == key)
+        });
     }
 
     /// Dispatches a GET of a fetched document (`(cluster, authority, path)`) and records
@@ -61,6 +70,8 @@ impl Calls {
                 (":authority", authority),
                 ("accept", "application/json"),
             ],
+            body: &[],
+            max_response_bytes: usize::MAX,
             timeout_ms,
         };
         let token = host.dispatch(&outgoing)?;

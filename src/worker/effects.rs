@@ -113,6 +113,11 @@ pub struct Outgoing<'a> {
     pub cluster: &'a str,
     /// Request headers, pseudo-headers first.
     pub headers: Vec<(&'a str, &'a str)>,
+    /// Request body (empty: none).
+    pub body: &'a [u8],
+    /// The largest answer body the core reads (a host may leave a larger one uncopied:
+    /// the core refuses it on its announced size).
+    pub max_response_bytes: usize,
     /// Timeout, ms.
     pub timeout_ms: u64,
 }

@@ -13,9 +13,11 @@
 //! of a cached-token decision. Gauges are set when their value changes; the waiting
 //! requests gauge is the process's sum, each worker adding its change.
 
+use super::accounts::Lookup;
 use super::effects::{Effect, MetricKind};
 use crate::config::{segment, Config};
 use crate::reply::Denial;
+use crate::shared::FetchError;
 
 /// Which instances a metric has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +81,14 @@ metrics! {
     AccountLookupsOk = "account_lookups_ok", Counter, Global;
     /// Account service failures.
     AccountLookupsFailed = "account_lookups_failed", Counter, Global;
+    /// Introspection answers saying a token is active.
+    IntrospectionActive = "introspection_active", Counter, Global;
+    /// Introspection answers refusing a token (not active, 4xx, malformed).
+    IntrospectionInactive = "introspection_inactive", Counter, Global;
+    /// Introspection calls that failed (no answer, 5xx, too large).
+    IntrospectionFailed = "introspection_failed", Counter, Global;
+    /// Introspection answers adopted from another worker.
+    IntrospectionSharedHits = "introspection_shared_hits", Counter, Global;
     /// Requests waiting now, process-wide.
     WaitingRequests = "waiting_requests", Gauge, Global;
     /// JWKS fetches that loaded keys.
@@ -397,17 +407,24 @@ impl Metrics {
         self.bump(self.global(metric));
     }
 
-    /// An account answer adopted from another VM.
-    pub fn account_shared_hit(&mut self) {
-        self.bump(self.global(Metric::AccountSharedHits));
+    /// An account or introspection answer adopted from another VM.
+    pub fn shared_answer(&mut self, kind: Lookup) {
+        let metric = match kind {
+            Lookup::Account => Metric::AccountSharedHits,
+            Lookup::Introspection => Metric::IntrospectionSharedHits,
+        };
+        self.bump(self.global(metric));
     }
 
-    /// The account service answered (200 or 404: `true`) or failed.
-    pub fn account(&mut self, ok: bool) {
-        let metric = if ok {
-            Metric::AccountLookupsOk
-        } else {
-            Metric::AccountLookupsFailed
+    /// A lookup's answer: an account (found or not: ok) or an introspection (active or
+    /// not), or a failure.
+    pub fn lookup<T>(&mut self, kind: Lookup, result: &Result<Option<T>, FetchError>) {
+        let metric = match (kind, result) {
+            (Lookup::Account, Ok(_)) => Metric::AccountLookupsOk,
+            (Lookup::Account, Err(_)) => Metric::AccountLookupsFailed,
+            (Lookup::Introspection, Ok(Some(_))) => Metric::IntrospectionActive,
+            (Lookup::Introspection, Ok(None)) => Metric::IntrospectionInactive,
+            (Lookup::Introspection, Err(_)) => Metric::IntrospectionFailed,
         };
         self.bump(self.global(metric));
     }

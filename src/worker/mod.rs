@@ -57,7 +57,7 @@ pub use self::effects::{
 };
 pub use self::waiting::HELD_BODY_WAIT_MS;
 
-use self::accounts::Accounts;
+use self::accounts::{Accounts, Ask, Lookup};
 use self::calls::{Call, Calls};
 use self::keys::KeySets;
 use self::lists::Lists;
@@ -337,8 +337,14 @@ impl Worker {
                     Some(Event::Revocation(list))
                 }
                 Call::Account { provider, key } => {
-                    self.accounts.response((provider, &key), response, now, cx);
+                    let lookup = (Lookup::Account, provider, key.as_str());
+                    self.accounts.response(lookup, response, now, cx);
                     Some(Event::Account(provider, key))
+                }
+                Call::Introspection { provider, key } => {
+                    let lookup = (Lookup::Introspection, provider, key.as_str());
+                    self.accounts.response(lookup, response, now, cx);
+                    Some(Event::Introspection(provider, key))
                 }
             }
         };
@@ -719,14 +725,34 @@ impl Worker {
                     path,
                 } => {
                     // Another worker of the process may have the answer already.
-                    if self.accounts.adopt(provider, &key, now, cx) {
+                    if self
+                        .accounts
+                        .adopt((Lookup::Account, provider), &key, now, cx)
+                    {
                         continue;
                     }
-                    let lookup = (provider, key.as_str(), path);
+                    let lookup = (provider, key.as_str(), Ask::Account(path));
                     let (timeout, started) =
                         self.accounts
-                            .await_account(lookup, &request.request_id, now, host, cx);
+                            .await_lookup(lookup, &request.request_id, now, host, cx);
                     (Event::Account(provider, key), timeout, started)
+                }
+                Wait::Introspection {
+                    provider,
+                    key,
+                    token,
+                } => {
+                    if self
+                        .accounts
+                        .adopt((Lookup::Introspection, provider), &key, now, cx)
+                    {
+                        continue;
+                    }
+                    let lookup = (provider, key.as_str(), Ask::Introspection(token));
+                    let (timeout, started) =
+                        self.accounts
+                            .await_lookup(lookup, &request.request_id, now, host, cx);
+                    (Event::Introspection(provider, key), timeout, started)
                 }
             };
             if !started {

@@ -11,6 +11,10 @@ use crate::token::cache::{SharedTokens, SharedVerdict, TokenCache, TokenDigest};
 pub struct Tokens {
     cache: TokenCache,
     shared: Option<SharedTokens>,
+    /// The process's digest key, established whenever a provider introspects (its
+    /// answers are known by the token's digest, in every worker alike) even with the
+    /// process-wide level off.
+    keyed: Option<SharedTokens>,
 }
 
 impl Tokens {
@@ -18,11 +22,23 @@ impl Tokens {
     /// (no entropy and no key published yet: no process-wide level).
     pub fn new(config: &Config, store: &dyn Store, entropy: Option<[u8; 16]>) -> Tokens {
         let slots = config.shared.tokens;
+        let introspects = config.providers.iter().any(|p| p.introspection.is_some());
+        let keyed = (slots > 0 || introspects)
+            .then(|| SharedTokens::establish(store, slots, entropy))
+            .flatten();
         Tokens {
             cache: TokenCache::new(config.token_cache_entries),
-            shared: (slots > 0)
-                .then(|| SharedTokens::establish(store, slots, entropy))
-                .flatten(),
+            shared: keyed.filter(|_| slots > 0),
+            keyed,
+        }
+    }
+
+    /// A token's digest under the process's key, for lookups keyed by token
+    /// (introspection); with no key to agree on, SHA-256 (then answers are per worker).
+    pub fn lookup_digest(&self, token: &str) -> TokenDigest {
+        match self.keyed {
+            Some(k) => k.digest(token),
+            None => crate::pipeline::sha256_digest(token),
         }
     }
 

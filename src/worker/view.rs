@@ -2,10 +2,13 @@
 //! answers and the process-wide verdicts, through the pipeline's ports — with what the
 //! request has already waited for, so that no request waits twice for the same thing.
 
+use super::accounts::Lookup;
 use super::Worker;
 use crate::account::AccountState;
 use crate::keys::{KeySet, ProviderKeys};
-use crate::pipeline::{AccountLookup, KeyLookup, RevocationLookup, VerdictLookup, Wait, Waited};
+use crate::pipeline::{
+    AccountLookup, KeyLookup, OpaqueToken, RevocationLookup, VerdictLookup, Wait, Waited,
+};
 use crate::revocation::RevocationList;
 use crate::shared::KeyAvailability;
 use crate::token::cache::{SharedVerdict, TokenDigest};
@@ -19,7 +22,24 @@ pub(super) struct View<'a> {
 
 impl AccountLookup for View<'_> {
     fn account(&self, provider: usize, key: &str) -> AccountState<'_> {
-        self.worker.accounts.get(provider, key, self.now_ms)
+        self.worker
+            .accounts
+            .get(Lookup::Account, provider, key, self.now_ms)
+    }
+    fn introspected(&self, provider: usize, key: &str) -> AccountState<'_> {
+        self.worker
+            .accounts
+            .get(Lookup::Introspection, provider, key, self.now_ms)
+    }
+    fn may_wait_introspection(&self, provider: usize, key: &str) -> bool {
+        !self.waited.has(&Wait::Introspection {
+            provider,
+            key: key.to_string(),
+            token: OpaqueToken(String::new()),
+        })
+    }
+    fn token_digest(&self, token: &str) -> TokenDigest {
+        self.worker.tokens.lookup_digest(token)
     }
     fn may_wait(&self, provider: usize, key: &str) -> bool {
         !self.waited.has(&Wait::Account {

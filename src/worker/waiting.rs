@@ -18,6 +18,8 @@ pub enum Event {
     Keys(usize),
     /// An account lookup: provider index and lookup key.
     Account(usize, String),
+    /// A token introspection: provider index and lookup key.
+    Introspection(usize, String),
     /// A revocation list's first load (its index in the configuration's lists).
     Revocation(usize),
 }
@@ -164,7 +166,7 @@ impl Waiting {
     /// lookup given up (`lost` keys).
     pub fn late(&mut self, now: u64, lost: &[String]) -> Vec<Waiter> {
         self.take(|w| {
-            w.deadline_ms <= now || matches!(&w.wait, Event::Account(_, k) if lost.contains(k))
+            w.deadline_ms <= now || matches!(&w.wait, Event::Account(_, k) | Event::Introspection(_, k) if lost.contains(k))
         })
     }
 

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "graphql",
             "mcp",
             "account",
+            "introspection",
             "revocation",
             "resource",
         ],

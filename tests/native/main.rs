@@ -12,6 +12,7 @@ mod conformance;
 mod docs;
 mod dpop;
 mod fuzz_smoke;
+mod introspection;
 mod layers;
 mod mcp;
 mod metrics;

@@ -34,10 +34,15 @@ fn plugin(account: bool) -> Value {
     json!({"providers": [provider], "forward": {"headers": {"x-auth-subject": "sub"}}})
 }
 
+/// A call's headers and body as the host was asked to send them.
+pub(crate) type Sent = (Vec<(String, String)>, Vec<u8>);
+
 /// A host that numbers the calls it makes and keeps them (or refuses them all).
 #[derive(Default)]
 pub(crate) struct FakeHost {
     pub(crate) calls: Vec<(u32, String, String)>,
+    /// Each call's headers and body, in the order made.
+    pub(crate) sent: Vec<Sent>,
     pub(crate) refuse: bool,
 }
 
@@ -54,6 +59,12 @@ impl Host for FakeHost {
         let token = 100 + self.calls.len() as u32;
         self.calls
             .push((token, call.cluster.to_string(), path.to_string()));
+        let headers = call
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.sent.push((headers, call.body.to_vec()));
         Ok(token)
     }
     fn clock_ms(&self) -> u64 {

@@ -112,10 +112,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     guarded((), || {
         // SAFETY: the pointer `config_new` returned.
         if let Some(p) = unsafe { plugin_of(ptr) } {
+            // The body is copied only when within the call's limit: a larger one is
+            // refused on its size, never read.
+            let read = || copy_chunks(chunks, chunks_size);
             let answered = (result == 0).then(|| {
                 (
                     copy_headers(headers, headers_size),
-                    copy_chunks(chunks, chunks_size),
+                    total_size(chunks, chunks_size),
+                    &read as &dyn Fn() -> Vec<u8>,
                 )
             });
             plugin::call_done(p, callout, answered);

@@ -126,6 +126,19 @@ fn copy_headers(headers: *const EnvoyHeader, n: usize) -> Vec<(Vec<u8>, Vec<u8>)
         .collect()
 }
 
+/// The total size of an array of Envoy buffers, read without copying them.
+fn total_size(chunks: *const EnvoyBuffer, n: usize) -> usize {
+    if chunks.is_null() || n == 0 {
+        return 0;
+    }
+    // SAFETY: Envoy hands `n` buffers, valid during this call.
+    let chunks = unsafe { std::slice::from_raw_parts(chunks, n) };
+    chunks
+        .iter()
+        .filter(|c| !c.ptr.is_null())
+        .fold(0usize, |n, c| n.saturating_add(c.len))
+}
+
 /// Copies and joins an array of Envoy buffers.
 fn copy_chunks(chunks: *const EnvoyBuffer, n: usize) -> Vec<u8> {
     if chunks.is_null() || n == 0 {
@@ -618,7 +631,7 @@ impl ConfigHandle {
     pub(super) fn callout(
         self,
         cluster: &str,
-        headers: &[(String, String)],
+        (headers, body): (&[(String, String)], &[u8]),
         timeout_ms: u64,
     ) -> Result<u64, u32> {
         let Some(a) = api() else { return Err(u32::MAX) };
@@ -635,7 +648,7 @@ impl ConfigHandle {
                 buf(cluster.as_bytes()),
                 hs.as_mut_ptr(),
                 hs.len(),
-                buf(b""),
+                buf(body),
                 timeout_ms,
             )
         };

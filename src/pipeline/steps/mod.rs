@@ -8,6 +8,7 @@ pub(super) mod account;
 pub(super) mod audience;
 pub(super) mod credential;
 pub(super) mod identity;
+pub(super) mod introspection;
 pub(super) mod membership;
 pub(super) mod permissions;
 pub(super) mod preconditions;

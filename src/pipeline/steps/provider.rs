@@ -85,6 +85,29 @@ pub(in crate::pipeline) fn select_in(
     })
 }
 
+/// The introspection provider that judges `token` in `scope`, if one does: the first
+/// provider with `introspection` that the scope allows and that takes tokens from
+/// `source` judges every credential that is not a compact JWS in shape — and every
+/// credential, JWS or not, when no provider of that source verifies signatures (an
+/// authorization server may issue JWT-shaped reference tokens that only it can judge).
+/// A JWS-shaped token goes to the signature-verifying providers when there are some:
+/// their answer needs no call.
+pub(in crate::pipeline) fn introspector(
+    cfg: &Config,
+    scope: Scope,
+    token: &str,
+    source: &TokenSource,
+) -> Option<usize> {
+    let mut eligible = cfg
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| scope.allows(*i) && p.token == *source);
+    let (first, _) = eligible.clone().find(|(_, p)| p.introspection.is_some())?;
+    let only_introspection = eligible.all(|(_, p)| p.introspection.is_some());
+    (only_introspection || !crate::introspection::looks_like_jws(token)).then_some(first)
+}
+
 /// Why no provider may judge a token, provider by provider (for the trace).
 pub(in crate::pipeline) fn ineligible(
     cfg: &Config,
@@ -101,6 +124,8 @@ pub(in crate::pipeline) fn ineligible(
                 "not allowed on this rule".to_string()
             } else if p.token != *source {
                 "takes tokens from elsewhere".to_string()
+            } else if p.introspection.is_some() {
+                "introspects opaque tokens only (this one is a JWS)".to_string()
             } else if !p.algorithms.contains(&alg) {
                 "does not accept this alg".to_string()
             } else if p.issuer_template.is_some() {

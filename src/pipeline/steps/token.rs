@@ -2,7 +2,7 @@
 //! times (cheap, before any crypto), signature (skipped when another worker of the
 //! process verified this very token), issuer and audience.
 
-use super::provider::{ineligible, select_in, Scope};
+use super::provider::{ineligible, introspector, select_in, Scope};
 use super::signature::verify_signature;
 use super::Verified;
 use crate::algorithm::Algorithm;
@@ -31,6 +31,10 @@ pub(super) fn verify_token<'a>(
     t: &mut Tracer,
 ) -> Result<Verified<'a>, Box<Outcome>> {
     let cfg = inp.config;
+    // An opaque token (or any, where only introspection judges): its server's answer.
+    if let Some(pid) = introspector(cfg, scope, token, source) {
+        return super::introspection::introspect(inp, scope, pid, token, t);
+    }
     let rule = scope.rule();
     let deny = |d: Denial, note: &'static str| Box::new(outcome(Decision::Deny(d), rule, note));
     let cacheable = inp.cache.is_some() && token.len() <= MAX_CACHED_TOKEN_BYTES;
@@ -305,7 +309,7 @@ fn issuer_template_holds(
 }
 
 /// What the issuer and audience step compared.
-fn issuer_audience(provider: &Provider, claims: &Map<String, Value>) -> Finding {
+pub(super) fn issuer_audience(provider: &Provider, claims: &Map<String, Value>) -> Finding {
     Finding::IssuerAudience {
         iss: claims
             .get("iss")

@@ -1,0 +1,364 @@
+//! Token introspection (RFC 7662) in the VM core: several workers on one store are one
+//! process — one call per token while its answer is kept, answers known by the token's
+//! digest, and every way an answer can fail to vouch for a token.
+
+use crate::support::fixtures::{vm_provider, T0, T0_S, TIMEOUT_MS};
+use crate::vm::{entropy, fate, store, token as jws_token, FakeHost, Worker};
+use bearer_guard::{CallResponse, Effect, RustBackend, Store, Worker as Core};
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+const SECRET: &str = "introspection-client-secret-0123456789";
+const OPAQUE: &str = "q7Vd0-opaque_token_0001";
+
+/// A configuration whose only provider introspects (client_secret_`auth`), forwarding
+/// `sub`; `jwt` adds a signature-verifying provider before it on the same source.
+fn plugin(auth: &str, jwt: bool) -> Value {
+    let introspect = json!({"name": "as", "issuer": "https://as.test",
+        "introspection": {"cluster": "as", "authority": "as.test", "path": "/introspect",
+            "client_id": "bearer guard", "client_secret": {"env": "AS_SECRET"},
+            "auth": auth, "timeout_ms": TIMEOUT_MS}});
+    let providers = if jwt {
+        json!([vm_provider("idp"), introspect])
+    } else {
+        json!([introspect])
+    };
+    json!({"providers": providers, "forward": {"headers": {"x-auth-subject": "sub"}}})
+}
+
+fn env(name: &str) -> Option<String> {
+    (name == "AS_SECRET").then(|| SECRET.to_string())
+}
+
+fn worker(store: Rc<dyn Store>, plugin: &Value) -> Worker {
+    let cfg = bearer_guard::parse_config(plugin.to_string().as_bytes(), &env).expect("config");
+    let mut vm = Core::new(
+        cfg,
+        Box::new(RustBackend),
+        Box::new(store),
+        (T0, 1),
+        entropy(),
+    );
+    vm.on_configure(T0);
+    Worker {
+        vm,
+        host: FakeHost::default(),
+    }
+}
+
+/// Two workers of one process.
+fn two(plugin: &Value) -> (Worker, Worker) {
+    let s: Rc<dyn Store> = store();
+    (worker(s.clone(), plugin), worker(s, plugin))
+}
+
+/// An active answer for `sub`, expiring `exp_in_s` after [`T0`].
+fn active(sub: &str, exp_in_s: i64) -> Vec<u8> {
+    json!({"active": true, "sub": sub, "iss": "https://as.test", "exp": T0_S + exp_in_s})
+        .to_string()
+        .into_bytes()
+}
+
+/// The value of request header `name` the effects set on `context`.
+fn header(effects: &[Effect], context: u32, name: &str) -> Option<String> {
+    effects.iter().find_map(|e| match e {
+        Effect::Header {
+            context: c,
+            name: n,
+            value: Some(v),
+        } if *c == context && n == name => Some(v.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn concurrent_requests_on_two_workers_make_one_call_and_share_its_claims() {
+    let (mut a, mut b) = two(&plugin("client_secret_basic", false));
+    assert_eq!(
+        fate(&a.request(T0 + 10, 1, OPAQUE), 1).as_deref(),
+        Some("pause")
+    );
+    assert_eq!(
+        fate(&b.request(T0 + 10, 2, OPAQUE), 2).as_deref(),
+        Some("pause")
+    );
+    let asked = a.calls_to("as");
+    assert_eq!(asked.len(), 1, "A asks");
+    assert!(b.calls_to("as").is_empty(), "B waits for A's answer");
+    // The call: a form POST with the client's Basic credentials, the secret never in it.
+    let (headers, body) = a.host.sent.last().cloned().expect("sent");
+    let h = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(h(":method").as_deref(), Some("POST"));
+    assert_eq!(h(":path").as_deref(), Some("/introspect"));
+    assert_eq!(h(":authority").as_deref(), Some("as.test"));
+    assert_eq!(
+        h("content-type").as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(h("content-length"), Some(body.len().to_string()));
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("bearer+guard:{SECRET}"));
+    assert_eq!(h("authorization"), Some(format!("Basic {basic}")));
+    assert_eq!(
+        String::from_utf8(body).expect("utf-8"),
+        format!("token={OPAQUE}&token_type_hint=access_token")
+    );
+
+    let answered = a.respond(T0 + 20, asked[0], "200", &active("alice", 3600));
+    assert_eq!(fate(&answered, 1).as_deref(), Some("continue"));
+    assert_eq!(
+        header(&answered, 1, "x-auth-subject").as_deref(),
+        Some("alice")
+    );
+    let woken = b.tick(T0 + 40);
+    assert_eq!(fate(&woken, 2).as_deref(), Some("continue"));
+    assert_eq!(
+        header(&woken, 2, "x-auth-subject").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(b.vm.metrics().pending("introspection_shared_hits"), 1);
+    assert_eq!(a.vm.metrics().pending("introspection_active"), 1);
+
+    // Kept for ttl_s (60 s) on both workers: no call.
+    for (w, ctx) in [(&mut a, 3), (&mut b, 4)] {
+        let e = w.request(T0 + 59_000, ctx, OPAQUE);
+        assert_eq!(fate(&e, ctx).as_deref(), Some("continue"));
+    }
+    assert_eq!(a.calls_to("as").len() + b.calls_to("as").len(), 1);
+    // Past ttl_s: asked again.
+    let e = a.request(T0 + 20 + 60_000, 5, OPAQUE);
+    assert_eq!(fate(&e, 5).as_deref(), Some("pause"));
+    assert_eq!(a.calls_to("as").len(), 2);
+}
+
+#[test]
+fn an_answer_is_kept_no_longer_than_its_exp() {
+    let (mut a, _b) = two(&plugin("client_secret_basic", false));
+    a.request(T0 + 10, 1, OPAQUE);
+    let asked = a.calls_to("as");
+    let answered = a.respond(T0 + 20, asked[0], "200", &active("alice", 5));
+    assert_eq!(fate(&answered, 1).as_deref(), Some("continue"));
+    let e = a.request(T0 + 4_000, 2, OPAQUE);
+    assert_eq!(fate(&e, 2).as_deref(), Some("continue"));
+    let e = a.request(T0 + 5_001, 3, OPAQUE);
+    assert_eq!(
+        fate(&e, 3).as_deref(),
+        Some("pause"),
+        "exp passed: asked again"
+    );
+    assert_eq!(a.calls_to("as").len(), 2);
+}
+
+#[test]
+fn answers_that_do_not_vouch_for_the_token_are_401_and_kept_negative_ttl() {
+    let exp = T0_S + 3600;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("200", br#"{"active":false}"#.to_vec()),
+        (
+            "200",
+            json!({"sub": "m", "exp": exp}).to_string().into_bytes(),
+        ),
+        (
+            "200",
+            json!({"active": "true", "sub": "m", "exp": exp})
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            "200",
+            json!({"active": 1, "sub": "m"}).to_string().into_bytes(),
+        ),
+        (
+            "200",
+            json!({"active": true, "sub": "m", "exp": T0_S - 3600})
+                .to_string()
+                .into_bytes(),
+        ),
+        ("200", br#"[{"active":true}]"#.to_vec()),
+        ("200", b"active=true".to_vec()),
+        ("200", br#"{"active":true,"sub":"m","sub":"root"}"#.to_vec()),
+        ("400", br#"{"error":"invalid_request"}"#.to_vec()),
+        ("401", br#"{"active":true,"sub":"m"}"#.to_vec()),
+    ];
+    for (i, (status, body)) in cases.into_iter().enumerate() {
+        let (mut a, mut b) = two(&plugin("client_secret_basic", false));
+        let answered_at = T0 + 20;
+        a.request(T0 + 10, 1, OPAQUE);
+        let asked = a.calls_to("as");
+        let answered = a.respond(answered_at, asked[0], status, &body);
+        assert_eq!(fate(&answered, 1).as_deref(), Some("401"), "case {i}");
+        // Kept negative_ttl_s (10 s), on the other worker too.
+        let e = b.request(T0 + 9_000, 2, OPAQUE);
+        assert_eq!(fate(&e, 2).as_deref(), Some("401"), "case {i}");
+        assert!(b.calls_to("as").is_empty(), "case {i}");
+        let e = b.request(answered_at + 10_001, 3, OPAQUE);
+        assert_eq!(fate(&e, 3).as_deref(), Some("pause"), "case {i}");
+    }
+}
+
+#[test]
+fn a_failed_call_is_500_for_every_waiter_and_not_kept() {
+    for status in [Some("503"), Some("302"), None] {
+        let (mut a, mut b) = two(&plugin("client_secret_basic", false));
+        a.request(T0 + 10, 1, OPAQUE);
+        b.request(T0 + 10, 2, OPAQUE);
+        let asked = a.calls_to("as");
+        let read = || br#"{"active":true,"sub":"alice"}"#.to_vec();
+        let response = CallResponse {
+            status: status.map(str::to_string),
+            body_size: 29,
+            body: &read,
+        };
+        let answered =
+            a.vm.on_call_response(T0 + 20, asked[0], &response, &mut a.host);
+        assert_eq!(fate(&answered, 1).as_deref(), Some("500"), "{status:?}");
+        assert_eq!(
+            fate(&b.tick(T0 + 40), 2).as_deref(),
+            Some("500"),
+            "{status:?}"
+        );
+        assert_eq!(a.vm.metrics().pending("introspection_failed"), 1);
+        // Not kept: the next request asks.
+        let e = b.request(T0 + 50, 3, OPAQUE);
+        assert_eq!(fate(&e, 3).as_deref(), Some("pause"), "{status:?}");
+        assert_eq!(b.calls_to("as").len(), 1, "{status:?}");
+    }
+}
+
+#[test]
+fn an_answer_announced_over_max_bytes_is_refused_unread() {
+    let (mut a, _b) = two(&plugin("client_secret_basic", false));
+    a.request(T0 + 10, 1, OPAQUE);
+    let asked = a.calls_to("as");
+    let read = || -> Vec<u8> { panic!("an answer over max_bytes was read") };
+    let response = CallResponse {
+        status: Some("200".into()),
+        body_size: 20 * 1024 * 1024,
+        body: &read,
+    };
+    let answered =
+        a.vm.on_call_response(T0 + 20, asked[0], &response, &mut a.host);
+    assert_eq!(fate(&answered, 1).as_deref(), Some("500"));
+    // The bound is inclusive: an answer of exactly max_bytes is read.
+    a.request(T0 + 30, 2, OPAQUE);
+    let asked = a.calls_to("as");
+    let mut body = active("alice", 3600);
+    body.resize(65_536, b' ');
+    let answered = a.respond(T0 + 40, asked[1], "200", &body);
+    assert_eq!(fate(&answered, 2).as_deref(), Some("continue"));
+}
+
+/// A token one character away from another, asked at the same time on two workers: each
+/// gets its own call and its own answer, however the answers are interleaved.
+#[test]
+fn each_token_is_known_by_its_own_digest() {
+    let (mut a, mut b) = two(&plugin("client_secret_basic", false));
+    let other = OPAQUE.replace('1', "2");
+    a.request(T0 + 10, 1, OPAQUE);
+    b.request(T0 + 10, 2, &other);
+    let (ta, tb) = (a.calls_to("as"), b.calls_to("as"));
+    assert_eq!((ta.len(), tb.len()), (1, 1), "one call per token");
+    // B's answer first, then A's.
+    let eb = b.respond(T0 + 20, tb[0], "200", &active("bob", 3600));
+    let ea = a.respond(T0 + 21, ta[0], "200", &active("alice", 3600));
+    assert_eq!(header(&eb, 2, "x-auth-subject").as_deref(), Some("bob"));
+    assert_eq!(header(&ea, 1, "x-auth-subject").as_deref(), Some("alice"));
+    // Each worker serves each token its own answer, from the process's.
+    for (w, base) in [(&mut a, 10), (&mut b, 20)] {
+        let e = w.request(T0 + 100, base, &other);
+        assert_eq!(header(&e, base, "x-auth-subject").as_deref(), Some("bob"));
+        let e = w.request(T0 + 100, base + 1, OPAQUE);
+        assert_eq!(
+            header(&e, base + 1, "x-auth-subject").as_deref(),
+            Some("alice")
+        );
+    }
+    assert_eq!(a.calls_to("as").len() + b.calls_to("as").len(), 2);
+}
+
+#[test]
+fn client_secret_post_sends_the_credentials_in_the_form() {
+    let (mut a, _b) = two(&plugin("client_secret_post", false));
+    a.request(T0 + 10, 1, OPAQUE);
+    let (headers, body) = a.host.sent.last().cloned().expect("sent");
+    assert!(headers.iter().all(|(k, _)| k != "authorization"));
+    assert_eq!(
+        String::from_utf8(body).expect("utf-8"),
+        format!("token={OPAQUE}&token_type_hint=access_token&client_id=bearer+guard&client_secret={SECRET}")
+    );
+}
+
+/// Beside a signature-verifying provider on the same source, the introspection provider
+/// judges opaque tokens only; alone there, it judges every token.
+#[test]
+fn which_provider_judges_a_token() {
+    let (mut a, _) = two(&plugin("client_secret_basic", true));
+    a.request(T0 + 10, 1, &jws_token("user_1"));
+    assert_eq!(
+        a.calls_to("jwks").len(),
+        1,
+        "a JWS goes to the JWT provider"
+    );
+    assert!(a.calls_to("as").is_empty());
+    a.request(T0 + 10, 2, OPAQUE);
+    assert_eq!(a.calls_to("as").len(), 1, "an opaque token is introspected");
+    let (mut alone, _) = two(&plugin("client_secret_basic", false));
+    alone.request(T0 + 10, 1, &jws_token("user_1"));
+    assert_eq!(alone.calls_to("as").len(), 1, "alone, it judges JWS too");
+    assert!(alone.calls_to("jwks").is_empty());
+}
+
+#[test]
+fn configuration_errors_name_the_field() {
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"algorithms": ["RS256"]}), "providers[0].algorithms"),
+        (
+            json!({"jwks": {"cluster": "j", "authority": "j", "path": "/j"}}),
+            "providers[0].jwks",
+        ),
+        (
+            json!({"token_types": ["at+jwt"]}),
+            "providers[0].token_types",
+        ),
+        (
+            json!({"introspection": {"max_bytes": 10}}),
+            "providers[0].introspection.max_bytes",
+        ),
+        (
+            json!({"introspection": {"auth": "private_key_jwt"}}),
+            "providers[0].introspection.auth",
+        ),
+        (
+            json!({"introspection": {"path": "introspect"}}),
+            "providers[0].introspection.path",
+        ),
+        (
+            json!({"introspection": {"client_secret": {"env": "NOPE"}}}),
+            "providers[0].introspection.client_secret.env",
+        ),
+        (
+            json!({"introspection": {"client_id": ""}}),
+            "providers[0].introspection.client_id",
+        ),
+        (
+            json!({"introspection": {"timeout_ms": 5}}),
+            "providers[0].introspection.timeout_ms",
+        ),
+    ];
+    for (patch, field) in cases {
+        let mut p = plugin("client_secret_basic", false);
+        let provider = &mut p["providers"][0];
+        for (k, v) in patch.as_object().expect("object") {
+            match (k.as_str(), v) {
+                ("introspection", Value::Object(m)) => {
+                    for (ik, iv) in m {
+                        provider["introspection"][ik] = iv.clone();
+                    }
+                }
+                _ => provider[k] = v.clone(),
+            }
+        }
+        let e = bearer_guard::parse_config(p.to_string().as_bytes(), &env).expect_err(field);
+        assert_eq!(e.field, field, "{}", e.message);
+    }
+}
