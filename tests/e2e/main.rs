@@ -17,6 +17,7 @@ mod foundation;
 mod graphql;
 mod graphql_heads;
 mod identity;
+mod introspection;
 mod mcp;
 mod observability;
 mod operations;

@@ -24,11 +24,16 @@ Usage: python introspection_server.py PORT   (binds 127.0.0.1:PORT)
 """
 
 import logging
+import os
 import secrets
 import sys
 import threading
 import time
 import uuid
+
+# Envoy calls this server over plain HTTP on loopback with its own Host (as.test): authlib
+# refuses non-HTTPS requests to hosts other than localhost unless told otherwise.
+os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin
