@@ -42,12 +42,17 @@ pub struct Explanation {
     pub note: String,
 }
 
-/// The account service's answer to assume (offline there is no service to ask).
-struct GivenAccount<'a>(Option<&'a Map<String, Value>>);
+/// The account service's and the introspection endpoint's answers to assume (offline
+/// there is no service to ask).
+struct GivenAccount<'a> {
+    account: Option<&'a Map<String, Value>>,
+    /// `None`: no answer given (the call counts as failed); `Some(None)`: not active.
+    introspection: Option<Option<&'a Map<String, Value>>>,
+}
 
 impl AccountLookup for GivenAccount<'_> {
     fn account(&self, _provider: usize, _key: &str) -> AccountState<'_> {
-        match self.0 {
+        match self.account {
             Some(a) => AccountState::Found(a),
             None => AccountState::NotFound,
         }
@@ -55,6 +60,21 @@ impl AccountLookup for GivenAccount<'_> {
     fn may_wait(&self, _provider: usize, _key: &str) -> bool {
         false
     }
+    fn introspected(&self, _provider: usize, _key: &str) -> AccountState<'_> {
+        match self.introspection {
+            Some(Some(claims)) => AccountState::Found(claims),
+            Some(None) => AccountState::NotFound,
+            None => AccountState::Unknown,
+        }
+    }
+}
+
+/// What an introspection answer given to `explain` means at `now_s`: `Some(claims)` for
+/// an active token, `None` for one it does not vouch for (as the filter reads a 200).
+pub fn introspection_answer(body: &str, now_s: i64) -> Option<Map<String, Value>> {
+    crate::introspection::interpret(Some("200"), body.as_bytes(), now_s)
+        .ok()
+        .flatten()
 }
 
 /// The key set given for every provider, if any (none: keys cannot be obtained).
@@ -79,7 +99,8 @@ impl KeyLookup for Keys<'_> {
 /// Explains the decision on `req` with these keys (`None`: none given) and revocation
 /// list (`None`: none obtainable; it stands for every provider's list) at `now_s`,
 /// assuming the account service answers `account` (`None`: 404) when the provider
-/// resolves accounts.
+/// resolves accounts, and the introspection endpoint `introspection` (see
+/// [`Explain::introspection`]).
 pub fn explain(
     config: &Config,
     keys: Option<&KeySet>,
@@ -89,6 +110,44 @@ pub fn explain(
     req: &Request,
     now_s: i64,
 ) -> Explanation {
+    explain_with(
+        config,
+        Explain {
+            keys,
+            revocation,
+            backend,
+            account,
+            introspection: None,
+        },
+        req,
+        now_s,
+    )
+}
+
+/// What `explain` assumes of the world besides the request.
+pub struct Explain<'a> {
+    /// The key set given for every provider (`None`: none).
+    pub keys: Option<&'a KeySet>,
+    /// The revocation list for every provider that names one (`None`: none obtainable).
+    pub revocation: Option<&'a RevocationList>,
+    /// RSA signature backend.
+    pub backend: &'a dyn SignatureBackend,
+    /// The account service's answer (`None`: 404).
+    pub account: Option<&'a Map<String, Value>>,
+    /// The introspection endpoint's answer: `None` none given (the call fails: 500),
+    /// `Some(None)` not active, `Some(Some(claims))` active (see [`introspection_answer`]).
+    pub introspection: Option<Option<&'a Map<String, Value>>>,
+}
+
+/// [`explain`] with an introspection answer too.
+pub fn explain_with(config: &Config, world: Explain, req: &Request, now_s: i64) -> Explanation {
+    let Explain {
+        keys,
+        revocation,
+        backend,
+        account,
+        introspection,
+    } = world;
     if let Some(r) = config.resources.answer(req) {
         // The filter answers a metadata document itself, before any rule.
         return Explanation {
@@ -106,7 +165,10 @@ pub fn explain(
         };
     }
     let keys = Keys(keys);
-    let accounts = GivenAccount(account);
+    let accounts = GivenAccount {
+        account,
+        introspection,
+    };
     let mut inputs = Inputs::new(config, &keys, backend, now_s).accounts(&accounts);
     let given = revocation.map(FixedRevocations);
     if let Some(lists) = &given {

@@ -90,7 +90,7 @@ pub use sender::{
 };
 // The `bearer-guard` command's explanation of a decision.
 #[cfg(not(target_arch = "wasm32"))]
-pub use explain::{explain, Explanation};
+pub use explain::{explain, explain_with, introspection_answer, Explain, Explanation};
 
 /// The response callbacks of [`UNIMPLEMENTED_CALLBACKS`] that `bearer_guard_lists.wasm`
 /// keeps (built with the `lists` feature): the module that filters MCP list answers

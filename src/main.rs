@@ -3,7 +3,7 @@
 //! ```text
 //! bearer-guard validate CONFIG
 //! bearer-guard explain --config CONFIG [--jwks FILE_OR_URL] [--revocation FILE_OR_URL] [--token TOKEN|-|@FILE] [--json]
-//!                      [--account JSON|none] [--request-id ID] [--route NAME]
+//!                      [--account JSON|none] [--introspection JSON] [--request-id ID] [--route NAME]
 //!                      METHOD URL [-H 'Name: value']...
 //! ```
 //!
@@ -13,11 +13,11 @@
 //! the environment variables the configuration names, as the filter reads them from its
 //! VM's environment. Nothing printed contains the token or a secret.
 
-use bearer_guard::explain;
 use bearer_guard::rule_sources;
 use bearer_guard::KeySet;
 use bearer_guard::RustBackend;
 use bearer_guard::TokenSource;
+use bearer_guard::{explain_with, introspection_answer, Explain};
 use bearer_guard::{Body, Headers, Request};
 use bearer_guard::{Config, DEFAULT_MAX_JWKS_BYTES};
 use bearer_guard::{RevocationLimits, RevocationList};
@@ -71,6 +71,11 @@ struct ExplainArgs {
     /// What the account service answers: a JSON object, or `none` for 404.
     #[arg(long, default_value = "{}")]
     account: String,
+    /// What an introspection provider's endpoint answers for the token, e.g.
+    /// '{"active":true,"sub":"u1","scope":"items:read"}' (read as the filter reads a 200:
+    /// only `"active": true` with an `exp` ahead vouches). Without it, the call fails.
+    #[arg(long)]
+    introspection: Option<String>,
     /// The request's x-request-id.
     #[arg(long)]
     request_id: Option<String>,
@@ -359,15 +364,18 @@ fn explain_command(args: ExplainArgs) -> ExitCode {
             Err(e) => return fail(&e),
         }
     }
-    let e = explain(
-        &cfg,
-        keys.as_ref(),
-        revocation.as_ref(),
-        &RustBackend,
-        account.as_ref(),
-        &req,
-        now,
-    );
+    let introspected = args
+        .introspection
+        .as_deref()
+        .map(|body| introspection_answer(body, now));
+    let world = Explain {
+        keys: keys.as_ref(),
+        revocation: revocation.as_ref(),
+        backend: &RustBackend,
+        account: account.as_ref(),
+        introspection: introspected.as_ref().map(Option::as_ref),
+    };
+    let e = explain_with(&cfg, world, &req, now);
     if args.json {
         println!("{}", e.to_json());
     } else {

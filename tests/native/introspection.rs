@@ -362,3 +362,111 @@ fn configuration_errors_name_the_field() {
         assert_eq!(e.field, field, "{}", e.message);
     }
 }
+
+/// Revocation lists apply to introspected tokens as to signed ones: by `jti`, and by
+/// `sub` for tokens issued before the cutoff — on every worker, from the kept answer too.
+#[test]
+fn revocation_lists_apply_to_introspected_tokens() {
+    let mut p = plugin("client_secret_basic", false);
+    p["providers"][0]["revocation"] = json!({"cluster": "revocation", "authority": "as.test",
+        "path": "/revoked", "refresh_s": 15, "timeout_ms": TIMEOUT_MS});
+    let (mut a, mut b) = two(&p);
+    a.tick(T0);
+    let lists = a.calls_to("revocation");
+    assert_eq!(lists.len(), 1);
+    let doc = json!({"jti": [{"jti": "tok-9"}],
+        "sub": [{"sub": "mallory", "not_before": T0_S - 50}]});
+    a.respond(T0, lists[0], "200", doc.to_string().as_bytes());
+    b.tick(T0 + 10);
+    let answer = |sub: &str, jti: &str, iat: i64| {
+        json!({"active": true, "iss": "https://as.test", "sub": sub, "jti": jti, "iat": iat,
+            "exp": T0_S + 3600})
+        .to_string()
+        .into_bytes()
+    };
+    let cases = [
+        ("tok-9", answer("alice", "tok-9", T0_S - 10), "401"),
+        ("tok-sub", answer("mallory", "tok-2", T0_S - 100), "401"),
+        ("tok-new", answer("mallory", "tok-3", T0_S - 10), "continue"),
+        ("tok-ok", answer("alice", "tok-4", T0_S - 10), "continue"),
+    ];
+    for (i, (token, body, want)) in cases.iter().enumerate() {
+        let ctx = 10 + i as u32;
+        a.request(T0 + 20, ctx, token);
+        let call = *a.calls_to("as").last().expect("introspected");
+        let e = a.respond(T0 + 30, call, "200", body);
+        assert_eq!(fate(&e, ctx).as_deref(), Some(*want), "{token} on A");
+        // B decides from the process's answer, against its own copy of the list.
+        let e = b.request(T0 + 40, ctx, token);
+        assert_eq!(fate(&e, ctx).as_deref(), Some(*want), "{token} on B");
+    }
+    assert!(b.calls_to("as").is_empty());
+    assert_eq!(a.vm.metrics().pending("provider.as.tokens_revoked"), 2);
+}
+
+/// The answer's members are checked as a signed token's claims are: the provider's
+/// issuer, audiences and claim_values.
+#[test]
+fn an_active_answer_must_still_fit_the_provider() {
+    let mut p = plugin("client_secret_basic", false);
+    p["providers"][0]["audiences"] = json!(["api"]);
+    p["providers"][0]["claim_values"] = json!({"token_type": "Bearer"});
+    let good = json!({"active": true, "iss": "https://as.test", "aud": ["api", "x"],
+        "token_type": "Bearer", "sub": "alice", "exp": T0_S + 3600});
+    let mut cases = vec![(good.clone(), "continue")];
+    for (member, value) in [
+        ("iss", json!("https://evil.test")),
+        ("aud", json!("other-api")),
+        ("token_type", json!("refresh_token")),
+        ("nbf", json!(T0_S + 3600)),
+    ] {
+        let mut bad = good.clone();
+        bad[member] = value;
+        cases.push((bad, "401"));
+    }
+    let mut no_iss = good.clone();
+    no_iss.as_object_mut().expect("object").remove("iss");
+    cases.push((no_iss, "401"));
+    for (i, (answer, want)) in cases.into_iter().enumerate() {
+        let (mut a, _) = two(&p);
+        a.request(T0 + 10, 1, OPAQUE);
+        let call = a.calls_to("as")[0];
+        let e = a.respond(T0 + 20, call, "200", answer.to_string().as_bytes());
+        assert_eq!(fate(&e, 1).as_deref(), Some(want), "case {i}: {answer}");
+    }
+}
+
+/// `explain --introspection`: the answer given is read as the filter reads a 200.
+#[test]
+fn explain_reads_a_given_answer_as_the_filter_does() {
+    let p = plugin("client_secret_basic", false);
+    let cfg = bearer_guard::parse_config(p.to_string().as_bytes(), &env).expect("config");
+    let req = bearer_guard::Request {
+        method: "GET".into(),
+        path: "/v1/things".into(),
+        authority: "api.test".into(),
+        headers: bearer_guard::Headers::from_pairs([("authorization", format!("Bearer {OPAQUE}"))]),
+        ..Default::default()
+    };
+    let answer = |body: Option<&str>| {
+        let given = body.map(|b| bearer_guard::introspection_answer(b, T0_S));
+        let world = bearer_guard::Explain {
+            keys: None,
+            revocation: None,
+            backend: &RustBackend,
+            account: None,
+            introspection: given.as_ref().map(Option::as_ref),
+        };
+        let e = bearer_guard::explain_with(&cfg, world, &req, T0_S);
+        let subject = e
+            .headers
+            .iter()
+            .find(|(k, _)| k == "x-auth-subject")
+            .map(|(_, v)| v.clone());
+        (e.status, subject)
+    };
+    let active = String::from_utf8(active("alice", 60)).expect("utf-8");
+    assert_eq!(answer(Some(&active)), (200, Some("alice".into())));
+    assert_eq!(answer(Some(r#"{"active":"true","sub":"alice"}"#)).0, 401);
+    assert_eq!(answer(None).0, 500);
+}
