@@ -33,6 +33,16 @@ pub enum Ask {
     Introspection(OpaqueToken),
 }
 
+impl Lookup {
+    /// The event the requests waiting for `key`'s answer are woken by.
+    fn event(self, provider: usize, key: String) -> Event {
+        match self {
+            Lookup::Account => Event::Account(provider, key),
+            Lookup::Introspection => Event::Introspection(provider, key),
+        }
+    }
+}
+
 impl Ask {
     fn kind(&self) -> Lookup {
         match self {
@@ -137,6 +147,26 @@ impl Accounts {
         cache.insert(key.to_string(), account, now, until - now);
         cx.metrics.shared_answer(kind);
         true
+    }
+
+    /// A request needs the answer for `key`: `None` when another worker of the process
+    /// has it already (adopted: decide again), else the event it waits for, how long, and
+    /// whether the call could be made (see [`Accounts::await_lookup`]).
+    pub fn wait_for(
+        &mut self,
+        (provider, key, ask): (usize, String, Ask),
+        request_id: &str,
+        now: u64,
+        host: Option<&mut (dyn Host + '_)>,
+        cx: &mut Cx,
+    ) -> Option<(Event, u64, bool)> {
+        let kind = ask.kind();
+        if self.adopt((kind, provider), &key, now, cx) {
+            return None;
+        }
+        let (timeout, started) =
+            self.await_lookup((provider, &key, ask), request_id, now, host, cx);
+        Some((kind.event(provider, key), timeout, started))
     }
 
     /// A request needs the answer for `key` (an account, or a token's introspection):
@@ -383,10 +413,7 @@ impl Accounts {
         let mut ready = Vec::new();
         for lookup in std::mem::take(&mut self.deferred) {
             if !self.start(&lookup, now, host, cx) {
-                ready.push(match lookup.ask.kind() {
-                    Lookup::Account => Event::Account(lookup.provider, lookup.key),
-                    Lookup::Introspection => Event::Introspection(lookup.provider, lookup.key),
-                });
+                ready.push(lookup.ask.kind().event(lookup.provider, lookup.key));
             }
         }
         for wait in waited_for {

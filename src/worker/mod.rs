@@ -724,35 +724,29 @@ impl Worker {
                     key,
                     path,
                 } => {
-                    // Another worker of the process may have the answer already.
-                    if self
+                    let lookup = (provider, key, Ask::Account(path));
+                    match self
                         .accounts
-                        .adopt((Lookup::Account, provider), &key, now, cx)
+                        .wait_for(lookup, &request.request_id, now, host, cx)
                     {
-                        continue;
+                        Some(waiting) => waiting,
+                        // Another worker of the process had the answer already.
+                        None => continue,
                     }
-                    let lookup = (provider, key.as_str(), Ask::Account(path));
-                    let (timeout, started) =
-                        self.accounts
-                            .await_lookup(lookup, &request.request_id, now, host, cx);
-                    (Event::Account(provider, key), timeout, started)
                 }
                 Wait::Introspection {
                     provider,
                     key,
                     token,
                 } => {
-                    if self
+                    let lookup = (provider, key, Ask::Introspection(token));
+                    match self
                         .accounts
-                        .adopt((Lookup::Introspection, provider), &key, now, cx)
+                        .wait_for(lookup, &request.request_id, now, host, cx)
                     {
-                        continue;
+                        Some(waiting) => waiting,
+                        None => continue,
                     }
-                    let lookup = (provider, key.as_str(), Ask::Introspection(token));
-                    let (timeout, started) =
-                        self.accounts
-                            .await_lookup(lookup, &request.request_id, now, host, cx);
-                    (Event::Introspection(provider, key), timeout, started)
                 }
             };
             if !started {

@@ -3,8 +3,8 @@
 //! digest, and every way an answer can fail to vouch for a token.
 
 use crate::support::fixtures::{vm_provider, T0, T0_S, TIMEOUT_MS};
-use crate::vm::{entropy, fate, store, token as jws_token, FakeHost, Worker};
-use bearer_guard::{CallResponse, Effect, RustBackend, Store, Worker as Core};
+use crate::vm::{fate, store, token as jws_token, Worker};
+use bearer_guard::{CallResponse, Effect, RustBackend, Store};
 use serde_json::{json, Value};
 use std::rc::Rc;
 
@@ -30,26 +30,13 @@ fn env(name: &str) -> Option<String> {
     (name == "AS_SECRET").then(|| SECRET.to_string())
 }
 
-fn worker(store: Rc<dyn Store>, plugin: &Value) -> Worker {
-    let cfg = bearer_guard::parse_config(plugin.to_string().as_bytes(), &env).expect("config");
-    let mut vm = Core::new(
-        cfg,
-        Box::new(RustBackend),
-        Box::new(store),
-        (T0, 1),
-        entropy(),
-    );
-    vm.on_configure(T0);
-    Worker {
-        vm,
-        host: FakeHost::default(),
-    }
-}
-
 /// Two workers of one process.
 fn two(plugin: &Value) -> (Worker, Worker) {
     let s: Rc<dyn Store> = store();
-    (worker(s.clone(), plugin), worker(s, plugin))
+    (
+        Worker::with_env(s.clone(), plugin, T0, &env),
+        Worker::with_env(s, plugin, T0, &env),
+    )
 }
 
 /// An active answer for `sub`, expiring `exp_in_s` after [`T0`].

@@ -105,8 +105,17 @@ impl Worker {
     }
 
     pub(crate) fn new(store: Rc<dyn Store>, plugin: &Value, now: u64) -> Worker {
-        let cfg =
-            bearer_guard::parse_config(plugin.to_string().as_bytes(), &|_| None).expect("config");
+        Worker::with_env(store, plugin, now, &|_| None)
+    }
+
+    /// Like [`Worker::new`], with the VM environment `env` (secrets).
+    pub(crate) fn with_env(
+        store: Rc<dyn Store>,
+        plugin: &Value,
+        now: u64,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Worker {
+        let cfg = bearer_guard::parse_config(plugin.to_string().as_bytes(), env).expect("config");
         let mut vm = Core::new(
             cfg,
             Box::new(RustBackend),
