@@ -6,6 +6,7 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const WORKERS: usize = 4;
@@ -36,23 +37,91 @@ fn serve(doc: Value) -> JwksMode {
     JwksMode::Serve(doc.to_string())
 }
 
-/// `n` requests with `token`, each on a new connection (Envoy spreads them over its
-/// workers): their statuses.
-fn statuses(stack: &Stack, token: &str, n: usize) -> Vec<u16> {
-    (0..n)
-        .map(|_| stack.envoy.get_with_token("/v1/x", token).status)
-        .collect()
+/// The connections each Envoy worker has accepted on the listener so far, by worker:
+/// Envoy's per-worker listener counters (`listener.<address>.worker_<n>.downstream_cx_total`).
+/// Envoy (the kernel), not the client, picks the worker of a connection, so these say
+/// which workers a run of requests reached.
+fn connections_per_worker(stack: &Stack) -> BTreeMap<String, u64> {
+    let stats = http(
+        stack.envoy.admin,
+        "GET",
+        "/stats?filter=downstream_cx_total",
+        &[],
+    )
+    .map(|r| r.body)
+    .unwrap_or_default();
+    let counts: BTreeMap<String, u64> = stats
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(k, _)| k.starts_with("listener.") && k.ends_with(".downstream_cx_total"))
+        .filter_map(|(k, v)| {
+            let worker = k.split('.').find(|s| s.starts_with("worker_"))?;
+            Some((worker.to_string(), v.trim().parse().ok()?))
+        })
+        .collect();
+    assert_eq!(
+        counts.len(),
+        WORKERS,
+        "a connection counter per worker in /stats:\n{stats}"
+    );
+    counts
 }
 
-/// How long until `n` requests in a row with `token` all get `status` (None: not within
-/// `bound`).
-fn until_all(stack: &Stack, token: &str, status: u16, bound: Duration) -> Option<Duration> {
+/// Whether every one of the `WORKERS` workers has accepted a connection since `before`.
+fn every_worker_since(stack: &Stack, before: &BTreeMap<String, u64>) -> bool {
+    connections_per_worker(stack)
+        .iter()
+        .all(|(w, n)| *n > before.get(w).copied().unwrap_or(0))
+}
+
+/// At least `n` requests with `token`, each on a new connection, and more until every
+/// worker has answered at least one of them (`n` alone may miss a worker): their replies.
+fn on_every_worker(stack: &Stack, token: &str, n: usize) -> Vec<Reply> {
+    let before = connections_per_worker(stack);
+    let mut replies = Vec::new();
+    while replies.len() < n || !every_worker_since(stack, &before) {
+        assert!(
+            replies.len() < 400,
+            "{WORKERS} workers did not all take one of {} connections: {:?}",
+            replies.len(),
+            connections_per_worker(stack)
+        );
+        replies.push(stack.envoy.get_with_token("/v1/x", token));
+    }
+    replies
+}
+
+/// Whether at least `n` requests with `token`, which reached every worker, all get
+/// `status`.
+fn all_on_every_worker(stack: &Stack, token: &str, n: usize, status: u16) -> bool {
+    on_every_worker(stack, token, n)
+        .iter()
+        .all(|r| r.status == status)
+}
+
+/// How long until an unbroken run of at least 12 requests with `token` (each on a new
+/// connection) that reached every worker all got `status` (None: not within `bound`).
+/// Any other status starts the run over.
+fn until_every_worker(
+    stack: &Stack,
+    token: &str,
+    status: u16,
+    bound: Duration,
+) -> Option<Duration> {
     let start = Instant::now();
+    let mut run = (connections_per_worker(stack), 0);
     while start.elapsed() < bound {
-        if statuses(stack, token, 12).iter().all(|s| *s == status) {
+        if stack.envoy.get_with_token("/v1/x", token).status != status {
+            // Counted already (a connection is counted when accepted): the run starts
+            // after it.
+            run = (connections_per_worker(stack), 0);
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        run.1 += 1;
+        if run.1 >= 12 && every_worker_since(stack, &run.0) {
             return Some(start.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
     None
 }
@@ -72,7 +141,7 @@ fn tokens_revoked_after_every_worker_cached_them_are_refused_on_every_worker() {
     let all = [&by_jti, &by_sub, &by_sid, &sdk_same_jti];
     for t in all {
         assert!(
-            statuses(&stack, t, 24).iter().all(|s| *s == 200),
+            all_on_every_worker(&stack, t, 24, 200),
             "every worker caches it"
         );
     }
@@ -101,22 +170,22 @@ fn tokens_revoked_after_every_worker_cached_them_are_refused_on_every_worker() {
             entries.push(entry);
         }
         list.set(serve(doc.clone()));
-        let took = until_all(&stack, revoked, 401, bound);
+        let took = until_every_worker(&stack, revoked, 401, bound);
         assert!(
             took.is_some(),
             "{kind}: refused on every worker within {bound:?}"
         );
-        let r = stack.envoy.get_with_token("/v1/x", revoked);
-        expect(kind, &r, 401, Some(INVALID), WWW_INVALID);
+        // And refused for good, on every worker, with the contract's reply.
+        for r in on_every_worker(&stack, revoked, 12) {
+            expect(kind, &r, 401, Some(INVALID), WWW_INVALID);
+        }
     }
     // What no entry names still passes: the other provider's token with the same jti,
     // and a token of the cut-off subject issued after the cutoff.
-    assert!(statuses(&stack, &sdk_same_jti, 12)
-        .iter()
-        .all(|s| *s == 200));
+    assert!(all_on_every_worker(&stack, &sdk_same_jti, 12, 200));
     std::thread::sleep(Duration::from_millis(1100));
     let later = token_for("user-b", json!({"jti": "tok-b2"}));
-    assert!(statuses(&stack, &later, 12).iter().all(|s| *s == 200));
+    assert!(all_on_every_worker(&stack, &later, 12, 200));
     assert!(stack.envoy.wait_until(Duration::from_secs(2), || {
         stack.envoy.filter_stat("provider.idp.tokens_revoked") >= 12
     }));
@@ -143,7 +212,7 @@ fn tokens_revoked_after_every_worker_cached_them_are_refused_on_every_worker() {
         (&later, 200),
     ] {
         assert!(
-            statuses(&stack, t, 12).iter().all(|s| *s == want),
+            all_on_every_worker(&stack, t, 12, want),
             "during the outage"
         );
     }
@@ -160,10 +229,10 @@ fn tokens_revoked_after_every_worker_cached_them_are_refused_on_every_worker() {
             .envoy
             .log_contains("over the 4096-byte limit (revocation.max_bytes); keeping the previous list (3 entries)")
     }));
-    assert!(statuses(&stack, &by_jti, 12).iter().all(|s| *s == 401));
+    assert!(all_on_every_worker(&stack, &by_jti, 12, 401));
     // The list comes back emptied: the tokens pass again, and the list is no longer stale.
     list.set(serve(json!({})));
-    assert!(until_all(&stack, &by_jti, 200, Duration::from_secs(4)).is_some());
+    assert!(until_every_worker(&stack, &by_jti, 200, Duration::from_secs(4)).is_some());
     assert!(stack.envoy.wait_until(Duration::from_secs(2), || {
         stack.envoy.filter_stat("provider.idp.revocation_stale") == 0
     }));
