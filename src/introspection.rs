@@ -34,11 +34,17 @@ pub fn basic_authorization(client_id: &str, secret: &[u8]) -> String {
     )
 }
 
-/// What the authorization server's answer means: `Ok(Some(claims))` for an active token,
-/// `Ok(None)` for one it does not vouch for — `active` other than the boolean `true`, an
-/// `exp` already past, a 4xx, or a body that is not one JSON object without duplicate
-/// keys — and `Err` when it could not judge (no answer, 5xx or another status): an opaque
-/// token that cannot be checked is never let through, and that is never kept.
+/// How long a refusal that is not a 200 (a 4xx) is kept at most, ms: it says something
+/// about the call rather than the token, so it serves the requests that waited for it and
+/// little more.
+pub const REFUSAL_KEPT_MS: u64 = 1000;
+
+/// What the authorization server's answer means: `Ok(Some(claims))` for an active access
+/// token, `Ok(None)` for one it does not vouch for — `active` other than the boolean
+/// `true`, an `exp` already past, a token of another kind (a refresh or ID token: see
+/// [`access_token`]), a 4xx, or a body that is not one JSON object without duplicate
+/// keys — and `Err` when it could not judge (no answer, 5xx, 429 or another status): an
+/// opaque token that cannot be checked is never let through, and that is never kept.
 pub fn interpret(
     status: Option<&str>,
     body: &[u8],
@@ -46,6 +52,8 @@ pub fn interpret(
 ) -> Result<Option<Map<String, Value>>, FetchError> {
     match status {
         Some("200") => {}
+        // Rate limited: the server did not judge the token.
+        Some("429") => return Err(FetchError::Status("429".into())),
         Some(s) if s.len() == 3 && s.starts_with('4') => return Ok(None),
         Some(other) => return Err(FetchError::Status(other.to_string())),
         None => return Err(FetchError::NoResponse),
@@ -53,7 +61,7 @@ pub fn interpret(
     let Some(claims) = crate::strict_json::parse_object(body) else {
         return Ok(None);
     };
-    if claims.get("active") != Some(&Value::Bool(true)) {
+    if claims.get("active") != Some(&Value::Bool(true)) || !access_token(&claims) {
         return Ok(None);
     }
     // `exp` is optional (RFC 7662 §2.2); when given it must be a number still ahead.
@@ -67,14 +75,33 @@ pub fn interpret(
     Ok(Some(claims))
 }
 
+/// Whether an active answer is for an access token. The type hint the filter sends is
+/// only a hint: a server may answer for a refresh token (`token_use`, `token_type`) or an
+/// ID token (`typ`, as Keycloak says) sent as a bearer token. Each member, when present,
+/// must name an access token.
+pub fn access_token(claims: &Map<String, Value>) -> bool {
+    let is = |member: &str, accepted: &[&str]| match claims.get(member) {
+        None => true,
+        Some(Value::String(s)) => accepted.iter().any(|a| s.eq_ignore_ascii_case(a)),
+        Some(_) => false,
+    };
+    is("token_use", &["access_token"])
+        && is("token_type", &["bearer", "dpop", "n_a"])
+        && is("typ", &["bearer", "dpop", "at+jwt", "application/at+jwt"])
+}
+
 /// Until when (ms) an answer is kept: an active one for `ttl_ms` but never past its
-/// `exp`; a refusal for `negative_ttl_ms`.
+/// `exp`; a 200 saying not active for `negative_ttl_ms`; a 4xx for
+/// [`REFUSAL_KEPT_MS`] at most (`status_200`: whether the answer was a 200).
 pub fn kept_until(
-    claims: Option<&Map<String, Value>>,
+    (claims, status_200): (Option<&Map<String, Value>>, bool),
     now_ms: u64,
     ttl_ms: u64,
     negative_ttl_ms: u64,
 ) -> u64 {
+    if !status_200 {
+        return now_ms.saturating_add(negative_ttl_ms.min(REFUSAL_KEPT_MS));
+    }
     match claims {
         Some(c) => {
             let until = now_ms.saturating_add(ttl_ms);
@@ -121,6 +148,28 @@ mod tests {
     }
 
     #[test]
+    fn only_access_tokens_are_active() {
+        for body in [
+            r#"{"active":true,"token_type":"Bearer","typ":"Bearer"}"#,
+            r#"{"active":true,"token_type":"DPoP","token_use":"access_token"}"#,
+            r#"{"active":true,"typ":"at+jwt"}"#,
+            r#"{"active":true,"token_type":"N_A"}"#,
+        ] {
+            assert!(ok(body, 0).is_some(), "{body}");
+        }
+        for body in [
+            r#"{"active":true,"token_use":"refresh_token"}"#,
+            r#"{"active":true,"token_type":"refresh_token"}"#,
+            r#"{"active":true,"typ":"Refresh"}"#,
+            r#"{"active":true,"typ":"ID"}"#,
+            r#"{"active":true,"token_type":["Bearer"]}"#,
+            r#"{"active":true,"token_use":null}"#,
+        ] {
+            assert_eq!(ok(body, 0), None, "{body}");
+        }
+    }
+
+    #[test]
     fn exp_in_the_past_is_not_active() {
         assert!(ok(r#"{"active":true,"exp":101}"#, 100).is_some());
         assert_eq!(ok(r#"{"active":true,"exp":100}"#, 100), None);
@@ -129,14 +178,14 @@ mod tests {
 
     #[test]
     fn statuses() {
-        for s in ["400", "401", "403", "404", "429"] {
+        for s in ["400", "401", "403", "404", "499"] {
             assert_eq!(
                 interpret(Some(s), br#"{"active":true}"#, 0),
                 Ok(None),
                 "{s}"
             );
         }
-        for s in ["500", "503", "302", "204", "4000"] {
+        for s in ["500", "503", "302", "204", "4000", "429"] {
             assert!(interpret(Some(s), br#"{"active":true}"#, 0).is_err(), "{s}");
         }
         assert_eq!(interpret(None, b"", 0), Err(FetchError::NoResponse));
@@ -145,11 +194,16 @@ mod tests {
     #[test]
     fn lifetimes() {
         let c = ok(r#"{"active":true,"exp":50}"#, 0).expect("active");
-        assert_eq!(kept_until(Some(&c), 10_000, 60_000, 5_000), 50_000);
-        assert_eq!(kept_until(Some(&c), 10_000, 1_000, 5_000), 11_000);
+        assert_eq!(kept_until((Some(&c), true), 10_000, 60_000, 5_000), 50_000);
+        assert_eq!(kept_until((Some(&c), true), 10_000, 1_000, 5_000), 11_000);
         let no_exp = ok(r#"{"active":true}"#, 0).expect("active");
-        assert_eq!(kept_until(Some(&no_exp), 10_000, 60_000, 5_000), 70_000);
-        assert_eq!(kept_until(None, 10_000, 60_000, 5_000), 15_000);
+        assert_eq!(
+            kept_until((Some(&no_exp), true), 10_000, 60_000, 5_000),
+            70_000
+        );
+        assert_eq!(kept_until((None, true), 10_000, 60_000, 5_000), 15_000);
+        assert_eq!(kept_until((None, false), 10_000, 60_000, 5_000), 11_000);
+        assert_eq!(kept_until((None, false), 10_000, 60_000, 500), 10_500);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub use pipeline::{
     RevocationLookup, VerdictLookup, Wait,
 };
 // The per-worker core and its host.
-pub use worker::accounts::LOST_LOOKUP_MS;
+pub use worker::accounts::{LOST_LOOKUP_MS, MAX_IN_FLIGHT};
 pub use worker::{
     CallResponse, DispatchError, Effect, Host, Level, MetricKind, Outgoing, ResponsePlan, Worker,
     ACCOUNT_CLAIM_GRACE_MS, HELD_BODY_WAIT_MS, HOST_CALLS_PER_REQUEST, IDLE_TICK_MS, WAIT_GRACE_MS,

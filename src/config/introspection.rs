@@ -116,8 +116,8 @@ pub struct IntrospectionSource {
     pub max_entries: usize,
     /// The largest answer read; a larger announced size is refused unread.
     pub max_bytes: usize,
-    /// Fingerprint of the endpoint and client: answers are shared between workers and
-    /// configurations with the same one.
+    /// Fingerprint of the endpoint, the client and the lifetimes: answers are shared
+    /// between workers and configurations with the same one.
     pub fingerprint: u64,
 }
 
@@ -162,12 +162,19 @@ pub(super) fn compile(
         ClientAuth::ClientSecretBasic => "basic",
         ClientAuth::ClientSecretPost => "post",
     };
+    if i.max_entries == 0 {
+        return err(format!("{at}.max_entries"), "at least 1");
+    }
+    // The lifetimes too: an answer kept under a longer ttl_s (another provider, or the
+    // configuration before an operator shortened it) is never adopted under a shorter one.
     let fingerprint = crate::shared::fingerprint(&[
         i.cluster.as_bytes(),
         i.authority.as_bytes(),
         i.path.as_bytes(),
         i.client_id.as_bytes(),
         auth.as_bytes(),
+        &i.ttl_s.to_le_bytes(),
+        &i.negative_ttl_s.to_le_bytes(),
     ]);
     Ok(IntrospectionSource {
         cluster: i.cluster,

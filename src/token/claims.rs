@@ -69,13 +69,19 @@ pub fn check_times(
     if now_s >= exp.saturating_add(skew_s) {
         return Err(ClaimError::Expired);
     }
+    check_nbf(claims, now_s, skew_s)?;
+    Ok(exp)
+}
+
+/// `nbf`, when present, not after `now_s` (with `skew_s` of leeway).
+pub fn check_nbf(claims: &Map<String, Value>, now_s: i64, skew_s: i64) -> Result<(), ClaimError> {
     if let Some(nbf) = claims.get("nbf") {
         let nbf = numeric_date(nbf).ok_or(ClaimError::BadNbf)?;
         if nbf > now_s.saturating_add(skew_s) {
             return Err(ClaimError::NotYetValid);
         }
     }
-    Ok(exp)
+    Ok(())
 }
 
 /// All standard claims: times, then `iss` and `aud` when the provider configures them.

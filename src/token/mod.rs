@@ -12,7 +12,7 @@ pub mod policy;
 
 pub use self::claim_path::ClaimPath;
 pub use self::claims::{
-    aud_names, check_claims, check_issuer_audience, check_times, numeric_date, Audiences,
+    aud_names, check_claims, check_issuer_audience, check_nbf, check_times, numeric_date, Audiences,
 };
 pub use self::extract::{
     cookie_without, credential, path_without_param, Credential, NotOneCredential, Scheme,

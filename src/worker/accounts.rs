@@ -52,6 +52,9 @@ impl Ask {
     }
 }
 
+/// The most lookups (accounts and introspections) one worker has in flight at once.
+pub const MAX_IN_FLIGHT: usize = 256;
+
 /// How long this worker's own account lookup counts as in flight when its answer never
 /// came (the context that made the call went away): then it is given up.
 pub const LOST_LOOKUP_MS: u64 = 61_000;
@@ -199,6 +202,11 @@ impl Accounts {
             ask,
             request_id: request_id.to_string(),
         };
+        // A flood of distinct identities or tokens makes at most this many calls at once
+        // per worker; beyond it a request is decided without the answer (500).
+        if !asked && self.in_flight.len() >= MAX_IN_FLIGHT {
+            return (timeout, false);
+        }
         let started = match (asked, host) {
             // This worker or another one already asks: wait for that answer.
             (true, _) => true,
@@ -358,7 +366,7 @@ impl Accounts {
                 }
                 let until = match &result {
                     Ok(claims) => introspection::kept_until(
-                        claims.as_ref(),
+                        (claims.as_ref(), status == Some("200")),
                         now,
                         src.ttl_ms,
                         src.negative_ttl_ms,
@@ -422,11 +430,17 @@ impl Accounts {
                 Event::Introspection(p, k) => (Lookup::Introspection, p, k),
                 _ => continue,
             };
+            // Answered: this worker does not ask, and the process's slot holds an answer
+            // for this key. A slot taken by another key (other requests' lookups evict
+            // it) is no answer: the worker that asks writes its answer back, and the
+            // request waits for it until its deadline.
             let answered = !self.in_flight.contains_key(key)
-                && self
-                    .shared
-                    .and_then(|a| a.read(cx.store, key))
-                    .is_none_or(|state| !matches!(state, SharedAccount::Pending(_)));
+                && match self.shared {
+                    Some(s) => s
+                        .read(cx.store, key)
+                        .is_some_and(|state| !matches!(state, SharedAccount::Pending(_))),
+                    None => true,
+                };
             if answered {
                 self.adopt((kind, *provider), key, now, cx);
                 ready.push(wait.clone());

@@ -106,8 +106,9 @@ impl Effect {
     }
 }
 
-/// An HTTP call the core wants made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An HTTP call the core wants made. `Debug` shows neither its body nor its
+/// `authorization` (they may carry a token and a client secret).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Outgoing<'a> {
     /// Envoy cluster.
     pub cluster: &'a str,
@@ -120,6 +121,32 @@ pub struct Outgoing<'a> {
     pub max_response_bytes: usize,
     /// Timeout, ms.
     pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for Outgoing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    *k,
+                    if *k == "authorization" {
+                        "<redacted>"
+                    } else {
+                        *v
+                    },
+                )
+            })
+            .collect();
+        f.debug_struct("Outgoing")
+            .field("cluster", &self.cluster)
+            .field("headers", &headers)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 /// Why the host could not dispatch a call (its own words, for the log).

@@ -139,7 +139,16 @@ fn an_answer_is_kept_no_longer_than_its_exp() {
 #[test]
 fn answers_that_do_not_vouch_for_the_token_are_401_and_kept_negative_ttl() {
     let exp = T0_S + 3600;
+    let refresh = |member: &str, value: &str| {
+        let mut a = json!({"active": true, "iss": "https://as.test", "sub": "m", "exp": exp});
+        a[member] = json!(value);
+        a.to_string().into_bytes()
+    };
     let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("200", refresh("token_use", "refresh_token")),
+        ("200", refresh("typ", "Refresh")),
+        ("200", refresh("typ", "ID")),
+        ("200", refresh("token_type", "refresh_token")),
         ("200", br#"{"active":false}"#.to_vec()),
         (
             "200",
@@ -166,6 +175,7 @@ fn answers_that_do_not_vouch_for_the_token_are_401_and_kept_negative_ttl() {
         ("200", br#"{"active":true,"sub":"m","sub":"root"}"#.to_vec()),
         ("400", br#"{"error":"invalid_request"}"#.to_vec()),
         ("401", br#"{"active":true,"sub":"m"}"#.to_vec()),
+        ("404", b"".to_vec()),
     ];
     for (i, (status, body)) in cases.into_iter().enumerate() {
         let (mut a, mut b) = two(&plugin("client_secret_basic", false));
@@ -174,18 +184,20 @@ fn answers_that_do_not_vouch_for_the_token_are_401_and_kept_negative_ttl() {
         let asked = a.calls_to("as");
         let answered = a.respond(answered_at, asked[0], status, &body);
         assert_eq!(fate(&answered, 1).as_deref(), Some("401"), "case {i}");
-        // Kept negative_ttl_s (10 s), on the other worker too.
-        let e = b.request(T0 + 9_000, 2, OPAQUE);
+        // A 200 is kept negative_ttl_s (10 s), a 4xx one second (it says more about the
+        // call than the token), on the other worker too.
+        let kept = if status == "200" { 10_000 } else { 1_000 };
+        let e = b.request(answered_at + kept - 1, 2, OPAQUE);
         assert_eq!(fate(&e, 2).as_deref(), Some("401"), "case {i}");
         assert!(b.calls_to("as").is_empty(), "case {i}");
-        let e = b.request(answered_at + 10_001, 3, OPAQUE);
+        let e = b.request(answered_at + kept + 1, 3, OPAQUE);
         assert_eq!(fate(&e, 3).as_deref(), Some("pause"), "case {i}");
     }
 }
 
 #[test]
 fn a_failed_call_is_500_for_every_waiter_and_not_kept() {
-    for status in [Some("503"), Some("302"), None] {
+    for status in [Some("503"), Some("302"), Some("429"), None] {
         let (mut a, mut b) = two(&plugin("client_secret_basic", false));
         a.request(T0 + 10, 1, OPAQUE);
         b.request(T0 + 10, 2, OPAQUE);
@@ -331,6 +343,10 @@ fn configuration_errors_name_the_field() {
             json!({"introspection": {"timeout_ms": 5}}),
             "providers[0].introspection.timeout_ms",
         ),
+        (
+            json!({"introspection": {"max_entries": 0}}),
+            "providers[0].introspection.max_entries",
+        ),
     ];
     for (patch, field) in cases {
         let mut p = plugin("client_secret_basic", false);
@@ -414,6 +430,11 @@ fn an_active_answer_must_still_fit_the_provider() {
     let mut no_iss = good.clone();
     no_iss.as_object_mut().expect("object").remove("iss");
     cases.push((no_iss, "401"));
+    // nbf is checked in an answer without exp too.
+    let mut early = good.clone();
+    early.as_object_mut().expect("object").remove("exp");
+    early["nbf"] = json!(T0_S + 3600);
+    cases.push((early, "401"));
     for (i, (answer, want)) in cases.into_iter().enumerate() {
         let (mut a, _) = two(&p);
         a.request(T0 + 10, 1, OPAQUE);
@@ -456,4 +477,91 @@ fn explain_reads_a_given_answer_as_the_filter_does() {
     assert_eq!(answer(Some(&active)), (200, Some("alice".into())));
     assert_eq!(answer(Some(r#"{"active":"true","sub":"alice"}"#)).0, 401);
     assert_eq!(answer(None).0, 500);
+}
+
+/// A token's waiting requests on other workers keep waiting when other lookups take the
+/// process's slot meanwhile (one slot here): the answer, written back, reaches them.
+#[test]
+fn a_slot_taken_by_another_token_does_not_fail_the_waiting_requests() {
+    let mut p = plugin("client_secret_basic", false);
+    p["shared"] = json!({"account_slots": 1});
+    let (mut a, mut b) = two(&p);
+    a.request(T0 + 10, 1, OPAQUE);
+    assert_eq!(
+        fate(&b.request(T0 + 10, 2, OPAQUE), 2).as_deref(),
+        Some("pause")
+    );
+    // Another token takes the one slot.
+    a.request(T0 + 20, 3, "another-opaque-token");
+    assert_eq!(a.calls_to("as").len(), 2);
+    assert_eq!(fate(&b.tick(T0 + 40), 2), None, "B's request still waits");
+    let first = a.calls_to("as")[0];
+    a.respond(T0 + 50, first, "200", &active("alice", 3600));
+    let woken = b.tick(T0 + 70);
+    assert_eq!(fate(&woken, 2).as_deref(), Some("continue"));
+    assert_eq!(
+        header(&woken, 2, "x-auth-subject").as_deref(),
+        Some("alice")
+    );
+}
+
+/// Answers kept under a longer `ttl_s` are not adopted by a configuration with a shorter
+/// one (an operator shortening it after an incident).
+#[test]
+fn an_answer_is_never_adopted_under_a_shorter_ttl() {
+    let s: Rc<dyn Store> = store();
+    let mut long = plugin("client_secret_basic", false);
+    long["providers"][0]["introspection"]["ttl_s"] = json!(3600);
+    let mut a = Worker::with_env(s.clone(), &long, T0, &env);
+    a.request(T0 + 10, 1, OPAQUE);
+    let call = a.calls_to("as")[0];
+    a.respond(T0 + 20, call, "200", &active("alice", 7200));
+    let mut short = long.clone();
+    short["providers"][0]["introspection"]["ttl_s"] = json!(5);
+    let mut c = Worker::with_env(s, &short, T0 + 600_000, &env);
+    let e = c.request(T0 + 600_000, 2, OPAQUE);
+    assert_eq!(fate(&e, 2).as_deref(), Some("pause"), "asked again");
+    assert_eq!(c.calls_to("as").len(), 1);
+}
+
+/// A flood of distinct tokens makes a bounded number of calls per worker: past it, a
+/// request is answered at once (500) without a call.
+#[test]
+fn calls_in_flight_are_bounded_per_worker() {
+    let (mut a, _) = two(&plugin("client_secret_basic", false));
+    let max = bearer_guard::MAX_IN_FLIGHT as u32;
+    for i in 0..max {
+        let e = a.request(T0 + 10, i + 1, &format!("flood-{i}"));
+        assert_eq!(fate(&e, i + 1).as_deref(), Some("pause"));
+    }
+    let e = a.request(T0 + 10, max + 1, OPAQUE);
+    assert_eq!(fate(&e, max + 1).as_deref(), Some("500"));
+    assert_eq!(a.calls_to("as").len(), max as usize);
+}
+
+/// A call's `Debug` shows neither the token in its body nor the client's credentials.
+#[test]
+fn a_call_never_prints_its_token_or_secret() {
+    let (mut a, _) = two(&plugin("client_secret_basic", false));
+    a.request(T0 + 10, 1, OPAQUE);
+    let (headers, body) = a.host.sent.last().cloned().expect("sent");
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let call = bearer_guard::Outgoing {
+        cluster: "as",
+        headers,
+        body: &body,
+        max_response_bytes: 65_536,
+        timeout_ms: 1000,
+    };
+    let printed = format!("{call:?}");
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("bearer+guard:{SECRET}"));
+    assert!(
+        !printed.contains(OPAQUE) && !printed.contains(&basic),
+        "{printed}"
+    );
+    assert!(printed.contains("/introspect"), "{printed}");
 }

@@ -13,7 +13,7 @@ use crate::pipeline::{
     outcome, CacheNote, Decision, Inputs, OpaqueToken, Outcome, RevocationNote, Wait,
 };
 use crate::reply::Denial;
-use crate::token::{check_issuer_audience, check_times};
+use crate::token::{check_issuer_audience, check_nbf, check_times};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -88,12 +88,16 @@ pub(super) fn introspect<'a>(
         }
     };
     t.token(Step::Introspection, true, || Finding::Says("active"));
-    // An answer kept since may have expired; `exp` is optional in an answer.
-    if claims.contains_key("exp") {
-        if let Err(e) = check_times(claims, inp.now_s, cfg.clock_skew_s) {
-            t.token(Step::Times, false, || Finding::Says(e.as_str()));
-            return Err(deny(Denial::InvalidToken, e.as_str()));
-        }
+    // An answer kept since may have expired; `exp` is optional in an answer, `nbf` is
+    // checked either way.
+    let times = if claims.contains_key("exp") {
+        check_times(claims, inp.now_s, cfg.clock_skew_s).map(|_| ())
+    } else {
+        check_nbf(claims, inp.now_s, cfg.clock_skew_s)
+    };
+    if let Err(e) = times {
+        t.token(Step::Times, false, || Finding::Says(e.as_str()));
+        return Err(deny(Denial::InvalidToken, e.as_str()));
     }
     let audiences: &[String] = if provider.audience_resource {
         &[]
