@@ -565,3 +565,74 @@ fn a_call_never_prints_its_token_or_secret() {
     );
     assert!(printed.contains("/introspect"), "{printed}");
 }
+
+/// The introspection recipes of `docs/configuration.md`, each with an answer shaped like
+/// its server's: the rule's grant is found where the recipe says; an answer for another
+/// audience, or for a refresh token, is refused.
+#[test]
+fn the_introspection_recipes_decide_their_servers_answers() {
+    let exp = T0_S + 600;
+    let zitadel = json!({"name": "zitadel", "issuer": "https://my-instance.zitadel.cloud",
+        "audiences": ["249876543210987654"],
+        "identity": {"required_claims": ["/urn:zitadel:iam:org:project:roles/reader"]},
+        "introspection": {"cluster": "zitadel", "authority": "my-instance.zitadel.cloud",
+            "path": "/oauth/v2/introspect", "client_id": "249876543210987655",
+            "client_secret": {"env": "AS_SECRET"}}});
+    let zitadel_answer = json!({"active": true, "scope": "openid items:read",
+        "client_id": "249876543210987656", "token_type": "Bearer", "exp": exp, "iat": T0_S,
+        "nbf": T0_S, "sub": "249876543210987657", "aud": ["249876543210987654", "249876543210987656"],
+        "iss": "https://my-instance.zitadel.cloud", "jti": "249876543210987658",
+        "urn:zitadel:iam:org:project:roles": {"reader": {"249876543210987659": "acme.zitadel.cloud"}}});
+    let keycloak = json!({"name": "keycloak", "issuer": "https://sso.example.com/realms/platform",
+        "audiences": ["api"], "claims": {"role": "/realm_access/roles"},
+        "introspection": {"cluster": "keycloak", "authority": "sso.example.com",
+            "path": "/realms/platform/protocol/openid-connect/token/introspect",
+            "client_id": "bearer-guard", "client_secret": {"env": "AS_SECRET"}}});
+    let keycloak_answer = json!({"active": true, "exp": exp, "iat": T0_S, "jti": "8a1f",
+        "iss": "https://sso.example.com/realms/platform", "aud": "api", "sub": "f81d4fae",
+        "typ": "Bearer", "azp": "web", "session_state": "s1", "scope": "profile email",
+        "realm_access": {"roles": ["items-reader"]}, "client_id": "web", "username": "ada",
+        "token_type": "Bearer"});
+    let cases = [
+        (zitadel, zitadel_answer, "items:read", "roles"),
+        (keycloak, keycloak_answer, "items-reader", "typ"),
+    ];
+    for (provider, answer, grant, spoil) in cases {
+        let cfg = json!({"providers": [provider], "roles": {"items-reader": ["items:read"]},
+            "rules": [{"match": {"prefix": "/items"}, "permissions": ["items:read"]}]});
+        let cfg = bearer_guard::parse_config(cfg.to_string().as_bytes(), &env).expect("recipe");
+        let status = |answer: &Value| {
+            let req = bearer_guard::Request {
+                method: "GET".into(),
+                path: "/items".into(),
+                authority: "api.test".into(),
+                headers: bearer_guard::Headers::from_pairs([(
+                    "authorization",
+                    format!("Bearer {OPAQUE}"),
+                )]),
+                ..Default::default()
+            };
+            let given = bearer_guard::introspection_answer(&answer.to_string(), T0_S);
+            let world = bearer_guard::Explain {
+                keys: None,
+                revocation: None,
+                backend: &RustBackend,
+                account: None,
+                introspection: Some(given.as_ref()),
+            };
+            bearer_guard::explain_with(&cfg, world, &req, T0_S).status
+        };
+        assert_eq!(status(&answer), 200, "{grant}");
+        let mut other = answer.clone();
+        other["aud"] = json!("another-api");
+        assert_eq!(status(&other), 401, "{grant}: another audience");
+        let mut spoiled = answer.clone();
+        match spoil {
+            // Without the role the recipe requires.
+            "roles" => spoiled["urn:zitadel:iam:org:project:roles"] = json!({"writer": {}}),
+            // A refresh token introspected.
+            _ => spoiled["typ"] = json!("Refresh"),
+        }
+        assert_ne!(status(&spoiled), 200, "{grant}: {spoil}");
+    }
+}
