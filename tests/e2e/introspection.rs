@@ -218,6 +218,19 @@ fn introspected_once_per_process(concurrency: usize) {
         );
     }
     assert_eq!(server.calls(&reader), 1, "one call per token per process");
+    // Another reader's token, interleaved with the first on every worker: each request
+    // gets its own token's answer, never the other's.
+    let dave = server.mint("dave", "items:read");
+    for i in 0..16 {
+        let (token, sub) = if i % 2 == 0 {
+            (&dave, "dave")
+        } else {
+            (&reader, "alice")
+        };
+        let r = get(&stack, "/items", token);
+        assert_eq!(r.upstream_header("x-auth-subject").as_deref(), Some(sub));
+    }
+    assert_eq!(server.calls(&dave), 1);
     assert_eq!(stat(&stack, "introspection_active", |v| v >= 1), 1);
 
     // Its scope is the rule's: a token without items:read is refused.

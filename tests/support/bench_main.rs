@@ -17,12 +17,16 @@ mod idp;
 #[path = "servers.rs"]
 mod servers;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use envoy::{Envoy, Options};
 use idp::{claims, Signer};
 use serde_json::{json, Value};
-use servers::{JwksMode, JwksServer};
+use servers::{HttpServer, JwksMode, JwksServer, Seen};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const ISS: &str = "https://bench.idp";
@@ -81,6 +85,51 @@ const REV: &str = "bearer-guard, cached token with jti and sid, 10,000-entry rev
 const DPOP: &str = "bearer-guard, cached DPoP-bound token, a fresh ES256 proof per request";
 /// Proofs minted per second of a DPoP run (each is accepted once): more than the row serves.
 const PROOFS_PER_S: u64 = 6_000;
+const INTRO: &str = "bearer-guard, introspected opaque token, answer kept (same token)";
+/// The introspection provider's issuer, client and secret (given to Envoy in this
+/// variable of its environment).
+const INTRO_ISS: &str = "https://bench.as";
+const INTRO_CLIENT: &str = "bearer-guard-bench";
+const INTRO_SECRET: &str = "bench-introspection-secret-0123456789";
+const INTRO_SECRET_ENV: &str = "BENCH_INTROSPECTION_SECRET";
+
+/// The introspection endpoint (RFC 7662) of the introspection rows: a `POST` with the
+/// bench client's Basic credentials and the form `token=<token>&token_type_hint=...` is
+/// answered active, with claims the provider accepts and an `exp` years ahead; anything
+/// else 401. Counts the calls it receives.
+fn introspection_endpoint(token: &str) -> (HttpServer, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let basic = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{INTRO_CLIENT}:{INTRO_SECRET}"))
+    );
+    let form = format!("token={token}&token_type_hint=access_token");
+    let now = idp::now();
+    let answer = json!({"active": true, "sub": "bench", "iss": INTRO_ISS, "aud": AUD,
+                        "scope": "read", "client_id": INTRO_CLIENT, "token_type": "Bearer",
+                        "iat": now, "exp": now + 10 * 365 * 86_400})
+    .to_string();
+    let server = HttpServer::start(
+        0,
+        Arc::new(move |seen: &Seen| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let auth = seen
+                .headers
+                .iter()
+                .find(|(k, _)| k == "authorization")
+                .map(|(_, v)| v.as_str());
+            if seen.method != "POST" || auth != Some(basic.as_str()) || seen.body != form.as_bytes()
+            {
+                return (401, vec![], vec![]);
+            }
+            let json = vec![("content-type".to_string(), "application/json".to_string())];
+            (200, json, answer.clone().into_bytes())
+        }),
+    )
+    .expect("introspection endpoint");
+    (server, calls)
+}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -445,6 +494,12 @@ fn native_summary(i: &NativeInputs) -> String {
         (i.paired)(native_row(DPOP), n_cached, &diff),
     ));
     out.push_str(&format!(
+        "- introspection natively: an opaque token decided from its kept answer costs {:+.1} µs of CPU over a cached JWT; its added cost is {:.2}× the JWT's; native / wasm added cost {:.2}\n",
+        (i.paired)(native_row(INTRO), n_cached, &diff),
+        (i.paired)(native_row(INTRO), n_cached, &added_cpu),
+        (i.paired)(native_row(INTRO), INTRO, &added_cpu),
+    ));
+    out.push_str(&format!(
         "- GraphQL natively: an items query judged by root field costs {:+.1} µs of CPU over the same request judged by its path (ratio of added cost over the native hop {:.2})\n",
         (i.paired)(native_row(GQL), native_row(GQL_PATH), &diff),
         (i.paired_with)(native_row(GQL), native_row(GQL_PATH), n_hop, &added_cpu),
@@ -611,6 +666,12 @@ fn main() {
         json!({"permissions": ["read"], "jti": "bench-jti-live", "sid": "bench-sid-live"}),
     ));
     let one_ids = write_tokens(&dir, "one-ids", &[with_ids]);
+    // An opaque (reference) token for the introspection rows: 43 base64url characters and
+    // no dots, so the introspection provider judges it.
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).expect("random");
+    let opaque = idp::b64(raw);
+    let one_opaque = write_tokens(&dir, "one-opaque", std::slice::from_ref(&opaque));
     let distinct = write_tokens(&dir, "distinct", &valid);
     let forged_path = write_tokens(&dir, "forged", &forged);
     let es256: Vec<String> = (0..n_tokens)
@@ -675,6 +736,7 @@ fn main() {
     })
     .to_string();
     let list_server = JwksServer::start(0, JwksMode::Serve(list_doc)).expect("list server");
+    let (intro_server, intro_calls) = introspection_endpoint(&opaque);
     let opts = |plugin_cfg: Option<Value>, extra: Vec<Value>| {
         let mut o = Options::new(
             plugin_cfg.clone().unwrap_or(json!({})),
@@ -835,6 +897,29 @@ fn main() {
         .into_iter()
         .chain([Envoy::start(&dpop_opts())])
         .collect();
+    // Introspection: the bench provider and one whose authorization server judges opaque
+    // tokens (on the `accounts` cluster). Its answer is kept an hour (`ttl_s`), longer than
+    // the run: each Envoy's first request calls the endpoint, every later one is decided
+    // from the kept answer.
+    let intro_opts = || {
+        let mut cfg = plugin("auto", 4096, false);
+        if let Some(providers) = cfg["providers"].as_array_mut() {
+            providers.push(json!({"name": "as", "issuer": INTRO_ISS, "audiences": [AUD],
+                "introspection": {"cluster": "accounts", "authority": "bench.as", "path": "/introspect",
+                    "client_id": INTRO_CLIENT, "client_secret": {"env": INTRO_SECRET_ENV},
+                    "ttl_s": 3600, "timeout_ms": 1000}}));
+        }
+        let mut o = opts(Some(cfg), vec![]);
+        o.accounts_port = intro_server.port;
+        o.env
+            .push((INTRO_SECRET_ENV.to_string(), INTRO_SECRET.to_string()));
+        o
+    };
+    let intro = envoys.len();
+    let envoys: Vec<Envoy> = envoys
+        .into_iter()
+        .chain([Envoy::start(&intro_opts())])
+        .collect();
     let client = idp::EcSigner::generate("bench-client", "ES256");
     let bound = signer.mint(&claims(
         ISS,
@@ -865,6 +950,7 @@ fn main() {
         (reroute, reroute_opts()),
         (revoking, revoking_opts()),
         (dpop_envoy, dpop_opts()),
+        (intro, intro_opts()),
     ]
     .into_iter()
     .chain(
@@ -917,6 +1003,36 @@ fn main() {
     if !native_line.contains("RSA backend aws-lc") {
         eprintln!("warning: the native module did not pick the aws-lc backend");
     }
+    // The introspection Envoys (wasm and native) answer the opaque token 200: their first
+    // request makes their one call to the endpoint (a failed call is not kept: retried).
+    let bearer_opaque = format!("Bearer {opaque}");
+    for e in [Some(intro), twin_of.get(&intro).copied()]
+        .into_iter()
+        .flatten()
+    {
+        let mut status = 0;
+        for _ in 0..10 {
+            status = envoy::http(
+                envoys[e].port,
+                "GET",
+                "/bench",
+                &[("authorization", &bearer_opaque)],
+            )
+            .map_or(0, |r| r.status);
+            if status == 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if status != 200 {
+            let log = envoys[e].log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "the introspected opaque token got {status}, not 200 (envoy {e}); its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
     // Rows that the ratios compare run next to each other in every round.
     let row = |name, envoy, tokens: &PathBuf, expect_ok| Row {
         name,
@@ -943,6 +1059,7 @@ fn main() {
         row(ROW_FLOOR, 6, &one, true),
         row(ROW_HOP, 1, &one, true),
         row(ROW_CACHED, 4, &one, true),
+        row(INTRO, intro, &one_opaque, true),
         row(
             "bearer-guard, cached token, clear_route_cache",
             reroute,
@@ -1311,6 +1428,13 @@ fn main() {
         "- DPoP: a request with a fresh ES256 proof and its cached bound token costs {:+.1} µs of CPU over a cached bearer token; its added cost (over no auth) is {:.2}× the bearer token's\n",
         paired(DPOP, cached, &|x, y, _| x.cpu_us - y.cpu_us),
         paired(DPOP, cached, &added_ratio_cpu),
+    ));
+    summary.push_str(&format!(
+        "- introspection: an opaque token decided from its kept answer costs {:+.1} µs of CPU over a cached JWT; its added cost (over no auth) is {:.2}× the JWT's, throughput {:.2}× ({} calls to the endpoint in the whole run: one per Envoy, wasm and native)\n",
+        paired(INTRO, cached, &|x, y, _| x.cpu_us - y.cpu_us),
+        paired(INTRO, cached, &added_ratio_cpu),
+        paired(INTRO, cached, &added_ratio_rps),
+        intro_calls.load(Ordering::SeqCst),
     ));
     summary.push_str(
         "- one host call of each kind, from the probes ((probe − floor) / calls, CPU µs): ",
