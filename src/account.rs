@@ -7,6 +7,7 @@ use crate::shared::{fingerprint, slot_of, update, FetchError, Reader, Store, Sto
 use crate::token::claim_path::ClaimPath;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
+use std::rc::Rc;
 
 /// A path template such as `/accounts/resolve?user={sub}&org={org_id}`; a placeholder
 /// names a claim or holds a JSON Pointer (`{/org/id}`).
@@ -106,9 +107,10 @@ pub fn interpret(
     }
 }
 
-/// Bounded cache of account lookups keyed by provider and rendered path (see
-/// [`BoundedCache`]: when full, expired entries go first, then the oldest).
-pub struct AccountCache(BoundedCache<String, Option<Map<String, Value>>>);
+/// Bounded cache of lookups (accounts, introspection answers) keyed by provider and
+/// lookup key (see [`BoundedCache`]: when full, expired entries go first, then the
+/// oldest). Answers are shared (`Rc`): a decision takes one without copying it.
+pub struct AccountCache(BoundedCache<String, Option<Rc<Map<String, Value>>>>);
 
 impl AccountCache {
     /// An empty cache holding at most `max` entries (0 disables caching).
@@ -119,15 +121,22 @@ impl AccountCache {
     /// The cached state of `key` at `now` (ms).
     pub fn get(&self, key: &str, now: u64) -> AccountState<'_> {
         match self.0.get(key, now) {
-            Some((_, Some(a))) => AccountState::Found(a),
+            Some((_, Some(a))) => AccountState::Found(a.as_ref()),
             Some((_, None)) => AccountState::NotFound,
             None => AccountState::Unknown,
         }
     }
 
+    /// The cached answer of `key` at `now`, shared: `Some(Some(_))` found (active),
+    /// `Some(None)` not found (not active), `None` nothing cached.
+    pub fn get_shared(&self, key: &str, now: u64) -> Option<Option<Rc<Map<String, Value>>>> {
+        self.0.get(key, now).map(|(_, a)| a.clone())
+    }
+
     /// Stores a result (`None`: no such account) for `ttl` ms.
     pub fn insert(&mut self, key: String, account: Option<Map<String, Value>>, now: u64, ttl: u64) {
-        self.0.insert(key, account, now.saturating_add(ttl), now);
+        self.0
+            .insert(key, account.map(Rc::new), now.saturating_add(ttl), now);
     }
 
     /// Number of entries (expired ones included until evicted).

@@ -10,6 +10,7 @@
 
 use crate::account::AccountState;
 use crate::config::{Config, Mode};
+use crate::introspection::Known;
 use crate::keys::KeySet;
 pub use crate::pipeline::trace::Check;
 use crate::pipeline::trace::Trace;
@@ -46,8 +47,9 @@ pub struct Explanation {
 /// there is no service to ask).
 struct GivenAccount<'a> {
     account: Option<&'a Map<String, Value>>,
-    /// `None`: no answer given (the call counts as failed); `Some(None)`: not active.
-    introspection: Option<Option<&'a Map<String, Value>>>,
+    /// What the introspection endpoint said (`Unknown`: no answer given, the call counts
+    /// as failed).
+    introspection: Known,
 }
 
 impl AccountLookup for GivenAccount<'_> {
@@ -60,12 +62,8 @@ impl AccountLookup for GivenAccount<'_> {
     fn may_wait(&self, _provider: usize, _key: &str) -> bool {
         false
     }
-    fn introspected(&self, _provider: usize, _key: &str) -> AccountState<'_> {
-        match self.introspection {
-            Some(Some(claims)) => AccountState::Found(claims),
-            Some(None) => AccountState::NotFound,
-            None => AccountState::Unknown,
-        }
+    fn introspected(&self, _provider: usize, _key: &str) -> Known {
+        self.introspection.clone()
     }
 }
 
@@ -167,7 +165,11 @@ pub fn explain_with(config: &Config, world: Explain, req: &Request, now_s: i64) 
     let keys = Keys(keys);
     let accounts = GivenAccount {
         account,
-        introspection,
+        introspection: match introspection {
+            Some(Some(claims)) => Known::Active(std::rc::Rc::new(claims.clone())),
+            Some(None) => Known::Inactive,
+            None => Known::Unknown,
+        },
     };
     let mut inputs = Inputs::new(config, &keys, backend, now_s).accounts(&accounts);
     let given = revocation.map(FixedRevocations);

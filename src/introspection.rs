@@ -4,6 +4,18 @@
 
 use crate::shared::FetchError;
 use serde_json::{Map, Value};
+use std::rc::Rc;
+
+/// What a worker knows of a token's introspection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Known {
+    /// The server said it is active: its answer (shared, never copied per request).
+    Active(Rc<Map<String, Value>>),
+    /// The server does not vouch for it.
+    Inactive,
+    /// Nothing kept.
+    Unknown,
+}
 use url::form_urlencoded::byte_serialize;
 
 /// The form body of an introspection call (RFC 7662 §2.1): the token and its type hint,

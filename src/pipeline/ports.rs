@@ -5,6 +5,7 @@
 
 use crate::account::AccountState;
 use crate::config::Config;
+use crate::introspection::Known;
 use crate::keys::KeySet;
 use crate::revocation::RevocationList;
 use crate::shared::KeyAvailability;
@@ -51,10 +52,9 @@ pub trait AccountLookup {
     fn account(&self, provider: usize, key: &str) -> AccountState<'_>;
     /// Whether this request may pause for the lookup of `key` of `provider`.
     fn may_wait(&self, provider: usize, key: &str) -> bool;
-    /// The cached introspection answer for `key` of `provider` (`Found`: the token is
-    /// active, with these claims; `NotFound`: it is not).
-    fn introspected(&self, _provider: usize, _key: &str) -> AccountState<'_> {
-        AccountState::Unknown
+    /// The kept introspection answer for `key` of `provider`.
+    fn introspected(&self, _provider: usize, _key: &str) -> Known {
+        Known::Unknown
     }
     /// Whether this request may pause for the introspection of `key` of `provider`.
     fn may_wait_introspection(&self, _provider: usize, _key: &str) -> bool {

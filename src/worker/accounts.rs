@@ -10,7 +10,7 @@ use super::waiting::Event;
 use super::{Cx, ACCOUNT_CLAIM_GRACE_MS, UNCACHED_ANSWER_MS};
 use crate::account::{interpret, AccountCache, AccountState, SharedAccount, SharedAccounts};
 use crate::config::Config;
-use crate::introspection;
+use crate::introspection::{self, Known};
 use crate::pipeline::OpaqueToken;
 use crate::shared::FetchError;
 use std::collections::HashMap;
@@ -122,6 +122,20 @@ impl Accounts {
             .get(provider)
             .and_then(Option::as_ref)
             .map_or(AccountState::Unknown, |c| c.get(key, now))
+    }
+
+    /// This worker's kept introspection answer for `key` of `provider` at `now`.
+    pub fn introspected(&self, provider: usize, key: &str, now: u64) -> Known {
+        let kept = self
+            .introspections
+            .get(provider)
+            .and_then(Option::as_ref)
+            .and_then(|c| c.get_shared(key, now));
+        match kept {
+            Some(Some(claims)) => Known::Active(claims),
+            Some(None) => Known::Inactive,
+            None => Known::Unknown,
+        }
     }
 
     /// Adopts a process-wide answer into this worker's cache: `true` when there is one to

@@ -5,6 +5,7 @@
 use super::accounts::Lookup;
 use super::Worker;
 use crate::account::AccountState;
+use crate::introspection::Known;
 use crate::keys::{KeySet, ProviderKeys};
 use crate::pipeline::{
     AccountLookup, KeyLookup, OpaqueToken, RevocationLookup, VerdictLookup, Wait, Waited,
@@ -26,10 +27,10 @@ impl AccountLookup for View<'_> {
             .accounts
             .get(Lookup::Account, provider, key, self.now_ms)
     }
-    fn introspected(&self, provider: usize, key: &str) -> AccountState<'_> {
+    fn introspected(&self, provider: usize, key: &str) -> Known {
         self.worker
             .accounts
-            .get(Lookup::Introspection, provider, key, self.now_ms)
+            .introspected(provider, key, self.now_ms)
     }
     fn may_wait_introspection(&self, provider: usize, key: &str) -> bool {
         !self.waited.has(&Wait::Introspection {

@@ -7,7 +7,7 @@
 use super::provider::Scope;
 use super::token::conditions_hold;
 use super::Verified;
-use crate::account::AccountState;
+use crate::introspection::Known;
 use crate::pipeline::trace::{Finding, Step, Tracer};
 use crate::pipeline::{
     outcome, CacheNote, Decision, Inputs, OpaqueToken, Outcome, RevocationNote, Wait,
@@ -63,13 +63,13 @@ pub(super) fn introspect<'a>(
         return Err(deny(Denial::InvalidToken, "token too large"));
     }
     let key = key(inp, src.fingerprint, token);
-    let claims = match inp.accounts.introspected(pid, &key) {
-        AccountState::Found(claims) => claims,
-        AccountState::NotFound => {
+    let shared = match inp.accounts.introspected(pid, &key) {
+        Known::Active(claims) => claims,
+        Known::Inactive => {
             t.token(Step::Introspection, false, || Finding::Says("not active"));
             return Err(deny(Denial::InvalidToken, "token not active"));
         }
-        AccountState::Unknown if inp.accounts.may_wait_introspection(pid, &key) => {
+        Known::Unknown if inp.accounts.may_wait_introspection(pid, &key) => {
             t.token(Step::Introspection, false, || {
                 Finding::Says("asks the authorization server")
             });
@@ -80,7 +80,7 @@ pub(super) fn introspect<'a>(
             };
             return Err(judged(Decision::Await(wait), "token introspection"));
         }
-        AccountState::Unknown => {
+        Known::Unknown => {
             t.token(Step::Introspection, false, || {
                 Finding::Says("the authorization server did not answer")
             });
@@ -88,6 +88,7 @@ pub(super) fn introspect<'a>(
         }
     };
     t.token(Step::Introspection, true, || Finding::Says("active"));
+    let claims: &Map<String, Value> = &shared;
     // An answer kept since may have expired; `exp` is optional in an answer, `nbf` is
     // checked either way.
     let times = if claims.contains_key("exp") {
@@ -122,7 +123,7 @@ pub(super) fn introspect<'a>(
     Ok(Verified {
         provider: pid,
         config: provider,
-        claims: Rc::new(claims.clone()),
+        claims: Rc::clone(&shared),
         payload_b64: Cow::Owned(payload(cfg.forward.payload_header.is_some(), claims)),
         cache: CacheNote::None,
         revocation: RevocationNote::None,
